@@ -1,0 +1,46 @@
+"""Timing and reporting helpers shared by the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+
+
+def median_seconds(run: Callable[[], Any], *, warmup: int = 1, repeats: int = 5) -> float:
+  """Median wall time of `run()`; the result is blocked on, so device work is included.
+
+  The warm-up calls absorb compilation and allocator growth, which are not what is measured.
+  """
+  for _ in range(warmup):
+    jax.block_until_ready(run())
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(run())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def machine_description() -> str:
+  device = jax.devices()[0]
+  return (f"{platform.processor() or platform.machine()}, {jax.device_count()}× "
+          f"{device.device_kind} ({device.platform}), JAX {jax.__version__}")
+
+
+def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+  """A Markdown table, so that the output pastes straight into docs/benchmarks.md."""
+  def cell(value):
+    return f"{value:,.2f}" if isinstance(value, float) else str(value)
+  lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+  lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def write_json(path: str, payload: Any) -> None:
+  with open(path, "w") as f:
+    json.dump(payload, f, indent=2)

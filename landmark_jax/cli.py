@@ -1,0 +1,61 @@
+"""`landmark-jax` command line: each subcommand is a thin call into the library."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _demo(args) -> int:
+  from landmark_jax.demo import run_demo
+  run_demo(image_size=args.image_size)
+  return 0
+
+
+def _benchmark_model(args) -> int:
+  from landmark_jax.benchmarks.model_speed import benchmark_model
+  from landmark_jax.benchmarks.timing import format_table, machine_description, write_json
+  rows = benchmark_model(args.backbone, batch_size=args.batch_size, image_size=args.image_size,
+                         repeats=args.repeats, dtype=args.dtype,
+                         compare_torch=not args.no_torch)
+  print(f"# {args.backbone} at {args.image_size}×{args.image_size}, batch {args.batch_size}: "
+        f"{machine_description()}")
+  print(format_table(rows, ["framework", "pass", "dtype", "seconds/batch", "images/s",
+                            "vs torch"]))
+  if args.json:
+    write_json(args.json, rows)
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="landmark-jax",
+      description="Large-scale landmark recognition via deep metric learning, in JAX.")
+  commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+  demo = commands.add_parser("demo", help="run the library end to end on bundled data")
+  demo.add_argument("--image-size", type=int, default=128)
+  demo.set_defaults(run=_demo)
+
+  benchmark = commands.add_parser("benchmark", help="speed/memory benchmarks (ratios vs a baseline)")
+  suites = benchmark.add_subparsers(dest="suite", required=True, metavar="SUITE")
+  model = suites.add_parser(
+      "model", help="backbone forward and forward+backward images/s, JAX vs torchvision")
+  model.add_argument("--backbone", default="wide_resnet50_2")
+  model.add_argument("--batch-size", type=int, default=8)
+  model.add_argument("--image-size", type=int, default=224)
+  model.add_argument("--repeats", type=int, default=5)
+  model.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  model.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
+  model.add_argument("--json", help="also write the rows to this JSON file")
+  model.set_defaults(run=_benchmark_model)
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = build_parser().parse_args(argv)
+  return args.run(args)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
