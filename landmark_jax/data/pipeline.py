@@ -1,0 +1,186 @@
+"""grain input pipelines: shuffled, sharded, decoded in worker processes, checkpointable.
+
+Train: source → global shuffle (one permutation per epoch, from the one seed) → this
+process's shard → epochs → decode + augment in the workers (seeded per record, so the same
+seed gives the same batches whatever the worker count) → bad images dropped and counted here
+→ fixed-size batches. The iterator's `get_state()` / `set_state()` resume mid-epoch exactly.
+
+Eval: source → shard → decode (center crop) → batches padded to a fixed size with a
+``mask``, so one compiled function serves every batch, the last one included.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import logging
+from typing import Any, Iterator, Mapping
+
+import grain
+import jax
+import numpy as np
+
+from landmark_jax import sharding
+from landmark_jax.data import transforms
+from landmark_jax.data.sources import ImageSource
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """Input pipeline settings."""
+
+  batch_size: int = 256  # global batch: split over processes, then over each one's devices
+  num_workers: int = 8  # grain worker processes per host; 0 decodes in the main process
+  worker_buffer_size: int = 2  # batches each worker prepares ahead
+  seed: int = 0  # the one seed: shuffling and every augmentation derive from it
+  image: transforms.ImageConfig = transforms.ImageConfig()
+
+
+class SkippedImages:
+  """Counts the images a pipeline dropped as unreadable, per epoch, in the main process.
+
+  Used as grain's filter predicate after the workers, so the count covers every worker.
+  """
+
+  def __init__(self):
+    self.by_epoch: collections.Counter = collections.Counter()
+    self.examples: list[tuple[str, str]] = []  # (id, reason) of the first few
+    self._epoch = 0
+
+  @property
+  def total(self) -> int:
+    return sum(self.by_epoch.values())
+
+  def _advance_to(self, epoch: int) -> None:
+    while self._epoch < epoch:
+      logger.info("epoch %d: %d unreadable images skipped", self._epoch,
+                  self.by_epoch[self._epoch])
+      self._epoch += 1
+
+  def __call__(self, record: Mapping[str, Any]) -> bool:
+    self._advance_to(int(record.get("epoch", 0)))
+    if record["valid"]:
+      return True
+    self.by_epoch[int(record.get("epoch", 0))] += 1
+    if len(self.examples) < 20:
+      self.examples.append((str(record["id"]), str(record["error"])))
+      logger.warning("skipping image %s: %s", record["id"], record["error"])
+    return False
+
+
+def _shard(dataset: grain.MapDataset, shard_index: int | None, shard_count: int | None):
+  index = jax.process_index() if shard_index is None else shard_index
+  count = jax.process_count() if shard_count is None else shard_count
+  return dataset[index::count], count
+
+
+def _per_process_batch(batch_size: int, process_count: int) -> int:
+  if batch_size % process_count:
+    raise ValueError(f"global batch {batch_size} does not split over {process_count} processes")
+  return batch_size // process_count
+
+
+def _with_epoch(epoch_length: int, index: int, record: Mapping[str, Any]) -> dict[str, Any]:
+  return {**record, "epoch": index // epoch_length}
+
+
+def _train_decode(config: transforms.ImageConfig, record, rng: np.random.Generator):
+  return {**transforms.decode_train_record(record, rng, config), "epoch": record["epoch"]}
+
+
+def _train_fields(record):
+  return {"image": record["image"], "label": record["label"]}
+
+
+def _maybe_prefetch(dataset: grain.IterDataset, config: PipelineConfig) -> grain.IterDataset:
+  if config.num_workers <= 0:
+    return dataset
+  return dataset.mp_prefetch(grain.MultiprocessingOptions(
+      num_workers=config.num_workers, per_worker_buffer_size=config.worker_buffer_size))
+
+
+def train_dataset(source: ImageSource, config: PipelineConfig, *, num_epochs: int | None = 1,
+                  shard_index: int | None = None, shard_count: int | None = None
+                  ) -> tuple[grain.IterDataset, SkippedImages]:
+  """Batches ``{"image": uint8 (B, S, S, 3), "label": int32 (B,)}`` for this process.
+
+  `num_epochs=None` repeats forever. The last incomplete batch of the run is dropped.
+  Returns the dataset and the live count of skipped (unreadable) images.
+  """
+  if len(source) == 0:
+    raise ValueError("the training source is empty")
+  dataset = grain.MapDataset.source(source).shuffle(seed=config.seed)
+  dataset, process_count = _shard(dataset, shard_index, shard_count)
+  epoch_length = len(dataset)
+  dataset = dataset.repeat(num_epochs)
+  dataset = dataset.map_with_index(functools.partial(_with_epoch, epoch_length))
+  # Seeded per element index: the augmentation of an image in an epoch does not depend on
+  # the worker count or on where the pipeline was resumed.
+  dataset = dataset.random_map(functools.partial(_train_decode, config.image),
+                               seed=config.seed + 1)
+  iterable = _maybe_prefetch(dataset.to_iter_dataset(), config)
+  skipped = SkippedImages()
+  iterable = iterable.filter(skipped).map(_train_fields)
+  iterable = iterable.batch(_per_process_batch(config.batch_size, process_count),
+                            drop_remainder=True)
+  return iterable, skipped
+
+
+def _eval_fields(record):
+  return {"image": record["image"], "label": record["label"], "id": str(record["id"]),
+          "mask": bool(record["valid"])}
+
+
+def _pad_batch(batch_size: int, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  short = batch_size - len(batch["label"])
+  if short == 0:
+    return batch
+  return {key: np.concatenate([value, np.zeros((short, *value.shape[1:]), value.dtype)])
+          for key, value in batch.items()}
+
+
+def eval_dataset(source: ImageSource, config: PipelineConfig, *,
+                 shard_index: int | None = None, shard_count: int | None = None
+                 ) -> grain.IterDataset:
+  """Batches ``{"image", "label", "id", "mask"}`` over every record once, in order.
+
+  Every batch has the per-process batch size; ``mask`` is False for padding and for
+  unreadable images (their ``id`` says which), so callers count and skip them.
+  """
+  dataset, process_count = _shard(grain.MapDataset.source(source), shard_index, shard_count)
+  dataset = dataset.map(functools.partial(transforms.decode_eval_record, config=config.image))
+  iterable = _maybe_prefetch(dataset.to_iter_dataset(), config).map(_eval_fields)
+  batch_size = _per_process_batch(config.batch_size, process_count)
+  return iterable.batch(batch_size, drop_remainder=False).map(
+      functools.partial(_pad_batch, batch_size))
+
+
+class DeviceIterator:
+  """Puts each host batch on the mesh, the batch axis sharded over ``('data',)``.
+
+  Fields that are not numeric (ids) stay on the host. `get_state` / `set_state` are the
+  underlying grain iterator's, so the position can be saved with a train checkpoint.
+  """
+
+  def __init__(self, dataset: grain.IterDataset, mesh: jax.sharding.Mesh,
+               device_keys: tuple[str, ...] = ("image", "label", "mask")):
+    self._iterator = iter(dataset)
+    self._mesh = mesh
+    self._device_keys = device_keys
+
+  def __iter__(self) -> Iterator[dict[str, Any]]:
+    return self
+
+  def __next__(self) -> dict[str, Any]:
+    batch = next(self._iterator)
+    on_device = {k: v for k, v in batch.items() if k in self._device_keys}
+    return {**batch, **sharding.shard_batch(on_device, self._mesh)}
+
+  def get_state(self) -> dict[str, Any]:
+    return self._iterator.get_state()
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self._iterator.set_state(state)

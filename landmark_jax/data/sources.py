@@ -1,0 +1,238 @@
+"""Random-access image sources: Google Landmarks v2 layout, image folders, TFDS.
+
+A source is a sequence of records ``{"id": str, "label": int, "path": str}`` (or
+``"encoded": bytes`` instead of a path for TFDS), with dense labels from a `LabelMap`.
+Records hold file names, not pixels, so a source is cheap to pickle to grain's workers;
+decoding happens in the workers (`transforms.py`).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import pathlib
+from typing import Any, Hashable, Mapping, Sequence
+
+import numpy as np
+
+from landmark_jax.data.labels import LabelMap
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def _parse_id(value: str) -> Hashable:
+  """GLDv2 landmark ids are integers; keep any other id as the string it is."""
+  value = value.strip()
+  try:
+    return int(value)
+  except ValueError:
+    return value
+
+
+def read_csv(path: str | os.PathLike, required: Sequence[str]) -> list[dict[str, str]]:
+  """Rows of a headed CSV; a missing file or column is an error that names it."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"CSV file not found: {path}")
+  with open(path, newline="") as f:
+    reader = csv.DictReader(f)
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    if missing:
+      raise ValueError(f"{path} lacks column(s) {missing}; it has {reader.fieldnames}")
+    return list(reader)
+
+
+def read_landmark_table(path: str | os.PathLike, column: str) -> dict[Hashable, str]:
+  """``landmark_id → value`` from a CSV with `landmark_id` and `column` (e.g. region)."""
+  return {_parse_id(row["landmark_id"]): row[column].strip()
+          for row in read_csv(path, ["landmark_id", column]) if row[column].strip()}
+
+
+class ImageSource:
+  """Common machinery: parallel arrays of ids, labels and file paths, plus the label map."""
+
+  def __init__(self, ids: Sequence[str], labels: np.ndarray, paths: Sequence[str] | None,
+               label_map: LabelMap, *, names: Mapping[Hashable, str] | None = None,
+               categories: Mapping[Hashable, str] | None = None):
+    self.ids = np.asarray(ids, dtype=object)
+    self.labels = np.asarray(labels, dtype=np.int32)
+    self.paths = None if paths is None else np.asarray(paths, dtype=object)
+    self.label_map = label_map
+    self.names = dict(names or {})
+    self.categories = dict(categories or {})
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    return {"id": self.ids[index], "label": self.labels[index], "path": self.paths[index]}
+
+  def subset(self, indices: Sequence[int]) -> "ImageSource":
+    """The records at `indices`, with the same label map (e.g. one curriculum stage)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    return ImageSource(self.ids[indices], self.labels[indices],
+                       None if self.paths is None else self.paths[indices], self.label_map,
+                       names=self.names, categories=self.categories)
+
+  def stage_subset(self, stage: int) -> "ImageSource":
+    """Records whose class is trained in curriculum stages 0..`stage` (non-landmarks always)."""
+    limit = self.label_map.stage_sizes[stage]
+    keep = (self.labels < limit) | (self.labels == self.label_map.non_landmark_label)
+    return self.subset(np.flatnonzero(keep))
+
+  def landmark_ids(self) -> list:
+    """The dataset's landmark id of every record (None for non-landmark)."""
+    return self.label_map.to_landmark_ids(self.labels)
+
+  def images_per_class(self) -> np.ndarray:
+    """Count of records per dense label, non-landmark last."""
+    return np.bincount(self.labels, minlength=self.label_map.num_classes + 1)
+
+
+def _drop_missing(ids, landmark_ids, paths, what: str):
+  exists = np.fromiter((os.path.isfile(p) for p in paths), dtype=bool, count=len(paths))
+  missing = int((~exists).sum())
+  if missing:
+    first = [ids[i] for i in np.flatnonzero(~exists)[:3]]
+    logger.warning("%d of %d images named in %s are missing and are left out (first: %s)",
+                   missing, len(paths), what, ", ".join(map(str, first)))
+  keep = np.flatnonzero(exists)
+  return ([ids[i] for i in keep], [landmark_ids[i] for i in keep], [paths[i] for i in keep],
+          missing)
+
+
+class GLDv2Source(ImageSource):
+  """Google Landmarks Dataset v2 layout.
+
+  Args:
+    root: the dataset folder.
+    csv: ``id,url,landmark_id`` rows (GLDv2's ``train.csv``), relative to `root`.
+    image_dir: folder holding ``<a>/<b>/<c>/<id>.jpg`` (default: ``images`` if it exists,
+      else ``train``, as GLDv2's archives unpack).
+    clean_csv: optional ``landmark_id,images`` (space-separated ids) — GLDv2's
+      ``train_clean.csv`` or the output of `landmark-jax clean`; only those images are kept.
+    non_landmark_csv: optional ``id[,url]`` list of photos without a landmark.
+    regions_csv: optional CSV with ``landmark_id,region`` (any extra columns, e.g. a
+      ``landmarks.csv`` with ``name``, are fine) for curriculum learning.
+    categories_csv: optional ``landmark_id,category`` (``train_label_to_category.csv``).
+    label_map: reuse an existing label map (e.g. the one saved with a model) instead of
+      deriving one from the data; ids it does not know are an error.
+    check_files: stat every image up front and leave out (and report) missing ones.
+  """
+
+  def __init__(self, root: str | os.PathLike, *, csv: str = "train.csv",
+               image_dir: str | None = None, clean_csv: str | None = None,
+               non_landmark_csv: str | None = None, regions_csv: str | None = None,
+               categories_csv: str | None = None, label_map: LabelMap | None = None,
+               check_files: bool = True):
+    self.root = pathlib.Path(root)
+    if image_dir is None:
+      image_dir = "images" if (self.root / "images").is_dir() else "train"
+    self.image_dir = self.root / image_dir
+
+    rows = read_csv(self.root / csv, ["id", "landmark_id"])
+    ids = [row["id"].strip() for row in rows]
+    landmark_ids: list = [_parse_id(row["landmark_id"]) if row["landmark_id"].strip() else None
+                          for row in rows]
+    if clean_csv:
+      keep = {image_id for row in read_csv(self.root / clean_csv, ["landmark_id", "images"])
+              for image_id in row["images"].split()}
+      selected = [i for i, image_id in enumerate(ids) if image_id in keep]
+      ids, landmark_ids = [ids[i] for i in selected], [landmark_ids[i] for i in selected]
+    if non_landmark_csv:
+      extra = [row["id"].strip() for row in read_csv(self.root / non_landmark_csv, ["id"])]
+      ids += extra
+      landmark_ids += [None] * len(extra)
+
+    paths = [str(self.image_path(image_id)) for image_id in ids]
+    self.missing = 0
+    if check_files:
+      ids, landmark_ids, paths, self.missing = _drop_missing(ids, landmark_ids, paths, csv)
+
+    names, regions, categories = {}, None, None
+    if regions_csv:
+      table = read_csv(self.root / regions_csv, ["landmark_id", "region"])
+      regions = {_parse_id(r["landmark_id"]): r["region"].strip()
+                 for r in table if r["region"].strip()}
+      names = {_parse_id(r["landmark_id"]): r["name"].strip() for r in table if r.get("name")}
+    if categories_csv:
+      categories = read_landmark_table(self.root / categories_csv, "category")
+    if label_map is None:
+      label_map = LabelMap.from_ids((lid for lid in landmark_ids if lid is not None), regions)
+    labels = np.fromiter((label_map.to_label(lid) for lid in landmark_ids), np.int32,
+                         count=len(landmark_ids))
+    super().__init__(ids, labels, paths, label_map, names=names, categories=categories)
+
+  def image_path(self, image_id: str) -> pathlib.Path:
+    return self.image_dir / image_id[0] / image_id[1] / image_id[2] / f"{image_id}.jpg"
+
+
+class ImageFolderSource(ImageSource):
+  """``<root>/<landmark>/*.{jpg,jpeg,png,webp}``; the folder `non_landmark_dir` holds photos
+  without a landmark. Landmark ids are the folder names (integers when they parse as such)."""
+
+  def __init__(self, root: str | os.PathLike, *, non_landmark_dir: str = "non_landmark",
+               regions_csv: str | None = None, label_map: LabelMap | None = None):
+    root = pathlib.Path(root)
+    if not root.is_dir():
+      raise FileNotFoundError(f"image folder not found: {root}")
+    ids, landmark_ids, paths = [], [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+      landmark_id = None if folder.name == non_landmark_dir else _parse_id(folder.name)
+      for path in sorted(folder.iterdir()):
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+          ids.append(f"{folder.name}/{path.stem}")
+          landmark_ids.append(landmark_id)
+          paths.append(str(path))
+    if not ids:
+      raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}/<landmark>/")
+    regions = read_landmark_table(regions_csv, "region") if regions_csv else None
+    if label_map is None:
+      label_map = LabelMap.from_ids((lid for lid in landmark_ids if lid is not None), regions)
+    labels = np.fromiter((label_map.to_label(lid) for lid in landmark_ids), np.int32,
+                         count=len(ids))
+    super().__init__(ids, labels, paths, label_map)
+
+
+class TfdsSource(ImageSource):
+  """Any prepared TFDS dataset with an image and a label feature, via `tfds.data_source`.
+
+  Images are read as their encoded bytes (``SkipDecoding``) and decoded by Pillow in the
+  workers, so no TensorFlow is needed. `non_landmark_value`, if given, is the label value
+  that means "no landmark".
+  """
+
+  def __init__(self, name: str, *, split: str = "train", data_dir: str | None = None,
+               image_key: str = "image", label_key: str = "label",
+               non_landmark_value: int | None = None, label_map: LabelMap | None = None):
+    import tensorflow_datasets as tfds
+    self._data = tfds.data_source(
+        name, split=split, data_dir=data_dir,
+        decoders={image_key: tfds.decode.SkipDecoding()})
+    self._image_key = image_key
+    # One pass over the labels: they are needed for the label map and per-class statistics.
+    # Reading a record here does not decode its image.
+    raw_labels = [int(self._data[i][label_key]) for i in range(len(self._data))]
+    landmark_ids = [None if v == non_landmark_value else v for v in raw_labels]
+    if label_map is None:
+      label_map = LabelMap.from_ids(lid for lid in landmark_ids if lid is not None)
+    labels = np.fromiter((label_map.to_label(lid) for lid in landmark_ids), np.int32,
+                         count=len(raw_labels))
+    super().__init__([f"{name}/{split}/{i}" for i in range(len(raw_labels))], labels, None,
+                     label_map)
+    self._index = np.arange(len(raw_labels))
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    record = self._data[int(self._index[index])]
+    return {"id": self.ids[index], "label": self.labels[index],
+            "encoded": record[self._image_key]}
+
+  def subset(self, indices: Sequence[int]) -> "TfdsSource":
+    indices = np.asarray(indices, dtype=np.int64)
+    view = object.__new__(TfdsSource)
+    ImageSource.__init__(view, self.ids[indices], self.labels[indices], None, self.label_map)
+    view._data, view._image_key, view._index = self._data, self._image_key, self._index[indices]
+    return view

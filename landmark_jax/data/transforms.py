@@ -1,0 +1,185 @@
+"""Decoding and augmentation with Pillow and NumPy, run in grain's worker processes.
+
+Train (the paper, §3): resize to 256×256, random resized crop to 224, color jitter, random
+horizontal flip. Eval: resize to 256×256, center crop 224. The resize and the crop are
+done as one Pillow resample over the crop's box in the original image — the same pixels as
+resizing then cropping, at a fraction of the cost, and JPEG "draft" mode lets libjpeg decode
+straight to a downscaled image (1/2, 1/4 or 1/8 size) when the photo is much larger.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import warnings
+from typing import Any, Mapping
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pillow's own default (~89 Mpx, a 1 GB RGBA buffer); beyond it an image is refused before
+# its pixels are decoded, so a decompression bomb costs a header read, not the machine.
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+class ImageDecodeError(ValueError):
+  """A file that is not a usable image: corrupt, truncated, empty, or too large."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageConfig:
+  """How images become network inputs; the defaults are the paper's."""
+
+  resize_size: int = 256  # both sides resized to this first (the paper: 256×256)
+  crop_size: int = 224  # the network's input side
+  crop_scale: tuple[float, float] = (0.25, 1.0)  # random-resized-crop area range (ours)
+  crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # its aspect-ratio range (torchvision's)
+  color_jitter: float = 0.4  # brightness/contrast/saturation factors in [1 - j, 1 + j]
+  horizontal_flip: bool = True
+  jpeg_draft: bool = True  # decode large JPEGs at a reduced DCT scale
+  max_pixels: int = DEFAULT_MAX_PIXELS  # refuse larger images (decompression bombs)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+  if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    # 16-bit / 32-bit grayscale: scale to 8 bits by the format's range, not by clipping.
+    pixels = np.asarray(image, dtype=np.float32)
+    top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
+    pixels = np.clip(pixels * (255.0 / top), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, "L").convert("RGB")
+  if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    # Transparent areas become white (how photo viewers show them), not black.
+    rgba = image.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+  return image.convert("RGB")
+
+
+def open_image(data: bytes | str, *, draft_size: int | None = None,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+  """Decodes a file path or encoded bytes into an RGB Pillow image, EXIF orientation applied.
+
+  Args:
+    draft_size: if given and the image is a JPEG, decode at the smallest DCT scale whose
+      result is still at least this many pixels on each side.
+
+  Raises:
+    ImageDecodeError: naming what is wrong (empty, not an image, truncated, too large).
+  """
+  if isinstance(data, (bytes, bytearray)) and not data:
+    raise ImageDecodeError("empty file (0 bytes)")
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("error", Image.DecompressionBombWarning)
+      image = Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
+      width, height = image.size
+      if width * height > max_pixels:
+        raise ImageDecodeError(
+            f"image of {width}×{height} = {width * height:,} pixels exceeds the limit of "
+            f"{max_pixels:,} (decompression bomb?)")
+      if draft_size and image.format == "JPEG":
+        image.draft("RGB", (draft_size, draft_size))
+      image = ImageOps.exif_transpose(image)
+      image.load()
+      return _to_rgb(image)
+  except ImageDecodeError:
+    raise
+  except UnidentifiedImageError:
+    raise ImageDecodeError("not an image file Pillow can identify") from None
+  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    raise ImageDecodeError(f"decompression bomb refused: {e}") from None
+  except FileNotFoundError:
+    raise ImageDecodeError(f"file not found: {data}") from None
+  except (OSError, ValueError, SyntaxError, EOFError) as e:
+    raise ImageDecodeError(f"corrupt or truncated image: {e}") from None
+
+
+def _resized_box(image: Image.Image, resize_size: int, box: tuple[float, float, float, float],
+                 out_size: int) -> Image.Image:
+  """Crops `box` (in the resize_size×resize_size frame) and resizes it to out_size×out_size,
+  with one resample from the original image."""
+  sx, sy = image.width / resize_size, image.height / resize_size
+  left, top, right, bottom = box
+  return image.resize((out_size, out_size), Image.BILINEAR,
+                      box=(left * sx, top * sy, right * sx, bottom * sy))
+
+
+def random_resized_crop_box(rng: np.random.Generator, size: int,
+                            scale: tuple[float, float], ratio: tuple[float, float]):
+  """torchvision's RandomResizedCrop box in a size×size frame (10 tries, then center)."""
+  area = size * size
+  log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+  for _ in range(10):
+    target_area = area * rng.uniform(*scale)
+    aspect = math.exp(rng.uniform(*log_ratio))
+    w = int(round(math.sqrt(target_area * aspect)))
+    h = int(round(math.sqrt(target_area / aspect)))
+    if 0 < w <= size and 0 < h <= size:
+      left = int(rng.integers(0, size - w + 1))
+      top = int(rng.integers(0, size - h + 1))
+      return (left, top, left + w, top + h)
+  return (0, 0, size, size)
+
+
+def center_crop_box(size: int, crop: int):
+  offset = (size - crop) / 2
+  return (offset, offset, offset + crop, offset + crop)
+
+
+def color_jitter(pixels: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+  """Brightness, contrast and saturation, each by a factor in [1 - s, 1 + s], in that order."""
+  if strength <= 0:
+    return pixels
+  brightness, contrast, saturation = rng.uniform(1 - strength, 1 + strength, size=3)
+  x = pixels.astype(np.float32) * brightness
+  gray = x @ np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2 luma, as Pillow's "L"
+  x = (x - gray.mean()) * contrast + gray.mean()
+  gray = x @ np.array([0.299, 0.587, 0.114], np.float32)
+  x = (x - gray[..., None]) * saturation + gray[..., None]
+  return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _load(record: Mapping[str, Any]):
+  return record["encoded"] if "encoded" in record else record["path"]
+
+
+def _draft_size(config: ImageConfig) -> int | None:
+  return config.resize_size if config.jpeg_draft else None
+
+
+def train_image(data: bytes | str, rng: np.random.Generator, config: ImageConfig) -> np.ndarray:
+  image = open_image(data, draft_size=_draft_size(config), max_pixels=config.max_pixels)
+  box = random_resized_crop_box(rng, config.resize_size, config.crop_scale, config.crop_ratio)
+  pixels = np.asarray(_resized_box(image, config.resize_size, box, config.crop_size))
+  if config.horizontal_flip and rng.random() < 0.5:
+    pixels = pixels[:, ::-1]
+  return np.ascontiguousarray(color_jitter(pixels, rng, config.color_jitter))
+
+
+def eval_image(data: bytes | str, config: ImageConfig) -> np.ndarray:
+  image = open_image(data, draft_size=_draft_size(config), max_pixels=config.max_pixels)
+  box = center_crop_box(config.resize_size, config.crop_size)
+  return np.asarray(_resized_box(image, config.resize_size, box, config.crop_size))
+
+
+def _output(record, pixels, error: str = "") -> dict[str, Any]:
+  return {"image": pixels, "label": np.int32(record["label"]), "id": record["id"],
+          "valid": not error, "error": error}
+
+
+def decode_train_record(record: Mapping[str, Any], rng: np.random.Generator,
+                        config: ImageConfig) -> dict[str, Any]:
+  """A record → ``{"image", "label", "id", "valid", "error"}``; a bad file gives a black
+  image with ``valid=False`` and the reason, to be dropped and counted downstream."""
+  try:
+    return _output(record, train_image(_load(record), rng, config))
+  except ImageDecodeError as e:
+    return _output(record, np.zeros((config.crop_size, config.crop_size, 3), np.uint8), str(e))
+
+
+def decode_eval_record(record: Mapping[str, Any], config: ImageConfig) -> dict[str, Any]:
+  try:
+    return _output(record, eval_image(_load(record), config))
+  except ImageDecodeError as e:
+    return _output(record, np.zeros((config.crop_size, config.crop_size, 3), np.uint8), str(e))
