@@ -27,6 +27,22 @@ def _benchmark_model(args) -> int:
   return 0
 
 
+def _benchmark_data(args) -> int:
+  from landmark_jax.benchmarks.data_speed import benchmark_data
+  from landmark_jax.benchmarks.timing import format_table, machine_description, write_json
+  from landmark_jax.data import GLDv2Source
+  from landmark_jax.data.demo_dataset import demo_dataset
+  root = args.root or demo_dataset()
+  source = GLDv2Source(root, csv=args.csv, non_landmark_csv=args.non_landmark_csv)
+  rows = benchmark_data(source, crop_size=args.crop_size, num_images=args.num_images)
+  print(f"# {len(source)} images from {root}, crop {args.crop_size}: {machine_description()}")
+  print(format_table(rows, ["workers", "jpeg draft", "images/s", "images/s per process",
+                            "vs no draft"]))
+  if args.json:
+    write_json(args.json, rows)
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="landmark-jax",
@@ -49,6 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
   model.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
   model.add_argument("--json", help="also write the rows to this JSON file")
   model.set_defaults(run=_benchmark_model)
+
+  data = suites.add_parser(
+      "data", help="decode+augment images/s: JPEG draft on/off, 0/1/2 worker processes")
+  data.add_argument("--root", help="a GLDv2-layout folder (default: the embedded demo dataset)")
+  data.add_argument("--csv", default="train.csv")
+  data.add_argument("--non-landmark-csv", default=None)
+  data.add_argument("--crop-size", type=int, default=224)
+  data.add_argument("--num-images", type=int, default=240)
+  data.add_argument("--json", help="also write the rows to this JSON file")
+  data.set_defaults(run=_benchmark_data)
   return parser
 
 

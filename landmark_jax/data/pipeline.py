@@ -18,6 +18,7 @@ import logging
 from typing import Any, Iterator, Mapping
 
 import grain
+from absl import flags
 import jax
 import numpy as np
 
@@ -92,12 +93,16 @@ def _train_decode(config: transforms.ImageConfig, record, rng: np.random.Generat
 
 
 def _train_fields(record):
-  return {"image": record["image"], "label": record["label"]}
+  return {"image": record["image"], "label": record["label"], "id": str(record["id"])}
 
 
 def _maybe_prefetch(dataset: grain.IterDataset, config: PipelineConfig) -> grain.IterDataset:
   if config.num_workers <= 0:
     return dataset
+  # grain's worker processes read absl flags, which only absl-launched programs have parsed;
+  # a library cannot assume its caller's entry point, so use the flags' defaults.
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
   return dataset.mp_prefetch(grain.MultiprocessingOptions(
       num_workers=config.num_workers, per_worker_buffer_size=config.worker_buffer_size))
 
@@ -105,7 +110,8 @@ def _maybe_prefetch(dataset: grain.IterDataset, config: PipelineConfig) -> grain
 def train_dataset(source: ImageSource, config: PipelineConfig, *, num_epochs: int | None = 1,
                   shard_index: int | None = None, shard_count: int | None = None
                   ) -> tuple[grain.IterDataset, SkippedImages]:
-  """Batches ``{"image": uint8 (B, S, S, 3), "label": int32 (B,)}`` for this process.
+  """Batches ``{"image": uint8 (B, S, S, 3), "label": int32 (B,), "id": str (B,)}`` for this
+  process.
 
   `num_epochs=None` repeats forever. The last incomplete batch of the run is dropped.
   Returns the dataset and the live count of skipped (unreadable) images.

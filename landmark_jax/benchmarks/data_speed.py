@@ -1,0 +1,39 @@
+"""Input pipeline throughput: decoded + augmented images/s, with and without JPEG draft mode,
+in-process and with 1 or 2 grain worker processes. The baseline is draft mode off."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from typing import Any
+
+from landmark_jax.data import ImageConfig, ImageSource, PipelineConfig, train_dataset
+
+
+def _images_per_second(source: ImageSource, config: PipelineConfig, num_images: int) -> float:
+  batches = num_images // config.batch_size
+  epochs = -(-(batches + 1) * config.batch_size // len(source))
+  iterator = iter(train_dataset(source, config, num_epochs=epochs)[0])
+  next(iterator)  # worker start-up and first decode are not throughput
+  start = time.perf_counter()
+  for _ in itertools.islice(iterator, batches):
+    pass
+  return batches * config.batch_size / (time.perf_counter() - start)
+
+
+def benchmark_data(source: ImageSource, *, crop_size: int = 224, resize_size: int = 256,
+                   num_images: int = 240, batch_size: int = 8,
+                   workers: tuple[int, ...] = (0, 1, 2)) -> list[dict[str, Any]]:
+  rows = []
+  for num_workers, draft in itertools.product(workers, (False, True)):
+    config = PipelineConfig(
+        batch_size=batch_size, num_workers=num_workers,
+        image=ImageConfig(resize_size=resize_size, crop_size=crop_size, jpeg_draft=draft))
+    rate = _images_per_second(source, config, num_images)
+    rows.append({"workers": num_workers or "0 (in-process)", "jpeg draft": draft,
+                 "images/s": rate, "images/s per process": rate / max(num_workers, 1)})
+  baseline = {row["workers"]: row["images/s"] for row in rows if not row["jpeg draft"]}
+  for row in rows:
+    row["vs no draft"] = row["images/s"] / baseline[row["workers"]]
+  return rows
