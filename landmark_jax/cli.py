@@ -12,6 +12,21 @@ def _demo(args) -> int:
   return 0
 
 
+def _train(args) -> int:
+  import logging
+  from landmark_jax.config import load_config
+  from landmark_jax.train.loop import train
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  config = load_config(args.config, args.overrides)
+  result = train(config, args.workdir)
+  print(f"trained {result.steps} steps in {args.workdir}; {result.skipped_images} unreadable "
+        "images skipped")
+  if result.holdout:
+    print("held-out: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                   for k, v in result.holdout.items()))
+  return 0
+
+
 def _benchmark_model(args) -> int:
   from landmark_jax.benchmarks.model_speed import benchmark_model
   from landmark_jax.benchmarks.timing import format_table, machine_description, write_json
@@ -52,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
   demo = commands.add_parser("demo", help="run the library end to end on bundled data")
   demo.add_argument("--image-size", type=int, default=128)
   demo.set_defaults(run=_demo)
+
+  train = commands.add_parser(
+      "train", help="train LandmarkNet (resumes from the latest checkpoint in --workdir)")
+  train.add_argument("--config", required=True,
+                     help="a config file, or a name in configs/ (tiny_cpu, wrn50_2_gldv2)")
+  train.add_argument("--workdir", required=True, help="checkpoints, logs and label map go here")
+  train.add_argument("overrides", nargs="*", metavar="key=value",
+                     help="config overrides, e.g. optim.lr_backbone=0.01 pipeline.batch_size=64")
+  train.set_defaults(run=_train)
 
   benchmark = commands.add_parser("benchmark", help="speed/memory benchmarks (ratios vs a baseline)")
   suites = benchmark.add_subparsers(dest="suite", required=True, metavar="SUITE")

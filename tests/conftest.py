@@ -10,7 +10,16 @@ import pathlib
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 
+import tempfile  # noqa: E402
+
+import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# Tests are dominated by compilation of small programs: skip XLA's slower optimisation
+# passes, and share compiled programs between tests that build the same computation.
+jax.config.update("jax_disable_most_optimizations", True)
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="landmark-jax-xla-cache-"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 # ../shared beside the checkout: present on every developer machine and in CI, absent in a
 # user's clone. Tests that need it skip with this reason when it is missing.

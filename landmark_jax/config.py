@@ -1,0 +1,176 @@
+"""Configuration: plain dataclasses with a comment per field, loaded from a Python file in
+`configs/` (its `get_config()`), then overridden with ``key=value`` strings
+(``optim.lr_backbone=0.01``, ``pipeline.batch_size=64``, ``curriculum.enabled=False``).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import pathlib
+import types
+import typing
+from typing import Any, Sequence
+
+from landmark_jax.data.pipeline import PipelineConfig
+from landmark_jax.data.transforms import ImageConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where the training images come from."""
+
+  kind: str = "demo"  # "demo" (embedded dataset), "gldv2", "folder" or "tfds"
+  root: str = ""  # dataset folder (gldv2, folder)
+  csv: str = "train.csv"  # gldv2: id,url,landmark_id
+  image_dir: str = ""  # gldv2: folder of <a>/<b>/<c>/<id>.jpg ("" = images/ or train/)
+  clean_csv: str = ""  # gldv2: landmark_id,images — keep only these (e.g. train_clean.csv)
+  non_landmark_csv: str = ""  # gldv2: id[,url] of photos without a landmark
+  regions_csv: str = ""  # landmark_id,region for curriculum learning ("" = one stage)
+  categories_csv: str = ""  # landmark_id,category (train_label_to_category.csv)
+  non_landmark_dir: str = "non_landmark"  # folder: the subfolder of non-landmark photos
+  tfds_name: str = ""  # tfds: a prepared dataset's name
+  tfds_split: str = "train"
+  tfds_data_dir: str = ""
+  tfds_image_key: str = "image"
+  tfds_label_key: str = "label"
+  tfds_non_landmark_value: int = -1  # tfds: the label value meaning non-landmark (-1: none)
+  holdout_csv: str = ""  # gldv2-format held-out set, classified after training ("" = none)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  backbone: str = "wide_resnet50_2"  # a name from landmark_jax.models.BACKBONES
+  embedding_dim: int = 512  # the paper: 512
+  dtype: str = "float32"  # compute dtype: "bfloat16" on accelerators; params stay float32
+  pretrained: str = ""  # torchvision/timm backbone checkpoint (.pth/.safetensors) to start from
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  kind: str = "softmax_center"  # "softmax_center", "softmax", "arcface" or "contrastive"
+  center_weight: float = 5e-5  # λ (the paper: 5e-5)
+  center_alpha: float = 0.5  # α of the center update rule (ours: 0.5, Wen et al.'s value)
+  center_reduction: str = "mean"  # "mean" over landmark samples, or "sum"
+  arcface_scale: float = 30.0
+  arcface_margin: float = 0.3
+  contrastive_margin: float = 0.5
+  contrastive_weight: float = 1.0  # contrastive: added to the softmax loss with this weight
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+  lr_backbone: float = 0.01  # α1 (ours: the pretrained backbone learns slowest)
+  lr_embedding: float = 0.1  # α2: the embedding layer (FC + BN)
+  lr_classifier: float = 0.1  # α3: the classification layer
+  momentum: float = 0.9  # the paper: 0.9
+  weight_decay: float = 5e-3  # the paper: 5e-3, coupled L2 like PyTorch's SGD
+  decay_norm_and_bias: bool = True  # False: no weight decay on BN parameters and biases
+  lr_decay_epochs: tuple[int, ...] = (12, 24)  # the paper: ÷10 at epochs 12 and 24 of 30
+  lr_decay_factor: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class CurriculumConfig:
+  enabled: bool = True  # train part by part when the data has regions
+  epochs_per_stage: tuple[int, ...] = ()  # () = num_epochs split evenly over the stages
+  new_class_init: str = "mean"  # new classifier rows/centers: "mean" embedding or "random"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  seed: int = 0  # the one seed: init, data order, augmentation
+  num_epochs: int = 30  # the paper: 30
+  max_steps: int = 0  # stop after this many steps in all (0 = run every epoch)
+  data: DataConfig = DataConfig()
+  pipeline: PipelineConfig = PipelineConfig()
+  model: ModelConfig = ModelConfig()
+  loss: LossConfig = LossConfig()
+  optim: OptimConfig = OptimConfig()
+  curriculum: CurriculumConfig = CurriculumConfig()
+  checkpoint_every_steps: int = 1000
+  keep_checkpoints: int = 3  # the last N are kept
+  async_checkpointing: bool = True  # write checkpoints in the background
+  log_every_steps: int = 50
+  distributed: bool = False  # call jax.distributed.initialize() (multi-host)
+
+
+def _resolve_type(hint):
+  origin = typing.get_origin(hint)
+  if origin in (typing.Union, types.UnionType):
+    return [a for a in typing.get_args(hint) if a is not type(None)][0]
+  return hint
+
+
+def _coerce(value: Any, hint, key: str):
+  target = _resolve_type(hint)
+  origin = typing.get_origin(target) or target
+  if origin is tuple:
+    if not isinstance(value, (list, tuple)):
+      value = (value,)
+    item_types = typing.get_args(target)
+    item = item_types[0] if item_types else None
+    return tuple(item(v) if item in (int, float, str) else v for v in value)
+  if origin is bool:
+    if not isinstance(value, bool):
+      raise ValueError(f"{key} expects True or False, got {value!r}")
+    return value
+  if origin in (int, float, str):
+    if origin is int and isinstance(value, float):
+      raise ValueError(f"{key} expects an integer, got {value!r}")
+    return origin(value)
+  return value
+
+
+def apply_overrides(config, overrides: Sequence[str]):
+  """Returns `config` with each ``dotted.key=value`` applied (values parsed as Python
+  literals, falling back to plain strings); unknown keys are an error naming them."""
+  for override in overrides:
+    if "=" not in override:
+      raise ValueError(f"override {override!r} is not key=value")
+    key, raw = override.split("=", 1)
+    try:
+      value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+      value = raw
+    config = _replace_path(config, key.strip().split("."), value, key)
+  return config
+
+
+def _replace_path(node, path: list[str], value, full_key: str):
+  fields = {f.name: f for f in dataclasses.fields(node)}
+  if path[0] not in fields:
+    raise ValueError(f"unknown config key {full_key!r}: {type(node).__name__} has "
+                     f"{', '.join(fields)}")
+  hints = typing.get_type_hints(type(node))
+  if len(path) == 1:
+    return dataclasses.replace(node, **{path[0]: _coerce(value, hints[path[0]], full_key)})
+  child = getattr(node, path[0])
+  if not dataclasses.is_dataclass(child):
+    raise ValueError(f"config key {full_key!r}: {path[0]} has no sub-keys")
+  return dataclasses.replace(node, **{path[0]: _replace_path(child, path[1:], value, full_key)})
+
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
+
+
+def load_config(path_or_name: str, overrides: Sequence[str] = ()) -> TrainConfig:
+  """Loads `get_config()` from a config file (a path, or a name in the repo's configs/)."""
+  path = pathlib.Path(path_or_name)
+  if not path.is_file():
+    path = CONFIG_DIR / f"{path_or_name.removesuffix('.py')}.py"
+  if not path.is_file():
+    raise FileNotFoundError(f"config {path_or_name!r} not found (looked in {CONFIG_DIR})")
+  spec = importlib.util.spec_from_file_location(f"landmark_jax_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return apply_overrides(module.get_config(), overrides)
+
+
+def to_dict(config) -> dict:
+  return dataclasses.asdict(config)
+
+
+__all__ = ["CurriculumConfig", "DataConfig", "ImageConfig", "LossConfig", "ModelConfig",
+           "OptimConfig", "PipelineConfig", "TrainConfig", "apply_overrides", "load_config"]

@@ -1,0 +1,68 @@
+"""SGD with momentum, coupled weight decay and three learning-rate groups.
+
+The paper: SGD, momentum 0.9, weight decay 5e-3; learning rates α1, α2, α3 divided by 10 at
+epochs 12 and 24 of 30. Our reading: α1/α2/α3 belong to the backbone, the embedding layer
+and the classification layer. Weight decay is PyTorch's (coupled L2): g ← g + wd·p before
+momentum, buf ← μ·buf + g, p ← p − lr·buf.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import jax
+import optax
+
+from landmark_jax.config import OptimConfig
+
+# Top-level LandmarkNet parameter collections → learning-rate group.
+PARAM_GROUPS = {"backbone": "backbone", "embedding_fc": "embedding", "embedding_bn": "embedding",
+                "classifier": "classifier"}
+
+
+def param_group_labels(params) -> Any:
+  """A tree like `params` whose leaves name each parameter's group."""
+  return {key: jax.tree.map(lambda _, group=PARAM_GROUPS[key]: group, subtree)
+          for key, subtree in params.items()}
+
+
+def decay_mask(params) -> Any:
+  """True for kernels (ndim > 1); False for BN scales/biases and dense biases."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def learning_rate_schedules(config: OptimConfig, decay_steps: Sequence[int]
+                            ) -> dict[str, Callable[[Any], Any]]:
+  """Per group: base rate × factor at each decay step (the steps where epochs 12, 24 start)."""
+  boundaries = {int(step): config.lr_decay_factor for step in decay_steps}
+  return {group: optax.piecewise_constant_schedule(rate, boundaries)
+          for group, rate in (("backbone", config.lr_backbone),
+                              ("embedding", config.lr_embedding),
+                              ("classifier", config.lr_classifier))}
+
+
+def make_optimizer(config: OptimConfig, decay_steps: Sequence[int]) -> optax.GradientTransformation:
+  def sgd(schedule):
+    return optax.chain(
+        optax.add_decayed_weights(
+            config.weight_decay, mask=None if config.decay_norm_and_bias else decay_mask),
+        optax.trace(decay=config.momentum, nesterov=False),
+        optax.scale_by_learning_rate(schedule),
+    )
+  schedules = learning_rate_schedules(config, decay_steps)
+  return optax.multi_transform({group: sgd(s) for group, s in schedules.items()},
+                               param_group_labels)
+
+
+def epoch_start_steps(steps_per_epoch: Sequence[int]) -> list[int]:
+  """Global step at which each epoch starts, given every epoch's step count in order."""
+  starts, step = [], 0
+  for count in steps_per_epoch:
+    starts.append(step)
+    step += count
+  return starts
+
+
+def decay_steps_for(config: OptimConfig, steps_per_epoch: Sequence[int]) -> list[int]:
+  starts = epoch_start_steps(steps_per_epoch)
+  return [starts[epoch] for epoch in config.lr_decay_epochs if 0 < epoch < len(starts)]
