@@ -58,6 +58,20 @@ def _benchmark_data(args) -> int:
   return 0
 
 
+def _benchmark_train(args) -> int:
+  from landmark_jax.benchmarks.timing import format_table, machine_description, write_json
+  from landmark_jax.benchmarks.train_speed import benchmark_train
+  cases = [(b, s, n) for b, s, n in (c.split(":") for c in args.cases)]
+  rows = benchmark_train([(b, int(s), int(n)) for b, s, n in cases], num_classes=args.num_classes,
+                         repeats=args.repeats, dtype=args.dtype)
+  print(f"# train step, {args.num_classes} classes: {machine_description()}")
+  print(format_table(rows, ["backbone", "image", "batch", "loss", "seconds/step", "images/s",
+                            "overhead vs softmax %"]))
+  if args.json:
+    write_json(args.json, rows)
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="landmark-jax",
@@ -89,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
   model.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
   model.add_argument("--json", help="also write the rows to this JSON file")
   model.set_defaults(run=_benchmark_model)
+
+  train_bench = suites.add_parser(
+      "train", help="train-step images/s, softmax-only vs softmax + center loss")
+  train_bench.add_argument("--cases", nargs="+", default=["resnet_tiny:64:32",
+                                                          "wide_resnet50_2:224:8"],
+                           help="backbone:image_size:batch_size")
+  train_bench.add_argument("--num-classes", type=int, default=1000)
+  train_bench.add_argument("--repeats", type=int, default=5)
+  train_bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  train_bench.add_argument("--json", help="also write the rows to this JSON file")
+  train_bench.set_defaults(run=_benchmark_train)
 
   data = suites.add_parser(
       "data", help="decode+augment images/s: JPEG draft on/off, 0/1/2 worker processes")

@@ -12,14 +12,15 @@ os.environ["XLA_FLAGS"] = (
 
 import tempfile  # noqa: E402
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
-
 # Tests are dominated by compilation of small programs: skip XLA's slower optimisation
-# passes, and share compiled programs between tests that build the same computation.
-jax.config.update("jax_disable_most_optimizations", True)
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="landmark-jax-xla-cache-"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+# passes, and share compiled programs between tests that build the same computation. Set
+# as environment variables so that subprocesses started by tests (a training run that a
+# test kills) compile exactly the same programs and so compute bit-identical results.
+os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "true"
+os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="landmark-jax-xla-cache-")
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
+
+import pytest  # noqa: E402
 
 # ../shared beside the checkout: present on every developer machine and in CI, absent in a
 # user's clone. Tests that need it skip with this reason when it is missing.

@@ -1,0 +1,155 @@
+"""The train loop end to end: curriculum on the embedded dataset, resume, kill, NaN, bad files."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from landmark_jax.config import apply_overrides, load_config
+from landmark_jax.train.checkpoints import Checkpointer
+from landmark_jax.train.loop import NonFiniteLossError, train
+from tests.data.test_pipeline import write_bad_folder
+from tests.data.test_transforms import gradient_image
+
+
+@pytest.fixture(scope="module")
+def demo_cache(tmp_path_factory):
+  # One generated demo dataset for the module (the default cache would also work, but tests
+  # must not depend on, or write to, the user's home).
+  path = tmp_path_factory.mktemp("demo-cache")
+  os.environ["LANDMARK_JAX_CACHE"] = str(path)
+  yield path
+  os.environ.pop("LANDMARK_JAX_CACHE", None)
+
+
+def tiny(*overrides):
+  return load_config("tiny_cpu", list(overrides))
+
+
+def assert_same_state(a, b):
+  a, b = jax.device_get((a, b))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture(scope="module")
+def full_run(demo_cache, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("tiny-full")
+  return workdir, train(tiny(), workdir, progress=False)
+
+
+def test_tiny_config_learns_and_passes_two_stages(full_run):
+  workdir, result = full_run
+  assert result.label_map.num_stages == 2
+  assert int(result.state.stage) == 1 and result.model.num_classes == 8
+  assert result.state.params["classifier"]["kernel"].shape == (64, 9)
+  # Chance on the held-out views is 1/9 (8 landmarks + non-landmark). A broken loss or label
+  # mapping stays near it; the tiny model reaches well above.
+  holdout = result.holdout
+  assert holdout["landmark_accuracy"] > 0.4, holdout
+  assert holdout["non_landmark_accuracy"] > 0.4, holdout
+  lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert {l["stage"] for l in lines} == {0, 1}
+  assert {"loss", "softmax", "center", "accuracy", "grad_norm", "param_norm",
+          "images_per_second", "lr_backbone"} <= set(lines[-1])
+  assert any(p.name.startswith("events.out.tfevents") for p in (workdir / "tensorboard").iterdir())
+  assert json.loads((workdir / "label_map.json").read_text())["stage_sizes"] == [4, 8]
+
+
+def test_finished_run_resumes_to_a_no_op(full_run):
+  workdir, result = full_run
+  again = train(tiny(), workdir, progress=False)
+  assert again.steps == result.steps
+  assert_same_state(again.state.params, result.state.params)
+
+
+class StopAfter:
+  def __init__(self, step):
+    self.step = step
+
+  def __call__(self, step, state, metrics):
+    if step == self.step:
+      raise KeyboardInterrupt(f"simulated crash after step {step}")
+
+
+def test_resume_after_a_crash_gives_the_uninterrupted_state(demo_cache, tmp_path):
+  config = tiny("max_steps=4", "checkpoint_every_steps=2", "async_checkpointing=False")
+  uninterrupted = train(config, tmp_path / "a", progress=False)
+
+  with pytest.raises(KeyboardInterrupt):
+    train(config, tmp_path / "b", hooks=[StopAfter(3)], progress=False)
+  assert Checkpointer(tmp_path / "b" / "checkpoints").all_steps() == [2]
+  resumed = train(config, tmp_path / "b", progress=False)
+  assert resumed.steps == uninterrupted.steps == 4
+  assert_same_state(resumed.state, uninterrupted.state)
+
+
+def test_resume_across_a_stage_transition(demo_cache, tmp_path):
+  # Stage 0 of the tiny config has (96 + 60) images // 32 × 15 epochs = 60 steps.
+  config = tiny("num_epochs=4", "checkpoint_every_steps=3", "async_checkpointing=False")
+  uninterrupted = train(config, tmp_path / "a", progress=False)
+  with pytest.raises(KeyboardInterrupt):
+    train(config, tmp_path / "b", hooks=[StopAfter(11)], progress=False)
+  resumed = train(config, tmp_path / "b", progress=False)
+  assert int(resumed.state.stage) == 1
+  assert_same_state(resumed.state, uninterrupted.state)
+
+
+def test_killed_process_resumes_to_the_same_state(demo_cache, tmp_path):
+  config_args = ["max_steps=16", "checkpoint_every_steps=2", "async_checkpointing=False",
+                 "log_every_steps=1000"]
+  process = subprocess.Popen(
+      [sys.executable, "-m", "landmark_jax.cli", "train", "--config", "tiny_cpu",
+       "--workdir", str(tmp_path / "killed"), *config_args],
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
+  checkpoints = tmp_path / "killed" / "checkpoints"
+  deadline = time.monotonic() + 240
+  while time.monotonic() < deadline and process.poll() is None:
+    if checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir()):
+      process.send_signal(signal.SIGKILL)
+      break
+    time.sleep(0.05)
+  process.wait(timeout=60)
+  assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
+  killed_at = Checkpointer(checkpoints).latest_step()
+  assert killed_at is not None and killed_at < 16
+
+  resumed = train(tiny(*config_args), tmp_path / "killed", progress=False)
+  uninterrupted = train(tiny(*config_args), tmp_path / "whole", progress=False)
+  assert resumed.steps == uninterrupted.steps == 16
+  assert_same_state(resumed.state, uninterrupted.state)
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(demo_cache, tmp_path):
+  good = tiny("max_steps=2", "checkpoint_every_steps=2", "async_checkpointing=False")
+  train(good, tmp_path, progress=False)
+  # Resume with a learning rate that overflows the parameters at the first update.
+  exploding = apply_overrides(good, ["max_steps=6", "optim.lr_backbone=1e38",
+                                     "optim.lr_embedding=1e38", "optim.lr_classifier=1e38"])
+  with pytest.raises(NonFiniteLossError, match="at step 3"):
+    train(exploding, tmp_path, progress=False)
+  checkpointer = Checkpointer(tmp_path / "checkpoints")
+  assert checkpointer.all_steps() == [2]
+
+
+def test_corrupt_files_train_through_an_epoch(tmp_path, caplog):
+  write_bad_folder(tmp_path / "images")
+  for i in range(6, 12):  # 12 good + 4 bad images
+    gradient_image(70 + i, 50).save(tmp_path / "images" / "7" / f"good{i}.jpg")
+  (tmp_path / "images" / "non_landmark").mkdir()
+  gradient_image(64, 64).save(tmp_path / "images" / "non_landmark" / "n.jpg")
+  config = tiny("data.kind='folder'", f"data.root='{tmp_path / 'images'}'", "num_epochs=1",
+                "pipeline.batch_size=8", "curriculum.enabled=False")
+  result = train(config, tmp_path / "work", progress=False)
+  assert result.skipped_images == 4
+  # 17 files planned as 2 batches of 8; 13 are readable, so one full batch, and the stage
+  # ends early instead of failing.
+  assert result.steps == 1
+  assert "ran out of images at step 1 (4 unreadable skipped)" in caplog.text
