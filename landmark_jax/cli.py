@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 
 
@@ -25,6 +26,108 @@ def _train(args) -> int:
     print("held-out: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                    for k, v in result.holdout.items()))
   return 0
+
+
+def _source_from_args(args, label_map, default_csv: str | None):
+  """A GLDv2 (--root/--csv) or image-folder (--folder) source; without either, the
+  checkpoint's own training data (demo: its `default_csv` split)."""
+  from landmark_jax.data import GLDv2Source, ImageFolderSource
+  if getattr(args, "folder", None):
+    return ImageFolderSource(args.folder, label_map=label_map)
+  if getattr(args, "root", None):
+    return GLDv2Source(args.root, csv=args.csv, non_landmark_csv=args.non_landmark_csv,
+                       label_map=label_map)
+  return None
+
+
+def _embed(args) -> int:
+  from landmark_jax.index.embed import embed_source
+  from landmark_jax.train.loop import build_source
+  from landmark_jax.train.trained import load_trained
+  trained = load_trained(args.checkpoint)
+  source = (_source_from_args(args, trained.label_map, None)
+            or build_source(trained.config.data, trained.label_map))
+  result = embed_source(trained, source, args.out, batch_size=args.batch_size,
+                        shard_size=args.shard_size, num_workers=args.num_workers)
+  print(f"{len(result.ids)} embeddings ({result.embeddings.shape[1]}-d) in {args.out}; "
+        f"{len(result.skipped)} unreadable images skipped")
+  return 0
+
+
+def _clean(args) -> int:
+  from landmark_jax.config import apply_overrides
+  from landmark_jax.index.centroids import clean_embeddings, report_markdown, write_cleaning
+  from landmark_jax.index.cleaning import CleaningConfig
+  from landmark_jax.index.embed import load_embeddings
+  config = apply_overrides(CleaningConfig(), args.overrides)
+  embeddings = load_embeddings(args.embeddings)
+  report = write_cleaning(clean_embeddings(embeddings, config), embeddings.label_map, args.out)
+  print(report_markdown(report))
+  print(f"cleaned dataset, report and centroids written to {args.out}")
+  return 0
+
+
+def _build_index(args) -> int:
+  import json
+  from landmark_jax.config import apply_overrides
+  from landmark_jax.index import IndexConfig
+  from landmark_jax.index.centroids import build_centroid_index
+  config = apply_overrides(IndexConfig(), args.overrides)
+  checkpoint = None
+  embeddings_manifest = pathlib.Path(args.clean).parent / "embeddings" / "embeddings.json"
+  if args.checkpoint_id:
+    checkpoint = args.checkpoint_id
+  elif embeddings_manifest.is_file():
+    checkpoint = json.loads(embeddings_manifest.read_text()).get("checkpoint")
+  index = build_centroid_index(args.clean, config, checkpoint)
+  index.save(args.out)
+  print(f"index of {len(index)} centroids ({index.backend}) written to {args.out}")
+  return 0
+
+
+def _calibrate(args) -> int:
+  from landmark_jax.data import GLDv2Source
+  from landmark_jax.recognize import Recognizer, calibrate
+  recognizer = Recognizer.load(args.checkpoint, args.index)
+  source = _source_from_args(args, recognizer.label_map, "val.csv")
+  if source is None:
+    data = recognizer.trained.config.data
+    if data.kind != "demo":
+      raise SystemExit("calibrate needs a validation set: --root/--csv or --folder")
+    from landmark_jax.data.demo_dataset import demo_dataset
+    source = GLDv2Source(data.root or demo_dataset(), csv="val.csv", label_map=recognizer.label_map)
+  result = calibrate(recognizer, source, args.target_specificity)
+  recognizer.index.with_metadata(eta=result["eta"], calibration=result).save(args.index)
+  print("\n".join(f"{k:>20}: {v}" for k, v in result.items()))
+  print(f"eta stored in {args.index}/manifest.json")
+  return 0
+
+
+def _recognize(args) -> int:
+  import json
+  from landmark_jax.data import ImageDecodeError
+  from landmark_jax.recognize import Recognizer
+  recognizer = Recognizer.load(args.checkpoint, args.index, top_k=args.top_k)
+  for path in args.paths:
+    try:
+      prediction = recognizer.recognize([path])[0]
+    except ImageDecodeError as e:
+      print(json.dumps({"path": path, "error": str(e)}) if args.json else f"{path}\terror: {e}")
+      continue
+    if args.json:
+      print(json.dumps({"path": path, **prediction.to_json()}))
+    else:
+      answer = "non-landmark" if not prediction.is_landmark else str(prediction.landmark_id)
+      others = ", ".join(f"{c.landmark_id} {c.score:.3f}" for c in prediction.candidates)
+      print(f"{path}\t{answer}\t{prediction.score:.3f}\t[{others}]")
+  return 0
+
+
+def _add_source_args(parser) -> None:
+  parser.add_argument("--root", help="a GLDv2-layout folder (default: the checkpoint's data)")
+  parser.add_argument("--csv", default="train.csv", help="with --root: the image list")
+  parser.add_argument("--non-landmark-csv", default=None, help="with --root: non-landmark ids")
+  parser.add_argument("--folder", help="an image folder <folder>/<landmark>/*.jpg instead")
 
 
 def _benchmark_model(args) -> int:
@@ -90,6 +193,46 @@ def build_parser() -> argparse.ArgumentParser:
   train.add_argument("overrides", nargs="*", metavar="key=value",
                      help="config overrides, e.g. optim.lr_backbone=0.01 pipeline.batch_size=64")
   train.set_defaults(run=_train)
+
+  embed = commands.add_parser("embed", help="embed a data source with a trained model")
+  embed.add_argument("--checkpoint", required=True, help="a training workdir")
+  embed.add_argument("--out", required=True, help="output folder of .npy shards (resumable)")
+  _add_source_args(embed)
+  embed.add_argument("--batch-size", type=int, default=64)
+  embed.add_argument("--shard-size", type=int, default=8192)
+  embed.add_argument("--num-workers", type=int, default=0)
+  embed.set_defaults(run=_embed)
+
+  clean = commands.add_parser(
+      "clean", help="per-landmark clustering: cleaned dataset, report and centroids")
+  clean.add_argument("--embeddings", required=True, help="the output folder of `embed`")
+  clean.add_argument("--out", required=True)
+  clean.add_argument("overrides", nargs="*", metavar="key=value",
+                     help="CleaningConfig fields, e.g. distance_threshold=0.4 min_cluster_size=3")
+  clean.set_defaults(run=_clean)
+
+  build = commands.add_parser("build-index", help="ScaNN index over the cleaned centroids")
+  build.add_argument("--clean", required=True, help="the output folder of `clean`")
+  build.add_argument("--out", required=True, help="the index folder (written atomically)")
+  build.add_argument("--checkpoint-id", help="recorded in the manifest")
+  build.add_argument("overrides", nargs="*", metavar="key=value",
+                     help="IndexConfig fields, e.g. backend=exact num_leaves=2000")
+  build.set_defaults(run=_build_index)
+
+  cal = commands.add_parser("calibrate", help="choose η for a target specificity, store it")
+  cal.add_argument("--checkpoint", required=True)
+  cal.add_argument("--index", required=True)
+  cal.add_argument("--target-specificity", type=float, default=0.99)
+  _add_source_args(cal)
+  cal.set_defaults(run=_calibrate)
+
+  rec = commands.add_parser("recognize", help="recognise photos")
+  rec.add_argument("--checkpoint", required=True)
+  rec.add_argument("--index", required=True)
+  rec.add_argument("--top-k", type=int, default=5)
+  rec.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+  rec.add_argument("paths", nargs="+")
+  rec.set_defaults(run=_recognize)
 
   benchmark = commands.add_parser("benchmark", help="speed/memory benchmarks (ratios vs a baseline)")
   suites = benchmark.add_subparsers(dest="suite", required=True, metavar="SUITE")

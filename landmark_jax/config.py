@@ -172,5 +172,23 @@ def to_dict(config) -> dict:
   return dataclasses.asdict(config)
 
 
+def from_dict(cls, payload: dict):
+  """The inverse of `to_dict` (JSON lists become the fields' tuples); unknown keys are an
+  error, missing keys take their defaults."""
+  hints = typing.get_type_hints(cls)
+  fields = {f.name for f in dataclasses.fields(cls)}
+  unknown = set(payload) - fields
+  if unknown:
+    raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+  values = {}
+  for name, value in payload.items():
+    hint = _resolve_type(hints[name])
+    if dataclasses.is_dataclass(hint):
+      values[name] = from_dict(hint, value)
+    else:
+      values[name] = _coerce(value, hint, name) if value is not None else None
+  return cls(**values)
+
+
 __all__ = ["CurriculumConfig", "DataConfig", "ImageConfig", "LossConfig", "ModelConfig",
            "OptimConfig", "PipelineConfig", "TrainConfig", "apply_overrides", "load_config"]

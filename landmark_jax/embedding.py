@@ -22,37 +22,48 @@ def _forward(model: LandmarkNet, normalize: bool, variables, images):
   return (l2_normalize(embedding) if normalize else embedding), logits
 
 
-def make_forward(model: LandmarkNet, mesh: jax.sharding.Mesh, normalize: bool = True):
-  """Jitted (variables, images) → (embeddings, logits), batch sharded, outputs gathered."""
-  replicated = sharding.replicated_sharding(mesh)
-  return jax.jit(functools.partial(_forward, model, normalize),
-                 in_shardings=(replicated, sharding.batch_sharding(mesh)),
-                 out_shardings=(replicated, replicated))
+class Embedder:
+  """A model's inference forward pass, compiled once for a mesh, with replicated weights.
+
+  ``embedder(images)`` takes a batch whose size divides over the mesh and returns
+  ``(embeddings, logits)`` on the host; `iterate` runs it over an eval pipeline.
+  """
+
+  def __init__(self, model: LandmarkNet, variables: Any, mesh: jax.sharding.Mesh,
+               normalize: bool = True):
+    self.model = model
+    self.mesh = mesh
+    replicated = sharding.replicated_sharding(mesh)
+    self._variables = sharding.replicate(
+        {"params": variables["params"], "batch_stats": variables["batch_stats"]}, mesh)
+    self._forward = jax.jit(functools.partial(_forward, model, normalize),
+                            in_shardings=(replicated, sharding.batch_sharding(mesh)),
+                            out_shardings=(replicated, replicated))
+
+  def __call__(self, images) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(images, jax.Array):
+      images = sharding.shard_batch(np.asarray(images), self.mesh)
+    return jax.device_get(self._forward(self._variables, images))
+
+  def iterate(self, dataset) -> Iterator[dict[str, np.ndarray]]:
+    """Per eval batch: ``{"id", "label", "embedding", "logits", "mask"}`` on the host, the
+    padding rows removed (unreadable images remain, with ``mask=False``)."""
+    for batch in DeviceIterator(dataset, self.mesh, device_keys=("image",)):
+      embedding, logits = self(batch["image"])
+      real = np.asarray([bool(i) for i in batch["id"]])  # padding rows have an empty id
+      yield {"id": np.asarray(batch["id"])[real], "label": np.asarray(batch["label"])[real],
+             "embedding": embedding[real], "logits": logits[real],
+             "mask": np.asarray(batch["mask"])[real]}
 
 
-def iterate_embeddings(model: LandmarkNet, variables: Any, dataset, mesh: jax.sharding.Mesh,
-                       *, normalize: bool = True) -> Iterator[dict[str, np.ndarray]]:
-  """Per eval batch: ``{"id", "label", "embedding", "logits", "mask"}`` on the host, with the
-  padding rows removed (unreadable images remain, with ``mask=False``)."""
-  forward = make_forward(model, mesh, normalize)
-  variables = sharding.replicate(variables, mesh)
-  for batch in DeviceIterator(dataset, mesh, device_keys=("image",)):
-    embedding, logits = jax.device_get(forward(variables, batch["image"]))
-    real = np.asarray([bool(i) for i in batch["id"]])  # padding rows have an empty id
-    yield {"id": np.asarray(batch["id"])[real], "label": np.asarray(batch["label"])[real],
-           "embedding": embedding[real], "logits": logits[real],
-           "mask": np.asarray(batch["mask"])[real]}
-
-
-def class_mean_embeddings(model: LandmarkNet, variables: Any, dataset, mesh, labels,
-                          *, normalize: bool = False) -> np.ndarray:
-  """Mean embedding of each class in `labels` over `dataset` (rows in `labels` order);
-  a class with no readable image gets a zero row."""
+def class_mean_embeddings(embedder: Embedder, dataset, labels) -> np.ndarray:
+  """Mean embedding of each class in `labels` over `dataset` (rows in `labels` order); a
+  class with no readable image gets a zero row."""
   labels = list(labels)
   position = {label: i for i, label in enumerate(labels)}
   sums = None
   counts = np.zeros(len(labels))
-  for batch in iterate_embeddings(model, variables, dataset, mesh, normalize=normalize):
+  for batch in embedder.iterate(dataset):
     if sums is None:
       sums = np.zeros((len(labels), batch["embedding"].shape[1]))
     for label, embedding, ok in zip(batch["label"], batch["embedding"], batch["mask"]):

@@ -56,9 +56,11 @@ class DemoDatasetConfig:
   seed: int = 0
   image_size: int = 128  # side of the written JPEGs
   train_views: int = 18  # training views per landmark
-  test_views: int = 6  # held-out views per landmark
+  test_views: int = 6  # held-out views per landmark, for evaluation
+  val_views: int = 4  # more held-out views per landmark, for calibrating η
   train_non_landmarks: int = 60
   test_non_landmarks: int = 120
+  val_non_landmarks: int = 80
 
 
 def default_cache_dir() -> pathlib.Path:
@@ -157,12 +159,14 @@ def generate(directory: pathlib.Path, config: DemoDatasetConfig) -> None:
   images = directory / "images"
   # Each stream seeded by (seed, stream, landmark): adding a landmark or changing a count
   # never changes the other streams' images.
-  train_stream, test_stream, non_landmark_stream, test_non_landmark_stream = range(4)
-  train_rows, test_rows, non_landmark_rows = [], [], []
+  (train_stream, test_stream, non_landmark_stream, test_non_landmark_stream, val_stream,
+   val_non_landmark_stream) = range(6)
+  train_rows, test_rows, val_rows, non_landmark_rows = [], [], [], []
   for landmark_id, (name, files, *_rest) in enumerate(LANDMARKS):
     photos = [_photo(f).convert("RGB") for f in files]
     for stream, count, rows, split in ((train_stream, config.train_views, train_rows, "train"),
-                                       (test_stream, config.test_views, test_rows, "test")):
+                                       (test_stream, config.test_views, test_rows, "test"),
+                                       (val_stream, config.val_views, val_rows, "val")):
       rng = np.random.default_rng([config.seed, stream, landmark_id])
       for view in range(count):
         angle = view % len(ANGLES)
@@ -172,21 +176,23 @@ def generate(directory: pathlib.Path, config: DemoDatasetConfig) -> None:
 
   pool = [(f, _photo(f)) for f in NON_LANDMARK_PHOTOS]
   test_pool = pool + [(f, _photo(f)) for f in TEST_ONLY_NON_LANDMARK_PHOTOS]
-  for stream, count, sources, split in (
-      (non_landmark_stream, config.train_non_landmarks, pool, "train"),
-      (test_non_landmark_stream, config.test_non_landmarks, test_pool, "test")):
+  for stream, count, sources, split, rows in (
+      (non_landmark_stream, config.train_non_landmarks, pool, "train", None),
+      (test_non_landmark_stream, config.test_non_landmarks, test_pool, "test", test_rows),
+      (val_non_landmark_stream, config.val_non_landmarks, test_pool, "val", val_rows)):
     rng = np.random.default_rng([config.seed, stream])
     for i in range(count):
       name, photo = sources[i % len(sources)]
       image_id = _write_jpeg(non_landmark_view(photo, rng, config.image_size), images)
-      if split == "train":
+      if rows is None:
         non_landmark_rows.append((image_id, f"skimage:{name}#non-landmark-{i}"))
       else:
-        test_rows.append((image_id, f"skimage:{name}#non-landmark-{i}", ""))
+        rows.append((image_id, f"skimage:{name}#{split}-non-landmark-{i}", ""))
 
   _write_csv(directory / "train.csv", ("id", "url", "landmark_id"), train_rows)
   _write_csv(directory / "non_landmark.csv", ("id", "url"), non_landmark_rows)
   _write_csv(directory / "test.csv", ("id", "url", "landmark_id"), test_rows)
+  _write_csv(directory / "val.csv", ("id", "url", "landmark_id"), val_rows)
   _write_csv(directory / "landmarks.csv",
              ("landmark_id", "name", "region", "latitude", "longitude"),
              [(i, name, region, lat, lon)
@@ -201,6 +207,7 @@ def demo_dataset(config: DemoDatasetConfig = DemoDatasetConfig(),
 
   Layout (GLDv2): ``train.csv`` and ``non_landmark.csv`` (training), ``test.csv``
   (held-out views and unseen non-landmarks; empty ``landmark_id`` = non-landmark),
+  ``val.csv`` (the same kind, from other random streams: for calibrating η),
   ``landmarks.csv`` (``landmark_id,name,region,latitude,longitude``), ``images/a/b/c/id.jpg``.
   """
   cache_dir = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()

@@ -28,7 +28,7 @@ from landmark_jax.data import (
     DeviceIterator, GLDv2Source, ImageFolderSource, ImageSource, LabelMap, TfdsSource,
     eval_dataset, train_dataset)
 from landmark_jax.data.demo_dataset import demo_dataset
-from landmark_jax.embedding import class_mean_embeddings, iterate_embeddings
+from landmark_jax.embedding import Embedder, class_mean_embeddings
 from landmark_jax.models import LandmarkNet
 from landmark_jax.models.pretrained import load_pretrained_backbone, with_pretrained_backbone
 from landmark_jax.train import curriculum, optim
@@ -209,9 +209,9 @@ def _grow_for_next_stage(config, plan: StagePlan, stage: int, state: TrainState,
     images = source.subset(np.flatnonzero((source.labels >= old_n) & (source.labels < new_n)))
     dataset = eval_dataset(images, dataclasses.replace(
         config.pipeline, batch_size=_eval_batch(config, mesh)))
-    class_means = class_mean_embeddings(
-        model, {"params": state.params, "batch_stats": state.batch_stats}, dataset, mesh,
-        new_labels)
+    embedder = Embedder(model, {"params": state.params, "batch_stats": state.batch_stats},
+                        mesh, normalize=False)
+    class_means = class_mean_embeddings(embedder, dataset, new_labels)
   rng = jax.random.fold_in(state.rng, 1_000_003 + stage)
   grown = curriculum.grow_state(jax.device_get(state), tx, new_n,
                                 config.curriculum.new_class_init, rng, class_means)
@@ -229,8 +229,8 @@ def evaluate_holdout(model: LandmarkNet, state: TrainState, source: ImageSource,
   dataset = eval_dataset(source, dataclasses.replace(
       config.pipeline, batch_size=_eval_batch(config, mesh)))
   correct, truth = [], []
-  for batch in iterate_embeddings(model, {"params": state.params, "batch_stats": state.batch_stats},
-                                  dataset, mesh):
+  embedder = Embedder(model, {"params": state.params, "batch_stats": state.batch_stats}, mesh)
+  for batch in embedder.iterate(dataset):
     labels = np.asarray(stage_labels(batch["label"], model.num_classes))
     keep = batch["mask"]
     correct.append((batch["logits"].argmax(-1) == labels)[keep])

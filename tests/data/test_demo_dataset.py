@@ -7,8 +7,8 @@ from PIL import Image
 from landmark_jax.data import GLDv2Source
 from landmark_jax.data.demo_dataset import LANDMARKS, DemoDatasetConfig, demo_dataset
 
-SMALL = DemoDatasetConfig(train_views=6, test_views=3, train_non_landmarks=8,
-                          test_non_landmarks=10, image_size=64)
+SMALL = DemoDatasetConfig(train_views=6, test_views=3, val_views=2, train_non_landmarks=8,
+                          test_non_landmarks=10, val_non_landmarks=5, image_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +22,12 @@ def test_layout_counts_and_regions(demo_dir):
   n = len(LANDMARKS)
   assert train.images_per_class().tolist() == [6] * n + [8]
   assert test.images_per_class().tolist() == [3] * n + [10]
+  val = GLDv2Source(demo_dir, csv="val.csv", label_map=train.label_map)
+  assert val.images_per_class().tolist() == [2] * n + [5]
   assert train.label_map.num_stages == 2  # two curriculum parts, for the demo's curriculum
   assert train.names[0] == "astronaut"
   assert not set(train.ids) & set(test.ids)  # held-out views are new images
+  assert not set(val.ids) & (set(test.ids) | set(train.ids))
   for path in train.paths[:5]:
     with Image.open(path) as image:
       assert image.size == (64, 64) and image.format == "JPEG"

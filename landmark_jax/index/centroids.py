@@ -1,0 +1,72 @@
+"""From embeddings to a centroid index: clean, write the cleaned dataset and report, build.
+
+``clean`` output folder: ``train_clean.csv`` (GLDv2 format: ``landmark_id,images``),
+``report.json`` / ``report.md``, ``centroids.npy`` (L2-normalised), ``centroid_labels.npy``
+(dense labels), ``cluster_sizes.npy`` and ``label_map.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pathlib
+
+import numpy as np
+
+from landmark_jax.data.labels import LabelMap
+from landmark_jax.index.centroid_index import CentroidIndex, IndexConfig
+from landmark_jax.index.cleaning import CleaningConfig, CleaningResult, clean_dataset
+from landmark_jax.index.embed import Embeddings
+
+
+def clean_embeddings(embeddings: Embeddings, config: CleaningConfig = CleaningConfig()
+                     ) -> CleaningResult:
+  return clean_dataset(embeddings.ids, embeddings.landmark_ids(), embeddings.embeddings, config)
+
+
+def report_markdown(report: dict) -> str:
+  lines = ["# Cleaning report", "",
+           "| | before | after |", "|---|---|---|",
+           f"| landmark images | {report['images_before']} | {report['images_after']} |",
+           f"| landmarks | {report['landmarks_before']} | {report['landmarks_after']} |",
+           "", f"Centroids (valid clusters): {report['centroids']}; "
+           f"non-landmark images (not cleaned): {report['non_landmark_images']}.", "",
+           "| valid clusters per landmark | landmarks |", "|---|---|"]
+  lines += [f"| {k} | {v} |" for k, v in report["clusters_per_landmark_histogram"].items()]
+  missing = report["landmarks_without_valid_cluster"]
+  if missing:
+    lines += ["", f"Landmarks without a valid cluster ({len(missing)}): "
+              + ", ".join(missing[:50]) + (" …" if len(missing) > 50 else "")]
+  return "\n".join(lines) + "\n"
+
+
+def write_cleaning(result: CleaningResult, label_map: LabelMap, out_dir: str | os.PathLike
+                   ) -> dict:
+  out = pathlib.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  with open(out / "train_clean.csv", "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["landmark_id", "images"])
+    writer.writerows(result.clean_rows())
+  report = result.report()
+  (out / "report.json").write_text(json.dumps(report, indent=2))
+  (out / "report.md").write_text(report_markdown(report))
+  np.save(out / "centroids.npy", result.centroids.astype(np.float32))
+  np.save(out / "centroid_labels.npy",
+          np.array([label_map.to_label(l) for l in result.centroid_landmarks], np.int64))
+  np.save(out / "cluster_sizes.npy", result.cluster_sizes.astype(np.int64))
+  label_map.save(out / "label_map.json")
+  return report
+
+
+def build_centroid_index(clean_dir: str | os.PathLike, config: IndexConfig = IndexConfig(),
+                         checkpoint_id: str | None = None) -> CentroidIndex:
+  """The index over a `write_cleaning` folder's centroids."""
+  clean = pathlib.Path(clean_dir)
+  centroids = np.load(clean / "centroids.npy", allow_pickle=False)
+  return CentroidIndex.build(
+      centroids, np.load(clean / "centroid_labels.npy", allow_pickle=False), config,
+      cluster_sizes=np.load(clean / "cluster_sizes.npy", allow_pickle=False),
+      label_map=LabelMap.load(clean / "label_map.json"),
+      metadata={"checkpoint": checkpoint_id} if checkpoint_id else None)

@@ -1,0 +1,105 @@
+"""`landmark-jax embed`: a trained model + an image source → L2-normalised embeddings on disk.
+
+Output: ``shard-NNNNN/`` folders, each holding ``embeddings.npy`` (float32, (m, D)),
+``ids.npy`` (unicode), ``labels.npy`` (dense labels, int32), and ``skipped.json`` (images
+that could not be read), plus ``label_map.json`` and ``embeddings.json`` (model, counts).
+Shard i covers source records [i·S, (i+1)·S). A shard is written into a temporary folder
+and renamed when complete, so a killed job leaves only whole shards, and a rerun skips
+them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import pathlib
+import shutil
+import tempfile
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from landmark_jax import sharding
+from landmark_jax.data import ImageSource, PipelineConfig, eval_dataset
+from landmark_jax.data.labels import LabelMap
+from landmark_jax.embedding import Embedder
+from landmark_jax.train.trained import TrainedModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Embeddings:
+  ids: np.ndarray
+  labels: np.ndarray  # dense labels
+  embeddings: np.ndarray
+  label_map: LabelMap
+  skipped: list[str]
+
+  def landmark_ids(self) -> list:
+    return self.label_map.to_landmark_ids(self.labels)
+
+
+def _shard_dir(out: pathlib.Path, shard: int) -> pathlib.Path:
+  return out / f"shard-{shard:05d}"
+
+
+def embed_source(trained: TrainedModel, source: ImageSource, out_dir: str | os.PathLike, *,
+                 batch_size: int = 64, shard_size: int = 8192, num_workers: int = 0,
+                 progress: bool = True) -> Embeddings:
+  """Embeds every record of `source` (resumable; see the module docstring)."""
+  out = pathlib.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  mesh = sharding.make_data_mesh(jax.local_devices())
+  devices = len(jax.local_devices())
+  batch_size = max(devices, batch_size // devices * devices)
+  pipeline = PipelineConfig(batch_size=batch_size, num_workers=num_workers,
+                            image=trained.config.pipeline.image)
+  embedder = Embedder(trained.model, trained.variables, mesh)
+  num_shards = -(-len(source) // shard_size)
+  bar = tqdm(total=len(source), desc="embed", unit="img", disable=not progress,
+             dynamic_ncols=True)
+  for shard in range(num_shards):
+    start, stop = shard * shard_size, min((shard + 1) * shard_size, len(source))
+    if _shard_dir(out, shard).is_dir():
+      bar.update(stop - start)
+      continue
+    ids, labels, vectors, skipped = [], [], [], []
+    for batch in embedder.iterate(eval_dataset(source.subset(range(start, stop)), pipeline)):
+      ok = batch["mask"]
+      ids.append(batch["id"][ok])
+      labels.append(batch["label"][ok])
+      vectors.append(batch["embedding"][ok])
+      skipped += batch["id"][~ok].tolist()
+      bar.update(len(ok))
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=".shard-", dir=out))
+    np.save(staging / "embeddings.npy", np.concatenate(vectors).astype(np.float32))
+    np.save(staging / "ids.npy", np.concatenate(ids).astype(str))
+    np.save(staging / "labels.npy", np.concatenate(labels).astype(np.int32))
+    (staging / "skipped.json").write_text(json.dumps(skipped))
+    os.rename(staging, _shard_dir(out, shard))
+  bar.close()
+  source.label_map.save(out / "label_map.json")
+  (out / "embeddings.json").write_text(json.dumps({
+      "checkpoint": trained.checkpoint_id, "records": len(source), "shards": num_shards,
+      "shard_size": shard_size, "embedding_dim": trained.model.embedding_dim}, indent=2))
+  result = load_embeddings(out)
+  if result.skipped:
+    logger.warning("%d unreadable images were skipped (first: %s)", len(result.skipped),
+                   ", ".join(result.skipped[:5]))
+  return result
+
+
+def load_embeddings(directory: str | os.PathLike) -> Embeddings:
+  directory = pathlib.Path(directory)
+  shards = sorted(p for p in directory.glob("shard-*") if p.is_dir())
+  if not shards:
+    raise FileNotFoundError(f"no embedding shards in {directory}")
+  def load(name):
+    return np.concatenate([np.load(s / name, allow_pickle=False) for s in shards])
+  skipped = [i for s in shards for i in json.loads((s / "skipped.json").read_text())]
+  return Embeddings(load("ids.npy"), load("labels.npy"), load("embeddings.npy"),
+                    LabelMap.load(directory / "label_map.json"), skipped)

@@ -1,0 +1,200 @@
+"""`Recognizer`: image → embedding → nearest centroids → landmark (or non-landmark) + score.
+
+The paper (§3.4): the query embedding is compared with every centroid by dot product; if
+the best similarity is below a threshold η the photo shows no landmark. η is chosen by
+`calibrate` on a validation set to a target specificity and stored in the index manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import pathlib
+from typing import Any, Hashable, Iterable, Sequence
+
+import jax
+import numpy as np
+from PIL import Image
+
+from landmark_jax import sharding
+from landmark_jax.data import ImageSource, PipelineConfig, eval_dataset
+from landmark_jax.data.transforms import ImageConfig, eval_image
+from landmark_jax.embedding import Embedder
+from landmark_jax.index import CentroidIndex
+from landmark_jax.train.trained import TrainedModel, load_trained
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+  landmark_id: Hashable
+  score: float
+  name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+  """One photo's answer: `landmark_id` is None for "no landmark"."""
+
+  landmark_id: Hashable | None
+  score: float  # the best centroid similarity (cosine), whatever the decision
+  candidates: tuple[Candidate, ...]  # top-k landmarks, best first (max over their centroids)
+  name: str | None = None
+
+  @property
+  def is_landmark(self) -> bool:
+    return self.landmark_id is not None
+
+  def to_json(self) -> dict[str, Any]:
+    return {"landmark_id": self.landmark_id, "name": self.name, "is_landmark": self.is_landmark,
+            "score": self.score,
+            "candidates": [dataclasses.asdict(c) for c in self.candidates]}
+
+
+def _image_array(image, config: ImageConfig) -> np.ndarray:
+  """A path, bytes, PIL image or HWC uint8 array → the eval crop (resize + center crop)."""
+  if isinstance(image, np.ndarray):
+    image = Image.fromarray(image.astype(np.uint8))
+  if isinstance(image, Image.Image):
+    from io import BytesIO
+    buffer = BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    image = buffer.getvalue()
+  if isinstance(image, os.PathLike):
+    image = os.fspath(image)
+  return eval_image(image, config)
+
+
+class Recognizer:
+  """A trained model and a centroid index, batched on the device.
+
+  Args:
+    eta: the similarity threshold; default: the index's calibrated ``eta`` (if the index was
+      never calibrated, every photo gets its nearest landmark, and a warning says so).
+    top_k: landmarks returned as candidates.
+    batch_size: images per device call (padded), so one compiled program serves all calls.
+    names: optional landmark id → name, returned with predictions.
+  """
+
+  def __init__(self, trained: TrainedModel, index: CentroidIndex, *, eta: float | None = None,
+               top_k: int = 5, batch_size: int = 8, names: dict | None = None):
+    if index.dim != trained.model.embedding_dim:
+      raise ValueError(f"index dimension {index.dim} ≠ model embedding "
+                       f"{trained.model.embedding_dim}")
+    if index.label_map is not None and index.label_map != trained.label_map:
+      logger.warning("index and model label maps differ; using the index's for its labels")
+    self.trained = trained
+    self.index = index
+    self.label_map = index.label_map or trained.label_map
+    if eta is None:
+      eta = index.metadata.get("eta")
+      if eta is None:
+        logger.warning("the index has no calibrated eta: every photo gets its nearest landmark "
+                       "(run `landmark-jax calibrate`)")
+        eta = -math.inf
+    self.eta = float(eta)
+    self.top_k = top_k
+    self.names = dict(names or {})
+    self.image_config = trained.config.pipeline.image
+    self.mesh = sharding.make_data_mesh(jax.local_devices())
+    devices = len(jax.local_devices())
+    self.batch_size = max(devices, -(-batch_size // devices) * devices)
+    self.embedder = Embedder(trained.model, trained.variables, self.mesh)
+
+  @classmethod
+  def load(cls, checkpoint: str | os.PathLike, index: str | os.PathLike, **kwargs) -> "Recognizer":
+    trained = load_trained(checkpoint)
+    return cls(trained, CentroidIndex.load(index, expected_dim=trained.model.embedding_dim),
+               **kwargs)
+
+  # Embedding --------------------------------------------------------------------------
+
+  def embed_arrays(self, pixels: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 eval crops → (N, D) unit embeddings, in fixed-size batches."""
+    out = []
+    for start in range(0, len(pixels), self.batch_size):
+      chunk = pixels[start:start + self.batch_size]
+      padded = np.zeros((self.batch_size, *chunk.shape[1:]), np.uint8)
+      padded[:len(chunk)] = chunk
+      out.append(self.embedder(padded)[0][:len(chunk)])
+    return np.concatenate(out) if out else np.zeros((0, self.index.dim), np.float32)
+
+  def embed(self, images: Sequence[Any]) -> np.ndarray:
+    """Photos (paths, bytes, PIL images or uint8 arrays) → (N, D) unit embeddings.
+
+    Raises `ImageDecodeError` naming the first unreadable photo."""
+    return self.embed_arrays(np.stack([_image_array(i, self.image_config) for i in images]))
+
+  # Recognition ------------------------------------------------------------------------
+
+  def _landmark(self, label: int) -> Hashable:
+    return self.label_map.to_landmark_id(int(label))
+
+  def predict_embeddings(self, embeddings: np.ndarray, *, eta: float | None = None
+                         ) -> list[Prediction]:
+    eta = self.eta if eta is None else eta
+    # Several centroids per landmark: fetch enough neighbours to fill top_k landmarks.
+    k = min(len(self.index), self.top_k * 4)
+    labels, scores, _ = self.index.search(embeddings, k)
+    predictions = []
+    for row_labels, row_scores in zip(labels, scores):
+      best: dict[int, float] = {}
+      for label, score in zip(row_labels, row_scores):
+        best.setdefault(int(label), float(score))  # rows are sorted: first is the max
+      ranked = list(best.items())[:self.top_k]
+      candidates = tuple(Candidate(self._landmark(l), s, self.names.get(self._landmark(l)))
+                         for l, s in ranked)
+      top = candidates[0]
+      landmark = top.landmark_id if top.score >= eta else None
+      predictions.append(Prediction(landmark, top.score, candidates,
+                                    self.names.get(landmark) if landmark is not None else None))
+    return predictions
+
+  def recognize(self, images: Sequence[Any]) -> list[Prediction]:
+    return self.predict_embeddings(self.embed(images))
+
+  def embed_source(self, source: ImageSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, dense labels, embeddings) of every readable record of a source."""
+    pipeline = PipelineConfig(batch_size=self.batch_size, num_workers=0, image=self.image_config)
+    ids, labels, vectors = [], [], []
+    for batch in self.embedder.iterate(eval_dataset(source, pipeline)):
+      ok = batch["mask"]
+      ids.append(batch["id"][ok]); labels.append(batch["label"][ok])
+      vectors.append(batch["embedding"][ok])
+    return np.concatenate(ids), np.concatenate(labels), np.concatenate(vectors)
+
+
+def eta_for_specificity(non_landmark_scores: np.ndarray, target: float) -> float:
+  """The smallest η with share(score < η) ≥ target among non-landmark photos.
+
+  With m scores sorted ascending, at least ⌈target·m⌉ of them must fall below η, so η is
+  just above the ⌈target·m⌉-th smallest score.
+  """
+  scores = np.sort(np.asarray(non_landmark_scores, np.float64))
+  if not len(scores):
+    raise ValueError("calibration needs non-landmark photos")
+  if not 0 < target <= 1:
+    raise ValueError(f"target specificity must be in (0, 1], got {target}")
+  needed = math.ceil(target * len(scores) - 1e-9)
+  return float(np.nextafter(np.float32(scores[needed - 1]), np.float32(np.inf)))
+
+
+def calibrate(recognizer: Recognizer, source: ImageSource, target_specificity: float = 0.99
+              ) -> dict[str, float]:
+  """Chooses η on a validation source (landmark and non-landmark photos)."""
+  _, labels, embeddings = recognizer.embed_source(source)
+  predictions = recognizer.predict_embeddings(embeddings, eta=-math.inf)
+  scores = np.array([p.score for p in predictions])
+  non_landmark = labels == source.label_map.non_landmark_label
+  eta = eta_for_specificity(scores[non_landmark], target_specificity)
+  truth = source.label_map.to_landmark_ids(labels)
+  correct = np.array([p.candidates[0].landmark_id == t for p, t in zip(predictions, truth)])
+  landmark = ~non_landmark
+  return {"eta": eta, "target_specificity": target_specificity,
+          "specificity": float(np.mean(scores[non_landmark] < eta)),
+          "sensitivity": float(np.mean(correct[landmark] & (scores[landmark] >= eta)))
+          if landmark.any() else math.nan,
+          "non_landmark_images": int(non_landmark.sum()), "landmark_images": int(landmark.sum())}
