@@ -33,3 +33,25 @@ def landmarks_mini() -> pathlib.Path:
   if not LANDMARKS_MINI.is_dir():
     pytest.skip(f"{LANDMARKS_MINI} is absent: ../shared/ exists beside CI checkouts only")
   return LANDMARKS_MINI
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory):
+  """A private cache for the embedded demo dataset (tests never write to the user's home)."""
+  path = tmp_path_factory.mktemp("demo-cache")
+  previous = os.environ.get("LANDMARK_JAX_CACHE")
+  os.environ["LANDMARK_JAX_CACHE"] = str(path)
+  yield path
+  if previous is None:
+    os.environ.pop("LANDMARK_JAX_CACHE", None)
+  else:
+    os.environ["LANDMARK_JAX_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(demo_cache, tmp_path_factory):
+  """The tiny CPU config trained once on the demo dataset: (workdir, TrainResult)."""
+  from landmark_jax.config import load_config
+  from landmark_jax.train.loop import train
+  workdir = tmp_path_factory.mktemp("tiny-trained")
+  return workdir, train(load_config("tiny_cpu"), workdir, progress=False)

@@ -19,16 +19,6 @@ from tests.data.test_pipeline import write_bad_folder
 from tests.data.test_transforms import gradient_image
 
 
-@pytest.fixture(scope="module")
-def demo_cache(tmp_path_factory):
-  # One generated demo dataset for the module (the default cache would also work, but tests
-  # must not depend on, or write to, the user's home).
-  path = tmp_path_factory.mktemp("demo-cache")
-  os.environ["LANDMARK_JAX_CACHE"] = str(path)
-  yield path
-  os.environ.pop("LANDMARK_JAX_CACHE", None)
-
-
 def tiny(*overrides):
   return load_config("tiny_cpu", list(overrides))
 
@@ -40,9 +30,8 @@ def assert_same_state(a, b):
 
 
 @pytest.fixture(scope="module")
-def full_run(demo_cache, tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("tiny-full")
-  return workdir, train(tiny(), workdir, progress=False)
+def full_run(tiny_trained):
+  return tiny_trained
 
 
 def test_tiny_config_learns_and_passes_two_stages(full_run):

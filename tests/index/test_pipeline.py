@@ -1,0 +1,130 @@
+"""Embed → clean → index → calibrate → recognise with the tiny model on the demo dataset."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from landmark_jax.cli import main
+from landmark_jax.data import GLDv2Source
+from landmark_jax.data.demo_dataset import demo_dataset
+from landmark_jax.index import CentroidIndex
+from landmark_jax.index.centroids import build_centroid_index, clean_embeddings, write_cleaning
+from landmark_jax.index.cleaning import CleaningConfig
+from landmark_jax.index.embed import embed_source, load_embeddings
+from landmark_jax.recognize import Recognizer, calibrate, eta_for_specificity
+from landmark_jax.train.loop import build_source
+from landmark_jax.train.trained import load_trained
+
+
+def test_eta_for_specificity_by_hand():
+  scores = np.array([0.1, 0.5, 0.3, 0.9, 0.2, 0.4, 0.8, 0.7, 0.6, 0.35])
+  # 10 scores; 90 % specificity needs 9 below η: just above the 9th smallest (0.8).
+  eta = eta_for_specificity(scores, 0.9)
+  assert 0.8 < eta < 0.8 + 1e-6 and np.mean(scores < eta) == 0.9
+  assert np.mean(scores < eta_for_specificity(scores, 0.75)) == 0.8  # ⌈7.5⌉ = 8 below
+  assert np.mean(scores < eta_for_specificity(scores, 1.0)) == 1.0
+  with pytest.raises(ValueError, match="non-landmark"):
+    eta_for_specificity(np.array([]), 0.9)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_trained):
+  return load_trained(tiny_trained[0])
+
+
+def test_restored_model_equals_the_trained_state(tiny_trained, trained):
+  _, result = tiny_trained
+  assert trained.step == result.steps and trained.model.num_classes == 8
+  np.testing.assert_array_equal(trained.variables["params"]["classifier"]["kernel"],
+                                np.asarray(result.state.params["classifier"]["kernel"]))
+
+
+def test_embed_is_resumable_and_normalised(trained, tmp_path):
+  source = build_source(trained.config.data, trained.label_map)
+  first = embed_source(trained, source, tmp_path / "e", shard_size=64, progress=False)
+  assert first.embeddings.shape == (len(source), 64)
+  np.testing.assert_allclose(np.linalg.norm(first.embeddings, axis=1), 1.0, atol=1e-5)
+  assert list(first.ids) == list(source.ids)
+  shards = sorted((tmp_path / "e").glob("shard-*"))
+  assert len(shards) == 4  # 204 images in shards of 64
+  kept = {s.name: os.stat(s / "embeddings.npy").st_mtime_ns for s in shards}
+  import shutil
+  shutil.rmtree(shards[2])  # as if killed before the third shard was renamed into place
+  second = embed_source(trained, source, tmp_path / "e", shard_size=64, progress=False)
+  np.testing.assert_allclose(second.embeddings, first.embeddings, atol=1e-6)
+  for shard in shards[:2] + shards[3:]:
+    assert os.stat(shard / "embeddings.npy").st_mtime_ns == kept[shard.name]  # not redone
+
+
+@pytest.fixture(scope="module")
+def index_dir(trained, tmp_path_factory):
+  out = tmp_path_factory.mktemp("pipeline")
+  source = build_source(trained.config.data, trained.label_map)
+  embeddings = embed_source(trained, source, out / "embeddings", progress=False)
+  result = clean_embeddings(embeddings, CleaningConfig(distance_threshold=0.3))
+  report = write_cleaning(result, embeddings.label_map, out / "clean")
+  assert report["landmarks_before"] == 8 and report["images_before"] == 144
+  index = build_centroid_index(out / "clean", checkpoint_id=trained.checkpoint_id)
+  index.save(out / "index")
+  return out
+
+
+def test_centroids_cover_the_landmarks(index_dir):
+  index = CentroidIndex.load(index_dir / "index")
+  report = json.loads((index_dir / "clean" / "report.json").read_text())
+  assert len(index) == report["centroids"] >= 8 - len(report["landmarks_without_valid_cluster"])
+  np.testing.assert_allclose(np.linalg.norm(index.centroids, axis=1), 1.0, atol=1e-5)
+  assert index.metadata["checkpoint"].endswith(f"@{index.metadata['checkpoint'].split('@')[1]}")
+  clean_rows = (index_dir / "clean" / "train_clean.csv").read_text().splitlines()
+  assert clean_rows[0] == "landmark_id,images" and len(clean_rows) - 1 == report["landmarks_after"]
+
+
+def test_calibration_reaches_the_target_and_recognition_is_end_to_end(trained, index_dir, capsys):
+  recognizer = Recognizer(trained, CentroidIndex.load(index_dir / "index"))
+  validation = GLDv2Source(demo_dataset(), csv="val.csv", label_map=trained.label_map)
+  result = calibrate(recognizer, validation, 0.9)
+  assert result["specificity"] >= 0.9
+  print("calibration:", result)
+
+  # η from calibrate recomputed independently: the share of validation non-landmarks below it.
+  ids, labels, embeddings = recognizer.embed_source(validation)
+  scores = np.array([p.score for p in recognizer.predict_embeddings(embeddings, eta=-math.inf)])
+  non_landmark = labels == trained.label_map.non_landmark_label
+  assert np.mean(scores[non_landmark] < result["eta"]) >= 0.9
+
+  # Held-out test photos, recognised by path, answers in the dataset's own landmark ids.
+  test = GLDv2Source(demo_dataset(), csv="test.csv", label_map=trained.label_map)
+  recognizer = Recognizer(trained, CentroidIndex.load(index_dir / "index"), eta=result["eta"])
+  predictions = recognizer.recognize(list(test.paths))
+  truth = test.landmark_ids()
+  landmark = np.array([t is not None for t in truth])
+  correct = np.array([p.landmark_id == t for p, t in zip(predictions, truth)])
+  sensitivity, specificity = correct[landmark].mean(), correct[~landmark].mean()
+  print(f"test: sensitivity {sensitivity:.3f}, specificity {specificity:.3f}")
+  assert all(p.landmark_id in (None, *range(8)) for p in predictions)
+  assert all(len(p.candidates) == 5 and p.candidates[0].score == p.score for p in predictions)
+  # Better than the trivial answers: all-non-landmark has sensitivity 0, all-nearest has
+  # specificity 0.
+  assert sensitivity > 0.05 and specificity > 0.5
+
+
+def test_cli_pipeline_stores_eta_and_recognizes(tiny_trained, tmp_path, capsys):
+  workdir = str(tiny_trained[0])
+  assert main(["embed", "--checkpoint", workdir, "--out", str(tmp_path / "embeddings")]) == 0
+  assert main(["clean", "--embeddings", str(tmp_path / "embeddings"), "--out",
+               str(tmp_path / "clean"), "distance_threshold=0.3"]) == 0
+  assert main(["build-index", "--clean", str(tmp_path / "clean"), "--out",
+               str(tmp_path / "index")]) == 0
+  assert main(["calibrate", "--checkpoint", workdir, "--index", str(tmp_path / "index"),
+               "--target-specificity", "0.9"]) == 0
+  manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+  assert manifest["eta"] == manifest["calibration"]["eta"] and manifest["checkpoint"]
+  photo = GLDv2Source(demo_dataset(), csv="test.csv").paths[0]
+  capsys.readouterr()
+  assert main(["recognize", "--checkpoint", workdir, "--index", str(tmp_path / "index"),
+               "--json", photo]) == 0
+  line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert line["path"] == photo and len(line["candidates"]) == 5
