@@ -175,6 +175,24 @@ def _benchmark_train(args) -> int:
   return 0
 
 
+def _benchmark_index(args) -> int:
+  from landmark_jax.benchmarks.index_speed import benchmark_index, benchmark_query_latency
+  from landmark_jax.benchmarks.timing import format_table, machine_description, write_json
+  rows = benchmark_index(args.sizes, num_queries=args.queries)
+  print(f"# centroid search, 512-d, {args.queries} queries: {machine_description()}")
+  print(format_table(rows, ["centroids", "backend", "build s", "index MB", "queries/s",
+                            "recall@1", "setting"]))
+  latency = []
+  if not args.skip_latency:
+    latency = benchmark_query_latency(args.backbone)
+    print(f"\n# one photo: embed ({args.backbone}) + search")
+    print(format_table(latency, ["backbone", "image", "index", "embed ms", "search ms",
+                                 "total ms", "search share %"]))
+  if args.json:
+    write_json(args.json, {"search": rows, "latency": latency})
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="landmark-jax",
@@ -257,6 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
   train_bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   train_bench.add_argument("--json", help="also write the rows to this JSON file")
   train_bench.set_defaults(run=_benchmark_train)
+
+  index_bench = suites.add_parser(
+      "index", help="ScaNN vs exact search at recall@1 ≥ 0.99; embed+search latency")
+  index_bench.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+  index_bench.add_argument("--queries", type=int, default=1000)
+  index_bench.add_argument("--backbone", default="wide_resnet50_2")
+  index_bench.add_argument("--skip-latency", action="store_true")
+  index_bench.add_argument("--json", help="also write the rows to this JSON file")
+  index_bench.set_defaults(run=_benchmark_index)
 
   data = suites.add_parser(
       "data", help="decode+augment images/s: JPEG draft on/off, 0/1/2 worker processes")

@@ -148,9 +148,12 @@ class CentroidIndex:
       self._exact = ExactSearcher(self.centroids)
     return self._exact.search(queries, k)
 
-  def search(self, queries: np.ndarray, k: int = 5, *, exact: bool = False
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Top-k centroids per query → (labels (q, k), scores (q, k), centroid ids (q, k))."""
+  def search(self, queries: np.ndarray, k: int = 5, *, exact: bool = False,
+             leaves_to_search: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k centroids per query → (labels (q, k), scores (q, k), centroid ids (q, k)).
+
+    `leaves_to_search` overrides the built setting for this call (ScaNN tree mode only):
+    more leaves, higher recall, fewer queries/s."""
     queries = np.ascontiguousarray(queries, np.float32)
     if queries.ndim != 2 or queries.shape[1] != self.dim:
       raise ValueError(f"queries must be (q, {self.dim}), got {queries.shape}")
@@ -158,7 +161,8 @@ class CentroidIndex:
     if exact or self._scann is None:
       ids, scores = self.exact_search(queries, k)
     else:
-      ids, scores = self._scann.search_batched(queries, final_num_neighbors=k)
+      extra = {"leaves_to_search": leaves_to_search} if leaves_to_search else {}
+      ids, scores = self._scann.search_batched(queries, final_num_neighbors=k, **extra)
       ids = ids.astype(np.int64)
     return self.labels[ids], scores.astype(np.float32), ids
 
