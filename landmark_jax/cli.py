@@ -123,6 +123,45 @@ def _recognize(args) -> int:
   return 0
 
 
+def _evaluate(args) -> int:
+  import collections
+  from landmark_jax.data import GLDv2Source
+  from landmark_jax.eval.report import emulate_collection, score_photos, write_report
+  from landmark_jax.recognize import Recognizer
+  from landmark_jax.train.loop import build_source
+  recognizer = Recognizer.load(args.checkpoint, args.index, eta=args.eta)
+  source = _source_from_args(args, recognizer.label_map, "test.csv")
+  data = recognizer.trained.config.data
+  if source is None:
+    if data.kind != "demo":
+      raise SystemExit("evaluate needs a test set: --root/--csv or --folder")
+    from landmark_jax.data.demo_dataset import demo_dataset
+    source = GLDv2Source(data.root or demo_dataset(), csv="test.csv", label_map=recognizer.label_map)
+  if args.landmark_share:
+    source = emulate_collection(source, args.landmark_share, seed=args.seed)
+  training = build_source(data, recognizer.trained.label_map)
+  counts = dict(zip(training.label_map.landmark_ids, training.images_per_class()[:-1].tolist()))
+  result = write_report(score_photos(recognizer, source), recognizer.eta, args.out,
+                        train_counts=counts, rare_threshold=args.rare_threshold,
+                        categories=training.categories or None)
+  print((pathlib.Path(args.out) / "report.md").read_text())
+  print(f"report and plots written to {args.out}")
+  return 0
+
+
+def _evaluate_revisited(args) -> int:
+  import json
+  from landmark_jax.eval.revisited import evaluate_revisited
+  from landmark_jax.recognize import PhotoEmbedder
+  from landmark_jax.train.trained import load_trained
+  embedder = PhotoEmbedder(load_trained(args.checkpoint), batch_size=args.batch_size)
+  result = evaluate_revisited(embedder.embed, args.root, args.gnd, distractors=args.distractors)
+  print(json.dumps(result, indent=2))
+  if args.out:
+    pathlib.Path(args.out).write_text(json.dumps(result, indent=2))
+  return 0
+
+
 def _add_source_args(parser) -> None:
   parser.add_argument("--root", help="a GLDv2-layout folder (default: the checkpoint's data)")
   parser.add_argument("--csv", default="train.csv", help="with --root: the image list")
@@ -251,6 +290,30 @@ def build_parser() -> argparse.ArgumentParser:
   rec.add_argument("--json", action="store_true", help="JSON lines instead of a table")
   rec.add_argument("paths", nargs="+")
   rec.set_defaults(run=_recognize)
+
+  ev = commands.add_parser(
+      "evaluate", help="sensitivity/specificity, rare/frequent, categories, GAP, plots")
+  ev.add_argument("--checkpoint", required=True)
+  ev.add_argument("--index", required=True)
+  ev.add_argument("--out", required=True, help="report.md, report.json and PNG plots go here")
+  ev.add_argument("--eta", type=float, default=None, help="default: the index's calibrated η")
+  ev.add_argument("--landmark-share", type=float, default=0.02,
+                  help="emulate a user collection with this share of landmark photos "
+                       "(the paper: 1–3 %%); 0 keeps the test set as it is")
+  ev.add_argument("--rare-threshold", type=int, default=10,
+                  help="landmarks with fewer training images are 'rare'")
+  ev.add_argument("--seed", type=int, default=0)
+  _add_source_args(ev)
+  ev.set_defaults(run=_evaluate)
+
+  evr = commands.add_parser("evaluate-revisited", help="Revisited Oxford/Paris mAP")
+  evr.add_argument("--checkpoint", required=True)
+  evr.add_argument("--root", required=True, help="the dataset folder (with jpg/)")
+  evr.add_argument("--gnd", required=True, help="gnd_roxford5k.pkl / gnd_rparis6k.pkl / .mat")
+  evr.add_argument("--distractors", help="a folder of distractor images (R1M-style)")
+  evr.add_argument("--batch-size", type=int, default=16)
+  evr.add_argument("--out", help="also write the JSON result here")
+  evr.set_defaults(run=_evaluate_revisited)
 
   benchmark = commands.add_parser("benchmark", help="speed/memory benchmarks (ratios vs a baseline)")
   suites = benchmark.add_subparsers(dest="suite", required=True, metavar="SUITE")

@@ -68,6 +68,49 @@ def _image_array(image, config: ImageConfig) -> np.ndarray:
   return eval_image(image, config)
 
 
+class PhotoEmbedder:
+  """Photos → unit embeddings with a trained model, in fixed-size (padded) device batches,
+  so one compiled program serves every call."""
+
+  def __init__(self, trained: TrainedModel, batch_size: int = 8):
+    self.trained = trained
+    self.image_config = trained.config.pipeline.image
+    self.mesh = sharding.make_data_mesh(jax.local_devices())
+    devices = len(jax.local_devices())
+    self.batch_size = max(devices, -(-batch_size // devices) * devices)
+    self.embedder = Embedder(trained.model, trained.variables, self.mesh)
+
+  def embed_arrays(self, pixels: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 eval crops → (N, D) unit embeddings."""
+    out = []
+    for start in range(0, len(pixels), self.batch_size):
+      chunk = pixels[start:start + self.batch_size]
+      padded = np.zeros((self.batch_size, *chunk.shape[1:]), np.uint8)
+      padded[:len(chunk)] = chunk
+      out.append(self.embedder(padded)[0][:len(chunk)])
+    return (np.concatenate(out) if out
+            else np.zeros((0, self.trained.model.embedding_dim), np.float32))
+
+  def embed(self, images: Sequence[Any]) -> np.ndarray:
+    """Photos (paths, bytes, PIL images or uint8 arrays) → (N, D) unit embeddings.
+
+    Raises `ImageDecodeError` naming the first unreadable photo."""
+    if not len(images):
+      return self.embed_arrays(np.zeros((0, 1, 1, 3), np.uint8))
+    return self.embed_arrays(np.stack([_image_array(i, self.image_config) for i in images]))
+
+  def embed_source(self, source: ImageSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, dense labels, embeddings) of every readable record of a source."""
+    pipeline = PipelineConfig(batch_size=self.batch_size, num_workers=0, image=self.image_config)
+    ids, labels, vectors = [], [], []
+    for batch in self.embedder.iterate(eval_dataset(source, pipeline)):
+      ok = batch["mask"]
+      ids.append(batch["id"][ok])
+      labels.append(batch["label"][ok])
+      vectors.append(batch["embedding"][ok])
+    return np.concatenate(ids), np.concatenate(labels), np.concatenate(vectors)
+
+
 class Recognizer:
   """A trained model and a centroid index, batched on the device.
 
@@ -98,35 +141,17 @@ class Recognizer:
     self.eta = float(eta)
     self.top_k = top_k
     self.names = dict(names or {})
-    self.image_config = trained.config.pipeline.image
-    self.mesh = sharding.make_data_mesh(jax.local_devices())
-    devices = len(jax.local_devices())
-    self.batch_size = max(devices, -(-batch_size // devices) * devices)
-    self.embedder = Embedder(trained.model, trained.variables, self.mesh)
+    self.photos = PhotoEmbedder(trained, batch_size)
+    # Embedding is the PhotoEmbedder's; exposed here because callers think in recognizers.
+    self.embed = self.photos.embed
+    self.embed_arrays = self.photos.embed_arrays
+    self.embed_source = self.photos.embed_source
 
   @classmethod
   def load(cls, checkpoint: str | os.PathLike, index: str | os.PathLike, **kwargs) -> "Recognizer":
     trained = load_trained(checkpoint)
     return cls(trained, CentroidIndex.load(index, expected_dim=trained.model.embedding_dim),
                **kwargs)
-
-  # Embedding --------------------------------------------------------------------------
-
-  def embed_arrays(self, pixels: np.ndarray) -> np.ndarray:
-    """(N, S, S, 3) uint8 eval crops → (N, D) unit embeddings, in fixed-size batches."""
-    out = []
-    for start in range(0, len(pixels), self.batch_size):
-      chunk = pixels[start:start + self.batch_size]
-      padded = np.zeros((self.batch_size, *chunk.shape[1:]), np.uint8)
-      padded[:len(chunk)] = chunk
-      out.append(self.embedder(padded)[0][:len(chunk)])
-    return np.concatenate(out) if out else np.zeros((0, self.index.dim), np.float32)
-
-  def embed(self, images: Sequence[Any]) -> np.ndarray:
-    """Photos (paths, bytes, PIL images or uint8 arrays) → (N, D) unit embeddings.
-
-    Raises `ImageDecodeError` naming the first unreadable photo."""
-    return self.embed_arrays(np.stack([_image_array(i, self.image_config) for i in images]))
 
   # Recognition ------------------------------------------------------------------------
 
@@ -155,16 +180,6 @@ class Recognizer:
 
   def recognize(self, images: Sequence[Any]) -> list[Prediction]:
     return self.predict_embeddings(self.embed(images))
-
-  def embed_source(self, source: ImageSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, dense labels, embeddings) of every readable record of a source."""
-    pipeline = PipelineConfig(batch_size=self.batch_size, num_workers=0, image=self.image_config)
-    ids, labels, vectors = [], [], []
-    for batch in self.embedder.iterate(eval_dataset(source, pipeline)):
-      ok = batch["mask"]
-      ids.append(batch["id"][ok]); labels.append(batch["label"][ok])
-      vectors.append(batch["embedding"][ok])
-    return np.concatenate(ids), np.concatenate(labels), np.concatenate(vectors)
 
 
 def eta_for_specificity(non_landmark_scores: np.ndarray, target: float) -> float:

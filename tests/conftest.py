@@ -55,3 +55,26 @@ def tiny_trained(demo_cache, tmp_path_factory):
   from landmark_jax.train.loop import train
   workdir = tmp_path_factory.mktemp("tiny-trained")
   return workdir, train(load_config("tiny_cpu"), workdir, progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_trained):
+  """The tiny model restored for inference (`TrainedModel`)."""
+  from landmark_jax.train.trained import load_trained
+  return load_trained(tiny_trained[0])
+
+
+@pytest.fixture(scope="session")
+def index_dir(trained, tmp_path_factory):
+  """embed → clean → centroid index of the demo training set, under <dir>/index."""
+  from landmark_jax.index.centroids import build_centroid_index, clean_embeddings, write_cleaning
+  from landmark_jax.index.cleaning import CleaningConfig
+  from landmark_jax.index.embed import embed_source
+  from landmark_jax.train.loop import build_source
+  out = tmp_path_factory.mktemp("pipeline")
+  source = build_source(trained.config.data, trained.label_map)
+  embeddings = embed_source(trained, source, out / "embeddings", progress=False)
+  result = clean_embeddings(embeddings, CleaningConfig(distance_threshold=0.3))
+  write_cleaning(result, embeddings.label_map, out / "clean")
+  build_centroid_index(out / "clean", checkpoint_id=trained.checkpoint_id).save(out / "index")
+  return out

@@ -30,11 +30,6 @@ def test_eta_for_specificity_by_hand():
     eta_for_specificity(np.array([]), 0.9)
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_trained):
-  return load_trained(tiny_trained[0])
-
-
 def test_restored_model_equals_the_trained_state(tiny_trained, trained):
   _, result = tiny_trained
   assert trained.step == result.steps and trained.model.num_classes == 8
@@ -59,22 +54,10 @@ def test_embed_is_resumable_and_normalised(trained, tmp_path):
     assert os.stat(shard / "embeddings.npy").st_mtime_ns == kept[shard.name]  # not redone
 
 
-@pytest.fixture(scope="module")
-def index_dir(trained, tmp_path_factory):
-  out = tmp_path_factory.mktemp("pipeline")
-  source = build_source(trained.config.data, trained.label_map)
-  embeddings = embed_source(trained, source, out / "embeddings", progress=False)
-  result = clean_embeddings(embeddings, CleaningConfig(distance_threshold=0.3))
-  report = write_cleaning(result, embeddings.label_map, out / "clean")
-  assert report["landmarks_before"] == 8 and report["images_before"] == 144
-  index = build_centroid_index(out / "clean", checkpoint_id=trained.checkpoint_id)
-  index.save(out / "index")
-  return out
-
-
 def test_centroids_cover_the_landmarks(index_dir):
   index = CentroidIndex.load(index_dir / "index")
   report = json.loads((index_dir / "clean" / "report.json").read_text())
+  assert report["landmarks_before"] == 8 and report["images_before"] == 144
   assert len(index) == report["centroids"] >= 8 - len(report["landmarks_without_valid_cluster"])
   np.testing.assert_allclose(np.linalg.norm(index.centroids, axis=1), 1.0, atol=1e-5)
   assert index.metadata["checkpoint"].endswith(f"@{index.metadata['checkpoint'].split('@')[1]}")

@@ -1,0 +1,1 @@
+"""Evaluation: the paper's metrics, reports, plots and the Revisited Oxford/Paris protocol."""
