@@ -8,8 +8,10 @@ import sys
 
 
 def _demo(args) -> int:
+  import logging
   from landmark_jax.demo import run_demo
-  run_demo(image_size=args.image_size)
+  logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+  run_demo(args.workdir, fresh=args.fresh, overrides=tuple(args.overrides))
   return 0
 
 
@@ -162,6 +164,25 @@ def _evaluate_revisited(args) -> int:
   return 0
 
 
+def _serve(args) -> int:
+  import uvicorn
+  from landmark_jax.data.sources import read_landmark_table
+  from landmark_jax.recognize import Recognizer
+  from landmark_jax.serve.app import ServeConfig, batch_buckets, create_app
+  config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                       max_bytes=args.max_bytes, max_pixels=args.max_pixels)
+  names = read_landmark_table(args.landmarks_csv, "name") if args.landmarks_csv else None
+  recognizer = Recognizer.load(args.checkpoint, args.index, names=names,
+                               buckets=batch_buckets(config.max_batch))
+  if names is None and recognizer.trained.config.data.kind == "demo":
+    from landmark_jax.data.demo_dataset import demo_dataset
+    recognizer.names = read_landmark_table(demo_dataset() / "landmarks.csv", "name")
+  if args.host not in ("127.0.0.1", "localhost", "::1"):
+    print(f"warning: serving on {args.host}, reachable from other machines")
+  uvicorn.run(create_app(recognizer, config), host=args.host, port=args.port, log_level="info")
+  return 0
+
+
 def _add_source_args(parser) -> None:
   parser.add_argument("--root", help="a GLDv2-layout folder (default: the checkpoint's data)")
   parser.add_argument("--csv", default="train.csv", help="with --root: the image list")
@@ -238,8 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
       description="Large-scale landmark recognition via deep metric learning, in JAX.")
   commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-  demo = commands.add_parser("demo", help="run the library end to end on bundled data")
-  demo.add_argument("--image-size", type=int, default=128)
+  demo = commands.add_parser(
+      "demo", help="the whole pipeline on the embedded dataset: train, clean, index, recognise")
+  demo.add_argument("--workdir", default="workdir/demo",
+                    help="every step's output; a second run reuses it")
+  demo.add_argument("--fresh", action="store_true", help="delete the workdir and start over")
+  demo.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="overrides of the tiny_cpu training config")
   demo.set_defaults(run=_demo)
 
   train = commands.add_parser(
@@ -314,6 +340,18 @@ def build_parser() -> argparse.ArgumentParser:
   evr.add_argument("--batch-size", type=int, default=16)
   evr.add_argument("--out", help="also write the JSON result here")
   evr.set_defaults(run=_evaluate_revisited)
+
+  srv = commands.add_parser("serve", help="the HTTP recognition service (loopback by default)")
+  srv.add_argument("--checkpoint", required=True)
+  srv.add_argument("--index", required=True)
+  srv.add_argument("--host", default="127.0.0.1")
+  srv.add_argument("--port", type=int, default=8000)
+  srv.add_argument("--landmarks-csv", help="landmark_id,name,… : names returned with answers")
+  srv.add_argument("--max-batch", type=int, default=16)
+  srv.add_argument("--max-wait-ms", type=float, default=5.0)
+  srv.add_argument("--max-bytes", type=int, default=20 * 2**20)
+  srv.add_argument("--max-pixels", type=int, default=50_000_000)
+  srv.set_defaults(run=_serve)
 
   benchmark = commands.add_parser("benchmark", help="speed/memory benchmarks (ratios vs a baseline)")
   suites = benchmark.add_subparsers(dest="suite", required=True, metavar="SUITE")

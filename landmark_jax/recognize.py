@@ -54,7 +54,7 @@ class Prediction:
             "candidates": [dataclasses.asdict(c) for c in self.candidates]}
 
 
-def _image_array(image, config: ImageConfig) -> np.ndarray:
+def image_array(image, config: ImageConfig) -> np.ndarray:
   """A path, bytes, PIL image or HWC uint8 array → the eval crop (resize + center crop)."""
   if isinstance(image, np.ndarray):
     image = Image.fromarray(image.astype(np.uint8))
@@ -69,23 +69,33 @@ def _image_array(image, config: ImageConfig) -> np.ndarray:
 
 
 class PhotoEmbedder:
-  """Photos → unit embeddings with a trained model, in fixed-size (padded) device batches,
-  so one compiled program serves every call."""
+  """Photos → unit embeddings with a trained model, in padded device batches of a few fixed
+  sizes (`buckets`), so a handful of compiled programs serve every call."""
 
-  def __init__(self, trained: TrainedModel, batch_size: int = 8):
+  def __init__(self, trained: TrainedModel, batch_size: int = 8,
+               buckets: Sequence[int] | None = None):
     self.trained = trained
     self.image_config = trained.config.pipeline.image
     self.mesh = sharding.make_data_mesh(jax.local_devices())
     devices = len(jax.local_devices())
-    self.batch_size = max(devices, -(-batch_size // devices) * devices)
+    round_up = lambda n: max(devices, -(-n // devices) * devices)  # noqa: E731
+    self.buckets = sorted({round_up(b) for b in (buckets or (batch_size,))})
+    self.batch_size = self.buckets[-1]
     self.embedder = Embedder(trained.model, trained.variables, self.mesh)
+
+  def warm_up(self) -> None:
+    """Compiles every bucket now, so that no later call pays for compilation."""
+    size = self.image_config.crop_size
+    for bucket in self.buckets:
+      self.embed_arrays(np.zeros((bucket, size, size, 3), np.uint8))
 
   def embed_arrays(self, pixels: np.ndarray) -> np.ndarray:
     """(N, S, S, 3) uint8 eval crops → (N, D) unit embeddings."""
     out = []
     for start in range(0, len(pixels), self.batch_size):
       chunk = pixels[start:start + self.batch_size]
-      padded = np.zeros((self.batch_size, *chunk.shape[1:]), np.uint8)
+      bucket = next(b for b in self.buckets if b >= len(chunk))
+      padded = np.zeros((bucket, *chunk.shape[1:]), np.uint8)
       padded[:len(chunk)] = chunk
       out.append(self.embedder(padded)[0][:len(chunk)])
     return (np.concatenate(out) if out
@@ -97,7 +107,7 @@ class PhotoEmbedder:
     Raises `ImageDecodeError` naming the first unreadable photo."""
     if not len(images):
       return self.embed_arrays(np.zeros((0, 1, 1, 3), np.uint8))
-    return self.embed_arrays(np.stack([_image_array(i, self.image_config) for i in images]))
+    return self.embed_arrays(np.stack([image_array(i, self.image_config) for i in images]))
 
   def embed_source(self, source: ImageSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, dense labels, embeddings) of every readable record of a source."""
@@ -123,7 +133,8 @@ class Recognizer:
   """
 
   def __init__(self, trained: TrainedModel, index: CentroidIndex, *, eta: float | None = None,
-               top_k: int = 5, batch_size: int = 8, names: dict | None = None):
+               top_k: int = 5, batch_size: int = 8, names: dict | None = None,
+               buckets: Sequence[int] | None = None):
     if index.dim != trained.model.embedding_dim:
       raise ValueError(f"index dimension {index.dim} ≠ model embedding "
                        f"{trained.model.embedding_dim}")
@@ -141,7 +152,7 @@ class Recognizer:
     self.eta = float(eta)
     self.top_k = top_k
     self.names = dict(names or {})
-    self.photos = PhotoEmbedder(trained, batch_size)
+    self.photos = PhotoEmbedder(trained, batch_size, buckets)
     # Embedding is the PhotoEmbedder's; exposed here because callers think in recognizers.
     self.embed = self.photos.embed
     self.embed_arrays = self.photos.embed_arrays

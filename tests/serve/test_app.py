@@ -1,0 +1,147 @@
+"""The real service on a free loopback port: real photos, bad input, and a bounded load test."""
+
+import concurrent.futures
+import csv
+import io
+import socket
+import statistics
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from landmark_jax.index import CentroidIndex
+from landmark_jax.recognize import Recognizer
+from landmark_jax.serve.app import ServeConfig, batch_buckets, create_app
+from tests.data.test_transforms import encode, gradient_image, huge_png_header
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained, index_dir):
+  config = ServeConfig(max_batch=8, max_wait_ms=20, max_bytes=2_000_000, max_pixels=20_000_000)
+  recognizer = Recognizer(trained, CentroidIndex.load(index_dir / "index"), eta=0.9,
+                          names={0: "astronaut"}, buckets=batch_buckets(config.max_batch))
+  port = free_port()
+  uv = uvicorn.Server(uvicorn.Config(create_app(recognizer, config), host="127.0.0.1",
+                                     port=port, log_level="warning"))
+  thread = threading.Thread(target=uv.run, daemon=True)
+  thread.start()
+  deadline = time.monotonic() + 120
+  while not uv.started and time.monotonic() < deadline:
+    time.sleep(0.05)
+  assert uv.started, "server did not start"
+  yield f"http://127.0.0.1:{port}", recognizer
+  uv.should_exit = True
+  thread.join(timeout=30)
+
+
+def mini_photos(landmarks_mini, n=3):
+  rows = list(csv.DictReader(open(landmarks_mini / "train.csv")))[:n]
+  return [landmarks_mini / "images" / r["id"][0] / r["id"][1] / r["id"][2] / f"{r['id']}.jpg"
+          for r in rows]
+
+
+def test_recognize_real_photos_multipart_and_raw(server, landmarks_mini):
+  url, recognizer = server
+  photo = mini_photos(landmarks_mini, 1)[0]
+  data = photo.read_bytes()
+  expected = recognizer.recognize([str(photo)])[0]
+  with httpx.Client(base_url=url, timeout=60) as client:
+    multipart = client.post("/v1/recognize", files={"image": (photo.name, data, "image/jpeg")})
+    raw = client.post("/v1/recognize", content=data, headers={"content-type": "image/jpeg"})
+  for response in (multipart, raw):
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["landmark_id"] == expected.landmark_id
+    assert body["score"] == pytest.approx(expected.score, abs=1e-5)
+    assert [c["landmark_id"] for c in body["candidates"]] == [c.landmark_id for c in expected.candidates]
+    assert body["timing_ms"]["total"] > 0 and body["batch_size"] >= 1
+    assert body["is_landmark"] == (body["score"] >= 0.9)
+
+
+def test_batch_endpoint_health_info_and_page(server, landmarks_mini):
+  url, _ = server
+  photos = mini_photos(landmarks_mini, 3)
+  with httpx.Client(base_url=url, timeout=60) as client:
+    response = client.post("/v1/recognize:batch", files=[
+        ("images", (p.name, p.read_bytes(), "image/jpeg")) for p in photos] + [
+        ("images", ("broken.jpg", b"not a photo", "image/jpeg"))])
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["file"] for r in results] == [p.name for p in photos] + ["broken.jpg"]
+    assert all("candidates" in r for r in results[:3])
+    assert results[3]["status"] == 400 and "not an image" in results[3]["error"]
+    assert client.get("/healthz").json() == {"status": "ok"}
+    info = client.get("/v1/info").json()
+    assert info["index"]["centroids"] > 0 and info["eta"] == 0.9
+    assert info["model"]["backbone"] == "resnet_tiny" and info["version"]
+    page = client.get("/")
+    assert page.status_code == 200 and "/v1/recognize" in page.text and 'type="file"' in page.text
+
+
+@pytest.mark.parametrize("kind, content, content_type, status, message", [
+    ("not an image", b"hello, this is text", "image/jpeg", 400, "not an image"),
+    ("truncated", encode(gradient_image(400, 300), quality=95)[:2500], "image/jpeg", 400, "truncated"),
+    ("empty", b"", "image/png", 400, "empty body"),
+    ("wrong type", b"{}", "application/json", 415, "unsupported Content-Type 'application/json'"),
+    ("too many bytes", b"\xff" * 2_000_001, "image/jpeg", 413, "exceeds the limit of 2,000,000"),
+    ("too many pixels", huge_png_header(), "image/png", 413, "pixels"),
+])
+def test_bad_input_gets_a_named_4xx_and_the_service_goes_on(server, landmarks_mini, kind, content,
+                                                             content_type, status, message):
+  url, _ = server
+  photo = mini_photos(landmarks_mini, 1)[0]
+  with httpx.Client(base_url=url, timeout=60) as client:
+    response = client.post("/v1/recognize", content=content, headers={"content-type": content_type})
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    good = client.post("/v1/recognize", files={"image": (photo.name, photo.read_bytes(), "image/jpeg")})
+    assert good.status_code == 200
+
+
+def test_missing_file_field_is_named(server):
+  url, _ = server
+  with httpx.Client(base_url=url, timeout=60) as client:
+    response = client.post("/v1/recognize", files={"photo": ("x.jpg", b"x", "image/jpeg")})
+  assert response.status_code == 400 and "no file field 'image'" in response.json()["error"]
+
+
+def test_load_200_requests_16_clients(server, landmarks_mini):
+  url, _ = server
+  photos = [p.read_bytes() for p in mini_photos(landmarks_mini, 8)]
+  with httpx.Client(base_url=url, timeout=60) as client:
+    before = client.get("/v1/info").json()["batching"]
+
+  def one(i):
+    with httpx.Client(base_url=url, timeout=60) as client:
+      start = time.perf_counter()
+      response = client.post("/v1/recognize", content=photos[i % len(photos)],
+                             headers={"content-type": "image/jpeg"})
+      return response.status_code, time.perf_counter() - start
+
+  start = time.perf_counter()
+  with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    results = list(pool.map(one, range(200)))
+  elapsed = time.perf_counter() - start
+  statuses = [s for s, _ in results]
+  latencies = sorted(l for _, l in results)
+  assert statuses == [200] * 200
+  with httpx.Client(base_url=url, timeout=60) as client:
+    after = client.get("/v1/info").json()["batching"]
+  batches, photos_done = after["batches"] - before["batches"], after["photos"] - before["photos"]
+  mean_batch = photos_done / batches
+  figures = {"requests/s": 200 / elapsed, "p50 ms": 1000 * statistics.median(latencies),
+             "p99 ms": 1000 * latencies[int(0.99 * len(latencies)) - 1], "mean batch": mean_batch}
+  print("load test:", {k: round(v, 2) for k, v in figures.items()})
+  assert photos_done == 200
+  assert mean_batch > 1  # concurrent requests did share device calls
