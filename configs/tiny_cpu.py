@@ -1,4 +1,4 @@
-"""The CPU demo: a tiny ResNet on the embedded dataset, two curriculum stages, ~1 minute.
+"""The CPU demo: a tiny wide ResNet on the embedded dataset, two curriculum stages, ~1 minute.
 
     landmark-jax train --config configs/tiny_cpu.py --workdir /tmp/tiny
 
@@ -21,7 +21,9 @@ def get_config() -> TrainConfig:
       pipeline=PipelineConfig(
           batch_size=32, num_workers=0,
           image=ImageConfig(resize_size=72, crop_size=64, crop_scale=(0.35, 1.0))),
-      model=ModelConfig(backbone="resnet_tiny", embedding_dim=64),
+      # The wide variant: twice the inner width of resnet_tiny, clearly better embeddings on
+      # the demo data for little extra time.
+      model=ModelConfig(backbone="wide_resnet_tiny", embedding_dim=64),
       loss=LossConfig(kind="softmax_center", center_weight=5e-3),
       # From scratch, so every group learns at the same rate; decay at 40 % and 80 % of
       # the run, as the paper's 12 and 24 of 30.

@@ -90,7 +90,7 @@ def _build_index(args) -> int:
 def _calibrate(args) -> int:
   from landmark_jax.data import GLDv2Source
   from landmark_jax.recognize import Recognizer, calibrate
-  recognizer = Recognizer.load(args.checkpoint, args.index)
+  recognizer = Recognizer.load(args.checkpoint, args.index, eta=float("-inf"))  # being chosen
   source = _source_from_args(args, recognizer.label_map, "val.csv")
   if source is None:
     data = recognizer.trained.config.data

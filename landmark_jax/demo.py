@@ -10,6 +10,7 @@ when its output is there (`fresh=True` starts over).
 from __future__ import annotations
 
 import json
+import math
 import logging
 import pathlib
 import shutil
@@ -93,7 +94,8 @@ def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = Fals
             calibrated)
   if not calibrated:
     validation = GLDv2Source(root, csv="val.csv", label_map=trained.label_map)
-    calibration = calibrate(Recognizer(trained, index), validation, TARGET_SPECIFICITY)
+    calibration = calibrate(Recognizer(trained, index, eta=-math.inf), validation,
+                            TARGET_SPECIFICITY)
     index = index.with_metadata(eta=calibration["eta"], calibration=calibration)
     index.save(index_dir)
   print(f"   η = {index.metadata['eta']:.4f}")

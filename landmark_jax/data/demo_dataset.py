@@ -41,6 +41,8 @@ LANDMARKS = (
     ("retina", ("retina.jpg",) * 3, "north_america_oceania", -33.8568, 151.2153),
     ("ihc", ("ihc.png",) * 3, "north_america_oceania", 43.6426, -79.3871),
 )
+# Landmarks with few training photos, so that the rare/frequent breakdown has both kinds.
+RARE_LANDMARKS = ("rocket", "ihc")
 NON_LANDMARK_PHOTOS = ("brick.png", "grass.png", "gravel.png", "camera.png", "coins.png",
                        "moon.png", "cell.png", "clock_motion.png", "color.png", "horse.png",
                        "logo.png", "chessboard_RGB.png", "phantom.png")
@@ -56,6 +58,7 @@ class DemoDatasetConfig:
   seed: int = 0
   image_size: int = 128  # side of the written JPEGs
   train_views: int = 18  # training views per landmark
+  rare_train_views: int = 9  # training views of the RARE_LANDMARKS (3 per angle)
   test_views: int = 6  # held-out views per landmark, for evaluation
   val_views: int = 4  # more held-out views per landmark, for calibrating η
   train_non_landmarks: int = 60
@@ -164,7 +167,8 @@ def generate(directory: pathlib.Path, config: DemoDatasetConfig) -> None:
   train_rows, test_rows, val_rows, non_landmark_rows = [], [], [], []
   for landmark_id, (name, files, *_rest) in enumerate(LANDMARKS):
     photos = [_photo(f).convert("RGB") for f in files]
-    for stream, count, rows, split in ((train_stream, config.train_views, train_rows, "train"),
+    train_views = config.rare_train_views if name in RARE_LANDMARKS else config.train_views
+    for stream, count, rows, split in ((train_stream, train_views, train_rows, "train"),
                                        (test_stream, config.test_views, test_rows, "test"),
                                        (val_stream, config.val_views, val_rows, "val")):
       rng = np.random.default_rng([config.seed, stream, landmark_id])

@@ -7,7 +7,8 @@ from PIL import Image
 from landmark_jax.data import GLDv2Source
 from landmark_jax.data.demo_dataset import LANDMARKS, DemoDatasetConfig, demo_dataset
 
-SMALL = DemoDatasetConfig(train_views=6, test_views=3, val_views=2, train_non_landmarks=8,
+SMALL = DemoDatasetConfig(train_views=6, rare_train_views=3, test_views=3, val_views=2,
+                          train_non_landmarks=8,
                           test_non_landmarks=10, val_non_landmarks=5, image_size=64)
 
 
@@ -20,7 +21,7 @@ def test_layout_counts_and_regions(demo_dir):
   train = GLDv2Source(demo_dir, non_landmark_csv="non_landmark.csv", regions_csv="landmarks.csv")
   test = GLDv2Source(demo_dir, csv="test.csv", label_map=train.label_map)
   n = len(LANDMARKS)
-  assert train.images_per_class().tolist() == [6] * n + [8]
+  assert train.images_per_class().tolist() == [6, 6, 6, 3, 6, 6, 6, 3, 8]  # 3, 7 are rare
   assert test.images_per_class().tolist() == [3] * n + [10]
   val = GLDv2Source(demo_dir, csv="val.csv", label_map=train.label_map)
   assert val.images_per_class().tolist() == [2] * n + [5]
