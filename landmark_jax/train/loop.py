@@ -181,7 +181,8 @@ def _initial_state(config: TrainConfig, model: LandmarkNet, tx, mesh) -> TrainSt
   return state
 
 
-def _abstract_state(config: TrainConfig, model: LandmarkNet, tx, mesh):
+def abstract_train_state(config: TrainConfig, model: LandmarkNet, tx, mesh):
+  """Shapes, dtypes and (replicated) shardings of a train state: orbax's restore target."""
   image_size = config.pipeline.image.crop_size
   shapes = jax.eval_shape(
       lambda: create_train_state(model, tx, jax.random.PRNGKey(0), image_size))
@@ -269,7 +270,7 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
     meta = checkpointer.restore_meta(latest)
     stage = meta["stage"]
     model = make_model(config, plan.num_classes[stage])
-    abstract = _abstract_state(config, model, tx, mesh)
+    abstract = abstract_train_state(config, model, tx, mesh)
     state, data_state, _ = checkpointer.restore(latest, abstract)
     logger.info("resumed from step %d (stage %d) in %s", latest, stage, workdir)
   else:

@@ -14,7 +14,7 @@ from landmark_jax.data import LabelMap
 from landmark_jax.models import LandmarkNet
 from landmark_jax.train import optim
 from landmark_jax.train.checkpoints import Checkpointer
-from landmark_jax.train.loop import CONFIG_FILE, LABEL_MAP_FILE, _abstract_state, make_model
+from landmark_jax.train.loop import CONFIG_FILE, LABEL_MAP_FILE, abstract_train_state, make_model
 
 
 @dataclasses.dataclass
@@ -52,7 +52,7 @@ def load_trained(workdir: str | pathlib.Path, step: int | None = None) -> Traine
   model = make_model(config, meta["num_classes"])
   mesh = sharding.make_data_mesh(jax.local_devices()[:1])
   tx = optim.make_optimizer(config.optim, [])  # only its state's shapes matter here
-  state, _, _ = checkpointer.restore(step, _abstract_state(config, model, tx, mesh))
+  state, _, _ = checkpointer.restore(step, abstract_train_state(config, model, tx, mesh))
   variables = jax.device_get({"params": state.params, "batch_stats": state.batch_stats})
   checkpointer.close()
   return TrainedModel(model, variables, label_map, config, step, workdir)
