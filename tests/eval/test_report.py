@@ -31,7 +31,9 @@ def test_evaluate_writes_report_and_plots(tiny_trained, index_dir, tmp_path, cap
                "--out", str(tmp_path), "--landmark-share", "0", "--eta", "0.9"]) == 0
   report = json.loads((tmp_path / "report.json").read_text())
   assert report["images"] == 168 and report["landmark_images"] == 48 and report["eta"] == 0.9
-  assert set(report["by_frequency"]) == {"frequent"}  # 18 training views per landmark ≥ 10
+  # Two demo landmarks have 9 training views (< 10: rare), six have 18; 6 test views each.
+  assert report["by_frequency"]["rare"]["images"] == 12
+  assert report["by_frequency"]["frequent"]["images"] == 36
   assert 0 <= report["gap"] <= report["gap_without_threshold"] <= 1
   sweep = report["sweep"]
   assert np.all(np.diff(sweep["specificity"]) >= 0) and np.all(np.diff(sweep["sensitivity"]) <= 0)

@@ -84,7 +84,7 @@ def test_batch_endpoint_health_info_and_page(server, landmarks_mini):
     assert client.get("/healthz").json() == {"status": "ok"}
     info = client.get("/v1/info").json()
     assert info["index"]["centroids"] > 0 and info["eta"] == 0.9
-    assert info["model"]["backbone"] == "resnet_tiny" and info["version"]
+    assert info["model"]["backbone"] == "wide_resnet_tiny" and info["version"]
     page = client.get("/")
     assert page.status_code == 200 and "/v1/recognize" in page.text and 'type="file"' in page.text
 

@@ -81,7 +81,8 @@ def test_resume_after_a_crash_gives_the_uninterrupted_state(demo_cache, tmp_path
 
 
 def test_resume_across_a_stage_transition(demo_cache, tmp_path):
-  # Stage 0 of the tiny config has (96 + 60) images // 32 × 15 epochs = 60 steps.
+  # num_epochs=4: stage 0 (4 landmarks, 63 + 60 images) runs 2 epochs = 7 steps, so a
+  # crash after step 11 falls in stage 1, after the transition checkpoint.
   config = tiny("num_epochs=4", "checkpoint_every_steps=3", "async_checkpointing=False")
   uninterrupted = train(config, tmp_path / "a", progress=False)
   with pytest.raises(KeyboardInterrupt):
