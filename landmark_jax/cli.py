@@ -30,9 +30,9 @@ def _train(args) -> int:
   return 0
 
 
-def _source_from_args(args, label_map, default_csv: str | None):
-  """A GLDv2 (--root/--csv) or image-folder (--folder) source; without either, the
-  checkpoint's own training data (demo: its `default_csv` split)."""
+def _source_from_args(args, label_map):
+  """A GLDv2 (--root/--csv) or image-folder (--folder) source, or None when neither is given
+  (each command then falls back to a split of the checkpoint's own data)."""
   from landmark_jax.data import GLDv2Source, ImageFolderSource
   if getattr(args, "folder", None):
     return ImageFolderSource(args.folder, label_map=label_map)
@@ -47,7 +47,7 @@ def _embed(args) -> int:
   from landmark_jax.train.loop import build_source
   from landmark_jax.train.trained import load_trained
   trained = load_trained(args.checkpoint)
-  source = (_source_from_args(args, trained.label_map, None)
+  source = (_source_from_args(args, trained.label_map)
             or build_source(trained.config.data, trained.label_map))
   result = embed_source(trained, source, args.out, batch_size=args.batch_size,
                         shard_size=args.shard_size, num_workers=args.num_workers)
@@ -63,25 +63,19 @@ def _clean(args) -> int:
   from landmark_jax.index.embed import load_embeddings
   config = apply_overrides(CleaningConfig(), args.overrides)
   embeddings = load_embeddings(args.embeddings)
-  report = write_cleaning(clean_embeddings(embeddings, config), embeddings.label_map, args.out)
+  report = write_cleaning(clean_embeddings(embeddings, config), embeddings.label_map, args.out,
+                          embeddings.checkpoint)
   print(report_markdown(report))
   print(f"cleaned dataset, report and centroids written to {args.out}")
   return 0
 
 
 def _build_index(args) -> int:
-  import json
   from landmark_jax.config import apply_overrides
   from landmark_jax.index import IndexConfig
   from landmark_jax.index.centroids import build_centroid_index
   config = apply_overrides(IndexConfig(), args.overrides)
-  checkpoint = None
-  embeddings_manifest = pathlib.Path(args.clean).parent / "embeddings" / "embeddings.json"
-  if args.checkpoint_id:
-    checkpoint = args.checkpoint_id
-  elif embeddings_manifest.is_file():
-    checkpoint = json.loads(embeddings_manifest.read_text()).get("checkpoint")
-  index = build_centroid_index(args.clean, config, checkpoint)
+  index = build_centroid_index(args.clean, config, args.checkpoint_id)
   index.save(args.out)
   print(f"index of {len(index)} centroids ({index.backend}) written to {args.out}")
   return 0
@@ -91,7 +85,7 @@ def _calibrate(args) -> int:
   from landmark_jax.data import GLDv2Source
   from landmark_jax.recognize import Recognizer, calibrate
   recognizer = Recognizer.load(args.checkpoint, args.index, eta=float("-inf"))  # being chosen
-  source = _source_from_args(args, recognizer.label_map, "val.csv")
+  source = _source_from_args(args, recognizer.label_map)
   if source is None:
     data = recognizer.trained.config.data
     if data.kind != "demo":
@@ -132,7 +126,7 @@ def _evaluate(args) -> int:
   from landmark_jax.recognize import Recognizer
   from landmark_jax.train.loop import build_source
   recognizer = Recognizer.load(args.checkpoint, args.index, eta=args.eta)
-  source = _source_from_args(args, recognizer.label_map, "test.csv")
+  source = _source_from_args(args, recognizer.label_map)
   data = recognizer.trained.config.data
   if source is None:
     if data.kind != "demo":
@@ -297,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
   build = commands.add_parser("build-index", help="ScaNN index over the cleaned centroids")
   build.add_argument("--clean", required=True, help="the output folder of `clean`")
   build.add_argument("--out", required=True, help="the index folder (written atomically)")
-  build.add_argument("--checkpoint-id", help="recorded in the manifest")
+  build.add_argument("--checkpoint-id",
+                     help="recorded in the manifest (default: the model the embeddings came from)")
   build.add_argument("overrides", nargs="*", metavar="key=value",
                      help="IndexConfig fields, e.g. backend=exact num_leaves=2000")
   build.set_defaults(run=_build_index)

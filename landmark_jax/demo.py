@@ -74,7 +74,7 @@ def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = Fals
   t = _step("4/7 clean: per-landmark clustering into shooting angles", clean_done)
   if not clean_done:
     write_cleaning(clean_embeddings(embeddings, DEMO_CLEANING), embeddings.label_map,
-                   workdir / "clean")
+                   workdir / "clean", embeddings.checkpoint)
   report = json.loads((workdir / "clean" / "report.json").read_text())
   print(f"   {report['images_before']} → {report['images_after']} landmark photos, "
         f"{report['centroids']} centroids for {report['landmarks_after']} landmarks")
@@ -84,7 +84,7 @@ def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = Fals
   index_done = (index_dir / "manifest.json").is_file()
   t = _step("5/7 build the centroid index", index_done)
   if not index_done:
-    build_centroid_index(workdir / "clean", checkpoint_id=trained.checkpoint_id).save(index_dir)
+    build_centroid_index(workdir / "clean").save(index_dir)
   index = CentroidIndex.load(index_dir)
   print(f"   {len(index)} centroids, {index.backend} backend")
   timings["index"] = time.perf_counter() - t

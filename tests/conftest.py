@@ -75,6 +75,6 @@ def index_dir(trained, tmp_path_factory):
   source = build_source(trained.config.data, trained.label_map)
   embeddings = embed_source(trained, source, out / "embeddings", progress=False)
   result = clean_embeddings(embeddings, CleaningConfig(distance_threshold=0.3))
-  write_cleaning(result, embeddings.label_map, out / "clean")
-  build_centroid_index(out / "clean", checkpoint_id=trained.checkpoint_id).save(out / "index")
+  write_cleaning(result, embeddings.label_map, out / "clean", embeddings.checkpoint)
+  build_centroid_index(out / "clean").save(out / "index")
   return out

@@ -41,8 +41,10 @@ def report_markdown(report: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def write_cleaning(result: CleaningResult, label_map: LabelMap, out_dir: str | os.PathLike
-                   ) -> dict:
+def write_cleaning(result: CleaningResult, label_map: LabelMap, out_dir: str | os.PathLike,
+                   checkpoint: str | None = None) -> dict:
+  """Writes the folder described in the module docstring; `checkpoint` (the model the
+  embeddings came from) is kept in ``clean.json`` for the index manifest."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   with open(out / "train_clean.csv", "w", newline="") as f:
@@ -57,13 +59,17 @@ def write_cleaning(result: CleaningResult, label_map: LabelMap, out_dir: str | o
           np.array([label_map.to_label(l) for l in result.centroid_landmarks], np.int64))
   np.save(out / "cluster_sizes.npy", result.cluster_sizes.astype(np.int64))
   label_map.save(out / "label_map.json")
+  (out / "clean.json").write_text(json.dumps({"checkpoint": checkpoint}))
   return report
 
 
 def build_centroid_index(clean_dir: str | os.PathLike, config: IndexConfig = IndexConfig(),
                          checkpoint_id: str | None = None) -> CentroidIndex:
-  """The index over a `write_cleaning` folder's centroids."""
+  """The index over a `write_cleaning` folder's centroids; the manifest records
+  `checkpoint_id` (default: the one the cleaning recorded)."""
   clean = pathlib.Path(clean_dir)
+  if checkpoint_id is None and (clean / "clean.json").is_file():
+    checkpoint_id = json.loads((clean / "clean.json").read_text()).get("checkpoint")
   centroids = np.load(clean / "centroids.npy", allow_pickle=False)
   return CentroidIndex.build(
       centroids, np.load(clean / "centroid_labels.npy", allow_pickle=False), config,

@@ -38,6 +38,7 @@ class Embeddings:
   embeddings: np.ndarray
   label_map: LabelMap
   skipped: list[str]
+  checkpoint: str | None = None  # the model that produced them (`TrainedModel.checkpoint_id`)
 
   def landmark_ids(self) -> list:
     return self.label_map.to_landmark_ids(self.labels)
@@ -101,5 +102,7 @@ def load_embeddings(directory: str | os.PathLike) -> Embeddings:
   def load(name):
     return np.concatenate([np.load(s / name, allow_pickle=False) for s in shards])
   skipped = [i for s in shards for i in json.loads((s / "skipped.json").read_text())]
+  manifest = directory / "embeddings.json"
+  checkpoint = json.loads(manifest.read_text()).get("checkpoint") if manifest.is_file() else None
   return Embeddings(load("ids.npy"), load("labels.npy"), load("embeddings.npy"),
-                    LabelMap.load(directory / "label_map.json"), skipped)
+                    LabelMap.load(directory / "label_map.json"), skipped, checkpoint)

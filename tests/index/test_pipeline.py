@@ -54,13 +54,13 @@ def test_embed_is_resumable_and_normalised(trained, tmp_path):
     assert os.stat(shard / "embeddings.npy").st_mtime_ns == kept[shard.name]  # not redone
 
 
-def test_centroids_cover_the_landmarks(index_dir):
+def test_centroids_cover_the_landmarks(index_dir, trained):
   index = CentroidIndex.load(index_dir / "index")
   report = json.loads((index_dir / "clean" / "report.json").read_text())
   assert report["landmarks_before"] == 8 and report["images_before"] == 126
   assert len(index) == report["centroids"] >= 8 - len(report["landmarks_without_valid_cluster"])
   np.testing.assert_allclose(np.linalg.norm(index.centroids, axis=1), 1.0, atol=1e-5)
-  assert index.metadata["checkpoint"].endswith(f"@{index.metadata['checkpoint'].split('@')[1]}")
+  assert index.metadata["checkpoint"] == trained.checkpoint_id  # which embedding space
   clean_rows = (index_dir / "clean" / "train_clean.csv").read_text().splitlines()
   assert clean_rows[0] == "landmark_id,images" and len(clean_rows) - 1 == report["landmarks_after"]
 
@@ -94,7 +94,7 @@ def test_calibration_reaches_the_target_and_recognition_is_end_to_end(trained, i
   assert sensitivity > 0.05 and specificity > 0.5
 
 
-def test_cli_pipeline_stores_eta_and_recognizes(tiny_trained, tmp_path, capsys):
+def test_cli_pipeline_stores_eta_and_recognizes(tiny_trained, trained, tmp_path, capsys):
   workdir = str(tiny_trained[0])
   assert main(["embed", "--checkpoint", workdir, "--out", str(tmp_path / "embeddings")]) == 0
   assert main(["clean", "--embeddings", str(tmp_path / "embeddings"), "--out",
@@ -104,7 +104,8 @@ def test_cli_pipeline_stores_eta_and_recognizes(tiny_trained, tmp_path, capsys):
   assert main(["calibrate", "--checkpoint", workdir, "--index", str(tmp_path / "index"),
                "--target-specificity", "0.9"]) == 0
   manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
-  assert manifest["eta"] == manifest["calibration"]["eta"] and manifest["checkpoint"]
+  assert manifest["eta"] == manifest["calibration"]["eta"]
+  assert manifest["checkpoint"] == trained.checkpoint_id  # carried from embed through clean
   photo = GLDv2Source(demo_dataset(), csv="test.csv").paths[0]
   capsys.readouterr()
   assert main(["recognize", "--checkpoint", workdir, "--index", str(tmp_path / "index"),
