@@ -75,7 +75,7 @@ def _build_index(args) -> int:
   from landmark_jax.index import IndexConfig
   from landmark_jax.index.centroids import build_centroid_index
   config = apply_overrides(IndexConfig(), args.overrides)
-  index = build_centroid_index(args.clean, config, args.checkpoint_id)
+  index = build_centroid_index(args.clean, config, args.checkpoint_id, args.landmarks_csv)
   index.save(args.out)
   print(f"index of {len(index)} centroids ({index.backend}) written to {args.out}")
   return 0
@@ -103,10 +103,15 @@ def _recognize(args) -> int:
   import json
   from landmark_jax.data import ImageDecodeError
   from landmark_jax.recognize import Recognizer
-  recognizer = Recognizer.load(args.checkpoint, args.index, top_k=args.top_k)
+  recognizer = Recognizer.load(args.checkpoint, args.index, top_k=args.top_k,
+                               radius_km=args.radius_km)
+  location = None
+  if args.latitude is not None and args.longitude is not None:
+    from landmark_jax.geo import Location
+    location = Location(args.latitude, args.longitude)
   for path in args.paths:
     try:
-      prediction = recognizer.recognize([path])[0]
+      prediction = recognizer.recognize([path], [location], use_exif=not args.no_exif)[0]
     except ImageDecodeError as e:
       print(json.dumps({"path": path, "error": str(e)}) if args.json else f"{path}\terror: {e}")
       continue
@@ -167,10 +172,7 @@ def _serve(args) -> int:
                        max_bytes=args.max_bytes, max_pixels=args.max_pixels)
   names = read_landmark_table(args.landmarks_csv, "name") if args.landmarks_csv else None
   recognizer = Recognizer.load(args.checkpoint, args.index, names=names,
-                               buckets=batch_buckets(config.max_batch))
-  if names is None and recognizer.trained.config.data.kind == "demo":
-    from landmark_jax.data.demo_dataset import demo_dataset
-    recognizer.names = read_landmark_table(demo_dataset() / "landmarks.csv", "name")
+                               buckets=batch_buckets(config.max_batch), radius_km=args.radius_km)
   if args.host not in ("127.0.0.1", "localhost", "::1"):
     print(f"warning: serving on {args.host}, reachable from other machines")
   uvicorn.run(create_app(recognizer, config), host=args.host, port=args.port, log_level="info")
@@ -293,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
   build.add_argument("--out", required=True, help="the index folder (written atomically)")
   build.add_argument("--checkpoint-id",
                      help="recorded in the manifest (default: the model the embeddings came from)")
+  build.add_argument("--landmarks-csv",
+                     help="landmark_id,name,latitude,longitude[,category]: kept with the index "
+                          "for names and geo filtering")
   build.add_argument("overrides", nargs="*", metavar="key=value",
                      help="IndexConfig fields, e.g. backend=exact num_leaves=2000")
   build.set_defaults(run=_build_index)
@@ -309,6 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
   rec.add_argument("--index", required=True)
   rec.add_argument("--top-k", type=int, default=5)
   rec.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+  rec.add_argument("--latitude", type=float, help="the photos' location (else their EXIF GPS)")
+  rec.add_argument("--longitude", type=float)
+  rec.add_argument("--radius-km", type=float, default=50.0)
+  rec.add_argument("--no-exif", action="store_true", help="ignore EXIF GPS positions")
   rec.add_argument("paths", nargs="+")
   rec.set_defaults(run=_recognize)
 
@@ -341,7 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
   srv.add_argument("--index", required=True)
   srv.add_argument("--host", default="127.0.0.1")
   srv.add_argument("--port", type=int, default=8000)
-  srv.add_argument("--landmarks-csv", help="landmark_id,name,… : names returned with answers")
+  srv.add_argument("--landmarks-csv",
+                   help="landmark_id,name,… : names (default: the index's landmarks.csv)")
+  srv.add_argument("--radius-km", type=float, default=50.0,
+                   help="with a photo location, only landmarks this close stay candidates")
   srv.add_argument("--max-batch", type=int, default=16)
   srv.add_argument("--max-wait-ms", type=float, default=5.0)
   srv.add_argument("--max-bytes", type=int, default=20 * 2**20)

@@ -84,7 +84,7 @@ def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = Fals
   index_done = (index_dir / "manifest.json").is_file()
   t = _step("5/7 build the centroid index", index_done)
   if not index_done:
-    build_centroid_index(workdir / "clean").save(index_dir)
+    build_centroid_index(workdir / "clean", landmarks_csv=root / "landmarks.csv").save(index_dir)
   index = CentroidIndex.load(index_dir)
   print(f"   {len(index)} centroids, {index.backend} backend")
   timings["index"] = time.perf_counter() - t

@@ -22,6 +22,7 @@ from landmark_jax import sharding
 from landmark_jax.data import ImageSource, PipelineConfig, eval_dataset
 from landmark_jax.data.transforms import ImageConfig, eval_image
 from landmark_jax.embedding import Embedder
+from landmark_jax.geo import Location, exif_location, great_circle_km
 from landmark_jax.index import CentroidIndex
 from landmark_jax.train.trained import TrainedModel, load_trained
 
@@ -43,6 +44,7 @@ class Prediction:
   score: float  # the best centroid similarity (cosine), whatever the decision
   candidates: tuple[Candidate, ...]  # top-k landmarks, best first (max over their centroids)
   name: str | None = None
+  location: Location | None = None  # the photo's location, when it was used to filter
 
   @property
   def is_landmark(self) -> bool:
@@ -51,7 +53,9 @@ class Prediction:
   def to_json(self) -> dict[str, Any]:
     return {"landmark_id": self.landmark_id, "name": self.name, "is_landmark": self.is_landmark,
             "score": self.score,
-            "candidates": [dataclasses.asdict(c) for c in self.candidates]}
+            "candidates": [dataclasses.asdict(c) for c in self.candidates],
+            "location": None if self.location is None else
+            {"latitude": self.location.latitude, "longitude": self.location.longitude}}
 
 
 def image_array(image, config: ImageConfig) -> np.ndarray:
@@ -129,12 +133,14 @@ class Recognizer:
       never calibrated, every photo gets its nearest landmark, and a warning says so).
     top_k: landmarks returned as candidates.
     batch_size: images per device call (padded), so one compiled program serves all calls.
-    names: optional landmark id → name, returned with predictions.
+    names: landmark id → name, returned with predictions (default: the index's landmarks.csv).
+    radius_km: with a photo location, only landmarks within this great-circle distance stay
+      candidates (landmarks without coordinates always stay).
   """
 
   def __init__(self, trained: TrainedModel, index: CentroidIndex, *, eta: float | None = None,
                top_k: int = 5, batch_size: int = 8, names: dict | None = None,
-               buckets: Sequence[int] | None = None):
+               buckets: Sequence[int] | None = None, radius_km: float = 50.0):
     if index.dim != trained.model.embedding_dim:
       raise ValueError(f"index dimension {index.dim} ≠ model embedding "
                        f"{trained.model.embedding_dim}")
@@ -151,7 +157,14 @@ class Recognizer:
         eta = -math.inf
     self.eta = float(eta)
     self.top_k = top_k
-    self.names = dict(names or {})
+    self.radius_km = radius_km
+    self.names = dict(names) if names else {
+        lid: info.name for lid, info in index.landmarks.items() if info.name}
+    located = [(self.label_map.to_label(lid), info) for lid, info in index.landmarks.items()
+               if info.has_location and lid in self.label_map.landmark_ids]
+    self._located_labels = np.array([label for label, _ in located], np.int64)
+    self._located_coords = np.array([(i.latitude, i.longitude) for _, i in located],
+                                    np.float64).reshape(-1, 2)
     self.photos = PhotoEmbedder(trained, batch_size, buckets)
     # Embedding is the PhotoEmbedder's; exposed here because callers think in recognizers.
     self.embed = self.photos.embed
@@ -169,28 +182,55 @@ class Recognizer:
   def _landmark(self, label: int) -> Hashable:
     return self.label_map.to_landmark_id(int(label))
 
-  def predict_embeddings(self, embeddings: np.ndarray, *, eta: float | None = None
+  def _excluded_labels(self, location: Location | None) -> set[int]:
+    """Labels of landmarks too far from `location` (none without a location)."""
+    if location is None or not len(self._located_labels):
+      return set()
+    distance = great_circle_km(location.latitude, location.longitude,
+                               self._located_coords[:, 0], self._located_coords[:, 1])
+    return set(self._located_labels[distance > self.radius_km].tolist())
+
+  def predict_embeddings(self, embeddings: np.ndarray, *, eta: float | None = None,
+                         locations: Sequence[Location | None] | None = None
                          ) -> list[Prediction]:
+    """Predictions for unit embeddings; `locations` (one per photo, None = unknown) restrict
+    each photo's candidates to landmarks within `radius_km`."""
     eta = self.eta if eta is None else eta
-    # Several centroids per landmark: fetch enough neighbours to fill top_k landmarks.
-    k = min(len(self.index), self.top_k * 4)
+    locations = list(locations) if locations is not None else [None] * len(embeddings)
+    geo = any(location is not None for location in locations)
+    # Several centroids per landmark: fetch enough neighbours to fill top_k landmarks, and
+    # with a location far more, since most neighbours may be filtered out.
+    k = min(len(self.index), self.top_k * (64 if geo else 4))
     labels, scores, _ = self.index.search(embeddings, k)
     predictions = []
-    for row_labels, row_scores in zip(labels, scores):
+    for row_labels, row_scores, location in zip(labels, scores, locations):
+      excluded = self._excluded_labels(location)
       best: dict[int, float] = {}
       for label, score in zip(row_labels, row_scores):
-        best.setdefault(int(label), float(score))  # rows are sorted: first is the max
+        if int(label) not in excluded:
+          best.setdefault(int(label), float(score))  # rows are sorted: first is the max
       ranked = list(best.items())[:self.top_k]
       candidates = tuple(Candidate(self._landmark(l), s, self.names.get(self._landmark(l)))
                          for l, s in ranked)
+      if not candidates:  # every nearby centroid belongs to a landmark elsewhere
+        predictions.append(Prediction(None, -1.0, (), None, location))
+        continue
       top = candidates[0]
       landmark = top.landmark_id if top.score >= eta else None
       predictions.append(Prediction(landmark, top.score, candidates,
-                                    self.names.get(landmark) if landmark is not None else None))
+                                    self.names.get(landmark) if landmark is not None else None,
+                                    location))
     return predictions
 
-  def recognize(self, images: Sequence[Any]) -> list[Prediction]:
-    return self.predict_embeddings(self.embed(images))
+  def recognize(self, images: Sequence[Any], locations: Sequence[Location | None] | None = None,
+                *, use_exif: bool = True) -> list[Prediction]:
+    """Photos → predictions. A photo's location is the one passed for it, else (with
+    `use_exif`) its EXIF GPS position, else unknown — and then it is recognised as always."""
+    locations = list(locations) if locations is not None else [None] * len(images)
+    if use_exif:
+      locations = [loc if loc is not None else (exif_location(image) if not isinstance(
+          image, np.ndarray) else None) for image, loc in zip(images, locations)]
+    return self.predict_embeddings(self.embed(images), locations=locations)
 
 
 def eta_for_specificity(non_landmark_scores: np.ndarray, target: float) -> float:

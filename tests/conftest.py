@@ -76,5 +76,7 @@ def index_dir(trained, tmp_path_factory):
   embeddings = embed_source(trained, source, out / "embeddings", progress=False)
   result = clean_embeddings(embeddings, CleaningConfig(distance_threshold=0.3))
   write_cleaning(result, embeddings.label_map, out / "clean", embeddings.checkpoint)
-  build_centroid_index(out / "clean").save(out / "index")
+  from landmark_jax.data.demo_dataset import demo_dataset
+  build_centroid_index(out / "clean", landmarks_csv=demo_dataset() / "landmarks.csv").save(
+      out / "index")
   return out

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from landmark_jax.geo import Location, exif_location, great_circle_km
+from tests.geo_helpers import with_gps
 
 
 @pytest.mark.parametrize("a, b, km", [
@@ -23,26 +24,6 @@ def test_great_circle_distance_of_city_pairs(a, b, km):
 def test_great_circle_broadcasts():
   d = great_circle_km(48.8566, 2.3522, np.array([48.8566, 51.5074]), np.array([2.3522, -0.1278]))
   np.testing.assert_allclose(d, [0.0, 343.56], atol=0.05)
-
-
-def dms(value):
-  value = abs(value)
-  degrees = int(value)
-  minutes = int((value - degrees) * 60)
-  seconds = Fraction((value - degrees - minutes / 60) * 3600).limit_denominator(10**9)
-  return (Fraction(degrees), Fraction(minutes), seconds)
-
-
-def with_gps(photo_bytes, latitude, longitude, refs=None):
-  image = Image.open(io.BytesIO(photo_bytes))
-  exif = image.getexif()
-  gps = exif.get_ifd(0x8825)
-  gps.clear()
-  gps[1], gps[3] = refs or ("N" if latitude >= 0 else "S", "E" if longitude >= 0 else "W")
-  gps[2], gps[4] = dms(latitude), dms(longitude)
-  out = io.BytesIO()
-  image.save(out, format="JPEG", exif=exif, quality=90)
-  return out.getvalue()
 
 
 def first_landmark_photo(landmarks_mini):

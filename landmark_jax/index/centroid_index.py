@@ -3,7 +3,8 @@
 A directory holds ``manifest.json`` (format version, dimension, counts, backend and ScaNN
 settings, the model checkpoint it came from, the threshold η once calibrated),
 ``centroids.npy`` / ``labels.npy`` / ``cluster_sizes.npy`` (read with
-``allow_pickle=False``), ``label_map.json`` when given, and ``scann/`` (ScaNN's assets).
+``allow_pickle=False``), ``label_map.json`` and ``landmarks.csv`` (names, coordinates) when
+given, and ``scann/`` (ScaNN's assets).
 `save` writes everything into a temporary sibling and swaps it into place with renames, so
 a crash mid-write leaves the previous index readable.
 """
@@ -25,6 +26,7 @@ import numpy as np
 
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.index.exact import ExactSearcher
+from landmark_jax.index.landmarks import LandmarkInfo, load_landmarks_csv, save_landmarks_csv
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -94,13 +96,15 @@ class CentroidIndex:
 
   def __init__(self, centroids: np.ndarray, labels: np.ndarray, cluster_sizes: np.ndarray,
                config: IndexConfig, *, label_map: LabelMap | None = None,
-               metadata: dict[str, Any] | None = None, _scann=None, _scann_info=None):
+               metadata: dict[str, Any] | None = None,
+               landmarks: dict[Any, LandmarkInfo] | None = None, _scann=None, _scann_info=None):
     self.centroids = np.ascontiguousarray(centroids, np.float32)
     self.labels = np.asarray(labels, np.int64)
     self.cluster_sizes = np.asarray(cluster_sizes, np.int64)
     self.config = config
     self.label_map = label_map
     self.metadata = dict(metadata or {})
+    self.landmarks = dict(landmarks or {})  # landmark id → name, coordinates, category
     self._scann = _scann
     self._scann_info = _scann_info or {}
     self._exact = None
@@ -110,7 +114,8 @@ class CentroidIndex:
   @classmethod
   def build(cls, vectors: np.ndarray, labels: np.ndarray, config: IndexConfig = IndexConfig(),
             *, cluster_sizes: np.ndarray | None = None, label_map: LabelMap | None = None,
-            metadata: dict[str, Any] | None = None) -> "CentroidIndex":
+            metadata: dict[str, Any] | None = None,
+            landmarks: dict[Any, LandmarkInfo] | None = None) -> "CentroidIndex":
     """An index over `vectors` (n, d), each carrying `labels[i]`."""
     vectors = np.ascontiguousarray(vectors, np.float32)
     labels = np.asarray(labels)
@@ -127,7 +132,7 @@ class CentroidIndex:
     return cls(vectors, labels, sizes, config, label_map=label_map,
                metadata={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                          **(metadata or {})},
-               _scann=searcher, _scann_info=info)
+               landmarks=landmarks, _scann=searcher, _scann_info=info)
 
   # Search -----------------------------------------------------------------------------
 
@@ -185,6 +190,8 @@ class CentroidIndex:
       np.save(staging / "cluster_sizes.npy", self.cluster_sizes)
       if self.label_map is not None:
         self.label_map.save(staging / "label_map.json")
+      if self.landmarks:
+        save_landmarks_csv(self.landmarks, staging / "landmarks.csv")
       if self._scann is not None:
         (staging / "scann").mkdir()
         self._scann.serialize(str(staging / "scann"))
@@ -225,6 +232,9 @@ class CentroidIndex:
     label_map = None
     if (directory / "label_map.json").is_file():
       label_map = LabelMap.load(directory / "label_map.json")
+    landmarks = None
+    if (directory / "landmarks.csv").is_file():
+      landmarks = load_landmarks_csv(directory / "landmarks.csv")
     scann_searcher = None
     if manifest.get("backend") == "scann":
       if not (directory / "scann" / "scann_assets.pbtxt").is_file():
@@ -236,13 +246,14 @@ class CentroidIndex:
     config = IndexConfig(**manifest.get("config", {}))
     return cls(centroids, arrays["labels.npy"], arrays["cluster_sizes.npy"], config,
                label_map=label_map, metadata={k: v for k, v in manifest.items() if k not in known},
-               _scann=scann_searcher, _scann_info=manifest.get("scann"))
+               landmarks=landmarks, _scann=scann_searcher, _scann_info=manifest.get("scann"))
 
   def with_metadata(self, **values) -> "CentroidIndex":
     """The same index with manifest fields added/replaced (e.g. the calibrated ``eta``)."""
     return CentroidIndex(self.centroids, self.labels, self.cluster_sizes, self.config,
                          label_map=self.label_map, metadata={**self.metadata, **values},
-                         _scann=self._scann, _scann_info=self._scann_info)
+                         landmarks=self.landmarks, _scann=self._scann,
+                         _scann_info=self._scann_info)
 
 
 def _fsync_tree(root: pathlib.Path) -> None:

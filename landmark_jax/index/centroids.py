@@ -18,6 +18,7 @@ from landmark_jax.data.labels import LabelMap
 from landmark_jax.index.centroid_index import CentroidIndex, IndexConfig
 from landmark_jax.index.cleaning import CleaningConfig, CleaningResult, clean_dataset
 from landmark_jax.index.embed import Embeddings
+from landmark_jax.index.landmarks import load_landmarks_csv
 
 
 def clean_embeddings(embeddings: Embeddings, config: CleaningConfig = CleaningConfig()
@@ -64,7 +65,8 @@ def write_cleaning(result: CleaningResult, label_map: LabelMap, out_dir: str | o
 
 
 def build_centroid_index(clean_dir: str | os.PathLike, config: IndexConfig = IndexConfig(),
-                         checkpoint_id: str | None = None) -> CentroidIndex:
+                         checkpoint_id: str | None = None,
+                         landmarks_csv: str | os.PathLike | None = None) -> CentroidIndex:
   """The index over a `write_cleaning` folder's centroids; the manifest records
   `checkpoint_id` (default: the one the cleaning recorded)."""
   clean = pathlib.Path(clean_dir)
@@ -75,4 +77,5 @@ def build_centroid_index(clean_dir: str | os.PathLike, config: IndexConfig = Ind
       centroids, np.load(clean / "centroid_labels.npy", allow_pickle=False), config,
       cluster_sizes=np.load(clean / "cluster_sizes.npy", allow_pickle=False),
       label_map=LabelMap.load(clean / "label_map.json"),
-      metadata={"checkpoint": checkpoint_id} if checkpoint_id else None)
+      metadata={"checkpoint": checkpoint_id} if checkpoint_id else None,
+      landmarks=load_landmarks_csv(landmarks_csv) if landmarks_csv else None)

@@ -1,7 +1,8 @@
 """`landmark-jax serve`: the recognition service (Starlette on uvicorn).
 
     POST /v1/recognize         one photo: multipart field "image", or the raw JPEG/PNG/WebP
-                               body with its Content-Type
+                               body with its Content-Type; optional ?lat=&lon= (else the
+                               photo's EXIF GPS) restricts candidates to nearby landmarks
     POST /v1/recognize:batch   several photos: multipart fields "images"
     GET  /healthz              liveness
     GET  /v1/info              model, index size, η, version, batching figures
@@ -30,6 +31,7 @@ from starlette.routing import Route
 
 import landmark_jax
 from landmark_jax.data.transforms import ImageDecodeError
+from landmark_jax.geo import Location, exif_location
 from landmark_jax.recognize import Recognizer, image_array
 from landmark_jax.serve.batcher import Batcher
 
@@ -74,9 +76,10 @@ class RecognitionService:
                                             max_pixels=config.max_pixels)
     self.batcher = Batcher(self._run_batch, config.max_batch, config.max_wait_ms / 1000)
 
-  def _run_batch(self, pixels: list[np.ndarray]) -> list:
-    embeddings = self.recognizer.embed_arrays(np.stack(pixels))
-    return self.recognizer.predict_embeddings(embeddings)
+  def _run_batch(self, items: list[tuple[np.ndarray, Location | None]]) -> list:
+    embeddings = self.recognizer.embed_arrays(np.stack([pixels for pixels, _ in items]))
+    return self.recognizer.predict_embeddings(embeddings,
+                                              locations=[location for _, location in items])
 
   async def startup(self) -> None:
     # Compile every batch size now: no request pays for compilation.
@@ -98,11 +101,15 @@ class RecognitionService:
       status = 413 if "exceeds the limit" in str(e) or "decompression bomb" in str(e) else 400
       raise RequestError(status, f"{what}: {e}") from None
 
-  async def recognize(self, data: bytes, what: str) -> dict[str, Any]:
+  async def recognize(self, data: bytes, what: str, location: Location | None = None
+                      ) -> dict[str, Any]:
+    """A photo's answer; its location is the caller's, else its EXIF GPS, else unknown."""
     start = time.perf_counter()
     pixels = await asyncio.to_thread(self._decode, data, what)
+    if location is None:
+      location = await asyncio.to_thread(exif_location, data)
     decoded = time.perf_counter()
-    prediction, batch_size = await self.batcher.submit(pixels)
+    prediction, batch_size = await self.batcher.submit((pixels, location))
     done = time.perf_counter()
     return {**prediction.to_json(),
             "timing_ms": {"decode": 1000 * (decoded - start),
@@ -145,13 +152,28 @@ async def _upload_bytes(request: Request, field: str, limit: int) -> list[tuple[
                           "or image/jpeg, image/png, image/webp")
 
 
+def _query_location(request: Request) -> Location | None:
+  """``?lat=..&lon=..`` (both or neither; degrees)."""
+  lat, lon = request.query_params.get("lat"), request.query_params.get("lon")
+  if lat is None and lon is None:
+    return None
+  try:
+    location = Location(float(lat), float(lon))
+  except (TypeError, ValueError):
+    raise RequestError(400, "lat and lon must both be given, in decimal degrees") from None
+  if not (-90 <= location.latitude <= 90 and -180 <= location.longitude <= 180):
+    raise RequestError(400, f"location out of range: lat {lat}, lon {lon}")
+  return location
+
+
 def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> Starlette:
   service = RecognitionService(recognizer, config)
 
   async def recognize(request: Request):
     try:
+      location = _query_location(request)
       (name, data), = await _upload_bytes(request, "image", 1)
-      return JSONResponse(await service.recognize(data, name))
+      return JSONResponse(await service.recognize(data, name, location))
     except RequestError as e:
       return _error(e.status, e.message)
 

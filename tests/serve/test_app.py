@@ -145,3 +145,18 @@ def test_load_200_requests_16_clients(server, landmarks_mini):
   print("load test:", {k: round(v, 2) for k, v in figures.items()})
   assert photos_done == 200
   assert mean_batch > 1  # concurrent requests did share device calls
+
+
+def test_location_query_parameters(server, landmarks_mini):
+  url, recognizer = server
+  photo = mini_photos(landmarks_mini, 1)[0].read_bytes()
+  with httpx.Client(base_url=url, timeout=60) as client:
+    far = client.post("/v1/recognize", params={"lat": -82.0, "lon": 0.0}, content=photo,
+                      headers={"content-type": "image/jpeg"})
+    assert far.status_code == 200
+    body = far.json()
+    assert body["location"] == {"latitude": -82.0, "longitude": 0.0}
+    assert body["landmark_id"] is None and body["candidates"] == []  # nothing near the pole
+    bad = client.post("/v1/recognize", params={"lat": "north"}, content=photo,
+                      headers={"content-type": "image/jpeg"})
+    assert bad.status_code == 400 and "lat and lon" in bad.json()["error"]

@@ -1,0 +1,65 @@
+"""Geo filtering with the demo index, whose landmarks carry (fictional) coordinates:
+astronaut in Paris, chelsea in London, coffee in Rome, …"""
+
+import httpx
+import numpy as np
+import pytest
+
+from landmark_jax.data import GLDv2Source
+from landmark_jax.data.demo_dataset import demo_dataset
+from landmark_jax.geo import Location, great_circle_km
+from landmark_jax.index import CentroidIndex
+from landmark_jax.recognize import Recognizer
+from tests.geo_helpers import with_gps
+
+PARIS = Location(48.8566, 2.3522)
+ANTARCTICA = Location(-82.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def recognizer(trained, index_dir):
+  return Recognizer(trained, CentroidIndex.load(index_dir / "index"), eta=0.5, radius_km=50)
+
+
+def london_photos():
+  test = GLDv2Source(demo_dataset(), csv="test.csv")
+  chelsea = test.label_map.to_label(1)  # landmark 1 "chelsea" stands in London
+  return [p for p, label in zip(test.paths, test.labels) if label == chelsea]
+
+
+def test_index_carries_names_and_coordinates(recognizer):
+  info = recognizer.index.landmarks[1]
+  assert info.name == "chelsea" and info.latitude == pytest.approx(51.5007)
+  assert recognizer.names[0] == "astronaut"
+
+
+def test_paris_location_excludes_london_and_no_location_is_unchanged(recognizer):
+  photos = london_photos()
+  plain = recognizer.recognize(photos, use_exif=False)
+  assert any(p.landmark_id == 1 for p in plain)  # usually recognised as chelsea
+  in_paris = recognizer.recognize(photos, [PARIS] * len(photos))
+  for prediction in in_paris:
+    assert prediction.landmark_id != 1
+    for candidate in prediction.candidates:  # only landmarks near Paris remain
+      info = recognizer.index.landmarks[candidate.landmark_id]
+      assert float(great_circle_km(PARIS.latitude, PARIS.longitude,
+                                   info.latitude, info.longitude)) <= 50
+    assert prediction.location == PARIS
+  # The same photos without a location: exactly their usual answers.
+  again = recognizer.recognize(photos, [None] * len(photos), use_exif=False)
+  assert [(p.landmark_id, p.score) for p in again] == [(p.landmark_id, p.score) for p in plain]
+
+
+def test_far_from_every_landmark_is_non_landmark(recognizer):
+  prediction = recognizer.recognize(london_photos()[:1], [ANTARCTICA])[0]
+  assert prediction.landmark_id is None and prediction.candidates == ()
+
+
+def test_exif_gps_is_used_when_no_location_is_given(recognizer):
+  photo = open(london_photos()[0], "rb").read()
+  tagged = with_gps(photo, PARIS.latitude, PARIS.longitude)
+  prediction = recognizer.recognize([tagged])[0]
+  assert prediction.location is not None
+  assert abs(prediction.location.latitude - PARIS.latitude) < 1e-6
+  assert prediction.landmark_id != 1
+  assert recognizer.recognize([tagged], use_exif=False)[0].location is None
