@@ -127,7 +127,8 @@ def _recognize(args) -> int:
 def _evaluate(args) -> int:
   import collections
   from landmark_jax.data import GLDv2Source
-  from landmark_jax.eval.report import emulate_collection, score_photos, write_report
+  from landmark_jax.eval.report import (
+      emulate_collection, load_locations, photo_locations, score_photos, write_report)
   from landmark_jax.recognize import Recognizer
   from landmark_jax.train.loop import build_source
   recognizer = Recognizer.load(args.checkpoint, args.index, eta=args.eta)
@@ -142,9 +143,13 @@ def _evaluate(args) -> int:
     source = emulate_collection(source, args.landmark_share, seed=args.seed)
   training = build_source(data, recognizer.trained.label_map)
   counts = dict(zip(training.label_map.landmark_ids, training.images_per_class()[:-1].tolist()))
-  result = write_report(score_photos(recognizer, source), recognizer.eta, args.out,
-                        train_counts=counts, rare_threshold=args.rare_threshold,
-                        categories=training.categories or None)
+  geo_scored = None
+  if args.geo or args.locations_csv:
+    table = load_locations(args.locations_csv) if args.locations_csv else None
+    geo_scored = score_photos(recognizer, source, photo_locations(source, table))
+  write_report(score_photos(recognizer, source), recognizer.eta, args.out,
+               train_counts=counts, rare_threshold=args.rare_threshold,
+               categories=training.categories or None, geo_scored=geo_scored)
   print((pathlib.Path(args.out) / "report.md").read_text())
   print(f"report and plots written to {args.out}")
   return 0
@@ -333,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("--rare-threshold", type=int, default=10,
                   help="landmarks with fewer training images are 'rare'")
   ev.add_argument("--seed", type=int, default=0)
+  ev.add_argument("--geo", action="store_true",
+                  help="also evaluate with geo-information (the photos' EXIF GPS positions)")
+  ev.add_argument("--locations-csv", help="id,latitude,longitude of the test photos (implies "
+                                          "--geo; photos not listed fall back to EXIF)")
   _add_source_args(ev)
   ev.set_defaults(run=_evaluate)
 

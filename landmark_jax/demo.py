@@ -19,7 +19,7 @@ import time
 from landmark_jax.config import load_config
 from landmark_jax.data import GLDv2Source
 from landmark_jax.data.demo_dataset import demo_dataset
-from landmark_jax.eval.report import score_photos, write_report
+from landmark_jax.eval.report import load_locations, photo_locations, score_photos, write_report
 from landmark_jax.index import CentroidIndex
 from landmark_jax.index.centroids import build_centroid_index, clean_embeddings, write_cleaning
 from landmark_jax.index.cleaning import CleaningConfig
@@ -106,8 +106,10 @@ def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = Fals
   test = GLDv2Source(root, csv="test.csv", label_map=trained.label_map)
   training = build_source(config.data, trained.label_map)
   counts = dict(zip(training.label_map.landmark_ids, training.images_per_class()[:-1].tolist()))
+  locations = photo_locations(test, load_locations(root / "locations.csv"))
   evaluation = write_report(score_photos(recognizer, test), recognizer.eta, workdir / "report",
-                            train_counts=counts, rare_threshold=10, title="Demo")
+                            train_counts=counts, rare_threshold=10, title="Demo",
+                            geo_scored=score_photos(recognizer, test, locations))
   timings["evaluate"] = time.perf_counter() - t
   timings["total"] = time.perf_counter() - start
 

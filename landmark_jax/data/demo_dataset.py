@@ -26,7 +26,7 @@ import tempfile
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-DEMO_FORMAT = 1
+DEMO_FORMAT = 2  # bump when the generated files change: caches are keyed on it
 
 # (name, photo(s) per angle, region, latitude, longitude). Placements are fictional — they
 # only give the curriculum two parts and the geo filter something to work with.
@@ -157,6 +157,20 @@ def _write_csv(path: pathlib.Path, header, rows) -> None:
     writer.writerows(rows)
 
 
+def _photo_locations(rows, seed: int) -> list[tuple[str, float, float]]:
+  """Where the held-out photos were "taken": a landmark photo within ~3 km of its landmark,
+  a non-landmark photo in a random one of the landmarks' cities (people photograph streets
+  where landmarks are too), so geo-information helps without giving answers away."""
+  rng = np.random.default_rng([seed, 99])
+  cities = [(lat, lon) for *_, lat, lon in LANDMARKS]
+  out = []
+  for image_id, _, landmark_id in rows:
+    lat, lon = cities[int(landmark_id)] if landmark_id != "" else cities[rng.integers(len(cities))]
+    out.append((image_id, round(lat + rng.uniform(-0.02, 0.02), 6),
+                round(lon + rng.uniform(-0.02, 0.02), 6)))
+  return out
+
+
 def generate(directory: pathlib.Path, config: DemoDatasetConfig) -> None:
   """Writes the dataset into `directory` (which must not exist yet)."""
   images = directory / "images"
@@ -197,6 +211,8 @@ def generate(directory: pathlib.Path, config: DemoDatasetConfig) -> None:
   _write_csv(directory / "non_landmark.csv", ("id", "url"), non_landmark_rows)
   _write_csv(directory / "test.csv", ("id", "url", "landmark_id"), test_rows)
   _write_csv(directory / "val.csv", ("id", "url", "landmark_id"), val_rows)
+  _write_csv(directory / "locations.csv", ("id", "latitude", "longitude"),
+             _photo_locations(test_rows + val_rows, config.seed))
   _write_csv(directory / "landmarks.csv",
              ("landmark_id", "name", "region", "latitude", "longitude"),
              [(i, name, region, lat, lon)
@@ -212,6 +228,7 @@ def demo_dataset(config: DemoDatasetConfig = DemoDatasetConfig(),
   Layout (GLDv2): ``train.csv`` and ``non_landmark.csv`` (training), ``test.csv``
   (held-out views and unseen non-landmarks; empty ``landmark_id`` = non-landmark),
   ``val.csv`` (the same kind, from other random streams: for calibrating η),
+  ``locations.csv`` (``id,latitude,longitude`` of the test and validation photos),
   ``landmarks.csv`` (``landmark_id,name,region,latitude,longitude``), ``images/a/b/c/id.jpg``.
   """
   cache_dir = pathlib.Path(cache_dir) if cache_dir else default_cache_dir()

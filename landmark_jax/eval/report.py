@@ -8,11 +8,12 @@ import json
 import math
 import os
 import pathlib
-from typing import Any, Hashable, Mapping
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
 from landmark_jax.data import ImageSource
+from landmark_jax.geo import Location, exif_location
 from landmark_jax.eval.metrics import gap, sensitivity_specificity, top1_accuracy
 from landmark_jax.eval.plots import plot_sensitivity_specificity, plot_threshold_sweep
 
@@ -37,19 +38,50 @@ class ScoredPhotos:
 
   ids: list[str]
   truth: list[Hashable | None]
-  nearest: list[Hashable]
+  nearest: list[Hashable | None]  # None: no candidate survived the geo filter
   scores: np.ndarray
+  located: int = 0  # photos whose location was used
 
   def predictions(self, eta: float) -> list[Hashable | None]:
-    return [n if s >= eta else None for n, s in zip(self.nearest, self.scores)]
+    return [n if n is not None and s >= eta else None for n, s in zip(self.nearest, self.scores)]
 
 
-def score_photos(recognizer, source: ImageSource) -> ScoredPhotos:
+def load_locations(path: str | os.PathLike) -> dict[str, Location]:
+  """``id,latitude,longitude`` rows → photo id → location."""
+  from landmark_jax.data.sources import read_csv
+  return {row["id"].strip(): Location(float(row["latitude"]), float(row["longitude"]))
+          for row in read_csv(path, ["id", "latitude", "longitude"])}
+
+
+def photo_locations(source: ImageSource, table: Mapping[str, Location] | None = None
+                    ) -> list[Location | None]:
+  """Each record's location: from `table` by id, else its EXIF GPS tags, else None."""
+  table = table or {}
+  out = []
+  for i in range(len(source)):
+    image_id = str(source.ids[i])
+    if image_id in table:
+      out.append(table[image_id])
+    else:
+      record = source[i]
+      out.append(exif_location(record.get("encoded") or record.get("path")))
+  return out
+
+
+def score_photos(recognizer, source: ImageSource,
+                 locations: Sequence[Location | None] | None = None) -> ScoredPhotos:
+  """Every readable photo's nearest landmark and score (candidates restricted by
+  `locations`, one per source record, when given)."""
   ids, labels, embeddings = recognizer.embed_source(source)
-  predictions = recognizer.predict_embeddings(embeddings, eta=-math.inf)
+  by_id = None
+  if locations is not None:
+    by_id = dict(zip((str(i) for i in source.ids), locations))
+    locations = [by_id.get(str(i)) for i in ids]
+  predictions = recognizer.predict_embeddings(embeddings, eta=-math.inf, locations=locations)
   return ScoredPhotos([str(i) for i in ids], source.label_map.to_landmark_ids(labels),
-                      [p.candidates[0].landmark_id for p in predictions],
-                      np.array([p.score for p in predictions]))
+                      [p.candidates[0].landmark_id if p.candidates else None for p in predictions],
+                      np.array([p.score for p in predictions]),
+                      sum(l is not None for l in locations) if locations is not None else 0)
 
 
 def threshold_sweep(scored: ScoredPhotos, num: int = 201) -> dict[str, np.ndarray]:
@@ -71,8 +103,9 @@ def evaluate_scored(scored: ScoredPhotos, eta: float, *,
                                    categories=categories)
   solution = {i: ([t] if t is not None else []) for i, t in zip(scored.ids, scored.truth)}
   thresholded = {i: (n, float(s)) for i, n, s in zip(scored.ids, scored.nearest, scored.scores)
-                 if s >= eta}
-  everything = {i: (n, float(s)) for i, n, s in zip(scored.ids, scored.nearest, scored.scores)}
+                 if n is not None and s >= eta}
+  everything = {i: (n, float(s)) for i, n, s in zip(scored.ids, scored.nearest, scored.scores)
+                if n is not None}
   if any(solution.values()):
     result["gap"] = gap(thresholded, solution)
     result["gap_without_threshold"] = gap(everything, solution)
@@ -107,6 +140,15 @@ def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
               "|---|---|---|---|",
               f"| {result['gap']:.4f} | {result['gap_without_threshold']:.4f} | "
               f"{result['gap_ignoring_non_landmarks']:.4f} | {_pct(result['top1_accuracy'])} |"]
+  if "geo" in result:
+    geo = result["geo"]
+    lines += ["", f"With geo-information ({geo['located_photos']} photos with a location; "
+              "candidates restricted to nearby landmarks):", "",
+              "| | sensitivity | specificity |", "|---|---|---|",
+              f"| without geo-information | {_pct(geo['without']['sensitivity'])} | "
+              f"{_pct(geo['without']['specificity'])} |",
+              f"| with geo-information | {_pct(geo['with']['sensitivity'])} | "
+              f"{_pct(geo['with']['specificity'])} |"]
   if "plots" in result:
     lines += ["", *[f"![{name}]({path})" for name, path in result["plots"].items()]]
   return "\n".join(lines) + "\n"
@@ -128,8 +170,10 @@ def _jsonable(value):
 
 def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *,
                  train_counts=None, rare_threshold: int = 10, categories=None,
-                 title: str = "Evaluation") -> dict[str, Any]:
-  """report.md, report.json, threshold_sweep.png and sensitivity_specificity.png."""
+                 title: str = "Evaluation", geo_scored: ScoredPhotos | None = None
+                 ) -> dict[str, Any]:
+  """report.md, report.json, threshold_sweep.png and sensitivity_specificity.png; with
+  `geo_scored` (the same photos scored with their locations) a with/without geo table."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   result = evaluate_scored(scored, eta, train_counts=train_counts, rare_threshold=rare_threshold,
@@ -142,6 +186,12 @@ def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *
                                (result["sensitivity"], result["specificity"]), eta,
                                out / "sensitivity_specificity.png",
                                f"{title}: sensitivity–specificity")
+  if geo_scored is not None:
+    with_geo = evaluate_scored(geo_scored, eta, train_counts=train_counts,
+                               rare_threshold=rare_threshold, categories=categories)
+    result["geo"] = {"with": {k: with_geo[k] for k in ("sensitivity", "specificity")},
+                     "without": {k: result[k] for k in ("sensitivity", "specificity")},
+                     "located_photos": int(geo_scored.located)}
   result["plots"] = {"threshold sweep": "threshold_sweep.png",
                      "sensitivity–specificity": "sensitivity_specificity.png"}
   result["sweep"] = sweep

@@ -90,3 +90,22 @@ def test_evaluate_revisited_on_a_constructed_dataset(trained, landmarks_mini, tm
                                         distractors=tmp_path / "distractors")
   assert with_distractors["distractors"] == 3
   assert with_distractors["medium"]["mAP"] <= result["medium"]["mAP"] + 1e-9
+
+
+def test_geo_information_side_by_side_never_hurts(tiny_trained, index_dir, tmp_path):
+  # Geo filtering only removes candidates: a located landmark photo's own landmark stays,
+  # and a non-landmark photo's best score can only fall. So with geo-information sensitivity
+  # and specificity are at least those without, at the same η.
+  workdir = str(tiny_trained[0])
+  locations = demo_dataset() / "locations.csv"
+  assert main(["evaluate", "--checkpoint", workdir, "--index", str(index_dir / "index"),
+               "--out", str(tmp_path), "--landmark-share", "0", "--eta", "0.9",
+               "--locations-csv", str(locations)]) == 0
+  report = json.loads((tmp_path / "report.json").read_text())
+  geo = report["geo"]
+  assert geo["located_photos"] == 168
+  assert geo["with"]["sensitivity"] >= geo["without"]["sensitivity"]
+  assert geo["with"]["specificity"] >= geo["without"]["specificity"]
+  assert geo["with"]["sensitivity"] + geo["with"]["specificity"] > (
+      geo["without"]["sensitivity"] + geo["without"]["specificity"])  # it does help here
+  assert "| with geo-information |" in (tmp_path / "report.md").read_text()
