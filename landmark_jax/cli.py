@@ -184,6 +184,41 @@ def _serve(args) -> int:
   return 0
 
 
+def _add_landmarks(args) -> int:
+  from landmark_jax.config import apply_overrides
+  from landmark_jax.index import CentroidIndex
+  from landmark_jax.index.cleaning import CleaningConfig
+  from landmark_jax.index.editing import add_landmarks
+  from landmark_jax.index.landmarks import load_landmarks_csv
+  from landmark_jax.recognize import PhotoEmbedder
+  from landmark_jax.train.trained import load_trained
+  trained = load_trained(args.checkpoint)
+  index = CentroidIndex.load(args.index, expected_dim=trained.model.embedding_dim)
+  source = _source_from_args(args, None)
+  if source is None:
+    raise SystemExit("add-landmarks needs the new landmarks' photos: --root/--csv or --folder")
+  edited = add_landmarks(index, PhotoEmbedder(trained).embed_source, source,
+                         apply_overrides(CleaningConfig(), args.overrides),
+                         load_landmarks_csv(args.landmarks_csv) if args.landmarks_csv else None)
+  edited.save(args.index)
+  edit = edited.metadata["edits"][-1]
+  print(f"added {', '.join(edit['landmarks'])}: {edit['centroids']} centroids from "
+        f"{edit['images']} photos; index now {len(edited)} centroids ({args.index})")
+  return 0
+
+
+def _remove_landmarks(args) -> int:
+  from landmark_jax.data.sources import _parse_id
+  from landmark_jax.index import CentroidIndex
+  from landmark_jax.index.editing import remove_landmarks
+  index = CentroidIndex.load(args.index)
+  edited = remove_landmarks(index, [_parse_id(i) for i in args.landmark_ids])
+  edited.save(args.index)
+  print(f"removed {edited.metadata['edits'][-1]['centroids']} centroids; index now "
+        f"{len(edited)} centroids ({args.index})")
+  return 0
+
+
 def _add_source_args(parser) -> None:
   parser.add_argument("--root", help="a GLDv2-layout folder (default: the checkpoint's data)")
   parser.add_argument("--csv", default="train.csv", help="with --root: the image list")
@@ -306,6 +341,20 @@ def build_parser() -> argparse.ArgumentParser:
   build.add_argument("overrides", nargs="*", metavar="key=value",
                      help="IndexConfig fields, e.g. backend=exact num_leaves=2000")
   build.set_defaults(run=_build_index)
+
+  add = commands.add_parser("add-landmarks",
+                            help="add landmarks to a built index from their photos, no retraining")
+  add.add_argument("--checkpoint", required=True, help="the model the index was built with")
+  add.add_argument("--index", required=True, help="rewritten atomically")
+  add.add_argument("--landmarks-csv", help="names/coordinates of the new landmarks")
+  _add_source_args(add)
+  add.add_argument("overrides", nargs="*", metavar="key=value", help="CleaningConfig fields")
+  add.set_defaults(run=_add_landmarks)
+
+  remove = commands.add_parser("remove-landmarks", help="remove landmarks from a built index")
+  remove.add_argument("--index", required=True)
+  remove.add_argument("landmark_ids", nargs="+")
+  remove.set_defaults(run=_remove_landmarks)
 
   cal = commands.add_parser("calibrate", help="choose η for a target specificity, store it")
   cal.add_argument("--checkpoint", required=True)

@@ -22,7 +22,8 @@ def test_python_interface_names():
 
 def test_every_cli_command_has_help():
   commands = ["train", "embed", "clean", "build-index", "calibrate", "recognize", "evaluate",
-              "evaluate-revisited", "benchmark", "demo", "serve"]
+              "evaluate-revisited", "benchmark", "demo", "serve", "add-landmarks",
+              "remove-landmarks"]
   for command in commands:
     result = subprocess.run([sys.executable, "-m", "landmark_jax.cli", command, "--help"],
                             capture_output=True, text=True, check=False)
