@@ -118,8 +118,12 @@ def _recognize(args) -> int:
     if args.json:
       print(json.dumps({"path": path, **prediction.to_json()}))
     else:
-      answer = "non-landmark" if not prediction.is_landmark else str(prediction.landmark_id)
-      others = ", ".join(f"{c.landmark_id} {c.score:.3f}" for c in prediction.candidates)
+      def label(landmark_id, name):
+        return f"{name} ({landmark_id})" if name else str(landmark_id)
+      answer = ("non-landmark" if not prediction.is_landmark
+                else label(prediction.landmark_id, prediction.name))
+      others = ", ".join(f"{label(c.landmark_id, c.name)} {c.score:.3f}"
+                         for c in prediction.candidates)
       print(f"{path}\t{answer}\t{prediction.score:.3f}\t[{others}]")
   return 0
 
