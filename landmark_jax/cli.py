@@ -129,7 +129,6 @@ def _recognize(args) -> int:
 
 
 def _evaluate(args) -> int:
-  import collections
   from landmark_jax.data import GLDv2Source
   from landmark_jax.eval.report import (
       emulate_collection, load_locations, photo_locations, score_photos, write_report)

@@ -11,8 +11,7 @@ import dataclasses
 import logging
 import math
 import os
-import pathlib
-from typing import Any, Hashable, Iterable, Sequence
+from typing import Any, Hashable, Sequence
 
 import jax
 import numpy as np

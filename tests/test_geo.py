@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from landmark_jax.geo import Location, exif_location, great_circle_km
+from landmark_jax.geo import exif_location, great_circle_km
 from tests.geo_helpers import with_gps
 
 

@@ -3,7 +3,6 @@ in-process and with 1 or 2 grain worker processes. The baseline is draft mode of
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import time
 from typing import Any

@@ -8,7 +8,6 @@ queries/s compare at equal quality.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import statistics
 import tempfile
@@ -81,7 +80,6 @@ def benchmark_index(sizes: Sequence[int] = (10_000, 100_000, 1_000_000), dim: in
                      "setting": "brute force" if setting is None else
                      f"{setting}/{info['num_leaves']} leaves, reorder {info['reorder']}"})
         break
-    del vectors, exact, scann
   return rows
 
 

@@ -13,7 +13,6 @@ import pathlib
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
 
 from landmark_jax.data.transforms import open_image
 from landmark_jax.eval.metrics import PROTOCOLS, crop_query, load_revisited_gnd, revisited_map

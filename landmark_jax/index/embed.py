@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import pathlib
-import shutil
 import tempfile
 
 import jax

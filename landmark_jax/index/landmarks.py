@@ -11,7 +11,7 @@ import csv
 import dataclasses
 import math
 import os
-from typing import Hashable, Iterable, Mapping
+from typing import Hashable, Mapping
 
 from landmark_jax.data.sources import _parse_id, read_csv
 

@@ -8,7 +8,6 @@ the same way (new columns start at zero); the centers gain rows for the new clas
 
 from __future__ import annotations
 
-from typing import Any
 
 import jax
 import jax.numpy as jnp

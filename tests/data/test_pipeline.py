@@ -3,7 +3,6 @@ import itertools
 import jax
 import numpy as np
 import pytest
-from PIL import Image
 
 from landmark_jax import sharding
 from landmark_jax.data import (

@@ -1,4 +1,3 @@
-import math
 import pickle
 
 import numpy as np

@@ -10,7 +10,7 @@ from landmark_jax.data import GLDv2Source
 from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.eval.metrics import revisited_map
 from landmark_jax.eval.report import emulate_collection
-from landmark_jax.eval.revisited import evaluate_revisited, rank_database
+from landmark_jax.eval.revisited import evaluate_revisited
 from landmark_jax.recognize import PhotoEmbedder
 
 

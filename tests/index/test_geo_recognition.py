@@ -1,8 +1,6 @@
 """Geo filtering with the demo index, whose landmarks carry (fictional) coordinates:
 astronaut in Paris, chelsea in London, coffee in Rome, …"""
 
-import httpx
-import numpy as np
 import pytest
 
 from landmark_jax.data import GLDv2Source

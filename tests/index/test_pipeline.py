@@ -11,12 +11,9 @@ from landmark_jax.cli import main
 from landmark_jax.data import GLDv2Source
 from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.index import CentroidIndex
-from landmark_jax.index.centroids import build_centroid_index, clean_embeddings, write_cleaning
-from landmark_jax.index.cleaning import CleaningConfig
-from landmark_jax.index.embed import embed_source, load_embeddings
+from landmark_jax.index.embed import embed_source
 from landmark_jax.recognize import Recognizer, calibrate, eta_for_specificity
 from landmark_jax.train.loop import build_source
-from landmark_jax.train.trained import load_trained
 
 
 def test_eta_for_specificity_by_hand():

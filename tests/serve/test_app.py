@@ -2,17 +2,14 @@
 
 import concurrent.futures
 import csv
-import io
 import socket
 import statistics
 import threading
 import time
 
 import httpx
-import numpy as np
 import pytest
 import uvicorn
-from PIL import Image
 
 from landmark_jax.index import CentroidIndex
 from landmark_jax.recognize import Recognizer

@@ -1,6 +1,5 @@
 """The train loop end to end: curriculum on the embedded dataset, resume, kill, NaN, bad files."""
 
-import dataclasses
 import json
 import os
 import signal
