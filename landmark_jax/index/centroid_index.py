@@ -208,7 +208,8 @@ class CentroidIndex:
            ) -> "CentroidIndex":
     """Loads a saved index; a wrong format version or dimension, or a missing file, raises
     `IndexFormatError` naming it."""
-    directory = _readable_index_dir(pathlib.Path(directory))
+    # Absolute: ScaNN resolves its asset paths against the process's working directory.
+    directory = _readable_index_dir(pathlib.Path(directory).absolute())
     manifest_path = directory / MANIFEST
     try:
       manifest = json.loads(manifest_path.read_text())

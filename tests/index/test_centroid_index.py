@@ -70,6 +70,14 @@ def test_save_load_search_identical_and_movable(tmp_path, backend):
   assert manifest["num_centroids"] == 500 and manifest["num_landmarks"] == 50
 
 
+def test_relative_paths_work(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  index = small_index("scann")
+  index.save("work/index")
+  loaded = CentroidIndex.load("work/index")
+  np.testing.assert_array_equal(loaded.search(index.centroids[:3], 1)[2][:, 0], [0, 1, 2])
+
+
 def test_load_errors_name_the_problem(tmp_path):
   small_index("exact").save(tmp_path / "i")
   with pytest.raises(IndexFormatError, match="embedding_dim 32, the model produces 512"):
