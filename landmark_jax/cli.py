@@ -145,7 +145,7 @@ def _evaluate(args) -> int:
   if args.landmark_share:
     source = emulate_collection(source, args.landmark_share, seed=args.seed)
   training = build_source(data, recognizer.trained.label_map)
-  counts = dict(zip(training.label_map.landmark_ids, training.images_per_class()[:-1].tolist()))
+  counts = training.images_per_landmark()
   geo_scored = None
   if args.geo or args.locations_csv:
     table = load_locations(args.locations_csv) if args.locations_csv else None

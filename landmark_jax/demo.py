@@ -105,7 +105,7 @@ def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = Fals
   recognizer = Recognizer(trained, index)
   test = GLDv2Source(root, csv="test.csv", label_map=trained.label_map)
   training = build_source(config.data, trained.label_map)
-  counts = dict(zip(training.label_map.landmark_ids, training.images_per_class()[:-1].tolist()))
+  counts = training.images_per_landmark()
   locations = photo_locations(test, load_locations(root / "locations.csv"))
   evaluation = write_report(score_photos(recognizer, test), recognizer.eta, workdir / "report",
                             train_counts=counts, rare_threshold=10, title="Demo",

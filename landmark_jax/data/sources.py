@@ -91,6 +91,10 @@ class ImageSource:
     """Count of records per dense label, non-landmark last."""
     return np.bincount(self.labels, minlength=self.label_map.num_classes + 1)
 
+  def images_per_landmark(self) -> dict:
+    """The dataset's landmark id → its number of records (rare/frequent breakdowns)."""
+    return dict(zip(self.label_map.landmark_ids, self.images_per_class()[:-1].tolist()))
+
 
 def _drop_missing(ids, landmark_ids, paths, what: str):
   exists = np.fromiter((os.path.isfile(p) for p in paths), dtype=bool, count=len(paths))

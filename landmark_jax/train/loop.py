@@ -255,9 +255,9 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
     (workdir / CONFIG_FILE).write_text(json.dumps(to_dict(config), indent=2))
   plan = plan_stages(config, source)
   mesh = sharding.make_data_mesh()
-  tx = optim.make_optimizer(config.optim, optim.decay_steps_for(config.optim, plan.steps_per_epoch))
-  schedules = optim.learning_rate_schedules(
-      config.optim, optim.decay_steps_for(config.optim, plan.steps_per_epoch))
+  decay_steps = optim.decay_steps_for(config.optim, plan.steps_per_epoch)
+  tx = optim.make_optimizer(config.optim, decay_steps)
+  schedules = optim.learning_rate_schedules(config.optim, decay_steps)
   checkpointer = Checkpointer(workdir / "checkpoints", config.keep_checkpoints,
                               config.async_checkpointing)
   total_steps = sum(plan.steps)
