@@ -292,6 +292,62 @@ def _benchmark_index(args) -> int:
   return 0
 
 
+def _benchmark_compare(args) -> int:
+  import json
+  import logging
+  from landmark_jax.baselines.delf import DelfConfig
+  from landmark_jax.benchmarks.compare import (
+      DEMO_DELF_CONFIG, benchmark_compare, plot_comparison)
+  from landmark_jax.benchmarks.timing import format_table, machine_description
+  from landmark_jax.config import apply_overrides
+  from landmark_jax.data import GLDv2Source
+  from landmark_jax.index import CentroidIndex
+  from landmark_jax.train.loop import build_source
+  from landmark_jax.train.trained import load_trained
+  logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+  on_demo = args.checkpoint is None and args.index is None
+  if on_demo:
+    from landmark_jax.data.demo_dataset import demo_dataset
+    from landmark_jax.demo import run_demo
+    demo_dir = pathlib.Path(args.demo_workdir)
+    if not (demo_dir / "index" / "manifest.json").is_file():
+      run_demo(demo_dir)  # reuses every finished step
+    args.checkpoint, args.index = demo_dir / "train", demo_dir / "index"
+    args.root = args.root or demo_dataset()
+  elif args.checkpoint is None or args.index is None or args.root is None:
+    raise SystemExit("give --checkpoint, --index and --root together (or none: the demo)")
+  trained = load_trained(args.checkpoint)
+  index = CentroidIndex.load(args.index, expected_dim=trained.model.embedding_dim)
+  split = lambda csv: GLDv2Source(args.root, csv=csv, non_landmark_csv=args.non_landmark_csv,  # noqa: E731
+                                  label_map=trained.label_map)
+  base = DEMO_DELF_CONFIG if on_demo else DelfConfig()
+  config = apply_overrides(dataclasses_replace(base, attention=args.attention), args.overrides)
+  result = benchmark_compare(trained, index, build_source(trained.config.data, trained.label_map),
+                             split(args.val_csv), split(args.test_csv), config,
+                             target_specificity=args.target_specificity,
+                             max_queries=args.max_queries)
+  out = pathlib.Path(args.out)
+  out.mkdir(parents=True, exist_ok=True)
+  table = format_table(result["rows"], ["method", "forward ms", "search ms", "verification ms",
+                                        "total ms", "index KB", "on disk KB", "vectors",
+                                        "sensitivity", "specificity", "threshold"])
+  ratios = "\n".join(f"- {name}: {value:.1f}×" for name, value in result["ratios"].items())
+  report = (f"# centroids vs DELF-style, {result['queries']} queries one at a time, "
+            f"{result['database_photos']} database photos, both calibrated to "
+            f"{result['target_specificity']:.0%} specificity: {machine_description()}\n\n"
+            f"{table}\n\n{ratios}\n")
+  print(report)
+  (out / "compare.md").write_text(report)
+  (out / "compare.json").write_text(json.dumps(result, indent=2, default=str))
+  print(f"chart: {plot_comparison(result, out / 'compare.png')}")
+  return 0
+
+
+def dataclasses_replace(config, **changes):
+  import dataclasses
+  return dataclasses.replace(config, **changes)
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="landmark-jax",
@@ -453,6 +509,28 @@ def build_parser() -> argparse.ArgumentParser:
   index_bench.add_argument("--skip-latency", action="store_true")
   index_bench.add_argument("--json", help="also write the rows to this JSON file")
   index_bench.set_defaults(run=_benchmark_index)
+
+  compare = suites.add_parser(
+      "compare", help="centroid recognizer vs the DELF-style baseline: per-query time by "
+                      "part, index memory, sensitivity/specificity (table + PNG)")
+  compare.add_argument("--checkpoint", help="training workdir (default: the demo's; trained "
+                                            "first if missing)")
+  compare.add_argument("--index", help="its centroid index")
+  compare.add_argument("--root", help="GLDv2-layout folder holding the validation and test "
+                                      "CSVs (default with the demo: the embedded dataset)")
+  compare.add_argument("--val-csv", default="val.csv", help="calibrates both thresholds")
+  compare.add_argument("--test-csv", default="test.csv")
+  compare.add_argument("--non-landmark-csv", default=None)
+  compare.add_argument("--attention", default="trained", choices=["trained", "feature_norm"])
+  compare.add_argument("--target-specificity", type=float, default=None,
+                       help="default: the index's calibration target")
+  compare.add_argument("--max-queries", type=int, default=None)
+  compare.add_argument("--demo-workdir", default="workdir/demo")
+  compare.add_argument("--out", default="workdir/compare",
+                       help="compare.md, compare.json and compare.png go here")
+  compare.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="DelfConfig fields, e.g. max_features=500 'scales=(0.5,1.0)'")
+  compare.set_defaults(run=_benchmark_compare)
 
   data = suites.add_parser(
       "data", help="decode+augment images/s: JPEG draft on/off, 0/1/2 worker processes")

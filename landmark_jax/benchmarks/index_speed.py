@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from landmark_jax.benchmarks.timing import directory_bytes
 from landmark_jax.index import CentroidIndex, IndexConfig
 
 
@@ -31,10 +32,6 @@ def clustered_unit_vectors(n: int, dim: int, rng: np.random.Generator, clusters:
     block += noise * rng.standard_normal(block.shape, dtype=np.float32)
     out[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
   return out
-
-
-def _directory_bytes(path: pathlib.Path) -> int:
-  return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def _timed(fn):
@@ -64,7 +61,7 @@ def benchmark_index(sizes: Sequence[int] = (10_000, 100_000, 1_000_000), dim: in
 
     scann, build_scann = _timed(lambda: CentroidIndex.build(vectors, labels, IndexConfig(backend="scann")))
     with tempfile.TemporaryDirectory() as tmp:
-      size_mb = _directory_bytes(scann.save(pathlib.Path(tmp) / "i") / "scann") / 2**20
+      size_mb = directory_bytes(scann.save(pathlib.Path(tmp) / "i") / "scann") / 2**20
     info = scann.manifest()["scann"]
     settings = [None]
     if info["mode"] == "tree_ah":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import platform
 import statistics
 import time
@@ -44,3 +45,8 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 def write_json(path: str, payload: Any) -> None:
   with open(path, "w") as f:
     json.dump(payload, f, indent=2)
+
+
+def directory_bytes(path: pathlib.Path) -> int:
+  """Total size of the files under `path` (what an index costs on disk)."""
+  return sum(p.stat().st_size for p in pathlib.Path(path).rglob("*") if p.is_file())

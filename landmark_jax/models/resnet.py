@@ -92,10 +92,24 @@ class ResNet(nn.Module):
   zero_init_last_norm: bool = True
   dtype: Any = jnp.float32  # compute dtype; parameters are always float32
   axis_name: str | None = None  # BN statistics across this axis under shard_map/pmap
+  # None: every stage, then global average pooling. k: stop after stage k and return its
+  # feature map (N, h, w, C) unpooled — DELF's local features come from "conv4", k = 3. The
+  # parameters are the full network's (later stages are simply not run), so one set of
+  # weights serves both uses.
+  output_stage: int | None = None
+
+  @property
+  def output_stride(self) -> int:
+    """Input pixels per feature-map step at `output_stage` (stem conv and max-pool: 4)."""
+    stage = len(self.stage_sizes) if self.output_stage is None else self.output_stage
+    return 4 * 2 ** (stage - 1)
+
+  def feature_channels(self, stage: int) -> int:
+    return self.num_filters * 2 ** (stage - 1) * 4
 
   @property
   def num_features(self) -> int:
-    return self.num_filters * 2 ** (len(self.stage_sizes) - 1) * 4
+    return self.feature_channels(len(self.stage_sizes))
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -109,6 +123,8 @@ class ResNet(nn.Module):
     x = nn.relu(norm(name="bn1")(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for stage, num_blocks in enumerate(self.stage_sizes):
+      if self.output_stage is not None and stage == self.output_stage:
+        return x
       planes = self.num_filters * 2**stage
       inner_width = int(planes * self.width_per_group / 64) * self.groups
       for block in range(num_blocks):
@@ -118,6 +134,8 @@ class ResNet(nn.Module):
             se_reduction=self.se_reduction, project_shortcut=block == 0,
             zero_init_last_norm=self.zero_init_last_norm,
             name=f"layer{stage + 1}_{block}")(x)
+    if self.output_stage is not None:
+      return x
     # Pool in float32: the embedding head after it is small and precision-sensitive.
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 

@@ -1,0 +1,162 @@
+"""The paper's comparison (§4): the centroid recognizer vs a DELF-style baseline, on the same
+photos, machine and backbone, in one run.
+
+Per query, one photo at a time (a user's request), decoded beforehand for both: the time
+of the forward pass(es), of the search and (DELF only) of geometric verification; the
+memory of what each must hold to answer; sensitivity/specificity of each, both thresholds
+calibrated to the same target specificity on the same validation photos.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from landmark_jax.baselines.delf import DelfConfig, build_delf, calibrate_min_inliers
+from landmark_jax.baselines.delf.retrieval import record_image
+from landmark_jax.benchmarks.timing import directory_bytes
+from landmark_jax.data import ImageSource
+from landmark_jax.data.transforms import ImageDecodeError
+from landmark_jax.eval.metrics import sensitivity_specificity
+from landmark_jax.index import CentroidIndex
+from landmark_jax.recognize import Recognizer, calibrate, image_array
+
+PARTS = ("forward", "search", "verification")
+
+# The embedded dataset's photos are 128 px: the pyramid stays around that size, and the
+# RANSAC threshold scales with it (DELF's 20 px are meant for ~512 px photos).
+DEMO_DELF_CONFIG = DelfConfig(image_size=128, scales=(0.7071, 1.0, 1.4142), max_features=300,
+                              residual_threshold=5.0, attention_steps=300, attention_crop=128)
+
+
+def _saved_bytes(index: CentroidIndex) -> int:
+  with tempfile.TemporaryDirectory() as tmp:
+    return directory_bytes(index.save(pathlib.Path(tmp) / "index"))
+
+
+def _timed(fn):
+  start = time.perf_counter()
+  result = fn()
+  return result, time.perf_counter() - start
+
+
+def benchmark_compare(trained, index: CentroidIndex, database: ImageSource,
+                      validation: ImageSource, test: ImageSource, delf_config: DelfConfig, *,
+                      target_specificity: float | None = None, max_queries: int | None = None,
+                      progress: bool = True) -> dict[str, Any]:
+  """Both recognizers on `test`; `database` holds the photos the DELF baseline indexes (the
+  centroid index's own training photos). Returns rows, ratios and the settings used."""
+  calibration = index.metadata.get("calibration", {})
+  target = target_specificity or calibration.get("target_specificity", 0.99)
+  centroid = Recognizer(trained, index, batch_size=1, eta=-math.inf)
+  if target_specificity is not None or "eta" not in index.metadata:
+    eta = calibrate(centroid, validation, target)["eta"]
+  else:
+    eta = index.metadata["eta"]
+  centroid = Recognizer(trained, index, batch_size=1, eta=eta)
+
+  delf, build_seconds = _timed(lambda: build_delf(trained, database, delf_config,
+                                                  progress=progress))
+  delf_calibration = calibrate_min_inliers(delf, validation, target)
+  delf = delf.with_min_inliers(delf_calibration["min_inliers"])
+
+  queries = range(len(test)) if max_queries is None else range(min(max_queries, len(test)))
+  times = {"centroid": {p: [] for p in PARTS[:2]}, "delf": {p: [] for p in PARTS}}
+  answers = {"centroid": [], "delf": []}
+  truth, skipped = [], []
+  true_ids = test.landmark_ids()
+  warmed_up = False
+  for i in tqdm(queries, desc="compare", disable=not progress, dynamic_ncols=True):
+    data = record_image(test[i])
+    try:  # decoding is the same work for both, and not what is compared
+      crop = image_array(data, centroid.photos.image_config)[None]
+      pixels, photo_hw = delf.extractor.prepare(data)
+    except ImageDecodeError:
+      skipped.append(str(test.ids[i]))
+      continue
+    for _ in range(1 if warmed_up else 2):  # the first pass compiles
+      embedding, forward = _timed(lambda: centroid.embed_arrays(crop))
+      (prediction,), search = _timed(lambda: centroid.predict_embeddings(embedding))
+      (features,), delf_forward = _timed(
+          lambda: delf.extractor.extract_prepared(pixels[None], np.array([photo_hw])))
+      (photos, _), delf_search = _timed(lambda: delf.database.shortlist(features, delf.config))
+      verifications, verification = _timed(
+          lambda: delf.database.verify(features, photos, delf.config))
+      delf_prediction = delf.best_match(verifications, photos)
+    warmed_up = True
+    for name, part, seconds in (("centroid", "forward", forward), ("centroid", "search", search),
+                                ("delf", "forward", delf_forward), ("delf", "search", delf_search),
+                                ("delf", "verification", verification)):
+      times[name][part].append(seconds)
+    answers["centroid"].append(prediction.landmark_id)
+    answers["delf"].append(delf_prediction.landmark_id)
+    truth.append(true_ids[i])
+
+  memory = {"centroid": index.centroids.nbytes + index.labels.nbytes,
+            "delf": delf.database.nbytes}
+  on_disk = {"centroid": _saved_bytes(index),
+             "delf": _saved_bytes(delf.database.index) + delf.database.keypoints.nbytes
+             + delf.database.offsets.nbytes}
+  rows = []
+  for name, label, threshold in (
+      ("centroid", "centroids (ours)", f"η = {eta:.4f}"),
+      ("delf", f"DELF-style ({delf_config.attention} attention)",
+       f"inliers ≥ {math.ceil(delf_calibration['min_inliers'])}")):
+    quality = sensitivity_specificity(answers[name], truth)
+    medians = {p: 1000 * statistics.median(v) for p, v in times[name].items()}
+    rows.append({
+        "method": label, **{f"{p} ms": medians.get(p, 0.0) for p in PARTS},
+        "total ms": sum(medians.values()),
+        "index KB": memory[name] / 1024, "on disk KB": on_disk[name] / 1024,
+        "vectors": len(index) if name == "centroid" else len(delf.database.descriptors),
+        "sensitivity": quality["sensitivity"], "specificity": quality["specificity"],
+        "threshold": threshold})
+  ours, delf_row = rows
+  return {
+      "rows": rows,
+      "ratios": {"time (DELF / centroids)": delf_row["total ms"] / ours["total ms"],
+                 "forward (DELF / centroids)": delf_row["forward ms"] / ours["forward ms"],
+                 "memory (DELF / centroids)": delf_row["index KB"] / ours["index KB"]},
+      "queries": len(truth), "skipped": skipped, "target_specificity": target,
+      "database_photos": len(delf.database), "delf_build_s": build_seconds,
+      "delf_config": dataclasses.asdict(delf_config),
+      "delf_calibration": delf_calibration,
+  }
+
+
+def plot_comparison(result: dict[str, Any], path: str | pathlib.Path) -> pathlib.Path:
+  """Per-query time by part (stacked) and index memory, side by side, as a PNG."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  rows = result["rows"]
+  names = [r["method"] for r in rows]
+  figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 3.2))
+  left = np.zeros(len(rows))
+  for part, colour in zip(PARTS, ("#4c72b0", "#dd8452", "#55a868")):
+    values = np.array([r[f"{part} ms"] for r in rows])
+    time_axis.barh(names, values, left=left, color=colour, label=part)
+    left += values
+  time_axis.set_xlabel("ms per query (median)")
+  time_axis.set_title(f"inference time: DELF / centroids = "
+                      f"{result['ratios']['time (DELF / centroids)']:.1f}×")
+  time_axis.legend(loc="lower right", fontsize=8)
+  memory_axis.barh(names, [r["index KB"] for r in rows], color="#8172b3")
+  memory_axis.set_xscale("log")
+  memory_axis.set_xlabel("index memory, KB (log scale)")
+  memory_axis.set_title(f"memory: DELF / centroids = "
+                        f"{result['ratios']['memory (DELF / centroids)']:.0f}×")
+  memory_axis.set_yticks([])
+  figure.tight_layout()
+  path = pathlib.Path(path)
+  figure.savefig(path, dpi=120)
+  plt.close(figure)
+  return path
