@@ -320,7 +320,8 @@ def _benchmark_compare(args) -> int:
   index = CentroidIndex.load(args.index, expected_dim=trained.model.embedding_dim)
   split = lambda csv: GLDv2Source(args.root, csv=csv, non_landmark_csv=args.non_landmark_csv,  # noqa: E731
                                   label_map=trained.label_map)
-  base = DEMO_DELF_CONFIG if on_demo else DelfConfig()
+  preset = args.preset or ("demo" if on_demo else "delf")
+  base = DEMO_DELF_CONFIG if preset == "demo" else DelfConfig()
   config = apply_overrides(dataclasses_replace(base, attention=args.attention), args.overrides)
   result = benchmark_compare(trained, index, build_source(trained.config.data, trained.label_map),
                              split(args.val_csv), split(args.test_csv), config,
@@ -522,6 +523,10 @@ def build_parser() -> argparse.ArgumentParser:
   compare.add_argument("--test-csv", default="test.csv")
   compare.add_argument("--non-landmark-csv", default=None)
   compare.add_argument("--attention", default="trained", choices=["trained", "feature_norm"])
+  compare.add_argument("--preset", choices=["demo", "delf"],
+                       help="DELF settings: 'delf' (DELF's own: 512 px, 7 scales, 1000 "
+                            "features) or 'demo' (sized for the embedded 128-px photos); "
+                            "default: demo on the demo, else delf")
   compare.add_argument("--target-specificity", type=float, default=None,
                        help="default: the index's calibration target")
   compare.add_argument("--max-queries", type=int, default=None)

@@ -23,9 +23,9 @@ def test_python_interface_names():
 def test_every_cli_command_has_help():
   commands = ["train", "embed", "clean", "build-index", "calibrate", "recognize", "evaluate",
               "evaluate-revisited", "benchmark", "demo", "serve", "add-landmarks",
-              "remove-landmarks"]
+              "remove-landmarks", "benchmark compare"]
   for command in commands:
-    result = subprocess.run([sys.executable, "-m", "landmark_jax.cli", command, "--help"],
+    result = subprocess.run([sys.executable, "-m", "landmark_jax.cli", *command.split(), "--help"],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "usage: landmark-jax" in result.stdout

@@ -68,7 +68,10 @@ def benchmark_compare(trained, index: CentroidIndex, database: ImageSource,
   delf_calibration = calibrate_min_inliers(delf, validation, target)
   delf = delf.with_min_inliers(delf_calibration["min_inliers"])
 
-  queries = range(len(test)) if max_queries is None else range(min(max_queries, len(test)))
+  queries = np.arange(len(test))
+  if max_queries is not None and max_queries < len(test):
+    # Evenly spread: test sets often list landmark and non-landmark photos in blocks.
+    queries = np.unique(np.linspace(0, len(test) - 1, max_queries).round().astype(int))
   times = {"centroid": {p: [] for p in PARTS[:2]}, "delf": {p: [] for p in PARTS}}
   answers = {"centroid": [], "delf": []}
   truth, skipped = [], []

@@ -14,11 +14,12 @@ from landmark_jax.baselines.delf.config import DelfConfig
 from landmark_jax.baselines.delf.features import LocalFeatureExtractor, LocalFeatures
 from landmark_jax.baselines.delf.pca import Pca
 from landmark_jax.baselines.delf.retrieval import (
-    DelfDatabase, DelfPrediction, DelfRecognizer, build_delf, calibrate_min_inliers)
+    DelfDatabase, DelfPrediction, DelfRecognizer, build_delf, calibrate_min_inliers,
+    min_inliers_for_specificity)
 from landmark_jax.baselines.delf.verification import (
     Verification, match_descriptors, verify_affine, verify_pair)
 
 __all__ = ["AttentionHead", "DelfConfig", "DelfDatabase", "DelfPrediction", "DelfRecognizer",
            "LocalFeatureExtractor", "LocalFeatures", "Pca", "Verification", "build_delf",
-           "calibrate_min_inliers", "match_descriptors", "train_attention", "verify_affine",
-           "verify_pair"]
+           "calibrate_min_inliers", "match_descriptors", "min_inliers_for_specificity",
+           "train_attention", "verify_affine", "verify_pair"]

@@ -231,11 +231,11 @@ def build_delf(backbone_model, database_source: ImageSource, config: DelfConfig,
   return DelfRecognizer(extractor, database, config)
 
 
-def calibrate_min_inliers(recognizer: DelfRecognizer, source: ImageSource,
-                          target_specificity: float = 0.99) -> dict[str, float]:
-  """The inlier threshold for a target specificity on a validation source, chosen exactly as
-  the centroid recognizer's η (`eta_for_specificity`) so the two compare at equal footing."""
-  _, truth, predictions = recognizer.predict_source(source)
+def min_inliers_for_specificity(truth: Sequence[Hashable | None],
+                                predictions: Sequence[DelfPrediction],
+                                target_specificity: float) -> dict[str, float]:
+  """The inlier threshold for a target specificity, chosen exactly as the centroid
+  recognizer's η (`eta_for_specificity`), so the two compare on an equal footing."""
   inliers = np.array([p.inliers for p in predictions], np.float64)
   non_landmark = np.array([t is None for t in truth])
   threshold = eta_for_specificity(inliers[non_landmark], target_specificity)
@@ -245,3 +245,10 @@ def calibrate_min_inliers(recognizer: DelfRecognizer, source: ImageSource,
           "specificity": float(np.mean(inliers[non_landmark] < threshold)),
           "sensitivity": float(np.mean(correct[landmark] & (inliers[landmark] >= threshold)))
           if landmark.any() else math.nan}
+
+
+def calibrate_min_inliers(recognizer: DelfRecognizer, source: ImageSource,
+                          target_specificity: float = 0.99) -> dict[str, float]:
+  """`min_inliers_for_specificity` on a validation source (landmark and non-landmark)."""
+  _, truth, predictions = recognizer.predict_source(source)
+  return min_inliers_for_specificity(truth, predictions, target_specificity)
