@@ -341,6 +341,14 @@ def _benchmark_compare(args) -> int:
   (out / "compare.md").write_text(report)
   (out / "compare.json").write_text(json.dumps(result, indent=2, default=str))
   print(f"chart: {plot_comparison(result, out / 'compare.png')}")
+  if args.full_size_backbone:
+    from landmark_jax.benchmarks.compare import benchmark_full_size_forward
+    row = benchmark_full_size_forward(args.full_size_backbone)
+    forward = (f"\n# one photo's forward pass(es) at full size, random weights\n\n"
+               + format_table([row], list(row)) + "\n")
+    print(forward)
+    with open(out / "compare.md", "a") as f:
+      f.write(forward)
   return 0
 
 
@@ -530,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
   compare.add_argument("--target-specificity", type=float, default=None,
                        help="default: the index's calibration target")
   compare.add_argument("--max-queries", type=int, default=None)
+  compare.add_argument("--full-size-backbone", metavar="NAME",
+                       help="also time one photo's forward passes with this backbone at the "
+                            "paper's sizes (224² crop vs DELF's 512-px 7-scale pyramid)")
   compare.add_argument("--demo-workdir", default="workdir/demo")
   compare.add_argument("--out", default="workdir/compare",
                        help="compare.md, compare.json and compare.png go here")

@@ -163,3 +163,35 @@ def plot_comparison(result: dict[str, Any], path: str | pathlib.Path) -> pathlib
   figure.savefig(path, dpi=120)
   plt.close(figure)
   return path
+
+
+def benchmark_full_size_forward(backbone: str = "wide_resnet50_2", crop_size: int = 224,
+                                delf_config: DelfConfig = DelfConfig(attention="feature_norm"),
+                                repeats: int = 3) -> dict[str, Any]:
+  """One photo's forward pass(es) at the paper's sizes, random weights: the centroid
+  recognizer's single crop vs DELF's image pyramid, same backbone, same process. The demo's
+  tiny network and 128-px photos understate this part of the gap."""
+  import jax
+
+  from landmark_jax import sharding
+  from landmark_jax.baselines.delf import LocalFeatureExtractor
+  from landmark_jax.benchmarks.timing import median_seconds
+  from landmark_jax.embedding import Embedder
+  from landmark_jax.models import LandmarkNet
+  rng = np.random.default_rng(0)
+  model = LandmarkNet(backbone, num_classes=1000)
+  crop = rng.integers(0, 256, (1, crop_size, crop_size, 3), dtype=np.uint8)
+  variables = jax.jit(model.init)(jax.random.key(0), crop)
+  embedder = Embedder(model, variables, sharding.make_data_mesh(jax.local_devices()[:1]))
+  centroid = median_seconds(lambda: embedder(crop), repeats=repeats)
+  extractor = LocalFeatureExtractor(
+      model.backbone, {"params": variables["params"]["backbone"],
+                       "batch_stats": variables["batch_stats"]["backbone"]},
+      delf_config, batch_size=1)
+  size = delf_config.image_size
+  pixels = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
+  photo_hw = np.array([[size * 3 // 4, size]])  # a 4:3 landscape photo
+  delf = median_seconds(lambda: extractor.extract_prepared(pixels, photo_hw), repeats=repeats)
+  return {"backbone": backbone, "centroid input": f"{crop_size}² crop",
+          "DELF input": f"{size} px, scales {', '.join(f'{s:g}' for s in delf_config.scales)}",
+          "centroid ms": 1000 * centroid, "DELF ms": 1000 * delf, "ratio": delf / centroid}
