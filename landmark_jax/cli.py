@@ -293,12 +293,11 @@ def _benchmark_index(args) -> int:
 
 
 def _benchmark_compare(args) -> int:
-  import json
+  import dataclasses
   import logging
   from landmark_jax.baselines.delf import DelfConfig
   from landmark_jax.benchmarks.compare import (
-      DEMO_DELF_CONFIG, benchmark_compare, plot_comparison)
-  from landmark_jax.benchmarks.timing import format_table, machine_description
+      DEMO_DELF_CONFIG, benchmark_compare, benchmark_full_size_forward, write_comparison)
   from landmark_jax.config import apply_overrides
   from landmark_jax.data import GLDv2Source
   from landmark_jax.index import CentroidIndex
@@ -322,39 +321,17 @@ def _benchmark_compare(args) -> int:
                                   label_map=trained.label_map)
   preset = args.preset or ("demo" if on_demo else "delf")
   base = DEMO_DELF_CONFIG if preset == "demo" else DelfConfig()
-  config = apply_overrides(dataclasses_replace(base, attention=args.attention), args.overrides)
+  config = apply_overrides(dataclasses.replace(base, attention=args.attention),
+                           args.overrides)
   result = benchmark_compare(trained, index, build_source(trained.config.data, trained.label_map),
                              split(args.val_csv), split(args.test_csv), config,
                              target_specificity=args.target_specificity,
                              max_queries=args.max_queries)
-  out = pathlib.Path(args.out)
-  out.mkdir(parents=True, exist_ok=True)
-  table = format_table(result["rows"], ["method", "forward ms", "search ms", "verification ms",
-                                        "total ms", "index KB", "on disk KB", "vectors",
-                                        "sensitivity", "specificity", "threshold"])
-  ratios = "\n".join(f"- {name}: {value:.1f}×" for name, value in result["ratios"].items())
-  report = (f"# centroids vs DELF-style, {result['queries']} queries one at a time, "
-            f"{result['database_photos']} database photos, both calibrated to "
-            f"{result['target_specificity']:.0%} specificity: {machine_description()}\n\n"
-            f"{table}\n\n{ratios}\n")
-  print(report)
-  (out / "compare.md").write_text(report)
-  (out / "compare.json").write_text(json.dumps(result, indent=2, default=str))
-  print(f"chart: {plot_comparison(result, out / 'compare.png')}")
+  full_size = None
   if args.full_size_backbone:
-    from landmark_jax.benchmarks.compare import benchmark_full_size_forward
-    row = benchmark_full_size_forward(args.full_size_backbone)
-    forward = (f"\n# one photo's forward pass(es) at full size, random weights\n\n"
-               + format_table([row], list(row)) + "\n")
-    print(forward)
-    with open(out / "compare.md", "a") as f:
-      f.write(forward)
+    full_size = benchmark_full_size_forward(args.full_size_backbone)
+  print(write_comparison(result, args.out, full_size))
   return 0
-
-
-def dataclasses_replace(config, **changes):
-  import dataclasses
-  return dataclasses.replace(config, **changes)
 
 
 def build_parser() -> argparse.ArgumentParser:

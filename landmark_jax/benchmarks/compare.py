@@ -10,6 +10,7 @@ calibrated to the same target specificity on the same validation photos.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import pathlib
 import statistics
@@ -21,10 +22,9 @@ import numpy as np
 from tqdm import tqdm
 
 from landmark_jax.baselines.delf import DelfConfig, build_delf, calibrate_min_inliers
-from landmark_jax.baselines.delf.retrieval import record_image
-from landmark_jax.benchmarks.timing import directory_bytes
+from landmark_jax.benchmarks.timing import directory_bytes, format_table, machine_description
 from landmark_jax.data import ImageSource
-from landmark_jax.data.transforms import ImageDecodeError
+from landmark_jax.data.transforms import ImageDecodeError, record_data
 from landmark_jax.eval.metrics import sensitivity_specificity
 from landmark_jax.index import CentroidIndex
 from landmark_jax.recognize import Recognizer, calibrate, image_array
@@ -78,7 +78,7 @@ def benchmark_compare(trained, index: CentroidIndex, database: ImageSource,
   true_ids = test.landmark_ids()
   warmed_up = False
   for i in tqdm(queries, desc="compare", disable=not progress, dynamic_ncols=True):
-    data = record_image(test[i])
+    data = record_data(test[i])
     try:  # decoding is the same work for both, and not what is compared
       crop = image_array(data, centroid.photos.image_config)[None]
       pixels, photo_hw = delf.extractor.prepare(data)
@@ -133,6 +133,30 @@ def benchmark_compare(trained, index: CentroidIndex, database: ImageSource,
       "delf_config": dataclasses.asdict(delf_config),
       "delf_calibration": delf_calibration,
   }
+
+
+def write_comparison(result: dict[str, Any], out_dir: str | pathlib.Path,
+                     full_size: dict[str, Any] | None = None) -> str:
+  """compare.md (returned), compare.json and compare.png in `out_dir`; `full_size`: a
+  `benchmark_full_size_forward` row to append."""
+  out = pathlib.Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  table = format_table(result["rows"], ["method", "forward ms", "search ms", "verification ms",
+                                        "total ms", "index KB", "on disk KB", "vectors",
+                                        "sensitivity", "specificity", "threshold"])
+  ratios = "\n".join(f"- {name}: {value:.1f}×" for name, value in result["ratios"].items())
+  report = (f"# centroids vs DELF-style, {result['queries']} queries one at a time, "
+            f"{result['database_photos']} database photos, both calibrated to "
+            f"{result['target_specificity']:.0%} specificity: {machine_description()}\n\n"
+            f"{table}\n\n{ratios}\n")
+  if full_size is not None:
+    report += ("\n# one photo's forward pass(es) at full size, random weights\n\n"
+               + format_table([full_size], list(full_size)) + "\n")
+  chart = plot_comparison(result, out / "compare.png")
+  (out / "compare.md").write_text(report)
+  (out / "compare.json").write_text(json.dumps(
+      {**result, "full_size_forward": full_size}, indent=2, default=str))
+  return report + f"\nchart: {chart}"
 
 
 def plot_comparison(result: dict[str, Any], path: str | pathlib.Path) -> pathlib.Path:

@@ -159,7 +159,8 @@ def color_jitter(pixels: np.ndarray, rng: np.random.Generator, strength: float) 
   return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(pixels.shape)
 
 
-def _load(record: Mapping[str, Any]):
+def record_data(record: Mapping[str, Any]):
+  """A source record's encoded bytes (TFDS) or file path: what `open_image` reads."""
   return record["encoded"] if "encoded" in record else record["path"]
 
 
@@ -192,13 +193,13 @@ def decode_train_record(record: Mapping[str, Any], rng: np.random.Generator,
   """A record → ``{"image", "label", "id", "valid", "error"}``; a bad file gives a black
   image with ``valid=False`` and the reason, to be dropped and counted downstream."""
   try:
-    return _output(record, train_image(_load(record), rng, config))
+    return _output(record, train_image(record_data(record), rng, config))
   except ImageDecodeError as e:
     return _output(record, np.zeros((config.crop_size, config.crop_size, 3), np.uint8), str(e))
 
 
 def decode_eval_record(record: Mapping[str, Any], config: ImageConfig) -> dict[str, Any]:
   try:
-    return _output(record, eval_image(_load(record), config))
+    return _output(record, eval_image(record_data(record), config))
   except ImageDecodeError as e:
     return _output(record, np.zeros((config.crop_size, config.crop_size, 3), np.uint8), str(e))

@@ -12,6 +12,7 @@ from typing import Any, Hashable, Mapping, Sequence
 import numpy as np
 
 from landmark_jax.data import ImageSource
+from landmark_jax.data.transforms import record_data
 from landmark_jax.geo import Location, exif_location
 from landmark_jax.eval.metrics import gap, sensitivity_specificity, top1_accuracy
 from landmark_jax.eval.plots import plot_sensitivity_specificity, plot_threshold_sweep
@@ -63,7 +64,7 @@ def photo_locations(source: ImageSource, table: Mapping[str, Location] | None = 
       out.append(table[image_id])
     else:
       record = source[i]
-      out.append(exif_location(record.get("encoded") or record.get("path")))
+      out.append(exif_location(record_data(record)))
   return out
 
 

@@ -23,16 +23,11 @@ from landmark_jax.baselines.delf.features import LocalFeatureExtractor, LocalFea
 from landmark_jax.baselines.delf.pca import Pca
 from landmark_jax.baselines.delf.verification import Verification, verify_pair
 from landmark_jax.data import ImageSource
-from landmark_jax.data.transforms import ImageDecodeError
+from landmark_jax.data.transforms import ImageDecodeError, record_data
 from landmark_jax.index import CentroidIndex, IndexConfig
 from landmark_jax.recognize import eta_for_specificity
 
 logger = logging.getLogger(__name__)
-
-
-def record_image(record: dict[str, Any]):
-  """A source record's encoded bytes (TFDS) or file path."""
-  return record["encoded"] if "encoded" in record else record["path"]
 
 
 def _extract_source(extractor: LocalFeatureExtractor, source: ImageSource, *, desc: str,
@@ -52,7 +47,7 @@ def _extract_source(extractor: LocalFeatureExtractor, source: ImageSource, *, de
 
   for i in range(len(source)):
     try:
-      pending.append((i, *extractor.prepare(record_image(source[i]))))
+      pending.append((i, *extractor.prepare(record_data(source[i]))))
     except ImageDecodeError as e:
       skipped.append(str(source.ids[i]))
       logger.warning("skipping unreadable image %s: %s", source.ids[i], e)
