@@ -93,3 +93,21 @@ def test_trained_attention_builds_a_working_recognizer(trained, splits):
   _, truth, predictions = delf.predict_source(splits["test"].subset(np.arange(40)))
   landmark = [(p.nearest, t) for p, t in zip(predictions, truth) if t is not None]
   assert np.mean([p == t for p, t in landmark]) >= 0.5
+
+
+def test_unreadable_database_photos_are_skipped_and_named(tmp_path):
+  import jax
+  from landmark_jax.baselines.delf import LocalFeatureExtractor
+  from landmark_jax.data import ImageFolderSource
+  from landmark_jax.models import get_backbone
+  from tests.data.test_pipeline import write_bad_folder
+  write_bad_folder(tmp_path)  # 6 good photos, a truncated, an empty, a text and a bomb
+  backbone = get_backbone("resnet_tiny")
+  variables = jax.jit(backbone.init)(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32))
+  config = dataclasses.replace(CONFIG, image_size=64, scales=(1.0,))
+  delf = build_delf(LocalFeatureExtractor(backbone, variables, config),
+                    ImageFolderSource(tmp_path), config, progress=False)
+  assert sorted(delf.database.image_ids) == [f"7/good{i}" for i in range(6)]
+  assert sorted(delf.database.skipped) == ["7/bomb", "7/empty", "7/text", "7/truncated"]
+  with pytest.raises(ValueError, match="no landmark photos"):
+    build_delf(delf.extractor, ImageFolderSource(tmp_path).subset([]), config)

@@ -192,8 +192,12 @@ def build_delf(backbone_model, database_source: ImageSource, config: DelfConfig,
   fits the PCA on the first `pca_fit_images` photos' raw descriptors, and indexes them all.
   """
   landmark = np.flatnonzero(database_source.labels != database_source.label_map.non_landmark_label)
+  if not len(landmark):
+    raise ValueError("the database source has no landmark photos")
   source = database_source.subset(landmark)
   if isinstance(backbone_model, LocalFeatureExtractor):
+    if backbone_model.pca is not None:
+      raise ValueError("build_delf fits its own PCA: pass an extractor without one")
     extractor = backbone_model
   else:
     attention = None
@@ -208,6 +212,9 @@ def build_delf(backbone_model, database_source: ImageSource, config: DelfConfig,
   fit_count = min(config.pca_fit_images, len(source))
   positions, raw, skipped = _extract_source(extractor, source.subset(range(fit_count)),
                                             desc="DELF PCA", progress=progress)
+  if not raw:
+    raise ValueError(f"none of the first {fit_count} database photos could be read "
+                     f"(first: {', '.join(skipped[:3])}): nothing to fit the PCA on")
   pca = Pca.fit(np.concatenate([f.descriptors for f in raw]), config.pca_dim,
                 whiten=config.pca_whiten)
   # The same projection the device applies to queries, done here on the photos already seen.
