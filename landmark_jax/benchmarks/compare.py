@@ -15,14 +15,14 @@ import math
 import pathlib
 import statistics
 import tempfile
-import time
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from landmark_jax.baselines.delf import DelfConfig, build_delf, calibrate_min_inliers
-from landmark_jax.benchmarks.timing import directory_bytes, format_table, machine_description
+from landmark_jax.benchmarks.timing import (
+    directory_bytes, format_table, machine_description, timed)
 from landmark_jax.data import ImageSource
 from landmark_jax.data.transforms import ImageDecodeError, record_data
 from landmark_jax.eval.metrics import sensitivity_specificity
@@ -42,12 +42,6 @@ def _saved_bytes(index: CentroidIndex) -> int:
     return directory_bytes(index.save(pathlib.Path(tmp) / "index"))
 
 
-def _timed(fn):
-  start = time.perf_counter()
-  result = fn()
-  return result, time.perf_counter() - start
-
-
 def benchmark_compare(trained, index: CentroidIndex, database: ImageSource,
                       validation: ImageSource, test: ImageSource, delf_config: DelfConfig, *,
                       target_specificity: float | None = None, max_queries: int | None = None,
@@ -56,14 +50,14 @@ def benchmark_compare(trained, index: CentroidIndex, database: ImageSource,
   centroid index's own training photos). Returns rows, ratios and the settings used."""
   calibration = index.metadata.get("calibration", {})
   target = target_specificity or calibration.get("target_specificity", 0.99)
-  centroid = Recognizer(trained, index, batch_size=1, eta=-math.inf)
   if target_specificity is not None or "eta" not in index.metadata:
-    eta = calibrate(centroid, validation, target)["eta"]
+    centroid = Recognizer(trained, index, batch_size=1, eta=-math.inf)
+    centroid.eta = calibrate(centroid, validation, target)["eta"]
   else:
-    eta = index.metadata["eta"]
-  centroid = Recognizer(trained, index, batch_size=1, eta=eta)
+    centroid = Recognizer(trained, index, batch_size=1)
+  eta = centroid.eta
 
-  delf, build_seconds = _timed(lambda: build_delf(trained, database, delf_config,
+  delf, build_seconds = timed(lambda: build_delf(trained, database, delf_config,
                                                   progress=progress))
   delf_calibration = calibrate_min_inliers(delf, validation, target)
   delf = delf.with_min_inliers(delf_calibration["min_inliers"])
@@ -86,12 +80,12 @@ def benchmark_compare(trained, index: CentroidIndex, database: ImageSource,
       skipped.append(str(test.ids[i]))
       continue
     for _ in range(1 if warmed_up else 2):  # the first pass compiles
-      embedding, forward = _timed(lambda: centroid.embed_arrays(crop))
-      (prediction,), search = _timed(lambda: centroid.predict_embeddings(embedding))
-      (features,), delf_forward = _timed(
+      embedding, forward = timed(lambda: centroid.embed_arrays(crop))
+      (prediction,), search = timed(lambda: centroid.predict_embeddings(embedding))
+      (features,), delf_forward = timed(
           lambda: delf.extractor.extract_prepared(pixels[None], np.array([photo_hw])))
-      (photos, _), delf_search = _timed(lambda: delf.database.shortlist(features, delf.config))
-      verifications, verification = _timed(
+      (photos, _), delf_search = timed(lambda: delf.database.shortlist(features, delf.config))
+      verifications, verification = timed(
           lambda: delf.database.verify(features, photos, delf.config))
       delf_prediction = delf.best_match(verifications, photos)
     warmed_up = True
@@ -199,6 +193,7 @@ def benchmark_full_size_forward(backbone: str = "wide_resnet50_2", crop_size: in
 
   from landmark_jax import sharding
   from landmark_jax.baselines.delf import LocalFeatureExtractor
+  from landmark_jax.baselines.delf.features import backbone_variables
   from landmark_jax.benchmarks.timing import median_seconds
   from landmark_jax.embedding import Embedder
   from landmark_jax.models import LandmarkNet
@@ -208,10 +203,8 @@ def benchmark_full_size_forward(backbone: str = "wide_resnet50_2", crop_size: in
   variables = jax.jit(model.init)(jax.random.key(0), crop)
   embedder = Embedder(model, variables, sharding.make_data_mesh(jax.local_devices()[:1]))
   centroid = median_seconds(lambda: embedder(crop), repeats=repeats)
-  extractor = LocalFeatureExtractor(
-      model.backbone, {"params": variables["params"]["backbone"],
-                       "batch_stats": variables["batch_stats"]["backbone"]},
-      delf_config, batch_size=1)
+  extractor = LocalFeatureExtractor(model.backbone, backbone_variables(variables), delf_config,
+                                    batch_size=1)
   size = delf_config.image_size
   pixels = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
   photo_hw = np.array([[size * 3 // 4, size]])  # a 4:3 landscape photo

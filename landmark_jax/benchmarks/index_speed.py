@@ -11,13 +11,12 @@ from __future__ import annotations
 import pathlib
 import statistics
 import tempfile
-import time
 from typing import Any, Sequence
 
 import jax
 import numpy as np
 
-from landmark_jax.benchmarks.timing import directory_bytes
+from landmark_jax.benchmarks.timing import directory_bytes, timed
 from landmark_jax.index import CentroidIndex, IndexConfig
 
 
@@ -34,12 +33,6 @@ def clustered_unit_vectors(n: int, dim: int, rng: np.random.Generator, clusters:
   return out
 
 
-def _timed(fn):
-  start = time.perf_counter()
-  result = fn()
-  return result, time.perf_counter() - start
-
-
 def benchmark_index(sizes: Sequence[int] = (10_000, 100_000, 1_000_000), dim: int = 512,
                     num_queries: int = 1000, target_recall: float = 0.99, seed: int = 0
                     ) -> list[dict[str, Any]]:
@@ -52,14 +45,14 @@ def benchmark_index(sizes: Sequence[int] = (10_000, 100_000, 1_000_000), dim: in
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     labels = np.arange(n)
 
-    exact, build_exact = _timed(lambda: CentroidIndex.build(vectors, labels, IndexConfig(backend="exact")))
+    exact, build_exact = timed(lambda: CentroidIndex.build(vectors, labels, IndexConfig(backend="exact")))
     exact.search(queries[:8], 1, exact=True)  # compile
-    (_, _, truth), search_exact = _timed(lambda: exact.search(queries, 1, exact=True))
+    (_, _, truth), search_exact = timed(lambda: exact.search(queries, 1, exact=True))
     rows.append({"centroids": n, "backend": "exact (jit matmul + top_k)", "build s": build_exact,
                  "index MB": vectors.nbytes / 2**20, "queries/s": num_queries / search_exact,
                  "recall@1": 1.0, "setting": "—"})
 
-    scann, build_scann = _timed(lambda: CentroidIndex.build(vectors, labels, IndexConfig(backend="scann")))
+    scann, build_scann = timed(lambda: CentroidIndex.build(vectors, labels, IndexConfig(backend="scann")))
     with tempfile.TemporaryDirectory() as tmp:
       size_mb = directory_bytes(scann.save(pathlib.Path(tmp) / "i") / "scann") / 2**20
     info = scann.manifest()["scann"]
@@ -69,7 +62,7 @@ def benchmark_index(sizes: Sequence[int] = (10_000, 100_000, 1_000_000), dim: in
       settings = sorted({max(1, leaves * p // 100) for p in (2, 5, 10, 20, 30, 50, 100)})
     for setting in settings:
       scann.search(queries[:8], 1, leaves_to_search=setting)
-      (_, _, found), seconds = _timed(lambda: scann.search(queries, 1, leaves_to_search=setting))
+      (_, _, found), seconds = timed(lambda: scann.search(queries, 1, leaves_to_search=setting))
       recall = float(np.mean(found[:, 0] == truth[:, 0]))
       if recall >= target_recall or setting == settings[-1]:
         rows.append({"centroids": n, "backend": f"ScaNN {info['mode']}", "build s": build_scann,
@@ -96,9 +89,9 @@ def benchmark_query_latency(backbone: str = "wide_resnet50_2", image_size: int =
   index.search(embedding, 5)
   embed_times, search_times = [], []
   for _ in range(repeats):
-    embedding, seconds = _timed(lambda: embedder(image)[0])
+    embedding, seconds = timed(lambda: embedder(image)[0])
     embed_times.append(seconds)
-    _, seconds = _timed(lambda: index.search(embedding, 5))
+    _, seconds = timed(lambda: index.search(embedding, 5))
     search_times.append(seconds)
   embed_ms = 1000 * statistics.median(embed_times)
   search_ms = 1000 * statistics.median(search_times)

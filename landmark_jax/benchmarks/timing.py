@@ -27,6 +27,13 @@ def median_seconds(run: Callable[[], Any], *, warmup: int = 1, repeats: int = 5)
   return statistics.median(times)
 
 
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+  """(fn(), its wall time in seconds): one measurement, for work that is not repeated."""
+  start = time.perf_counter()
+  result = fn()
+  return result, time.perf_counter() - start
+
+
 def machine_description() -> str:
   device = jax.devices()[0]
   return (f"{platform.processor() or platform.machine()}, {jax.device_count()}× "

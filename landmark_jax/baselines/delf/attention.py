@@ -71,8 +71,7 @@ def train_attention(backbone: ResNet, backbone_variables: dict, source: ImageSou
                     config: DelfConfig, *, seed: int = 0, progress: bool = True) -> dict:
   """Trains the attention head on the landmark photos of `source`; returns its parameters.
 
-  `backbone` must stop at the descriptor stage (``output_stage=config.feature_stage``).
-  Non-landmark photos are left out: DELF's attention learns what distinguishes landmarks.
+  `backbone` is cut at ``config.feature_stage`` here. Non-landmark photos are left out: DELF's attention learns what distinguishes landmarks.
   """
   landmark = np.flatnonzero(source.labels != source.label_map.non_landmark_label)
   if not len(landmark):
@@ -82,6 +81,7 @@ def train_attention(backbone: ResNet, backbone_variables: dict, source: ImageSou
   pipeline = PipelineConfig(batch_size=batch_size, num_workers=0, seed=seed,
                             image=ImageConfig(resize_size=crop, crop_size=crop))
   batches, _ = train_dataset(source.subset(landmark), pipeline, num_epochs=None)
+  backbone = backbone.clone(output_stage=config.feature_stage)
   head = AttentionClassifier(source.label_map.num_classes, config.attention_hidden)
   channels = backbone.feature_channels(config.feature_stage)
   params = head.init(jax.random.key(seed), jnp.zeros((1, 1, 1, channels)))["params"]

@@ -45,9 +45,11 @@ class LocalFeatures:
   def __len__(self) -> int:
     return len(self.scores)
 
-  @property
-  def nbytes(self) -> int:
-    return self.keypoints.nbytes + self.descriptors.nbytes
+
+def backbone_variables(landmark_net_variables: dict[str, Any]) -> dict[str, Any]:
+  """A LandmarkNet's variables → its backbone's ``{"params", "batch_stats"}``."""
+  return {collection: landmark_net_variables[collection]["backbone"]
+          for collection in ("params", "batch_stats")}
 
 
 def fit_to_square(image: Image.Image, size: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -142,9 +144,7 @@ class LocalFeatureExtractor:
   @classmethod
   def from_trained(cls, trained, config: DelfConfig, **kwargs) -> "LocalFeatureExtractor":
     """The backbone of a `TrainedModel` (its LandmarkNet's ``backbone`` variables)."""
-    variables = {"params": trained.variables["params"]["backbone"],
-                 "batch_stats": trained.variables["batch_stats"]["backbone"]}
-    return cls(trained.model.backbone, variables, config, **kwargs)
+    return cls(trained.model.backbone, backbone_variables(trained.variables), config, **kwargs)
 
   def with_pca(self, pca: Pca | None) -> "LocalFeatureExtractor":
     return LocalFeatureExtractor(self.backbone, self.variables, self.config,

@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from landmark_jax.baselines.delf.attention import train_attention
 from landmark_jax.baselines.delf.config import DelfConfig
-from landmark_jax.baselines.delf.features import LocalFeatureExtractor, LocalFeatures
+from landmark_jax.baselines.delf.features import (
+    LocalFeatureExtractor, LocalFeatures, backbone_variables)
 from landmark_jax.baselines.delf.pca import Pca
 from landmark_jax.baselines.delf.verification import Verification, verify_pair
 from landmark_jax.data import ImageSource
@@ -202,11 +203,9 @@ def build_delf(backbone_model, database_source: ImageSource, config: DelfConfig,
   else:
     attention = None
     if config.attention == "trained":
-      backbone = backbone_model.model.backbone.clone(output_stage=config.feature_stage)
-      variables = {"params": backbone_model.variables["params"]["backbone"],
-                   "batch_stats": backbone_model.variables["batch_stats"]["backbone"]}
-      attention = train_attention(backbone, variables, source, config, seed=seed,
-                                  progress=progress)
+      attention = train_attention(backbone_model.model.backbone,
+                                  backbone_variables(backbone_model.variables), source, config,
+                                  seed=seed, progress=progress)
     extractor = LocalFeatureExtractor.from_trained(backbone_model, config,
                                                    attention_params=attention)
   fit_count = min(config.pca_fit_images, len(source))
