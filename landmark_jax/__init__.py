@@ -1,13 +1,39 @@
 """landmark_jax: large-scale landmark recognition via deep metric learning, in JAX.
 
-Public surface only; implementations live in the submodules.
+Public surface only; implementations live in the submodules. Names are imported on first
+use, so that ``from landmark_jax import Recognizer`` (or the HTTP service) loads inference
+alone: no training loop, no optimizer.
 """
 
-from landmark_jax import data, index, losses, models, sharding
-from landmark_jax.eval import metrics
-from landmark_jax.recognize import Recognizer, calibrate
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["Recognizer", "calibrate", "data", "index", "losses", "metrics", "models",
-           "sharding", "__version__"]
+# Public name → the module that defines it (a module itself when the name is one).
+_EXPORTS = {
+    "Photo": "landmark_jax.recognize",
+    "Recognizer": "landmark_jax.recognize",
+    "decode_photo": "landmark_jax.recognize",
+    "calibrate": "landmark_jax.eval.calibration",
+    "data": "landmark_jax.data",
+    "index": "landmark_jax.index",
+    "losses": "landmark_jax.losses",
+    "metrics": "landmark_jax.eval.metrics",
+    "models": "landmark_jax.models",
+    "sharding": "landmark_jax.sharding",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+  if name not in _EXPORTS:
+    raise AttributeError(f"module 'landmark_jax' has no attribute {name!r}")
+  module = importlib.import_module(_EXPORTS[name])
+  value = module if module.__name__.rsplit(".", 1)[-1] == name else getattr(module, name)
+  globals()[name] = value  # later lookups skip __getattr__
+  return value
+
+
+def __dir__():
+  return __all__

@@ -1,42 +1,32 @@
-"""Configuration: plain dataclasses with a comment per field, loaded from a Python file in
-`configs/` (its `get_config()`), then overridden with ``key=value`` strings
-(``optim.lr_backbone=0.01``, ``pipeline.batch_size=64``, ``curriculum.enabled=False``).
+"""Configuration: plain dataclasses with a comment per field, loaded by name from the
+`landmark_jax.configs` package (shipped in the wheel) or from a Python file, each exposing
+`get_config()`, then overridden with ``key=value`` strings (``optim.lr_backbone=0.01``,
+``pipeline.batch_size=64``, ``curriculum.enabled=False``).
+
+One config describes a whole run, training and the offline steps after it: the sections'
+classes live beside the code that reads them (`DataConfig` in `data/`, `CleaningConfig` in
+`stages/`, `IndexConfig` in `index/`, `DelfConfig` in the baseline) and are composed here.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib
 import importlib.util
 import pathlib
+import pkgutil
 import types
 import typing
 from typing import Any, Sequence
 
+from landmark_jax.baselines.delf.config import DelfConfig
+from landmark_jax.data.catalog import DataConfig
 from landmark_jax.data.pipeline import PipelineConfig
 from landmark_jax.data.transforms import ImageConfig
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-  """Where the training images come from."""
-
-  kind: str = "demo"  # "demo" (embedded dataset), "gldv2", "folder" or "tfds"
-  root: str = ""  # dataset folder (gldv2, folder)
-  csv: str = "train.csv"  # gldv2: id,url,landmark_id
-  image_dir: str = ""  # gldv2: folder of <a>/<b>/<c>/<id>.jpg ("" = images/ or train/)
-  clean_csv: str = ""  # gldv2: landmark_id,images — keep only these (e.g. train_clean.csv)
-  non_landmark_csv: str = ""  # gldv2: id[,url] of photos without a landmark
-  regions_csv: str = ""  # landmark_id,region for curriculum learning ("" = one stage)
-  categories_csv: str = ""  # landmark_id,category (train_label_to_category.csv)
-  non_landmark_dir: str = "non_landmark"  # folder: the subfolder of non-landmark photos
-  tfds_name: str = ""  # tfds: a prepared dataset's name
-  tfds_split: str = "train"
-  tfds_data_dir: str = ""
-  tfds_image_key: str = "image"
-  tfds_label_key: str = "label"
-  tfds_non_landmark_value: int = -1  # tfds: the label value meaning non-landmark (-1: none)
-  holdout_csv: str = ""  # gldv2-format held-out set, classified after training ("" = none)
+from landmark_jax.errors import ConfigError
+from landmark_jax.index.centroid_index import IndexConfig
+from landmark_jax.stages.cleaning import CleaningConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +69,16 @@ class CurriculumConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CalibrationConfig:
+  target_specificity: float = 0.99  # η is chosen so this share of non-landmarks is rejected
+
+  def __post_init__(self):
+    if not 0 < self.target_specificity <= 1:
+      raise ConfigError(f"calibration.target_specificity must be in (0, 1], got "
+                        f"{self.target_specificity}")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
   seed: int = 0  # the one seed: init, data order, augmentation
   num_epochs: int = 30  # the paper: 30
@@ -94,6 +94,11 @@ class TrainConfig:
   async_checkpointing: bool = True  # write checkpoints in the background
   log_every_steps: int = 50
   distributed: bool = False  # call jax.distributed.initialize() (multi-host)
+  # After training: cleaning, the index, η's calibration, the DELF-style comparison.
+  cleaning: CleaningConfig = CleaningConfig()
+  index: IndexConfig = IndexConfig()
+  calibration: CalibrationConfig = CalibrationConfig()
+  delf: DelfConfig = DelfConfig()
 
 
 def _resolve_type(hint):
@@ -114,12 +119,15 @@ def _coerce(value: Any, hint, key: str):
     return tuple(item(v) if item in (int, float, str) else v for v in value)
   if origin is bool:
     if not isinstance(value, bool):
-      raise ValueError(f"{key} expects True or False, got {value!r}")
+      raise ConfigError(f"{key} expects True or False, got {value!r}")
     return value
   if origin in (int, float, str):
     if origin is int and isinstance(value, float):
-      raise ValueError(f"{key} expects an integer, got {value!r}")
-    return origin(value)
+      raise ConfigError(f"{key} expects an integer, got {value!r}")
+    try:
+      return origin(value)
+    except (TypeError, ValueError):
+      raise ConfigError(f"{key} expects {origin.__name__}, got {value!r}") from None
   return value
 
 
@@ -128,7 +136,7 @@ def apply_overrides(config, overrides: Sequence[str]):
   literals, falling back to plain strings); unknown keys are an error naming them."""
   for override in overrides:
     if "=" not in override:
-      raise ValueError(f"override {override!r} is not key=value")
+      raise ConfigError(f"override {override!r} is not key=value")
     key, raw = override.split("=", 1)
     try:
       value = ast.literal_eval(raw)
@@ -139,33 +147,54 @@ def apply_overrides(config, overrides: Sequence[str]):
 
 
 def _replace_path(node, path: list[str], value, full_key: str):
+  if not dataclasses.is_dataclass(node):
+    raise ConfigError(f"config key {full_key!r}: {path[0]} has no sub-keys")
   fields = {f.name: f for f in dataclasses.fields(node)}
   if path[0] not in fields:
-    raise ValueError(f"unknown config key {full_key!r}: {type(node).__name__} has "
+    raise ConfigError(f"unknown config key {full_key!r}: {type(node).__name__} has "
                      f"{', '.join(fields)}")
   hints = typing.get_type_hints(type(node))
   if len(path) == 1:
-    return dataclasses.replace(node, **{path[0]: _coerce(value, hints[path[0]], full_key)})
-  child = getattr(node, path[0])
-  if not dataclasses.is_dataclass(child):
-    raise ValueError(f"config key {full_key!r}: {path[0]} has no sub-keys")
-  return dataclasses.replace(node, **{path[0]: _replace_path(child, path[1:], value, full_key)})
+    new_value = _coerce(value, hints[path[0]], full_key)
+  else:
+    new_value = _replace_path(getattr(node, path[0]), path[1:], value, full_key)
+  try:
+    return dataclasses.replace(node, **{path[0]: new_value})
+  except ConfigError:
+    raise
+  except (TypeError, ValueError) as e:  # a section's own check (__post_init__) refused it
+    raise ConfigError(f"config key {full_key!r}: {e}") from None
 
 
-CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
+CONFIGS_PACKAGE = "landmark_jax.configs"
+
+
+def config_names() -> list[str]:
+  """The configs shipped with the library (`landmark_jax/configs/*.py`)."""
+  package = importlib.import_module(CONFIGS_PACKAGE)
+  return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
+
+
+def _config_module(path_or_name: str):
+  path = pathlib.Path(path_or_name)
+  if path.suffix == ".py" or path.is_file():
+    if not path.is_file():
+      raise ConfigError(f"config file {path_or_name!r} not found; shipped configs: "
+                        f"{', '.join(config_names())}")
+    spec = importlib.util.spec_from_file_location(f"landmark_jax_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+  if path_or_name not in config_names():
+    raise ConfigError(f"unknown config {path_or_name!r}: give a config file or one of "
+                      f"{', '.join(config_names())}")
+  return importlib.import_module(f"{CONFIGS_PACKAGE}.{path_or_name}")
 
 
 def load_config(path_or_name: str, overrides: Sequence[str] = ()) -> TrainConfig:
-  """Loads `get_config()` from a config file (a path, or a name in the repo's configs/)."""
-  path = pathlib.Path(path_or_name)
-  if not path.is_file():
-    path = CONFIG_DIR / f"{path_or_name.removesuffix('.py')}.py"
-  if not path.is_file():
-    raise FileNotFoundError(f"config {path_or_name!r} not found (looked in {CONFIG_DIR})")
-  spec = importlib.util.spec_from_file_location(f"landmark_jax_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return apply_overrides(module.get_config(), overrides)
+  """`get_config()` of a shipped config (by name: ``"tiny_cpu"``) or of a config file (a
+  path ending in ``.py``), with `overrides` applied."""
+  return apply_overrides(_config_module(path_or_name).get_config(), overrides)
 
 
 def to_dict(config) -> dict:
@@ -179,7 +208,7 @@ def from_dict(cls, payload: dict):
   fields = {f.name for f in dataclasses.fields(cls)}
   unknown = set(payload) - fields
   if unknown:
-    raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    raise ConfigError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
   values = {}
   for name, value in payload.items():
     hint = _resolve_type(hints[name])
@@ -190,5 +219,7 @@ def from_dict(cls, payload: dict):
   return cls(**values)
 
 
-__all__ = ["CurriculumConfig", "DataConfig", "ImageConfig", "LossConfig", "ModelConfig",
-           "OptimConfig", "PipelineConfig", "TrainConfig", "apply_overrides", "load_config"]
+__all__ = ["CalibrationConfig", "CleaningConfig", "CurriculumConfig", "DataConfig",
+           "DelfConfig", "ImageConfig", "IndexConfig", "LossConfig", "ModelConfig",
+           "OptimConfig", "PipelineConfig", "TrainConfig", "apply_overrides", "config_names",
+           "load_config"]

@@ -17,21 +17,20 @@ import shutil
 import time
 
 from landmark_jax.config import load_config
-from landmark_jax.data import GLDv2Source
+from landmark_jax.data import source_for
 from landmark_jax.data.demo_dataset import demo_dataset
-from landmark_jax.eval.report import load_locations, photo_locations, score_photos, write_report
+from landmark_jax.eval.calibration import calibrate
+from landmark_jax.eval.report import evaluate_recognizer, load_locations
 from landmark_jax.index import CentroidIndex
-from landmark_jax.index.centroids import build_centroid_index, clean_embeddings, write_cleaning
-from landmark_jax.index.cleaning import CleaningConfig
-from landmark_jax.index.embed import embed_source
-from landmark_jax.recognize import Recognizer, calibrate
-from landmark_jax.train.loop import build_source, train
-from landmark_jax.train.trained import load_trained
+from landmark_jax.recognize import Recognizer
+from landmark_jax.stages.centroids import build_centroid_index, clean_embeddings, write_cleaning
+from landmark_jax.stages.embed import embed_source
+from landmark_jax.train.checkpoints import load_trained
+from landmark_jax.train.loop import train
 
 logger = logging.getLogger(__name__)
 
-DEMO_CLEANING = CleaningConfig(distance_threshold=0.3, min_cluster_size=3)
-TARGET_SPECIFICITY = 0.95  # 80 validation non-landmarks: 0.99 would hinge on one photo
+DEMO_CONFIG = "tiny_cpu"  # its cleaning, index and calibration sections are the demo's too
 
 
 def _step(name: str, done: bool):
@@ -53,7 +52,7 @@ def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = Fals
   print(f"   {root}")
   timings["dataset"] = time.perf_counter() - t
 
-  config = load_config("tiny_cpu", overrides)
+  config = load_config(DEMO_CONFIG, overrides)
   train_dir = workdir / "train"
   finished = (train_dir / "holdout.json").is_file()
   t = _step("2/7 train the tiny model (2 curriculum stages)", finished)
@@ -66,14 +65,14 @@ def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = Fals
   trained = load_trained(train_dir)
 
   t = _step("3/7 embed the training photos", (workdir / "embeddings" / "embeddings.json").is_file())
-  embeddings = embed_source(trained, build_source(config.data, trained.label_map),
+  embeddings = embed_source(trained, source_for(config.data, "train", trained.label_map),
                             workdir / "embeddings")
   timings["embed"] = time.perf_counter() - t
 
   clean_done = (workdir / "clean" / "report.json").is_file()
   t = _step("4/7 clean: per-landmark clustering into shooting angles", clean_done)
   if not clean_done:
-    write_cleaning(clean_embeddings(embeddings, DEMO_CLEANING), embeddings.label_map,
+    write_cleaning(clean_embeddings(embeddings, config.cleaning), embeddings.label_map,
                    workdir / "clean", embeddings.checkpoint)
   report = json.loads((workdir / "clean" / "report.json").read_text())
   print(f"   {report['images_before']} → {report['images_after']} landmark photos, "
@@ -84,32 +83,28 @@ def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = Fals
   index_done = (index_dir / "manifest.json").is_file()
   t = _step("5/7 build the centroid index", index_done)
   if not index_done:
-    build_centroid_index(workdir / "clean", landmarks_csv=root / "landmarks.csv").save(index_dir)
+    build_centroid_index(workdir / "clean", config.index,
+                         landmarks_csv=root / "landmarks.csv").save(index_dir)
   index = CentroidIndex.load(index_dir)
   print(f"   {len(index)} centroids, {index.backend} backend")
   timings["index"] = time.perf_counter() - t
 
   calibrated = "eta" in index.metadata
-  t = _step(f"6/7 calibrate η for {TARGET_SPECIFICITY:.0%} specificity on the validation split",
-            calibrated)
+  target = config.calibration.target_specificity
+  t = _step(f"6/7 calibrate η for {target:.0%} specificity on the validation split", calibrated)
   if not calibrated:
-    validation = GLDv2Source(root, csv="val.csv", label_map=trained.label_map)
-    calibration = calibrate(Recognizer(trained, index, eta=-math.inf), validation,
-                            TARGET_SPECIFICITY)
+    validation = source_for(config.data, "val", trained.label_map)
+    calibration = calibrate(Recognizer(trained, index, eta=-math.inf), validation, target)
     index = index.with_metadata(eta=calibration["eta"], calibration=calibration)
     index.save(index_dir)
   print(f"   η = {index.metadata['eta']:.4f}")
   timings["calibrate"] = time.perf_counter() - t
 
   t = _step("7/7 recognise held-out views and unseen non-landmark photos", False)
-  recognizer = Recognizer(trained, index)
-  test = GLDv2Source(root, csv="test.csv", label_map=trained.label_map)
-  training = build_source(config.data, trained.label_map)
-  counts = training.images_per_landmark()
-  locations = photo_locations(test, load_locations(root / "locations.csv"))
-  evaluation = write_report(score_photos(recognizer, test), recognizer.eta, workdir / "report",
-                            train_counts=counts, rare_threshold=10, title="Demo",
-                            geo_scored=score_photos(recognizer, test, locations))
+  evaluation = evaluate_recognizer(
+      Recognizer(trained, index), source_for(config.data, "test", trained.label_map),
+      workdir / "report", training_source=source_for(config.data, "train", trained.label_map),
+      rare_threshold=10, locations=load_locations(root / "locations.csv"), title="Demo")
   timings["evaluate"] = time.perf_counter() - t
   timings["total"] = time.perf_counter() - start
 

@@ -1,13 +1,13 @@
-"""Batched, sharded inference of a LandmarkNet over an eval pipeline.
+"""Batched, sharded inference of a LandmarkNet: the one forward pass every consumer shares.
 
-Shared by curriculum learning (class-mean initialisation) and by the index stage (embed,
-clean, recognise), so it sits below both.
+Curriculum learning (class-mean initialisation), the offline stages (embed, clean) and
+recognition all embed through `Embedder`, so it sits below all of them.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import jax
 import numpy as np
@@ -22,15 +22,32 @@ def _forward(model: LandmarkNet, normalize: bool, variables, images):
   return (l2_normalize(embedding) if normalize else embedding), logits
 
 
+def eval_batch_size(batch_size: int, mesh: jax.sharding.Mesh) -> int:
+  """An inference batch near `batch_size` that splits over the mesh."""
+  return sharding.divisible_batch_size(batch_size, mesh)
+
+
+def power_of_two_buckets(max_batch: int) -> list[int]:
+  """1, 2, 4, … below `max_batch`, then `max_batch`: batch sizes that waste at most half a
+  device call on padding, for log₂ compilations."""
+  sizes, size = [], 1
+  while size < max_batch:
+    sizes.append(size)
+    size *= 2
+  return sizes + [max_batch]
+
+
 class Embedder:
-  """A model's inference forward pass, compiled once for a mesh, with replicated weights.
+  """A model's inference forward pass on a mesh, with replicated weights.
 
   ``embedder(images)`` takes a batch whose size divides over the mesh and returns
-  ``(embeddings, logits)`` on the host; `iterate` runs it over an eval pipeline.
+  ``(embeddings, logits)`` on the host; `iterate` runs it over an eval pipeline;
+  `embed_pixels` takes any number of crops and pads them to one of a few fixed batch sizes
+  (`buckets`), so the program is compiled once per bucket and never again.
   """
 
   def __init__(self, model: LandmarkNet, variables: Any, mesh: jax.sharding.Mesh,
-               normalize: bool = True):
+               normalize: bool = True, buckets: Sequence[int] = (8,)):
     self.model = model
     self.mesh = mesh
     replicated = sharding.replicated_sharding(mesh)
@@ -39,11 +56,33 @@ class Embedder:
     self._forward = jax.jit(functools.partial(_forward, model, normalize),
                             in_shardings=(replicated, sharding.batch_sharding(mesh)),
                             out_shardings=(replicated, replicated))
+    self.buckets = sorted({sharding.divisible_batch_size(b, mesh, round_up=True)
+                           for b in buckets})
+
+  @property
+  def max_batch(self) -> int:
+    return self.buckets[-1]
 
   def __call__(self, images) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(images, jax.Array):
       images = sharding.shard_batch(np.asarray(images), self.mesh)
     return jax.device_get(self._forward(self._variables, images))
+
+  def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 crops → (N, D) embeddings, in padded batches of bucket sizes."""
+    out = []
+    for start in range(0, len(pixels), self.max_batch):
+      chunk = pixels[start:start + self.max_batch]
+      bucket = next(b for b in self.buckets if b >= len(chunk))
+      padded = np.zeros((bucket, *chunk.shape[1:]), np.uint8)
+      padded[:len(chunk)] = chunk
+      out.append(self(padded)[0][:len(chunk)])
+    return np.concatenate(out) if out else np.zeros((0, self.model.embedding_dim), np.float32)
+
+  def warm_up(self, image_size: int) -> None:
+    """Compiles every bucket now, so that no later call pays for compilation."""
+    for bucket in self.buckets:
+      self.embed_pixels(np.zeros((bucket, image_size, image_size, 3), np.uint8))
 
   def iterate(self, dataset) -> Iterator[dict[str, np.ndarray]]:
     """Per eval batch: ``{"id", "label", "embedding", "logits", "mask"}`` on the host, the

@@ -1,29 +1,41 @@
-"""`Recognizer`: image → embedding → nearest centroids → landmark (or non-landmark) + score.
+"""The front door of inference: photos → `Prediction`s.
 
-The paper (§3.4): the query embedding is compared with every centroid by dot product; if
-the best similarity is below a threshold η the photo shows no landmark. η is chosen by
-`calibrate` on a validation set to a target specificity and stored in the index manifest.
+One path serves every caller (the Python API, the CLI, the HTTP service, evaluation and
+calibration):
+
+    decode_photo      a path, bytes, PIL image or array → `Photo` (the eval crop and the EXIF
+                      GPS location, from one decode of the file)
+    PhotoEmbedder     crops → unit embeddings, padded to a few batch-size buckets, so the
+                      forward pass compiles once per bucket
+    Recognizer        embeddings → nearest centroids → landmark or "no landmark" (η), with
+                      candidates restricted around the photo's location when it has one
+
+The paper (§3.4): the query embedding is compared with every centroid by dot product; if the
+best similarity is below a threshold η the photo shows no landmark. η is chosen by
+`landmark_jax.eval.calibration.calibrate` on a validation set and stored with the index.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import math
 import os
-from typing import Any, Hashable, Sequence
+from typing import Any, Hashable, Iterator, Sequence
 
 import jax
 import numpy as np
 from PIL import Image
 
 from landmark_jax import sharding
-from landmark_jax.data import ImageSource, PipelineConfig, eval_dataset
-from landmark_jax.data.transforms import ImageConfig, eval_image
-from landmark_jax.embedding import Embedder
+from landmark_jax.data import ImageSource, LabelMap
+from landmark_jax.data.transforms import (
+    ImageConfig, ImageDecodeError, eval_crop, eval_photo, record_data, to_rgb)
+from landmark_jax.embedding import Embedder, power_of_two_buckets
 from landmark_jax.geo import Location, exif_location, great_circle_km
 from landmark_jax.index import CentroidIndex
-from landmark_jax.train.trained import TrainedModel, load_trained
+from landmark_jax.train.checkpoints import TrainedModel, load_trained
 
 logger = logging.getLogger(__name__)
 
@@ -57,71 +69,141 @@ class Prediction:
             {"latitude": self.location.latitude, "longitude": self.location.longitude}}
 
 
-def image_array(image, config: ImageConfig) -> np.ndarray:
-  """A path, bytes, PIL image or HWC uint8 array → the eval crop (resize + center crop)."""
+@dataclasses.dataclass(frozen=True)
+class Photo:
+  """A decoded photo, ready for the network: its eval crop and where it was taken."""
+
+  pixels: np.ndarray  # (S, S, 3) uint8, the center crop the model takes
+  location: Location | None = None  # from the caller, else the photo's EXIF GPS, else None
+
+
+def decode_photo(image: Any, config: ImageConfig, *, location: Location | None = None,
+                 read_exif: bool = True) -> Photo:
+  """A path, encoded bytes, PIL image or HWC uint8 array → `Photo`, decoding it once.
+
+  `location`, when given, is the photo's; otherwise (with `read_exif`) its EXIF GPS position
+  is read from the same opened file. Arrays carry no EXIF.
+
+  Raises:
+    ImageDecodeError: naming what is wrong with the photo.
+  """
   if isinstance(image, np.ndarray):
+    if image.ndim != 3 or image.shape[-1] != 3:
+      raise ImageDecodeError(f"an array photo must be (H, W, 3) RGB, got shape {image.shape}")
     image = Image.fromarray(image.astype(np.uint8))
   if isinstance(image, Image.Image):
-    from io import BytesIO
-    buffer = BytesIO()
-    image.convert("RGB").save(buffer, format="PNG")
-    image = buffer.getvalue()
+    found = exif_location(image) if read_exif and location is None else None
+    # The same colour conversion as files get (alpha over white, 16-bit scaled).
+    return Photo(eval_crop(to_rgb(image), config), location or found)
   if isinstance(image, os.PathLike):
     image = os.fspath(image)
-  return eval_image(image, config)
+  if location is not None or not read_exif:
+    pixels, _ = eval_photo(image, config, read_location=False)
+    return Photo(pixels, location)
+  pixels, found = eval_photo(image, config)
+  return Photo(pixels, found)
+
+
+def decode_records(source: ImageSource, config: ImageConfig, *, read_exif: bool = True,
+                   threads: int | None = None
+                   ) -> Iterator[tuple[int, Photo | ImageDecodeError]]:
+  """Every record of `source` decoded (in order, by a pool of threads: Pillow releases the
+  GIL while it decodes and resamples): ``(record index, Photo or the decode error)``."""
+  def decode(i: int):
+    try:
+      return i, decode_photo(record_data(source[i]), config, read_exif=read_exif)
+    except ImageDecodeError as e:
+      return i, e
+  threads = threads or min(8, os.cpu_count() or 1)
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    yield from pool.map(decode, range(len(source)))
+
+
+@dataclasses.dataclass
+class EmbeddedPhotos:
+  """A source's readable photos, embedded: what evaluation and calibration score."""
+
+  ids: np.ndarray  # (n,) record ids
+  labels: np.ndarray  # (n,) dense labels
+  embeddings: np.ndarray  # (n, D) unit embeddings
+  locations: list[Location | None]  # each photo's EXIF GPS location (None: none)
+  skipped: list[str]  # ids of unreadable photos
+  label_map: LabelMap  # the source's: what the labels mean
+
+  def landmark_ids(self) -> list:
+    return self.label_map.to_landmark_ids(self.labels)
 
 
 class PhotoEmbedder:
   """Photos → unit embeddings with a trained model, in padded device batches of a few fixed
-  sizes (`buckets`), so a handful of compiled programs serve every call."""
+  sizes (`buckets`, default powers of two up to `batch_size`), so a handful of compiled
+  programs serve every call."""
 
   def __init__(self, trained: TrainedModel, batch_size: int = 8,
                buckets: Sequence[int] | None = None):
     self.trained = trained
     self.image_config = trained.config.pipeline.image
     self.mesh = sharding.make_data_mesh(jax.local_devices())
-    devices = len(jax.local_devices())
-    round_up = lambda n: max(devices, -(-n // devices) * devices)  # noqa: E731
-    self.buckets = sorted({round_up(b) for b in (buckets or (batch_size,))})
-    self.batch_size = self.buckets[-1]
-    self.embedder = Embedder(trained.model, trained.variables, self.mesh)
+    self.embedder = Embedder(trained.model, trained.variables, self.mesh,
+                             buckets=buckets or power_of_two_buckets(batch_size))
+    self.buckets = self.embedder.buckets
+    self.batch_size = self.embedder.max_batch
 
   def warm_up(self) -> None:
     """Compiles every bucket now, so that no later call pays for compilation."""
-    size = self.image_config.crop_size
-    for bucket in self.buckets:
-      self.embed_arrays(np.zeros((bucket, size, size, 3), np.uint8))
+    self.embedder.warm_up(self.image_config.crop_size)
 
   def embed_arrays(self, pixels: np.ndarray) -> np.ndarray:
     """(N, S, S, 3) uint8 eval crops → (N, D) unit embeddings."""
-    out = []
-    for start in range(0, len(pixels), self.batch_size):
-      chunk = pixels[start:start + self.batch_size]
-      bucket = next(b for b in self.buckets if b >= len(chunk))
-      padded = np.zeros((bucket, *chunk.shape[1:]), np.uint8)
-      padded[:len(chunk)] = chunk
-      out.append(self.embedder(padded)[0][:len(chunk)])
-    return (np.concatenate(out) if out
-            else np.zeros((0, self.trained.model.embedding_dim), np.float32))
+    return self.embedder.embed_pixels(np.asarray(pixels))
+
+  def embed_photos(self, photos: Sequence[Photo]) -> np.ndarray:
+    if not len(photos):
+      return self.embed_arrays(np.zeros((0, 1, 1, 3), np.uint8))
+    return self.embed_arrays(np.stack([photo.pixels for photo in photos]))
+
+  def decode(self, images: Sequence[Any], locations: Sequence[Location | None] | None = None,
+             *, read_exif: bool = True) -> list[Photo]:
+    """Photos (paths, bytes, PIL images or uint8 arrays) → `Photo`s; raises
+    `ImageDecodeError` naming the first unreadable one."""
+    locations = list(locations) if locations is not None else [None] * len(images)
+    if len(locations) != len(images):
+      raise ValueError(f"{len(images)} photos but {len(locations)} locations")
+    return [decode_photo(image, self.image_config, location=location, read_exif=read_exif)
+            for image, location in zip(images, locations)]
 
   def embed(self, images: Sequence[Any]) -> np.ndarray:
     """Photos (paths, bytes, PIL images or uint8 arrays) → (N, D) unit embeddings.
 
     Raises `ImageDecodeError` naming the first unreadable photo."""
-    if not len(images):
-      return self.embed_arrays(np.zeros((0, 1, 1, 3), np.uint8))
-    return self.embed_arrays(np.stack([image_array(i, self.image_config) for i in images]))
+    return self.embed_photos(self.decode(images, read_exif=False))
 
-  def embed_source(self, source: ImageSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, dense labels, embeddings) of every readable record of a source."""
-    pipeline = PipelineConfig(batch_size=self.batch_size, num_workers=0, image=self.image_config)
-    ids, labels, vectors = [], [], []
-    for batch in self.embedder.iterate(eval_dataset(source, pipeline)):
-      ok = batch["mask"]
-      ids.append(batch["id"][ok])
-      labels.append(batch["label"][ok])
-      vectors.append(batch["embedding"][ok])
-    return np.concatenate(ids), np.concatenate(labels), np.concatenate(vectors)
+  def embed_source(self, source: ImageSource, *, read_exif: bool = True) -> EmbeddedPhotos:
+    """Every readable record of a source, embedded (unreadable ones skipped and named)."""
+    ids, labels, chunks, locations, skipped, pending = [], [], [], [], [], []
+
+    def flush():
+      chunks.append(self.embed_photos([photo for _, photo in pending]))
+      pending.clear()
+
+    for i, photo in decode_records(source, self.image_config, read_exif=read_exif):
+      if isinstance(photo, ImageDecodeError):
+        skipped.append(str(source.ids[i]))
+        continue
+      ids.append(source.ids[i])
+      labels.append(source.labels[i])
+      locations.append(photo.location)
+      pending.append((i, photo))
+      if len(pending) == self.batch_size:
+        flush()
+    if pending or not chunks:
+      flush()
+    if skipped:
+      logger.warning("%d unreadable photos skipped (first: %s)", len(skipped),
+                     ", ".join(skipped[:5]))
+    return EmbeddedPhotos(np.asarray(ids, dtype=object), np.asarray(labels, np.int32),
+                          np.concatenate(chunks), locations, skipped,
+                          source.label_map)
 
 
 class Recognizer:
@@ -131,7 +213,8 @@ class Recognizer:
     eta: the similarity threshold; default: the index's calibrated ``eta`` (if the index was
       never calibrated, every photo gets its nearest landmark, and a warning says so).
     top_k: landmarks returned as candidates.
-    batch_size: images per device call (padded), so one compiled program serves all calls.
+    batch_size: the most images per device call; smaller calls are padded to the next power
+      of two (`buckets` overrides), so a few compiled programs serve all calls.
     names: landmark id → name, returned with predictions (default: the index's landmarks.csv).
     radius_km: with a photo location, only landmarks within this great-circle distance stay
       candidates (landmarks without coordinates always stay).
@@ -166,6 +249,7 @@ class Recognizer:
                                     np.float64).reshape(-1, 2)
     self.photos = PhotoEmbedder(trained, batch_size, buckets)
     # Embedding is the PhotoEmbedder's; exposed here because callers think in recognizers.
+    self.decode = self.photos.decode
     self.embed = self.photos.embed
     self.embed_arrays = self.photos.embed_arrays
     self.embed_source = self.photos.embed_source
@@ -221,45 +305,19 @@ class Recognizer:
                                     location))
     return predictions
 
+  def recognize_photos(self, photos: Sequence[Photo], *, eta: float | None = None,
+                       use_locations: bool = True) -> list[Prediction]:
+    """Decoded photos → predictions; each photo's location (if any, and `use_locations`)
+    restricts its candidates to nearby landmarks."""
+    locations = [photo.location for photo in photos] if use_locations else None
+    return self.predict_embeddings(self.photos.embed_photos(photos), eta=eta,
+                                   locations=locations)
+
   def recognize(self, images: Sequence[Any], locations: Sequence[Location | None] | None = None,
                 *, use_exif: bool = True) -> list[Prediction]:
-    """Photos → predictions. A photo's location is the one passed for it, else (with
-    `use_exif`) its EXIF GPS position, else unknown — and then it is recognised as always."""
-    locations = list(locations) if locations is not None else [None] * len(images)
-    if use_exif:
-      locations = [loc if loc is not None else (exif_location(image) if not isinstance(
-          image, np.ndarray) else None) for image, loc in zip(images, locations)]
-    return self.predict_embeddings(self.embed(images), locations=locations)
+    """Photos (paths, bytes, PIL images or uint8 arrays) → predictions. A photo's location
+    is the one passed for it, else (with `use_exif`) its EXIF GPS position, else unknown —
+    and then it is recognised as always.
 
-
-def eta_for_specificity(non_landmark_scores: np.ndarray, target: float) -> float:
-  """The smallest η with share(score < η) ≥ target among non-landmark photos.
-
-  With m scores sorted ascending, at least ⌈target·m⌉ of them must fall below η, so η is
-  just above the ⌈target·m⌉-th smallest score.
-  """
-  scores = np.sort(np.asarray(non_landmark_scores, np.float64))
-  if not len(scores):
-    raise ValueError("calibration needs non-landmark photos")
-  if not 0 < target <= 1:
-    raise ValueError(f"target specificity must be in (0, 1], got {target}")
-  needed = math.ceil(target * len(scores) - 1e-9)
-  return float(np.nextafter(np.float32(scores[needed - 1]), np.float32(np.inf)))
-
-
-def calibrate(recognizer: Recognizer, source: ImageSource, target_specificity: float = 0.99
-              ) -> dict[str, float]:
-  """Chooses η on a validation source (landmark and non-landmark photos)."""
-  _, labels, embeddings = recognizer.embed_source(source)
-  predictions = recognizer.predict_embeddings(embeddings, eta=-math.inf)
-  scores = np.array([p.score for p in predictions])
-  non_landmark = labels == source.label_map.non_landmark_label
-  eta = eta_for_specificity(scores[non_landmark], target_specificity)
-  truth = source.label_map.to_landmark_ids(labels)
-  correct = np.array([p.candidates[0].landmark_id == t for p, t in zip(predictions, truth)])
-  landmark = ~non_landmark
-  return {"eta": eta, "target_specificity": target_specificity,
-          "specificity": float(np.mean(scores[non_landmark] < eta)),
-          "sensitivity": float(np.mean(correct[landmark] & (scores[landmark] >= eta)))
-          if landmark.any() else math.nan,
-          "non_landmark_images": int(non_landmark.sum()), "landmark_images": int(landmark.sum())}
+    Raises `ImageDecodeError` naming the first unreadable photo."""
+    return self.recognize_photos(self.decode(images, locations, read_exif=use_exif))

@@ -56,3 +56,11 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
 def replicate(tree: Any, mesh: Mesh) -> Any:
   """Copies a pytree onto every device of the mesh."""
   return jax.device_put(tree, replicated_sharding(mesh))
+
+
+def divisible_batch_size(batch_size: int, mesh: Mesh, *, round_up: bool = False) -> int:
+  """`batch_size` rounded to a multiple of the mesh's local devices (down, or up with
+  `round_up`), and at least one photo per device: what `shard_batch` accepts."""
+  devices = len(mesh.local_devices)
+  rounded = -(-batch_size // devices) * devices if round_up else batch_size // devices * devices
+  return max(devices, rounded)

@@ -14,19 +14,18 @@ import time
 import numpy as np
 
 from landmark_jax.baselines.delf import build_delf
-from landmark_jax.benchmarks.compare import DEMO_DELF_CONFIG
-from landmark_jax.data import GLDv2Source
-from landmark_jax.data.demo_dataset import demo_dataset
-from landmark_jax.train.loop import build_source
-from landmark_jax.train.trained import load_trained
+from landmark_jax.data import source_for
+from landmark_jax.train.checkpoints import load_trained
 
 
 def main(checkpoint: str = "workdir/demo/train") -> None:
   trained = load_trained(checkpoint)
-  config = dataclasses.replace(DEMO_DELF_CONFIG, attention="feature_norm")
-  delf = build_delf(trained, build_source(trained.config.data, trained.label_map), config,
+  # The demo model's config carries the demo's DELF settings (tiny_cpu).
+  config = dataclasses.replace(trained.config.delf, attention="feature_norm")
+  data = trained.config.data
+  delf = build_delf(trained, source_for(data, "train", trained.label_map), config,
                     progress=False)
-  test = GLDv2Source(demo_dataset(), csv="test.csv", label_map=trained.label_map)
+  test = source_for(data, "test", trained.label_map)
   queries = delf.extractor.extract(test.paths[::8])
   results = {}
   for backend in ("numpy", "skimage"):

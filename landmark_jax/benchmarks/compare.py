@@ -27,15 +27,10 @@ from landmark_jax.data import ImageSource
 from landmark_jax.data.transforms import ImageDecodeError, record_data
 from landmark_jax.eval.metrics import sensitivity_specificity
 from landmark_jax.index import CentroidIndex
-from landmark_jax.recognize import Recognizer, calibrate, image_array
+from landmark_jax.eval.calibration import calibrate
+from landmark_jax.recognize import Recognizer, decode_photo
 
 PARTS = ("forward", "search", "verification")
-
-# The embedded dataset's photos are 128 px: the pyramid stays around that size, and the
-# RANSAC threshold scales with it (DELF's 20 px are meant for ~512 px photos).
-DEMO_DELF_CONFIG = DelfConfig(image_size=128, scales=(0.7071, 1.0, 1.4142), max_features=300,
-                              residual_threshold=5.0, attention_steps=300, attention_crop=128)
-
 
 def _saved_bytes(index: CentroidIndex) -> int:
   with tempfile.TemporaryDirectory() as tmp:
@@ -74,7 +69,7 @@ def benchmark_compare(trained, index: CentroidIndex, database: ImageSource,
   for i in tqdm(queries, desc="compare", disable=not progress, dynamic_ncols=True):
     data = record_data(test[i])
     try:  # decoding is the same work for both, and not what is compared
-      crop = image_array(data, centroid.photos.image_config)[None]
+      crop = decode_photo(data, centroid.photos.image_config, read_exif=False).pixels[None]
       pixels, photo_hw = delf.extractor.prepare(data)
     except ImageDecodeError:
       skipped.append(str(test.ids[i]))

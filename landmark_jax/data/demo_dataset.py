@@ -20,11 +20,11 @@ import io
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from landmark_jax.folders import atomic_folder
 
 DEMO_FORMAT = 2  # bump when the generated files change: caches are keyed on it
 
@@ -236,17 +236,8 @@ def demo_dataset(config: DemoDatasetConfig = DemoDatasetConfig(),
   directory = cache_dir / f"demo-v{DEMO_FORMAT}-{key.hexdigest()[:10]}"
   if (directory / "demo.json").is_file():
     return directory
-  cache_dir.mkdir(parents=True, exist_ok=True)
-  # Generate beside the final place and rename: a killed run leaves no half dataset, and
-  # two concurrent runs both end with a complete one.
-  staging = pathlib.Path(tempfile.mkdtemp(prefix=".demo-", dir=cache_dir))
-  try:
+  # Generated beside the final place and renamed: a killed run leaves no half dataset, and
+  # two concurrent runs both end with a complete one. A cache, so no fsync.
+  with atomic_folder(directory, sync=False) as staging:
     generate(staging, config)
-    try:
-      os.rename(staging, directory)
-    except OSError:
-      if not (directory / "demo.json").is_file():
-        raise
-  finally:
-    shutil.rmtree(staging, ignore_errors=True)
   return directory

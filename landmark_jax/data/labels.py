@@ -13,6 +13,8 @@ import json
 import os
 from typing import Hashable, Iterable, Mapping, Sequence
 
+from landmark_jax.errors import DataError
+
 # The four geographic parts of the paper's curriculum, in training order.
 REGIONS = ("europe_russia", "north_america_oceania", "middle_east_north_africa", "far_east")
 
@@ -22,6 +24,14 @@ LABEL_MAP_FORMAT = 1
 def _sort_key(landmark_id) -> tuple:
   # Integers sort numerically and before strings, so mixed/str ids still have one order.
   return (0, landmark_id, "") if isinstance(landmark_id, int) else (1, 0, str(landmark_id))
+
+
+
+class UnknownLandmarkError(DataError, KeyError):
+  """A landmark id the label map does not know."""
+
+  def __str__(self) -> str:  # KeyError would quote the message
+    return str(self.args[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +69,7 @@ class LabelMap:
       return cls(tuple(unique))
     unknown = sorted({r for r in regions.values() if r not in REGIONS})
     if unknown:
-      raise ValueError(f"unknown region(s) {unknown}; expected one of {list(REGIONS)}")
+      raise DataError(f"unknown region(s) {unknown}; expected one of {list(REGIONS)}")
     stage_of = {lid: REGIONS.index(regions[lid]) if lid in regions else len(REGIONS) - 1
                 for lid in unique}
     present = sorted(set(stage_of.values()))
@@ -93,7 +103,7 @@ class LabelMap:
     try:
       return self._index[landmark_id]
     except KeyError:
-      raise KeyError(f"landmark id {landmark_id!r} is not in the label map") from None
+      raise UnknownLandmarkError(f"landmark id {landmark_id!r} is not in the label map") from None
 
   def to_landmark_id(self, label: int) -> Hashable | None:
     """Dense label → dataset id; the non-landmark label gives None."""

@@ -17,13 +17,14 @@ from typing import Any, Hashable, Mapping, Sequence
 import numpy as np
 
 from landmark_jax.data.labels import LabelMap
+from landmark_jax.errors import DataError, MissingFileError
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 
 
-def _parse_id(value: str) -> Hashable:
+def parse_id(value: str) -> Hashable:
   """GLDv2 landmark ids are integers; keep any other id as the string it is."""
   value = value.strip()
   try:
@@ -36,18 +37,18 @@ def read_csv(path: str | os.PathLike, required: Sequence[str]) -> list[dict[str,
   """Rows of a headed CSV; a missing file or column is an error that names it."""
   path = pathlib.Path(path)
   if not path.is_file():
-    raise FileNotFoundError(f"CSV file not found: {path}")
+    raise MissingFileError(f"CSV file not found: {path}")
   with open(path, newline="") as f:
     reader = csv.DictReader(f)
     missing = [c for c in required if c not in (reader.fieldnames or [])]
     if missing:
-      raise ValueError(f"{path} lacks column(s) {missing}; it has {reader.fieldnames}")
+      raise DataError(f"{path} lacks column(s) {missing}; it has {reader.fieldnames}")
     return list(reader)
 
 
 def read_landmark_table(path: str | os.PathLike, column: str) -> dict[Hashable, str]:
   """``landmark_id → value`` from a CSV with `landmark_id` and `column` (e.g. region)."""
-  return {_parse_id(row["landmark_id"]): row[column].strip()
+  return {parse_id(row["landmark_id"]): row[column].strip()
           for row in read_csv(path, ["landmark_id", column]) if row[column].strip()}
 
 
@@ -139,7 +140,7 @@ class GLDv2Source(ImageSource):
 
     rows = read_csv(self.root / csv, ["id", "landmark_id"])
     ids = [row["id"].strip() for row in rows]
-    landmark_ids: list = [_parse_id(row["landmark_id"]) if row["landmark_id"].strip() else None
+    landmark_ids: list = [parse_id(row["landmark_id"]) if row["landmark_id"].strip() else None
                           for row in rows]
     if clean_csv:
       keep = {image_id for row in read_csv(self.root / clean_csv, ["landmark_id", "images"])
@@ -159,9 +160,9 @@ class GLDv2Source(ImageSource):
     names, regions, categories = {}, None, None
     if regions_csv:
       table = read_csv(self.root / regions_csv, ["landmark_id", "region"])
-      regions = {_parse_id(r["landmark_id"]): r["region"].strip()
+      regions = {parse_id(r["landmark_id"]): r["region"].strip()
                  for r in table if r["region"].strip()}
-      names = {_parse_id(r["landmark_id"]): r["name"].strip() for r in table if r.get("name")}
+      names = {parse_id(r["landmark_id"]): r["name"].strip() for r in table if r.get("name")}
     if categories_csv:
       categories = read_landmark_table(self.root / categories_csv, "category")
     if label_map is None:
@@ -182,17 +183,17 @@ class ImageFolderSource(ImageSource):
                regions_csv: str | None = None, label_map: LabelMap | None = None):
     root = pathlib.Path(root)
     if not root.is_dir():
-      raise FileNotFoundError(f"image folder not found: {root}")
+      raise MissingFileError(f"image folder not found: {root}")
     ids, landmark_ids, paths = [], [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-      landmark_id = None if folder.name == non_landmark_dir else _parse_id(folder.name)
+      landmark_id = None if folder.name == non_landmark_dir else parse_id(folder.name)
       for path in sorted(folder.iterdir()):
         if path.suffix.lower() in IMAGE_EXTENSIONS:
           ids.append(f"{folder.name}/{path.stem}")
           landmark_ids.append(landmark_id)
           paths.append(str(path))
     if not ids:
-      raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}/<landmark>/")
+      raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}/<landmark>/")
     regions = read_landmark_table(regions_csv, "region") if regions_csv else None
     if label_map is None:
       label_map = LabelMap.from_ids((lid for lid in landmark_ids if lid is not None), regions)

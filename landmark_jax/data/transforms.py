@@ -19,12 +19,15 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from landmark_jax.errors import UserError
+from landmark_jax.geo import Location, exif_location
+
 # Pillow's own default (~89 Mpx, a 1 GB RGBA buffer); beyond it an image is refused before
 # its pixels are decoded, so a decompression bomb costs a header read, not the machine.
 DEFAULT_MAX_PIXELS = 89_478_485
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(UserError, ValueError):
   """A file that is not a usable image: corrupt, truncated, empty, or too large."""
 
 
@@ -44,7 +47,7 @@ class ImageConfig:
   max_pixels: int = DEFAULT_MAX_PIXELS
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
   if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
     # 16-bit / 32-bit grayscale: scale to 8 bits by the format's range, not by clipping.
     pixels = np.asarray(image, dtype=np.float32)
@@ -77,6 +80,14 @@ def open_image(data: bytes | str, *, draft_size: int | None = None,
   Raises:
     ImageDecodeError: naming what is wrong (empty, not an image, truncated, too large).
   """
+  return open_photo(data, draft_size=draft_size, max_pixels=max_pixels, read_location=False)[0]
+
+
+def open_photo(data: bytes | str, *, draft_size: int | None = None,
+               max_pixels: int = DEFAULT_MAX_PIXELS, read_location: bool = True
+               ) -> tuple[Image.Image, Location | None]:
+  """`open_image`, and the photo's EXIF GPS location read from the same opened file (None
+  when it has none or it is malformed): one open, one parse of the header."""
   if not (data if isinstance(data, (bytes, bytearray)) else _file_size(data)):
     raise ImageDecodeError("empty file (0 bytes)")
   try:
@@ -88,11 +99,12 @@ def open_image(data: bytes | str, *, draft_size: int | None = None,
         raise ImageDecodeError(
             f"image of {width}×{height} = {width * height:,} pixels exceeds the limit of "
             f"{max_pixels:,} (decompression bomb?)")
+      location = exif_location(image) if read_location else None
       if draft_size and image.format == "JPEG":
         image.draft("RGB", (draft_size, draft_size))
       image = ImageOps.exif_transpose(image)
       image.load()
-      return _to_rgb(image)
+      return to_rgb(image), location
   except ImageDecodeError:
     raise
   except UnidentifiedImageError:
@@ -164,12 +176,12 @@ def record_data(record: Mapping[str, Any]):
   return record["encoded"] if "encoded" in record else record["path"]
 
 
-def _draft_size(config: ImageConfig) -> int | None:
+def jpeg_draft_size(config: ImageConfig) -> int | None:
   return config.resize_size if config.jpeg_draft else None
 
 
 def train_image(data: bytes | str, rng: np.random.Generator, config: ImageConfig) -> np.ndarray:
-  image = open_image(data, draft_size=_draft_size(config), max_pixels=config.max_pixels)
+  image = open_image(data, draft_size=jpeg_draft_size(config), max_pixels=config.max_pixels)
   box = random_resized_crop_box(rng, config.resize_size, config.crop_scale, config.crop_ratio)
   pixels = np.asarray(_resized_box(image, config.resize_size, box, config.crop_size))
   if config.horizontal_flip and rng.random() < 0.5:
@@ -177,10 +189,23 @@ def train_image(data: bytes | str, rng: np.random.Generator, config: ImageConfig
   return np.ascontiguousarray(color_jitter(pixels, rng, config.color_jitter))
 
 
-def eval_image(data: bytes | str, config: ImageConfig) -> np.ndarray:
-  image = open_image(data, draft_size=_draft_size(config), max_pixels=config.max_pixels)
+def eval_crop(image: Image.Image, config: ImageConfig) -> np.ndarray:
+  """An RGB image → the network's eval input: resize, center crop (one resample)."""
   box = center_crop_box(config.resize_size, config.crop_size)
   return np.asarray(_resized_box(image, config.resize_size, box, config.crop_size))
+
+
+def eval_image(data: bytes | str, config: ImageConfig) -> np.ndarray:
+  return eval_crop(open_image(data, draft_size=jpeg_draft_size(config), max_pixels=config.max_pixels),
+                   config)
+
+
+def eval_photo(data: bytes | str, config: ImageConfig, *, read_location: bool = True
+               ) -> tuple[np.ndarray, Location | None]:
+  """`eval_image` and the photo's EXIF location, from one decode."""
+  image, location = open_photo(data, draft_size=jpeg_draft_size(config),
+                               max_pixels=config.max_pixels, read_location=read_location)
+  return eval_crop(image, config), location
 
 
 def _output(record, pixels, error: str = "") -> dict[str, Any]:

@@ -19,6 +19,8 @@ from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
+from landmark_jax.errors import DataError
+
 
 def _share(part: int, total: int) -> float:
   return part / total if total else math.nan
@@ -230,7 +232,7 @@ def load_revisited_gnd(path: str | os.PathLike) -> dict[str, Any]:
             "qimlist": [str(x) for x in np.atleast_1d(raw["qimlist"])],
             "gnd": [{key: _indices(getattr(entry, key, []), 1) for key in ("easy", "hard", "junk")}
                     | {"bbx": _bbx(getattr(entry, "bbx", None))} for entry in entries]}
-  raise ValueError(f"ground truth must be a .pkl or .mat file: {path}")
+  raise DataError(f"ground truth must be a .pkl or .mat file: {path}")
 
 
 def _indices(values, base: int) -> list[int]:

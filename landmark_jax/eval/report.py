@@ -12,8 +12,7 @@ from typing import Any, Hashable, Mapping, Sequence
 import numpy as np
 
 from landmark_jax.data import ImageSource
-from landmark_jax.data.transforms import record_data
-from landmark_jax.geo import Location, exif_location
+from landmark_jax.geo import Location
 from landmark_jax.eval.metrics import gap, sensitivity_specificity, top1_accuracy
 from landmark_jax.eval.plots import plot_sensitivity_specificity, plot_threshold_sweep
 
@@ -53,35 +52,36 @@ def load_locations(path: str | os.PathLike) -> dict[str, Location]:
           for row in read_csv(path, ["id", "latitude", "longitude"])}
 
 
-def photo_locations(source: ImageSource, table: Mapping[str, Location] | None = None
+def photo_locations(embedded, table: Mapping[str, Location] | None = None
                     ) -> list[Location | None]:
-  """Each record's location: from `table` by id, else its EXIF GPS tags, else None."""
+  """Each embedded photo's location: from `table` by id, else its EXIF GPS position (read
+  when the photo was decoded), else None."""
   table = table or {}
-  out = []
-  for i in range(len(source)):
-    image_id = str(source.ids[i])
-    if image_id in table:
-      out.append(table[image_id])
-    else:
-      record = source[i]
-      out.append(exif_location(record_data(record)))
-  return out
+  return [table.get(str(image_id), exif) for image_id, exif in zip(embedded.ids,
+                                                                    embedded.locations)]
+
+
+def score_embedded(recognizer, embedded, locations: Sequence[Location | None] | None = None
+                   ) -> ScoredPhotos:
+  """Every embedded photo's nearest landmark and score, without a threshold (candidates
+  restricted by `locations`, one per photo, when given)."""
+  predictions = recognizer.predict_embeddings(embedded.embeddings, eta=-math.inf,
+                                              locations=locations)
+  return ScoredPhotos([str(i) for i in embedded.ids],
+                      embedded.landmark_ids(),
+                      [p.candidates[0].landmark_id if p.candidates else None for p in predictions],
+                      np.array([p.score for p in predictions]),
+                      sum(l is not None for l in locations) if locations is not None else 0)
 
 
 def score_photos(recognizer, source: ImageSource,
                  locations: Sequence[Location | None] | None = None) -> ScoredPhotos:
-  """Every readable photo's nearest landmark and score (candidates restricted by
-  `locations`, one per source record, when given)."""
-  ids, labels, embeddings = recognizer.embed_source(source)
-  by_id = None
+  """Every readable photo of `source`, scored (`locations`: one per source record)."""
+  embedded = recognizer.embed_source(source, read_exif=False)
   if locations is not None:
     by_id = dict(zip((str(i) for i in source.ids), locations))
-    locations = [by_id.get(str(i)) for i in ids]
-  predictions = recognizer.predict_embeddings(embeddings, eta=-math.inf, locations=locations)
-  return ScoredPhotos([str(i) for i in ids], source.label_map.to_landmark_ids(labels),
-                      [p.candidates[0].landmark_id if p.candidates else None for p in predictions],
-                      np.array([p.score for p in predictions]),
-                      sum(l is not None for l in locations) if locations is not None else 0)
+    locations = [by_id.get(str(i)) for i in embedded.ids]
+  return score_embedded(recognizer, embedded, locations)
 
 
 def threshold_sweep(scored: ScoredPhotos, num: int = 201) -> dict[str, np.ndarray]:
@@ -198,3 +198,26 @@ def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *
   (out / "report.json").write_text(json.dumps(_jsonable(result), indent=2))
   (out / "report.md").write_text(report_markdown(result, title))
   return result
+
+
+def evaluate_recognizer(recognizer, source: ImageSource, out_dir: str | os.PathLike, *,
+                        training_source: ImageSource | None = None, rare_threshold: int = 10,
+                        geo: bool = False, locations: Mapping[str, Location] | None = None,
+                        title: str = "Evaluation") -> dict[str, Any]:
+  """Recognises every photo of `source` once and writes the report (`write_report`).
+
+  Args:
+    training_source: the model's training photos, for the rare/frequent split and the
+      categories.
+    geo: also score with each photo's location (`locations` by id, else its EXIF GPS).
+  """
+  embedded = recognizer.embed_source(source, read_exif=geo or locations is not None)
+  geo_scored = None
+  if geo or locations is not None:
+    geo_scored = score_embedded(recognizer, embedded, photo_locations(embedded, locations))
+  return write_report(
+      score_embedded(recognizer, embedded), recognizer.eta, out_dir,
+      train_counts=training_source.images_per_landmark() if training_source else None,
+      rare_threshold=rare_threshold,
+      categories=(training_source.categories or None) if training_source else None,
+      title=title, geo_scored=geo_scored)

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from landmark_jax.data.transforms import open_image
+from landmark_jax.errors import MissingFileError
 from landmark_jax.eval.metrics import PROTOCOLS, crop_query, load_revisited_gnd, revisited_map
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -25,7 +26,7 @@ def _find_image(folder: pathlib.Path, name: str) -> pathlib.Path:
     path = folder / f"{name}{suffix}"
     if path.is_file():
       return path
-  raise FileNotFoundError(f"image {name!r} of the ground truth not found in {folder}")
+  raise MissingFileError(f"image {name!r} of the ground truth not found in {folder}")
 
 
 def rank_database(query_embeddings: np.ndarray, database_embeddings: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Index stage: embed, clean (per-angle clustering), centroids, nearest-centroid search."""
+"""The search artifact: centroids and their landmarks, searched by dot product (ScaNN or
+exact), saved as one folder, with landmark metadata, and edited without retraining."""
 
 from landmark_jax.index.centroid_index import CentroidIndex, IndexConfig, IndexFormatError
 

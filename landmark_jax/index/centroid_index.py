@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import pathlib
-import re
-import shutil
-import tempfile
 import time
 from typing import Any
 
 import numpy as np
 
+from landmark_jax.errors import UserError
 from landmark_jax.data.labels import LabelMap
+from landmark_jax.folders import atomic_folder, readable_folder
+from landmark_jax.index import scann_backend
 from landmark_jax.index.exact import ExactSearcher
 from landmark_jax.index.landmarks import LandmarkInfo, load_landmarks_csv, save_landmarks_csv
 
@@ -33,7 +32,7 @@ MANIFEST = "manifest.json"
 REQUIRED_FILES = ("centroids.npy", "labels.npy", "cluster_sizes.npy")
 
 
-class IndexFormatError(ValueError):
+class IndexFormatError(UserError, ValueError):
   """An index directory that cannot be loaded; the message names the problem."""
 
 
@@ -49,46 +48,6 @@ class IndexConfig:
   anisotropic_threshold: float = 0.2  # ScaNN's recommended value for dot product
   dims_per_block: int = 2  # asymmetric-hashing block size (2: ScaNN's default)
   training_sample_size: int = 100_000  # vectors used to train the partitioner
-
-
-def _scann_available() -> bool:
-  try:
-    import scann  # noqa: F401
-    return True
-  except ImportError:
-    return False
-
-
-def _build_scann(vectors: np.ndarray, config: IndexConfig, k: int = 10):
-  import scann
-  builder = scann.scann_ops_pybind.builder(vectors, k, "dot_product")
-  n = len(vectors)
-  if n < config.brute_force_below:
-    return builder.score_brute_force().build(), {"mode": "brute_force"}
-  leaves = config.num_leaves or max(2, int(round(math.sqrt(n))))
-  # Probing a fifth of the partitions keeps recall@1 ≥ 0.99 on clustered 512-d data
-  # (measured: docs/benchmarks.md); fewer trade recall for speed.
-  to_search = config.leaves_to_search or max(16, leaves // 5)
-  searcher = (builder
-              .tree(num_leaves=leaves, num_leaves_to_search=min(to_search, leaves),
-                    training_sample_size=min(config.training_sample_size, n))
-              .score_ah(config.dims_per_block,
-                        anisotropic_quantization_threshold=config.anisotropic_threshold)
-              .reorder(config.reorder)
-              .build())
-  return searcher, {"mode": "tree_ah", "num_leaves": leaves, "leaves_to_search": to_search,
-                    "reorder": config.reorder}
-
-
-def _load_scann(directory: pathlib.Path):
-  """ScaNN records absolute asset paths when it serialises; point them at `directory`, so an
-  index can be moved or renamed (as `save` itself does)."""
-  from scann.scann_ops.py import scann_ops_pybind
-  text = (directory / "scann_assets.pbtxt").read_text()
-  text = re.sub(r'asset_path: "([^"]*)"',
-                lambda m: f'asset_path: "{directory / os.path.basename(m.group(1))}"', text)
-  return scann_ops_pybind.ScannSearcher(
-      scann_ops_pybind.scann_pybind.ScannNumpy(str(directory), text), None)
 
 
 class CentroidIndex:
@@ -126,8 +85,8 @@ class CentroidIndex:
     if config.backend not in ("auto", "scann", "exact"):
       raise ValueError(f"unknown index backend {config.backend!r}")
     searcher, info = None, {"mode": "exact"}
-    if config.backend == "scann" or (config.backend == "auto" and _scann_available()):
-      searcher, info = _build_scann(vectors, config)
+    if config.backend == "scann" or (config.backend == "auto" and scann_backend.scann_available()):
+      searcher, info = scann_backend.build_scann(vectors, config)
     sizes = np.ones(len(vectors), np.int64) if cluster_sizes is None else cluster_sizes
     return cls(vectors, labels, sizes, config, label_map=label_map,
                metadata={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -182,9 +141,7 @@ class CentroidIndex:
   def save(self, directory: str | os.PathLike) -> pathlib.Path:
     """Writes the index to `directory` atomically (see the module docstring)."""
     directory = pathlib.Path(directory).absolute()
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
+    with atomic_folder(directory, replace=True) as staging:
       np.save(staging / "centroids.npy", self.centroids)
       np.save(staging / "labels.npy", self.labels)
       np.save(staging / "cluster_sizes.npy", self.cluster_sizes)
@@ -197,10 +154,6 @@ class CentroidIndex:
         self._scann.serialize(str(staging / "scann"))
       # The manifest last: a directory without one was never completed.
       (staging / MANIFEST).write_text(json.dumps(self.manifest(), indent=2))
-      _fsync_tree(staging)
-      _swap_into_place(staging, directory)
-    finally:
-      shutil.rmtree(staging, ignore_errors=True)
     return directory
 
   @classmethod
@@ -222,7 +175,8 @@ class CentroidIndex:
     for name in REQUIRED_FILES:
       if not (directory / name).is_file():
         raise IndexFormatError(f"index file missing: {directory / name}")
-    arrays = {name: np.load(directory / name, allow_pickle=False) for name in REQUIRED_FILES}
+    arrays = {name: _read(directory / name, lambda path: np.load(path, allow_pickle=False))
+              for name in REQUIRED_FILES}
     centroids = arrays["centroids.npy"]
     dim = manifest.get("embedding_dim")
     if centroids.ndim != 2 or centroids.shape[1] != dim:
@@ -232,19 +186,23 @@ class CentroidIndex:
       raise IndexFormatError(f"{directory}: embedding_dim {dim}, the model produces {expected_dim}")
     label_map = None
     if (directory / "label_map.json").is_file():
-      label_map = LabelMap.load(directory / "label_map.json")
+      label_map = _read(directory / "label_map.json", LabelMap.load)
     landmarks = None
     if (directory / "landmarks.csv").is_file():
-      landmarks = load_landmarks_csv(directory / "landmarks.csv")
+      landmarks = _read(directory / "landmarks.csv", load_landmarks_csv)
     scann_searcher = None
     if manifest.get("backend") == "scann":
-      if not (directory / "scann" / "scann_assets.pbtxt").is_file():
-        raise IndexFormatError(f"index file missing: {directory / 'scann' / 'scann_assets.pbtxt'}")
-      if _scann_available():
-        scann_searcher = _load_scann(directory / "scann")
+      if not (directory / "scann" / scann_backend.ASSETS_FILE).is_file():
+        raise IndexFormatError(
+            f"index file missing: {directory / 'scann' / scann_backend.ASSETS_FILE}")
+      if scann_backend.scann_available():
+        scann_searcher = _read(directory / "scann", scann_backend.load_scann)
     known = {"format_version", "embedding_dim", "num_centroids", "num_landmarks", "backend",
              "scann", "config"}
-    config = IndexConfig(**manifest.get("config", {}))
+    try:
+      config = IndexConfig(**manifest.get("config", {}))
+    except TypeError as e:
+      raise IndexFormatError(f"{manifest_path}: config: {e}") from None
     return cls(centroids, arrays["labels.npy"], arrays["cluster_sizes.npy"], config,
                label_map=label_map, metadata={k: v for k, v in manifest.items() if k not in known},
                landmarks=landmarks, _scann=scann_searcher, _scann_info=manifest.get("scann"))
@@ -257,35 +215,20 @@ class CentroidIndex:
                          _scann_info=self._scann_info)
 
 
-def _fsync_tree(root: pathlib.Path) -> None:
-  for path in root.rglob("*"):
-    if path.is_file():
-      with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _backup_path(directory: pathlib.Path) -> pathlib.Path:
-  return directory.with_name(f".{directory.name}.previous")
-
-
-def _swap_into_place(staging: pathlib.Path, directory: pathlib.Path) -> None:
-  """staging → directory. If `directory` exists it is first renamed to a backup, which is
-  deleted once the new index is in place; `load` falls back to the backup if a crash came
-  between the two renames."""
-  backup = _backup_path(directory)
-  if directory.exists():
-    shutil.rmtree(backup, ignore_errors=True)
-    os.rename(directory, backup)
-  os.rename(staging, directory)
-  shutil.rmtree(backup, ignore_errors=True)
+def _read(path: pathlib.Path, reader):
+  """`reader(path)`, with any failure to parse a damaged file reported as the index's."""
+  try:
+    return reader(path)
+  except IndexFormatError:
+    raise
+  except Exception as e:  # numpy, JSON, CSV, Unicode and ScaNN each fail their own way
+    raise IndexFormatError(f"damaged index file {path}: {type(e).__name__}: {e}") from None
 
 
 def _readable_index_dir(directory: pathlib.Path) -> pathlib.Path:
-  if (directory / MANIFEST).is_file():
-    return directory
-  backup = _backup_path(directory)
-  if not directory.exists() and (backup / MANIFEST).is_file():
-    return backup  # a save was interrupted between its two renames: the previous index
+  readable = readable_folder(directory, MANIFEST)
+  if readable is not None:
+    return readable
   if not directory.exists():
     raise IndexFormatError(f"no index at {directory}")
   raise IndexFormatError(f"index file missing: {directory / MANIFEST}")

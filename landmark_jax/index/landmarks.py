@@ -13,7 +13,8 @@ import math
 import os
 from typing import Hashable, Mapping
 
-from landmark_jax.data.sources import _parse_id, read_csv
+from landmark_jax.data.sources import parse_id, read_csv
+from landmark_jax.errors import DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,9 +45,9 @@ def load_landmarks_csv(path: str | os.PathLike) -> dict[Hashable, LandmarkInfo]:
                         longitude=_float(row.get("longitude")),
                         category=(row.get("category") or "").strip() or None)
     if info.has_location and not (-90 <= info.latitude <= 90 and -180 <= info.longitude <= 180):
-      raise ValueError(f"{path}: landmark {row['landmark_id']} has coordinates out of range "
+      raise DataError(f"{path}: landmark {row['landmark_id']} has coordinates out of range "
                        f"({info.latitude}, {info.longitude})")
-    table[_parse_id(row["landmark_id"])] = info
+    table[parse_id(row["landmark_id"])] = info
   return table
 
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from landmark_jax.errors import MissingFileError, UserError
 from landmark_jax.models.resnet import ResNet
 
 # The classifier is removed (the paper replaces it by the embedding and landmark heads), and
@@ -33,7 +34,7 @@ _LEAF_TO_TORCH = {
 }
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
   """The checkpoint does not fit the backbone: the message names the offending keys."""
 
 
@@ -47,7 +48,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
   """
   path = os.fspath(path)
   if not os.path.exists(path):
-    raise FileNotFoundError(f"checkpoint not found: {path}")
+    raise MissingFileError(f"checkpoint not found: {path}")
   if path.endswith(".safetensors"):
     from safetensors.numpy import load_file
     state = load_file(path)

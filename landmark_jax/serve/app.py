@@ -31,8 +31,9 @@ from starlette.routing import Route
 
 import landmark_jax
 from landmark_jax.data.transforms import ImageDecodeError
-from landmark_jax.geo import Location, exif_location
-from landmark_jax.recognize import Recognizer, image_array
+from landmark_jax.embedding import power_of_two_buckets
+from landmark_jax.geo import Location
+from landmark_jax.recognize import Photo, Recognizer, decode_photo
 from landmark_jax.serve.batcher import Batcher
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
@@ -59,11 +60,8 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 def batch_buckets(max_batch: int) -> list[int]:
-  sizes, size = [], 1
-  while size < max_batch:
-    sizes.append(size)
-    size *= 2
-  return sizes + [max_batch]
+  """The batch sizes the service compiles at start-up."""
+  return power_of_two_buckets(max_batch)
 
 
 class RecognitionService:
@@ -76,10 +74,8 @@ class RecognitionService:
                                             max_pixels=config.max_pixels)
     self.batcher = Batcher(self._run_batch, config.max_batch, config.max_wait_ms / 1000)
 
-  def _run_batch(self, items: list[tuple[np.ndarray, Location | None]]) -> list:
-    embeddings = self.recognizer.embed_arrays(np.stack([pixels for pixels, _ in items]))
-    return self.recognizer.predict_embeddings(embeddings,
-                                              locations=[location for _, location in items])
+  def _run_batch(self, photos: list[Photo]) -> list:
+    return self.recognizer.recognize_photos(photos)
 
   async def startup(self) -> None:
     # Compile every batch size now: no request pays for compilation.
@@ -89,14 +85,14 @@ class RecognitionService:
   async def shutdown(self) -> None:
     await self.batcher.stop()
 
-  def _decode(self, data: bytes, what: str) -> np.ndarray:
+  def _decode(self, data: bytes, what: str, location: Location | None) -> Photo:
     if not data:
       raise RequestError(400, f"{what}: empty body (0 bytes); send a JPEG, PNG or WebP photo")
     if len(data) > self.config.max_bytes:
       raise RequestError(413, f"{what}: {len(data):,} bytes exceeds the limit of "
                               f"{self.config.max_bytes:,}")
     try:
-      return image_array(data, self.image_config)
+      return decode_photo(data, self.image_config, location=location)
     except ImageDecodeError as e:
       status = 413 if "exceeds the limit" in str(e) or "decompression bomb" in str(e) else 400
       raise RequestError(status, f"{what}: {e}") from None
@@ -105,11 +101,9 @@ class RecognitionService:
                       ) -> dict[str, Any]:
     """A photo's answer; its location is the caller's, else its EXIF GPS, else unknown."""
     start = time.perf_counter()
-    pixels = await asyncio.to_thread(self._decode, data, what)
-    if location is None:
-      location = await asyncio.to_thread(exif_location, data)
+    photo = await asyncio.to_thread(self._decode, data, what, location)
     decoded = time.perf_counter()
-    prediction, batch_size = await self.batcher.submit((pixels, location))
+    prediction, batch_size = await self.batcher.submit(photo)
     done = time.perf_counter()
     return {**prediction.to_json(),
             "timing_ms": {"decode": 1000 * (decoded - start),

@@ -1,18 +1,41 @@
-"""Orbax checkpoints of the train state plus the data iterator's position.
+"""A training workdir and its orbax checkpoints; restoring a trained model for inference.
+
+Workdir layout::
+
+    config.json        the run's config (`TrainConfig`), written at the start
+    label_map.json     dense label ↔ landmark id; fixed at the first start, reused on resume
+    checkpoints/<step>/{state,data,meta}
+    metrics.jsonl, tensorboard/, holdout.json
 
 Each checkpoint holds three items: ``state`` (the whole `TrainState` pytree), ``data`` (the
 grain iterator state, JSON) and ``meta`` (stage and class count, JSON — read first on
 resume, so the state can be restored into the right shapes). Orbax writes each checkpoint
 to a temporary directory and renames it when complete, so a killed run leaves only whole
 checkpoints; the last `keep` are kept.
+
+Inference (`load_trained`) restores only ``params`` and ``batch_stats`` from the state: no
+optimizer is built, and the optimizer's buffers are never read from disk.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import pathlib
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
+
+from landmark_jax.config import TrainConfig, from_dict
+from landmark_jax.data import LabelMap
+from landmark_jax.errors import MissingFileError
+from landmark_jax.models import LandmarkNet
+
+CONFIG_FILE = "config.json"
+LABEL_MAP_FILE = "label_map.json"
+CHECKPOINTS_DIR = "checkpoints"
 
 
 class Checkpointer:
@@ -44,8 +67,91 @@ class Checkpointer:
         meta=ocp.args.JsonRestore()))
     return restored["state"], restored["data"], restored["meta"]
 
+  def restore_subtree(self, step: int, abstract_subtree: dict) -> dict:
+    """Only the state's entries named in `abstract_subtree` (e.g. params and batch
+    statistics), each restored into its shapes; nothing else of the state is read."""
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(
+            abstract_subtree, restore_args=ocp.checkpoint_utils.construct_restore_args(
+                abstract_subtree), partial_restore=True)))
+    return restored["state"]
+
   def wait_until_finished(self) -> None:
     self._manager.wait_until_finished()
 
   def close(self) -> None:
     self._manager.close()
+
+
+def make_model(config: TrainConfig, num_classes: int) -> LandmarkNet:
+  """The `LandmarkNet` a config describes, with `num_classes` landmark classes."""
+  return LandmarkNet(config.model.backbone, num_classes=num_classes,
+                     embedding_dim=config.model.embedding_dim, dtype=jnp.dtype(config.model.dtype))
+
+
+def model_variables(params: Any, batch_stats: Any) -> dict:
+  """What `LandmarkNet.apply` takes: the two variable collections."""
+  return {"params": params, "batch_stats": batch_stats}
+
+
+def abstract_variables(model: LandmarkNet, image_size: int, sharding=None) -> dict:
+  """Shapes and dtypes of a model's params and batch statistics (an orbax restore target)."""
+  shapes = jax.eval_shape(lambda: model.init(
+      jax.random.PRNGKey(0), jnp.zeros((1, image_size, image_size, 3), jnp.uint8)))
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                      model_variables(shapes["params"], shapes["batch_stats"]))
+
+
+@dataclasses.dataclass
+class TrainedModel:
+  model: LandmarkNet
+  variables: dict  # {"params", "batch_stats"} on the host
+  label_map: LabelMap
+  config: TrainConfig
+  step: int
+  workdir: pathlib.Path
+
+  @property
+  def checkpoint_id(self) -> str:
+    """Recorded in index manifests: which model's embedding space an index lives in."""
+    return f"{self.workdir.resolve()}@{self.step}"
+
+
+def load_run_config(workdir: str | pathlib.Path) -> TrainConfig:
+  """The config a training workdir was trained with."""
+  path = pathlib.Path(workdir) / CONFIG_FILE
+  if not path.is_file():
+    raise MissingFileError(f"{path} not found: is {workdir} a training workdir?")
+  return from_dict(TrainConfig, json.loads(path.read_text()))
+
+
+def load_trained(workdir: str | pathlib.Path, step: int | None = None) -> TrainedModel:
+  """The model, weights and label map of a training run (its latest checkpoint by default).
+
+  Raises MissingFileError naming what is missing when `workdir` holds no finished
+  checkpoint, config or label map.
+  """
+  workdir = pathlib.Path(workdir)
+  if not workdir.is_dir():
+    raise MissingFileError(f"{workdir} is a file, not a training workdir" if workdir.exists()
+                           else f"training workdir not found: {workdir}")
+  config = load_run_config(workdir)
+  if not (workdir / LABEL_MAP_FILE).is_file():
+    raise MissingFileError(f"{workdir / LABEL_MAP_FILE} not found: is {workdir} a training "
+                           "workdir?")
+  label_map = LabelMap.load(workdir / LABEL_MAP_FILE)
+  if not (workdir / CHECKPOINTS_DIR).is_dir():
+    raise MissingFileError(f"no checkpoint in {workdir / CHECKPOINTS_DIR}: train first")
+  checkpointer = Checkpointer(workdir / CHECKPOINTS_DIR)
+  try:
+    step = checkpointer.latest_step() if step is None else step
+    if step is None:
+      raise MissingFileError(f"no checkpoint in {workdir / CHECKPOINTS_DIR}: train first")
+    meta = checkpointer.restore_meta(step)
+    model = make_model(config, meta["num_classes"])
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = abstract_variables(model, config.pipeline.image.crop_size, device)
+    variables = jax.device_get(checkpointer.restore_subtree(step, abstract))
+  finally:
+    checkpointer.close()
+  return TrainedModel(model, variables, label_map, config, step, workdir)

@@ -1,6 +1,8 @@
-"""Curriculum learning: the classifier and the centers grow when a new geographic part joins.
+"""Curriculum learning: planning the stages, and growing the classifier and the centers when
+a new geographic part joins.
 
-Stage k trains on parts 1..k. Going from n_old to n_new landmark classes, the classifier's
+Stage k trains on parts 1..k; `plan_stages` says how many classes, images, epochs and
+steps each stage has. Going from n_old to n_new landmark classes, the classifier's
 kernel (D, n_old + 1) becomes (D, n_new + 1): the old landmark columns stay bit-identical,
 the new ones are appended, and the non-landmark column stays last. Momentum buffers grow
 the same way (new columns start at zero); the centers gain rows for the new classes.
@@ -8,13 +10,63 @@ the same way (new columns start at zero); the centers gain rows for the new clas
 
 from __future__ import annotations
 
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from landmark_jax import sharding
+from landmark_jax.config import TrainConfig
+from landmark_jax.data import ImageSource, eval_dataset
+from landmark_jax.embedding import Embedder, class_mean_embeddings, eval_batch_size
+from landmark_jax.errors import ConfigError, DataError
+from landmark_jax.models import LandmarkNet
+from landmark_jax.train.checkpoints import model_variables
 from landmark_jax.train.state import TrainState
+
+
+@dataclasses.dataclass(frozen=True)
+class StagePlan:
+  """How many classes, images, epochs and steps each curriculum stage has."""
+
+  num_classes: tuple[int, ...]
+  sources: tuple[ImageSource, ...]
+  epochs: tuple[int, ...]
+  steps: tuple[int, ...]
+  steps_per_epoch: tuple[int, ...]  # every epoch of the run, in order (for the LR schedule)
+
+  def first_step(self, stage: int) -> int:
+    return sum(self.steps[:stage])
+
+  @property
+  def total_steps(self) -> int:
+    return sum(self.steps)
+
+
+def plan_stages(config: TrainConfig, source: ImageSource) -> StagePlan:
+  """One stage per geographic part present in `source` (one stage without regions or with
+  the curriculum off); every process runs the same number of steps."""
+  label_map = source.label_map
+  use_curriculum = config.curriculum.enabled and label_map.num_stages > 1
+  num_classes = label_map.stage_sizes if use_curriculum else (label_map.num_classes,)
+  sources = tuple(source.stage_subset(k) for k in range(len(num_classes))) if use_curriculum \
+      else (source,)
+  epochs = split_epochs(config.num_epochs, len(num_classes),
+                        config.curriculum.epochs_per_stage if use_curriculum else ())
+  processes = jax.process_count()
+  batch = config.pipeline.batch_size // processes
+  steps, per_epoch = [], []
+  for stage_source, stage_epochs in zip(sources, epochs):
+    # Every process runs the same number of steps: the smallest shard decides.
+    shard = len(stage_source) // processes
+    if shard < batch:
+      raise DataError(f"a curriculum stage has {len(stage_source)} images, fewer than one "
+                      f"batch of {config.pipeline.batch_size}: lower pipeline.batch_size")
+    steps.append(stage_epochs * shard // batch)
+    per_epoch += [(e + 1) * shard // batch - e * shard // batch for e in range(stage_epochs)]
+  return StagePlan(tuple(num_classes), sources, tuple(epochs), tuple(steps), tuple(per_epoch))
 
 
 def split_epochs(num_epochs: int, num_stages: int, epochs_per_stage: tuple[int, ...]) -> list[int]:
@@ -23,12 +75,12 @@ def split_epochs(num_epochs: int, num_stages: int, epochs_per_stage: tuple[int, 
   scheme anyway)."""
   if epochs_per_stage:
     if len(epochs_per_stage) != num_stages:
-      raise ValueError(f"epochs_per_stage has {len(epochs_per_stage)} entries for "
+      raise ConfigError(f"curriculum.epochs_per_stage has {len(epochs_per_stage)} entries for "
                        f"{num_stages} curriculum stages")
     return list(epochs_per_stage)
   base, extra = divmod(num_epochs, num_stages)
   if base == 0:
-    raise ValueError(f"{num_epochs} epochs cannot cover {num_stages} curriculum stages")
+    raise ConfigError(f"{num_epochs} epochs cannot cover {num_stages} curriculum stages")
   return [base + (1 if stage < extra else 0) for stage in range(num_stages)]
 
 
@@ -98,3 +150,23 @@ def grow_state(state: TrainState, tx: optax.GradientTransformation, new_num_clas
       params=params, opt_state=opt_state,
       centers=jnp.concatenate([state.centers, new_centers], axis=0),
       stage=state.stage + 1)
+
+
+def grow_for_next_stage(config: TrainConfig, plan: StagePlan, stage: int, state: TrainState,
+                        model: LandmarkNet, tx: optax.GradientTransformation, mesh,
+                        source: ImageSource) -> TrainState:
+  """The replicated state for stage `stage + 1`: with ``new_class_init="mean"`` the new
+  classes' mean embeddings under the current model initialise their columns and centers."""
+  old_n, new_n = plan.num_classes[stage], plan.num_classes[stage + 1]
+  class_means = None
+  if config.curriculum.new_class_init == "mean":
+    images = source.subset(np.flatnonzero((source.labels >= old_n) & (source.labels < new_n)))
+    dataset = eval_dataset(images, dataclasses.replace(
+        config.pipeline, batch_size=eval_batch_size(config.pipeline.batch_size, mesh)))
+    embedder = Embedder(model, model_variables(state.params, state.batch_stats), mesh,
+                        normalize=False)
+    class_means = class_mean_embeddings(embedder, dataset, range(old_n, new_n))
+  rng = jax.random.fold_in(state.rng, 1_000_003 + stage)
+  grown = grow_state(jax.device_get(state), tx, new_n, config.curriculum.new_class_init, rng,
+                     class_means)
+  return sharding.replicate(grown, mesh)

@@ -38,3 +38,13 @@ def create_train_state(model: LandmarkNet, tx: optax.GradientTransformation, rng
       opt_state=tx.init(params),
       centers=jnp.zeros((model.num_classes, model.embedding_dim), jnp.float32),
       rng=state_rng, stage=jnp.zeros((), jnp.int32))
+
+
+def abstract_train_state(model: LandmarkNet, tx: optax.GradientTransformation, image_size: int,
+                         sharding=None) -> TrainState:
+  """Shapes, dtypes and shardings of a train state without computing it: orbax's restore
+  target on resume."""
+  shapes = jax.eval_shape(
+      lambda: create_train_state(model, tx, jax.random.PRNGKey(0), image_size))
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                      shapes)

@@ -9,17 +9,29 @@ package lets a user rerun that comparison (`landmark-jax benchmark compare`).
     delf.recognize(["photo.jpg"])
 """
 
-from landmark_jax.baselines.delf.attention import AttentionHead, train_attention
-from landmark_jax.baselines.delf.config import DelfConfig
-from landmark_jax.baselines.delf.features import LocalFeatureExtractor, LocalFeatures
-from landmark_jax.baselines.delf.pca import Pca
-from landmark_jax.baselines.delf.retrieval import (
-    DelfDatabase, DelfPrediction, DelfRecognizer, build_delf, calibrate_min_inliers,
-    min_inliers_for_specificity)
-from landmark_jax.baselines.delf.verification import (
-    Verification, match_descriptors, verify_affine, verify_pair)
+import importlib
+
+# Name → its module, imported on first use: `DelfConfig` (part of every run's config) must
+# not pull in the attention trainer and its optimizer.
+_EXPORTS = {
+    "AttentionHead": "attention", "train_attention": "attention", "DelfConfig": "config",
+    "LocalFeatureExtractor": "features", "LocalFeatures": "features", "Pca": "pca",
+    "DelfDatabase": "retrieval", "DelfPrediction": "retrieval", "DelfRecognizer": "retrieval",
+    "build_delf": "retrieval", "calibrate_min_inliers": "retrieval",
+    "min_inliers_for_specificity": "retrieval", "Verification": "verification",
+    "match_descriptors": "verification", "verify_affine": "verification",
+    "verify_pair": "verification",
+}
 
 __all__ = ["AttentionHead", "DelfConfig", "DelfDatabase", "DelfPrediction", "DelfRecognizer",
            "LocalFeatureExtractor", "LocalFeatures", "Pca", "Verification", "build_delf",
            "calibrate_min_inliers", "match_descriptors", "min_inliers_for_specificity",
            "train_attention", "verify_affine", "verify_pair"]
+
+
+def __getattr__(name: str):
+  if name not in _EXPORTS:
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+  value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+  globals()[name] = value
+  return value

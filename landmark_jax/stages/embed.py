@@ -3,9 +3,9 @@
 Output: ``shard-NNNNN/`` folders, each holding ``embeddings.npy`` (float32, (m, D)),
 ``ids.npy`` (unicode), ``labels.npy`` (dense labels, int32), and ``skipped.json`` (images
 that could not be read), plus ``label_map.json`` and ``embeddings.json`` (model, counts).
-Shard i covers source records [i·S, (i+1)·S). A shard is written into a temporary folder
-and renamed when complete, so a killed job leaves only whole shards, and a rerun skips
-them.
+Shard i covers source records [i·S, (i+1)·S). A shard is written atomically
+(`landmark_jax.folders.atomic_folder`), so a killed job leaves only whole shards, and a rerun
+skips them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import pathlib
-import tempfile
 
 import jax
 import numpy as np
@@ -24,8 +23,10 @@ from tqdm import tqdm
 from landmark_jax import sharding
 from landmark_jax.data import ImageSource, PipelineConfig, eval_dataset
 from landmark_jax.data.labels import LabelMap
-from landmark_jax.embedding import Embedder
-from landmark_jax.train.trained import TrainedModel
+from landmark_jax.embedding import Embedder, eval_batch_size
+from landmark_jax.errors import MissingFileError
+from landmark_jax.folders import atomic_folder
+from landmark_jax.train.checkpoints import TrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +55,7 @@ def embed_source(trained: TrainedModel, source: ImageSource, out_dir: str | os.P
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   mesh = sharding.make_data_mesh(jax.local_devices())
-  devices = len(jax.local_devices())
-  batch_size = max(devices, batch_size // devices * devices)
-  pipeline = PipelineConfig(batch_size=batch_size, num_workers=num_workers,
+  pipeline = PipelineConfig(batch_size=eval_batch_size(batch_size, mesh), num_workers=num_workers,
                             image=trained.config.pipeline.image)
   embedder = Embedder(trained.model, trained.variables, mesh)
   num_shards = -(-len(source) // shard_size)
@@ -75,12 +74,11 @@ def embed_source(trained: TrainedModel, source: ImageSource, out_dir: str | os.P
       vectors.append(batch["embedding"][ok])
       skipped += batch["id"][~ok].tolist()
       bar.update(len(ok))
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=".shard-", dir=out))
-    np.save(staging / "embeddings.npy", np.concatenate(vectors).astype(np.float32))
-    np.save(staging / "ids.npy", np.concatenate(ids).astype(str))
-    np.save(staging / "labels.npy", np.concatenate(labels).astype(np.int32))
-    (staging / "skipped.json").write_text(json.dumps(skipped))
-    os.rename(staging, _shard_dir(out, shard))
+    with atomic_folder(_shard_dir(out, shard)) as staging:
+      np.save(staging / "embeddings.npy", np.concatenate(vectors).astype(np.float32))
+      np.save(staging / "ids.npy", np.concatenate(ids).astype(str))
+      np.save(staging / "labels.npy", np.concatenate(labels).astype(np.int32))
+      (staging / "skipped.json").write_text(json.dumps(skipped))
   bar.close()
   source.label_map.save(out / "label_map.json")
   (out / "embeddings.json").write_text(json.dumps({
@@ -97,7 +95,8 @@ def load_embeddings(directory: str | os.PathLike) -> Embeddings:
   directory = pathlib.Path(directory)
   shards = sorted(p for p in directory.glob("shard-*") if p.is_dir())
   if not shards:
-    raise FileNotFoundError(f"no embedding shards in {directory}")
+    raise MissingFileError(f"no embedding shards in {directory}: run `landmark-jax embed` "
+                           "first")
   def load(name):
     return np.concatenate([np.load(s / name, allow_pickle=False) for s in shards])
   skipped = [i for s in shards for i in json.loads((s / "skipped.json").read_text())]

@@ -15,10 +15,11 @@ import pathlib
 import numpy as np
 
 from landmark_jax.data.labels import LabelMap
+from landmark_jax.errors import MissingFileError
 from landmark_jax.index.centroid_index import CentroidIndex, IndexConfig
-from landmark_jax.index.cleaning import CleaningConfig, CleaningResult, clean_dataset
-from landmark_jax.index.embed import Embeddings
 from landmark_jax.index.landmarks import load_landmarks_csv
+from landmark_jax.stages.cleaning import CleaningConfig, CleaningResult, clean_dataset
+from landmark_jax.stages.embed import Embeddings
 
 
 def clean_embeddings(embeddings: Embeddings, config: CleaningConfig = CleaningConfig()
@@ -70,6 +71,9 @@ def build_centroid_index(clean_dir: str | os.PathLike, config: IndexConfig = Ind
   """The index over a `write_cleaning` folder's centroids; the manifest records
   `checkpoint_id` (default: the one the cleaning recorded)."""
   clean = pathlib.Path(clean_dir)
+  if not (clean / "centroids.npy").is_file():
+    raise MissingFileError(f"no cleaning output in {clean} (centroids.npy missing): run "
+                           "`landmark-jax clean` first")
   if checkpoint_id is None and (clean / "clean.json").is_file():
     checkpoint_id = json.loads((clean / "clean.json").read_text()).get("checkpoint")
   centroids = np.load(clean / "centroids.npy", allow_pickle=False)

@@ -1,8 +1,8 @@
-"""The paper's setup: Wide ResNet-50-2, 512-d embedding, softmax + center loss (λ = 5e-5),
+"""The default: the paper's setup. Wide ResNet-50-2, 512-d embedding, softmax + center loss (λ = 5e-5),
 SGD momentum 0.9, weight decay 5e-3, 30 epochs with learning rates ÷10 at epochs 12 and 24,
 curriculum over the four geographic parts, on Google Landmarks v2 (or any GLDv2-layout set).
 
-    landmark-jax train --config configs/wrn50_2_gldv2.py --workdir gs-or-local/wrn50_2 \\
+    landmark-jax train --config default --workdir runs/wrn50_2 \\
         data.root=/data/gldv2 data.regions_csv=regions.csv \\
         model.pretrained=/weights/wide_resnet50_2-9ba9bcbe.pth
 
@@ -13,13 +13,13 @@ What to expect: the paper reports, after cleaning and centroid search, 92 % sens
 paper. Throughput: see docs/benchmarks.md. A fast local check of this exact config on a
 laptop CPU:
 
-    landmark-jax train --config configs/wrn50_2_gldv2.py --workdir /tmp/wrn data.kind=demo \\
+    landmark-jax train --config default --workdir /tmp/wrn data.kind=demo \\
         data.root= model.dtype=float32 pipeline.batch_size=8 pipeline.num_workers=2 max_steps=2
 """
 
 from landmark_jax.config import (
-    CurriculumConfig, DataConfig, ImageConfig, LossConfig, ModelConfig, OptimConfig,
-    PipelineConfig, TrainConfig)
+    CalibrationConfig, CleaningConfig, CurriculumConfig, DataConfig, DelfConfig, ImageConfig,
+    IndexConfig, LossConfig, ModelConfig, OptimConfig, PipelineConfig, TrainConfig)
 
 
 def get_config() -> TrainConfig:
@@ -37,4 +37,8 @@ def get_config() -> TrainConfig:
       checkpoint_every_steps=2000,
       keep_checkpoints=3,
       log_every_steps=100,
+      cleaning=CleaningConfig(linkage="average", distance_threshold=0.5, min_cluster_size=3),
+      index=IndexConfig(),
+      calibration=CalibrationConfig(target_specificity=0.99),
+      delf=DelfConfig(),  # DELF's own settings (512 px, 7 scales, 1000 features)
   )

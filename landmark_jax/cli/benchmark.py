@@ -1,0 +1,196 @@
+"""``landmark-jax benchmark model | train | index | compare | data``: speed and memory,
+reported as ratios against a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import pathlib
+
+from landmark_jax.cli.common import positive_int, probability, setup_logging
+from landmark_jax.errors import UsageError
+
+# `benchmark compare --preset`: the shipped config whose `delf` section gives the settings.
+PRESETS = {"demo": "tiny_cpu", "delf": "default"}
+
+
+def _benchmark_model(args) -> int:
+  from landmark_jax.benchmarks.model_speed import benchmark_model
+  from landmark_jax.benchmarks.timing import format_table, machine_description, write_json
+  rows = benchmark_model(args.backbone, batch_size=args.batch_size, image_size=args.image_size,
+                         repeats=args.repeats, dtype=args.dtype,
+                         compare_torch=not args.no_torch)
+  print(f"# {args.backbone} at {args.image_size}×{args.image_size}, batch {args.batch_size}: "
+        f"{machine_description()}")
+  print(format_table(rows, ["framework", "pass", "dtype", "seconds/batch", "images/s",
+                            "vs torch"]))
+  if args.json:
+    write_json(args.json, rows)
+  return 0
+
+
+def _benchmark_data(args) -> int:
+  from landmark_jax.benchmarks.data_speed import benchmark_data
+  from landmark_jax.benchmarks.timing import format_table, machine_description, write_json
+  from landmark_jax.data import GLDv2Source
+  from landmark_jax.data.demo_dataset import demo_dataset
+  root = args.root or demo_dataset()
+  source = GLDv2Source(root, csv=args.csv, non_landmark_csv=args.non_landmark_csv)
+  rows = benchmark_data(source, crop_size=args.crop_size, num_images=args.num_images)
+  print(f"# {len(source)} images from {root}, crop {args.crop_size}: {machine_description()}")
+  print(format_table(rows, ["workers", "jpeg draft", "images/s", "images/s per process",
+                            "vs no draft"]))
+  if args.json:
+    write_json(args.json, rows)
+  return 0
+
+
+def _benchmark_train(args) -> int:
+  from landmark_jax.benchmarks.timing import format_table, machine_description, write_json
+  from landmark_jax.benchmarks.train_speed import benchmark_train
+  cases = [(b, s, n) for b, s, n in (c.split(":") for c in args.cases)]
+  rows = benchmark_train([(b, int(s), int(n)) for b, s, n in cases], num_classes=args.num_classes,
+                         repeats=args.repeats, dtype=args.dtype)
+  print(f"# train step, {args.num_classes} classes: {machine_description()}")
+  print(format_table(rows, ["backbone", "image", "batch", "loss", "seconds/step", "images/s",
+                            "overhead vs softmax %"]))
+  if args.json:
+    write_json(args.json, rows)
+  return 0
+
+
+def _benchmark_index(args) -> int:
+  from landmark_jax.benchmarks.index_speed import benchmark_index, benchmark_query_latency
+  from landmark_jax.benchmarks.timing import format_table, machine_description, write_json
+  rows = benchmark_index(args.sizes, num_queries=args.queries)
+  print(f"# centroid search, 512-d, {args.queries} queries: {machine_description()}")
+  print(format_table(rows, ["centroids", "backend", "build s", "index MB", "queries/s",
+                            "recall@1", "setting"]))
+  latency = []
+  if not args.skip_latency:
+    latency = benchmark_query_latency(args.backbone)
+    print(f"\n# one photo: embed ({args.backbone}) + search")
+    print(format_table(latency, ["backbone", "image", "index", "embed ms", "search ms",
+                                 "total ms", "search share %"]))
+  if args.json:
+    write_json(args.json, {"search": rows, "latency": latency})
+  return 0
+
+
+def _benchmark_compare(args) -> int:
+  import dataclasses
+  from landmark_jax.benchmarks.compare import (
+      benchmark_compare, benchmark_full_size_forward, write_comparison)
+  from landmark_jax.config import apply_overrides, load_config
+  from landmark_jax.data import GLDv2Source, source_for
+  from landmark_jax.index import CentroidIndex
+  from landmark_jax.train.checkpoints import load_trained
+  setup_logging()
+  on_demo = args.checkpoint is None and args.index is None
+  if on_demo:
+    from landmark_jax.data.demo_dataset import demo_dataset
+    from landmark_jax.demo import run_demo
+    demo_dir = pathlib.Path(args.demo_workdir)
+    if not (demo_dir / "index" / "manifest.json").is_file():
+      run_demo(demo_dir)  # reuses every finished step
+    args.checkpoint, args.index = demo_dir / "train", demo_dir / "index"
+    args.root = args.root or demo_dataset()
+  elif args.checkpoint is None or args.index is None or args.root is None:
+    raise UsageError("give --checkpoint, --index and --root together (or none: the demo)")
+  trained = load_trained(args.checkpoint)
+  index = CentroidIndex.load(args.index, expected_dim=trained.model.embedding_dim)
+  split = lambda csv: GLDv2Source(args.root, csv=csv, non_landmark_csv=args.non_landmark_csv,  # noqa: E731
+                                  label_map=trained.label_map)
+  # The DELF settings: a preset's (a shipped config's `delf` section), else the model's own
+  # config's (the demo model's is tiny_cpu: sized for the embedded 128-px photos).
+  base = load_config(PRESETS[args.preset]).delf if args.preset else trained.config.delf
+  config = apply_overrides(dataclasses.replace(base, attention=args.attention), args.overrides)
+  result = benchmark_compare(trained, index,
+                             source_for(trained.config.data, "train", trained.label_map),
+                             split(args.val_csv), split(args.test_csv), config,
+                             target_specificity=args.target_specificity,
+                             max_queries=args.max_queries)
+  full_size = None
+  if args.full_size_backbone:
+    full_size = benchmark_full_size_forward(args.full_size_backbone)
+  print(write_comparison(result, args.out, full_size))
+  return 0
+
+
+def register(commands, debug) -> None:
+  benchmark = commands.add_parser("benchmark", parents=[debug],
+                                  help="speed/memory benchmarks (ratios vs a baseline)")
+  suites = benchmark.add_subparsers(dest="suite", required=True, metavar="SUITE")
+  model = suites.add_parser(
+      "model", parents=[debug],
+      help="backbone forward and forward+backward images/s, JAX vs torchvision")
+  model.add_argument("--backbone", default="wide_resnet50_2")
+  model.add_argument("--batch-size", type=int, default=8)
+  model.add_argument("--image-size", type=int, default=224)
+  model.add_argument("--repeats", type=int, default=5)
+  model.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  model.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
+  model.add_argument("--json", help="also write the rows to this JSON file")
+  model.set_defaults(run=_benchmark_model)
+
+  train_bench = suites.add_parser(
+      "train", parents=[debug],
+      help="train-step images/s, softmax-only vs softmax + center loss")
+  train_bench.add_argument("--cases", nargs="+", default=["resnet_tiny:64:32",
+                                                          "wide_resnet50_2:224:8"],
+                           help="backbone:image_size:batch_size")
+  train_bench.add_argument("--num-classes", type=int, default=1000)
+  train_bench.add_argument("--repeats", type=int, default=5)
+  train_bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  train_bench.add_argument("--json", help="also write the rows to this JSON file")
+  train_bench.set_defaults(run=_benchmark_train)
+
+  index_bench = suites.add_parser(
+      "index", parents=[debug],
+      help="ScaNN vs exact search at recall@1 ≥ 0.99; embed+search latency")
+  index_bench.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+  index_bench.add_argument("--queries", type=int, default=1000)
+  index_bench.add_argument("--backbone", default="wide_resnet50_2")
+  index_bench.add_argument("--skip-latency", action="store_true")
+  index_bench.add_argument("--json", help="also write the rows to this JSON file")
+  index_bench.set_defaults(run=_benchmark_index)
+
+  compare = suites.add_parser(
+      "compare", parents=[debug],
+      help="centroid recognizer vs the DELF-style baseline: per-query time by "
+           "part, index memory, sensitivity/specificity (table + PNG)")
+  compare.add_argument("--checkpoint", help="training workdir (default: the demo's; trained "
+                                            "first if missing)")
+  compare.add_argument("--index", help="its centroid index")
+  compare.add_argument("--root", help="GLDv2-layout folder holding the validation and test "
+                                      "CSVs (default with the demo: the embedded dataset)")
+  compare.add_argument("--val-csv", default="val.csv", help="calibrates both thresholds")
+  compare.add_argument("--test-csv", default="test.csv")
+  compare.add_argument("--non-landmark-csv", default=None)
+  compare.add_argument("--attention", default="trained", choices=["trained", "feature_norm"])
+  compare.add_argument("--preset", choices=sorted(PRESETS),
+                       help="DELF settings: 'delf' (DELF's own: 512 px, 7 scales, 1000 "
+                            "features; the default config's) or 'demo' (sized for the "
+                            "embedded 128-px photos; tiny_cpu's); default: the checkpoint "
+                            "config's own `delf` section")
+  compare.add_argument("--target-specificity", type=probability, default=None,
+                       help="default: the index's calibration target")
+  compare.add_argument("--max-queries", type=positive_int, default=None)
+  compare.add_argument("--full-size-backbone", metavar="NAME",
+                       help="also time one photo's forward passes with this backbone at the "
+                            "paper's sizes (224² crop vs DELF's 512-px 7-scale pyramid)")
+  compare.add_argument("--demo-workdir", default="workdir/demo")
+  compare.add_argument("--out", default="workdir/compare",
+                       help="compare.md, compare.json and compare.png go here")
+  compare.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="DelfConfig fields, e.g. max_features=500 'scales=(0.5,1.0)'")
+  compare.set_defaults(run=_benchmark_compare)
+
+  data = suites.add_parser(
+      "data", parents=[debug],
+      help="decode+augment images/s: JPEG draft on/off, 0/1/2 worker processes")
+  data.add_argument("--root", help="a GLDv2-layout folder (default: the embedded demo dataset)")
+  data.add_argument("--csv", default="train.csv")
+  data.add_argument("--non-landmark-csv", default=None)
+  data.add_argument("--crop-size", type=int, default=224)
+  data.add_argument("--num-images", type=int, default=240)
+  data.add_argument("--json", help="also write the rows to this JSON file")
+  data.set_defaults(run=_benchmark_data)

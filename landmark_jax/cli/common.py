@@ -1,0 +1,119 @@
+"""What several commands share: the one-line argument errors, the photo-source options, the
+config options, argument types that check ranges."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from typing import Sequence
+
+from landmark_jax.errors import ConfigError
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+  """argparse, but a usage mistake is one line (and status 2), like every other mistake."""
+
+  def error(self, message: str):
+    print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+    sys.exit(2)
+
+
+def debug_flag() -> argparse.ArgumentParser:
+  """A parent parser giving a subcommand ``--debug`` too (``landmark-jax train --debug``)."""
+  parent = argparse.ArgumentParser(add_help=False)
+  parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                      help="show tracebacks instead of one-line errors")
+  return parent
+
+
+def setup_logging(level: int = logging.WARNING) -> None:
+  fmt = "%(asctime)s %(levelname)s %(message)s" if level < logging.WARNING else \
+      "%(levelname)s %(message)s"
+  logging.basicConfig(level=level, format=fmt)
+
+
+# Argument types: a value out of range is a usage error, found before any work starts.
+
+def probability(text: str) -> float:
+  value = float(text)
+  if not 0 < value <= 1:
+    raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]")
+  return value
+
+
+def share(text: str) -> float:
+  value = float(text)
+  if not 0 <= value < 1:
+    raise argparse.ArgumentTypeError(f"{text} is not in [0, 1)")
+  return value
+
+
+def positive_int(text: str) -> int:
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+  return value
+
+
+def non_negative_float(text: str) -> float:
+  value = float(text)
+  if not value >= 0:
+    raise argparse.ArgumentTypeError(f"{text} is not ≥ 0")
+  return value
+
+
+def port(text: str) -> int:
+  value = int(text)
+  if not 0 <= value <= 65535:
+    raise argparse.ArgumentTypeError(f"{text} is not a TCP port (0–65535)")
+  return value
+
+
+# Photos to work on: a GLDv2-layout folder, an image folder, or a split of the model's data.
+
+def add_source_args(parser: argparse.ArgumentParser, default: str) -> None:
+  parser.add_argument("--root", help=f"a GLDv2-layout folder (default: {default})")
+  parser.add_argument("--csv", default="train.csv", help="with --root: the image list")
+  parser.add_argument("--non-landmark-csv", default=None, help="with --root: non-landmark ids")
+  parser.add_argument("--folder", help="an image folder <folder>/<landmark>/*.jpg instead")
+
+
+def source_from_args(args, label_map):
+  """The GLDv2 (--root/--csv) or image-folder (--folder) source the user named, or None."""
+  from landmark_jax.data import GLDv2Source, ImageFolderSource
+  if getattr(args, "folder", None):
+    return ImageFolderSource(args.folder, label_map=label_map)
+  if getattr(args, "root", None):
+    return GLDv2Source(args.root, csv=args.csv, non_landmark_csv=args.non_landmark_csv,
+                       label_map=label_map)
+  return None
+
+
+def photos(args, trained, split: str, label_map=None):
+  """The photos the user named, else `split` of the data the model was trained on (the
+  embedded dataset has every split; other data needs --root/--csv or --folder)."""
+  from landmark_jax.data import source_for
+  label_map = label_map or trained.label_map
+  return source_from_args(args, label_map) or source_for(trained.config.data, split, label_map)
+
+
+# Configs: a shipped name or a file, and overrides of one section of it.
+
+def add_config_arg(parser: argparse.ArgumentParser, default_help: str) -> None:
+  parser.add_argument("--config", help=f"a shipped config name (see `landmark-jax train "
+                                       f"--help`) or a config file; default: {default_help}")
+
+
+def config_section(config_name: str | None, fallback, section: str, overrides: Sequence[str]):
+  """`section` of the named config (else of `fallback`, a config or a name), with
+  ``key=value`` overrides of that section's fields."""
+  from landmark_jax.config import apply_overrides, load_config
+  config = load_config(config_name) if config_name else fallback
+  if isinstance(config, str):
+    config = load_config(config)
+  value = getattr(config, section)
+  if not dataclasses.is_dataclass(value):
+    raise ConfigError(f"config has no section {section!r}")
+  return apply_overrides(value, overrides)

@@ -1,0 +1,96 @@
+"""Calibration and evaluation: ``calibrate``, ``evaluate``, ``evaluate-revisited``."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from landmark_jax.cli.common import add_source_args, photos, positive_int, probability, share
+
+
+def _calibrate(args) -> int:
+  import math
+  from landmark_jax.eval.calibration import calibrate
+  from landmark_jax.recognize import Recognizer
+  recognizer = Recognizer.load(args.checkpoint, args.index, eta=-math.inf)  # being chosen
+  target = (args.target_specificity
+            or recognizer.trained.config.calibration.target_specificity)
+  result = calibrate(recognizer, photos(args, recognizer.trained, "val", recognizer.label_map),
+                     target)
+  recognizer.index.with_metadata(eta=result["eta"], calibration=result).save(args.index)
+  print("\n".join(f"{k:>20}: {v}" for k, v in result.items()))
+  print(f"eta stored in {args.index}/manifest.json")
+  return 0
+
+
+def _evaluate(args) -> int:
+  from landmark_jax.data import source_for
+  from landmark_jax.eval.report import emulate_collection, evaluate_recognizer, load_locations
+  from landmark_jax.recognize import Recognizer
+  recognizer = Recognizer.load(args.checkpoint, args.index, eta=args.eta)
+  trained = recognizer.trained
+  source = photos(args, trained, "test", recognizer.label_map)
+  if args.landmark_share:
+    source = emulate_collection(source, args.landmark_share, seed=args.seed)
+  evaluate_recognizer(
+      recognizer, source, args.out,
+      training_source=source_for(trained.config.data, "train", trained.label_map),
+      rare_threshold=args.rare_threshold, geo=args.geo,
+      locations=load_locations(args.locations_csv) if args.locations_csv else None)
+  print((pathlib.Path(args.out) / "report.md").read_text())
+  print(f"report and plots written to {args.out}")
+  return 0
+
+
+def _evaluate_revisited(args) -> int:
+  from landmark_jax.eval.revisited import evaluate_revisited
+  from landmark_jax.recognize import PhotoEmbedder
+  from landmark_jax.train.checkpoints import load_trained
+  embedder = PhotoEmbedder(load_trained(args.checkpoint), batch_size=args.batch_size)
+  result = evaluate_revisited(embedder.embed, args.root, args.gnd, distractors=args.distractors)
+  print(json.dumps(result, indent=2))
+  if args.out:
+    pathlib.Path(args.out).write_text(json.dumps(result, indent=2))
+  return 0
+
+
+def register(commands, debug) -> None:
+  cal = commands.add_parser("calibrate", parents=[debug],
+                            help="choose η for a target specificity, store it in the index")
+  cal.add_argument("--checkpoint", required=True, help="a training workdir")
+  cal.add_argument("--index", required=True, help="its centroid index (η is written into it)")
+  cal.add_argument("--target-specificity", type=probability, default=None,
+                   help="share of non-landmark photos to reject (default: the checkpoint "
+                        "config's calibration.target_specificity)")
+  add_source_args(cal, "the validation split of the checkpoint's data")
+  cal.set_defaults(run=_calibrate)
+
+  ev = commands.add_parser(
+      "evaluate", parents=[debug],
+      help="sensitivity/specificity, rare/frequent, categories, GAP, plots")
+  ev.add_argument("--checkpoint", required=True, help="a training workdir")
+  ev.add_argument("--index", required=True, help="its centroid index")
+  ev.add_argument("--out", required=True, help="report.md, report.json and PNG plots go here")
+  ev.add_argument("--eta", type=float, default=None, help="default: the index's calibrated η")
+  ev.add_argument("--landmark-share", type=share, default=0.02,
+                  help="emulate a user collection with this share of landmark photos "
+                       "(the paper: 1–3 %%); 0 keeps the test set as it is")
+  ev.add_argument("--rare-threshold", type=positive_int, default=10,
+                  help="landmarks with fewer training images are 'rare'")
+  ev.add_argument("--seed", type=int, default=0)
+  ev.add_argument("--geo", action="store_true",
+                  help="also evaluate with geo-information (the photos' EXIF GPS positions)")
+  ev.add_argument("--locations-csv", help="id,latitude,longitude of the test photos (implies "
+                                          "--geo; photos not listed fall back to EXIF)")
+  add_source_args(ev, "the test split of the checkpoint's data")
+  ev.set_defaults(run=_evaluate)
+
+  evr = commands.add_parser("evaluate-revisited", parents=[debug],
+                            help="Revisited Oxford/Paris mAP")
+  evr.add_argument("--checkpoint", required=True, help="a training workdir")
+  evr.add_argument("--root", required=True, help="the dataset folder (with jpg/)")
+  evr.add_argument("--gnd", required=True, help="gnd_roxford5k.pkl / gnd_rparis6k.pkl / .mat")
+  evr.add_argument("--distractors", help="a folder of distractor images (R1M-style)")
+  evr.add_argument("--batch-size", type=positive_int, default=16)
+  evr.add_argument("--out", help="also write the JSON result here")
+  evr.set_defaults(run=_evaluate_revisited)

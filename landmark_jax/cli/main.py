@@ -1,0 +1,67 @@
+"""`main`: parse the command line, run the command, and the one error boundary.
+
+A user's mistake — a missing or wrong file, an unknown config key, a value out of range, a
+corrupt index, no data — is printed as one line naming the problem and exits with status 2.
+``--debug`` (or ``LANDMARK_JAX_DEBUG=1``) shows the traceback instead. Anything else is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from landmark_jax.cli import benchmark, evaluate, offline, recognize, serve, train
+from landmark_jax.cli.common import OneLineErrorParser, debug_flag
+from landmark_jax.errors import UserError
+
+# Command groups, in the order `--help` lists them.
+GROUPS = (train, offline, recognize, evaluate, serve, benchmark)
+
+# Besides the library's own `UserError`s: what the operating system says about a path the
+# user gave (a checkpoint folder that is a file, an unreadable output folder, …).
+USER_MISTAKES = (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                 PermissionError, FileExistsError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = OneLineErrorParser(
+      prog="landmark-jax",
+      description="Large-scale landmark recognition via deep metric learning, in JAX.",
+      epilog="A mistake prints one line and exits with status 2; --debug (or "
+             "LANDMARK_JAX_DEBUG=1) shows the traceback.")
+  parser.add_argument("--debug", action="store_true",
+                      help="show tracebacks instead of one-line errors")
+  commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+  for group in GROUPS:
+    group.register(commands, debug_flag())
+  return parser
+
+
+def _one_line(error: BaseException) -> str:
+  if isinstance(error, OSError) and error.filename and not isinstance(error, UserError):
+    message = f"{error.strerror or error}: {error.filename}"
+  else:
+    message = str(error) or type(error).__name__
+  return " ".join(message.split())  # one line, whatever the message held
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  debug = args.debug or os.environ.get("LANDMARK_JAX_DEBUG", "") not in ("", "0")
+  try:
+    return args.run(args)
+  except USER_MISTAKES as error:
+    if debug:
+      raise
+    print(f"landmark-jax {args.command}: error: {_one_line(error)}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print(f"landmark-jax {args.command}: interrupted", file=sys.stderr)
+    return 130
+
+
+if __name__ == "__main__":
+  sys.exit(main())
