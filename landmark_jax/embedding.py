@@ -14,7 +14,7 @@ import numpy as np
 
 from landmark_jax import sharding
 from landmark_jax.data.pipeline import DeviceIterator
-from landmark_jax.models import LandmarkNet, l2_normalize
+from landmark_jax.models import LandmarkNet, l2_normalize, model_variables
 
 
 def _forward(model: LandmarkNet, normalize: bool, variables, images):
@@ -52,7 +52,7 @@ class Embedder:
     self.mesh = mesh
     replicated = sharding.replicated_sharding(mesh)
     self._variables = sharding.replicate(
-        {"params": variables["params"], "batch_stats": variables["batch_stats"]}, mesh)
+        model_variables(variables["params"], variables["batch_stats"]), mesh)
     self._forward = jax.jit(functools.partial(_forward, model, normalize),
                             in_shardings=(replicated, sharding.batch_sharding(mesh)),
                             out_shardings=(replicated, replicated))

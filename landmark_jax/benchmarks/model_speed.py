@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from landmark_jax.benchmarks.timing import median_seconds
-from landmark_jax.models import get_backbone
+from landmark_jax.models import get_backbone, model_variables
 
 
 def _jax_steps(name: str, batch_size: int, image_size: int, dtype):
@@ -29,7 +29,7 @@ def _jax_steps(name: str, batch_size: int, image_size: int, dtype):
 
   def loss(params, batch_stats, images):
     features, updates = backbone.apply(
-        {"params": params, "batch_stats": batch_stats}, images, train=True,
+        model_variables(params, batch_stats), images, train=True,
         mutable=["batch_stats"])
     return jnp.mean(features**2), updates
 

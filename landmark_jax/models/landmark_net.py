@@ -25,6 +25,11 @@ def normalize_images(images) -> jnp.ndarray:
   return (images - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
 
 
+def model_variables(params, batch_stats) -> dict:
+  """What `apply` takes: the two variable collections of a ResNet or `LandmarkNet`."""
+  return {"params": params, "batch_stats": batch_stats}
+
+
 def l2_normalize(x, axis: int = -1, eps: float = 1e-12):
   """x / ‖x‖ (computed in float32), so that dot product = cosine similarity."""
   x = x.astype(jnp.float32)

@@ -31,7 +31,7 @@ import orbax.checkpoint as ocp
 from landmark_jax.config import TrainConfig, from_dict
 from landmark_jax.data import LabelMap
 from landmark_jax.errors import MissingFileError
-from landmark_jax.models import LandmarkNet
+from landmark_jax.models import LandmarkNet, model_variables
 
 CONFIG_FILE = "config.json"
 LABEL_MAP_FILE = "label_map.json"
@@ -87,11 +87,6 @@ def make_model(config: TrainConfig, num_classes: int) -> LandmarkNet:
   """The `LandmarkNet` a config describes, with `num_classes` landmark classes."""
   return LandmarkNet(config.model.backbone, num_classes=num_classes,
                      embedding_dim=config.model.embedding_dim, dtype=jnp.dtype(config.model.dtype))
-
-
-def model_variables(params: Any, batch_stats: Any) -> dict:
-  """What `LandmarkNet.apply` takes: the two variable collections."""
-  return {"params": params, "batch_stats": batch_stats}
 
 
 def abstract_variables(model: LandmarkNet, image_size: int, sharding=None) -> dict:

@@ -22,8 +22,7 @@ from landmark_jax.config import TrainConfig
 from landmark_jax.data import ImageSource, eval_dataset
 from landmark_jax.embedding import Embedder, class_mean_embeddings, eval_batch_size
 from landmark_jax.errors import ConfigError, DataError
-from landmark_jax.models import LandmarkNet
-from landmark_jax.train.checkpoints import model_variables
+from landmark_jax.models import LandmarkNet, model_variables
 from landmark_jax.train.state import TrainState
 
 

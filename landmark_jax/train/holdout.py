@@ -11,8 +11,7 @@ import numpy as np
 from landmark_jax.config import TrainConfig
 from landmark_jax.data import ImageSource, eval_dataset
 from landmark_jax.embedding import Embedder, eval_batch_size
-from landmark_jax.models import LandmarkNet
-from landmark_jax.train.checkpoints import model_variables
+from landmark_jax.models import LandmarkNet, model_variables
 from landmark_jax.train.state import TrainState
 from landmark_jax.train.step import stage_labels
 

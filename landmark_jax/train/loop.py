@@ -15,7 +15,7 @@ import json
 import logging
 import pathlib
 import time
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 from tqdm import tqdm
@@ -24,11 +24,11 @@ from landmark_jax import sharding
 from landmark_jax.config import TrainConfig, to_dict
 from landmark_jax.data import DeviceIterator, ImageSource, LabelMap, source_for, train_dataset
 from landmark_jax.data.catalog import has_split
-from landmark_jax.models import LandmarkNet
+from landmark_jax.models import LandmarkNet, model_variables
 from landmark_jax.models.pretrained import load_pretrained_backbone, with_pretrained_backbone
 from landmark_jax.train import curriculum, optim
 from landmark_jax.train.checkpoints import (
-    CHECKPOINTS_DIR, CONFIG_FILE, LABEL_MAP_FILE, Checkpointer, make_model, model_variables)
+    CHECKPOINTS_DIR, CONFIG_FILE, LABEL_MAP_FILE, Checkpointer, make_model)
 from landmark_jax.train.holdout import HOLDOUT_FILE, evaluate_holdout
 from landmark_jax.train.metrics_log import MetricsLog, NonFiniteLossError, check_finite
 from landmark_jax.train.state import TrainState, abstract_train_state, create_train_state
@@ -76,6 +76,70 @@ def _initial_state(config: TrainConfig, model: LandmarkNet, tx, mesh) -> TrainSt
   return state
 
 
+@dataclasses.dataclass
+class _Run:
+  """What every stage of one `train` call shares."""
+
+  config: TrainConfig
+  plan: curriculum.StagePlan
+  mesh: jax.sharding.Mesh
+  tx: Any
+  schedules: dict
+  checkpointer: Checkpointer
+  log: MetricsLog
+  bar: tqdm
+  hooks: Sequence[Hook]
+  total_steps: int
+
+  def save(self, step: int, state: TrainState, data_state: dict, stage: int, **meta) -> None:
+    self.checkpointer.save(step, state, data_state,
+                           {"stage": stage, "num_classes": self.plan.num_classes[stage], **meta})
+
+
+def _run_stage(run: _Run, stage: int, state: TrainState, step: int, data_state: dict | None
+               ) -> tuple[TrainState, int, int, int | None]:
+  """Steps of `stage` from `step` (and the data position `data_state`) to the stage's end
+  or `max_steps`; returns the state, the step reached, the unreadable images skipped, and
+  the step of the last checkpoint written (None: none)."""
+  config, plan = run.config, run.plan
+  model = make_model(config, plan.num_classes[stage])
+  step_fn = make_train_step(model, run.tx, config.loss, run.mesh)
+  pipeline = dataclasses.replace(config.pipeline, seed=config.seed + 7919 * stage)
+  dataset, skipped = train_dataset(plan.sources[stage], pipeline, num_epochs=plan.epochs[stage])
+  iterator = DeviceIterator(dataset, run.mesh)
+  if data_state:
+    iterator.set_state(data_state)
+  stage_end = min(plan.first_step(stage) + plan.steps[stage], run.total_steps)
+  pending, started, images, saved = None, time.perf_counter(), 0, None
+  while step < stage_end:
+    try:
+      batch = next(iterator)
+    except StopIteration:
+      # Unreadable images were dropped, so the stage has fewer full batches than planned.
+      logger.warning("stage %d ran out of images at step %d (%d unreadable skipped)",
+                     stage, step, skipped.total)
+      break
+    state, metrics = step_fn(state, {"image": batch["image"], "label": batch["label"]})
+    step += 1
+    images += config.pipeline.batch_size
+    # Read the previous step's metrics now: the host never waits for the step just queued.
+    if pending is not None:
+      _report(*pending, run, stage, images, started)
+    pending = (step, metrics)
+    for hook in run.hooks:
+      hook(step, state, metrics)
+    if step % config.checkpoint_every_steps == 0 and step != stage_end:
+      _report(*pending, run, stage, images, started)
+      pending = None
+      run.save(step, state, iterator.get_state(), stage)
+      saved = step
+  if pending is not None:
+    _report(*pending, run, stage, images, started)
+  logger.info("stage %d done at step %d; %d unreadable images skipped", stage, step,
+              skipped.total)
+  return state, step, skipped.total, saved
+
+
 def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[Hook] = (),
           progress: bool = True) -> TrainResult:
   """Trains (or resumes training) in `workdir`; returns the final state and held-out accuracy."""
@@ -90,12 +154,9 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
   mesh = sharding.make_data_mesh()
   decay_steps = optim.decay_steps_for(config.optim, plan.steps_per_epoch)
   tx = optim.make_optimizer(config.optim, decay_steps)
-  schedules = optim.learning_rate_schedules(config.optim, decay_steps)
   checkpointer = Checkpointer(workdir / CHECKPOINTS_DIR, config.keep_checkpoints,
                               config.async_checkpointing)
-  total_steps = plan.total_steps
-  if config.max_steps:
-    total_steps = min(total_steps, config.max_steps)
+  total_steps = min(plan.total_steps, config.max_steps or plan.total_steps)
 
   stage, data_state = 0, None
   latest = checkpointer.latest_step()
@@ -109,70 +170,34 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
   else:
     state = _initial_state(config, make_model(config, plan.num_classes[0]), tx, mesh)
   step = int(state.step)
-  log = MetricsLog(workdir)
-  bar = tqdm(total=total_steps, initial=step, disable=not progress or jax.process_index() != 0,
-             desc="train", unit="step", dynamic_ncols=True)
-  skipped_total = 0
-  last_saved = latest
+  run = _Run(config, plan, mesh, tx, optim.learning_rate_schedules(config.optim, decay_steps),
+             checkpointer, MetricsLog(workdir),
+             tqdm(total=total_steps, initial=step, desc="train", unit="step",
+                  disable=not progress or jax.process_index() != 0, dynamic_ncols=True),
+             hooks, total_steps)
+  skipped_total, last_saved = 0, latest
   try:
     while stage < len(plan.num_classes) and step < total_steps:
-      model = make_model(config, plan.num_classes[stage])
-      step_fn = make_train_step(model, tx, config.loss, mesh)
-      pipeline = dataclasses.replace(config.pipeline, seed=config.seed + 7919 * stage)
-      dataset, skipped = train_dataset(plan.sources[stage], pipeline,
-                                       num_epochs=plan.epochs[stage])
-      iterator = DeviceIterator(dataset, mesh)
-      if data_state:
-        iterator.set_state(data_state)
+      state, step, skipped, saved = _run_stage(run, stage, state, step, data_state)
       data_state = None
-      stage_end = min(plan.first_step(stage) + plan.steps[stage], total_steps)
-      pending, started, images = None, time.perf_counter(), 0
-      while step < stage_end:
-        try:
-          batch = next(iterator)
-        except StopIteration:
-          # Unreadable images were dropped, so the stage has fewer full batches than planned.
-          logger.warning("stage %d ran out of images at step %d (%d unreadable skipped)",
-                         stage, step, skipped.total)
-          break
-        state, metrics = step_fn(state, {"image": batch["image"], "label": batch["label"]})
-        step += 1
-        images += config.pipeline.batch_size
-        # Read the previous step's metrics now: the host never waits for the step just queued.
-        if pending is not None:
-          _report(*pending, log, bar, schedules, plan, stage, images, started, config)
-        pending = (step, metrics)
-        for hook in hooks:
-          hook(step, state, metrics)
-        if step % config.checkpoint_every_steps == 0 and step != stage_end:
-          _report(*pending, log, bar, schedules, plan, stage, images, started, config)
-          pending = None
-          checkpointer.save(step, state, iterator.get_state(),
-                            {"stage": stage, "num_classes": plan.num_classes[stage]})
-          last_saved = step
-      if pending is not None:
-        _report(*pending, log, bar, schedules, plan, stage, images, started, config)
-      skipped_total += skipped.total
-      logger.info("stage %d done at step %d; %d unreadable images skipped", stage, step,
-                  skipped.total)
-      if config.max_steps and step >= config.max_steps and stage_end < plan.first_step(stage) + plan.steps[stage]:
-        break  # max_steps reached inside this stage
-      if stage + 1 < len(plan.num_classes):
-        state = curriculum.grow_for_next_stage(config, plan, stage, state, model, tx, mesh,
-                                               source)
-        stage += 1
-        # The new stage starts from the beginning of its own pipeline: an empty data state.
-        checkpointer.save(step, state, {}, {"stage": stage, "num_classes": plan.num_classes[stage]})
-        last_saved = step
-      else:
-        break
+      skipped_total += skipped
+      last_saved = saved or last_saved
+      cut_short = plan.first_step(stage) + plan.steps[stage] > total_steps
+      if (cut_short and step >= total_steps) or stage + 1 == len(plan.num_classes):
+        break  # max_steps reached inside this stage, or the last stage done
+      state = curriculum.grow_for_next_stage(config, plan, stage, state,
+                                             make_model(config, plan.num_classes[stage]), tx,
+                                             mesh, source)
+      stage += 1
+      # The new stage starts from the beginning of its own pipeline: an empty data state.
+      run.save(step, state, {}, stage)
+      last_saved = step
     if last_saved != step:
-      checkpointer.save(step, state, {}, {"stage": stage, "num_classes": plan.num_classes[stage],
-                                          "finished": True})
+      run.save(step, state, {}, stage, finished=True)
   finally:
     checkpointer.wait_until_finished()
-    bar.close()
-    log.close()
+    run.bar.close()
+    run.log.close()
 
   model = make_model(config, plan.num_classes[stage])
   holdout = None
@@ -185,18 +210,20 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
   return TrainResult(state, model, source.label_map, step, skipped_total, holdout)
 
 
-def _report(step, metrics, log, bar, schedules, plan, stage, images, started, config) -> None:
+def _report(step: int, metrics, run: _Run, stage: int, images: int, started: float) -> None:
   values = {k: float(v) for k, v in jax.device_get(metrics).items()}
   check_finite(step, values)
-  bar.update(step - bar.n)
-  if step % config.log_every_steps and step != 1:
+  run.bar.update(step - run.bar.n)
+  if step % run.config.log_every_steps and step != 1:
     return
+  plan = run.plan
   seconds = time.perf_counter() - started
   first = plan.first_step(stage)
   per_epoch = plan.steps[stage] / plan.epochs[stage]
   values.update(stage=stage, epoch=sum(plan.epochs[:stage]) + int((step - 1 - first) // per_epoch),
                 images_per_second=images / max(seconds, 1e-9),
-                **{f"lr_{group}": float(s(step - 1)) for group, s in schedules.items()})
-  log.write(step, values)
-  bar.set_postfix(stage=stage, epoch=values["epoch"], loss=f"{values['loss']:.3f}",
-                  acc=f"{values['accuracy']:.2f}", img_s=f"{values['images_per_second']:.0f}")
+                **{f"lr_{group}": float(s(step - 1)) for group, s in run.schedules.items()})
+  run.log.write(step, values)
+  run.bar.set_postfix(stage=stage, epoch=values["epoch"], loss=f"{values['loss']:.3f}",
+                          acc=f"{values['accuracy']:.2f}",
+                      img_s=f"{values['images_per_second']:.0f}")

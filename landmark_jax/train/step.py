@@ -10,7 +10,7 @@ import optax
 
 from landmark_jax import losses, sharding
 from landmark_jax.config import LossConfig
-from landmark_jax.models import LandmarkNet
+from landmark_jax.models import LandmarkNet, model_variables
 from landmark_jax.train.state import TrainState
 
 
@@ -53,7 +53,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model: Landmar
 
   def loss_fn(params):
     (embedding, logits), updates = model.apply(
-        {"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
+        model_variables(params, state.batch_stats), batch["image"], train=True,
         mutable=["batch_stats"])
     parts = compute_losses(embedding, logits, labels, state.centers, params, loss_config, n)
     return parts["loss"], (parts, embedding, logits, updates["batch_stats"])

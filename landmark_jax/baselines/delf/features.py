@@ -28,7 +28,7 @@ from landmark_jax.baselines.delf.attention import AttentionHead
 from landmark_jax.baselines.delf.config import DelfConfig
 from landmark_jax.baselines.delf.pca import Pca
 from landmark_jax.data.transforms import open_image
-from landmark_jax.models import l2_normalize, normalize_images
+from landmark_jax.models import l2_normalize, model_variables, normalize_images
 from landmark_jax.models.landmark_net import IMAGENET_MEAN
 from landmark_jax.models.resnet import ResNet
 
@@ -132,8 +132,8 @@ class LocalFeatureExtractor:
                        "train_attention, or use attention='feature_norm'")
     self.config = config
     self.backbone = backbone.clone(output_stage=config.feature_stage)
-    self.variables = jax.device_put({"params": variables["params"],
-                                     "batch_stats": variables["batch_stats"]})
+    self.variables = jax.device_put(model_variables(variables["params"],
+                                                    variables["batch_stats"]))
     self.attention_params = attention_params
     self.pca = pca
     self.batch_size = batch_size
