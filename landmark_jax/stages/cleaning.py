@@ -20,8 +20,6 @@ import zlib
 from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
-from scipy.cluster import hierarchy
-from scipy.spatial.distance import squareform
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +58,10 @@ def cluster_embeddings(embeddings: np.ndarray, linkage: str, threshold: float) -
     return np.ones(1, np.int64)
   distances = np.clip(1.0 - x @ x.T, 0.0, 2.0)
   np.fill_diagonal(distances, 0.0)
+  # Imported here: every run's config names CleaningConfig, and SciPy's clustering takes
+  # half a second to import that serving never needs.
+  from scipy.cluster import hierarchy
+  from scipy.spatial.distance import squareform
   tree = hierarchy.linkage(squareform(distances, checks=False), method=linkage)
   return hierarchy.fcluster(tree, t=threshold, criterion="distance").astype(np.int64)
 
