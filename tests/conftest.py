@@ -60,23 +60,23 @@ def tiny_trained(demo_cache, tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained(tiny_trained):
   """The tiny model restored for inference (`TrainedModel`)."""
-  from landmark_jax.train.trained import load_trained
+  from landmark_jax.train.checkpoints import load_trained
   return load_trained(tiny_trained[0])
 
 
 @pytest.fixture(scope="session")
 def index_dir(trained, tmp_path_factory):
-  """embed → clean → centroid index of the demo training set, under <dir>/index."""
-  from landmark_jax.index.centroids import build_centroid_index, clean_embeddings, write_cleaning
-  from landmark_jax.index.cleaning import CleaningConfig
-  from landmark_jax.index.embed import embed_source
-  from landmark_jax.train.loop import build_source
-  out = tmp_path_factory.mktemp("pipeline")
-  source = build_source(trained.config.data, trained.label_map)
-  embeddings = embed_source(trained, source, out / "embeddings", progress=False)
-  result = clean_embeddings(embeddings, CleaningConfig(distance_threshold=0.3))
-  write_cleaning(result, embeddings.label_map, out / "clean", embeddings.checkpoint)
+  """embed → clean → centroid index of the demo training set, under <dir>/index, with the
+  cleaning and index settings of the run's own config (tiny_cpu), as the CLI uses them."""
+  from landmark_jax.data import source_for
   from landmark_jax.data.demo_dataset import demo_dataset
-  build_centroid_index(out / "clean", landmarks_csv=demo_dataset() / "landmarks.csv").save(
-      out / "index")
+  from landmark_jax.stages.centroids import build_centroid_index, clean_embeddings, write_cleaning
+  from landmark_jax.stages.embed import embed_source
+  out = tmp_path_factory.mktemp("pipeline")
+  source = source_for(trained.config.data, "train", trained.label_map)
+  embeddings = embed_source(trained, source, out / "embeddings", progress=False)
+  result = clean_embeddings(embeddings, trained.config.cleaning)
+  write_cleaning(result, embeddings.label_map, out / "clean", embeddings.checkpoint)
+  build_centroid_index(out / "clean", trained.config.index,
+                       landmarks_csv=demo_dataset() / "landmarks.csv").save(out / "index")
   return out

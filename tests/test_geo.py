@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from landmark_jax.geo import exif_location, great_circle_km
-from tests.geo_helpers import with_gps
+from tests.helpers import with_gps
 
 
 @pytest.mark.parametrize("a, b, km", [

@@ -16,6 +16,8 @@ def test_python_interface_names():
   for name in ("build", "search", "save", "load"):
     assert callable(getattr(lj.index.CentroidIndex, name))
   assert callable(lj.Recognizer.recognize)
+  for name in ("Photo", "decode_photo", "calibrate"):  # the front door of inference
+    assert callable(getattr(lj, name))
   for name in ("sensitivity_specificity", "gap", "revisited_map"):
     assert callable(getattr(lj.metrics, name))
 

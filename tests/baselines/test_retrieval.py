@@ -6,21 +6,25 @@ import numpy as np
 import pytest
 
 from landmark_jax.baselines.delf import build_delf, min_inliers_for_specificity
-from landmark_jax.benchmarks.compare import DEMO_DELF_CONFIG
-from landmark_jax.data import GLDv2Source
+from landmark_jax.config import load_config
+from landmark_jax.data import GLDv2Source, source_for
 from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.eval.metrics import sensitivity_specificity
-from landmark_jax.train.loop import build_source
+from tests.helpers import write_bad_folder
 
-# Exact search, so the vote test has an exact reference; 10 candidates keep the suite quick.
-CONFIG = dataclasses.replace(DEMO_DELF_CONFIG, attention="feature_norm", index_backend="exact",
-                             num_candidates=10)
+# The demo's DELF settings (tiny_cpu's `delf` section), with exact search, so the vote test
+# has an exact reference; 10 candidates keep the suite quick.
+CONFIG = dataclasses.replace(load_config("tiny_cpu").delf, attention="feature_norm",
+                             index_backend="exact", num_candidates=10)
+
+
+def training_source(trained):
+  return source_for(trained.config.data, "train", trained.label_map)
 
 
 @pytest.fixture(scope="module")
 def delf(trained):
-  return build_delf(trained, build_source(trained.config.data, trained.label_map), CONFIG,
-                    progress=False)
+  return build_delf(trained, training_source(trained), CONFIG, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,7 @@ def splits(trained, demo_cache):
 
 
 def test_database_holds_every_landmark_photo_and_counts_its_bytes(delf, trained):
-  source = build_source(trained.config.data, trained.label_map)
+  source = training_source(trained)
   landmark = source.labels != source.label_map.non_landmark_label
   database = delf.database
   assert len(database) == landmark.sum()
@@ -60,7 +64,7 @@ def test_shortlist_votes_equal_a_brute_force_count(delf, splits):
 
 
 def test_a_database_photo_finds_itself(delf, trained):
-  source = build_source(trained.config.data, trained.label_map)
+  source = training_source(trained)
   landmark = np.flatnonzero(source.labels != source.label_map.non_landmark_label)
   for position in landmark[::25]:
     (prediction,) = delf.recognize([source.paths[position]])
@@ -86,7 +90,7 @@ def test_calibrated_baseline_recognises_held_out_views(delf, splits):
 
 def test_trained_attention_builds_a_working_recognizer(trained, splits):
   config = dataclasses.replace(CONFIG, attention="trained", attention_steps=30)
-  source = build_source(trained.config.data, trained.label_map)
+  source = training_source(trained)
   delf = build_delf(trained, source.subset(np.arange(0, len(source), 2)), config,
                     progress=False)
   assert delf.extractor.attention_params is not None
@@ -100,7 +104,6 @@ def test_unreadable_database_photos_are_skipped_and_named(tmp_path):
   from landmark_jax.baselines.delf import LocalFeatureExtractor
   from landmark_jax.data import ImageFolderSource
   from landmark_jax.models import get_backbone
-  from tests.data.test_pipeline import write_bad_folder
   write_bad_folder(tmp_path)  # 6 good photos, a truncated, an empty, a text and a bomb
   backbone = get_backbone("resnet_tiny")
   variables = jax.jit(backbone.init)(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32))

@@ -8,7 +8,7 @@ from landmark_jax import sharding
 from landmark_jax.data import (
     DeviceIterator, GLDv2Source, ImageConfig, ImageFolderSource, PipelineConfig, eval_dataset,
     train_dataset)
-from tests.data.test_transforms import encode, gradient_image, huge_png_header
+from tests.helpers import write_bad_folder
 
 SMALL = ImageConfig(resize_size=40, crop_size=32)
 
@@ -79,17 +79,6 @@ def test_two_process_shards_are_disjoint_and_cover_the_epoch(mini_source):
   assert not set(shards[0]) & set(shards[1])
   assert sorted(shards[0] + shards[1]) == sorted(mini_source.ids)
   assert abs(len(shards[0]) - len(shards[1])) <= 1
-
-
-def write_bad_folder(root):
-  good = root / "7"
-  good.mkdir(parents=True)
-  for i in range(6):
-    gradient_image(80 + 10 * i, 60).save(good / f"good{i}.jpg")
-  (good / "truncated.jpg").write_bytes(encode(gradient_image(400, 300), quality=95)[:3000])
-  (good / "empty.jpg").write_bytes(b"")
-  (good / "text.jpg").write_text("this is a text file named .jpg\n")
-  (good / "bomb.png").write_bytes(huge_png_header())
 
 
 def test_corrupt_files_are_skipped_and_counted(tmp_path, caplog):

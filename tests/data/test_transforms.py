@@ -1,6 +1,4 @@
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -9,33 +7,7 @@ from PIL import Image
 from landmark_jax.data.transforms import (
     ImageConfig, ImageDecodeError, center_crop_box, color_jitter, decode_train_record,
     eval_image, open_image, random_resized_crop_box, train_image)
-
-
-def encode(image, fmt="JPEG", **kwargs):
-  buffer = io.BytesIO()
-  image.save(buffer, format=fmt, **kwargs)
-  return buffer.getvalue()
-
-
-def gradient_image(width=300, height=200):
-  x = np.linspace(0, 255, width, dtype=np.float32)
-  y = np.linspace(0, 255, height, dtype=np.float32)
-  pixels = np.stack([np.broadcast_to(x, (height, width)), np.broadcast_to(y[:, None], (height, width)),
-                     np.full((height, width), 128, np.float32)], axis=-1)
-  return Image.fromarray(pixels.astype(np.uint8))
-
-
-def png_chunk(kind: bytes, payload: bytes) -> bytes:
-  return (struct.pack(">I", len(payload)) + kind + payload
-          + struct.pack(">I", zlib.crc32(kind + payload)))
-
-
-def huge_png_header(width=100_000, height=100_000) -> bytes:
-  """A well-formed PNG whose header claims `width`×`height` but carries almost no pixels:
-  decoding it would allocate 30 GB."""
-  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-  return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
-          + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b""))
+from tests.helpers import encode, gradient_image, huge_png_header
 
 
 def test_exif_orientation_is_applied():

@@ -9,16 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from landmark_jax.data.labels import LabelMap
-from landmark_jax.index import CentroidIndex, IndexConfig, IndexFormatError
+from landmark_jax.index import CentroidIndex, IndexFormatError
 from landmark_jax.index.exact import ExactSearcher
-
-
-def clustered_vectors(n, dim=512, clusters=1000, noise=0.5, seed=0):
-  rng = np.random.default_rng(seed)
-  centers = rng.standard_normal((clusters, dim)).astype(np.float32)
-  x = centers[rng.integers(0, clusters, n)] + noise * rng.standard_normal((n, dim)).astype(np.float32)
-  return x / np.linalg.norm(x, axis=1, keepdims=True), rng
+from tests.helpers import clustered_vectors, small_index
 
 
 def test_exact_searcher_equals_numpy_with_chunks_and_padding():
@@ -42,14 +35,6 @@ def test_scann_recall_at_1_on_100k_clustered_vectors():
   _, exact_scores, exact = index.search(queries, 1, exact=True)
   recall = np.mean(approximate[:, 0] == exact[:, 0])
   assert recall >= 0.99, recall
-
-
-def small_index(backend="auto", n=500, dim=32, seed=1):
-  vectors, _ = clustered_vectors(n, dim, clusters=50, seed=seed)
-  return CentroidIndex.build(vectors, np.arange(n) // 10, IndexConfig(backend=backend),
-                             cluster_sizes=np.arange(n) % 7 + 3,
-                             label_map=LabelMap.from_ids(range(n // 10)),
-                             metadata={"checkpoint": "run/step_100"})
 
 
 @pytest.mark.parametrize("backend", ["scann", "exact"])
@@ -106,7 +91,7 @@ def test_killed_while_saving_leaves_a_readable_index(tmp_path):
   small_index("scann", n=3000, seed=1).save(target)
   writer = textwrap.dedent(f"""
       import numpy as np
-      from tests.index.test_centroid_index import small_index
+      from tests.helpers import small_index
       index = small_index("scann", n=3000, seed=2)
       print("ready", flush=True)
       while True:

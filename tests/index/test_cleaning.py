@@ -3,7 +3,7 @@ import pytest
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import pdist
 
-from landmark_jax.index.cleaning import (
+from landmark_jax.stages.cleaning import (
     CleaningConfig, clean_dataset, clean_landmark, cluster_embeddings)
 
 

@@ -9,9 +9,10 @@ from landmark_jax.cli import main
 from landmark_jax.data import GLDv2Source, ImageFolderSource
 from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.index import CentroidIndex
-from landmark_jax.index.cleaning import CleaningConfig
-from landmark_jax.index.editing import add_landmarks, remove_landmarks
+from landmark_jax.index.editing import remove_landmarks
 from landmark_jax.recognize import PhotoEmbedder, Recognizer
+from landmark_jax.stages.cleaning import CleaningConfig
+from landmark_jax.stages.new_landmarks import add_landmarks
 
 
 @pytest.fixture(scope="module")

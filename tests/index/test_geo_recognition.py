@@ -8,7 +8,7 @@ from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.geo import Location, great_circle_km
 from landmark_jax.index import CentroidIndex
 from landmark_jax.recognize import Recognizer
-from tests.geo_helpers import with_gps
+from tests.helpers import with_gps
 
 PARIS = Location(48.8566, 2.3522)
 ANTARCTICA = Location(-82.0, 0.0)

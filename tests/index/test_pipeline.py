@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from landmark_jax.cli import main
-from landmark_jax.data import GLDv2Source
+from landmark_jax.data import GLDv2Source, source_for
 from landmark_jax.data.demo_dataset import demo_dataset
+from landmark_jax.eval.calibration import calibrate, eta_for_specificity
 from landmark_jax.index import CentroidIndex
-from landmark_jax.index.embed import embed_source
-from landmark_jax.recognize import Recognizer, calibrate, eta_for_specificity
-from landmark_jax.train.loop import build_source
+from landmark_jax.recognize import Recognizer
+from landmark_jax.stages.embed import embed_source
 
 
 def test_eta_for_specificity_by_hand():
@@ -35,7 +35,7 @@ def test_restored_model_equals_the_trained_state(tiny_trained, trained):
 
 
 def test_embed_is_resumable_and_normalised(trained, tmp_path):
-  source = build_source(trained.config.data, trained.label_map)
+  source = source_for(trained.config.data, "train", trained.label_map)
   first = embed_source(trained, source, tmp_path / "e", shard_size=64, progress=False)
   assert first.embeddings.shape == (len(source), 64)
   np.testing.assert_allclose(np.linalg.norm(first.embeddings, axis=1), 1.0, atol=1e-5)
@@ -70,9 +70,10 @@ def test_calibration_reaches_the_target_and_recognition_is_end_to_end(trained, i
   print("calibration:", result)
 
   # η from calibrate recomputed independently: the share of validation non-landmarks below it.
-  ids, labels, embeddings = recognizer.embed_source(validation)
-  scores = np.array([p.score for p in recognizer.predict_embeddings(embeddings, eta=-math.inf)])
-  non_landmark = labels == trained.label_map.non_landmark_label
+  embedded = recognizer.embed_source(validation)
+  scores = np.array([p.score for p in recognizer.predict_embeddings(embedded.embeddings,
+                                                                    eta=-math.inf)])
+  non_landmark = embedded.labels == trained.label_map.non_landmark_label
   assert np.mean(scores[non_landmark] < result["eta"]) >= 0.9
 
   # Held-out test photos, recognised by path, answers in the dataset's own landmark ids.

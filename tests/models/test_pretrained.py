@@ -14,6 +14,7 @@ from landmark_jax.models import get_backbone
 from landmark_jax.models.pretrained import (
     CheckpointMismatchError, backbone_variables_from_state_dict, load_pretrained_backbone,
     load_state_dict)
+from tests.helpers import count_params
 
 torch = pytest.importorskip("torch", reason="PyTorch is installed by `make test` (extra [torch])")
 torchvision = pytest.importorskip("torchvision")
@@ -79,7 +80,6 @@ def test_forward_equals_timm_seresnext(tmp_path):
 @pytest.mark.parametrize("name", ["resnet200", "seresnext101_32x4d"])
 def test_param_count_equals_timm(name):
   timm = pytest.importorskip("timm")
-  from tests.models.test_resnet import count_params
   model = timm.create_model(name, pretrained=False)
   expected = sum(p.numel() for key, p in model.named_parameters() if not key.startswith("fc."))
   assert count_params(name) == expected

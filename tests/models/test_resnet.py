@@ -4,12 +4,7 @@ import numpy as np
 import pytest
 
 from landmark_jax.models import BACKBONES, get_backbone
-
-
-def count_params(name: str) -> int:
-  backbone = get_backbone(name)
-  shapes = jax.eval_shape(lambda: backbone.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
-  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes["params"]))
+from tests.helpers import count_params
 
 
 # torchvision's `sum(p.numel() for p in model.parameters())` minus the fc layer

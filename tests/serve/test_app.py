@@ -1,51 +1,15 @@
 """The real service on a free loopback port: real photos, bad input, and a bounded load test."""
 
 import concurrent.futures
-import csv
-import socket
 import statistics
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 
-from landmark_jax.index import CentroidIndex
-from landmark_jax.recognize import Recognizer
-from landmark_jax.serve.app import ServeConfig, batch_buckets, create_app
-from tests.data.test_transforms import encode, gradient_image, huge_png_header
+from tests.helpers import encode, gradient_image, huge_png_header, mini_photos
 
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(trained, index_dir):
-  config = ServeConfig(max_batch=8, max_wait_ms=20, max_bytes=2_000_000, max_pixels=20_000_000)
-  recognizer = Recognizer(trained, CentroidIndex.load(index_dir / "index"), eta=0.9,
-                          names={0: "astronaut"}, buckets=batch_buckets(config.max_batch))
-  port = free_port()
-  uv = uvicorn.Server(uvicorn.Config(create_app(recognizer, config), host="127.0.0.1",
-                                     port=port, log_level="warning"))
-  thread = threading.Thread(target=uv.run, daemon=True)
-  thread.start()
-  deadline = time.monotonic() + 120
-  while not uv.started and time.monotonic() < deadline:
-    time.sleep(0.05)
-  assert uv.started, "server did not start"
-  yield f"http://127.0.0.1:{port}", recognizer
-  uv.should_exit = True
-  thread.join(timeout=30)
-
-
-def mini_photos(landmarks_mini, n=3):
-  rows = list(csv.DictReader(open(landmarks_mini / "train.csv")))[:n]
-  return [landmarks_mini / "images" / r["id"][0] / r["id"][1] / r["id"][2] / f"{r['id']}.jpg"
-          for r in rows]
+# `server` (the running service) is tests/serve/conftest.py's.
 
 
 def test_recognize_real_photos_multipart_and_raw(server, landmarks_mini):

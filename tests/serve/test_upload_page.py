@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 from landmark_jax.geo import exif_location
-from tests.serve.test_app import mini_photos, server  # noqa: F401  (the running service)
+from tests.helpers import mini_photos
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -35,7 +35,7 @@ def browser():
   return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
 
 
-def test_choose_a_photo_and_see_the_answer(server, landmarks_mini):  # noqa: F811
+def test_choose_a_photo_and_see_the_answer(server, landmarks_mini):
   from selenium.webdriver.common.by import By
   from selenium.webdriver.support import expected_conditions
   from selenium.webdriver.support.ui import WebDriverWait

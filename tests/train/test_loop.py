@@ -14,8 +14,7 @@ import pytest
 from landmark_jax.config import apply_overrides, load_config
 from landmark_jax.train.checkpoints import Checkpointer
 from landmark_jax.train.loop import NonFiniteLossError, train
-from tests.data.test_pipeline import write_bad_folder
-from tests.data.test_transforms import gradient_image
+from tests.helpers import gradient_image, write_bad_folder
 
 
 def tiny(*overrides):

@@ -1,0 +1,130 @@
+"""Plain helpers shared by several test modules: photos made or found for a test.
+
+Test modules import helpers from here (and fixtures from a conftest), never from one another:
+a test module is free to change without breaking another one, and `pytest tests/x` collects
+nothing it does not run.
+"""
+
+import csv
+import io
+import pathlib
+import struct
+import zlib
+from fractions import Fraction
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from landmark_jax.data.labels import LabelMap
+from landmark_jax.index import CentroidIndex, IndexConfig
+from landmark_jax.models import get_backbone
+
+# Encoded photos -------------------------------------------------------------------------
+
+
+def encode(image, fmt="JPEG", **kwargs):
+  """A PIL image as the bytes of a `fmt` file."""
+  buffer = io.BytesIO()
+  image.save(buffer, format=fmt, **kwargs)
+  return buffer.getvalue()
+
+
+def gradient_image(width=300, height=200):
+  """Red rises left to right, green top to bottom: every crop and resample is visible."""
+  x = np.linspace(0, 255, width, dtype=np.float32)
+  y = np.linspace(0, 255, height, dtype=np.float32)
+  pixels = np.stack([np.broadcast_to(x, (height, width)), np.broadcast_to(y[:, None], (height, width)),
+                     np.full((height, width), 128, np.float32)], axis=-1)
+  return Image.fromarray(pixels.astype(np.uint8))
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+  return (struct.pack(">I", len(payload)) + kind + payload
+          + struct.pack(">I", zlib.crc32(kind + payload)))
+
+
+def huge_png_header(width=100_000, height=100_000) -> bytes:
+  """A well-formed PNG whose header claims `width`×`height` but carries almost no pixels:
+  decoding it would allocate 30 GB."""
+  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+  return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
+          + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b""))
+
+
+def write_bad_folder(root):
+  """An image folder with landmark 7: 6 good photos and 4 unreadable files (truncated,
+  empty, text named .jpg, a decompression bomb)."""
+  good = root / "7"
+  good.mkdir(parents=True)
+  for i in range(6):
+    gradient_image(80 + 10 * i, 60).save(good / f"good{i}.jpg")
+  (good / "truncated.jpg").write_bytes(encode(gradient_image(400, 300), quality=95)[:3000])
+  (good / "empty.jpg").write_bytes(b"")
+  (good / "text.jpg").write_text("this is a text file named .jpg\n")
+  (good / "bomb.png").write_bytes(huge_png_header())
+
+
+# EXIF GPS ------------------------------------------------------------------------------
+
+
+def dms(value):
+  """Decimal degrees → EXIF's (degrees, minutes, seconds) rationals."""
+  value = abs(value)
+  degrees = int(value)
+  minutes = int((value - degrees) * 60)
+  seconds = Fraction((value - degrees - minutes / 60) * 3600).limit_denominator(10**9)
+  return (Fraction(degrees), Fraction(minutes), seconds)
+
+
+def with_gps(photo_bytes, latitude, longitude, refs=None):
+  """The photo re-encoded as JPEG with EXIF GPS tags written by Pillow (`refs`: the N/S, E/W
+  references, to write malformed ones)."""
+  image = Image.open(io.BytesIO(photo_bytes))
+  exif = image.getexif()
+  gps = exif.get_ifd(0x8825)
+  gps.clear()
+  gps[1], gps[3] = refs or ("N" if latitude >= 0 else "S", "E" if longitude >= 0 else "W")
+  gps[2], gps[4] = dms(latitude), dms(longitude)
+  out = io.BytesIO()
+  image.convert("RGB").save(out, format="JPEG", exif=exif, quality=90)
+  return out.getvalue()
+
+
+# landmarks-mini ------------------------------------------------------------------------
+
+
+def mini_photos(landmarks_mini, n=3) -> list[pathlib.Path]:
+  """The first `n` landmark photos of landmarks-mini's train.csv."""
+  rows = list(csv.DictReader(open(landmarks_mini / "train.csv")))[:n]
+  return [landmarks_mini / "images" / r["id"][0] / r["id"][1] / r["id"][2] / f"{r['id']}.jpg"
+          for r in rows]
+
+
+# Models and indexes --------------------------------------------------------------------
+
+
+def count_params(name: str) -> int:
+  """Parameters of a backbone (batch statistics excluded), from shapes alone."""
+  backbone = get_backbone(name)
+  shapes = jax.eval_shape(lambda: backbone.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes["params"]))
+
+
+def clustered_vectors(n, dim=512, clusters=1000, noise=0.5, seed=0):
+  """`n` unit vectors around `clusters` random centers, and the generator that made them."""
+  rng = np.random.default_rng(seed)
+  centers = rng.standard_normal((clusters, dim)).astype(np.float32)
+  x = centers[rng.integers(0, clusters, n)] + noise * rng.standard_normal((n, dim)).astype(np.float32)
+  return x / np.linalg.norm(x, axis=1, keepdims=True), rng
+
+
+def small_index(backend="auto", n=500, dim=32, seed=1):
+  """A built `CentroidIndex` of `n` centroids, 10 per landmark, with sizes, a label map and
+  a checkpoint in its metadata."""
+  vectors, _ = clustered_vectors(n, dim, clusters=50, seed=seed)
+  return CentroidIndex.build(vectors, np.arange(n) // 10, IndexConfig(backend=backend),
+                             cluster_sizes=np.arange(n) % 7 + 3,
+                             label_map=LabelMap.from_ids(range(n // 10)),
+                             metadata={"checkpoint": "run/step_100"})

@@ -1,0 +1,38 @@
+"""The running service, shared by the API tests and the browser test."""
+
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from landmark_jax.index import CentroidIndex
+from landmark_jax.recognize import Recognizer
+from landmark_jax.serve.app import ServeConfig, batch_buckets, create_app
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained, index_dir):
+  """The real app under uvicorn on a free loopback port: (base URL, its Recognizer)."""
+  config = ServeConfig(max_batch=8, max_wait_ms=20, max_bytes=2_000_000, max_pixels=20_000_000)
+  recognizer = Recognizer(trained, CentroidIndex.load(index_dir / "index"), eta=0.9,
+                          names={0: "astronaut"}, buckets=batch_buckets(config.max_batch))
+  port = free_port()
+  uv = uvicorn.Server(uvicorn.Config(create_app(recognizer, config), host="127.0.0.1",
+                                     port=port, log_level="warning"))
+  thread = threading.Thread(target=uv.run, daemon=True)
+  thread.start()
+  deadline = time.monotonic() + 120
+  while not uv.started and time.monotonic() < deadline:
+    time.sleep(0.05)
+  assert uv.started, "server did not start"
+  yield f"http://127.0.0.1:{port}", recognizer
+  uv.should_exit = True
+  thread.join(timeout=30)
