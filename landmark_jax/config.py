@@ -15,12 +15,12 @@ import dataclasses
 import importlib
 import importlib.util
 import pathlib
-import pkgutil
 import types
 import typing
 from typing import Any, Sequence
 
 from landmark_jax.baselines.delf.config import DelfConfig
+from landmark_jax.configs import config_names
 from landmark_jax.data.catalog import DataConfig
 from landmark_jax.data.pipeline import PipelineConfig
 from landmark_jax.data.transforms import ImageConfig
@@ -167,12 +167,6 @@ def _replace_path(node, path: list[str], value, full_key: str):
 
 
 CONFIGS_PACKAGE = "landmark_jax.configs"
-
-
-def config_names() -> list[str]:
-  """The configs shipped with the library (`landmark_jax/configs/*.py`)."""
-  package = importlib.import_module(CONFIGS_PACKAGE)
-  return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
 
 
 def _config_module(path_or_name: str):

@@ -29,7 +29,7 @@ def _train(args) -> int:
 
 
 def register(commands, debug) -> None:
-  from landmark_jax.config import config_names
+  from landmark_jax.configs import config_names  # not landmark_jax.config: --help stays fast
   demo = commands.add_parser(
       "demo", parents=[debug],
       help="the whole pipeline on the embedded dataset: train, clean, index, recognise")
