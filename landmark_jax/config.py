@@ -26,7 +26,11 @@ from landmark_jax.data.pipeline import PipelineConfig
 from landmark_jax.data.transforms import ImageConfig
 from landmark_jax.errors import ConfigError
 from landmark_jax.index.centroid_index import IndexConfig
+from landmark_jax.models.resnet import BACKBONES
 from landmark_jax.stages.cleaning import CleaningConfig
+
+
+LOSS_KINDS = ("softmax_center", "softmax", "arcface", "contrastive")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +39,15 @@ class ModelConfig:
   embedding_dim: int = 512  # the paper: 512
   dtype: str = "float32"  # compute dtype: "bfloat16" on accelerators; params stay float32
   pretrained: str = ""  # torchvision/timm backbone checkpoint (.pth/.safetensors) to start from
+
+  def __post_init__(self):
+    if self.backbone not in BACKBONES:
+      raise ConfigError(f"unknown model.backbone {self.backbone!r}: one of "
+                        f"{', '.join(sorted(BACKBONES))}")
+    if self.embedding_dim < 1:
+      raise ConfigError(f"model.embedding_dim must be positive, got {self.embedding_dim}")
+    if self.dtype not in ("float32", "bfloat16", "float16"):
+      raise ConfigError(f"model.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +61,12 @@ class LossConfig:
   contrastive_margin: float = 0.5
   contrastive_weight: float = 1.0  # contrastive: added to the softmax loss with this weight
 
+  def __post_init__(self):
+    if self.kind not in LOSS_KINDS:
+      raise ConfigError(f"unknown loss.kind {self.kind!r}: one of {', '.join(LOSS_KINDS)}")
+    if self.center_weight < 0 or not 0 <= self.center_alpha <= 1:
+      raise ConfigError("loss.center_weight must be ≥ 0 and loss.center_alpha in [0, 1]")
+
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
@@ -59,6 +78,12 @@ class OptimConfig:
   decay_norm_and_bias: bool = True  # False: no weight decay on BN parameters and biases
   lr_decay_epochs: tuple[int, ...] = (12, 24)  # the paper: ÷10 at epochs 12 and 24 of 30
   lr_decay_factor: float = 0.1
+
+  def __post_init__(self):
+    for name in ("lr_backbone", "lr_embedding", "lr_classifier", "momentum", "weight_decay",
+                 "lr_decay_factor"):
+      if not getattr(self, name) >= 0:
+        raise ConfigError(f"optim.{name} must be ≥ 0, got {getattr(self, name)}")
 
 
 @dataclasses.dataclass(frozen=True)

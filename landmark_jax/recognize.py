@@ -226,7 +226,10 @@ class Recognizer:
     if index.dim != trained.model.embedding_dim:
       raise ValueError(f"index dimension {index.dim} ≠ model embedding "
                        f"{trained.model.embedding_dim}")
-    if index.label_map is not None and index.label_map != trained.label_map:
+    model_ids = trained.label_map.landmark_ids
+    if (index.label_map is not None
+        and index.label_map.landmark_ids[:len(model_ids)] != model_ids):
+      # An index with added landmarks extends the model's map: that is normal, and silent.
       logger.warning("index and model label maps differ; using the index's for its labels")
     self.trained = trained
     self.index = index
@@ -247,6 +250,7 @@ class Recognizer:
     self._located_labels = np.array([label for label, _ in located], np.int64)
     self._located_coords = np.array([(i.latitude, i.longitude) for _, i in located],
                                     np.float64).reshape(-1, 2)
+    self._warned_no_coordinates = False
     self.photos = PhotoEmbedder(trained, batch_size, buckets)
     # Embedding is the PhotoEmbedder's; exposed here because callers think in recognizers.
     self.decode = self.photos.decode
@@ -281,6 +285,10 @@ class Recognizer:
     eta = self.eta if eta is None else eta
     locations = list(locations) if locations is not None else [None] * len(embeddings)
     geo = any(location is not None for location in locations)
+    if geo and not len(self._located_labels) and not self._warned_no_coordinates:
+      self._warned_no_coordinates = True
+      logger.warning("photo locations are ignored: the index has no landmark coordinates "
+                     "(build it with --landmarks-csv)")
     # Several centroids per landmark: fetch enough neighbours to fill top_k landmarks, and
     # with a location far more, since most neighbours may be filtered out.
     k = min(len(self.index), self.top_k * (64 if geo else 4))

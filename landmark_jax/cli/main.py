@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
       raise
     print(f"landmark-jax {args.command}: error: {_one_line(error)}", file=sys.stderr)
     return 2
+  except BrokenPipeError:
+    # The reader went away (`… | head`): stop quietly; point stdout at /dev/null so that
+    # Python's own flush at exit does not raise again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1
   except KeyboardInterrupt:
     print(f"landmark-jax {args.command}: interrupted", file=sys.stderr)
     return 130

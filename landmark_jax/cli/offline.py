@@ -61,6 +61,9 @@ def _add_landmarks(args) -> int:
   edit = edited.metadata["edits"][-1]
   print(f"added {', '.join(edit['landmarks'])}: {edit['centroids']} centroids from "
         f"{edit['images']} photos; index now {len(edited)} centroids ({args.index})")
+  if "eta" in edited.metadata:
+    print("η was calibrated without these landmarks: run `landmark-jax calibrate` again on "
+          "validation photos that include them")
   return 0
 
 

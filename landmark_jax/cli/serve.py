@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import socket
+
 from landmark_jax.cli.common import non_negative_float, port, positive_int
+from landmark_jax.errors import UsageError
+
+
+def _check_port_free(host: str, port: int) -> None:
+  family = socket.AF_INET6 if ":" in host else socket.AF_INET
+  with socket.socket(family, socket.SOCK_STREAM) as probe:
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+      probe.bind((host, port))
+    except OSError as e:
+      raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}; choose another "
+                       "--port or --host") from None
 
 
 def _serve(args) -> int:
@@ -10,6 +24,7 @@ def _serve(args) -> int:
   from landmark_jax.data.sources import read_landmark_table
   from landmark_jax.recognize import Recognizer
   from landmark_jax.serve.app import ServeConfig, batch_buckets, create_app
+  _check_port_free(args.host, args.port)  # before loading the model, not after
   config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                        max_bytes=args.max_bytes, max_pixels=args.max_pixels)
   names = read_landmark_table(args.landmarks_csv, "name") if args.landmarks_csv else None

@@ -25,6 +25,7 @@ import numpy as np
 from landmark_jax import sharding
 from landmark_jax.data import transforms
 from landmark_jax.data.sources import ImageSource
+from landmark_jax.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,11 @@ class PipelineConfig:
   worker_buffer_size: int = 2  # batches each worker prepares ahead
   seed: int = 0  # the one seed: shuffling and every augmentation derive from it
   image: transforms.ImageConfig = transforms.ImageConfig()
+
+  def __post_init__(self):
+    if self.batch_size < 1 or self.num_workers < 0 or self.worker_buffer_size < 1:
+      raise ConfigError(f"pipeline.batch_size must be ≥ 1 (got {self.batch_size}), "
+                        f"num_workers ≥ 0 (got {self.num_workers}), worker_buffer_size ≥ 1")
 
 
 class SkippedImages:

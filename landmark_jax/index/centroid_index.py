@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from landmark_jax.errors import UserError
+from landmark_jax.errors import ConfigError, UserError
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.folders import atomic_folder, readable_folder
 from landmark_jax.index import scann_backend
@@ -36,6 +36,9 @@ class IndexFormatError(UserError, ValueError):
   """An index directory that cannot be loaded; the message names the problem."""
 
 
+BACKENDS = ("auto", "scann", "exact")
+
+
 @dataclasses.dataclass(frozen=True)
 class IndexConfig:
   """How the index is built. ScaNN's settings follow its own guidance for each size."""
@@ -48,6 +51,10 @@ class IndexConfig:
   anisotropic_threshold: float = 0.2  # ScaNN's recommended value for dot product
   dims_per_block: int = 2  # asymmetric-hashing block size (2: ScaNN's default)
   training_sample_size: int = 100_000  # vectors used to train the partitioner
+
+  def __post_init__(self):
+    if self.backend not in BACKENDS:
+      raise ConfigError(f"unknown index backend {self.backend!r}: one of {', '.join(BACKENDS)}")
 
 
 class CentroidIndex:
@@ -222,7 +229,10 @@ def _read(path: pathlib.Path, reader):
   except IndexFormatError:
     raise
   except Exception as e:  # numpy, JSON, CSV, Unicode and ScaNN each fail their own way
-    raise IndexFormatError(f"damaged index file {path}: {type(e).__name__}: {e}") from None
+    reason = f"{type(e).__name__}: {e}"
+    if "pickled" in reason:  # numpy suggests allow_pickle: an index never holds objects
+      reason = "not a plain numeric array (object data), as an index file always is"
+    raise IndexFormatError(f"damaged index file {path}: {reason}") from None
 
 
 def _readable_index_dir(directory: pathlib.Path) -> pathlib.Path:

@@ -34,16 +34,20 @@ def add_landmarks(index: CentroidIndex, embed_source: Callable, source: ImageSou
   """
   if index.label_map is None:
     raise DataError("the index has no label map; rebuild it with `build-index`")
+  present = set(index.label_map.to_landmark_ids(index.labels))
+  clash = sorted({str(l) for l in source.landmark_ids() if l is not None and l in present})
+  if clash:  # before embedding: it is the slow part
+    raise DataError(f"landmark(s) already in the index: {', '.join(clash)}; remove them first")
   embedded = embed_source(source)
   landmark_ids = embedded.landmark_ids()
-  present = set(index.label_map.to_landmark_ids(index.labels))
-  clash = sorted({str(l) for l in landmark_ids if l is not None and l in present})
-  if clash:  # before the clustering: it is the slow part
-    raise DataError(f"landmark(s) already in the index: {', '.join(clash)}; remove them first")
   result = clean_dataset(embedded.ids, landmark_ids, embedded.embeddings, cleaning)
   if result.landmarks_without_cluster:
-    raise DataError("no valid cluster (too few similar photos under the cleaning rules) for: "
-                    + ", ".join(map(str, result.landmarks_without_cluster)))
+    raise DataError(
+        "no valid cluster (fewer than min_cluster_size="
+        f"{cleaning.min_cluster_size} photos within distance_threshold="
+        f"{cleaning.distance_threshold} of each other) for: "
+        + ", ".join(map(str, result.landmarks_without_cluster))
+        + "; add photos, or loosen the cleaning rules (e.g. min_cluster_size=1)")
   return add_centroids(index, result.centroids, result.centroid_landmarks, result.cluster_sizes,
                        landmarks, {"centroids": int(len(result.centroids)),
                                    "images": int(result.keep.sum())})

@@ -24,6 +24,7 @@ from landmark_jax import sharding
 from landmark_jax.config import TrainConfig, to_dict
 from landmark_jax.data import DeviceIterator, ImageSource, LabelMap, source_for, train_dataset
 from landmark_jax.data.catalog import has_split
+from landmark_jax.errors import ConfigError
 from landmark_jax.models import LandmarkNet, model_variables
 from landmark_jax.models.pretrained import load_pretrained_backbone, with_pretrained_backbone
 from landmark_jax.train import curriculum, optim
@@ -50,6 +51,40 @@ class TrainResult:
   steps: int
   skipped_images: int
   holdout: dict[str, float] | None
+
+
+# What a resumed run must keep: what the checkpoint's shapes, labels and stage plan were made
+# from. Anything else (learning rates, logging, length, workers, the later steps' sections)
+# may change between runs, the user's choice.
+MUST_MATCH_ON_RESUME = ("model", "data", "curriculum", "loss.kind", "pipeline.batch_size",
+                        "pipeline.image")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def check_resumable(workdir: pathlib.Path, config: TrainConfig) -> None:
+  """Refuses to resume a run in `workdir` with a config that changes what its checkpoints
+  mean; the error names the differing keys."""
+  path = workdir / CONFIG_FILE
+  if not (workdir / CHECKPOINTS_DIR).is_dir() or not path.is_file():
+    return
+  before = _flat(json.loads(path.read_text()))
+  now = _flat(json.loads(json.dumps(to_dict(config))))  # tuples → lists, as stored
+  changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k)
+                   and any(k == m or k.startswith(m + ".") for m in MUST_MATCH_ON_RESUME))
+  if changed:
+    shown = ", ".join(f"{k}: {before.get(k)!r} → {now.get(k)!r}" for k in changed[:4])
+    raise ConfigError(f"{workdir} holds a run trained with another config ({shown}"
+                      f"{', …' if len(changed) > 4 else ''}): resume with the same config, or "
+                      "use a new --workdir")
 
 
 def _training_source(workdir: pathlib.Path, config: TrainConfig) -> ImageSource:
@@ -147,6 +182,7 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
     jax.distributed.initialize()
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  check_resumable(workdir, config)
   source = _training_source(workdir, config)
   if jax.process_index() == 0:
     (workdir / CONFIG_FILE).write_text(json.dumps(to_dict(config), indent=2))

@@ -5,6 +5,7 @@ status 2; `--debug` (or LANDMARK_JAX_DEBUG=1) must show the traceback instead.
 """
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -31,7 +32,7 @@ def corrupt_index(tmp_path):
   return path
 
 
-def _mistakes(tmp_path, corrupt_index):
+def _mistakes(tmp_path, corrupt_index, busy_port):
   empty = tmp_path / "empty_folder"
   empty.mkdir()
   a_file = tmp_path / "notes.txt"
@@ -66,13 +67,32 @@ def _mistakes(tmp_path, corrupt_index):
       "no photos": (["train", "--config", "tiny_cpu", "--workdir", work, "data.kind=folder",
                      f"data.root={empty}"], "no images"),
       "missing argument": (["embed", "--out", tmp_path / "e"], "--checkpoint"),
+      # values a config section refuses, before any work starts
+      "batch size 0": (["train", "--config", "tiny_cpu", "--workdir", work,
+                        "pipeline.batch_size=0"], "batch_size"),
+      "unknown loss": (["train", "--config", "tiny_cpu", "--workdir", work, "loss.kind=foo"],
+                       "loss.kind"),
+      "unknown backbone": (["train", "--config", "tiny_cpu", "--workdir", work,
+                            "model.backbone=resnet_tinyx"], "resnet_tinyx"),
+      "negative learning rate": (["train", "--config", "tiny_cpu", "--workdir", work,
+                                  "optim.lr_backbone=-1"], "lr_backbone"),
+      "unknown index backend": (["build-index", "--clean", empty, "--out", tmp_path / "i",
+                                 "backend=faiss"], "faiss"),
+      # a port another process holds: refused before the model is loaded
+      "port in use": (["serve", "--checkpoint", tmp_path / "no_such_run", "--index", work,
+                       "--port", str(busy_port)], str(busy_port)),
   }
 
 
 def test_each_mistake_is_one_line_and_status_2(tmp_path, corrupt_index):
   failures = []
-  for name, (args, needle) in _mistakes(tmp_path, corrupt_index).items():
-    result = run_cli(*args, cwd=tmp_path)
+  with socket.socket() as busy:
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    mistakes = _mistakes(tmp_path, corrupt_index, busy.getsockname()[1])
+    results = {name: (run_cli(*args, cwd=tmp_path), needle)
+               for name, (args, needle) in mistakes.items()}
+  for name, (result, needle) in results.items():
     lines = result.stderr.splitlines()
     if result.returncode != 2 or len(lines) != 1 or needle not in lines[0]:
       failures.append(f"{name}: status {result.returncode}, stderr {result.stderr!r}")

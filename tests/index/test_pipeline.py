@@ -110,3 +110,17 @@ def test_cli_pipeline_stores_eta_and_recognizes(tiny_trained, trained, tmp_path,
                "--json", photo]) == 0
   line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert line["path"] == photo and len(line["candidates"]) == 5
+  # An unreadable photo among readable ones: the others are still recognised, the bad one is
+  # named on stderr (one line), and the status says something went wrong.
+  broken = tmp_path / "broken.jpg"
+  broken.write_bytes(b"\xff\xd8 not really a jpeg")
+  assert main(["recognize", "--checkpoint", workdir, "--index", str(tmp_path / "index"),
+               photo, str(broken)]) == 2
+  captured = capsys.readouterr()
+  assert captured.out.startswith(photo + "\t") and len(captured.out.splitlines()) == 1
+  (error,) = captured.err.strip().splitlines()
+  assert "broken.jpg" in error and "error" in error
+  # The calibration target defaults to the model's own config (tiny_cpu: 0.95).
+  assert main(["calibrate", "--checkpoint", workdir, "--index", str(tmp_path / "index")]) == 0
+  manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+  assert manifest["calibration"]["target_specificity"] == trained.config.calibration.target_specificity == 0.95

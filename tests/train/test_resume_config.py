@@ -1,0 +1,41 @@
+"""Resuming a run with a config that changes what its checkpoints mean is refused, naming
+the keys; changes a resumed run may make (learning rates, length, logging) are not."""
+
+import json
+
+import pytest
+
+from landmark_jax.config import apply_overrides, load_config, to_dict
+from landmark_jax.errors import ConfigError
+from landmark_jax.train.checkpoints import CHECKPOINTS_DIR, CONFIG_FILE
+from landmark_jax.train.loop import check_resumable
+
+
+@pytest.fixture
+def workdir(tmp_path):
+  """A workdir as `train` leaves it: the run's config and a checkpoints folder."""
+  (tmp_path / CHECKPOINTS_DIR).mkdir()
+  (tmp_path / CONFIG_FILE).write_text(json.dumps(to_dict(load_config("tiny_cpu"))))
+  return tmp_path
+
+
+@pytest.mark.parametrize("override, key", [
+    ("model.embedding_dim=128", "model.embedding_dim"),
+    ("model.backbone='resnet_tiny'", "model.backbone"),
+    ("pipeline.image.crop_size=32", "pipeline.image.crop_size"),
+    ("curriculum.enabled=False", "curriculum.enabled"),
+    ("loss.kind='arcface'", "loss.kind"),
+])
+def test_a_changed_shape_or_dataset_is_refused(workdir, override, key):
+  config = apply_overrides(load_config("tiny_cpu"), [override])
+  with pytest.raises(ConfigError, match=key):
+    check_resumable(workdir, config)
+
+
+def test_what_a_resumed_run_may_change_is_accepted(workdir):
+  config = apply_overrides(load_config("tiny_cpu"), [
+      "max_steps=3", "num_epochs=40", "optim.lr_backbone=0.01", "log_every_steps=1",
+      "pipeline.num_workers=2", "calibration.target_specificity=0.99"])
+  check_resumable(workdir, config)  # no error
+  check_resumable(workdir.parent / "fresh", apply_overrides(  # nothing to resume: no check
+      load_config("tiny_cpu"), ["model.embedding_dim=128"]))
