@@ -17,6 +17,7 @@ best similarity is below a threshold η the photo shows no landmark. η is chose
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import logging
@@ -108,15 +109,23 @@ def decode_records(source: ImageSource, config: ImageConfig, *, read_exif: bool 
                    threads: int | None = None
                    ) -> Iterator[tuple[int, Photo | ImageDecodeError]]:
   """Every record of `source` decoded (in order, by a pool of threads: Pillow releases the
-  GIL while it decodes and resamples): ``(record index, Photo or the decode error)``."""
+  GIL while it decodes and resamples): ``(record index, Photo or the decode error)``. At
+  most a few photos per thread are decoded ahead of the consumer, so memory stays bounded
+  whatever the source's size."""
   def decode(i: int):
     try:
       return i, decode_photo(record_data(source[i]), config, read_exif=read_exif)
     except ImageDecodeError as e:
       return i, e
   threads = threads or min(8, os.cpu_count() or 1)
+  ahead = collections.deque()
   with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-    yield from pool.map(decode, range(len(source)))
+    for i in range(len(source)):
+      ahead.append(pool.submit(decode, i))
+      if len(ahead) >= 4 * threads:
+        yield ahead.popleft().result()
+    while ahead:
+      yield ahead.popleft().result()
 
 
 @dataclasses.dataclass
