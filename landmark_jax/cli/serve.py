@@ -23,13 +23,13 @@ def _serve(args) -> int:
   import uvicorn
   from landmark_jax.data.sources import read_landmark_table
   from landmark_jax.recognize import Recognizer
-  from landmark_jax.serve.app import ServeConfig, batch_buckets, create_app
+  from landmark_jax.serve.app import ServeConfig, create_app
   _check_port_free(args.host, args.port)  # before loading the model, not after
   config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                        max_bytes=args.max_bytes, max_pixels=args.max_pixels)
   names = read_landmark_table(args.landmarks_csv, "name") if args.landmarks_csv else None
   recognizer = Recognizer.load(args.checkpoint, args.index, names=names,
-                               buckets=batch_buckets(config.max_batch), radius_km=args.radius_km)
+                               batch_size=config.max_batch, radius_km=args.radius_km)
   if args.host not in ("127.0.0.1", "localhost", "::1"):
     print(f"warning: serving on {args.host}, reachable from other machines")
   uvicorn.run(create_app(recognizer, config), host=args.host, port=args.port, log_level="info")

@@ -74,16 +74,6 @@ def score_embedded(recognizer, embedded, locations: Sequence[Location | None] | 
                       sum(l is not None for l in locations) if locations is not None else 0)
 
 
-def score_photos(recognizer, source: ImageSource,
-                 locations: Sequence[Location | None] | None = None) -> ScoredPhotos:
-  """Every readable photo of `source`, scored (`locations`: one per source record)."""
-  embedded = recognizer.embed_source(source, read_exif=False)
-  if locations is not None:
-    by_id = dict(zip((str(i) for i in source.ids), locations))
-    locations = [by_id.get(str(i)) for i in embedded.ids]
-  return score_embedded(recognizer, embedded, locations)
-
-
 def threshold_sweep(scored: ScoredPhotos, num: int = 201) -> dict[str, np.ndarray]:
   low, high = float(scored.scores.min()), float(scored.scores.max())
   etas = np.linspace(low - 1e-3, high + 1e-3, num)

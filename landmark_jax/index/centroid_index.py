@@ -89,8 +89,6 @@ class CentroidIndex:
       raise ValueError(f"vectors {vectors.shape} and labels {labels.shape} do not match")
     if len(vectors) == 0:
       raise ValueError("cannot build an index over zero vectors")
-    if config.backend not in ("auto", "scann", "exact"):
-      raise ValueError(f"unknown index backend {config.backend!r}")
     searcher, info = None, {"mode": "exact"}
     if config.backend == "scann" or (config.backend == "auto" and scann_backend.scann_available()):
       searcher, info = scann_backend.build_scann(vectors, config)

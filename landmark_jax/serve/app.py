@@ -31,7 +31,6 @@ from starlette.routing import Route
 
 import landmark_jax
 from landmark_jax.data.transforms import ImageDecodeError
-from landmark_jax.embedding import power_of_two_buckets
 from landmark_jax.geo import Location
 from landmark_jax.recognize import Photo, Recognizer, decode_photo
 from landmark_jax.serve.batcher import Batcher
@@ -57,11 +56,6 @@ class RequestError(Exception):
 
 def _error(status: int, message: str) -> JSONResponse:
   return JSONResponse({"error": message, "status": status}, status_code=status)
-
-
-def batch_buckets(max_batch: int) -> list[int]:
-  """The batch sizes the service compiles at start-up."""
-  return power_of_two_buckets(max_batch)
 
 
 class RecognitionService:

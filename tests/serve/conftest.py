@@ -9,7 +9,7 @@ import uvicorn
 
 from landmark_jax.index import CentroidIndex
 from landmark_jax.recognize import Recognizer
-from landmark_jax.serve.app import ServeConfig, batch_buckets, create_app
+from landmark_jax.serve.app import ServeConfig, create_app
 
 
 def free_port() -> int:
@@ -23,7 +23,7 @@ def server(trained, index_dir):
   """The real app under uvicorn on a free loopback port: (base URL, its Recognizer)."""
   config = ServeConfig(max_batch=8, max_wait_ms=20, max_bytes=2_000_000, max_pixels=20_000_000)
   recognizer = Recognizer(trained, CentroidIndex.load(index_dir / "index"), eta=0.9,
-                          names={0: "astronaut"}, buckets=batch_buckets(config.max_batch))
+                          names={0: "astronaut"}, batch_size=config.max_batch)
   port = free_port()
   uv = uvicorn.Server(uvicorn.Config(create_app(recognizer, config), host="127.0.0.1",
                                      port=port, log_level="warning"))
