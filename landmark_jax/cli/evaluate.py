@@ -43,11 +43,15 @@ def _evaluate(args) -> int:
 
 
 def _evaluate_revisited(args) -> int:
+  from landmark_jax.eval.metrics import refuse_untrusted_pickle
   from landmark_jax.eval.revisited import evaluate_revisited
   from landmark_jax.recognize import PhotoEmbedder
   from landmark_jax.train.checkpoints import load_trained
+  # Before the model loads: an untrusted pickle is refused at once, not minutes later.
+  refuse_untrusted_pickle(args.gnd, args.trust_pickle)
   embedder = PhotoEmbedder(load_trained(args.checkpoint), batch_size=args.batch_size)
-  result = evaluate_revisited(embedder.embed, args.root, args.gnd, distractors=args.distractors)
+  result = evaluate_revisited(embedder.embed, args.root, args.gnd, distractors=args.distractors,
+                              trust_pickle=args.trust_pickle)
   print(json.dumps(result, indent=2))
   if args.out:
     pathlib.Path(args.out).write_text(json.dumps(result, indent=2))
@@ -89,7 +93,12 @@ def register(commands, debug) -> None:
                             help="Revisited Oxford/Paris mAP")
   evr.add_argument("--checkpoint", required=True, help="a training workdir")
   evr.add_argument("--root", required=True, help="the dataset folder (with jpg/)")
-  evr.add_argument("--gnd", required=True, help="gnd_roxford5k.pkl / gnd_rparis6k.pkl / .mat")
+  evr.add_argument("--gnd", required=True,
+                   help="the ground truth: gnd_roxford5k.mat / gnd_rparis6k.mat, or the .pkl "
+                        "versions with --trust-pickle")
+  evr.add_argument("--trust-pickle", action="store_true",
+                   help="allow a .pkl --gnd: a Python pickle can run code when loaded, so "
+                        "pass this only for a file you trust (the official revisitop download)")
   evr.add_argument("--distractors", help="a folder of distractor images (R1M-style)")
   evr.add_argument("--batch-size", type=positive_int, default=16)
   evr.add_argument("--out", help="also write the JSON result here")

@@ -209,18 +209,33 @@ def revisited_map(ranks: np.ndarray, gnd: Sequence[Mapping[str, Any]], protocol:
           "aps": aps, "queries": int(valid.sum()), "skipped_queries": skipped}
 
 
-def load_revisited_gnd(path: str | os.PathLike) -> dict[str, Any]:
+def refuse_untrusted_pickle(path: str | os.PathLike, trust_pickle: bool) -> None:
+  """Raises `DataError` for a ``.pkl`` ground truth the caller has not said it trusts.
+
+  A separate check so that the command line can refuse before it loads a model.
+  """
+  path = os.fspath(path)
+  if path.endswith(".pkl") and not trust_pickle:
+    raise DataError(
+        f"{path} is a Python pickle, which can run code when loaded: pass --trust-pickle "
+        "(trust_pickle=True) if it is the official revisitop download, or use the .mat "
+        "ground truth, which needs no trust")
+
+
+def load_revisited_gnd(path: str | os.PathLike, *, trust_pickle: bool = False) -> dict[str, Any]:
   """Reads an official ground-truth file into ``{"imlist", "qimlist", "gnd"}`` with 0-based
   indices and ``bbx`` as [x1, y1, x2, y2] floats.
 
   ``.pkl`` files (revisitop's `gnd_roxford5k.pkl`, `gnd_rparis6k.pkl`) are Python pickles:
-  unpickling can run code, so load only files from a source you trust (the official
-  download). ``.mat`` files (MATLAB, 1-based indices) are read with SciPy and converted.
+  unpickling can run code, so they are refused unless `trust_pickle` says the file comes
+  from a source you trust (the official download). ``.mat`` files (MATLAB, 1-based indices)
+  hold only data; they are read with SciPy and converted.
   """
   path = os.fspath(path)
+  refuse_untrusted_pickle(path, trust_pickle)
   if path.endswith(".pkl"):
     with open(path, "rb") as f:
-      raw = pickle.load(f)  # trusted files only: see the docstring
+      raw = pickle.load(f)  # the caller vouched for this file: see the docstring
     return {"imlist": list(raw["imlist"]), "qimlist": list(raw["qimlist"]),
             "gnd": [{key: _indices(entry.get(key, []), 0) for key in ("easy", "hard", "junk")}
                     | {"bbx": _bbx(entry.get("bbx"))} for entry in raw["gnd"]]}

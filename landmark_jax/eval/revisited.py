@@ -37,6 +37,7 @@ def rank_database(query_embeddings: np.ndarray, database_embeddings: np.ndarray)
 
 def evaluate_revisited(embed, root: str | os.PathLike, gnd_file: str | os.PathLike, *,
                        distractors: str | os.PathLike | None = None,
+                       trust_pickle: bool = False,
                        protocols: Sequence[str] = PROTOCOLS, kappas=(1, 5, 10)) -> dict[str, Any]:
   """mAP / mP@k per protocol.
 
@@ -45,10 +46,12 @@ def evaluate_revisited(embed, root: str | os.PathLike, gnd_file: str | os.PathLi
       `PhotoEmbedder(trained).embed`.
     root: the folder holding ``jpg/``.
     distractors: a folder of extra database images (never positives nor junk).
+    trust_pickle: allow a ``.pkl`` ground truth, which can run code when loaded
+      (`load_revisited_gnd`).
   """
   root = pathlib.Path(root)
   images = root / "jpg" if (root / "jpg").is_dir() else root
-  gnd = load_revisited_gnd(gnd_file)
+  gnd = load_revisited_gnd(gnd_file, trust_pickle=trust_pickle)
   database = [str(_find_image(images, name)) for name in gnd["imlist"]]
   if distractors:
     database += sorted(str(p) for p in pathlib.Path(distractors).rglob("*")

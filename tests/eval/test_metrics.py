@@ -1,9 +1,11 @@
+import pathlib
 import pickle
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from landmark_jax.errors import DataError
 from landmark_jax.eval.metrics import (
     average_precision, crop_query, gap, load_revisited_gnd, revisited_map,
     sensitivity_specificity, top1_accuracy)
@@ -111,11 +113,54 @@ def test_pkl_and_mat_ground_truth_load_to_the_same_structure(tmp_path):
   savemat(tmp_path / "gnd_test.mat", {"imlist": np.array(raw["imlist"], dtype=object),
                                        "qimlist": np.array(raw["qimlist"], dtype=object),
                                        "gnd": structs})
-  from_pkl = load_revisited_gnd(tmp_path / "gnd_test.pkl")
+  from_pkl = load_revisited_gnd(tmp_path / "gnd_test.pkl", trust_pickle=True)
   from_mat = load_revisited_gnd(tmp_path / "gnd_test.mat")
   assert from_pkl == from_mat
   assert from_pkl["gnd"][0] == {"easy": [0, 2], "hard": [1], "junk": [3], "bbx": [1.0, 2.0, 30.0, 40.0]}
   assert from_mat["gnd"][1]["junk"] == [0, 1]
+
+
+class TouchOnLoad:
+  """Unpickles into a call of `Path.touch`: a stand-in for a ground truth that runs code."""
+
+  def __init__(self, marker):
+    self.marker = marker
+
+  def __reduce__(self):
+    return (pathlib.Path.touch, (self.marker,))
+
+
+def write_crafted_gnd(folder):
+  marker = folder / "code_ran"
+  path = folder / "gnd_roxford5k.pkl"
+  path.write_bytes(pickle.dumps(TouchOnLoad(marker)))
+  return path, marker
+
+
+def test_a_pickle_ground_truth_is_refused_unless_trusted(tmp_path):
+  path, marker = write_crafted_gnd(tmp_path)
+  with pytest.raises(DataError, match="gnd_roxford5k.pkl.*can run code.*--trust-pickle.*[.]mat"):
+    load_revisited_gnd(path)
+  assert not marker.exists()
+  # The payload is live: loading it for real does run it, so the refusal above is what kept
+  # the marker away.
+  pickle.loads(path.read_bytes())
+  assert marker.exists()
+
+
+def test_evaluate_revisited_refuses_a_pickle_before_loading_the_model(tmp_path, capsys):
+  from landmark_jax.cli.main import main
+  path, marker = write_crafted_gnd(tmp_path)
+  # A checkpoint that does not exist: had the model been loaded first, that would be the error.
+  args = ["evaluate-revisited", "--checkpoint", str(tmp_path / "no_such_run"),
+          "--root", str(tmp_path), "--gnd", str(path)]
+  assert main(args) == 2
+  lines = capsys.readouterr().err.splitlines()
+  assert len(lines) == 1 and "gnd_roxford5k.pkl" in lines[0] and "--trust-pickle" in lines[0]
+  assert not marker.exists()
+  # With the flag the pickle check passes and the run goes on to the model, which is missing.
+  assert main(args + ["--trust-pickle"]) == 2
+  assert "no_such_run" in capsys.readouterr().err
 
 
 def test_query_is_cropped_to_its_box():

@@ -70,7 +70,8 @@ def test_evaluate_revisited_on_a_constructed_dataset(trained, landmarks_mini, tm
     pickle.dump({"imlist": database, "qimlist": queries, "gnd": gnd}, f)
 
   embedder = PhotoEmbedder(trained)
-  result = evaluate_revisited(embedder.embed, tmp_path, tmp_path / "gnd_mini.pkl")
+  result = evaluate_revisited(embedder.embed, tmp_path, tmp_path / "gnd_mini.pkl",
+                              trust_pickle=True)
   assert result["queries"] == len(queries) and result["database_images"] == len(database)
 
   # Independently: crop the queries by hand, embed, rank, score.
@@ -87,7 +88,7 @@ def test_evaluate_revisited_on_a_constructed_dataset(trained, landmarks_mini, tm
     Image.fromarray(np.random.default_rng(i).integers(0, 255, (80, 80, 3), np.uint8)).save(
         tmp_path / "distractors" / f"d{i}.jpg")
   with_distractors = evaluate_revisited(embedder.embed, tmp_path, tmp_path / "gnd_mini.pkl",
-                                        distractors=tmp_path / "distractors")
+                                        distractors=tmp_path / "distractors", trust_pickle=True)
   assert with_distractors["distractors"] == 3
   assert with_distractors["medium"]["mAP"] <= result["medium"]["mAP"] + 1e-9
 
