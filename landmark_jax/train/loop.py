@@ -207,7 +207,7 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
     state = _initial_state(config, make_model(config, plan.num_classes[0]), tx, mesh)
   step = int(state.step)
   run = _Run(config, plan, mesh, tx, optim.learning_rate_schedules(config.optim, decay_steps),
-             checkpointer, MetricsLog(workdir),
+             checkpointer, MetricsLog(workdir, resume_step=latest),
              tqdm(total=total_steps, initial=step, desc="train", unit="step",
                   disable=not progress or jax.process_index() != 0, dynamic_ncols=True),
              hooks, total_steps)

@@ -14,6 +14,7 @@ import pytest
 from landmark_jax.config import apply_overrides, load_config
 from landmark_jax.train.checkpoints import Checkpointer
 from landmark_jax.train.loop import NonFiniteLossError, train
+from landmark_jax.train.metrics_log import MetricsLog
 from tests.helpers import gradient_image, write_bad_folder
 
 
@@ -78,16 +79,56 @@ def test_resume_after_a_crash_gives_the_uninterrupted_state(demo_cache, tmp_path
   assert_same_state(resumed.state, uninterrupted.state)
 
 
-def test_resume_across_a_stage_transition(demo_cache, tmp_path):
+@pytest.fixture(scope="module")
+def stage_transition_runs(demo_cache, tmp_path_factory):
+  """(workdir, result) of an uninterrupted run and of one crashed in stage 1 and resumed."""
   # num_epochs=4: stage 0 (4 landmarks, 63 + 60 images) runs 2 epochs = 7 steps, so a
-  # crash after step 11 falls in stage 1, after the transition checkpoint.
-  config = tiny("num_epochs=4", "checkpoint_every_steps=3", "async_checkpointing=False")
-  uninterrupted = train(config, tmp_path / "a", progress=False)
+  # crash after step 11 falls in stage 1, after the transition checkpoint (7) and the last
+  # regular one (9). log_every_steps=1: the crashed run has logged step 10, which the resumed
+  # run repeats.
+  config = tiny("num_epochs=4", "checkpoint_every_steps=3", "async_checkpointing=False",
+                "log_every_steps=1")
+  folder = tmp_path_factory.mktemp("stage-transition")
+  uninterrupted = train(config, folder / "a", progress=False)
   with pytest.raises(KeyboardInterrupt):
-    train(config, tmp_path / "b", hooks=[StopAfter(11)], progress=False)
-  resumed = train(config, tmp_path / "b", progress=False)
+    train(config, folder / "b", hooks=[StopAfter(11)], progress=False)
+  resumed = train(config, folder / "b", progress=False)
+  return (folder / "a", uninterrupted), (folder / "b", resumed)
+
+
+def test_resume_across_a_stage_transition(stage_transition_runs):
+  (_, uninterrupted), (_, resumed) = stage_transition_runs
   assert int(resumed.state.stage) == 1
   assert_same_state(resumed.state, uninterrupted.state)
+
+
+def logged_steps(workdir):
+  lines = (workdir / "metrics.jsonl").read_text().splitlines()
+  return [json.loads(line)["step"] for line in lines]
+
+
+def test_resumed_run_logs_each_step_once(stage_transition_runs):
+  (whole, _), (crashed, _) = stage_transition_runs
+  steps = logged_steps(crashed)
+  assert steps == sorted(set(steps)), steps  # strictly increasing: nothing logged twice
+  assert steps == logged_steps(whole)
+
+
+def test_metrics_log_drops_rows_past_the_resumed_step_and_torn_lines(tmp_path):
+  rows = [json.dumps({"step": s, "loss": 1.0 / s}) for s in (1, 2, 3, 4)]
+  # A process killed mid-write leaves a last line without its end.
+  (tmp_path / "metrics.jsonl").write_text("\n".join(rows) + '\n{"step": 5, "lo')
+  log = MetricsLog(tmp_path, resume_step=2)
+  log.write(3, {"loss": 0.5})
+  log.close()
+  assert (tmp_path / "metrics.jsonl").read_text() == (
+      rows[0] + "\n" + rows[1] + "\n" + json.dumps({"step": 3, "loss": 0.5}) + "\n")
+  assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+  # A fresh run (nothing to resume from) keeps what is there and appends.
+  log = MetricsLog(tmp_path, resume_step=None)
+  log.write(4, {"loss": 0.25})
+  log.close()
+  assert logged_steps(tmp_path) == [1, 2, 3, 4]
 
 
 def test_killed_process_resumes_to_the_same_state(demo_cache, tmp_path):
