@@ -1,3 +1,4 @@
+import hashlib
 import json
 import shutil
 import signal
@@ -51,8 +52,15 @@ def test_save_load_search_identical_and_movable(tmp_path, backend):
   np.testing.assert_array_equal(loaded.cluster_sizes, index.cluster_sizes)
   assert loaded.label_map == index.label_map and loaded.metadata["checkpoint"] == "run/step_100"
   manifest = json.loads((tmp_path / "moved" / "manifest.json").read_text())
-  assert manifest["format_version"] == 1 and manifest["embedding_dim"] == 32
+  assert manifest["format_version"] == 2 and manifest["embedding_dim"] == 32
   assert manifest["num_centroids"] == 500 and manifest["num_landmarks"] == 50
+  files = {"centroids.npy", "labels.npy", "cluster_sizes.npy", "label_map.json"}
+  if backend == "scann":
+    files |= {"scann/dataset.npy", "scann/scann_assets.pbtxt", "scann/scann_config.pb"}
+  assert set(manifest["files"]) == files
+  centroids = (tmp_path / "moved" / "centroids.npy").read_bytes()
+  assert manifest["files"]["centroids.npy"] == {"bytes": len(centroids),
+                                                "sha256": hashlib.sha256(centroids).hexdigest()}
 
 
 def test_relative_paths_work(tmp_path, monkeypatch):
@@ -79,10 +87,15 @@ def test_load_errors_name_the_problem(tmp_path):
     CentroidIndex.load(tmp_path / "nothing")
 
 
-def test_pickled_arrays_are_refused(tmp_path):
+def test_pickled_arrays_are_refused_even_with_valid_checksums(tmp_path):
   small_index("exact").save(tmp_path / "i")
-  np.save(tmp_path / "i" / "labels.npy", np.array([object()] * 500, dtype=object), allow_pickle=True)
-  with pytest.raises(ValueError, match="allow_pickle"):
+  labels = tmp_path / "i" / "labels.npy"
+  np.save(labels, np.array([object()] * 500, dtype=object), allow_pickle=True)
+  manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())
+  manifest["files"]["labels.npy"] = {"bytes": labels.stat().st_size,
+                                     "sha256": hashlib.sha256(labels.read_bytes()).hexdigest()}
+  (tmp_path / "i" / "manifest.json").write_text(json.dumps(manifest))
+  with pytest.raises(IndexFormatError, match=r"labels\.npy: .*allow_pickle"):
     CentroidIndex.load(tmp_path / "i")
 
 
