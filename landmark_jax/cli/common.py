@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
 import sys
 from typing import Sequence
 
@@ -59,8 +60,15 @@ def positive_int(text: str) -> int:
 
 def non_negative_float(text: str) -> float:
   value = float(text)
-  if not value >= 0:
-    raise argparse.ArgumentTypeError(f"{text} is not ≥ 0")
+  if not (value >= 0 and math.isfinite(value)):
+    raise argparse.ArgumentTypeError(f"{text} is not a finite number ≥ 0")
+  return value
+
+
+def positive_float(text: str) -> float:
+  value = float(text)
+  if not (value > 0 and math.isfinite(value)):
+    raise argparse.ArgumentTypeError(f"{text} is not a finite number > 0")
   return value
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from landmark_jax.cli.common import non_negative_float, port, positive_int
-from landmark_jax.errors import UsageError
+from landmark_jax.cli.common import non_negative_float, port, positive_float, positive_int
+from landmark_jax.errors import UsageError, UserError
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -24,16 +24,28 @@ def _serve(args) -> int:
   from landmark_jax.data.sources import read_landmark_table
   from landmark_jax.recognize import Recognizer
   from landmark_jax.serve.app import ServeConfig, create_app
-  _check_port_free(args.host, args.port)  # before loading the model, not after
-  config = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                       max_bytes=args.max_bytes, max_pixels=args.max_pixels)
+  # Every argument and the port are checked before the model loads, not after.
+  config = ServeConfig(**{field: getattr(args, field) for field in SERVE_OPTIONS
+                          if getattr(args, field) is not None})
+  _check_port_free(args.host, args.port)
   names = read_landmark_table(args.landmarks_csv, "name") if args.landmarks_csv else None
   recognizer = Recognizer.load(args.checkpoint, args.index, names=names,
                                batch_size=config.max_batch, radius_km=args.radius_km)
+  app = create_app(recognizer, config)
+  try:  # here, so that a model and index that cannot answer stop the start with one line
+    app.state.service.warm_up()
+  except Exception as e:
+    raise UserError(f"the model and index failed a warm-up recognition ({type(e).__name__}: "
+                    f"{e}); not serving") from e
   if args.host not in ("127.0.0.1", "localhost", "::1"):
     print(f"warning: serving on {args.host}, reachable from other machines")
-  uvicorn.run(create_app(recognizer, config), host=args.host, port=args.port, log_level="info")
+  uvicorn.run(app, host=args.host, port=args.port, log_level="info")
   return 0
+
+
+# ServeConfig fields set by a command-line option of the same name.
+SERVE_OPTIONS = ("max_batch", "max_wait_ms", "max_bytes", "max_batch_bytes", "max_pixels",
+                 "max_decoded_pixels", "decode_workers", "read_timeout_s")
 
 
 def register(commands, debug) -> None:
@@ -47,8 +59,20 @@ def register(commands, debug) -> None:
                    help="landmark_id,name,… : names (default: the index's landmarks.csv)")
   srv.add_argument("--radius-km", type=non_negative_float, default=50.0,
                    help="with a photo location, only landmarks this close stay candidates")
-  srv.add_argument("--max-batch", type=positive_int, default=16)
-  srv.add_argument("--max-wait-ms", type=non_negative_float, default=5.0)
-  srv.add_argument("--max-bytes", type=positive_int, default=20 * 2**20)
-  srv.add_argument("--max-pixels", type=positive_int, default=50_000_000)
+  srv.add_argument("--max-batch", type=positive_int, default=16, help="photos per device call")
+  srv.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
+                   help="how long a photo waits for others to share its device call")
+  srv.add_argument("--max-bytes", type=positive_int, default=20 * 2**20,
+                   help="request body limit of /v1/recognize (413 above)")
+  srv.add_argument("--max-batch-bytes", type=positive_int, default=64 * 2**20,
+                   help="request body limit of /v1/recognize:batch")
+  srv.add_argument("--max-pixels", type=positive_int, default=50_000_000,
+                   help="images larger in their header are refused (413)")
+  srv.add_argument("--max-decoded-pixels", type=positive_int, default=4096 * 4096,
+                   help="PNG/WebP decoded at full size above this are refused from their "
+                        "header; JPEGs decode at reduced size (~8 bytes/pixel while decoding)")
+  srv.add_argument("--decode-workers", type=positive_int, default=None,
+                   help="photos decoded at once (default: the cores, at most 8)")
+  srv.add_argument("--read-timeout-s", type=positive_float, default=30.0,
+                   help="an upload that sends nothing for this long gets a 408")
   srv.set_defaults(run=_serve)

@@ -31,6 +31,10 @@ class ImageDecodeError(UserError, ValueError):
   """A file that is not a usable image: corrupt, truncated, empty, or too large."""
 
 
+class ImageTooLargeError(ImageDecodeError):
+  """An image refused from its header for its pixel count, before its pixels are decoded."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageConfig:
   """How images become network inputs; the defaults are the paper's."""
@@ -45,6 +49,10 @@ class ImageConfig:
   # Refuse larger images (decompression bombs) from their header. Pillow's own global
   # limit (`PIL.Image.MAX_IMAGE_PIXELS`) still applies above this one.
   max_pixels: int = DEFAULT_MAX_PIXELS
+  # Refuse images that would be decoded at more than this many pixels (None: max_pixels).
+  # Checked after JPEG draft mode has picked its scale, so a 48 Mpx phone JPEG decoded at
+  # 1/8 passes while a 48 Mpx PNG, which has no reduced decode, is refused from its header.
+  max_decoded_pixels: int | None = None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -70,7 +78,8 @@ def _file_size(path) -> int:
 
 
 def open_image(data: bytes | str, *, draft_size: int | None = None,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+               max_pixels: int = DEFAULT_MAX_PIXELS, max_decoded_pixels: int | None = None
+               ) -> Image.Image:
   """Decodes a file path or encoded bytes into an RGB Pillow image, EXIF orientation applied.
 
   Args:
@@ -80,14 +89,20 @@ def open_image(data: bytes | str, *, draft_size: int | None = None,
   Raises:
     ImageDecodeError: naming what is wrong (empty, not an image, truncated, too large).
   """
-  return open_photo(data, draft_size=draft_size, max_pixels=max_pixels, read_location=False)[0]
+  return open_photo(data, draft_size=draft_size, max_pixels=max_pixels,
+                    max_decoded_pixels=max_decoded_pixels, read_location=False)[0]
 
 
 def open_photo(data: bytes | str, *, draft_size: int | None = None,
-               max_pixels: int = DEFAULT_MAX_PIXELS, read_location: bool = True
-               ) -> tuple[Image.Image, Location | None]:
+               max_pixels: int = DEFAULT_MAX_PIXELS, max_decoded_pixels: int | None = None,
+               read_location: bool = True) -> tuple[Image.Image, Location | None]:
   """`open_image`, and the photo's EXIF GPS location read from the same opened file (None
-  when it has none or it is malformed): one open, one parse of the header."""
+  when it has none or it is malformed): one open, one parse of the header.
+
+  Raises:
+    ImageTooLargeError: more than `max_pixels` in the header, or more than
+      `max_decoded_pixels` to decode at the scale the decoder would use.
+  """
   if not (data if isinstance(data, (bytes, bytearray)) else _file_size(data)):
     raise ImageDecodeError("empty file (0 bytes)")
   try:
@@ -96,12 +111,13 @@ def open_photo(data: bytes | str, *, draft_size: int | None = None,
       image = Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
       width, height = image.size
       if width * height > max_pixels:
-        raise ImageDecodeError(
+        raise ImageTooLargeError(
             f"image of {width}×{height} = {width * height:,} pixels exceeds the limit of "
             f"{max_pixels:,} (decompression bomb?)")
       location = exif_location(image) if read_location else None
       if draft_size and image.format == "JPEG":
         image.draft("RGB", (draft_size, draft_size))
+      _check_decoded_pixels(image, max_decoded_pixels)
       image = ImageOps.exif_transpose(image)
       image.load()
       return to_rgb(image), location
@@ -110,11 +126,22 @@ def open_photo(data: bytes | str, *, draft_size: int | None = None,
   except UnidentifiedImageError:
     raise ImageDecodeError("not an image file Pillow can identify") from None
   except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-    raise ImageDecodeError(f"decompression bomb refused: {e}") from None
+    raise ImageTooLargeError(f"decompression bomb refused: {e}") from None
   except FileNotFoundError:
     raise ImageDecodeError(f"file not found: {data}") from None
   except (OSError, ValueError, SyntaxError, EOFError) as e:
     raise ImageDecodeError(f"corrupt or truncated image: {e}") from None
+
+
+def _check_decoded_pixels(image: Image.Image, limit: int | None) -> None:
+  # `image.size` is what the decoder will allocate: after `draft`, the reduced JPEG size.
+  width, height = image.size
+  if limit is not None and width * height > limit:
+    kind = f"a {image.format} image" if image.format else "an image"
+    raise ImageTooLargeError(
+        f"{kind} of {width}×{height} = {width * height:,} pixels would be decoded at full "
+        f"size, over the limit of {limit:,} (JPEGs are decoded at reduced size; send a "
+        "smaller image or a JPEG)")
 
 
 def _resized_box(image: Image.Image, resize_size: int, box: tuple[float, float, float, float],
@@ -180,8 +207,14 @@ def jpeg_draft_size(config: ImageConfig) -> int | None:
   return config.resize_size if config.jpeg_draft else None
 
 
+def _decode_options(config: ImageConfig) -> dict:
+  """`open_photo`'s keyword arguments that `config` sets."""
+  return {"draft_size": jpeg_draft_size(config), "max_pixels": config.max_pixels,
+          "max_decoded_pixels": config.max_decoded_pixels}
+
+
 def train_image(data: bytes | str, rng: np.random.Generator, config: ImageConfig) -> np.ndarray:
-  image = open_image(data, draft_size=jpeg_draft_size(config), max_pixels=config.max_pixels)
+  image = open_image(data, **_decode_options(config))
   box = random_resized_crop_box(rng, config.resize_size, config.crop_scale, config.crop_ratio)
   pixels = np.asarray(_resized_box(image, config.resize_size, box, config.crop_size))
   if config.horizontal_flip and rng.random() < 0.5:
@@ -196,15 +229,13 @@ def eval_crop(image: Image.Image, config: ImageConfig) -> np.ndarray:
 
 
 def eval_image(data: bytes | str, config: ImageConfig) -> np.ndarray:
-  return eval_crop(open_image(data, draft_size=jpeg_draft_size(config), max_pixels=config.max_pixels),
-                   config)
+  return eval_crop(open_image(data, **_decode_options(config)), config)
 
 
 def eval_photo(data: bytes | str, config: ImageConfig, *, read_location: bool = True
                ) -> tuple[np.ndarray, Location | None]:
   """`eval_image` and the photo's EXIF location, from one decode."""
-  image, location = open_photo(data, draft_size=jpeg_draft_size(config),
-                               max_pixels=config.max_pixels, read_location=read_location)
+  image, location = open_photo(data, **_decode_options(config), read_location=read_location)
   return eval_crop(image, config), location
 
 

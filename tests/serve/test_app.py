@@ -41,31 +41,37 @@ def test_batch_endpoint_health_info_and_page(server, landmarks_mini):
     results = response.json()["results"]
     assert [r["file"] for r in results] == [p.name for p in photos] + ["broken.jpg"]
     assert all("candidates" in r for r in results[:3])
-    assert results[3]["status"] == 400 and "not an image" in results[3]["error"]
+    assert results[3]["status"] == 400 and results[3]["error"] == "undecodable_image"
+    assert "not an image" in results[3]["message"]
     assert client.get("/healthz").json() == {"status": "ok"}
     info = client.get("/v1/info").json()
     assert info["index"]["centroids"] > 0 and info["eta"] == 0.9
     assert info["model"]["backbone"] == "wide_resnet_tiny" and info["version"]
+    assert info["model"]["step"] > 0 and "/" not in info["model"]["run"]  # no server paths
+    assert "/" not in str(info) and "\\" not in str(info)
     page = client.get("/")
     assert page.status_code == 200 and "/v1/recognize" in page.text and 'type="file"' in page.text
 
 
-@pytest.mark.parametrize("kind, content, content_type, status, message", [
-    ("not an image", b"hello, this is text", "image/jpeg", 400, "not an image"),
-    ("truncated", encode(gradient_image(400, 300), quality=95)[:2500], "image/jpeg", 400, "truncated"),
-    ("empty", b"", "image/png", 400, "empty body"),
-    ("wrong type", b"{}", "application/json", 415, "unsupported Content-Type 'application/json'"),
-    ("too many bytes", b"\xff" * 2_000_001, "image/jpeg", 413, "exceeds the limit of 2,000,000"),
-    ("too many pixels", huge_png_header(), "image/png", 413, "pixels"),
+@pytest.mark.parametrize("kind, content, content_type, status, code, message", [
+    ("not an image", b"hello, this is text", "image/jpeg", 400, "undecodable_image", "not an image"),
+    ("truncated", encode(gradient_image(400, 300), quality=95)[:2500], "image/jpeg", 400,
+     "undecodable_image", "truncated"),
+    ("empty", b"", "image/png", 400, "empty_body", "empty body"),
+    ("wrong type", b"{}", "application/json", 415, "unsupported_media_type",
+     "unsupported Content-Type 'application/json'"),
+    ("too many bytes", b"\xff" * 2_000_001, "image/jpeg", 413, "body_too_large",
+     "over the limit of 2,000,000"),
+    ("too many pixels", huge_png_header(), "image/png", 413, "image_too_large", "pixels"),
 ])
 def test_bad_input_gets_a_named_4xx_and_the_service_goes_on(server, landmarks_mini, kind, content,
-                                                             content_type, status, message):
+                                                             content_type, status, code, message):
   url, _ = server
   photo = mini_photos(landmarks_mini, 1)[0]
   with httpx.Client(base_url=url, timeout=60) as client:
     response = client.post("/v1/recognize", content=content, headers={"content-type": content_type})
     assert response.status_code == status, response.text
-    assert message in response.json()["error"]
+    assert response.json()["error"] == code and message in response.json()["message"]
     good = client.post("/v1/recognize", files={"image": (photo.name, photo.read_bytes(), "image/jpeg")})
     assert good.status_code == 200
 
@@ -74,7 +80,8 @@ def test_missing_file_field_is_named(server):
   url, _ = server
   with httpx.Client(base_url=url, timeout=60) as client:
     response = client.post("/v1/recognize", files={"photo": ("x.jpg", b"x", "image/jpeg")})
-  assert response.status_code == 400 and "no file field 'image'" in response.json()["error"]
+  assert response.status_code == 400 and response.json()["error"] == "missing_field"
+  assert "no file field 'image'" in response.json()["message"]
 
 
 def test_load_200_requests_16_clients(server, landmarks_mini):
@@ -120,4 +127,5 @@ def test_location_query_parameters(server, landmarks_mini):
     assert body["landmark_id"] is None and body["candidates"] == []  # nothing near the pole
     bad = client.post("/v1/recognize", params={"lat": "north"}, content=photo,
                       headers={"content-type": "image/jpeg"})
-    assert bad.status_code == 400 and "lat and lon" in bad.json()["error"]
+    assert bad.status_code == 400 and bad.json()["error"] == "bad_location"
+    assert "lat and lon" in bad.json()["message"]

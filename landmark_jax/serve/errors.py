@@ -1,0 +1,57 @@
+"""The service's errors: every 4xx/5xx is JSON ``{"error": code, "message": text, "status": n}``.
+
+`error` is a stable machine-readable code (below); `message` is for people and may change.
+Starlette's own errors (unknown route, wrong method, a malformed multipart body) and
+unexpected failures are rendered the same way, so a client never has to parse plain text.
+"""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+# Codes for the statuses Starlette raises by itself.
+_STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+                 413: "body_too_large", 500: "internal_error"}
+# The request cannot go on after these (its body is unread): the connection is closed.
+_CLOSE_CODES = {"body_too_large", "body_timeout"}
+
+
+class RequestError(Exception):
+  """A request the service refuses: HTTP `status`, stable `code`, and a message naming why."""
+
+  def __init__(self, status: int, code: str, message: str):
+    super().__init__(message)
+    self.status = status
+    self.code = code
+    self.message = message
+
+  def to_json(self) -> dict:
+    return {"error": self.code, "message": self.message, "status": self.status}
+
+
+def error_response(error: RequestError) -> JSONResponse:
+  headers = {"connection": "close"} if error.code in _CLOSE_CODES else None
+  return JSONResponse(error.to_json(), status_code=error.status, headers=headers)
+
+
+async def _request_error(request: Request, error: RequestError) -> JSONResponse:
+  return error_response(error)
+
+
+async def _http_exception(request: Request, error: HTTPException) -> JSONResponse:
+  code = _STATUS_CODES.get(error.status_code, f"http_{error.status_code}")
+  response = error_response(RequestError(error.status_code, code, str(error.detail)))
+  if error.headers:  # e.g. the Allow header of a 405
+    response.headers.update(error.headers)
+  return response
+
+
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+  # Starlette logs the traceback; the client gets no internals.
+  return error_response(RequestError(500, "internal_error", "internal error; see the server log"))
+
+
+EXCEPTION_HANDLERS = {RequestError: _request_error, HTTPException: _http_exception,
+                      Exception: _unexpected}
