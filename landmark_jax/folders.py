@@ -2,17 +2,25 @@
 embedding shard, the generated demo dataset) goes through `atomic_folder`.
 
 The content is written into a hidden staging folder beside the target, flushed to disk, and
-renamed into place, so a reader (or a crash) never sees half a folder.
+renamed into place, so a reader (or a crash) never sees half a folder. A folder that is
+edited (read, changed, written back: an index) is edited under `exclusive_writer`, so two
+writers cannot both read the old content and each write back their own change.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pathlib
 import shutil
+import sys
 import tempfile
-from typing import Iterator
+import threading
+import time
+from typing import Callable, Iterator
+
+from landmark_jax.errors import UserError
 
 
 def fsync_tree(root: pathlib.Path) -> None:
@@ -78,3 +86,115 @@ def readable_folder(target: pathlib.Path, marker: str) -> pathlib.Path | None:
   if not target.exists() and (backup / marker).is_file():
     return backup
   return None
+
+
+# Exclusive writers ---------------------------------------------------------------------
+
+
+class FolderBusyError(UserError):
+  """Another process holds a folder's write lock for longer than this one would wait."""
+
+
+def lock_path(target: pathlib.Path) -> pathlib.Path:
+  """The lock file beside `target`. It outlives the folder's swaps (a lock inside the folder
+  would be renamed away with it) and is never deleted (deleting it would let two writers
+  lock two different files)."""
+  return target.with_name(f".{target.name}.lock")
+
+
+class _HeldLock:
+  """One process's hold on a lock file: an RLock orders its threads, the flock orders
+  processes; a thread that already holds it may enter again (save inside an edit)."""
+
+  def __init__(self):
+    self.threads = threading.RLock()
+    self.depth = 0
+    self.fd: int | None = None
+
+
+_held: dict[pathlib.Path, _HeldLock] = {}
+_held_guard = threading.Lock()
+
+
+def _holder(fd: int) -> str:
+  """Who holds the lock, as its holder wrote it: "pid N: command"."""
+  try:
+    return os.pread(fd, 4096, 0).decode(errors="replace").strip() or "unknown"
+  except OSError:
+    return "unknown"
+
+
+def _flock(fd: int, lock: pathlib.Path, target: pathlib.Path, timeout: float | None,
+           on_wait: Callable[[str], None] | None) -> None:
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return
+  except BlockingIOError:
+    pass
+  holder = _holder(fd)
+  if on_wait is not None:
+    on_wait(f"waiting for {target}: another writer holds it ({holder})")
+  deadline = None if timeout is None else time.monotonic() + timeout
+  while True:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      return
+    except BlockingIOError:
+      if deadline is not None and time.monotonic() >= deadline:
+        raise FolderBusyError(
+            f"{target} is being written by another process ({holder}); waited {timeout:g} s. "
+            f"Try again when it has finished (its lock: {lock})") from None
+      time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def exclusive_writer(target: str | os.PathLike, *, timeout: float | None = None,
+                     on_wait: Callable[[str], None] | None = None) -> Iterator[pathlib.Path]:
+  """Holds `target`'s write lock for the block: other writers (processes or threads) wait.
+
+  Reading, changing and writing `target` inside the block cannot lose another writer's
+  change. The lock is an advisory `flock`, released by the kernel if the holder dies, so a
+  killed writer never leaves a stale lock; its staging folders are removed here.
+
+  Args:
+    timeout: seconds to wait for another writer (None: as long as it takes), then
+      `FolderBusyError` naming the holder.
+    on_wait: called once with a message when this writer has to wait.
+  """
+  target = pathlib.Path(target).absolute()
+  target.parent.mkdir(parents=True, exist_ok=True)
+  lock = lock_path(target)
+  with _held_guard:
+    held = _held.setdefault(lock, _HeldLock())
+  if not held.threads.acquire(timeout=-1 if timeout is None else timeout):
+    raise FolderBusyError(f"{target} is being written by another thread; waited {timeout:g} s")
+  try:
+    if held.depth == 0:
+      fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+      try:
+        _flock(fd, lock, target, timeout, on_wait)
+      except BaseException:
+        os.close(fd)
+        raise
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}\n".encode(), 0)
+      held.fd = fd
+      remove_staging_leftovers(target)
+    held.depth += 1
+    try:
+      yield target
+    finally:
+      held.depth -= 1
+      if held.depth == 0:
+        fcntl.flock(held.fd, fcntl.LOCK_UN)
+        os.close(held.fd)
+        held.fd = None
+  finally:
+    held.threads.release()
+
+
+def remove_staging_leftovers(target: pathlib.Path) -> None:
+  """Removes `atomic_folder` staging folders of `target` left by killed writers. Only an
+  exclusive writer may: any other writer's staging folder would be in use."""
+  for staging in target.parent.glob(f".{target.name}.tmp-*"):
+    shutil.rmtree(staging, ignore_errors=True)

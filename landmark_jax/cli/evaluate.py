@@ -11,13 +11,19 @@ from landmark_jax.cli.common import add_source_args, photos, positive_int, proba
 def _calibrate(args) -> int:
   import math
   from landmark_jax.eval.calibration import calibrate
+  from landmark_jax.index.editing import locked_index
   from landmark_jax.recognize import Recognizer
-  recognizer = Recognizer.load(args.checkpoint, args.index, eta=-math.inf)  # being chosen
-  target = (args.target_specificity
-            or recognizer.trained.config.calibration.target_specificity)
-  result = calibrate(recognizer, photos(args, recognizer.trained, "val", recognizer.label_map),
-                     target)
-  recognizer.index.with_metadata(eta=result["eta"], calibration=result).save(args.index)
+  from landmark_jax.train.checkpoints import load_trained
+  trained = load_trained(args.checkpoint)
+  # Locked from loading to storing η: an add or remove meanwhile would be lost otherwise, or
+  # get an η chosen without its landmarks.
+  with locked_index(args.index, expected_dim=trained.model.embedding_dim) as index:
+    recognizer = Recognizer(trained, index, eta=-math.inf)  # η is being chosen
+    target = (args.target_specificity
+              or recognizer.trained.config.calibration.target_specificity)
+    result = calibrate(recognizer, photos(args, recognizer.trained, "val", recognizer.label_map),
+                       target)
+    index.with_metadata(eta=result["eta"], calibration=result).save(args.index)
   print("\n".join(f"{k:>20}: {v}" for k, v in result.items()))
   print(f"eta stored in {args.index}/manifest.json")
   return 0

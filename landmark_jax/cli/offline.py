@@ -44,7 +44,7 @@ def _build_index(args) -> int:
 
 
 def _add_landmarks(args) -> int:
-  from landmark_jax.index import CentroidIndex
+  from landmark_jax.index.editing import locked_index
   from landmark_jax.index.landmarks import load_landmarks_csv
   from landmark_jax.recognize import PhotoEmbedder
   from landmark_jax.stages.new_landmarks import add_landmarks
@@ -54,10 +54,12 @@ def _add_landmarks(args) -> int:
     raise DataError("add-landmarks needs the new landmarks' photos: --root/--csv or --folder")
   trained = load_trained(args.checkpoint)
   cleaning = config_section(args.config, trained.config, "cleaning", args.overrides)
-  index = CentroidIndex.load(args.index, expected_dim=trained.model.embedding_dim)
-  edited = add_landmarks(index, PhotoEmbedder(trained).embed_source, source, cleaning,
-                         load_landmarks_csv(args.landmarks_csv) if args.landmarks_csv else None)
-  edited.save(args.index)
+  landmarks = load_landmarks_csv(args.landmarks_csv) if args.landmarks_csv else None
+  # Locked from reading to writing: a concurrent add or remove waits, then sees this one.
+  with locked_index(args.index, expected_dim=trained.model.embedding_dim) as index:
+    edited = add_landmarks(index, PhotoEmbedder(trained).embed_source, source, cleaning,
+                           landmarks)
+    edited.save(args.index)
   edit = edited.metadata["edits"][-1]
   print(f"added {', '.join(edit['landmarks'])}: {edit['centroids']} centroids from "
         f"{edit['images']} photos; index now {len(edited)} centroids ({args.index})")
@@ -69,11 +71,10 @@ def _add_landmarks(args) -> int:
 
 def _remove_landmarks(args) -> int:
   from landmark_jax.data.sources import parse_id
-  from landmark_jax.index import CentroidIndex
-  from landmark_jax.index.editing import remove_landmarks
-  index = CentroidIndex.load(args.index)
-  edited = remove_landmarks(index, [parse_id(i) for i in args.landmark_ids])
-  edited.save(args.index)
+  from landmark_jax.index.editing import locked_index, remove_landmarks
+  with locked_index(args.index) as index:
+    edited = remove_landmarks(index, [parse_id(i) for i in args.landmark_ids])
+    edited.save(args.index)
   print(f"removed {edited.metadata['edits'][-1]['centroids']} centroids; index now "
         f"{len(edited)} centroids ({args.index})")
   return 0

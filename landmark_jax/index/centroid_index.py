@@ -33,7 +33,7 @@ import numpy as np
 
 from landmark_jax.errors import ConfigError, UserError
 from landmark_jax.data.labels import LabelMap
-from landmark_jax.folders import atomic_folder, readable_folder
+from landmark_jax.folders import atomic_folder, exclusive_writer, readable_folder
 from landmark_jax.index import scann_backend
 from landmark_jax.index.exact import ExactSearcher
 from landmark_jax.index.landmarks import LandmarkInfo, load_landmarks_csv, save_landmarks_csv
@@ -161,9 +161,11 @@ class CentroidIndex:
             "config": dataclasses.asdict(self.config), **self.metadata}
 
   def save(self, directory: str | os.PathLike) -> pathlib.Path:
-    """Writes the index to `directory` atomically (see the module docstring)."""
+    """Writes the index to `directory` atomically (see the module docstring), holding its
+    write lock (`folders.exclusive_writer`): to edit an index, load and save it inside
+    `editing.locked_index` so no other writer comes between."""
     directory = pathlib.Path(directory).absolute()
-    with atomic_folder(directory, replace=True) as staging:
+    with exclusive_writer(directory), atomic_folder(directory, replace=True) as staging:
       np.save(staging / "centroids.npy", self.centroids)
       np.save(staging / "labels.npy", self.labels)
       np.save(staging / "cluster_sizes.npy", self.cluster_sizes)

@@ -4,20 +4,44 @@ The index is rebuilt with its own configuration (a rebuild keeps ScaNN's partiti
 recall as good as a fresh build, which an in-place insert into a trained tree would not).
 The label map grows by appending, so existing labels keep their meaning, and the manifest
 records every edit. Turning photos into centroids is an offline stage
-(`landmark_jax.stages.new_landmarks`).
+(`landmark_jax.stages.new_landmarks`). Every edit of a saved index (add, remove, storing a
+calibrated η) goes through `locked_index`, so concurrent editors take turns and none loses
+another's change.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
-from typing import Hashable, Iterable, Mapping, Sequence
+from typing import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from landmark_jax.data import LabelMap
 from landmark_jax.errors import DataError
+from landmark_jax.folders import exclusive_writer
 from landmark_jax.index.centroid_index import CentroidIndex
 from landmark_jax.index.landmarks import LandmarkInfo
+
+
+def _to_stderr(message: str) -> None:
+  print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def locked_index(directory: str | os.PathLike, *, expected_dim: int | None = None,
+                 timeout: float | None = None,
+                 on_wait: Callable[[str], None] | None = _to_stderr) -> Iterator[CentroidIndex]:
+  """The index at `directory`, loaded under its write lock, which is held until the block
+  ends: save the edited index inside the block.
+
+  A second editor waits (saying so through `on_wait`) and then reads the first one's
+  result, so both edits land. `timeout` bounds the wait (`folders.FolderBusyError`).
+  """
+  with exclusive_writer(directory, timeout=timeout, on_wait=on_wait):
+    yield CentroidIndex.load(directory, expected_dim=expected_dim)
 
 
 def _edited(index: CentroidIndex, centroids, labels, sizes, label_map, landmarks, edit
