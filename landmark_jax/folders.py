@@ -177,7 +177,8 @@ def exclusive_writer(target: str | os.PathLike, *, timeout: float | None = None,
         os.close(fd)
         raise
       os.ftruncate(fd, 0)
-      os.pwrite(fd, f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}\n".encode(), 0)
+      command = " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]])[:200]
+      os.pwrite(fd, f"pid {os.getpid()}: {command}\n".encode(), 0)
       held.fd = fd
       remove_staging_leftovers(target)
     held.depth += 1

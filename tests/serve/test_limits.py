@@ -191,3 +191,17 @@ def test_healthz_is_ready_only_after_a_warm_up_recognition(trained, index_dir):
   with pytest.raises(IndexError):
     broken_app.state.service.warm_up()
   assert not broken_app.state.service.ready
+
+
+def test_serve_refuses_to_start_on_an_inconsistent_index(tiny_trained, index_dir, tmp_path, capsys):
+  from landmark_jax.cli import main
+  from landmark_jax.index import CentroidIndex
+  from tests.serve.conftest import free_port
+  index = CentroidIndex.load(index_dir / "index")
+  # Saved by the library, so its checksums are valid: only the parts disagree.
+  CentroidIndex(index.centroids, index.labels[:-1], index.cluster_sizes, index.config,
+                label_map=index.label_map, metadata=index.metadata).save(tmp_path / "bad")
+  status = main(["serve", "--checkpoint", str(tiny_trained[0]), "--index", str(tmp_path / "bad"),
+                 "--port", str(free_port())])
+  err = capsys.readouterr().err.strip()
+  assert status == 2 and len(err.splitlines()) == 1 and "labels.npy" in err, err
