@@ -8,22 +8,14 @@ coordinates) when given, and ``scann/`` (ScaNN's assets).
 `save` writes everything into a temporary sibling and swaps it into place with renames, so
 a crash mid-write leaves the previous index readable.
 
-`load` trusts nothing it reads: a damaged, truncated, missing or stray file, or an index
-whose parts disagree (labels for fewer centroids, a NaN centroid, a label the label map
-lacks, an η that is not a similarity), raises `IndexFormatError` naming the file, instead of
-loading an index that fails every query later. The checksums cost one more read of every
-file at save and at load, 1-2 s per GB on one core: a GLDv2-size index (1M × 512 float32
-centroids, 2 GB, plus ScaNN's copy of them) takes several seconds more each way;
-`hashlib.file_digest` streams, so memory does not grow. Indexes of format version 1 (no
-checksums) still load, with every check but the checksums; saving one again writes version 2.
+`load` checks every file against the manifest and the parts against each other first
+(`integrity`); a damaged or inconsistent index raises `IndexFormatError` naming the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import math
 import os
 import pathlib
 import time
@@ -31,27 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from landmark_jax.errors import ConfigError, UserError
 from landmark_jax.data.labels import LabelMap
+from landmark_jax.errors import ConfigError
 from landmark_jax.folders import atomic_folder, exclusive_writer, readable_folder
-from landmark_jax.index import scann_backend
+from landmark_jax.index import integrity, scann_backend
 from landmark_jax.index.exact import ExactSearcher
+from landmark_jax.index.integrity import (FORMAT_VERSION, MANIFEST, REQUIRED_FILES, SCANN_DIR,
+                                          IndexFormatError)
 from landmark_jax.index.landmarks import LandmarkInfo, load_landmarks_csv, save_landmarks_csv
-
-FORMAT_VERSION = 2  # 2: the manifest records every file's size and sha256
-READABLE_VERSIONS = (1, 2)  # 1: no checksums, read so that users' existing indexes still work
-MANIFEST = "manifest.json"
-REQUIRED_FILES = ("centroids.npy", "labels.npy", "cluster_sizes.npy")
-OPTIONAL_FILES = ("label_map.json", "landmarks.csv")
-SCANN_DIR = "scann"
-# Calibration puts η one float32 step above a similarity, and float32 dot products of unit
-# vectors can exceed 1 by rounding, so a calibrated η may sit a hair outside [-1, 1].
-ETA_SLACK = 1e-4
-
-
-class IndexFormatError(UserError, ValueError):
-  """An index directory that cannot be loaded; the message names the problem."""
-
 
 BACKENDS = ("auto", "scann", "exact")
 
@@ -178,7 +157,7 @@ class CentroidIndex:
         self._scann.serialize(str(staging / "scann"))
       # The manifest last: a directory without one was never completed. It records every
       # file written above, so `load` can tell them from damaged or stray ones.
-      manifest = {**self.manifest(), "files": _file_records(staging)}
+      manifest = {**self.manifest(), "files": integrity.file_records(staging)}
       (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return directory
 
@@ -190,31 +169,32 @@ class CentroidIndex:
     # Absolute: ScaNN resolves its asset paths against the process's working directory.
     directory = _readable_index_dir(pathlib.Path(directory).absolute())
     manifest_path = directory / MANIFEST
-    manifest = _read(manifest_path, _read_manifest)
-    _check_format_version(manifest_path, manifest)
-    _check_files(directory, manifest)
-    _check_manifest_fields(manifest_path, manifest)
+    manifest = integrity.read_file(manifest_path, integrity.read_manifest)
+    integrity.check_format_version(manifest_path, manifest)
+    integrity.check_files(directory, manifest)
+    integrity.check_manifest_fields(manifest_path, manifest)
     dim = manifest["embedding_dim"]
     if expected_dim is not None and dim != expected_dim:
       raise IndexFormatError(
           f"{manifest_path}: embedding_dim {dim}, the model produces {expected_dim}")
-    arrays = {name: _read(directory / name, lambda path: np.load(path, allow_pickle=False))
+    arrays = {name: integrity.read_file(directory / name,
+                                        lambda path: np.load(path, allow_pickle=False))
               for name in REQUIRED_FILES}
-    _check_arrays(directory, manifest, arrays)
+    integrity.check_arrays(directory, manifest, arrays)
     label_map = None
     if (directory / "label_map.json").is_file():
-      label_map = _read(directory / "label_map.json", LabelMap.load)
-      _check_label_map(directory, arrays["labels.npy"], label_map)
+      label_map = integrity.read_file(directory / "label_map.json", LabelMap.load)
+      integrity.check_label_map(directory, arrays["labels.npy"], label_map)
     landmarks = None
     if (directory / "landmarks.csv").is_file():
-      landmarks = _read(directory / "landmarks.csv", load_landmarks_csv)
+      landmarks = integrity.read_file(directory / "landmarks.csv", load_landmarks_csv)
     scann_searcher = None
     if manifest["backend"] == "scann":
       if not (directory / SCANN_DIR / scann_backend.ASSETS_FILE).is_file():
         raise IndexFormatError(
             f"index file missing: {directory / SCANN_DIR / scann_backend.ASSETS_FILE}")
       if scann_backend.scann_available():
-        scann_searcher = _read(directory / SCANN_DIR, scann_backend.load_scann)
+        scann_searcher = integrity.read_file(directory / SCANN_DIR, scann_backend.load_scann)
     known = {"format_version", "embedding_dim", "num_centroids", "num_landmarks", "backend",
              "scann", "config", "files"}
     try:
@@ -234,175 +214,13 @@ class CentroidIndex:
                          _scann_info=self._scann_info)
 
 
-def _read(path: pathlib.Path, reader):
-  """`reader(path)`, with any failure to parse a damaged file reported as the index's."""
-  try:
-    return reader(path)
-  except IndexFormatError:
-    raise
-  except Exception as e:  # numpy, JSON, CSV, Unicode and ScaNN each fail their own way
-    reason = " ".join(f"{type(e).__name__}: {e}".split())  # one line, as the CLI prints it
-    if "pickled" in reason:  # numpy suggests allow_pickle: an index never holds objects
-      reason = "not a plain numeric array (object data), as an index file always is"
-    raise IndexFormatError(f"damaged index file {path}: {reason}") from None
-
-
 def _readable_index_dir(directory: pathlib.Path) -> pathlib.Path:
   readable = readable_folder(directory, MANIFEST)
   if readable is not None:
     return readable
   if not directory.exists():
     raise IndexFormatError(f"no index at {directory}")
+  if not directory.is_dir():
+    raise IndexFormatError(f"{directory} is a file; an index is a folder (the --out of "
+                           "build-index)")
   raise IndexFormatError(f"index file missing: {directory / MANIFEST}")
-
-
-# Checking a saved index ---------------------------------------------------------------
-
-
-def _sha256(path: pathlib.Path) -> str:
-  with open(path, "rb") as f:
-    return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _file_records(folder: pathlib.Path) -> dict[str, dict[str, Any]]:
-  """Size and sha256 of every file under `folder` but the manifest, by relative posix path."""
-  return {path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size,
-                                                "sha256": _sha256(path)}
-          for path in sorted(folder.rglob("*")) if path.is_file() and path != folder / MANIFEST}
-
-
-def _index_files(directory: pathlib.Path) -> list[str]:
-  """The files in `directory` that belong to an index (what `load` reads, and ScaNN's)."""
-  names = [name for name in REQUIRED_FILES + OPTIONAL_FILES if (directory / name).is_file()]
-  return names + sorted(path.relative_to(directory).as_posix()
-                        for path in (directory / SCANN_DIR).rglob("*") if path.is_file())
-
-
-def _read_manifest(path: pathlib.Path) -> dict[str, Any]:
-  # Strict UTF-8 whatever the locale; `_read` reports the decoding and JSON errors.
-  manifest = json.loads(path.read_bytes().decode("utf-8"))
-  if not isinstance(manifest, dict):
-    raise IndexFormatError(f"{path}: holds a JSON {type(manifest).__name__}, not an object")
-  return manifest
-
-
-def _check_format_version(path: pathlib.Path, manifest: dict[str, Any]) -> None:
-  version = manifest.get("format_version")
-  if type(version) is not int or version not in READABLE_VERSIONS:  # JSON true == 1 in Python
-    raise IndexFormatError(f"{path}: format_version {version!r}, this library reads "
-                           f"{' and '.join(map(str, READABLE_VERSIONS))}")
-
-
-def _listed_files(path: pathlib.Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-  """The manifest's ``files``: each a size and a sha256 of a file inside the index folder
-  (a manifest naming ``../x`` must not make `load` read outside it)."""
-  files = manifest.get("files")
-  if not isinstance(files, dict):
-    raise IndexFormatError(f"{path}: format_version 2 without its 'files' table of checksums")
-  for name, record in files.items():
-    parts = pathlib.PurePosixPath(name).parts
-    if (not parts or parts[0] == "/" or ".." in parts or name == MANIFEST
-        or not isinstance(record, dict) or type(record.get("bytes")) is not int
-        or not isinstance(record.get("sha256"), str)):
-      raise IndexFormatError(f"{path}: files: malformed entry {name!r}: {record!r}")
-  unlisted = [name for name in REQUIRED_FILES if name not in files]
-  if unlisted:
-    raise IndexFormatError(f"{path}: files does not list {', '.join(unlisted)}")
-  return files
-
-
-def _check_file(path: pathlib.Path, record: dict[str, Any]) -> None:
-  if not path.is_file():
-    raise IndexFormatError(f"index file missing: {path}")
-  size = path.stat().st_size
-  if size != record["bytes"]:
-    raise IndexFormatError(f"{path}: truncated or extended: {size} bytes, manifest says "
-                           f"{record['bytes']}")
-  if _sha256(path) != record["sha256"]:
-    raise IndexFormatError(f"{path}: damaged: checksum mismatch (sha256 differs from the "
-                           f"manifest's)")
-
-
-def _check_files(directory: pathlib.Path, manifest: dict[str, Any]) -> None:
-  """Every listed file is there, of the size and sha256 the manifest recorded, and no index
-  file is there that it does not list (one from another save would be read as this one's).
-  A version-1 manifest records nothing: only the required files' presence is checked."""
-  if manifest["format_version"] == 1:
-    for name in REQUIRED_FILES:
-      if not (directory / name).is_file():
-        raise IndexFormatError(f"index file missing: {directory / name}")
-    return
-  listed = _listed_files(directory / MANIFEST, manifest)
-  for name, record in listed.items():
-    _check_file(directory / name, record)
-  stray = [name for name in _index_files(directory) if name not in listed]
-  if stray:
-    raise IndexFormatError(f"{directory / stray[0]}: not listed in {directory / MANIFEST}, "
-                           f"so not part of the index as saved")
-
-
-def _check_manifest_fields(path: pathlib.Path, manifest: dict[str, Any]) -> None:
-  """The counts and backend that the files are read and checked by."""
-  for key in ("embedding_dim", "num_centroids", "num_landmarks"):
-    value = manifest.get(key)
-    if type(value) is not int or value < 1:
-      raise IndexFormatError(f"{path}: {key} {value!r}, expected a positive integer")
-  if manifest.get("backend") not in ("scann", "exact"):
-    raise IndexFormatError(f"{path}: backend {manifest.get('backend')!r}, expected scann or exact")
-  _check_eta(path, manifest)
-
-
-def _check_eta(path: pathlib.Path, manifest: dict[str, Any]) -> None:
-  """A calibrated η is a cosine similarity. Python's JSON parses NaN and Infinity, and an η of
-  NaN (or above 1) would quietly answer "no landmark" to every photo."""
-  eta = manifest.get("eta")
-  if eta is None:  # never calibrated: `Recognizer` answers the nearest landmark, and warns
-    return
-  if type(eta) not in (int, float) or not math.isfinite(eta) or abs(eta) > 1 + ETA_SLACK:
-    raise IndexFormatError(f"{path}: eta {eta!r} is not a similarity threshold (a finite number "
-                           f"in [-1, 1]); run `landmark-jax calibrate` again")
-
-
-def _all_finite(array: np.ndarray, rows: int = 65_536) -> bool:
-  # In slices: np.isfinite over a GLDv2 index's 2 GB of centroids would allocate 0.5 GB more.
-  return all(np.isfinite(array[i:i + rows]).all() for i in range(0, len(array), rows))
-
-
-def _check_per_centroid(path: pathlib.Path, array: np.ndarray, num_centroids: int,
-                        minimum: int) -> None:
-  """`array` holds one integer ≥ `minimum` per centroid."""
-  if array.ndim != 1 or array.dtype.kind not in "iu" or len(array) != num_centroids:
-    raise IndexFormatError(f"{path}: {array.dtype} array of shape {array.shape}, expected "
-                           f"{num_centroids} integers, one per centroid")
-  if array.min() < minimum:
-    raise IndexFormatError(f"{path}: holds {array.min()}, every value must be ≥ {minimum}")
-
-
-def _check_arrays(directory: pathlib.Path, manifest: dict[str, Any],
-                  arrays: dict[str, np.ndarray]) -> None:
-  """The three arrays agree with the manifest's counts and with each other."""
-  path, centroids = directory / "centroids.npy", arrays["centroids.npy"]
-  num_centroids, dim = manifest["num_centroids"], manifest["embedding_dim"]
-  if centroids.dtype != np.float32 or centroids.shape != (num_centroids, dim):
-    raise IndexFormatError(
-        f"{path}: {centroids.dtype} array of shape {centroids.shape}, {directory / MANIFEST} "
-        f"says float32 ({num_centroids}, {dim}) (num_centroids, embedding_dim)")
-  if not _all_finite(centroids):
-    raise IndexFormatError(f"{path}: holds NaN or infinite values")
-  labels = arrays["labels.npy"]
-  _check_per_centroid(directory / "labels.npy", labels, num_centroids, minimum=0)
-  _check_per_centroid(directory / "cluster_sizes.npy", arrays["cluster_sizes.npy"],
-                      num_centroids, minimum=1)
-  distinct = len(np.unique(labels))
-  if distinct != manifest["num_landmarks"]:
-    raise IndexFormatError(f"{directory / MANIFEST}: num_landmarks {manifest['num_landmarks']}, "
-                           f"{directory / 'labels.npy'} holds {distinct} distinct labels")
-
-
-def _check_label_map(directory: pathlib.Path, labels: np.ndarray, label_map: LabelMap) -> None:
-  """Every centroid's label names a landmark of the label map (else `recognize` fails)."""
-  largest = int(labels.max())
-  if largest >= label_map.num_classes:
-    raise IndexFormatError(
-        f"{directory / 'labels.npy'}: label {largest} is beyond "
-        f"{directory / 'label_map.json'} ({label_map.num_classes} landmarks)")
