@@ -114,10 +114,12 @@ def open_photo(data: bytes | str, *, draft_size: int | None = None,
         raise ImageTooLargeError(
             f"image of {width}×{height} = {width * height:,} pixels exceeds the limit of "
             f"{max_pixels:,} (decompression bomb?)")
-      location = exif_location(image) if read_location else None
       if draft_size and image.format == "JPEG":
         image.draft("RGB", (draft_size, draft_size))
+      # Before reading EXIF: Pillow decodes a whole PNG to look for an eXIf chunk after the
+      # pixels, so a refusal after it would cost the full decode it is there to prevent.
       _check_decoded_pixels(image, max_decoded_pixels)
+      location = exif_location(image) if read_location else None
       image = ImageOps.exif_transpose(image)
       image.load()
       return to_rgb(image), location

@@ -181,8 +181,10 @@ async def _multipart_files(request: Request, field: str, limit: int) -> list:
   except HTTPException as e:  # Starlette's multipart errors, e.g. "Too many files"
     detail = str(e.detail)
     if detail.startswith("Too many files"):
-      raise RequestError(413, "too_many_files", f"more than {limit} photo(s) in one request"
-                         + ("; send several with /v1/recognize:batch" if limit == 1 else ""))
+      if limit == 1:  # a request of the wrong shape, not one too large
+        raise RequestError(400, "too_many_files", "one photo per request here; send several "
+                                                  "with /v1/recognize:batch")
+      raise RequestError(413, "too_many_files", f"more than {limit} photos in one request")
     raise RequestError(400, "bad_multipart", f"malformed multipart body: {detail}") from None
   uploads = [u for u in form.getlist(field) if hasattr(u, "read")]
   if not uploads:
@@ -195,11 +197,13 @@ def _query_location(request: Request) -> Location | None:
   lat, lon = request.query_params.get("lat"), request.query_params.get("lon")
   if lat is None and lon is None:
     return None
+  if lat is None or lon is None:
+    raise RequestError(400, "bad_location", "lat and lon must both be given, or neither")
   try:
     location = Location(float(lat), float(lon))
-  except (TypeError, ValueError):
-    raise RequestError(400, "bad_location",
-                       "lat and lon must both be given, in decimal degrees") from None
+  except ValueError:
+    raise RequestError(400, "bad_location", f"lat {lat!r} and lon {lon!r} must be numbers in "
+                                            "decimal degrees") from None
   if not (-90 <= location.latitude <= 90 and -180 <= location.longitude <= 180):
     raise RequestError(400, "bad_location", f"location out of range: lat {lat}, lon {lon}")
   return location

@@ -42,8 +42,8 @@ class BodyLimit:
       try:
         message = await asyncio.wait_for(receive(), self.read_timeout_s)
       except asyncio.TimeoutError:
-        raise RequestError(408, "body_timeout", f"no request body received for "
-                                                f"{self.read_timeout_s:g} s; upload stalled") from None
+        raise RequestError(408, "body_timeout", f"upload stalled: no bytes of the request body "
+                                                f"for {self.read_timeout_s:g} s") from None
       if message["type"] == "http.request":
         received += len(message.get("body", b""))
         complete = not message.get("more_body", False)

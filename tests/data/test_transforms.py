@@ -1,12 +1,13 @@
 import io
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from landmark_jax.data.transforms import (
-    ImageConfig, ImageDecodeError, center_crop_box, color_jitter, decode_train_record,
-    eval_image, open_image, random_resized_crop_box, train_image)
+    ImageConfig, ImageDecodeError, ImageTooLargeError, center_crop_box, color_jitter,
+    decode_train_record, eval_image, open_image, open_photo, random_resized_crop_box, train_image)
 from tests.helpers import encode, gradient_image, huge_png_header
 
 
@@ -60,6 +61,31 @@ def test_configured_pixel_limit_is_enforced_before_decoding():
   with pytest.raises(ImageDecodeError, match="100×60 = 6,000 pixels exceeds the limit of 5,000"):
     open_image(data, max_pixels=5000)
   assert open_image(data, max_pixels=6000).size == (100, 60)
+
+
+def test_decoded_pixel_budget_refuses_png_from_its_header_and_passes_a_drafted_jpeg():
+  image = Image.new("RGB", (5000, 4000), (40, 90, 140))  # 20 Mpx: under max_pixels
+  png, jpeg = encode(image, "PNG"), encode(image, "JPEG")
+  decodes = []
+
+  def watch(frame, event, arg):  # observes Pillow decoding pixels (ImageFile.load)
+    if (event == "call" and frame.f_code.co_name == "load"
+        and frame.f_code.co_filename.endswith("ImageFile.py")):
+      decodes.append(frame.f_code.co_filename)
+
+  sys.setprofile(watch)
+  try:
+    with pytest.raises(ImageTooLargeError, match="PNG image of 5000×4000 = 20,000,000 pixels"):
+      open_photo(png, max_decoded_pixels=4096 * 4096)
+  finally:
+    sys.setprofile(None)
+  # Refused from the header: never decoded (Pillow decodes a whole PNG to look for EXIF
+  # after its pixels, so the check must come before reading the location).
+  assert decodes == []
+  drafted, _ = open_photo(jpeg, draft_size=256, max_decoded_pixels=4096 * 4096)
+  assert drafted.size == (625, 500)  # libjpeg's 1/8 scale, within the budget
+  with pytest.raises(ImageTooLargeError):
+    open_photo(jpeg, max_decoded_pixels=4096 * 4096)  # no draft: full size, refused
 
 
 def test_jpeg_draft_decodes_downscaled_but_equivalent():

@@ -128,4 +128,4 @@ def test_location_query_parameters(server, landmarks_mini):
     bad = client.post("/v1/recognize", params={"lat": "north"}, content=photo,
                       headers={"content-type": "image/jpeg"})
     assert bad.status_code == 400 and bad.json()["error"] == "bad_location"
-    assert "lat and lon" in bad.json()["message"]
+    assert "lat and lon must both be given" in bad.json()["message"]

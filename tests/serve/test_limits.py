@@ -103,7 +103,7 @@ def test_framework_errors_are_json_with_codes(server):
     long_name = client.post("/v1/recognize", files={"image": ("n" * 70_000 + ".jpg", photo, "image/jpeg")})
     wrong_method = client.get("/v1/recognize")
     unknown = client.get("/v1/nothing")
-  expected = {"two": (two, 413, "too_many_files"), "many": (many, 413, "too_many_files"),
+  expected = {"two": (two, 400, "too_many_files"), "many": (many, 413, "too_many_files"),
               "long name": (long_name, None, None), "405": (wrong_method, 405, "method_not_allowed"),
               "404": (unknown, 404, "not_found")}
   for what, (response, status, code) in expected.items():
@@ -125,6 +125,7 @@ def test_batch_endpoint_takes_and_checks_the_location(server, landmarks_mini):
     bad = client.post("/v1/recognize:batch", params={"lat": 999, "lon": "abc"}, files=files)
     far = client.post("/v1/recognize:batch", params={"lat": -82.0, "lon": 0.0}, files=files)
   assert bad.status_code == 400 and bad.json()["error"] == "bad_location"
+  assert "'999' and lon 'abc' must be numbers" in bad.json()["message"]
   results = far.json()["results"]
   assert len(results) == 2
   for result in results:  # nothing near the South Pole: no candidates
