@@ -157,7 +157,8 @@ class CentroidIndex:
         self._scann.serialize(str(staging / "scann"))
       # The manifest last: a directory without one was never completed. It records every
       # file written above, so `load` can tell them from damaged or stray ones.
-      manifest = {**self.manifest(), "files": integrity.file_records(staging)}
+      manifest = integrity.sealed({**self.manifest(),
+                                   "files": integrity.file_records(staging)})
       (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return directory
 
@@ -171,6 +172,7 @@ class CentroidIndex:
     manifest_path = directory / MANIFEST
     manifest = integrity.read_file(manifest_path, integrity.read_manifest)
     integrity.check_format_version(manifest_path, manifest)
+    integrity.check_manifest_digest(manifest_path, manifest)
     integrity.check_files(directory, manifest)
     integrity.check_manifest_fields(manifest_path, manifest)
     dim = manifest["embedding_dim"]
@@ -196,7 +198,7 @@ class CentroidIndex:
       if scann_backend.scann_available():
         scann_searcher = integrity.read_file(directory / SCANN_DIR, scann_backend.load_scann)
     known = {"format_version", "embedding_dim", "num_centroids", "num_landmarks", "backend",
-             "scann", "config", "files"}
+             "scann", "config", "files", integrity.MANIFEST_DIGEST}
     try:
       config = IndexConfig(**manifest.get("config", {}))
     except (TypeError, ConfigError) as e:

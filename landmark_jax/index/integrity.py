@@ -1,7 +1,7 @@
 """Checking a saved index against itself: `CentroidIndex.load` trusts nothing it reads.
 
-The manifest records the size and sha256 of every other file at save (format version 2); at
-load each file must match, no index file may be there that the manifest does not list, and
+The manifest records the size and sha256 of every other file at save (format version 2),
+and its own sha256 over the rest of it; at load each file must match, no index file may be there that the manifest does not list, and
 the parts must agree (labels for as many centroids as there are, finite centroids, labels
 the label map covers, an η that is a similarity). Any failure is an `IndexFormatError`
 naming the file, instead of an index that loads and then fails every query. The checksums
@@ -26,6 +26,7 @@ from landmark_jax.errors import UserError
 FORMAT_VERSION = 2  # 2: the manifest records every file's size and sha256
 READABLE_VERSIONS = (1, 2)  # 1: no checksums, read so that users' existing indexes still work
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest_sha256"  # the manifest's own checksum, over the rest of it
 REQUIRED_FILES = ("centroids.npy", "labels.npy", "cluster_sizes.npy")
 OPTIONAL_FILES = ("label_map.json", "landmarks.csv")
 SCANN_DIR = "scann"
@@ -76,6 +77,30 @@ def read_manifest(path: pathlib.Path) -> dict[str, Any]:
   if not isinstance(manifest, dict):
     raise IndexFormatError(f"{path}: holds a JSON {type(manifest).__name__}, not an object")
   return manifest
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+  """sha256 of the manifest's content but its own digest, as canonical JSON (sorted keys)."""
+  content = {key: value for key, value in manifest.items() if key != MANIFEST_DIGEST}
+  return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def sealed(manifest: dict[str, Any]) -> dict[str, Any]:
+  """`manifest` with its digest, computed over what `load` will parse back (JSON turns
+  tuples into lists and keys into strings)."""
+  parsed = json.loads(json.dumps(manifest))
+  return {**parsed, MANIFEST_DIGEST: manifest_digest(parsed)}
+
+
+def check_manifest_digest(path: pathlib.Path, manifest: dict[str, Any]) -> None:
+  """A byte changed in the manifest (its counts, η, the other files' checksums) is caught
+  like one changed in any other file. Version 1 manifests have no digest."""
+  if manifest["format_version"] == 1:
+    return
+  if manifest.get(MANIFEST_DIGEST) != manifest_digest(manifest):
+    raise IndexFormatError(f"{path}: damaged or edited after it was saved ({MANIFEST_DIGEST} "
+                           "does not match its content); restore the index, or build it again "
+                           "(η is stored by `landmark-jax calibrate`)")
 
 
 def check_format_version(path: pathlib.Path, manifest: dict[str, Any]) -> None:

@@ -199,14 +199,18 @@ def _query_location(request: Request) -> Location | None:
     return None
   if lat is None or lon is None:
     raise RequestError(400, "bad_location", "lat and lon must both be given, or neither")
-  try:
-    location = Location(float(lat), float(lon))
-  except ValueError:
-    raise RequestError(400, "bad_location", f"lat {lat!r} and lon {lon!r} must be numbers in "
-                                            "decimal degrees") from None
+  location = Location(_degrees("lat", lat), _degrees("lon", lon))
   if not (-90 <= location.latitude <= 90 and -180 <= location.longitude <= 180):
     raise RequestError(400, "bad_location", f"location out of range: lat {lat}, lon {lon}")
   return location
+
+
+def _degrees(name: str, text: str) -> float:
+  try:
+    return float(text)
+  except ValueError:
+    raise RequestError(400, "bad_location",
+                       f"{name} {text!r} is not a number of decimal degrees") from None
 
 
 def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> Starlette:

@@ -42,7 +42,10 @@ async def _request_error(request: Request, error: RequestError) -> JSONResponse:
 
 async def _http_exception(request: Request, error: HTTPException) -> JSONResponse:
   code = _STATUS_CODES.get(error.status_code, f"http_{error.status_code}")
-  response = error_response(RequestError(error.status_code, code, str(error.detail)))
+  message = str(error.detail)
+  if error.status_code == 405 and error.headers and "Allow" in error.headers:
+    message = f"{request.method} is not allowed on {request.url.path}; use {error.headers['Allow']}"
+  response = error_response(RequestError(error.status_code, code, message))
   if error.headers:  # e.g. the Allow header of a 405
     response.headers.update(error.headers)
   return response

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from landmark_jax.index import CentroidIndex, IndexFormatError
+from landmark_jax.index.integrity import sealed
 from landmark_jax.index.exact import ExactSearcher
 from tests.helpers import clustered_vectors, small_index
 
@@ -94,7 +95,7 @@ def test_pickled_arrays_are_refused_even_with_valid_checksums(tmp_path):
   manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())
   manifest["files"]["labels.npy"] = {"bytes": labels.stat().st_size,
                                      "sha256": hashlib.sha256(labels.read_bytes()).hexdigest()}
-  (tmp_path / "i" / "manifest.json").write_text(json.dumps(manifest))
+  (tmp_path / "i" / "manifest.json").write_text(json.dumps(sealed(manifest)))
   with pytest.raises(IndexFormatError, match=r"labels\.npy: .*allow_pickle"):
     CentroidIndex.load(tmp_path / "i")
 

@@ -16,6 +16,7 @@ import pytest
 
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.index import CentroidIndex, IndexConfig, IndexFormatError
+from landmark_jax.index.integrity import sealed
 from landmark_jax.index.landmarks import LandmarkInfo
 from tests.helpers import clustered_vectors
 
@@ -49,8 +50,9 @@ def raw_index(centroids=None, labels=None, sizes=None, label_map=None, **metadat
 
 
 def edit_manifest(folder, **changes):
+  """Changes manifest fields and seals it again, as a buggy writer would have saved it."""
   path = folder / "manifest.json"
-  path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+  path.write_text(json.dumps(sealed({**json.loads(path.read_text()), **changes})))
 
 
 def rewrite_with_checksum(folder, name, array):
@@ -106,20 +108,29 @@ def bad_json(path):
   path.write_text('{"format_version": 2, "files": {')
 
 
-CORRUPTIONS = {"truncate": truncate, "flip bytes": flip_middle, "delete": lambda p: p.unlink(),
+def flip_text(path):
+  # A change that keeps the manifest valid JSON: a digit of its `created` time.
+  text = path.read_text()
+  at = text.index('"created": "') + len('"created": "') + 3
+  path.write_text(text[:at] + str((int(text[at]) + 1) % 10) + text[at + 1:])
+
+
+def edited_by_hand(path):
+  path.write_text(json.dumps({**json.loads(path.read_text()), "eta": 0.25}, indent=2))
+
+
+CORRUPTIONS = {"flip text": flip_text, "edited by hand": edited_by_hand, "truncate": truncate, "flip bytes": flip_middle, "delete": lambda p: p.unlink(),
                "wrong shape": wrong_shape, "NaN values": nan_values, "bad JSON": bad_json,
                "non-UTF-8": non_utf8}
 
 
 def applicable(name: str) -> list[str]:
-  """The corruptions that make sense for a file. Flipping bytes of the manifest is left out:
-  it is not checksummed, and a flip inside a free-text field (``created``) can stay valid
-  JSON; a flip that breaks UTF-8 is the non-UTF-8 case."""
+  """The corruptions that make sense for a file."""
   every = ["truncate", "delete"]
   if name.endswith(".npy"):
     return every + ["flip bytes", "wrong shape", "NaN values"]
   if name == "manifest.json":
-    return every + ["bad JSON", "non-UTF-8"]
+    return every + ["flip text", "edited by hand", "bad JSON", "non-UTF-8"]
   if name.endswith(".json"):
     return every + ["flip bytes", "bad JSON", "non-UTF-8"]
   if name.endswith((".csv", ".pbtxt")):

@@ -116,6 +116,7 @@ def test_framework_errors_are_json_with_codes(server):
       assert body["error"] == code, (what, body)
   assert "/v1/recognize:batch" in two.json()["message"]
   assert wrong_method.headers["allow"] == "POST"
+  assert wrong_method.json()["message"] == "GET is not allowed on /v1/recognize; use POST"
 
 
 def test_batch_endpoint_takes_and_checks_the_location(server, landmarks_mini):
@@ -125,7 +126,7 @@ def test_batch_endpoint_takes_and_checks_the_location(server, landmarks_mini):
     bad = client.post("/v1/recognize:batch", params={"lat": 999, "lon": "abc"}, files=files)
     far = client.post("/v1/recognize:batch", params={"lat": -82.0, "lon": 0.0}, files=files)
   assert bad.status_code == 400 and bad.json()["error"] == "bad_location"
-  assert "'999' and lon 'abc' must be numbers" in bad.json()["message"]
+  assert bad.json()["message"] == "lon 'abc' is not a number of decimal degrees"
   results = far.json()["results"]
   assert len(results) == 2
   for result in results:  # nothing near the South Pole: no candidates
