@@ -10,6 +10,7 @@ import threading
 import time
 
 import httpx
+import pytest
 from PIL import Image
 
 from tests.helpers import encode, mini_photos
@@ -42,7 +43,6 @@ class _MemorySampler(threading.Thread):
 def test_burst_of_maximum_size_pngs_keeps_memory_bounded(tiny_trained, index_dir, landmarks_mini,
                                                          tmp_path):
   if not os.path.exists("/proc/self/status"):
-    import pytest
     pytest.skip("reads the server's memory from /proc (Linux)")
   port = free_port()
   log = open(tmp_path / "server.log", "w")

@@ -1,6 +1,7 @@
 """The service under careless and hostile input: body limits read as a stream, stalled
 uploads, the decode budget, JSON errors everywhere, readiness. Each over the real socket."""
 
+import asyncio
 import json
 import socket
 import threading
@@ -148,7 +149,6 @@ def test_decode_budget_refuses_png_from_header_and_decodes_large_jpeg_reduced(se
 
 
 def test_decode_budget_runs_at_most_workers_at_once():
-  import asyncio
   running, peak, lock = 0, 0, threading.Lock()
 
   def decode():
@@ -172,7 +172,6 @@ def test_decode_budget_runs_at_most_workers_at_once():
 
 
 def test_healthz_is_ready_only_after_a_warm_up_recognition(trained, index_dir):
-  import asyncio
   from landmark_jax.index import CentroidIndex
   from landmark_jax.recognize import Recognizer
   from landmark_jax.serve.app import create_app
