@@ -19,10 +19,8 @@ def _calibrate(args) -> int:
   # get an η chosen without its landmarks.
   with locked_index(args.index, expected_dim=trained.model.embedding_dim) as index:
     recognizer = Recognizer(trained, index, eta=-math.inf)  # η is being chosen
-    target = (args.target_specificity
-              or recognizer.trained.config.calibration.target_specificity)
-    result = calibrate(recognizer, photos(args, recognizer.trained, "val", recognizer.label_map),
-                       target)
+    target = args.target_specificity or trained.config.calibration.target_specificity
+    result = calibrate(recognizer, photos(args, trained, "val", recognizer.label_map), target)
     index.with_metadata(eta=result["eta"], calibration=result).save(args.index)
   print("\n".join(f"{k:>20}: {v}" for k, v in result.items()))
   print(f"eta stored in {args.index}/manifest.json")
