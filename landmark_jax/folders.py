@@ -126,20 +126,17 @@ def _holder(fd: int) -> str:
 
 def _flock(fd: int, lock: pathlib.Path, target: pathlib.Path, timeout: float | None,
            on_wait: Callable[[str], None] | None) -> None:
-  try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return
-  except BlockingIOError:
-    pass
-  holder = _holder(fd)
-  if on_wait is not None:
-    on_wait(f"waiting for {target}: another writer holds it ({holder})")
   deadline = None if timeout is None else time.monotonic() + timeout
+  holder = None  # read once, when this writer first has to wait
   while True:
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       return
     except BlockingIOError:
+      if holder is None:
+        holder = _holder(fd)
+        if on_wait is not None:
+          on_wait(f"waiting for {target}: another writer holds it ({holder})")
       if deadline is not None and time.monotonic() >= deadline:
         raise FolderBusyError(
             f"{target} is being written by another process ({holder}); waited {timeout:g} s. "

@@ -24,6 +24,11 @@ class Location(NamedTuple):
   latitude: float  # degrees, WGS84, north positive
   longitude: float  # degrees, east positive
 
+  @property
+  def on_earth(self) -> bool:
+    """Latitude in [-90, 90] and longitude in [-180, 180] (NaN is neither)."""
+    return -90 <= self.latitude <= 90 and -180 <= self.longitude <= 180
+
 
 def great_circle_km(lat1, lon1, lat2, lon2):
   """Haversine distance in km; broadcasts over NumPy arrays."""
@@ -64,8 +69,7 @@ def exif_location(image: bytes | str | os.PathLike | Image.Image) -> Location | 
       longitude = -longitude
     elif not str(gps[_LONGITUDE_REF]).strip().upper().startswith("E"):
       return None
-    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
-      return None
-    return Location(latitude, longitude)
+    location = Location(latitude, longitude)
+    return location if location.on_earth else None
   except Exception:  # any malformed EXIF means "no location", never an error
     return None

@@ -15,6 +15,7 @@ from typing import Hashable, Mapping
 
 from landmark_jax.data.sources import parse_id, read_csv
 from landmark_jax.errors import DataError
+from landmark_jax.geo import Location
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +45,7 @@ def load_landmarks_csv(path: str | os.PathLike) -> dict[Hashable, LandmarkInfo]:
                         latitude=_float(row.get("latitude")),
                         longitude=_float(row.get("longitude")),
                         category=(row.get("category") or "").strip() or None)
-    if info.has_location and not (-90 <= info.latitude <= 90 and -180 <= info.longitude <= 180):
+    if info.has_location and not Location(info.latitude, info.longitude).on_earth:
       raise DataError(f"{path}: landmark {row['landmark_id']} has coordinates out of range "
                        f"({info.latitude}, {info.longitude})")
     table[parse_id(row["landmark_id"])] = info

@@ -200,7 +200,7 @@ def _query_location(request: Request) -> Location | None:
   if lat is None or lon is None:
     raise RequestError(400, "bad_location", "lat and lon must both be given, or neither")
   location = Location(_degrees("lat", lat), _degrees("lon", lon))
-  if not (-90 <= location.latitude <= 90 and -180 <= location.longitude <= 180):
+  if not location.on_earth:
     raise RequestError(400, "bad_location", f"location out of range: lat {lat}, lon {lon}")
   return location
 
