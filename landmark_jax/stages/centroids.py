@@ -1,8 +1,10 @@
 """From embeddings to a centroid index: clean, write the cleaned dataset and report, build.
 
 ``clean`` output folder: ``train_clean.csv`` (GLDv2 format: ``landmark_id,images``),
-``report.json`` / ``report.md``, ``centroids.npy`` (L2-normalised), ``centroid_labels.npy``
-(dense labels), ``cluster_sizes.npy`` and ``label_map.json``.
+``report.json`` / ``report.md``, ``dropped.csv`` (every landmark that lost photos or was kept
+whole: ``landmark_id,photos,kept,dropped,centroids,reason``), ``centroids.npy``
+(L2-normalised), ``centroid_labels.npy`` (dense labels), ``cluster_sizes.npy`` and
+``label_map.json``.
 """
 
 from __future__ import annotations
@@ -27,20 +29,54 @@ def clean_embeddings(embeddings: Embeddings, config: CleaningConfig = CleaningCo
   return clean_dataset(embeddings.ids, embeddings.landmark_ids(), embeddings.embeddings, config)
 
 
+REPORT_MD_ROWS = 50  # affected landmarks shown in report.md; dropped.csv has them all
+DROPPED_CSV_COLUMNS = ("landmark_id", "photos", "kept", "dropped", "centroids", "reason")
+
+
+def _settings_line(settings: dict) -> str:
+  names = ("linkage", "distance_threshold", "min_cluster_size", "keep_landmarks_without_cluster")
+  return "Settings: " + ", ".join(f"{name}={settings[name]}" for name in names) + "."
+
+
+def _cell(text: str) -> str:
+  return text.replace("|", "\\|")  # a `|` in a folder-named landmark would split the row
+
+
+def _affected_markdown(report: dict) -> list[str]:
+  rows = report["affected_landmarks"]
+  if not rows:
+    return ["", "Every photo of every landmark is in a valid cluster."]
+  lines = ["", f"## Landmarks that lost photos or were kept whole ({len(rows)})", "",
+           f"No valid cluster: {len(report['landmarks_kept_whole'])} kept whole as one "
+           f"centroid of all their photos, {len(report['landmarks_dropped'])} dropped "
+           f"entirely. Photos dropped in all: {report['images_dropped']}.", "",
+           "| landmark | photos | kept | dropped | centroids | why |", "|---|---|---|---|---|---|"]
+  lines += [f"| {_cell(r['landmark_id'])} | {r['photos']} | {r['kept']} "
+            f"| {r['dropped']} | {r['centroids']} | {r['explanation']} |"
+            for r in rows[:REPORT_MD_ROWS]]
+  if len(rows) > REPORT_MD_ROWS:
+    lines += ["", f"… and {len(rows) - REPORT_MD_ROWS} more (all in dropped.csv)"]
+  return lines
+
+
 def report_markdown(report: dict) -> str:
-  lines = ["# Cleaning report", "",
+  lines = ["# Cleaning report", "", _settings_line(report["settings"]), "",
            "| | before | after |", "|---|---|---|",
            f"| landmark images | {report['images_before']} | {report['images_after']} |",
            f"| landmarks | {report['landmarks_before']} | {report['landmarks_after']} |",
-           "", f"Centroids (valid clusters): {report['centroids']}; "
+           "", f"Centroids: {report['centroids']}, of which "
+           f"{len(report['landmarks_kept_whole'])} for whole landmarks without a valid cluster; "
            f"non-landmark images (not cleaned): {report['non_landmark_images']}.", "",
-           "| valid clusters per landmark | landmarks |", "|---|---|"]
+           "| centroids per landmark | landmarks |", "|---|---|"]
   lines += [f"| {k} | {v} |" for k, v in report["clusters_per_landmark_histogram"].items()]
-  missing = report["landmarks_without_valid_cluster"]
-  if missing:
-    lines += ["", f"Landmarks without a valid cluster ({len(missing)}): "
-              + ", ".join(missing[:50]) + (" …" if len(missing) > 50 else "")]
-  return "\n".join(lines) + "\n"
+  return "\n".join(lines + _affected_markdown(report)) + "\n"
+
+
+def _write_dropped_csv(report: dict, path: pathlib.Path) -> None:
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(DROPPED_CSV_COLUMNS)
+    writer.writerows([row[c] for c in DROPPED_CSV_COLUMNS] for row in report["affected_landmarks"])
 
 
 def write_cleaning(result: CleaningResult, label_map: LabelMap, out_dir: str | os.PathLike,
@@ -56,6 +92,7 @@ def write_cleaning(result: CleaningResult, label_map: LabelMap, out_dir: str | o
   report = result.report()
   (out / "report.json").write_text(json.dumps(report, indent=2))
   (out / "report.md").write_text(report_markdown(report))
+  _write_dropped_csv(report, out / "dropped.csv")
   np.save(out / "centroids.npy", result.centroids.astype(np.float32))
   np.save(out / "centroid_labels.npy",
           np.array([label_map.to_label(l) for l in result.centroid_landmarks], np.int64))

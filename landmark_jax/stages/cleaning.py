@@ -3,7 +3,10 @@
 Per landmark: agglomerative clustering of its L2-normalised embeddings on cosine distance,
 cut at a distance threshold; clusters with at least `min_cluster_size` images are "valid"
 (one per shooting angle); images outside valid clusters are removed from the cleaned
-dataset; each valid cluster's centroid is its L2-normalised mean embedding.
+dataset; each valid cluster's centroid is its L2-normalised mean embedding. A landmark with
+no valid cluster at all keeps one centroid of all its images (or, with
+`keep_landmarks_without_cluster=False`, is dropped); either way every landmark that lost
+images or was kept whole is a row of the report (`CleaningResult.report`), with the reason.
 
 The clustering itself is SciPy's `scipy.cluster.hierarchy` (C implementation, the
 reference for agglomerative clustering); this module prepares the distances, bounds the
@@ -23,6 +26,12 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
+# Why a landmark appears in the report (`LandmarkOutcome.reasons`).
+OUTSIDE_CLUSTERS = "outside_clusters"  # some photos in no valid cluster, dropped
+BELOW_REFERENCE = "below_reference_similarity"  # some photos in clusters far from the references
+KEPT_WHOLE = "no_valid_cluster_kept_whole"  # no valid cluster: one centroid of all photos
+DROPPED = "no_valid_cluster_dropped"  # no valid cluster: every photo dropped, no centroid
+
 
 @dataclasses.dataclass(frozen=True)
 class CleaningConfig:
@@ -34,6 +43,63 @@ class CleaningConfig:
   max_images_per_landmark: int = 2000  # above: cluster a seeded sample, assign the rest
   num_workers: int = 0  # landmark-parallel processes (0: in this process)
   seed: int = 0
+  # A landmark with no valid cluster (too few photos, too spread out, or every cluster far
+  # from its reference images) keeps one centroid, the normalised mean of all its photos,
+  # and all its photos: dropping them would remove the landmark from the index, which the
+  # paper's "images outside valid clusters are noise" never meant for a whole landmark.
+  # False: the strict rule, such a landmark loses every photo and gets no centroid.
+  keep_landmarks_without_cluster: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class LandmarkOutcome:
+  """What cleaning did to one landmark's photos: one row of the cleaning report."""
+
+  landmark: Hashable
+  photos: int
+  kept: int
+  centroids: int
+  valid_clusters: int  # clusters that passed every check (0: kept whole or dropped)
+  outside_clusters: int = 0  # dropped photos that were in no valid cluster
+  below_reference: int = 0  # dropped photos of clusters the reference check rejected
+  clusters_below_reference: int = 0  # clusters the reference check rejected
+
+  @property
+  def dropped(self) -> int:
+    return self.photos - self.kept
+
+  @property
+  def reasons(self) -> tuple[str, ...]:
+    """Reason codes; empty when every photo is in a valid cluster."""
+    if self.valid_clusters == 0:
+      return (KEPT_WHOLE,) if self.kept else (DROPPED,)
+    return tuple(code for code, count in ((OUTSIDE_CLUSTERS, self.outside_clusters),
+                                          (BELOW_REFERENCE, self.below_reference)) if count)
+
+  @property
+  def reason(self) -> str:
+    return "+".join(self.reasons)
+
+  def explain(self, config: CleaningConfig) -> str:
+    """The reasons in words that name the settings to change."""
+    clusters = (f"cluster of min_cluster_size={config.min_cluster_size} or more photos within "
+                f"distance_threshold={config.distance_threshold} ({config.linkage} linkage)")
+    below = f"below reference_similarity={config.reference_similarity} to its reference photos"
+    if self.valid_clusters == 0:
+      why = (f"its {self.clusters_below_reference} cluster(s) were all {below}"
+             if self.clusters_below_reference else f"no {clusters}")
+      if self.kept:
+        return (f"no valid cluster ({why}): kept whole as one centroid of all {self.photos} "
+                "photos (keep_landmarks_without_cluster=True)")
+      return (f"no valid cluster ({why}): all {self.photos} photos dropped, no centroid "
+              "(keep_landmarks_without_cluster=False)")
+    parts = []
+    if self.outside_clusters:
+      parts.append(f"{self.outside_clusters} photo(s) outside every {clusters}")
+    if self.below_reference:
+      parts.append(f"{self.below_reference} photo(s) in {self.clusters_below_reference} "
+                   f"cluster(s) {below}")
+    return "dropped: " + "; ".join(parts)
 
 
 @dataclasses.dataclass
@@ -43,12 +109,17 @@ class LandmarkClusters:
   landmark: Hashable
   assignment: np.ndarray  # (m,) int, -1 for removed images
   centroids: np.ndarray  # (v, D) L2-normalised
-  sizes: np.ndarray  # (v,) images per valid cluster
+  sizes: np.ndarray  # (v,) images per centroid
+  outcome: LandmarkOutcome
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
   x = np.asarray(x, np.float64)
   return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _mean_direction(x: np.ndarray) -> np.ndarray:
+  return _normalize(x.mean(0, keepdims=True))[0]
 
 
 def cluster_embeddings(embeddings: np.ndarray, linkage: str, threshold: float) -> np.ndarray:
@@ -66,47 +137,99 @@ def cluster_embeddings(embeddings: np.ndarray, linkage: str, threshold: float) -
   return hierarchy.fcluster(tree, t=threshold, criterion="distance").astype(np.int64)
 
 
+def _sample(landmark: Hashable, m: int, config: CleaningConfig) -> np.ndarray:
+  """The photos to cluster: all, or for a big landmark a sample seeded by its id (memory is
+  O(sample²); the same landmark gets the same sample in any process)."""
+  if m <= config.max_images_per_landmark:
+    return np.arange(m)
+  rng = np.random.default_rng([config.seed, zlib.crc32(str(landmark).encode())])
+  return np.sort(rng.choice(m, config.max_images_per_landmark, replace=False))
+
+
+def _size_valid_clusters(x: np.ndarray, sample: np.ndarray, config: CleaningConfig
+                         ) -> list[np.ndarray]:
+  """Member indices (into `x`) of each cluster of `min_cluster_size` or more sampled photos."""
+  flat = cluster_embeddings(x[sample], config.linkage, config.distance_threshold)
+  ids, counts = np.unique(flat, return_counts=True)
+  return [sample[flat == cid] for cid, count in zip(ids, counts)
+          if count >= config.min_cluster_size]
+
+
+def _join_unsampled(x: np.ndarray, sample: np.ndarray, clusters: list[np.ndarray],
+                    threshold: float) -> list[np.ndarray]:
+  """Each photo left out of the sample joins its nearest cluster when within `threshold`.
+  Done before the reference check, so that a photo shares its cluster's fate as it would
+  had the whole landmark been clustered."""
+  if len(sample) == len(x) or not clusters:
+    return clusters
+  rest = np.setdiff1d(np.arange(len(x)), sample)
+  similarity = x[rest] @ np.stack([_mean_direction(x[c]) for c in clusters]).T
+  nearest = similarity.argmax(axis=1)
+  close = 1.0 - similarity[np.arange(len(rest)), nearest] <= threshold
+  return [np.sort(np.concatenate([c, rest[close & (nearest == j)]]))
+          for j, c in enumerate(clusters)]
+
+
+def _near_references(x: np.ndarray, clusters: list[np.ndarray], references: np.ndarray | None,
+                     min_similarity: float) -> np.ndarray:
+  """Per cluster: does its centroid reach `min_similarity` to a reference photo?"""
+  if references is None or not len(references) or not clusters:
+    return np.ones(len(clusters), bool)
+  centroids = np.stack([_mean_direction(x[c]) for c in clusters])
+  return (centroids @ _normalize(references).T).max(axis=1) >= min_similarity
+
+
+def _without_valid_cluster(landmark: Hashable, x: np.ndarray, config: CleaningConfig,
+                           below_reference: int, rejected: int) -> LandmarkClusters:
+  m = len(x)
+  if config.keep_landmarks_without_cluster:
+    outcome = LandmarkOutcome(landmark, photos=m, kept=m, centroids=1, valid_clusters=0,
+                              clusters_below_reference=rejected)
+    return LandmarkClusters(landmark, np.zeros(m, np.int64),
+                            _mean_direction(x)[None].astype(np.float32),
+                            np.array([m], np.int64), outcome)
+  outcome = LandmarkOutcome(landmark, photos=m, kept=0, centroids=0, valid_clusters=0,
+                            outside_clusters=m - below_reference,
+                            below_reference=below_reference,
+                            clusters_below_reference=rejected)
+  return LandmarkClusters(landmark, np.full(m, -1, np.int64),
+                          np.zeros((0, x.shape[1]), np.float32), np.zeros(0, np.int64), outcome)
+
+
 def clean_landmark(landmark: Hashable, embeddings: np.ndarray, config: CleaningConfig,
                    references: np.ndarray | None = None) -> LandmarkClusters:
   """Valid clusters of one landmark's images, their centroids, and which images survive."""
-  m = len(embeddings)
   x = _normalize(embeddings)
-  sample = np.arange(m)
-  if m > config.max_images_per_landmark:
-    # Memory is O(sample²): cluster a seeded sample, then give every other image to the
-    # nearest valid centroid if it lies within the threshold.
-    rng = np.random.default_rng([config.seed, zlib.crc32(str(landmark).encode())])
-    sample = np.sort(rng.choice(m, config.max_images_per_landmark, replace=False))
-  flat = cluster_embeddings(x[sample], config.linkage, config.distance_threshold)
-  ids, counts = np.unique(flat, return_counts=True)
-  valid = [cid for cid, count in zip(ids, counts) if count >= config.min_cluster_size]
-  centroids = [_normalize(x[sample][flat == cid].mean(0, keepdims=True))[0] for cid in valid]
-  if references is not None and len(references) and centroids:
-    similarity = np.stack(centroids) @ _normalize(references).T
-    keep = similarity.max(axis=1) >= config.reference_similarity
-    valid = [cid for cid, k in zip(valid, keep) if k]
-    centroids = [c for c, k in zip(centroids, keep) if k]
-  assignment = np.full(m, -1, np.int64)
-  for new_id, cid in enumerate(valid):
-    assignment[sample[flat == cid]] = new_id
-  if len(sample) < m and centroids:
-    rest = np.setdiff1d(np.arange(m), sample)
-    similarity = x[rest] @ np.stack(centroids).T
-    nearest = similarity.argmax(axis=1)
-    close = 1.0 - similarity[np.arange(len(rest)), nearest] <= config.distance_threshold
-    assignment[rest[close]] = nearest[close]
-  if not centroids:
-    return LandmarkClusters(landmark, assignment, np.zeros((0, x.shape[1]), np.float32),
-                            np.zeros(0, np.int64))
-  # Final centroids from every member (sampled and assigned), normalised.
-  final = np.stack([_normalize(x[assignment == j].mean(0, keepdims=True))[0]
-                    for j in range(len(centroids))])
-  sizes = np.bincount(assignment[assignment >= 0], minlength=len(centroids))
-  return LandmarkClusters(landmark, assignment, final.astype(np.float32), sizes)
+  sample = _sample(landmark, len(x), config)
+  clusters = _size_valid_clusters(x, sample, config)
+  clusters = _join_unsampled(x, sample, clusters, config.distance_threshold)
+  near = _near_references(x, clusters, references, config.reference_similarity)
+  accepted = [c for c, ok in zip(clusters, near) if ok]
+  below_reference = sum(len(c) for c, ok in zip(clusters, near) if not ok)
+  if not accepted:
+    return _without_valid_cluster(landmark, x, config, below_reference, int((~near).sum()))
+  assignment = np.full(len(x), -1, np.int64)
+  for j, members in enumerate(accepted):
+    assignment[members] = j
+  sizes = np.array([len(c) for c in accepted], np.int64)
+  kept = int(sizes.sum())
+  outcome = LandmarkOutcome(landmark, photos=len(x), kept=kept, centroids=len(accepted),
+                            valid_clusters=len(accepted),
+                            outside_clusters=len(x) - kept - below_reference,
+                            below_reference=below_reference,
+                            clusters_below_reference=int((~near).sum()))
+  centroids = np.stack([_mean_direction(x[c]) for c in accepted]).astype(np.float32)
+  return LandmarkClusters(landmark, assignment, centroids, sizes, outcome)
 
 
 def _clean_one(args):
   return clean_landmark(*args)
+
+
+def _report_order(outcome: LandmarkOutcome) -> tuple:
+  """Landmarks that vanished first, then those kept whole, then the most photos dropped."""
+  severity = {DROPPED: 0, KEPT_WHOLE: 1}.get(outcome.reasons[0], 2)
+  return severity, -outcome.dropped, str(outcome.landmark)
 
 
 @dataclasses.dataclass
@@ -117,21 +240,46 @@ class CleaningResult:
   centroids: np.ndarray  # (C, D) L2-normalised
   centroid_landmarks: list  # (C,) landmark id per centroid
   cluster_sizes: np.ndarray  # (C,)
-  landmarks_without_cluster: list  # landmarks that lost every image
+  landmarks_without_cluster: list  # no valid cluster: kept whole, or dropped (see outcomes)
+  outcomes: list  # one LandmarkOutcome per landmark, in order of first appearance
+  config: CleaningConfig  # the settings, named by the report's explanations
+
+  @property
+  def landmarks_kept_whole(self) -> list:
+    return [o.landmark for o in self.outcomes if o.reasons == (KEPT_WHOLE,)]
+
+  @property
+  def landmarks_dropped(self) -> list:
+    """Landmarks that lost every photo and have no centroid."""
+    return [o.landmark for o in self.outcomes if o.reasons == (DROPPED,)]
+
+  def affected(self) -> list[LandmarkOutcome]:
+    """Every landmark that lost photos or was kept whole, the most serious first."""
+    return sorted((o for o in self.outcomes if o.reasons), key=_report_order)
 
   def report(self) -> dict[str, Any]:
     per_landmark = collections.Counter(self.centroid_landmarks)
     all_landmarks = {l for l in self.landmarks if l is not None}
     histogram = collections.Counter(per_landmark.get(l, 0) for l in all_landmarks)
     kept_landmarks = set(np.asarray(self.landmarks, dtype=object)[self.keep].tolist())
+    images_before = sum(l is not None for l in self.landmarks)
     return {
-        "images_before": sum(l is not None for l in self.landmarks),
+        "images_before": images_before,
         "images_after": int(self.keep.sum()),
+        "images_dropped": images_before - int(self.keep.sum()),
         "non_landmark_images": sum(l is None for l in self.landmarks),
         "landmarks_before": len(all_landmarks), "landmarks_after": len(kept_landmarks),
         "centroids": int(len(self.centroids)),
         "clusters_per_landmark_histogram": {str(k): v for k, v in sorted(histogram.items())},
         "landmarks_without_valid_cluster": sorted(map(str, self.landmarks_without_cluster)),
+        "landmarks_kept_whole": sorted(map(str, self.landmarks_kept_whole)),
+        "landmarks_dropped": sorted(map(str, self.landmarks_dropped)),
+        "settings": dataclasses.asdict(self.config),
+        # One row per landmark that lost photos or was kept whole (dropped.csv's rows).
+        "affected_landmarks": [
+            {"landmark_id": str(o.landmark), "photos": o.photos, "kept": o.kept,
+             "dropped": o.dropped, "centroids": o.centroids, "reason": o.reason,
+             "explanation": o.explain(self.config)} for o in self.affected()],
     }
 
   def clean_rows(self) -> list[tuple[Hashable, str]]:
@@ -141,6 +289,16 @@ class CleaningResult:
       if keep:
         kept[landmark].append(str(image_id))
     return [(landmark, " ".join(images)) for landmark, images in kept.items()]
+
+
+def _log_summary(result: CleaningResult) -> None:
+  # One line: the details are the report's rows, which a log would bury.
+  kept_whole, dropped = result.landmarks_kept_whole, result.landmarks_dropped
+  if kept_whole or dropped:
+    logger.warning("%d of %d landmarks have no valid cluster: %d kept whole as one centroid "
+                   "of all their photos, %d dropped; the cleaning report lists them",
+                   len(kept_whole) + len(dropped), len(result.outcomes), len(kept_whole),
+                   len(dropped))
 
 
 def clean_dataset(ids: Sequence[str], landmarks: Sequence[Hashable], embeddings: np.ndarray,
@@ -157,23 +315,23 @@ def clean_dataset(ids: Sequence[str], landmarks: Sequence[Hashable], embeddings:
           for landmark, index in groups.items()]
   if config.num_workers > 0 and len(jobs) > 1:
     with concurrent.futures.ProcessPoolExecutor(config.num_workers) as pool:
-      outcomes = list(pool.map(_clean_one, jobs, chunksize=max(1, len(jobs) // (8 * config.num_workers))))
+      chunksize = max(1, len(jobs) // (8 * config.num_workers))
+      outcomes = list(pool.map(_clean_one, jobs, chunksize=chunksize))
   else:
     outcomes = [_clean_one(job) for job in jobs]
   keep = np.zeros(len(ids), bool)
-  centroids, centroid_landmarks, sizes, without = [], [], [], []
+  centroids, centroid_landmarks, sizes = [], [], []
   for (landmark, index), outcome in zip(groups.items(), outcomes):
     keep[np.asarray(index)] = outcome.assignment >= 0
-    if len(outcome.centroids) == 0:
-      without.append(landmark)
     centroids.append(outcome.centroids)
     centroid_landmarks += [landmark] * len(outcome.centroids)
     sizes.append(outcome.sizes)
-  if without:
-    logger.warning("%d landmarks have no valid cluster and get no centroid (first: %s)",
-                   len(without), ", ".join(map(str, without[:5])))
   dim = embeddings.shape[1]
-  return CleaningResult(ids, landmarks, keep,
-                        np.concatenate(centroids) if centroids else np.zeros((0, dim), np.float32),
-                        centroid_landmarks,
-                        np.concatenate(sizes) if sizes else np.zeros(0, np.int64), without)
+  result = CleaningResult(
+      ids, landmarks, keep,
+      np.concatenate(centroids) if centroids else np.zeros((0, dim), np.float32),
+      centroid_landmarks, np.concatenate(sizes) if sizes else np.zeros(0, np.int64),
+      [o.landmark for o in outcomes if o.outcome.valid_clusters == 0],
+      [o.outcome for o in outcomes], config)
+  _log_summary(result)
+  return result
