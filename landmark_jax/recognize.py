@@ -35,7 +35,7 @@ from landmark_jax.data.transforms import (
     ImageConfig, ImageDecodeError, eval_crop, eval_photo, record_data, to_rgb)
 from landmark_jax.embedding import Embedder, power_of_two_buckets
 from landmark_jax.geo import Location, exif_location, great_circle_km
-from landmark_jax.index import CentroidIndex
+from landmark_jax.index import CentroidIndex, threshold
 from landmark_jax.train.checkpoints import TrainedModel, load_trained
 
 logger = logging.getLogger(__name__)
@@ -48,26 +48,59 @@ class Candidate:
   name: str | None = None
 
 
+# `Prediction.reason`: why a photo got "no landmark" (stable codes, for machines).
+REASON_BELOW_THRESHOLD = "below_threshold"  # the best candidate's similarity is under η
+REASON_NO_LANDMARK_NEARBY = "no_landmark_nearby"  # the location filter left no candidate
+
+
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-  """One photo's answer: `landmark_id` is None for "no landmark"."""
+  """One photo's answer: `landmark_id` is None for "no landmark", and `reason` says why."""
 
   landmark_id: Hashable | None
-  score: float  # the best centroid similarity (cosine), whatever the decision
+  score: float  # the best centroid similarity (cosine), whatever the decision; -1: none
   candidates: tuple[Candidate, ...]  # top-k landmarks, best first (max over their centroids)
   name: str | None = None
   location: Location | None = None  # the photo's location, when it was used to filter
+  radius_km: float | None = None  # with `location`: how far from it candidates may be
 
   @property
   def is_landmark(self) -> bool:
     return self.landmark_id is not None
 
+  @property
+  def reason(self) -> str | None:
+    """Why the answer is "no landmark" (None when it is a landmark):
+
+    ``"no_landmark_nearby"``: the photo's location left no candidate, every landmark of the
+    index being farther than `radius_km` from it; ``"below_threshold"``: the best
+    candidate's similarity (`score`) is below the recognizer's threshold η.
+    """
+    if self.is_landmark:
+      return None
+    # Only the location filter empties the candidates: a search always finds a centroid.
+    return REASON_BELOW_THRESHOLD if self.candidates else REASON_NO_LANDMARK_NEARBY
+
+  @property
+  def reason_text(self) -> str | None:
+    """`reason` in words, for people (None when it is a landmark)."""
+    if self.reason == REASON_BELOW_THRESHOLD:
+      return f"best similarity {self.score:.3f} is below the threshold η"
+    if self.reason == REASON_NO_LANDMARK_NEARBY:
+      if self.location is None:  # only a hand-made Prediction gets here
+        return "no candidate landmark"
+      within = "" if self.radius_km is None else f" within {self.radius_km:g} km"
+      return (f"no landmark in the index{within} of ({self.location.latitude:.2f}, "
+              f"{self.location.longitude:.2f})")
+    return None
+
   def to_json(self) -> dict[str, Any]:
     return {"landmark_id": self.landmark_id, "name": self.name, "is_landmark": self.is_landmark,
-            "score": self.score,
+            "reason": self.reason, "score": self.score,
             "candidates": [dataclasses.asdict(c) for c in self.candidates],
             "location": None if self.location is None else
-            {"latitude": self.location.latitude, "longitude": self.location.longitude}}
+            {"latitude": self.location.latitude, "longitude": self.location.longitude},
+            "radius_km": self.radius_km}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +248,14 @@ class PhotoEmbedder:
                           source.label_map)
 
 
+def _extends(index_map: LabelMap, model_map: LabelMap) -> bool:
+  """Whether `index_map` gives every label of `model_map` the same landmark, new landmarks
+  (`add-landmarks`) appended after them. Stage sizes and the non-landmark label (n, which
+  moves up as landmarks are appended) do not change what a landmark label means."""
+  model_ids = tuple(model_map.landmark_ids)  # a map built from a list compares equal too
+  return tuple(index_map.landmark_ids[:len(model_ids)]) == model_ids
+
+
 class Recognizer:
   """A trained model and a centroid index, batched on the device.
 
@@ -235,9 +276,7 @@ class Recognizer:
     if index.dim != trained.model.embedding_dim:
       raise ValueError(f"index dimension {index.dim} ≠ model embedding "
                        f"{trained.model.embedding_dim}")
-    model_ids = trained.label_map.landmark_ids
-    if (index.label_map is not None
-        and index.label_map.landmark_ids[:len(model_ids)] != model_ids):
+    if index.label_map is not None and not _extends(index.label_map, trained.label_map):
       # An index with added landmarks extends the model's map: that is normal, and silent.
       logger.warning("index and model label maps differ; using the index's for its labels")
     self.trained = trained
@@ -249,7 +288,7 @@ class Recognizer:
         logger.warning("the index has no calibrated eta: every photo gets its nearest landmark "
                        "(run `landmark-jax calibrate`)")
         eta = -math.inf
-    self.eta = float(eta)
+    self.eta = threshold.as_threshold(eta)  # compared as float32, like calibration's scores
     self.top_k = top_k
     self.radius_km = radius_km
     self.names = dict(names) if names else {
@@ -312,14 +351,15 @@ class Recognizer:
       ranked = list(best.items())[:self.top_k]
       candidates = tuple(Candidate(self._landmark(l), s, self.names.get(self._landmark(l)))
                          for l, s in ranked)
+      radius_km = None if location is None else self.radius_km
       if not candidates:  # every nearby centroid belongs to a landmark elsewhere
-        predictions.append(Prediction(None, -1.0, (), None, location))
+        predictions.append(Prediction(None, -1.0, (), None, location, radius_km))
         continue
       top = candidates[0]
-      landmark = top.landmark_id if top.score >= eta else None
+      landmark = top.landmark_id if threshold.is_landmark(top.score, eta) else None
       predictions.append(Prediction(landmark, top.score, candidates,
                                     self.names.get(landmark) if landmark is not None else None,
-                                    location))
+                                    location, radius_km))
     return predictions
 
   def recognize_photos(self, photos: Sequence[Photo], *, eta: float | None = None,

@@ -3,6 +3,7 @@ reported as ratios against a baseline measured in the same run."""
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 
 from landmark_jax.cli.common import positive_int, probability, setup_logging
@@ -34,7 +35,8 @@ def _benchmark_data(args) -> int:
   from landmark_jax.data.demo_dataset import demo_dataset
   root = args.root or demo_dataset()
   source = GLDv2Source(root, csv=args.csv, non_landmark_csv=args.non_landmark_csv)
-  rows = benchmark_data(source, crop_size=args.crop_size, num_images=args.num_images)
+  rows = benchmark_data(source, crop_size=args.crop_size, num_images=args.num_images,
+                        batch_size=DATA_BATCH)
   print(f"# {len(source)} images from {root}, crop {args.crop_size}: {machine_description()}")
   print(format_table(rows, ["workers", "jpeg draft", "images/s", "images/s per process",
                             "vs no draft"]))
@@ -46,9 +48,8 @@ def _benchmark_data(args) -> int:
 def _benchmark_train(args) -> int:
   from landmark_jax.benchmarks.timing import format_table, machine_description, write_json
   from landmark_jax.benchmarks.train_speed import benchmark_train
-  cases = [(b, s, n) for b, s, n in (c.split(":") for c in args.cases)]
-  rows = benchmark_train([(b, int(s), int(n)) for b, s, n in cases], num_classes=args.num_classes,
-                         repeats=args.repeats, dtype=args.dtype)
+  rows = benchmark_train(args.cases, num_classes=args.num_classes, repeats=args.repeats,
+                         dtype=args.dtype)
   print(f"# train step, {args.num_classes} classes: {machine_description()}")
   print(format_table(rows, ["backbone", "image", "batch", "loss", "seconds/step", "images/s",
                             "overhead vs softmax %"]))
@@ -115,6 +116,40 @@ def _benchmark_compare(args) -> int:
   return 0
 
 
+def backbone(text: str) -> str:
+  """A registered backbone name (checked when parsing, so a typo costs no set-up)."""
+  from landmark_jax.models import BACKBONES  # here: `--help` stays fast
+  if text not in BACKBONES:
+    raise argparse.ArgumentTypeError(
+        f"unknown backbone {text!r}; registered: {', '.join(sorted(BACKBONES))}")
+  return text
+
+
+def train_case(text: str) -> tuple[str, int, int]:
+  """``backbone:image_size:batch_size`` → (name, image size, batch size)."""
+  parts = text.split(":")
+  if len(parts) != 3:
+    raise argparse.ArgumentTypeError(f"{text!r} is not backbone:image_size:batch_size")
+  name, image_size, batch_size = parts
+  try:
+    sizes = positive_int(image_size), positive_int(batch_size)
+  except (ValueError, argparse.ArgumentTypeError):  # not a number, or not above 0
+    raise argparse.ArgumentTypeError(f"{text!r}: image_size and batch_size must be positive "
+                                     "integers") from None
+  return (backbone(name), *sizes)
+
+
+DTYPES = ["float32", "bfloat16"]
+DATA_BATCH = 8  # `benchmark data`: images per batch; throughput is timed over whole batches
+
+
+def images_to_time(text: str) -> int:
+  value = positive_int(text)
+  if value < DATA_BATCH:
+    raise argparse.ArgumentTypeError(f"{text} is less than one batch ({DATA_BATCH} images)")
+  return value
+
+
 def register(commands, debug) -> None:
   benchmark = commands.add_parser("benchmark", parents=[debug],
                                   help="speed/memory benchmarks (ratios vs a baseline)")
@@ -122,11 +157,16 @@ def register(commands, debug) -> None:
   model = suites.add_parser(
       "model", parents=[debug],
       help="backbone forward and forward+backward images/s, JAX vs torchvision")
-  model.add_argument("--backbone", default="wide_resnet50_2")
-  model.add_argument("--batch-size", type=int, default=8)
-  model.add_argument("--image-size", type=int, default=224)
-  model.add_argument("--repeats", type=int, default=5)
-  model.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  model.add_argument("--backbone", type=backbone, default="wide_resnet50_2",
+                     help="a registered backbone (default: wide_resnet50_2)")
+  model.add_argument("--batch-size", type=positive_int, default=8,
+                     help="images per step (default: 8)")
+  model.add_argument("--image-size", type=positive_int, default=224,
+                     help="square input side in pixels (default: 224)")
+  model.add_argument("--repeats", type=positive_int, default=5,
+                     help="timed runs per measurement, after a warm-up (default: 5)")
+  model.add_argument("--dtype", default="float32", choices=DTYPES,
+                     help="compute dtype of the JAX backbone (default: float32)")
   model.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
   model.add_argument("--json", help="also write the rows to this JSON file")
   model.set_defaults(run=_benchmark_model)
@@ -134,22 +174,33 @@ def register(commands, debug) -> None:
   train_bench = suites.add_parser(
       "train", parents=[debug],
       help="train-step images/s, softmax-only vs softmax + center loss")
-  train_bench.add_argument("--cases", nargs="+", default=["resnet_tiny:64:32",
-                                                          "wide_resnet50_2:224:8"],
-                           help="backbone:image_size:batch_size")
-  train_bench.add_argument("--num-classes", type=int, default=1000)
-  train_bench.add_argument("--repeats", type=int, default=5)
-  train_bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  train_bench.add_argument("--cases", type=train_case, nargs="+",
+                           default=[("resnet_tiny", 64, 32), ("wide_resnet50_2", 224, 8)],
+                           help="backbone:image_size:batch_size, one or more (default: "
+                                "resnet_tiny:64:32 wide_resnet50_2:224:8)")
+  train_bench.add_argument("--num-classes", type=positive_int, default=1000,
+                           help="landmark classes of the classifier (default: 1000)")
+  train_bench.add_argument("--repeats", type=positive_int, default=5,
+                           help="timed steps per case, after a warm-up (default: 5)")
+  train_bench.add_argument("--dtype", default="float32", choices=DTYPES,
+                           help="compute dtype of the backbone (default: float32)")
   train_bench.add_argument("--json", help="also write the rows to this JSON file")
   train_bench.set_defaults(run=_benchmark_train)
 
   index_bench = suites.add_parser(
       "index", parents=[debug],
       help="ScaNN vs exact search at recall@1 ≥ 0.99; embed+search latency")
-  index_bench.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-  index_bench.add_argument("--queries", type=int, default=1000)
-  index_bench.add_argument("--backbone", default="wide_resnet50_2")
-  index_bench.add_argument("--skip-latency", action="store_true")
+  index_bench.add_argument("--sizes", type=positive_int, nargs="+",
+                           default=[10_000, 100_000, 1_000_000],
+                           help="numbers of 512-d centroids to index, one or more (default: "
+                                "10000 100000 1000000)")
+  index_bench.add_argument("--queries", type=positive_int, default=1000,
+                           help="queries per size (default: 1000)")
+  index_bench.add_argument("--backbone", type=backbone, default="wide_resnet50_2",
+                           help="the model of the embed+search latency (default: "
+                                "wide_resnet50_2)")
+  index_bench.add_argument("--skip-latency", action="store_true",
+                           help="skip the one-photo embed+search latency")
   index_bench.add_argument("--json", help="also write the rows to this JSON file")
   index_bench.set_defaults(run=_benchmark_index)
 
@@ -159,13 +210,21 @@ def register(commands, debug) -> None:
            "part, index memory, sensitivity/specificity (table + PNG)")
   compare.add_argument("--checkpoint", help="training workdir (default: the demo's; trained "
                                             "first if missing)")
-  compare.add_argument("--index", help="its centroid index")
+  compare.add_argument("--index", help="its centroid index (with --checkpoint and --root)")
   compare.add_argument("--root", help="GLDv2-layout folder holding the validation and test "
                                       "CSVs (default with the demo: the embedded dataset)")
-  compare.add_argument("--val-csv", default="val.csv", help="calibrates both thresholds")
-  compare.add_argument("--test-csv", default="test.csv")
-  compare.add_argument("--non-landmark-csv", default=None)
-  compare.add_argument("--attention", default="trained", choices=["trained", "feature_norm"])
+  compare.add_argument("--val-csv", default="val.csv",
+                       help="under --root: the photos that calibrate both thresholds "
+                            "(default: val.csv)")
+  compare.add_argument("--test-csv", default="test.csv",
+                       help="under --root: the photos both recognizers answer "
+                            "(default: test.csv)")
+  compare.add_argument("--non-landmark-csv", default=None,
+                       help="under --root: non-landmark photo ids added to both splits "
+                            "(default: none)")
+  compare.add_argument("--attention", default="trained", choices=["trained", "feature_norm"],
+                       help="DELF's keypoint attention: a trained head, or the feature norm "
+                            "(default: trained)")
   compare.add_argument("--preset", choices=sorted(PRESETS),
                        help="DELF settings: 'delf' (DELF's own: 512 px, 7 scales, 1000 "
                             "features; the default config's) or 'demo' (sized for the "
@@ -173,11 +232,14 @@ def register(commands, debug) -> None:
                             "config's own `delf` section")
   compare.add_argument("--target-specificity", type=probability, default=None,
                        help="default: the index's calibration target")
-  compare.add_argument("--max-queries", type=positive_int, default=None)
-  compare.add_argument("--full-size-backbone", metavar="NAME",
+  compare.add_argument("--max-queries", type=positive_int, default=None,
+                       help="answer at most this many test photos (default: all)")
+  compare.add_argument("--full-size-backbone", metavar="NAME", type=backbone,
                        help="also time one photo's forward passes with this backbone at the "
                             "paper's sizes (224² crop vs DELF's 512-px 7-scale pyramid)")
-  compare.add_argument("--demo-workdir", default="workdir/demo")
+  compare.add_argument("--demo-workdir", default="workdir/demo",
+                       help="without --checkpoint/--index: the demo's workdir, run first if "
+                            "it has no index (default: workdir/demo)")
   compare.add_argument("--out", default="workdir/compare",
                        help="compare.md, compare.json and compare.png go here")
   compare.add_argument("overrides", nargs="*", metavar="key=value",
@@ -188,9 +250,14 @@ def register(commands, debug) -> None:
       "data", parents=[debug],
       help="decode+augment images/s: JPEG draft on/off, 0/1/2 worker processes")
   data.add_argument("--root", help="a GLDv2-layout folder (default: the embedded demo dataset)")
-  data.add_argument("--csv", default="train.csv")
-  data.add_argument("--non-landmark-csv", default=None)
-  data.add_argument("--crop-size", type=int, default=224)
-  data.add_argument("--num-images", type=int, default=240)
+  data.add_argument("--csv", default="train.csv",
+                    help="under the folder: the image list (default: train.csv)")
+  data.add_argument("--non-landmark-csv", default=None,
+                    help="under the folder: non-landmark photo ids to add (default: none)")
+  data.add_argument("--crop-size", type=positive_int, default=224,
+                    help="side of the random crop in pixels (default: 224)")
+  data.add_argument("--num-images", type=images_to_time, default=240,
+                    help=f"images decoded per setting, at least one batch of {DATA_BATCH} "
+                         "(default: 240)")
   data.add_argument("--json", help="also write the rows to this JSON file")
   data.set_defaults(run=_benchmark_data)

@@ -10,7 +10,7 @@ import math
 import sys
 from typing import Sequence
 
-from landmark_jax.errors import ConfigError
+from landmark_jax.errors import ConfigError, UsageError
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -58,6 +58,13 @@ def positive_int(text: str) -> int:
   return value
 
 
+def non_negative_int(text: str) -> int:
+  value = int(text)
+  if value < 0:
+    raise argparse.ArgumentTypeError(f"{text} is not an integer ≥ 0")
+  return value
+
+
 def non_negative_float(text: str) -> float:
   value = float(text)
   if not (value >= 0 and math.isfinite(value)):
@@ -73,29 +80,61 @@ def positive_float(text: str) -> float:
 
 
 def port(text: str) -> int:
+  # Not 0: the OS would pick a port that the user is never told.
   value = int(text)
-  if not 0 <= value <= 65535:
-    raise argparse.ArgumentTypeError(f"{text} is not a TCP port (0–65535)")
+  if not 1 <= value <= 65535:
+    raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1–65535)")
   return value
 
 
 # Photos to work on: a GLDv2-layout folder, an image folder, or a split of the model's data.
 
-def add_source_args(parser: argparse.ArgumentParser, default: str) -> None:
-  parser.add_argument("--root", help=f"a GLDv2-layout folder (default: {default})")
-  parser.add_argument("--csv", default="train.csv", help="with --root: the image list")
-  parser.add_argument("--non-landmark-csv", default=None, help="with --root: non-landmark ids")
-  parser.add_argument("--folder", help="an image folder <folder>/<landmark>/*.jpg instead")
+DEFAULT_CSV = "train.csv"  # --csv with --root
+
+
+def add_source_args(parser: argparse.ArgumentParser, default: str | None = None, *,
+                    required: bool = False) -> None:
+  """--root (with --csv, --non-landmark-csv) or --folder: the photos a command works on.
+
+  Args:
+    default: what the command uses when neither is given, in words (for the help).
+    required: the command cannot run without them; argparse then refuses a command line
+      without one, and the help says so instead of naming a default.
+  """
+  if required:
+    where = "this or --folder is required"
+  else:
+    where = f"without this or --folder: {default}" if default else "optional"
+  photos = parser.add_mutually_exclusive_group(required=required)
+  photos.add_argument("--root", help=f"the photos: a GLDv2-layout folder ({where})")
+  photos.add_argument("--folder", help="the photos: an image folder "
+                                       "<folder>/<landmark>/*.{jpg,jpeg,png,webp}, photos of "
+                                       "no landmark in <folder>/non_landmark/; instead of "
+                                       "--root")
+  # Default None, not train.csv: so that --csv without --root can be refused.
+  parser.add_argument("--csv", help="with --root: the image list, relative to it "
+                                    f"(default: {DEFAULT_CSV})")
+  parser.add_argument("--non-landmark-csv", help="with --root: a list of non-landmark photo "
+                                                 "ids, relative to it (default: none)")
 
 
 def source_from_args(args, label_map):
-  """The GLDv2 (--root/--csv) or image-folder (--folder) source the user named, or None."""
+  """The GLDv2 (--root/--csv) or image-folder (--folder) source the user named, or None.
+
+  Raises:
+    UsageError: --csv or --non-landmark-csv without --root.
+  """
   from landmark_jax.data import GLDv2Source, ImageFolderSource
+  if not getattr(args, "root", None):
+    stray = [flag for flag, name in (("--csv", "csv"), ("--non-landmark-csv", "non_landmark_csv"))
+             if getattr(args, name, None)]
+    if stray:
+      raise UsageError(f"{' and '.join(stray)} name files under --root: give --root too")
   if getattr(args, "folder", None):
     return ImageFolderSource(args.folder, label_map=label_map)
   if getattr(args, "root", None):
-    return GLDv2Source(args.root, csv=args.csv, non_landmark_csv=args.non_landmark_csv,
-                       label_map=label_map)
+    return GLDv2Source(args.root, csv=args.csv or DEFAULT_CSV,
+                       non_landmark_csv=args.non_landmark_csv, label_map=label_map)
   return None
 
 

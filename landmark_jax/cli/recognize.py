@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from landmark_jax.cli.common import non_negative_float, positive_int
@@ -14,8 +15,55 @@ def _label(landmark_id, name) -> str:
   return f"{name} ({landmark_id})" if name else str(landmark_id)
 
 
-def _recognize(args) -> int:
+def _path_problem(path: str) -> str | None:
+  """What makes `path` no photo file at all, in words (None: a file, to be decoded)."""
+  if os.path.isdir(path):
+    return "is a folder, not a photo"
+  if not os.path.lexists(path):
+    return "no such file"
+  if not os.path.exists(path):
+    return "a link to a missing file"
+  if not os.access(path, os.R_OK):
+    return "not readable (permission denied)"
+  return None
+
+
+def _answer(prediction) -> str:
+  if prediction.is_landmark:
+    return _label(prediction.landmark_id, prediction.name)
+  return f"non-landmark — {prediction.reason_text}"
+
+
+def _report(path: str, prediction, as_json: bool) -> None:
+  if as_json:
+    print(json.dumps({"path": path, **prediction.to_json()}))
+    return
+  others = ", ".join(f"{_label(c.landmark_id, c.name)} {c.score:.3f}"
+                     for c in prediction.candidates)
+  print(f"{path}\t{_answer(prediction)}\t{prediction.score:.3f}\t[{others}]")
+
+
+def _report_error(path: str, problem: str, as_json: bool) -> None:
+  if as_json:  # a JSON consumer gets every photo's line in the stream
+    print(json.dumps({"path": path, "error": problem}))
+  else:
+    print(f"landmark-jax recognize: error: {path}: {problem}", file=sys.stderr)
+
+
+def _decode(recognizer, path: str, location, read_exif: bool):
+  """The photo at `path`, or what is wrong with it in words: one bad photo is reported and
+  the others still recognised."""
   from landmark_jax.data import ImageDecodeError
+  problem = _path_problem(path)
+  if problem is not None:
+    return problem
+  try:
+    return recognizer.decode([path], [location], read_exif=read_exif)[0]
+  except ImageDecodeError as e:
+    return str(e)
+
+
+def _recognize(args) -> int:
   from landmark_jax.geo import Location
   from landmark_jax.recognize import Recognizer
   if (args.latitude is None) != (args.longitude is None):
@@ -25,26 +73,21 @@ def _recognize(args) -> int:
     location = Location(args.latitude, args.longitude)
   recognizer = Recognizer.load(args.checkpoint, args.index, top_k=args.top_k,
                                radius_km=args.radius_km)
-  unreadable = 0
-  for path in args.paths:
-    try:  # one unreadable photo is reported and the others still recognised
-      prediction = recognizer.recognize([path], [location], use_exif=not args.no_exif)[0]
-    except ImageDecodeError as e:
-      unreadable += 1
-      if args.json:  # a JSON consumer gets every photo's line in the stream
-        print(json.dumps({"path": path, "error": str(e)}))
+  failed = 0
+  # A device call per chunk, not per photo; answers and errors come out in the paths' order.
+  step = recognizer.photos.batch_size
+  for first in range(0, len(args.paths), step):
+    results = [(path, _decode(recognizer, path, location, not args.no_exif))
+               for path in args.paths[first:first + step]]
+    photos = [photo for _, photo in results if not isinstance(photo, str)]
+    predictions = iter(recognizer.recognize_photos(photos) if photos else ())
+    for path, photo in results:
+      if isinstance(photo, str):
+        failed += 1
+        _report_error(path, photo, args.json)
       else:
-        print(f"landmark-jax recognize: error: {path}: {e}", file=sys.stderr)
-      continue
-    if args.json:
-      print(json.dumps({"path": path, **prediction.to_json()}))
-    else:
-      answer = ("non-landmark" if not prediction.is_landmark
-                else _label(prediction.landmark_id, prediction.name))
-      others = ", ".join(f"{_label(c.landmark_id, c.name)} {c.score:.3f}"
-                         for c in prediction.candidates)
-      print(f"{path}\t{answer}\t{prediction.score:.3f}\t[{others}]")
-  return 2 if unreadable else 0
+        _report(path, next(predictions), args.json)
+  return 2 if failed else 0
 
 
 def latitude(text: str) -> float:
@@ -67,13 +110,19 @@ def register(commands, debug) -> None:
   rec.add_argument("--index", required=True, help="its centroid index")
   rec.add_argument("--top-k", type=positive_int, default=5,
                    help="candidate landmarks listed per photo (default: 5)")
-  rec.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+  rec.add_argument("--json", action="store_true",
+                   help="one JSON object per photo instead of a table (a photo that cannot "
+                        "be read gets {\"path\", \"error\"})")
   rec.add_argument("--latitude", type=latitude,
-                   help="the photos' location (else their EXIF GPS)")
-  rec.add_argument("--longitude", type=longitude, help="with --latitude, in degrees")
+                   help="where every photo was taken, in degrees (-90–90), with --longitude "
+                        "(default: each photo's EXIF GPS position, if any)")
+  rec.add_argument("--longitude", type=longitude,
+                   help="with --latitude, in degrees (-180–180)")
   rec.add_argument("--radius-km", type=non_negative_float, default=50.0,
                    help="with a location, only landmarks this close are candidates (default: 50)")
   rec.add_argument("--no-exif", action="store_true", help="ignore EXIF GPS positions")
-  rec.add_argument("paths", nargs="+", help="photos (JPEG, PNG, WebP); an unreadable one is "
-                                            "reported and the status is 2")
+  rec.add_argument("paths", nargs="+", metavar="PHOTO",
+                   help="photo files (JPEG, PNG, WebP); one that is missing, a folder or "
+                        "unreadable gets an error line (on stderr; with --json, its JSON "
+                        "line), the others are still recognised, and the status is 2")
   rec.set_defaults(run=_recognize)

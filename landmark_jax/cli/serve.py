@@ -53,26 +53,32 @@ def register(commands, debug) -> None:
                             help="the HTTP recognition service (loopback by default)")
   srv.add_argument("--checkpoint", required=True, help="a training workdir")
   srv.add_argument("--index", required=True, help="its centroid index")
-  srv.add_argument("--host", default="127.0.0.1")
-  srv.add_argument("--port", type=port, default=8000)
+  srv.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on; another than loopback makes the service "
+                        "reachable from other machines (default: 127.0.0.1)")
+  srv.add_argument("--port", type=port, default=8000, help="TCP port, 1–65535 (default: 8000)")
   srv.add_argument("--landmarks-csv",
                    help="landmark_id,name,… : names (default: the index's landmarks.csv)")
   srv.add_argument("--radius-km", type=non_negative_float, default=50.0,
-                   help="with a photo location, only landmarks this close stay candidates")
-  srv.add_argument("--max-batch", type=positive_int, default=16, help="photos per device call")
+                   help="with a photo location, only landmarks this close stay candidates "
+                        "(default: 50)")
+  srv.add_argument("--max-batch", type=positive_int, default=16,
+                   help="photos per device call (default: 16)")
   srv.add_argument("--max-wait-ms", type=non_negative_float, default=5.0,
-                   help="how long a photo waits for others to share its device call")
+                   help="how long a photo waits for others to share its device call "
+                        "(default: 5)")
   srv.add_argument("--max-bytes", type=positive_int, default=20 * 2**20,
-                   help="request body limit of /v1/recognize (413 above)")
+                   help="request body limit of /v1/recognize, 413 above (default: 20 MiB)")
   srv.add_argument("--max-batch-bytes", type=positive_int, default=64 * 2**20,
-                   help="request body limit of /v1/recognize:batch")
+                   help="request body limit of /v1/recognize:batch (default: 64 MiB)")
   srv.add_argument("--max-pixels", type=positive_int, default=50_000_000,
-                   help="images larger in their header are refused (413)")
+                   help="images larger in their header are refused, 413 (default: 50 Mpx)")
   srv.add_argument("--max-decoded-pixels", type=positive_int, default=4096 * 4096,
                    help="PNG/WebP decoded at full size above this are refused from their "
-                        "header; JPEGs decode at reduced size (~8 bytes/pixel while decoding)")
+                        "header; JPEGs decode at reduced size (~8 bytes/pixel while decoding; "
+                        "default: 4096²)")
   srv.add_argument("--decode-workers", type=positive_int, default=None,
                    help="photos decoded at once (default: the cores, at most 8)")
   srv.add_argument("--read-timeout-s", type=positive_float, default=30.0,
-                   help="an upload that sends nothing for this long gets a 408")
+                   help="an upload that sends nothing for this long gets a 408 (default: 30)")
   srv.set_defaults(run=_serve)

@@ -116,7 +116,10 @@ class GLDv2Source(ImageSource):
     root: the dataset folder.
     csv: ``id,url,landmark_id`` rows (GLDv2's ``train.csv``), relative to `root`.
     image_dir: folder holding ``<a>/<b>/<c>/<id>.jpg`` (default: ``images`` if it exists,
-      else ``train``, as GLDv2's archives unpack).
+      else ``train``, as GLDv2's archives unpack), where a, b, c are the id's first three
+      characters. An id that ends in an image extension (``.jpg .jpeg .png .webp``, any
+      case, e.g. ``abc123.png``) names its file as it is (``<a>/<b>/<c>/abc123.png``);
+      any other id is GLDv2's bare hash and gets ``.jpg``.
     clean_csv: optional ``landmark_id,images`` (space-separated ids) — GLDv2's
       ``train_clean.csv`` or the output of `landmark-jax clean`; only those images are kept.
     non_landmark_csv: optional ``id[,url]`` list of photos without a landmark.
@@ -172,7 +175,13 @@ class GLDv2Source(ImageSource):
     super().__init__(ids, labels, paths, label_map, names=names, categories=categories)
 
   def image_path(self, image_id: str) -> pathlib.Path:
-    return self.image_dir / image_id[0] / image_id[1] / image_id[2] / f"{image_id}.jpg"
+    """The file of `image_id`: ``<image_dir>/<a>/<b>/<c>/<id>[.jpg]`` (see the class)."""
+    if len(image_id) < 3:  # the layout's three folder levels are the id's first characters
+      raise DataError(f"image id {image_id!r} is too short for the GLDv2 layout "
+                      "<a>/<b>/<c>/<id> (it needs at least 3 characters)")
+    # GLDv2's ids are bare hashes of JPEGs; other collections list the file name itself.
+    name = image_id if image_id.lower().endswith(IMAGE_EXTENSIONS) else f"{image_id}.jpg"
+    return self.image_dir / image_id[0] / image_id[1] / image_id[2] / name
 
 
 class ImageFolderSource(ImageSource):
@@ -241,3 +250,18 @@ class TfdsSource(ImageSource):
     ImageSource.__init__(view, self.ids[indices], self.labels[indices], None, self.label_map)
     view._data, view._image_key, view._index = self._data, self._image_key, self._index[indices]
     return view
+
+
+def non_landmark_folder_source(root: str | os.PathLike, label_map: LabelMap) -> ImageSource:
+  """Every image under `root` (subfolders too), as photos without a landmark: the
+  non-landmark half of a validation set (`landmark-jax calibrate --non-landmark-folder`)."""
+  root = pathlib.Path(root)
+  if not root.is_dir():
+    raise MissingFileError(f"non-landmark photo folder not found: {root}")
+  paths = sorted(str(p) for p in root.rglob("*")
+                 if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+  if not paths:
+    raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
+  ids = [pathlib.Path(p).relative_to(root).with_suffix("").as_posix() for p in paths]
+  return ImageSource(ids, np.full(len(paths), label_map.non_landmark_label, np.int32), paths,
+                     label_map)

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from landmark_jax.data import GLDv2Source, ImageFolderSource, TfdsSource, open_image
+from landmark_jax.errors import DataError
 
 
 def read_rows(path):
@@ -121,3 +122,29 @@ def test_tfds_source_reads_a_prepared_dataset_without_tensorflow(tmp_path):
     assert record["label"] == expected_label
   subset = source.subset([1])
   assert len(subset) == 1 and subset[0]["label"] == source[1]["label"]
+
+
+def test_gldv2_ids_with_an_image_extension_name_their_file(tmp_path):
+  # GLDv2's bare hashes get ".jpg"; an id that already ends in an image extension (any
+  # case) is the file's own name, e.g. a PNG listed as "abc1.png".
+  write_image(tmp_path / "train" / "a" / "b" / "c" / "abc1.png", "red")
+  write_image(tmp_path / "train" / "a" / "b" / "d" / "abd2.JPEG", "green")
+  write_image(tmp_path / "train" / "f" / "f" / "0" / "ff01.jpg", "blue")
+  (tmp_path / "train.csv").write_text(
+      "id,url,landmark_id\nabc1.png,,7\nabd2.JPEG,,7\nff01,,8\nfff9.png,,8\n")
+  source = GLDv2Source(tmp_path)
+  assert source.missing == 1  # fff9.png: listed, not on disk
+  by_id = {source[i]["id"]: source[i]["path"] for i in range(len(source))}
+  assert by_id == {"abc1.png": str(tmp_path / "train/a/b/c/abc1.png"),
+                   "abd2.JPEG": str(tmp_path / "train/a/b/d/abd2.JPEG"),
+                   "ff01": str(tmp_path / "train/f/f/0/ff01.jpg")}
+  assert dict(zip(source.ids, source.landmark_ids())) == {"abc1.png": 7, "abd2.JPEG": 7,
+                                                          "ff01": 8}
+  # The PNG is really read as the red image it is.
+  np.testing.assert_array_equal(np.asarray(open_image(by_id["abc1.png"]))[0, 0], [255, 0, 0])
+
+
+def test_gldv2_id_too_short_for_the_layout_is_named(tmp_path):
+  (tmp_path / "train.csv").write_text("id,url,landmark_id\nab,,1\n")
+  with pytest.raises(DataError, match="'ab' is too short"):
+    GLDv2Source(tmp_path)

@@ -51,6 +51,32 @@ def test_paris_location_excludes_london_and_no_location_is_unchanged(recognizer)
 def test_far_from_every_landmark_is_non_landmark(recognizer):
   prediction = recognizer.recognize(london_photos()[:1], [ANTARCTICA])[0]
   assert prediction.landmark_id is None and prediction.candidates == ()
+  # The answer says why, for machines and for people.
+  assert prediction.reason == "no_landmark_nearby" and prediction.radius_km == 50
+  assert prediction.reason_text == "no landmark in the index within 50 km of (-82.00, 0.00)"
+  answer = prediction.to_json()
+  assert answer["reason"] == "no_landmark_nearby" and answer["radius_km"] == 50
+  assert answer["location"] == {"latitude": -82.0, "longitude": 0.0}
+
+
+def test_below_threshold_and_landmark_answers_carry_their_reason(recognizer):
+  photos = london_photos()[:4]
+  embeddings = recognizer.embed(photos)
+  everything = recognizer.predict_embeddings(embeddings, eta=-1.0)  # any score is a landmark
+  for prediction in everything:
+    assert prediction.is_landmark and prediction.reason is None
+    assert prediction.reason_text is None and prediction.to_json()["reason"] is None
+  nothing = recognizer.predict_embeddings(embeddings, eta=1.0)  # no score reaches 1
+  for prediction, accepted in zip(nothing, everything):
+    assert not prediction.is_landmark and prediction.candidates == accepted.candidates
+    assert prediction.reason == "below_threshold" and prediction.radius_km is None
+    assert prediction.reason_text == (f"best similarity {accepted.score:.3f} is below the "
+                                      "threshold η")
+    assert prediction.to_json()["reason"] == "below_threshold"
+  # With a location near the candidates (Paris), still below η: the same reason.
+  near = recognizer.predict_embeddings(embeddings, eta=1.0, locations=[PARIS] * len(photos))
+  assert all(p.candidates and p.reason == "below_threshold" and p.radius_km == 50
+             for p in near)
 
 
 def test_exif_gps_is_used_when_no_location_is_given(recognizer):

@@ -28,6 +28,14 @@ def test_recognize_real_photos_multipart_and_raw(server, landmarks_mini):
     assert [c["landmark_id"] for c in body["candidates"]] == [c.landmark_id for c in expected.candidates]
     assert body["timing_ms"]["total"] > 0 and body["batch_size"] >= 1
     assert body["is_landmark"] == (body["score"] >= 0.9)
+    # Why not a landmark: under η, or (a photo whose EXIF GPS is far from every demo
+    # landmark) no candidate at all.
+    if body["is_landmark"]:
+      assert body["reason"] is None
+    elif body["candidates"]:
+      assert body["reason"] == "below_threshold"
+    else:
+      assert body["reason"] == "no_landmark_nearby" and body["location"] is not None
 
 
 def test_batch_endpoint_health_info_and_page(server, landmarks_mini):
@@ -45,12 +53,16 @@ def test_batch_endpoint_health_info_and_page(server, landmarks_mini):
     assert "not an image" in results[3]["message"]
     assert client.get("/healthz").json() == {"status": "ok"}
     info = client.get("/v1/info").json()
-    assert info["index"]["centroids"] > 0 and info["eta"] == 0.9
+    # η as the float32 every comparison uses (landmark_jax.index.threshold): 0.9 to 1e-7.
+    assert info["index"]["centroids"] > 0 and info["eta"] == pytest.approx(0.9, abs=1e-7)
     assert info["model"]["backbone"] == "wide_resnet_tiny" and info["version"]
     assert info["model"]["step"] > 0 and "/" not in info["model"]["run"]  # no server paths
     assert "/" not in str(info) and "\\" not in str(info)
     page = client.get("/")
     assert page.status_code == 200 and "/v1/recognize" in page.text and 'type="file"' in page.text
+    # The page words "no landmark" from the answer's reason code, not from its own guess.
+    assert "result.candidates.length === 0" not in page.text
+    assert all(code in page.text for code in ("below_threshold", "no_landmark_nearby"))
 
 
 @pytest.mark.parametrize("kind, content, content_type, status, code, message", [
@@ -125,6 +137,7 @@ def test_location_query_parameters(server, landmarks_mini):
     body = far.json()
     assert body["location"] == {"latitude": -82.0, "longitude": 0.0}
     assert body["landmark_id"] is None and body["candidates"] == []  # nothing near the pole
+    assert body["reason"] == "no_landmark_nearby" and body["radius_km"] == 50
     bad = client.post("/v1/recognize", params={"lat": "north"}, content=photo,
                       headers={"content-type": "image/jpeg"})
     assert bad.status_code == 400 and bad.json()["error"] == "bad_location"
