@@ -2,7 +2,8 @@
 
 - `sensitivity_specificity`: the paper's measures (§4): sensitivity = share of landmark
   photos whose predicted landmark is correct; specificity = share of non-landmark photos
-  predicted non-landmark; with breakdowns by rare/frequent landmark and by category.
+  predicted non-landmark; with breakdowns by rare/frequent landmark and by category, each
+  with the photo counts it rests on and a 95 % Wilson interval (`wilson_interval`).
 - `gap`: Global Average Precision of the Google Landmark Recognition challenge (micro AP
   over all test images; a prediction on a non-landmark image is a false positive).
 - `revisited_map`: mAP and mP@k of the Revisited Oxford/Paris protocols (Radenović et al.
@@ -30,11 +31,38 @@ def _rate(hits: int, count: int) -> float:
   return hits / count if count else math.nan
 
 
+# z of a two-sided 95 % interval: the 0.975 quantile of the standard normal.
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
+  """The Wilson score interval of a proportion `successes` / `n` (Newcombe 1998, method 3).
+
+  The π solving (p − π)² = z²·π(1 − π)/n, with p = successes/n:
+  centre (p + z²/2n) / (1 + z²/n), half-width z·√(p(1 − p)/n + z²/4n²) / (1 + z²/n).
+  Unlike p ± z·√(p(1 − p)/n) it stays within [0, 1] and does not collapse to a point at
+  p = 0 or 1, which is where small evaluation sets land (1 of 1 photos recognised). (nan, nan)
+  for n = 0: no photos, no figure.
+  """
+  if n < 0 or not 0 <= successes <= n:
+    raise ValueError(f"need 0 ≤ successes ≤ n, got {successes} of {n}")
+  if n == 0:
+    return math.nan, math.nan
+  p = successes / n
+  z2n = z * z / n
+  centre = (p + z2n / 2) / (1 + z2n)
+  half = z * math.sqrt(p * (1 - p) / n + z2n / (4 * n)) / (1 + z2n)
+  # At p = 0 (or 1) the bound is exactly 0 (or 1); rounding would leave ±1e-17 there.
+  low = 0.0 if successes == 0 else max(0.0, centre - half)
+  high = 1.0 if successes == n else min(1.0, centre + half)
+  return low, high
+
+
 def sensitivity_specificity(predictions: Sequence[Hashable | None], truth: Sequence[Hashable | None],
                             *, train_counts: Mapping[Hashable, int] | None = None,
                             rare_threshold: int = 10,
                             categories: Mapping[Hashable, str] | None = None) -> dict[str, Any]:
-  """Sensitivity/specificity with breakdowns.
+  """Sensitivity/specificity with breakdowns, each with its counts and 95 % Wilson interval.
 
   Args:
     predictions: per photo, the predicted landmark id, or None for "no landmark".
@@ -43,25 +71,36 @@ def sensitivity_specificity(predictions: Sequence[Hashable | None], truth: Seque
       `rare_threshold` are "rare", the others "frequent".
     categories: landmark id → category, for the per-category breakdown.
 
-  Each breakdown entry has ``sensitivity``, ``images`` and ``share`` (of all test photos).
+  Returns ``sensitivity`` = ``recognised`` / ``landmark_images`` (recognised: the predicted
+  landmark is the photo's own), ``specificity`` = ``rejected`` / ``non_landmark_images``,
+  ``sensitivity_ci`` and ``specificity_ci`` as (low, high), and ``landmark_share``. A rate
+  over no photos is nan, its interval (nan, nan). Each breakdown entry has ``sensitivity``,
+  ``sensitivity_ci``, ``recognised``, ``images`` (its n) and ``share`` (of all test photos).
   """
   if len(predictions) != len(truth):
     raise ValueError(f"{len(predictions)} predictions for {len(truth)} photos")
   total = len(truth)
   landmark = [(p, t) for p, t in zip(predictions, truth) if t is not None]
   non_landmark = [p for p, t in zip(predictions, truth) if t is None]
+  recognised = sum(p == t for p, t in landmark)
+  rejected = sum(p is None for p in non_landmark)
   result = {
-      "sensitivity": _rate(sum(p == t for p, t in landmark), len(landmark)),
-      "specificity": _rate(sum(p is None for p in non_landmark), len(non_landmark)),
-      "landmark_images": len(landmark), "non_landmark_images": len(non_landmark),
+      "sensitivity": _rate(recognised, len(landmark)),
+      "sensitivity_ci": wilson_interval(recognised, len(landmark)),
+      "specificity": _rate(rejected, len(non_landmark)),
+      "specificity_ci": wilson_interval(rejected, len(non_landmark)),
+      "recognised": recognised, "landmark_images": len(landmark),
+      "rejected": rejected, "non_landmark_images": len(non_landmark),
       "landmark_share": _share(len(landmark), total),
   }
 
-  def breakdown(group_of) -> dict[str, dict[str, float]]:
+  def breakdown(group_of) -> dict[str, dict[str, Any]]:
     groups = collections.defaultdict(list)
     for p, t in landmark:
       groups[group_of(t)].append(p == t)
-    return {name: {"sensitivity": _rate(sum(hits), len(hits)), "images": len(hits),
+    return {name: {"sensitivity": _rate(sum(hits), len(hits)),
+                   "sensitivity_ci": wilson_interval(sum(hits), len(hits)),
+                   "recognised": sum(hits), "images": len(hits),
                    "share": _share(len(hits), total)} for name, hits in sorted(groups.items())}
 
   if train_counts is not None:

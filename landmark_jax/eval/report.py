@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import pathlib
@@ -12,22 +13,83 @@ from typing import Any, Hashable, Mapping, Sequence
 import numpy as np
 
 from landmark_jax.data import ImageSource
+from landmark_jax.errors import ConfigError, DataError
 from landmark_jax.geo import Location
+from landmark_jax.index import threshold
 from landmark_jax.eval.metrics import gap, sensitivity_specificity, top1_accuracy
 from landmark_jax.eval.plots import plot_sensitivity_specificity, plot_threshold_sweep
+
+logger = logging.getLogger(__name__)
+
+# Fewest photos a headline figure may rest on. With 20 photos the 95 % Wilson interval of a
+# rate near 100 % is still about 16 points wide (20 of 20: 83.9–100 %), and one photo more or
+# less moves the rate by 5 points: below that a figure says more about the draw than about
+# the model.
+MIN_PHOTOS = 20
+
+
+def _photos(count: int, kind: str) -> str:
+  return f"{count} {kind} photo{'s' * (count != 1)}"
+
+
+def landmark_photos_wanted(non_landmark_photos: int, landmark_share: float) -> int:
+  """How many landmark photos make `landmark_share` of a collection next to
+  `non_landmark_photos` (at least one): what `emulate_collection` samples."""
+  if not 0 < landmark_share < 1:
+    raise ConfigError(f"landmark share must be in (0, 1) (exclusive), got {landmark_share}")
+  if non_landmark_photos == 0:
+    raise DataError("the test set has no non-landmark photos, so no share of landmark photos "
+                    "can be emulated: leave the landmark share out to keep the test set as it is")
+  return max(1, round(landmark_share / (1 - landmark_share) * non_landmark_photos))
+
+
+def photo_counts(source: ImageSource) -> tuple[int, int]:
+  """(landmark photos, non-landmark photos) of a source, from its labels alone."""
+  non_landmark = int(np.sum(source.labels == source.label_map.non_landmark_label))
+  return len(source.labels) - non_landmark, non_landmark
+
+
+def check_collection_size(source: ImageSource, landmark_share: float,
+                          min_photos: int = MIN_PHOTOS) -> None:
+  """Raises `DataError` when `emulate_collection(source, landmark_share)` would keep fewer
+  than `min_photos` landmark photos, saying what would be enough. Needs only the labels, so
+  it runs before any photo is embedded."""
+  landmark, non_landmark = photo_counts(source)
+  kept = min(landmark, landmark_photos_wanted(non_landmark, landmark_share))
+  if kept >= min_photos:
+    return
+  stated = (f"a {100 * landmark_share:g} % landmark share of "
+            f"{_photos(non_landmark, 'non-landmark')} keeps {_photos(kept, 'landmark')}, "
+            f"fewer than --min-photos {min_photos}")
+  if landmark < min_photos:
+    raise DataError(f"{stated}; the test set has only {landmark} landmark photos: add landmark "
+                    "photos or lower --min-photos (0 turns the check off)")
+  # What would keep min_photos: the fewest non-landmark photos at this share, and the
+  # smallest share (to 0.1 %, rounded up) with these photos, by the rounding above.
+  needed = max(1, math.floor((min_photos - 0.5) * (1 - landmark_share) / landmark_share))
+  while landmark_photos_wanted(needed, landmark_share) < min_photos:
+    needed += 1
+  share = math.ceil(1000 * min_photos / (non_landmark + min_photos)) / 1000
+  larger_share = f"a share of at least {100 * share:g} %" if share < 1 else "a larger share"
+  raise DataError(f"{stated}: use at least {needed} non-landmark photos, {larger_share} "
+                  "(--landmark-share), or a lower --min-photos (0 turns the check off)")
 
 
 def emulate_collection(source: ImageSource, landmark_share: float, seed: int = 0) -> ImageSource:
   """A test set where `landmark_share` of the photos show a landmark (a user's collection:
-  the paper's 1–3 %): every non-landmark photo is kept and landmark photos are sampled (at
-  least one). With too few non-landmark photos for the share, landmark photos are all kept."""
-  if not 0 < landmark_share < 1:
-    raise ValueError(f"landmark share must be in (0, 1), got {landmark_share}")
+  the paper's 1–3 %): every non-landmark photo is kept and landmark photos are sampled
+  (`landmark_photos_wanted`). When the test set has too few landmark photos for the share,
+  all are kept and the share falls short (logged)."""
   non_landmark = np.flatnonzero(source.labels == source.label_map.non_landmark_label)
   landmark = np.flatnonzero(source.labels != source.label_map.non_landmark_label)
-  wanted = max(1, round(landmark_share / (1 - landmark_share) * len(non_landmark)))
+  wanted = landmark_photos_wanted(len(non_landmark), landmark_share)
   if wanted < len(landmark):
     landmark = np.sort(np.random.default_rng(seed).choice(landmark, wanted, replace=False))
+  elif wanted > len(landmark):
+    logger.warning("a %g %% landmark share of %d non-landmark photos needs %d landmark photos, "
+                   "the test set has %d: all kept, a %.1f %% share", 100 * landmark_share,
+                   len(non_landmark), wanted, len(landmark),
+                   100 * len(landmark) / (len(landmark) + len(non_landmark)))
   return source.subset(np.sort(np.concatenate([landmark, non_landmark])))
 
 
@@ -42,7 +104,8 @@ class ScoredPhotos:
   located: int = 0  # photos whose location was used
 
   def predictions(self, eta: float) -> list[Hashable | None]:
-    return [n if n is not None and s >= eta else None for n, s in zip(self.nearest, self.scores)]
+    accepted = threshold.accepted(self.scores, eta)
+    return [n if n is not None and a else None for n, a in zip(self.nearest, accepted)]
 
 
 def load_locations(path: str | os.PathLike) -> dict[str, Location]:
@@ -85,15 +148,58 @@ def threshold_sweep(scored: ScoredPhotos, num: int = 201) -> dict[str, np.ndarra
   return {"eta": etas, "sensitivity": np.array(sensitivity), "specificity": np.array(specificity)}
 
 
+def check_enough_photos(landmark_photos: int, non_landmark_photos: int,
+                        min_photos: int = MIN_PHOTOS) -> None:
+  """Raises `DataError` when sensitivity would rest on fewer than `min_photos` landmark
+  photos or specificity on fewer than `min_photos` non-landmark photos (0: only when there
+  are no photos at all)."""
+  if landmark_photos + non_landmark_photos == 0:
+    raise DataError("no test photos to evaluate")
+  if landmark_photos >= min_photos and non_landmark_photos >= min_photos:
+    return
+  if landmark_photos >= min_photos:
+    more = "more non-landmark photos"
+  elif non_landmark_photos >= min_photos:
+    more = "more landmark photos (or a larger --landmark-share)"
+  else:
+    more = "more photos of both kinds"
+  raise DataError(
+      f"sensitivity would rest on {_photos(landmark_photos, 'landmark')} and specificity on "
+      f"{_photos(non_landmark_photos, 'non-landmark')}; each needs at least --min-photos "
+      f"{min_photos} (min_photos={min_photos}) to mean something: evaluate on {more}, or "
+      "lower --min-photos (0 turns the check off; figures are then shown with their n)")
+
+
+def _mark_small_rows(result: dict[str, Any], min_photos: int) -> None:
+  """Flags breakdown rows on fewer than `min_photos` photos (shown, but indicative only) and
+  logs each with its count; undefined headline figures are logged too."""
+  for table in ("by_frequency", "by_category"):
+    for name, row in result.get(table, {}).items():
+      row["indicative_only"] = row["images"] < min_photos
+      if row["indicative_only"]:
+        logger.warning("sensitivity of %r landmarks rests on %d photos, fewer than %d: "
+                       "indicative only", name, row["images"], min_photos)
+  for count, rate, photos in (("landmark_images", "sensitivity", "landmark"),
+                              ("non_landmark_images", "specificity", "non-landmark")):
+    if result[count] == 0:
+      logger.warning("no %s photos: %s is undefined", photos, rate)
+
+
 def evaluate_scored(scored: ScoredPhotos, eta: float, *,
                     train_counts: Mapping[Hashable, int] | None = None, rare_threshold: int = 10,
-                    categories: Mapping[Hashable, str] | None = None) -> dict[str, Any]:
+                    categories: Mapping[Hashable, str] | None = None,
+                    min_photos: int = MIN_PHOTOS) -> dict[str, Any]:
+  """`sensitivity_specificity` at `eta` plus GAP and top-1 accuracy; refuses (`DataError`)
+  when a headline figure would rest on fewer than `min_photos` photos and flags breakdown
+  rows that do (``indicative_only``)."""
   result = sensitivity_specificity(scored.predictions(eta), scored.truth,
                                    train_counts=train_counts, rare_threshold=rare_threshold,
                                    categories=categories)
+  check_enough_photos(result["landmark_images"], result["non_landmark_images"], min_photos)
+  _mark_small_rows(result, min_photos)
   solution = {i: ([t] if t is not None else []) for i, t in zip(scored.ids, scored.truth)}
   thresholded = {i: (n, float(s)) for i, n, s in zip(scored.ids, scored.nearest, scored.scores)
-                 if n is not None and s >= eta}
+                 if n is not None and threshold.is_landmark(s, eta)}
   everything = {i: (n, float(s)) for i, n, s in zip(scored.ids, scored.nearest, scored.scores)
                 if n is not None}
   if any(solution.values()):
@@ -103,6 +209,7 @@ def evaluate_scored(scored: ScoredPhotos, eta: float, *,
     result["top1_accuracy"] = top1_accuracy(everything, solution)
   result["eta"] = eta
   result["images"] = len(scored.ids)
+  result["min_photos"] = min_photos
   return result
 
 
@@ -110,35 +217,60 @@ def _pct(value) -> str:
   return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f} %"
 
 
+def _rate_cell(rate: float, interval: Sequence[float], photos: int) -> str:
+  """``16.7 % (8.7–29.6 %), n = 48``; ``—, n = 0`` for a rate over no photos."""
+  if photos == 0:
+    return "—, n = 0"
+  low, high = interval
+  return f"{100 * rate:.1f} % ({100 * low:.1f}–{100 * high:.1f} %), n = {photos}"
+
+
+def _breakdown_table(heading: str, rows: Mapping[str, Mapping[str, Any]],
+                     min_photos: int) -> list[str]:
+  lines = ["", f"| {heading} | sensitivity (95 % interval), n photos | share of test set | |",
+           "|---|---|---|---|"]
+  for name, row in rows.items():
+    note = f"n < {min_photos}: indicative only" if row["images"] < min_photos else ""
+    lines.append(f"| {name} | {_rate_cell(row['sensitivity'], row['sensitivity_ci'], row['images'])} "
+                 f"| {_pct(row['share'])} | {note} |")
+  return lines
+
+
+def _headline_row(label: str, figures: Mapping[str, Any]) -> str:
+  return (f"| {label} | "
+          f"{_rate_cell(figures['sensitivity'], figures['sensitivity_ci'], figures['landmark_images'])} | "
+          f"{_rate_cell(figures['specificity'], figures['specificity_ci'], figures['non_landmark_images'])} |")
+
+
 def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
+  min_photos = result.get("min_photos", MIN_PHOTOS)
+  landmark, images = result["landmark_images"], result["images"]
   lines = [f"# {title}", "",
-           f"{result['images']} test photos, {result['landmark_images']} with a landmark "
-           f"({_pct(result['landmark_share'])}); threshold η = {result['eta']:.4f}.", "",
+           f"{images} test photos, {landmark} with a landmark "
+           f"({_pct(result['landmark_share'])}); threshold η = {result['eta']:.4f}. "
+           "Rates with their 95 % Wilson score interval and n, the photos they rest on.", "",
            "| | sensitivity | specificity |", "|---|---|---|",
-           f"| all photos | {_pct(result['sensitivity'])} | {_pct(result['specificity'])} |"]
+           _headline_row("all photos", result)]
   if "by_frequency" in result:
-    lines += ["", f"Rare landmarks: fewer than {result['rare_threshold']} training images.", "",
-              "| landmarks | sensitivity | photos | share of test set |", "|---|---|---|---|"]
-    lines += [f"| {name} | {_pct(v['sensitivity'])} | {v['images']} | {_pct(v['share'])} |"
-              for name, v in result["by_frequency"].items()]
+    lines += ["", f"Rare landmarks: fewer than {result['rare_threshold']} training images."]
+    lines += _breakdown_table("landmarks", result["by_frequency"], min_photos)
   if "by_category" in result:
-    lines += ["", "| category | sensitivity | photos | share of test set |", "|---|---|---|---|"]
-    lines += [f"| {name} | {_pct(v['sensitivity'])} | {v['images']} | {_pct(v['share'])} |"
-              for name, v in result["by_category"].items()]
+    lines += _breakdown_table("category", result["by_category"], min_photos)
   if "gap" in result:
     lines += ["", "| GAP (thresholded) | GAP (no threshold) | GAP (landmark photos only) | top-1 accuracy |",
               "|---|---|---|---|",
-              f"| {result['gap']:.4f} | {result['gap_without_threshold']:.4f} | "
-              f"{result['gap_ignoring_non_landmarks']:.4f} | {_pct(result['top1_accuracy'])} |"]
+              f"| {result['gap']:.4f}, n = {images} | {result['gap_without_threshold']:.4f}, "
+              f"n = {images} | {result['gap_ignoring_non_landmarks']:.4f}, n = {landmark} | "
+              f"{_pct(result['top1_accuracy'])}, n = {landmark} |",
+              "", f"GAP over all {images} test photos ({landmark} with a landmark); GAP over "
+              f"landmark photos only and top-1 accuracy over the {landmark} landmark photos."]
   if "geo" in result:
     geo = result["geo"]
     lines += ["", f"With geo-information ({geo['located_photos']} photos with a location; "
               "candidates restricted to nearby landmarks):", "",
               "| | sensitivity | specificity |", "|---|---|---|",
-              f"| without geo-information | {_pct(geo['without']['sensitivity'])} | "
-              f"{_pct(geo['without']['specificity'])} |",
-              f"| with geo-information | {_pct(geo['with']['sensitivity'])} | "
-              f"{_pct(geo['with']['specificity'])} |"]
+              _headline_row("without geo-information", geo["without"]),
+              _headline_row("with geo-information", geo["with"])]
   if "plots" in result:
     lines += ["", *[f"![{name}]({path})" for name, path in result["plots"].items()]]
   return "\n".join(lines) + "\n"
@@ -158,29 +290,36 @@ def _jsonable(value):
   return value
 
 
+# The figures of a `sensitivity_specificity` result that the with/without geo table shows.
+_HEADLINE = ("sensitivity", "sensitivity_ci", "recognised", "landmark_images",
+             "specificity", "specificity_ci", "rejected", "non_landmark_images")
+
+
 def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *,
                  train_counts=None, rare_threshold: int = 10, categories=None,
-                 title: str = "Evaluation", geo_scored: ScoredPhotos | None = None
-                 ) -> dict[str, Any]:
+                 title: str = "Evaluation", geo_scored: ScoredPhotos | None = None,
+                 min_photos: int = MIN_PHOTOS) -> dict[str, Any]:
   """report.md, report.json, threshold_sweep.png and sensitivity_specificity.png; with
-  `geo_scored` (the same photos scored with their locations) a with/without geo table."""
+  `geo_scored` (the same photos scored with their locations) a with/without geo table.
+  `min_photos` as `evaluate_scored`."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   result = evaluate_scored(scored, eta, train_counts=train_counts, rare_threshold=rare_threshold,
-                           categories=categories)
+                           categories=categories, min_photos=min_photos)
   sweep = threshold_sweep(scored)
   plot_threshold_sweep(sweep["eta"], sweep["sensitivity"], sweep["specificity"], eta,
                        out / "threshold_sweep.png",
-                       f"{title}: sensitivity and specificity against η")
-  plot_sensitivity_specificity(sweep["sensitivity"], sweep["specificity"],
-                               (result["sensitivity"], result["specificity"]), eta,
+                       f"{title}: sensitivity and specificity against η",
+                       landmark_photos=result["landmark_images"],
+                       non_landmark_photos=result["non_landmark_images"])
+  plot_sensitivity_specificity(sweep["sensitivity"], sweep["specificity"], result, eta,
                                out / "sensitivity_specificity.png",
                                f"{title}: sensitivity–specificity")
   if geo_scored is not None:
-    with_geo = evaluate_scored(geo_scored, eta, train_counts=train_counts,
-                               rare_threshold=rare_threshold, categories=categories)
-    result["geo"] = {"with": {k: with_geo[k] for k in ("sensitivity", "specificity")},
-                     "without": {k: result[k] for k in ("sensitivity", "specificity")},
+    # The same photos, so the same counts as above: only the rates can differ.
+    with_geo = sensitivity_specificity(geo_scored.predictions(eta), geo_scored.truth)
+    result["geo"] = {"with": {k: with_geo[k] for k in _HEADLINE},
+                     "without": {k: result[k] for k in _HEADLINE},
                      "located_photos": int(geo_scored.located)}
   result["plots"] = {"threshold sweep": "threshold_sweep.png",
                      "sensitivity–specificity": "sensitivity_specificity.png"}
@@ -193,14 +332,18 @@ def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *
 def evaluate_recognizer(recognizer, source: ImageSource, out_dir: str | os.PathLike, *,
                         training_source: ImageSource | None = None, rare_threshold: int = 10,
                         geo: bool = False, locations: Mapping[str, Location] | None = None,
-                        title: str = "Evaluation") -> dict[str, Any]:
+                        title: str = "Evaluation", min_photos: int = MIN_PHOTOS) -> dict[str, Any]:
   """Recognises every photo of `source` once and writes the report (`write_report`).
 
   Args:
     training_source: the model's training photos, for the rare/frequent split and the
       categories.
     geo: also score with each photo's location (`locations` by id, else its EXIF GPS).
+    min_photos: fewest landmark photos for sensitivity and non-landmark photos for
+      specificity; fewer raise `DataError` (checked on the labels before any photo is
+      embedded), 0 never.
   """
+  check_enough_photos(*photo_counts(source), min_photos)
   embedded = recognizer.embed_source(source, read_exif=geo or locations is not None)
   geo_scored = None
   if geo or locations is not None:
@@ -210,4 +353,4 @@ def evaluate_recognizer(recognizer, source: ImageSource, out_dir: str | os.PathL
       train_counts=training_source.images_per_landmark() if training_source else None,
       rare_threshold=rare_threshold,
       categories=(training_source.categories or None) if training_source else None,
-      title=title, geo_scored=geo_scored)
+      title=title, geo_scored=geo_scored, min_photos=min_photos)

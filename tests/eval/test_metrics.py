@@ -1,3 +1,4 @@
+import math
 import pathlib
 import pickle
 
@@ -8,7 +9,7 @@ from PIL import Image
 from landmark_jax.errors import DataError
 from landmark_jax.eval.metrics import (
     average_precision, crop_query, gap, load_revisited_gnd, revisited_map,
-    sensitivity_specificity, top1_accuracy)
+    sensitivity_specificity, top1_accuracy, wilson_interval)
 
 # The official Google Landmark Recognition metric's test case (DELF's metrics_test.py).
 SOLUTION = {"A": [0, 12], "B": [100, 200, 300], "C": [1], "D": [], "E": []}
@@ -27,6 +28,50 @@ def test_gap_perfect_and_unknown_images():
     gap({"Z": (1, 1.0)}, SOLUTION)
 
 
+def score_equation_roots(successes, n, z=1.959963984540054):
+  """The Wilson bounds from their definition, not the closed form: the two π solving
+  (p − π)² = z²·π(1 − π)/n, i.e. (1 + z²/n)π² − (2p + z²/n)π + p² = 0."""
+  p = successes / n
+  return tuple(np.sort(np.roots([1 + z * z / n, -(2 * p + z * z / n), p * p]).real))
+
+
+# Newcombe (1998), "Two-sided confidence intervals for the single proportion: comparison of
+# seven methods", Stat Med 17:857–872, Table I, method 3 (Wilson score, no continuity
+# correction). All four also checked against `score_equation_roots`.
+NEWCOMBE_1998 = [((81, 263), (0.2553, 0.3662)), ((15, 148), (0.0624, 0.1605)),
+                 ((0, 10), (0.0000, 0.2775)), ((1, 29), (0.0061, 0.1718))]
+
+
+@pytest.mark.parametrize("counts, published", NEWCOMBE_1998)
+def test_wilson_interval_equals_newcombe_1998(counts, published):
+  assert wilson_interval(*counts) == pytest.approx(published, abs=5e-5)  # 4 decimals given
+  assert score_equation_roots(*counts) == pytest.approx(published, abs=5e-5)
+
+
+@pytest.mark.parametrize("successes, n", [(1, 1), (3, 7), (8, 48), (117, 120), (499, 1000)])
+def test_wilson_interval_solves_the_score_equation(successes, n):
+  assert wilson_interval(successes, n) == pytest.approx(score_equation_roots(successes, n),
+                                                        abs=1e-12)
+
+
+def test_wilson_interval_edge_cases():
+  assert all(math.isnan(bound) for bound in wilson_interval(0, 0))  # no photos: no interval
+  # At 0 of n and n of n one bound is exactly 0 or 1 and the other is not: the interval does
+  # not collapse. 1 of 1: low = 1/(1 + z²) = 1/4.8415 = 0.2065.
+  assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == 1.0
+  assert wilson_interval(1, 1) == pytest.approx((1 / (1 + 1.959963984540054 ** 2), 1.0))
+  # Mirror image: k of n successes are n − k failures.
+  low, high = wilson_interval(3, 11)
+  assert wilson_interval(8, 11) == pytest.approx((1 - high, 1 - low))
+  # z = 0 is the point estimate; a larger z a wider interval (z = 2.5758: 99 %).
+  assert wilson_interval(3, 12, z=0) == pytest.approx((0.25, 0.25))
+  wide = wilson_interval(3, 12, z=2.5758)
+  assert wide[0] < wilson_interval(3, 12)[0] and wide[1] > wilson_interval(3, 12)[1]
+  for successes, n in ((-1, 5), (6, 5), (0, -1)):
+    with pytest.raises(ValueError):
+      wilson_interval(successes, n)
+
+
 def test_sensitivity_specificity_and_breakdowns_by_hand():
   truth = [1, 1, 2, 3, 3, 3, None, None, None, None]
   preds = [1, 2, 2, 3, None, 3, None, 5, None, None]
@@ -37,13 +82,27 @@ def test_sensitivity_specificity_and_breakdowns_by_hand():
   assert result["sensitivity"] == pytest.approx(4 / 6)
   assert result["specificity"] == pytest.approx(3 / 4)  # one non-landmark called #5
   assert result["landmark_share"] == pytest.approx(0.6)
+  # The counts each rate rests on, and its interval from the score equation.
+  assert (result["recognised"], result["landmark_images"]) == (4, 6)
+  assert (result["rejected"], result["non_landmark_images"]) == (3, 4)
+  assert result["sensitivity_ci"] == pytest.approx(score_equation_roots(4, 6))
+  assert result["specificity_ci"] == pytest.approx(score_equation_roots(3, 4))
   # Rare = #2 (3 training images < 10); frequent = #1 and #3.
   assert result["by_frequency"] == {
-      "frequent": {"sensitivity": pytest.approx(3 / 5), "images": 5, "share": 0.5},
-      "rare": {"sensitivity": 1.0, "images": 1, "share": 0.1}}
-  assert result["by_category"]["church"] == {"sensitivity": pytest.approx(3 / 5), "images": 5,
-                                             "share": 0.5}
+      "frequent": {"sensitivity": pytest.approx(3 / 5), "recognised": 3, "images": 5,
+                   "share": 0.5, "sensitivity_ci": pytest.approx(score_equation_roots(3, 5))},
+      "rare": {"sensitivity": 1.0, "recognised": 1, "images": 1, "share": 0.1,
+               "sensitivity_ci": pytest.approx(score_equation_roots(1, 1))}}
+  assert result["by_category"]["church"] == {
+      "sensitivity": pytest.approx(3 / 5), "recognised": 3, "images": 5, "share": 0.5,
+      "sensitivity_ci": pytest.approx(score_equation_roots(3, 5))}
   assert result["by_category"]["bridge"]["sensitivity"] == 1.0
+
+
+def test_sensitivity_specificity_over_no_photos_of_a_kind_is_undefined_not_zero():
+  result = sensitivity_specificity([1, None], [1, 2])  # no non-landmark photos
+  assert result["sensitivity"] == 0.5 and result["non_landmark_images"] == 0
+  assert math.isnan(result["specificity"]) and all(map(math.isnan, result["specificity_ci"]))
 
 
 def test_ap_with_junk_before_between_and_after_positives_by_hand():
