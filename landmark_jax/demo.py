@@ -19,7 +19,7 @@ import time
 from landmark_jax.config import load_config
 from landmark_jax.data import source_for
 from landmark_jax.data.demo_dataset import demo_dataset
-from landmark_jax.eval.calibration import calibrate
+from landmark_jax.eval.calibration import calibrated_index, embed_validation
 from landmark_jax.eval.report import evaluate_recognizer, load_locations
 from landmark_jax.index import CentroidIndex
 from landmark_jax.recognize import Recognizer
@@ -93,9 +93,11 @@ def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = Fals
   target = config.calibration.target_specificity
   t = _step(f"6/7 calibrate η for {target:.0%} specificity on the validation split", calibrated)
   if not calibrated:
-    validation = source_for(config.data, "val", trained.label_map)
-    calibration = calibrate(Recognizer(trained, index, eta=-math.inf), validation, target)
-    index = index.with_metadata(eta=calibration["eta"], calibration=calibration)
+    # Kept with the index (as embeddings), so that `add-landmarks --recalibrate` and
+    # `calibrate` without photos can choose η again after an edit.
+    validation = embed_validation(Recognizer(trained, index, eta=-math.inf),
+                                  source_for(config.data, "val", trained.label_map))
+    index, _ = calibrated_index(trained, index, validation, target)
     index.save(index_dir)
   print(f"   η = {index.metadata['eta']:.4f}")
   timings["calibrate"] = time.perf_counter() - t

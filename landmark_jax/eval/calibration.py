@@ -9,6 +9,8 @@ import numpy as np
 
 from landmark_jax.data import ImageSource
 from landmark_jax.errors import ConfigError, DataError
+from landmark_jax.index import CentroidIndex, threshold
+from landmark_jax.index.validation import ValidationSet
 
 
 def eta_for_specificity(non_landmark_scores: np.ndarray, target: float) -> float:
@@ -23,24 +25,56 @@ def eta_for_specificity(non_landmark_scores: np.ndarray, target: float) -> float
   if not 0 < target <= 1:
     raise ConfigError(f"target specificity must be in (0, 1], got {target}")
   needed = math.ceil(target * len(scores) - 1e-9)
-  return float(np.nextafter(np.float32(scores[needed - 1]), np.float32(np.inf)))
+  return threshold.threshold_rejecting(scores[needed - 1])
+
+
+def embed_validation(recognizer, source: ImageSource) -> ValidationSet:
+  """The photos of a validation source (landmark and non-landmark), embedded once, as the
+  index keeps them (`CentroidIndex.validation`)."""
+  embedded = recognizer.embed_source(source, read_exif=False)
+  non_landmark = embedded.labels == source.label_map.non_landmark_label
+  landmarks = [None if n else l for n, l in zip(non_landmark, embedded.landmark_ids())]
+  return ValidationSet(tuple(map(str, embedded.ids)), tuple(landmarks), embedded.embeddings)
+
+
+def calibrate_on(recognizer, validation: ValidationSet, target_specificity: float = 0.99
+                 ) -> dict[str, float]:
+  """Chooses η for `recognizer` (a `landmark_jax.Recognizer`) on embedded validation photos
+  for a target specificity: the share of non-landmark photos answered "no landmark" is at
+  least the target, with the same rule (`threshold.accepted`) and the same float32 scores
+  that recognition applies. η is not applied; the caller stores it."""
+  if not len(validation):
+    raise DataError("calibration needs validation photos, with and without landmarks")
+  predictions = recognizer.predict_embeddings(validation.embeddings, eta=-math.inf)
+  scores = np.array([p.score for p in predictions], np.float32)
+  non_landmark = validation.is_non_landmark
+  eta = eta_for_specificity(scores[non_landmark], target_specificity)
+  nearest = [p.candidates[0].landmark_id if p.candidates else None for p in predictions]
+  correct = np.array([n is not None and n == t for n, t in zip(nearest, validation.landmark_ids)],
+                     bool)
+  landmark = ~non_landmark
+  accepted = threshold.accepted(scores, eta)
+  return {"eta": eta, "target_specificity": target_specificity,
+          "specificity": float(np.mean(~accepted[non_landmark])),
+          "sensitivity": float(np.mean(correct[landmark] & accepted[landmark]))
+          if landmark.any() else math.nan,
+          "non_landmark_images": int(non_landmark.sum()), "landmark_images": int(landmark.sum())}
 
 
 def calibrate(recognizer, source: ImageSource, target_specificity: float = 0.99
               ) -> dict[str, float]:
-  """Chooses η for `recognizer` (a `landmark_jax.Recognizer`) on a validation source
-  (landmark and non-landmark photos); η is not applied, the caller stores it."""
-  embedded = recognizer.embed_source(source, read_exif=False)
-  labels = embedded.labels
-  predictions = recognizer.predict_embeddings(embedded.embeddings, eta=-math.inf)
-  scores = np.array([p.score for p in predictions])
-  non_landmark = labels == source.label_map.non_landmark_label
-  eta = eta_for_specificity(scores[non_landmark], target_specificity)
-  truth = embedded.landmark_ids()
-  correct = np.array([p.candidates[0].landmark_id == t for p, t in zip(predictions, truth)])
-  landmark = ~non_landmark
-  return {"eta": eta, "target_specificity": target_specificity,
-          "specificity": float(np.mean(scores[non_landmark] < eta)),
-          "sensitivity": float(np.mean(correct[landmark] & (scores[landmark] >= eta)))
-          if landmark.any() else math.nan,
-          "non_landmark_images": int(non_landmark.sum()), "landmark_images": int(landmark.sum())}
+  """Chooses η for `recognizer` on a validation source (landmark and non-landmark photos):
+  `calibrate_on` its photos, embedded."""
+  return calibrate_on(recognizer, embed_validation(recognizer, source), target_specificity)
+
+
+def calibrated_index(trained, index: CentroidIndex, validation: ValidationSet,
+                     target_specificity: float) -> tuple[CentroidIndex, dict[str, float]]:
+  """`index` with η chosen on `validation` for the target, keeping `validation` so that a
+  later edit can recalibrate without the photos; and the calibration's figures."""
+  from landmark_jax.recognize import Recognizer
+  result = calibrate_on(Recognizer(trained, index, eta=-math.inf), validation,
+                        target_specificity)
+  result["index_edits"] = len(index.metadata.get("edits", []))  # η is as old as this edit
+  return index.with_metadata(eta=result["eta"], calibration=result).with_validation(
+      validation), result

@@ -4,7 +4,8 @@ A directory holds ``manifest.json`` (format version, dimension, counts, backend 
 settings, the model checkpoint it came from, the threshold η once calibrated, and the size
 and sha256 of every other file), ``centroids.npy`` / ``labels.npy`` / ``cluster_sizes.npy``
 (read with ``allow_pickle=False``), ``label_map.json`` and ``landmarks.csv`` (names,
-coordinates) when given, and ``scann/`` (ScaNN's assets).
+coordinates) when given, the embedded photos η was calibrated on (`validation`) once
+calibrated, and ``scann/`` (ScaNN's assets).
 `save` writes everything into a temporary sibling and swaps it into place with renames, so
 a crash mid-write leaves the previous index readable.
 
@@ -19,7 +20,7 @@ import json
 import os
 import pathlib
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from landmark_jax.index.exact import ExactSearcher
 from landmark_jax.index.integrity import (FORMAT_VERSION, MANIFEST, REQUIRED_FILES, SCANN_DIR,
                                           IndexFormatError)
 from landmark_jax.index.landmarks import LandmarkInfo, load_landmarks_csv, save_landmarks_csv
+from landmark_jax.index.validation import EMBEDDINGS_FILE as VALIDATION_EMBEDDINGS
+from landmark_jax.index.validation import FILES as VALIDATION_FILES
+from landmark_jax.index.validation import ValidationSet
 
 BACKENDS = ("auto", "scann", "exact")
 
@@ -59,7 +63,9 @@ class CentroidIndex:
   def __init__(self, centroids: np.ndarray, labels: np.ndarray, cluster_sizes: np.ndarray,
                config: IndexConfig, *, label_map: LabelMap | None = None,
                metadata: dict[str, Any] | None = None,
-               landmarks: dict[Any, LandmarkInfo] | None = None, _scann=None, _scann_info=None):
+               landmarks: dict[Any, LandmarkInfo] | None = None,
+               validation: ValidationSet | Callable[[], ValidationSet] | None = None,
+               _scann=None, _scann_info=None):
     self.centroids = np.ascontiguousarray(centroids, np.float32)
     self.labels = np.asarray(labels, np.int64)
     self.cluster_sizes = np.asarray(cluster_sizes, np.int64)
@@ -67,6 +73,9 @@ class CentroidIndex:
     self.label_map = label_map
     self.metadata = dict(metadata or {})
     self.landmarks = dict(landmarks or {})  # landmark id → name, coordinates, category
+    # The calibration photos' embeddings, or a function reading them when first asked for:
+    # recognition never needs them, so loading an index for serving does not read them.
+    self._validation = validation
     self._scann = _scann
     self._scann_info = _scann_info or {}
     self._exact = None
@@ -95,6 +104,13 @@ class CentroidIndex:
                landmarks=landmarks, _scann=searcher, _scann_info=info)
 
   # Search -----------------------------------------------------------------------------
+
+  @property
+  def validation(self) -> ValidationSet | None:
+    """The embedded photos η was calibrated on (None: calibrated elsewhere, or never)."""
+    if callable(self._validation):
+      self._validation = self._validation()
+    return self._validation
 
   @property
   def dim(self) -> int:
@@ -127,9 +143,10 @@ class CentroidIndex:
       ids, scores = self.exact_search(queries, k)
     else:
       extra = {"leaves_to_search": leaves_to_search} if leaves_to_search else {}
-      ids, scores = self._scann.search_batched(queries, final_num_neighbors=k, **extra)
+      ids, _ = self._scann.search_batched(queries, final_num_neighbors=k, **extra)
       ids = ids.astype(np.int64)
-    return self.labels[ids], scores.astype(np.float32), ids
+    ids, scores = _rescored(self.centroids, queries, ids)
+    return self.labels[ids], scores, ids
 
   # Persistence ------------------------------------------------------------------------
 
@@ -152,6 +169,8 @@ class CentroidIndex:
         self.label_map.save(staging / "label_map.json")
       if self.landmarks:
         save_landmarks_csv(self.landmarks, staging / "landmarks.csv")
+      if self.validation is not None:
+        self.validation.save(staging)
       if self._scann is not None:
         (staging / "scann").mkdir()
         self._scann.serialize(str(staging / "scann"))
@@ -206,14 +225,77 @@ class CentroidIndex:
     return cls(arrays["centroids.npy"], arrays["labels.npy"], arrays["cluster_sizes.npy"],
                config, label_map=label_map,
                metadata={k: v for k, v in manifest.items() if k not in known},
-               landmarks=landmarks, _scann=scann_searcher, _scann_info=manifest.get("scann"))
+               landmarks=landmarks, validation=_validation_reader(directory, manifest, dim),
+               _scann=scann_searcher, _scann_info=manifest.get("scann"))
 
   def with_metadata(self, **values) -> "CentroidIndex":
     """The same index with manifest fields added/replaced (e.g. the calibrated ``eta``)."""
+    return self._replaced(metadata={**self.metadata, **values})
+
+  def with_validation(self, validation: ValidationSet | None) -> "CentroidIndex":
+    """The same index keeping `validation` as the photos it is calibrated on."""
+    if validation is not None and len(validation) and validation.embeddings.shape[1] != self.dim:
+      raise ValueError(f"validation embeddings of {validation.embeddings.shape[1]} dimensions "
+                       f"for an index of {self.dim}")
+    return self._replaced(validation=validation)
+
+  def _replaced(self, **changes) -> "CentroidIndex":
+    # The searcher is shared: nothing here changes the centroids.
+    fields = {"label_map": self.label_map, "metadata": self.metadata,
+              "landmarks": self.landmarks, "validation": self._validation, **changes}
     return CentroidIndex(self.centroids, self.labels, self.cluster_sizes, self.config,
-                         label_map=self.label_map, metadata={**self.metadata, **values},
-                         landmarks=self.landmarks, _scann=self._scann,
-                         _scann_info=self._scann_info)
+                         **fields, _scann=self._scann, _scann_info=self._scann_info)
+
+
+def _validation_reader(directory: pathlib.Path, manifest: dict[str, Any], dim: int
+                       ) -> Callable[[], ValidationSet] | None:
+  """A function reading the stored validation set (None when the index keeps none). The
+  files were checked against the manifest when the index loaded; they are checked again
+  when read, since the folder may have been replaced by another save since then."""
+  if not all((directory / name).is_file() for name in VALIDATION_FILES):
+    return None
+  records = manifest.get("files") or {}
+
+  def read() -> ValidationSet:
+    for name in VALIDATION_FILES:
+      if name in records:
+        integrity.check_file(directory / name, records[name])
+    return integrity.read_file(directory / VALIDATION_EMBEDDINGS,
+                               lambda _: ValidationSet.load(directory, dim))
+  return read
+
+
+def _rescored(centroids: np.ndarray, queries: np.ndarray, ids: np.ndarray,
+              chunk_elements: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+  """The found neighbours' scores recomputed exactly, best first.
+
+  ScaNN (and a batched matmul) pick different SIMD kernels for different numbers of
+  queries, so the same photo scored alone or in a batch could differ in the last bit — and
+  a photo that calibration rejected at η could be accepted when recognised alone. Each
+  score here is one float64 dot product rounded to float32: it does not depend on the
+  batch, and the threshold (`threshold`) sees the same number in every caller. The cost is
+  k dot products per query, in chunks that bound memory.
+  """
+  if ids.size == 0:
+    return ids, np.zeros(ids.shape, np.float32)
+  scores = np.empty(ids.shape, np.float32)
+  rows = max(1, chunk_elements // (ids.shape[1] * centroids.shape[1]))
+  for start in range(0, len(ids), rows):
+    block = ids[start:start + rows]
+    found = centroids[block].astype(np.float64)  # (rows, k, d)
+    query = queries[start:start + rows].astype(np.float64)[:, :, None]  # (rows, d, 1)
+    scores[start:start + rows] = np.matmul(found, query)[..., 0]
+  # Re-sort: exact scores may swap near-ties; ties go to the lower centroid id, as exact
+  # search breaks them.
+  order = _best_first(scores, ids)
+  return np.take_along_axis(ids, order, 1), np.take_along_axis(scores, order, 1)
+
+
+def _best_first(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
+  # Stable sort on the id first, then on the score, descending.
+  by_id = np.argsort(ids, axis=1, kind="stable")
+  by_score = np.argsort(-np.take_along_axis(scores, by_id, 1), axis=1, kind="stable")
+  return np.take_along_axis(by_id, by_score, 1)
 
 
 def _readable_index_dir(directory: pathlib.Path) -> pathlib.Path:

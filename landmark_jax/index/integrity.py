@@ -28,7 +28,8 @@ READABLE_VERSIONS = (1, 2)  # 1: no checksums, read so that users' existing inde
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest_sha256"  # the manifest's own checksum, over the rest of it
 REQUIRED_FILES = ("centroids.npy", "labels.npy", "cluster_sizes.npy")
-OPTIONAL_FILES = ("label_map.json", "landmarks.csv")
+OPTIONAL_FILES = ("label_map.json", "landmarks.csv", "validation_embeddings.npy",
+                  "validation.json")
 SCANN_DIR = "scann"
 # Calibration puts η one float32 step above a similarity, and float32 dot products of unit
 # vectors can exceed 1 by rounding, so a calibrated η may sit a hair outside [-1, 1].
@@ -128,7 +129,7 @@ def _listed_files(path: pathlib.Path, manifest: dict[str, Any]) -> dict[str, dic
   return files
 
 
-def _check_file(path: pathlib.Path, record: dict[str, Any]) -> None:
+def check_file(path: pathlib.Path, record: dict[str, Any]) -> None:
   if not path.is_file():
     raise IndexFormatError(f"index file missing: {path}")
   size = path.stat().st_size
@@ -151,7 +152,7 @@ def check_files(directory: pathlib.Path, manifest: dict[str, Any]) -> None:
     return
   listed = _listed_files(directory / MANIFEST, manifest)
   for name, record in listed.items():
-    _check_file(directory / name, record)
+    check_file(directory / name, record)
   stray = [name for name in _index_files(directory) if name not in listed]
   if stray:
     raise IndexFormatError(f"{directory / stray[0]}: not listed in {directory / MANIFEST}, "

@@ -99,6 +99,10 @@ def test_cli_pipeline_stores_eta_and_recognizes(tiny_trained, trained, tmp_path,
                str(tmp_path / "clean"), "distance_threshold=0.3"]) == 0
   assert main(["build-index", "--clean", str(tmp_path / "clean"), "--out",
                str(tmp_path / "index")]) == 0
+  # The first calibration's target defaults to the model's own config (tiny_cpu: 0.95).
+  assert main(["calibrate", "--checkpoint", workdir, "--index", str(tmp_path / "index")]) == 0
+  manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+  assert manifest["calibration"]["target_specificity"] == trained.config.calibration.target_specificity == 0.95
   assert main(["calibrate", "--checkpoint", workdir, "--index", str(tmp_path / "index"),
                "--target-specificity", "0.9"]) == 0
   manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
@@ -120,7 +124,10 @@ def test_cli_pipeline_stores_eta_and_recognizes(tiny_trained, trained, tmp_path,
   assert captured.out.startswith(photo + "\t") and len(captured.out.splitlines()) == 1
   (error,) = captured.err.strip().splitlines()
   assert "broken.jpg" in error and "error" in error
-  # The calibration target defaults to the model's own config (tiny_cpu: 0.95).
+  # Later calibrations keep the index's target, on the validation photos it stored.
+  capsys.readouterr()
   assert main(["calibrate", "--checkpoint", workdir, "--index", str(tmp_path / "index")]) == 0
-  manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
-  assert manifest["calibration"]["target_specificity"] == trained.config.calibration.target_specificity == 0.95
+  assert "calibrated on the validation photos stored with the index" in capsys.readouterr().out
+  again = json.loads((tmp_path / "index" / "manifest.json").read_text())
+  assert again["calibration"]["target_specificity"] == 0.9
+  assert again["eta"] == manifest["eta"]  # the same photos, the same η
