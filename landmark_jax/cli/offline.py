@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from landmark_jax.cli.common import (
-    add_config_arg, add_source_args, config_section, photos, positive_int, setup_logging,
-    source_from_args)
+    add_config_arg, add_source_args, config_section, non_negative_int, photos, positive_int,
+    setup_logging, share, source_from_args)
 from landmark_jax.errors import DataError
 
 
@@ -43,40 +43,101 @@ def _build_index(args) -> int:
   return 0
 
 
+def _landmark_list(ids, index) -> str:
+  """``0 (astronaut), sacre_coeur``: ids with their names (ids may be the strings the
+  manifest's edits store)."""
+  from landmark_jax.index.landmarks import describe
+  by_text = {str(k): v for k, v in index.landmarks.items()}
+  return ", ".join(describe(str(i), by_text) for i in ids)
+
+
+def _report_addition(addition, args) -> None:
+  """What the add did, per landmark, and what happened to each landmarks-CSV row."""
+  edited, result = addition.index, addition.cleaning
+  edit = edited.metadata["edits"][-1]
+  print(f"added {len(result.outcomes)} landmark(s), {edit['centroids']} centroids from "
+        f"{edit['images']} photos" + (f" ({edit['held_back']} more held back for calibration)"
+                                      if edit["held_back"] else "") + ":")
+  for outcome in result.outcomes:
+    line = (f"  {_landmark_list([outcome.landmark], edited)}: {outcome.photos} photos, "
+            f"{outcome.centroids} centroid(s)")
+    print(line + (f"; {outcome.explain(result.config)}" if outcome.reasons else ""))
+  merge = edit["metadata"]
+  csv_name = args.landmarks_csv
+  if csv_name:
+    if merge["by_name"]:
+      print(f"{csv_name}: rows matched by name: " + ", ".join(
+          f"{new} (row landmark_id {row})" for new, row in merge["by_name"].items()))
+    if merge["not_updated"]:
+      print(f"{csv_name}: rows for landmarks already in the index left unchanged: "
+            f"{', '.join(merge['not_updated'])} (--update-metadata applies them)")
+    if merge["updated"]:
+      print(f"{csv_name}: metadata replaced for {', '.join(merge['updated'])}")
+    if merge["unused"]:
+      print(f"{csv_name}: rows matching no landmark: {', '.join(merge['unused'])}")
+    if merge["without_row"]:
+      print(f"{csv_name}: no row (by id or name) for {', '.join(merge['without_row'])}: "
+            "they have no name or coordinates")
+  print(f"index now {len(edited)} centroids ({args.index})")
+
+
 def _add_landmarks(args) -> int:
+  from landmark_jax.eval.calibration import calibrated_index
   from landmark_jax.index.editing import locked_index
   from landmark_jax.index.landmarks import load_landmarks_csv
   from landmark_jax.recognize import PhotoEmbedder
   from landmark_jax.stages.new_landmarks import add_landmarks
   from landmark_jax.train.checkpoints import load_trained
+  setup_logging()
   source = source_from_args(args, None)
   if source is None:
-    raise DataError("add-landmarks needs the new landmarks' photos: --root/--csv or --folder")
+    raise DataError("add-landmarks needs the new landmarks' photos: --folder or --root/--csv")
+  landmarks = load_landmarks_csv(args.landmarks_csv) if args.landmarks_csv else None
   trained = load_trained(args.checkpoint)
   cleaning = config_section(args.config, trained.config, "cleaning", args.overrides)
-  landmarks = load_landmarks_csv(args.landmarks_csv) if args.landmarks_csv else None
   # Locked from reading to writing: a concurrent add or remove waits, then sees this one.
   with locked_index(args.index, expected_dim=trained.model.embedding_dim) as index:
-    edited = add_landmarks(index, PhotoEmbedder(trained).embed_source, source, cleaning,
-                           landmarks)
+    if args.recalibrate and index.validation is None:
+      raise DataError(f"--recalibrate: {args.index} keeps no validation photos; calibrate it "
+                      "once with `landmark-jax calibrate --folder … --non-landmark-folder …` "
+                      "(or --root), then edits can recalibrate")
+    addition = add_landmarks(index, PhotoEmbedder(trained).embed_source, source, cleaning,
+                             landmarks, update_metadata=args.update_metadata,
+                             hold_back=args.hold_back if args.recalibrate else 0.0)
+    edited = addition.index
+    if args.recalibrate:
+      target = (index.metadata.get("calibration", {}).get("target_specificity")
+                or trained.config.calibration.target_specificity)
+      edited, result = calibrated_index(trained, edited,
+                                        index.validation.joined(addition.held_back), target)
     edited.save(args.index)
-  edit = edited.metadata["edits"][-1]
-  print(f"added {', '.join(edit['landmarks'])}: {edit['centroids']} centroids from "
-        f"{edit['images']} photos; index now {len(edited)} centroids ({args.index})")
-  if "eta" in edited.metadata:
-    print("η was calibrated without these landmarks: run `landmark-jax calibrate` again on "
-          "validation photos that include them")
+  _report_addition(addition, args)
+  old_eta = index.metadata.get("eta")
+  if args.recalibrate:
+    held = addition.index.metadata["edits"][-1]["held_back"]
+    print(f"recalibrated with {held} held-back photos of the new landmarks: η "
+          + (f"{old_eta:.4f} → " if old_eta is not None else "")
+          + f"{result['eta']:.4f} (specificity {result['specificity']:.1%}, sensitivity "
+          f"{result['sensitivity']:.1%} on {result['landmark_images']} landmark and "
+          f"{result['non_landmark_images']} non-landmark photos)")
+  elif old_eta is not None:
+    print(f"η = {old_eta:.4f} was calibrated without these landmarks: run `landmark-jax "
+          f"calibrate --checkpoint {args.checkpoint} --index {args.index}` (it reuses the "
+          "stored validation photos), or add with --recalibrate")
   return 0
 
 
 def _remove_landmarks(args) -> int:
-  from landmark_jax.data.sources import parse_id
   from landmark_jax.index.editing import locked_index, remove_landmarks
   with locked_index(args.index) as index:
-    edited = remove_landmarks(index, [parse_id(i) for i in args.landmark_ids])
+    edited = remove_landmarks(index, args.landmarks)
     edited.save(args.index)
-  print(f"removed {edited.metadata['edits'][-1]['centroids']} centroids; index now "
-        f"{len(edited)} centroids ({args.index})")
+  edit = edited.metadata["edits"][-1]
+  print(f"removed {_landmark_list(edit['landmarks'], index)}: {edit['centroids']} centroids; "
+        f"index now {len(edited)} centroids ({args.index})")
+  if "eta" in edited.metadata:
+    print("η was calibrated with these landmarks: `landmark-jax calibrate --checkpoint … "
+          f"--index {args.index}` chooses it again on the stored validation photos")
   return 0
 
 
@@ -86,16 +147,23 @@ def register(commands, debug) -> None:
   embed.add_argument("--checkpoint", required=True, help="a training workdir")
   embed.add_argument("--out", required=True, help="output folder of .npy shards (resumable)")
   add_source_args(embed, "the checkpoint's training data")
-  embed.add_argument("--batch-size", type=positive_int, default=64)
-  embed.add_argument("--shard-size", type=positive_int, default=8192)
-  embed.add_argument("--num-workers", type=int, default=0)
+  embed.add_argument("--batch-size", type=positive_int, default=64,
+                     help="photos per device call (default: 64)")
+  embed.add_argument("--shard-size", type=positive_int, default=8192,
+                     help="embeddings per .npy shard; a resumed run redoes at most one shard "
+                          "(default: 8192)")
+  embed.add_argument("--num-workers", type=non_negative_int, default=0,
+                     help="grain worker processes decoding photos (default: 0, in this "
+                          "process)")
   embed.set_defaults(run=_embed)
 
   clean = commands.add_parser(
       "clean", parents=[debug],
       help="per-landmark clustering: cleaned dataset, report and centroids")
   clean.add_argument("--embeddings", required=True, help="the output folder of `embed`")
-  clean.add_argument("--out", required=True)
+  clean.add_argument("--out", required=True,
+                     help="output folder: train_clean.csv, report.md/json, dropped.csv, "
+                          "centroids")
   add_config_arg(clean, "default (the paper's); its `cleaning` section is used")
   clean.add_argument("overrides", nargs="*", metavar="key=value",
                      help="CleaningConfig fields, e.g. distance_threshold=0.4 min_cluster_size=3")
@@ -119,15 +187,30 @@ def register(commands, debug) -> None:
       "add-landmarks", parents=[debug],
       help="add landmarks to a built index from their photos, no retraining")
   add.add_argument("--checkpoint", required=True, help="the model the index was built with")
-  add.add_argument("--index", required=True, help="rewritten atomically")
-  add.add_argument("--landmarks-csv", help="names/coordinates of the new landmarks")
-  add_source_args(add, "none: the new landmarks' photos are required")
+  add.add_argument("--index", required=True, help="the index to edit (rewritten atomically)")
+  add.add_argument("--landmarks-csv",
+                   help="landmark_id,name,latitude,longitude[,category]: a row describes a new "
+                        "landmark by its id or by its name (a folder's name); rows of "
+                        "landmarks already in the index apply only with --update-metadata")
+  add.add_argument("--update-metadata", action="store_true",
+                   help="also replace existing landmarks' names and coordinates with their "
+                        "rows in --landmarks-csv")
+  add.add_argument("--recalibrate", action="store_true",
+                   help="choose η again for the index's calibration target, on the validation "
+                        "photos it keeps plus held-back photos of the new landmarks")
+  add.add_argument("--hold-back", type=share, default=0.25, metavar="SHARE",
+                   help="with --recalibrate: the share of each new landmark's photos kept out "
+                        "of its centroids to measure it (default: 0.25; a landmark with fewer "
+                        "than 1/SHARE photos gives none)")
+  add_source_args(add, required=True)
   add_config_arg(add, "the checkpoint's own; its `cleaning` section is used")
-  add.add_argument("overrides", nargs="*", metavar="key=value", help="CleaningConfig fields")
+  add.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="CleaningConfig fields, e.g. min_cluster_size=2")
   add.set_defaults(run=_add_landmarks)
 
   remove = commands.add_parser("remove-landmarks", parents=[debug],
                                help="remove landmarks from a built index")
-  remove.add_argument("--index", required=True)
-  remove.add_argument("landmark_ids", nargs="+")
+  remove.add_argument("--index", required=True, help="the index to edit (rewritten atomically)")
+  remove.add_argument("landmarks", nargs="+", metavar="LANDMARK",
+                      help="landmarks to remove, each by its id or its name")
   remove.set_defaults(run=_remove_landmarks)

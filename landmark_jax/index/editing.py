@@ -23,7 +23,7 @@ from landmark_jax.data import LabelMap
 from landmark_jax.errors import DataError
 from landmark_jax.folders import exclusive_writer
 from landmark_jax.index.centroid_index import CentroidIndex
-from landmark_jax.index.landmarks import LandmarkInfo
+from landmark_jax.index.landmarks import LandmarkInfo, describe, find_landmark, merge_metadata
 
 
 def _to_stderr(message: str) -> None:
@@ -44,58 +44,84 @@ def locked_index(directory: str | os.PathLike, *, expected_dim: int | None = Non
     yield CentroidIndex.load(directory, expected_dim=expected_dim)
 
 
-def _edited(index: CentroidIndex, centroids, labels, sizes, label_map, landmarks, edit
-            ) -> CentroidIndex:
+def _edited(index: CentroidIndex, centroids, labels, sizes, label_map, landmarks, edit,
+            validation) -> CentroidIndex:
   metadata = {k: v for k, v in index.metadata.items() if k != "created"}
   metadata["edits"] = [*index.metadata.get("edits", []),
                        {**edit, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]
   return CentroidIndex.build(centroids, labels, index.config, cluster_sizes=sizes,
-                             label_map=label_map, metadata=metadata, landmarks=landmarks)
+                             label_map=label_map, metadata=metadata,
+                             landmarks=landmarks).with_validation(validation)
+
+
+def refuse_present(index: CentroidIndex, landmark_ids: Iterable[Hashable]) -> None:
+  """Raises DataError if any of `landmark_ids` already has centroids in the index."""
+  if index.label_map is None:
+    raise DataError("the index has no label map; rebuild it with `build-index`")
+  present = set(index.label_map.to_landmark_ids(np.unique(index.labels)))
+  clash = [l for l in dict.fromkeys(landmark_ids) if l is not None and l in present]
+  if clash:
+    raise DataError(
+        f"the index already has landmark(s) {', '.join(describe(l, index.landmarks) for l in clash)}"
+        ": give the new landmarks ids the index does not use (their folder names, or the "
+        "landmark_id column); to replace a landmark's photos, remove it first")
 
 
 def add_centroids(index: CentroidIndex, centroids: np.ndarray, centroid_landmarks: Sequence,
                   cluster_sizes: np.ndarray, landmarks: Mapping[Hashable, LandmarkInfo] | None,
-                  edit: dict) -> CentroidIndex:
+                  edit: dict, *, update_metadata: bool = False) -> CentroidIndex:
   """A new index with centroids of new landmarks added (`centroid_landmarks`: each
-  centroid's landmark id); unknown ids are appended to the label map.
+  centroid's landmark id); unknown ids are appended to the label map. `landmarks` (a
+  landmarks CSV) describes the new landmarks by id or by name; existing landmarks keep
+  their metadata unless `update_metadata` (`index.landmarks.merge_metadata`).
 
   Raises:
-    DataError: a landmark that the index already has (remove it first).
+    DataError: a landmark that the index already has.
   """
-  if index.label_map is None:
-    raise DataError("the index has no label map; rebuild it with `build-index`")
-  present = set(index.label_map.to_landmark_ids(np.unique(index.labels)))
-  clash = sorted({str(l) for l in centroid_landmarks if l in present})
-  if clash:
-    raise DataError(f"landmark(s) already in the index: {', '.join(clash)}; remove them first")
+  refuse_present(index, centroid_landmarks)
   new_ids = [l for l in dict.fromkeys(centroid_landmarks)
              if l not in index.label_map.landmark_ids]
   label_map = LabelMap(index.label_map.landmark_ids + tuple(new_ids),
                        index.label_map.stage_sizes + ((index.label_map.num_classes + len(new_ids),)
                                                       if new_ids else ()))
   new_labels = np.array([label_map.to_label(l) for l in centroid_landmarks], np.int64)
-  merged = {**index.landmarks, **(landmarks or {})}
+  merge = merge_metadata(index.landmarks, index.label_map.to_landmark_ids(np.unique(index.labels)),
+                         dict.fromkeys(centroid_landmarks), landmarks,
+                         update_existing=update_metadata)
   return _edited(index, np.concatenate([index.centroids, centroids]),
                  np.concatenate([index.labels, new_labels]),
-                 np.concatenate([index.cluster_sizes, cluster_sizes]), label_map, merged,
+                 np.concatenate([index.cluster_sizes, cluster_sizes]), label_map,
+                 merge.landmarks,
                  {"op": "add", "landmarks": [str(l) for l in dict.fromkeys(centroid_landmarks)],
-                  **edit})
+                  **edit, "metadata": merge.summary()},
+                 index.validation)
 
 
-def remove_landmarks(index: CentroidIndex, landmark_ids: Iterable[Hashable]) -> CentroidIndex:
-  """A new index without the centroids (and metadata) of `landmark_ids`. Their labels stay
-  reserved in the label map, so every other label keeps its meaning."""
+def remove_landmarks(index: CentroidIndex, landmarks: Iterable[Hashable]) -> CentroidIndex:
+  """A new index without the centroids (and metadata) of `landmarks`, each named by its id
+  or its name (`index.landmarks.find_landmark`). Their labels stay reserved in the label
+  map, so every other label keeps its meaning; their photos leave the stored validation
+  set (neither a known landmark nor a non-landmark photo any more).
+
+  Raises:
+    DataError: a name or id the index does not have (with the closest ones), or removing
+      every landmark.
+  """
   if index.label_map is None:
     raise DataError("the index has no label map; rebuild it with `build-index`")
-  landmark_ids = list(landmark_ids)
-  labels = {index.label_map.to_label(l) for l in landmark_ids}  # KeyError names unknown ids
-  keep = ~np.isin(index.labels, list(labels))
-  if keep.all():
-    raise DataError(f"no centroids for landmark(s) {landmark_ids} in the index")
+  present = index.label_map.to_landmark_ids(np.unique(index.labels))
+  landmark_ids = list(dict.fromkeys(
+      find_landmark(str(l), present, index.landmarks) for l in landmarks))
+  labels = [index.label_map.to_label(l) for l in landmark_ids]
+  keep = ~np.isin(index.labels, labels)
   if not keep.any():
     raise DataError("removing these landmarks would leave the index empty")
-  landmarks = {k: v for k, v in index.landmarks.items() if k not in set(landmark_ids)}
+  removed = set(landmark_ids)
+  kept_metadata = {k: v for k, v in index.landmarks.items() if k not in removed}
+  validation = index.validation
+  if validation is not None:
+    validation = validation.without_landmarks(removed)
   return _edited(index, index.centroids[keep], index.labels[keep], index.cluster_sizes[keep],
-                 index.label_map, landmarks,
+                 index.label_map, kept_metadata,
                  {"op": "remove", "landmarks": [str(l) for l in landmark_ids],
-                  "centroids": int((~keep).sum())})
+                  "centroids": int((~keep).sum())}, validation)

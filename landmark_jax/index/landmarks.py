@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import math
 import os
-from typing import Hashable, Mapping
+from typing import Hashable, Iterable, Mapping
 
 from landmark_jax.data.sources import parse_id, read_csv
 from landmark_jax.errors import DataError
@@ -61,3 +62,110 @@ def save_landmarks_csv(table: Mapping[Hashable, LandmarkInfo], path: str | os.Pa
                        "" if info.latitude is None else repr(info.latitude),
                        "" if info.longitude is None else repr(info.longitude),
                        info.category or ""])
+
+
+def find_landmark(text: str, landmark_ids: Iterable[Hashable],
+                  landmarks: Mapping[Hashable, LandmarkInfo]) -> Hashable:
+  """The landmark that `text` names, among `landmark_ids`: its id (``42``, ``"sacre_coeur"``),
+  else its name in `landmarks` (exactly, else ignoring case), so that a user can say either.
+
+  Raises:
+    DataError: no landmark, or several with that name (naming them, and the closest ids and
+      names when there is none).
+  """
+  landmark_ids = list(landmark_ids)
+  by_id = [lid for lid in landmark_ids if lid == parse_id(text) or str(lid) == text]
+  if by_id:
+    return by_id[0]
+  present = set(landmark_ids)
+  named = {lid: info.name for lid, info in landmarks.items() if info.name and lid in present}
+  for same in (lambda name: name == text, lambda name: name.casefold() == text.casefold()):
+    matches = [lid for lid, name in named.items() if same(name)]
+    if len(matches) == 1:
+      return matches[0]
+    if matches:
+      raise DataError(f"{len(matches)} landmarks are named {text!r} (ids "
+                      f"{', '.join(map(str, matches))}): name one by its id")
+  words = list(dict.fromkeys([str(lid) for lid in landmark_ids] + list(named.values())))
+  close = [w for w in words if text.casefold() in w.casefold()][:3] or \
+      difflib.get_close_matches(text, words, n=3, cutoff=0.6)
+  raise DataError(f"no landmark {text!r} in the index (neither an id nor a name)"
+                  + (f"; did you mean {', '.join(close)}?" if close else ""))
+
+
+def describe(landmark_id: Hashable, landmarks: Mapping[Hashable, LandmarkInfo]) -> str:
+  """``42 (sacre_coeur)``, or the bare id when the landmark has no name."""
+  info = landmarks.get(landmark_id)
+  named = info is not None and info.name and info.name != str(landmark_id)
+  return f"{landmark_id} ({info.name})" if named else str(landmark_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class MetadataMerge:
+  """What `merge_metadata` did with each row of a landmarks CSV."""
+
+  landmarks: dict  # the merged table: landmark id → LandmarkInfo
+  by_id: tuple = ()  # new landmarks whose row has their id
+  by_name: dict = dataclasses.field(default_factory=dict)  # new landmark → the row whose
+  #                                                           name is its id (a folder's name)
+  updated: tuple = ()  # existing landmarks whose row replaced their metadata
+  not_updated: tuple = ()  # existing landmarks whose row was left alone
+  without_row: tuple = ()  # new landmarks no row describes
+  unused: tuple = ()  # rows of ids that are neither new nor in the index
+
+  def summary(self) -> dict:
+    """JSON for the manifest's edit record (ids as strings)."""
+    lists = {key: [str(v) for v in getattr(self, key)]
+             for key in ("by_id", "updated", "not_updated", "without_row", "unused")}
+    return {**lists, "by_name": {str(new): str(row) for new, row in self.by_name.items()}}
+
+
+def merge_metadata(existing: Mapping[Hashable, LandmarkInfo], present: Iterable[Hashable],
+                   new_ids: Iterable[Hashable], table: Mapping[Hashable, LandmarkInfo] | None,
+                   *, update_existing: bool = False) -> MetadataMerge:
+  """The index's landmark table after adding `new_ids`, described by `table` (a landmarks
+  CSV), next to the landmarks already `present` with metadata `existing`.
+
+  A new landmark takes the row with its id, else the row whose name is its id (new
+  landmarks from a folder are named by folder: ``sacre_coeur/`` matches a row
+  ``17,sacre_coeur,…``). Existing landmarks keep their metadata unless `update_existing`
+  (``--update-metadata``): a CSV written for new photos often reuses ids the index already
+  has, and silently renaming landmark 0 would make every answer about it wrong.
+  """
+  table = dict(table or {})
+  merged = dict(existing)
+  present = set(present)
+  used, by_id, by_name, without = set(), [], {}, []
+  rows_by_name = {}
+  for row_id, info in table.items():
+    if info.name:
+      rows_by_name.setdefault(info.name, []).append(row_id)
+      rows_by_name.setdefault(info.name.casefold(), []).append(row_id)
+  for new_id in new_ids:
+    if new_id in table:
+      merged[new_id] = table[new_id]
+      used.add(new_id)
+      by_id.append(new_id)
+      continue
+    named = (rows_by_name.get(str(new_id)) or rows_by_name.get(str(new_id).casefold()) or [])
+    named = [row for row in dict.fromkeys(named) if row not in used]
+    if len(named) == 1:
+      merged[new_id] = table[named[0]]
+      used.add(named[0])
+      by_name[new_id] = named[0]
+    else:
+      without.append(new_id)
+  updated, not_updated, unused = [], [], []
+  for row_id, info in table.items():
+    if row_id in used:
+      continue
+    if row_id in present:
+      if update_existing:
+        merged[row_id] = info
+        updated.append(row_id)
+      else:
+        not_updated.append(row_id)
+    else:
+      unused.append(row_id)
+  return MetadataMerge(merged, tuple(by_id), by_name, tuple(updated),
+                       tuple(not_updated), tuple(without), tuple(unused))

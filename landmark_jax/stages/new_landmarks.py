@@ -2,52 +2,96 @@
 
 The new landmarks' photos are embedded with the index's model, cleaned and clustered into
 per-angle centroids by the same rules as the training set (`cleaning`), and merged into the
-index (`landmark_jax.index.editing.add_centroids`).
+index (`landmark_jax.index.editing.add_centroids`). A share of each new landmark's photos
+can be held back from the centroids, to measure the new landmarks when η is chosen again
+(`add-landmarks --recalibrate`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Hashable, Mapping
+import dataclasses
+import zlib
+from typing import Callable, Hashable, Mapping, Sequence
+
+import numpy as np
 
 from landmark_jax.data import ImageSource
-from landmark_jax.errors import DataError
+from landmark_jax.errors import ConfigError
 from landmark_jax.index.centroid_index import CentroidIndex
-from landmark_jax.index.editing import add_centroids
+from landmark_jax.index.editing import add_centroids, refuse_present
 from landmark_jax.index.landmarks import LandmarkInfo
-from landmark_jax.stages.cleaning import CleaningConfig, clean_dataset
+from landmark_jax.index.validation import ValidationSet
+from landmark_jax.stages.cleaning import CleaningConfig, CleaningResult, clean_dataset
+
+
+@dataclasses.dataclass
+class Addition:
+  """An index with new landmarks, and how they got there."""
+
+  index: CentroidIndex
+  cleaning: CleaningResult  # of the photos that made the centroids
+  held_back: ValidationSet  # photos kept out of the centroids (and the source's non-landmarks)
+
+
+def held_back_rows(landmark_ids: Sequence[Hashable | None], share: float, seed: int = 0
+                   ) -> np.ndarray:
+  """Which photos to hold back: ⌊share·n⌋ of each landmark's n photos (so a landmark keeps
+  at least one for its centroid, and one with fewer than 1/share photos gives none),
+  chosen by a generator seeded with the landmark's id — the same photos on every run."""
+  if not 0 <= share < 1:
+    raise ConfigError(f"the held-back share must be in [0, 1), got {share}")
+  held = np.zeros(len(landmark_ids), bool)
+  rows: dict[Hashable, list[int]] = {}
+  for row, landmark in enumerate(landmark_ids):
+    if landmark is not None:
+      rows.setdefault(landmark, []).append(row)
+  for landmark, members in rows.items():
+    count = int(np.floor(share * len(members) + 1e-9))
+    if count:
+      rng = np.random.default_rng([seed, zlib.crc32(str(landmark).encode())])
+      held[rng.choice(members, count, replace=False)] = True
+  return held
 
 
 def add_landmarks(index: CentroidIndex, embed_source: Callable, source: ImageSource,
                   cleaning: CleaningConfig = CleaningConfig(),
-                  landmarks: Mapping[Hashable, LandmarkInfo] | None = None) -> CentroidIndex:
-  """A new index with the landmarks of `source` added.
+                  landmarks: Mapping[Hashable, LandmarkInfo] | None = None, *,
+                  update_metadata: bool = False, hold_back: float = 0.0) -> Addition:
+  """The index with the landmarks of `source` added.
 
   Args:
     embed_source: source → its embedded photos (``.ids``, ``.landmark_ids()``, unit
       ``.embeddings``), e.g. `PhotoEmbedder(trained).embed_source` with the index's model.
-    source: photos of the new landmarks (its non-landmark photos, if any, are ignored).
-    landmarks: names/coordinates of the new landmarks.
+    source: photos of the new landmarks; its non-landmark photos, if any, join the held-back
+      set (they make no centroid).
+    landmarks: names/coordinates of the new landmarks, by id or by name
+      (`index.landmarks.merge_metadata`); existing landmarks' rows apply only with
+      `update_metadata`.
+    hold_back: the share of each landmark's photos kept out of its centroids
+      (`held_back_rows`) and returned for calibration.
+
+  Every landmark gets at least one centroid: one whose photos form no valid cluster keeps
+  one centroid of all its photos (`CleaningConfig`), and the cleaning result says so.
 
   Raises:
-    DataError: a landmark that the index already has (remove it first), or one whose photos
-      form no valid cluster.
+    DataError: a landmark that the index already has.
   """
-  if index.label_map is None:
-    raise DataError("the index has no label map; rebuild it with `build-index`")
-  present = set(index.label_map.to_landmark_ids(index.labels))
-  clash = sorted({str(l) for l in source.landmark_ids() if l is not None and l in present})
-  if clash:  # before embedding: it is the slow part
-    raise DataError(f"landmark(s) already in the index: {', '.join(clash)}; remove them first")
+  refuse_present(index, source.landmark_ids())  # before embedding: it is the slow part
   embedded = embed_source(source)
   landmark_ids = embedded.landmark_ids()
-  result = clean_dataset(embedded.ids, landmark_ids, embedded.embeddings, cleaning)
-  if result.landmarks_without_cluster:
-    raise DataError(
-        "no valid cluster (fewer than min_cluster_size="
-        f"{cleaning.min_cluster_size} photos within distance_threshold="
-        f"{cleaning.distance_threshold} of each other) for: "
-        + ", ".join(map(str, result.landmarks_without_cluster))
-        + "; add photos, or loosen the cleaning rules (e.g. min_cluster_size=1)")
-  return add_centroids(index, result.centroids, result.centroid_landmarks, result.cluster_sizes,
-                       landmarks, {"centroids": int(len(result.centroids)),
-                                   "images": int(result.keep.sum())})
+  held = held_back_rows(landmark_ids, hold_back, cleaning.seed)
+  non_landmark = np.array([landmark is None for landmark in landmark_ids], bool)
+  used = ~held & ~non_landmark
+  result = clean_dataset(embedded.ids[used], [landmark_ids[i] for i in np.flatnonzero(used)],
+                         embedded.embeddings[used], cleaning)
+  validation_rows = np.flatnonzero(held | non_landmark)
+  held_back = ValidationSet(tuple(str(embedded.ids[i]) for i in validation_rows),
+                            tuple(landmark_ids[i] for i in validation_rows),
+                            embedded.embeddings[validation_rows])
+  edited = add_centroids(index, result.centroids, result.centroid_landmarks,
+                         result.cluster_sizes, landmarks,
+                         {"centroids": int(len(result.centroids)),
+                          "images": int(result.keep.sum()),
+                          "held_back": int(held.sum())},
+                         update_metadata=update_metadata)
+  return Addition(edited, result, held_back)

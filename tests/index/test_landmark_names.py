@@ -1,0 +1,94 @@
+"""Landmarks named by id or by name, and an edit that never rewrites existing landmarks'
+metadata unless asked (hand-built tables: the rules, without a model)."""
+
+import numpy as np
+import pytest
+
+from landmark_jax.data import LabelMap
+from landmark_jax.errors import DataError
+from landmark_jax.index import CentroidIndex
+from landmark_jax.index.editing import add_centroids, remove_landmarks
+from landmark_jax.index.landmarks import LandmarkInfo, find_landmark, merge_metadata
+from landmark_jax.index.validation import ValidationSet
+from tests.helpers import clustered_vectors
+
+DEMO = {0: LandmarkInfo("astronaut", 48.0, 2.0), 1: LandmarkInfo("coffee", 45.0, 12.0),
+        2: LandmarkInfo("camera", 40.0, -3.0), 3: LandmarkInfo("rocket", 28.5, -80.6)}
+# A user's CSV for two new landmarks whose folders are named by name, reusing ids 2 and 3.
+USER_CSV = {2: LandmarkInfo("sacre_coeur_paris", 48.88671, 2.34305),
+            3: LandmarkInfo("st_pauls_cathedral_london", 51.51383, -0.09836)}
+
+
+def demo_index(validation=None) -> CentroidIndex:
+  vectors, _ = clustered_vectors(8, dim=16, clusters=4)
+  return CentroidIndex.build(vectors, np.arange(8) // 2, label_map=LabelMap.from_ids(range(4)),
+                             landmarks=DEMO).with_validation(validation)
+
+
+def test_new_landmarks_take_their_rows_by_name_and_existing_ones_are_untouched():
+  merge = merge_metadata(DEMO, DEMO, ["sacre_coeur_paris", "st_pauls_cathedral_london"],
+                         USER_CSV)
+  assert {k: merge.landmarks[k] for k in DEMO} == DEMO  # ids 2 and 3 keep their metadata
+  assert merge.landmarks["sacre_coeur_paris"] == USER_CSV[2]
+  assert merge.landmarks["st_pauls_cathedral_london"] == USER_CSV[3]
+  assert merge.by_name == {"sacre_coeur_paris": 2, "st_pauls_cathedral_london": 3}
+  assert merge.not_updated == () and merge.without_row == ()
+
+
+def test_rows_by_id_come_first_and_existing_rows_need_update_metadata():
+  table = {"eiffel": LandmarkInfo("Tour Eiffel", 48.858, 2.294),
+           1: LandmarkInfo("espresso", 1.0, 1.0), 99: LandmarkInfo("nowhere")}
+  kept = merge_metadata(DEMO, DEMO, ["eiffel", "louvre"], table)
+  assert kept.landmarks[1] == DEMO[1] and kept.not_updated == (1,)
+  assert kept.by_id == ("eiffel",) and kept.without_row == ("louvre",) and kept.unused == (99,)
+  updated = merge_metadata(DEMO, DEMO, ["eiffel"], table, update_existing=True)
+  assert updated.landmarks[1] == LandmarkInfo("espresso", 1.0, 1.0) and updated.updated == (1,)
+
+
+def test_add_centroids_keeps_existing_metadata_and_records_the_merge():
+  index = demo_index()
+  new, _ = clustered_vectors(2, dim=16, clusters=2, seed=3)
+  added = add_centroids(index, new, ["sacre_coeur_paris", "st_pauls_cathedral_london"],
+                        np.array([6, 2]), USER_CSV, {})
+  assert {k: added.landmarks[k] for k in DEMO} == DEMO
+  assert added.landmarks["sacre_coeur_paris"].name == "sacre_coeur_paris"
+  assert added.metadata["edits"][-1]["metadata"]["by_name"] == {
+      "sacre_coeur_paris": "2", "st_pauls_cathedral_london": "3"}
+
+
+def test_a_clash_names_the_landmark_and_does_not_suggest_removing_it():
+  new, _ = clustered_vectors(1, dim=16, clusters=1, seed=3)
+  with pytest.raises(DataError, match=r"already has landmark\(s\) 2 \(camera\)") as error:
+    add_centroids(demo_index(), new, [2], np.array([3]), None, {})
+  assert "ids the index does not use" in str(error.value)
+
+
+def test_a_landmark_is_found_by_id_or_name():
+  ids = [0, 1, 2, "sacre_coeur_paris"]
+  table = {**DEMO, "sacre_coeur_paris": LandmarkInfo("Sacré-Cœur")}
+  assert find_landmark("1", ids, table) == 1
+  assert find_landmark("coffee", ids, table) == 1
+  assert find_landmark("COFFEE", ids, table) == 1
+  assert find_landmark("sacre_coeur_paris", ids, table) == "sacre_coeur_paris"
+  assert find_landmark("Sacré-Cœur", ids, table) == "sacre_coeur_paris"
+  with pytest.raises(DataError, match="did you mean sacre_coeur_paris"):
+    find_landmark("sacre_coeur", ids, table)
+  with pytest.raises(DataError, match="no landmark 'rocket'"):  # 3 is not among `ids`
+    find_landmark("rocket", ids, table)
+  twins = {0: LandmarkInfo("tower"), 1: LandmarkInfo("tower")}
+  with pytest.raises(DataError, match="2 landmarks are named 'tower'"):
+    find_landmark("tower", [0, 1], twins)
+
+
+def test_remove_by_name_drops_its_validation_photos_too():
+  photos, _ = clustered_vectors(4, dim=16, clusters=2, seed=4)
+  validation = ValidationSet(["a", "b", "c", "d"], [1, None, 2, 1], photos)
+  removed = remove_landmarks(demo_index(validation), ["coffee"])
+  assert 1 not in removed.label_map.to_landmark_ids(np.unique(removed.labels))
+  assert 1 not in removed.landmarks and removed.landmarks[2] == DEMO[2]
+  assert removed.validation.ids == ("b", "c")
+  np.testing.assert_array_equal(removed.validation.embeddings, photos[[1, 2]])
+  with pytest.raises(DataError, match="no landmark 'nowhere'"):
+    remove_landmarks(removed, ["nowhere"])
+  with pytest.raises(DataError, match="no landmark 'coffee'"):  # already removed
+    remove_landmarks(removed, ["coffee"])
