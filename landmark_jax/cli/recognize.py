@@ -12,7 +12,8 @@ from landmark_jax.errors import UsageError
 
 
 def _label(landmark_id, name) -> str:
-  return f"{name} ({landmark_id})" if name else str(landmark_id)
+  # A landmark added from a folder is often named by its own id: say it once.
+  return f"{name} ({landmark_id})" if name and name != str(landmark_id) else str(landmark_id)
 
 
 def _path_problem(path: str) -> str | None:
