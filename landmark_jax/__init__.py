@@ -14,6 +14,9 @@ _EXPORTS = {
     "Photo": "landmark_jax.recognize",
     "Recognizer": "landmark_jax.recognize",
     "decode_photo": "landmark_jax.recognize",
+    # A training workdir → the model, weights, label map and config (no optimizer loaded).
+    "TrainedModel": "landmark_jax.train.checkpoints",
+    "load_trained": "landmark_jax.train.checkpoints",
     "calibrate": "landmark_jax.eval.calibration",
     "data": "landmark_jax.data",
     "index": "landmark_jax.index",

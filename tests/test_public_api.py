@@ -1,9 +1,15 @@
 """The names users and checks call (DESIGN.md, "Interfaces") exist where promised."""
 
+import json
 import subprocess
 import sys
+import textwrap
+
+import pytest
 
 import landmark_jax as lj
+from landmark_jax.errors import MissingFileError
+from landmark_jax.train import checkpoints
 
 
 def test_python_interface_names():
@@ -20,6 +26,30 @@ def test_python_interface_names():
     assert callable(getattr(lj, name))
   for name in ("sensitivity_specificity", "gap", "revisited_map"):
     assert callable(getattr(lj.metrics, name))
+
+
+def test_a_trained_model_loads_from_the_top_level(tmp_path):
+  assert lj.load_trained is checkpoints.load_trained
+  assert lj.TrainedModel is checkpoints.TrainedModel
+  assert {"load_trained", "TrainedModel"} <= set(dir(lj))
+  with pytest.raises(MissingFileError, match="training workdir not found"):
+    lj.load_trained(tmp_path / "absent")
+
+
+def test_load_trained_from_the_top_level_loads_no_training_loop():
+  # The name is resolved on first use: reaching it must stay as light as the recognizer.
+  script = textwrap.dedent("""
+      import json, sys
+      import landmark_jax as lj
+      lj.load_trained
+      print(json.dumps(sorted(sys.modules)))
+      """)
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=False)
+  assert result.returncode == 0, result.stderr
+  loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
+  assert "landmark_jax.train.checkpoints" in loaded  # positive control
+  assert not {"landmark_jax.train.loop", "landmark_jax.train.optim", "optax"} & loaded
 
 
 def test_every_cli_command_has_help():
