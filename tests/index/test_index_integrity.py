@@ -18,6 +18,7 @@ from landmark_jax.data.labels import LabelMap
 from landmark_jax.index import CentroidIndex, IndexConfig, IndexFormatError
 from landmark_jax.index.integrity import sealed
 from landmark_jax.index.landmarks import LandmarkInfo
+from landmark_jax.index.validation import ValidationSet
 from tests.helpers import clustered_vectors
 
 N, DIM, LANDMARKS = 60, 8, 6
@@ -30,12 +31,16 @@ def parts(n=N, dim=DIM):
 
 
 def full_index(backend):
-  """A small index with every file an index can have: label map, landmarks.csv, scann/."""
+  """A small index with every file an index can have: label map, landmarks.csv, the stored
+  validation photos, scann/."""
   vectors, labels, sizes, label_map = parts()
   landmarks = {i: LandmarkInfo(name=f"landmark {i}", latitude=40.0 + i, longitude=2.0)
                for i in range(LANDMARKS)}
+  photos, _ = clustered_vectors(6, DIM, clusters=3, seed=4)
+  validation = ValidationSet([f"v{i}" for i in range(6)], [0, 1, None, None, "x", None], photos)
   return CentroidIndex.build(vectors, labels, IndexConfig(backend=backend), cluster_sizes=sizes,
-                             label_map=label_map, landmarks=landmarks, metadata={"eta": 0.5})
+                             label_map=label_map, landmarks=landmarks,
+                             metadata={"eta": 0.5}).with_validation(validation)
 
 
 def raw_index(centroids=None, labels=None, sizes=None, label_map=None, **metadata):
@@ -144,7 +149,7 @@ def test_every_damaged_file_is_refused_naming_it(tmp_path, backend):
   assert len(CentroidIndex.load(pristine)) == N
   names = sorted(p.relative_to(pristine).as_posix() for p in pristine.rglob("*") if p.is_file())
   expected = {"manifest.json", "centroids.npy", "labels.npy", "cluster_sizes.npy",
-              "label_map.json", "landmarks.csv"}
+              "label_map.json", "landmarks.csv", "validation_embeddings.npy", "validation.json"}
   assert expected <= set(names) and (backend == "exact") == (set(names) == expected)
   loaded = []
   for name in names:
@@ -305,3 +310,24 @@ def test_a_version_1_index_is_still_checked_for_consistency(tmp_path):
   assert f"{folder / 'centroids.npy'}: holds NaN" in load_error(folder)
   (folder / "labels.npy").write_bytes(b"\x93NUMPY garbage")
   assert str(folder / "labels.npy") in load_error(folder)
+
+
+def test_stored_validation_photos_round_trip_and_are_checked_when_read(tmp_path):
+  folder = full_index("exact").save(tmp_path / "index")
+  stored = CentroidIndex.load(folder).validation
+  assert stored.ids == tuple(f"v{i}" for i in range(6))
+  assert stored.landmark_ids == (0, 1, None, None, "x", None)  # ids keep their type
+  assert stored.counts() == (3, 3)
+  np.testing.assert_array_equal(stored.embeddings, full_index("exact").validation.embeddings)
+  # Sealed with valid checksums but the wrong width (a buggy writer): refused when read.
+  rewrite_with_checksum(folder, "validation_embeddings.npy", np.zeros((6, DIM + 1), np.float32))
+  loaded = CentroidIndex.load(folder)  # serving never reads them
+  with pytest.raises(IndexFormatError, match=r"validation_embeddings\.npy.*expected float32"):
+    loaded.validation
+  # Replaced after the index was loaded (another save swapped the folder): refused too.
+  full_index("exact").save(tmp_path / "other")
+  loaded = CentroidIndex.load(tmp_path / "other")
+  np.save(tmp_path / "other" / "validation_embeddings.npy", np.zeros((6, DIM), np.float32))
+  with pytest.raises(IndexFormatError, match="validation_embeddings.npy: damaged"):
+    loaded.validation
+
