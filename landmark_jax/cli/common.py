@@ -37,54 +37,45 @@ def setup_logging(level: int = logging.WARNING) -> None:
 
 # Argument types: a value out of range is a usage error, found before any work starts.
 
-def probability(text: str) -> float:
-  value = float(text)
-  if not 0 < value <= 1:
-    raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]")
+def _number(text: str, parse, accept, what: str):
+  """`parse(text)` if `accept` takes it; else a usage error saying what was expected (a
+  word where a number belongs gets the same sentence, not argparse's "invalid int value")."""
+  try:
+    value = parse(text)
+  except ValueError:
+    value = None
+  if value is None or not accept(value):  # nan fails every comparison, so it is refused
+    raise argparse.ArgumentTypeError(f"{text} is not {what}")
   return value
+
+
+def probability(text: str) -> float:
+  return _number(text, float, lambda v: 0 < v <= 1, "in (0, 1]")
 
 
 def share(text: str) -> float:
-  value = float(text)
-  if not 0 <= value < 1:
-    raise argparse.ArgumentTypeError(f"{text} is not in [0, 1)")
-  return value
+  return _number(text, float, lambda v: 0 <= v < 1, "in [0, 1)")
 
 
 def positive_int(text: str) -> int:
-  value = int(text)
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-  return value
+  return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
-  value = int(text)
-  if value < 0:
-    raise argparse.ArgumentTypeError(f"{text} is not an integer ≥ 0")
-  return value
+  return _number(text, int, lambda v: v >= 0, "an integer ≥ 0")
 
 
 def non_negative_float(text: str) -> float:
-  value = float(text)
-  if not (value >= 0 and math.isfinite(value)):
-    raise argparse.ArgumentTypeError(f"{text} is not a finite number ≥ 0")
-  return value
+  return _number(text, float, lambda v: v >= 0 and math.isfinite(v), "a finite number ≥ 0")
 
 
 def positive_float(text: str) -> float:
-  value = float(text)
-  if not (value > 0 and math.isfinite(value)):
-    raise argparse.ArgumentTypeError(f"{text} is not a finite number > 0")
-  return value
+  return _number(text, float, lambda v: v > 0 and math.isfinite(v), "a finite number > 0")
 
 
 def port(text: str) -> int:
   # Not 0: the OS would pick a port that the user is never told.
-  value = int(text)
-  if not 1 <= value <= 65535:
-    raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1–65535)")
-  return value
+  return _number(text, int, lambda v: 1 <= v <= 65535, "a TCP port (1–65535)")
 
 
 # Photos to work on: a GLDv2-layout folder, an image folder, or a split of the model's data.
