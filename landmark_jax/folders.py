@@ -13,9 +13,9 @@ import contextlib
 import fcntl
 import os
 import pathlib
+import secrets
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from typing import Callable, Iterator
@@ -60,7 +60,7 @@ def atomic_folder(target: str | os.PathLike, *, replace: bool = False,
   """
   target = pathlib.Path(target).absolute()
   target.parent.mkdir(parents=True, exist_ok=True)
-  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+  staging = _staging_folder(target)
   try:
     yield staging
     if sync:
@@ -75,6 +75,19 @@ def atomic_folder(target: str | os.PathLike, *, replace: bool = False,
           raise
   finally:
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def _staging_folder(target: pathlib.Path) -> pathlib.Path:
+  """A new empty sibling of `target` with the permissions the umask gives any new folder.
+  (Not `tempfile.mkdtemp`: its folder is private, 0700, and after the rename so would be
+  the index, unreadable to a service running as another user.)"""
+  while True:
+    staging = target.parent / f".{target.name}.tmp-{secrets.token_hex(6)}"
+    try:
+      staging.mkdir()
+      return staging
+    except FileExistsError:
+      continue
 
 
 def readable_folder(target: pathlib.Path, marker: str) -> pathlib.Path | None:

@@ -9,7 +9,9 @@ file, never return an index that fails every query later.
 import hashlib
 import json
 import math
+import os
 import shutil
+import stat
 
 import numpy as np
 import pytest
@@ -331,3 +333,17 @@ def test_stored_validation_photos_round_trip_and_are_checked_when_read(tmp_path)
   with pytest.raises(IndexFormatError, match="validation_embeddings.npy: damaged"):
     loaded.validation
 
+
+
+def test_a_saved_index_is_readable_by_others_as_the_umask_allows(tmp_path):
+  # A service often runs as another user than the one who built the index.
+  previous = os.umask(0o022)
+  try:
+    folder = full_index("scann").save(tmp_path / "index")
+  finally:
+    os.umask(previous)
+  for path in [folder, *folder.rglob("*")]:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    assert mode & 0o044 == 0o044, f"{path}: {oct(mode)}"  # group and others may read
+    if path.is_dir():
+      assert mode & 0o011 == 0o011, f"{path}: {oct(mode)}"  # and enter
