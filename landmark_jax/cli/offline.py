@@ -6,7 +6,10 @@ from __future__ import annotations
 from landmark_jax.cli.common import (
     add_config_arg, add_source_args, config_section, non_negative_int, photos, positive_int,
     setup_logging, share, source_from_args)
-from landmark_jax.errors import DataError
+from landmark_jax.errors import DataError, UsageError
+
+# The share of each new landmark's photos `add-landmarks --recalibrate` keeps for measuring.
+HOLD_BACK = 0.25
 
 
 def _embed(args) -> int:
@@ -51,34 +54,44 @@ def _landmark_list(ids, index) -> str:
   return ", ".join(describe(str(i), by_text) for i in ids)
 
 
-def _report_addition(addition, args) -> None:
+def _report_addition(addition, args, before) -> None:
   """What the add did, per landmark, and what happened to each landmarks-CSV row."""
   edited, result = addition.index, addition.cleaning
   edit = edited.metadata["edits"][-1]
-  print(f"added {len(result.outcomes)} landmark(s), {edit['centroids']} centroids from "
-        f"{edit['images']} photos" + (f" ({edit['held_back']} more held back for calibration)"
-                                      if edit["held_back"] else "") + ":")
+  print(f"added {_count(len(result.outcomes), 'landmark')}, "
+        f"{_count(edit['centroids'], 'centroid')} from {_count(edit['images'], 'photo')}"
+        + (f" ({edit['held_back']} more held back for calibration)" if edit["held_back"] else "")
+        + ":")
   for outcome in result.outcomes:
-    line = (f"  {_landmark_list([outcome.landmark], edited)}: {outcome.photos} photos, "
-            f"{outcome.centroids} centroid(s)")
+    line = (f"  {_landmark_list([outcome.landmark], edited)}: "
+            f"{_count(outcome.photos, 'photo')}, {_count(outcome.centroids, 'centroid')}")
     print(line + (f"; {outcome.explain(result.config)}" if outcome.reasons else ""))
-  merge = edit["metadata"]
-  csv_name = args.landmarks_csv
-  if csv_name:
-    if merge["by_name"]:
-      print(f"{csv_name}: rows matched by name: " + ", ".join(
-          f"{new} (row landmark_id {row})" for new, row in merge["by_name"].items()))
-    if merge["not_updated"]:
-      print(f"{csv_name}: rows for landmarks already in the index left unchanged: "
-            f"{', '.join(merge['not_updated'])} (--update-metadata applies them)")
-    if merge["updated"]:
-      print(f"{csv_name}: metadata replaced for {', '.join(merge['updated'])}")
-    if merge["unused"]:
-      print(f"{csv_name}: rows matching no landmark: {', '.join(merge['unused'])}")
-    if merge["without_row"]:
-      print(f"{csv_name}: no row (by id or name) for {', '.join(merge['without_row'])}: "
-            "they have no name or coordinates")
-  print(f"index now {len(edited)} centroids ({args.index})")
+  if args.landmarks_csv:
+    _report_rows(edit["metadata"], args.landmarks_csv, before, edited)
+  print(f"index now {_count(len(edited), 'centroid')} ({args.index})")
+
+
+def _count(n: int, noun: str) -> str:
+  return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _report_rows(merge: dict, csv_name: str, before, after) -> None:
+  """What happened to each row of a landmarks CSV (`MetadataMerge.summary`)."""
+  if merge["by_name"]:
+    print(f"{csv_name}: rows matched by name: " + ", ".join(
+        f"{new} (row landmark_id {row})" for new, row in merge["by_name"].items()))
+  if merge["not_updated"]:
+    print(f"{csv_name}: rows describing landmarks already in the index were not applied: "
+          f"{_landmark_list(merge['not_updated'], before)} (--update-metadata applies them)")
+  by_text = {str(k): v for k, v in after.landmarks.items()}
+  for landmark in merge["updated"]:
+    print(f"{csv_name}: landmark {_landmark_list([landmark], before)} → "
+          f"{by_text.get(landmark).name or '(no name)'}")
+  if merge["unused"]:
+    print(f"{csv_name}: rows matching no landmark: {', '.join(merge['unused'])}")
+  if merge["without_row"]:
+    print(f"{csv_name}: no row (by id or name) for {', '.join(merge['without_row'])}: "
+          "they have no name or coordinates")
 
 
 def _add_landmarks(args) -> int:
@@ -89,6 +102,9 @@ def _add_landmarks(args) -> int:
   from landmark_jax.stages.new_landmarks import add_landmarks
   from landmark_jax.train.checkpoints import load_trained
   setup_logging()
+  if args.hold_back is not None and not args.recalibrate:
+    raise UsageError("--hold-back keeps photos out of the centroids to measure them when η is "
+                     "chosen again: give it with --recalibrate")
   source = source_from_args(args, None)
   if source is None:
     raise DataError("add-landmarks needs the new landmarks' photos: --folder or --root/--csv")
@@ -103,7 +119,8 @@ def _add_landmarks(args) -> int:
                       "(or --root), then edits can recalibrate")
     addition = add_landmarks(index, PhotoEmbedder(trained).embed_source, source, cleaning,
                              landmarks, update_metadata=args.update_metadata,
-                             hold_back=args.hold_back if args.recalibrate else 0.0)
+                             hold_back=(HOLD_BACK if args.hold_back is None
+                                        else args.hold_back) if args.recalibrate else 0.0)
     edited = addition.index
     if args.recalibrate:
       target = (index.metadata.get("calibration", {}).get("target_specificity")
@@ -111,15 +128,18 @@ def _add_landmarks(args) -> int:
       edited, result = calibrated_index(trained, edited,
                                         index.validation.joined(addition.held_back), target)
     edited.save(args.index)
-  _report_addition(addition, args)
+  _report_addition(addition, args, index)
   old_eta = index.metadata.get("eta")
   if args.recalibrate:
     held = addition.index.metadata["edits"][-1]["held_back"]
-    print(f"recalibrated with {held} held-back photos of the new landmarks: η "
+    print(f"recalibrated with {_count(held, 'held-back photo')} of the new landmarks: η "
           + (f"{old_eta:.4f} → " if old_eta is not None else "")
           + f"{result['eta']:.4f} (specificity {result['specificity']:.1%}, sensitivity "
           f"{result['sensitivity']:.1%} on {result['landmark_images']} landmark and "
           f"{result['non_landmark_images']} non-landmark photos)")
+    if not held:
+      print("  the new landmarks were not measured: no photo was held back (--hold-back; a "
+            "landmark gives none with fewer than 1/SHARE photos)")
   elif old_eta is not None:
     print(f"η = {old_eta:.4f} was calibrated without these landmarks: run `landmark-jax "
           f"calibrate --checkpoint {args.checkpoint} --index {args.index}` (it reuses the "
@@ -136,8 +156,19 @@ def _remove_landmarks(args) -> int:
   print(f"removed {_landmark_list(edit['landmarks'], index)}: {edit['centroids']} centroids; "
         f"index now {len(edited)} centroids ({args.index})")
   if "eta" in edited.metadata:
-    print("η was calibrated with these landmarks: `landmark-jax calibrate --checkpoint … "
+    print("η was calibrated with these landmarks: `landmark-jax calibrate --checkpoint MODEL "
           f"--index {args.index}` chooses it again on the stored validation photos")
+  return 0
+
+
+def _update_landmarks(args) -> int:
+  from landmark_jax.index.editing import locked_index, update_landmarks
+  from landmark_jax.index.landmarks import load_landmarks_csv
+  table = load_landmarks_csv(args.landmarks_csv)
+  with locked_index(args.index) as index:
+    edited = update_landmarks(index, table)
+    edited.save(args.index)
+  _report_rows(edited.metadata["edits"][-1]["metadata"], args.landmarks_csv, index, edited)
   return 0
 
 
@@ -185,7 +216,14 @@ def register(commands, debug) -> None:
 
   add = commands.add_parser(
       "add-landmarks", parents=[debug],
-      help="add landmarks to a built index from their photos, no retraining")
+      help="add landmarks to a built index from their photos, no retraining",
+      description="Embeds the new landmarks' photos with the index's model, cleans and "
+                  "clusters them into per-angle centroids by the model's cleaning rules, and "
+                  "rewrites the index with them. Existing landmarks keep their metadata "
+                  "(--update-metadata, or `update-landmarks`, changes it). η is kept unless "
+                  "--recalibrate, which chooses it again on the index's stored validation "
+                  "photos plus held-back photos of the new landmarks (and any photos in a "
+                  "non_landmark/ subfolder of --folder); see docs/your-own-landmarks.md.")
   add.add_argument("--checkpoint", required=True, help="the model the index was built with")
   add.add_argument("--index", required=True, help="the index to edit (rewritten atomically)")
   add.add_argument("--landmarks-csv",
@@ -198,15 +236,27 @@ def register(commands, debug) -> None:
   add.add_argument("--recalibrate", action="store_true",
                    help="choose η again for the index's calibration target, on the validation "
                         "photos it keeps plus held-back photos of the new landmarks")
-  add.add_argument("--hold-back", type=share, default=0.25, metavar="SHARE",
-                   help="with --recalibrate: the share of each new landmark's photos kept out "
-                        "of its centroids to measure it (default: 0.25; a landmark with fewer "
-                        "than 1/SHARE photos gives none)")
+  add.add_argument("--hold-back", type=share, default=None, metavar="SHARE",
+                   help=f"with --recalibrate: the share of each new landmark's photos kept out "
+                        f"of its centroids to measure it (default: {HOLD_BACK}; a landmark with "
+                        "fewer than 1/SHARE photos gives none)")
   add_source_args(add, required=True)
   add_config_arg(add, "the checkpoint's own; its `cleaning` section is used")
   add.add_argument("overrides", nargs="*", metavar="key=value",
                    help="CleaningConfig fields, e.g. min_cluster_size=2")
   add.set_defaults(run=_add_landmarks)
+
+  update = commands.add_parser(
+      "update-landmarks", parents=[debug],
+      help="replace landmarks' names and coordinates in a built index from a landmarks CSV",
+      description="Applies the rows of a landmarks CSV to the landmarks of the index they "
+                  "describe (by id; a landmark added from a folder also by its id as the "
+                  "row's name). Centroids and η are untouched; rows matching no landmark are "
+                  "listed; a change that would give two landmarks one name is refused.")
+  update.add_argument("--index", required=True, help="the index to edit (rewritten atomically)")
+  update.add_argument("--landmarks-csv", required=True,
+                      help="landmark_id,name,latitude,longitude[,category]")
+  update.set_defaults(run=_update_landmarks)
 
   remove = commands.add_parser("remove-landmarks", parents=[debug],
                                help="remove landmarks from a built index")

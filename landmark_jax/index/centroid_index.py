@@ -232,6 +232,10 @@ class CentroidIndex:
     """The same index with manifest fields added/replaced (e.g. the calibrated ``eta``)."""
     return self._replaced(metadata={**self.metadata, **values})
 
+  def with_landmarks(self, landmarks: dict[Any, LandmarkInfo]) -> "CentroidIndex":
+    """The same index with other landmark metadata (names, coordinates, categories)."""
+    return self._replaced(landmarks=dict(landmarks))
+
   def with_validation(self, validation: ValidationSet | None) -> "CentroidIndex":
     """The same index keeping `validation` as the photos it is calibrated on."""
     if validation is not None and len(validation) and validation.embeddings.shape[1] != self.dim:

@@ -125,3 +125,28 @@ def remove_landmarks(index: CentroidIndex, landmarks: Iterable[Hashable]) -> Cen
                  index.label_map, kept_metadata,
                  {"op": "remove", "landmarks": [str(l) for l in landmark_ids],
                   "centroids": int((~keep).sum())}, validation)
+
+
+def update_landmarks(index: CentroidIndex, landmarks: Mapping[Hashable, LandmarkInfo]
+                     ) -> CentroidIndex:
+  """The index with its landmarks' names, coordinates and categories replaced by the rows
+  of `landmarks` that describe them (`merge_metadata`: by a folder landmark's id as name,
+  else by id); centroids, labels and η are untouched, so nothing is rebuilt.
+
+  Raises:
+    DataError: no row describes a landmark of the index, or two landmarks would share a
+      name.
+  """
+  if index.label_map is None:
+    raise DataError("the index has no label map; rebuild it with `build-index`")
+  present = index.label_map.to_landmark_ids(np.unique(index.labels))
+  merge = merge_metadata(index.landmarks, present, [], landmarks, update_existing=True)
+  if not merge.updated:
+    raise DataError("no row of the landmarks CSV describes a landmark of the index (by its id, "
+                    "or by its name for a landmark added from a folder)")
+  edit = {"op": "metadata", "landmarks": [str(l) for l in merge.updated],
+          "metadata": merge.summary(),
+          "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+  return index.with_landmarks(merge.landmarks).with_metadata(
+      edits=[*index.metadata.get("edits", []), edit])
+

@@ -126,46 +126,75 @@ def merge_metadata(existing: Mapping[Hashable, LandmarkInfo], present: Iterable[
   """The index's landmark table after adding `new_ids`, described by `table` (a landmarks
   CSV), next to the landmarks already `present` with metadata `existing`.
 
-  A new landmark takes the row with its id, else the row whose name is its id (new
-  landmarks from a folder are named by folder: ``sacre_coeur/`` matches a row
-  ``17,sacre_coeur,…``). Existing landmarks keep their metadata unless `update_existing`
-  (``--update-metadata``): a CSV written for new photos often reuses ids the index already
-  has, and silently renaming landmark 0 would make every answer about it wrong.
+  A row describes the landmark whose id is its name, if there is one — landmarks added from
+  folders are named by folder, so ``sacre_coeur/`` matches a row ``17,sacre_coeur,…`` —
+  else the landmark with its id. New landmarks take their rows; existing landmarks keep
+  their metadata unless `update_existing` (``--update-metadata``): a CSV written for new
+  photos often reuses ids the index already has, and silently renaming landmark 0 would
+  make every answer about it wrong.
+
+  Raises:
+    DataError: the merge would give two landmarks one name (then `find_landmark` could
+      not tell them apart, and neither could a user).
   """
   table = dict(table or {})
   merged = dict(existing)
   present = set(present)
+  new_ids = list(new_ids)
+  by_text = {str(lid): lid for lid in [*present, *new_ids]}
   used, by_id, by_name, without = set(), [], {}, []
   rows_by_name = {}
   for row_id, info in table.items():
     if info.name:
-      rows_by_name.setdefault(info.name, []).append(row_id)
       rows_by_name.setdefault(info.name.casefold(), []).append(row_id)
   for new_id in new_ids:
-    if new_id in table:
-      merged[new_id] = table[new_id]
-      used.add(new_id)
-      by_id.append(new_id)
-      continue
-    named = (rows_by_name.get(str(new_id)) or rows_by_name.get(str(new_id).casefold()) or [])
-    named = [row for row in dict.fromkeys(named) if row not in used]
+    named = [row for row in rows_by_name.get(str(new_id).casefold(), []) if row not in used]
     if len(named) == 1:
       merged[new_id] = table[named[0]]
       used.add(named[0])
       by_name[new_id] = named[0]
+    elif new_id in table and new_id not in used:
+      merged[new_id] = table[new_id]
+      used.add(new_id)
+      by_id.append(new_id)
     else:
       without.append(new_id)
   updated, not_updated, unused = [], [], []
   for row_id, info in table.items():
     if row_id in used:
       continue
-    if row_id in present:
+    # The landmark the row describes: the one its name is the id of, else its own id.
+    target = by_text.get(info.name) if info.name in by_text else row_id
+    if target in present:
       if update_existing:
-        merged[row_id] = info
-        updated.append(row_id)
+        merged[target] = info
+        updated.append(target)
       else:
-        not_updated.append(row_id)
+        not_updated.append(target)
     else:
       unused.append(row_id)
+  _refuse_shared_names(merged, present | set(new_ids), set(updated) | set(new_ids))
   return MetadataMerge(merged, tuple(by_id), by_name, tuple(updated),
                        tuple(not_updated), tuple(without), tuple(unused))
+
+
+def _refuse_shared_names(table: Mapping[Hashable, LandmarkInfo], landmarks: set,
+                         changed: set) -> None:
+  """Raises DataError if a landmark in `changed` now shares its name (or its name is the id
+  of) another landmark in `landmarks`."""
+  owners: dict[str, list] = {}
+  for lid in landmarks:
+    info = table.get(lid)
+    if info is not None and info.name:
+      owners.setdefault(info.name.casefold(), []).append(lid)
+  ids = {str(lid).casefold(): lid for lid in landmarks}
+  clashes = []
+  for name, lids in owners.items():
+    others = set(lids) | ({ids[name]} if name in ids else set())
+    if len(others) > 1 and others & changed:
+      clashes.append(f"{table[lids[0]].name!r} would name "
+                     + " and ".join(map(str, sorted(others, key=str))))
+  if clashes:
+    raise DataError("the landmarks CSV would give two landmarks one name: "
+                    + "; ".join(clashes) + ". Give each landmark its own name (check the "
+                    "CSV's landmark_id column), or remove the one that is not wanted")

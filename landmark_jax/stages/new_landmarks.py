@@ -19,7 +19,7 @@ from landmark_jax.data import ImageSource
 from landmark_jax.errors import ConfigError
 from landmark_jax.index.centroid_index import CentroidIndex
 from landmark_jax.index.editing import add_centroids, refuse_present
-from landmark_jax.index.landmarks import LandmarkInfo
+from landmark_jax.index.landmarks import LandmarkInfo, merge_metadata
 from landmark_jax.index.validation import ValidationSet
 from landmark_jax.stages.cleaning import CleaningConfig, CleaningResult, clean_dataset
 
@@ -76,7 +76,12 @@ def add_landmarks(index: CentroidIndex, embed_source: Callable, source: ImageSou
   Raises:
     DataError: a landmark that the index already has.
   """
-  refuse_present(index, source.landmark_ids())  # before embedding: it is the slow part
+  # Before embedding, the slow part: a clash or a CSV that would give two landmarks one
+  # name fails now, not after it.
+  new_ids = [l for l in dict.fromkeys(source.landmark_ids()) if l is not None]
+  refuse_present(index, new_ids)
+  merge_metadata(index.landmarks, index.label_map.to_landmark_ids(np.unique(index.labels)),
+                 new_ids, landmarks, update_existing=update_metadata)
   embedded = embed_source(source)
   landmark_ids = embedded.landmark_ids()
   held = held_back_rows(landmark_ids, hold_back, cleaning.seed)

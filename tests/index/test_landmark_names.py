@@ -4,6 +4,7 @@ metadata unless asked (hand-built tables: the rules, without a model)."""
 import numpy as np
 import pytest
 
+from landmark_jax.cli import main
 from landmark_jax.data import LabelMap
 from landmark_jax.errors import DataError
 from landmark_jax.index import CentroidIndex
@@ -35,7 +36,7 @@ def test_new_landmarks_take_their_rows_by_name_and_existing_ones_are_untouched()
   assert merge.not_updated == () and merge.without_row == ()
 
 
-def test_rows_by_id_come_first_and_existing_rows_need_update_metadata():
+def test_rows_by_id_and_existing_rows_need_update_metadata():
   table = {"eiffel": LandmarkInfo("Tour Eiffel", 48.858, 2.294),
            1: LandmarkInfo("espresso", 1.0, 1.0), 99: LandmarkInfo("nowhere")}
   kept = merge_metadata(DEMO, DEMO, ["eiffel", "louvre"], table)
@@ -43,6 +44,29 @@ def test_rows_by_id_come_first_and_existing_rows_need_update_metadata():
   assert kept.by_id == ("eiffel",) and kept.without_row == ("louvre",) and kept.unused == (99,)
   updated = merge_metadata(DEMO, DEMO, ["eiffel"], table, update_existing=True)
   assert updated.landmarks[1] == LandmarkInfo("espresso", 1.0, 1.0) and updated.updated == (1,)
+
+
+def test_a_row_naming_an_existing_folder_landmark_describes_it_not_its_id():
+  # berliner_dom was added earlier from a folder, with no CSV; this CSV's row for it reuses
+  # id 1, which is the demo's "coffee".
+  existing = {**DEMO, "berliner_dom": LandmarkInfo()}
+  row = {1: LandmarkInfo("berliner_dom", 52.51908, 13.40107)}
+  kept = merge_metadata(existing, existing, [], row)
+  assert kept.not_updated == ("berliner_dom",) and kept.landmarks[1] == DEMO[1]
+  updated = merge_metadata(existing, existing, [], row, update_existing=True)
+  assert updated.updated == ("berliner_dom",)
+  assert updated.landmarks["berliner_dom"] == row[1] and updated.landmarks[1] == DEMO[1]
+
+
+def test_a_merge_that_gives_two_landmarks_one_name_is_refused():
+  with pytest.raises(DataError, match="'coffee' would name 0 and 1"):
+    merge_metadata(DEMO, DEMO, [], {0: LandmarkInfo("coffee")}, update_existing=True)
+  with pytest.raises(DataError, match="'astronaut' would name 0 and new"):
+    merge_metadata(DEMO, DEMO, ["new"], {"new": LandmarkInfo("astronaut")})
+  with_eiffel = {**DEMO, "eiffel": LandmarkInfo()}  # a name equal to another's id, too
+  with pytest.raises(DataError, match="'Eiffel' would name 2 and eiffel"):
+    merge_metadata(with_eiffel, with_eiffel, [], {2: LandmarkInfo("Eiffel")},
+                   update_existing=True)
 
 
 def test_add_centroids_keeps_existing_metadata_and_records_the_merge():
@@ -92,3 +116,33 @@ def test_remove_by_name_drops_its_validation_photos_too():
     remove_landmarks(removed, ["nowhere"])
   with pytest.raises(DataError, match="no landmark 'coffee'"):  # already removed
     remove_landmarks(removed, ["coffee"])
+
+
+def test_update_landmarks_renames_by_id_or_folder_name_and_keeps_the_rest(tmp_path, capsys):
+  index = demo_index()
+  new, _ = clustered_vectors(1, dim=16, clusters=1, seed=3)
+  add_centroids(index, new, ["berliner_dom"], np.array([3]), None, {}).save(tmp_path / "index")
+  (tmp_path / "fix.csv").write_text("landmark_id,name,latitude,longitude\n"
+                                    "0,Astronaut (NASA),28.5,-80.6\n"
+                                    "1,berliner_dom,52.51908,13.40107\n"
+                                    "42,nowhere,,\n")
+  assert main(["update-landmarks", "--index", str(tmp_path / "index"), "--landmarks-csv",
+               str(tmp_path / "fix.csv")]) == 0
+  out = capsys.readouterr().out
+  assert "landmark 0 (astronaut) → Astronaut (NASA)" in out and "matching no landmark: 42" in out
+  updated = CentroidIndex.load(tmp_path / "index")
+  assert updated.landmarks[0] == LandmarkInfo("Astronaut (NASA)", 28.5, -80.6)
+  assert updated.landmarks["berliner_dom"] == LandmarkInfo("berliner_dom", 52.51908, 13.40107)
+  assert updated.landmarks[1] == DEMO[1]  # the row's id was not the landmark it describes
+  np.testing.assert_array_equal(updated.centroids, CentroidIndex.load(tmp_path / "index").centroids)
+  assert updated.metadata["edits"][-1]["op"] == "metadata"
+  (tmp_path / "clash.csv").write_text("landmark_id,name\n2,coffee\n")
+  assert main(["update-landmarks", "--index", str(tmp_path / "index"), "--landmarks-csv",
+               str(tmp_path / "clash.csv")]) == 2
+  assert "'coffee' would name 1 and 2" in capsys.readouterr().err
+
+
+def test_hold_back_without_recalibrate_is_a_usage_error(tmp_path, capsys):
+  assert main(["add-landmarks", "--checkpoint", str(tmp_path), "--index", str(tmp_path),
+               "--folder", str(tmp_path), "--hold-back", "0.5"]) == 2
+  assert "give it with --recalibrate" in capsys.readouterr().err
