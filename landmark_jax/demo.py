@@ -33,6 +33,23 @@ logger = logging.getLogger(__name__)
 DEMO_CONFIG = "tiny_cpu"  # its cleaning, index and calibration sections are the demo's too
 
 
+# How the demo describes its own calibration photos (recorded with η in the index).
+DEMO_VALIDATION = "the validation split of the demo's data"
+
+
+def _changed_since_built(index: CentroidIndex) -> str:
+  """Why a reused index is not the one the demo made (its users edit it: the walkthrough
+  of docs/your-own-landmarks.md did, before it worked on a copy), or ""."""
+  edits = index.metadata.get("edits", [])
+  if edits:
+    ops = ", ".join(f"{e.get('op')} {' '.join(e.get('landmarks', []))}".strip() for e in edits)
+    return f"this index was edited after the demo built it ({ops})"
+  photos = index.metadata.get("calibration", {}).get("validation_photos")
+  if photos is not None and photos != DEMO_VALIDATION:  # None: calibrated by an older demo
+    return f"η was calibrated on {photos}, not on the demo's validation split"
+  return ""
+
+
 def _step(name: str, done: bool):
   print(f"\n== {name}" + (" (done before: reused)" if done else ""), flush=True)
   return time.perf_counter()
@@ -87,6 +104,10 @@ def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = Fals
                          landmarks_csv=root / "landmarks.csv").save(index_dir)
   index = CentroidIndex.load(index_dir)
   print(f"   {len(index)} centroids, {index.backend} backend")
+  changed = _changed_since_built(index)
+  if changed:
+    print(f"   note: {changed}; the figures below include that "
+          "(`landmark-jax demo --fresh` starts over)")
   timings["index"] = time.perf_counter() - t
 
   calibrated = "eta" in index.metadata
@@ -97,7 +118,7 @@ def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = Fals
     # `calibrate` without photos can choose η again after an edit.
     validation = embed_validation(Recognizer(trained, index, eta=-math.inf),
                                   source_for(config.data, "val", trained.label_map))
-    index, _ = calibrated_index(trained, index, validation, target)
+    index, _ = calibrated_index(trained, index, validation, target, DEMO_VALIDATION)
     index.save(index_dir)
   print(f"   η = {index.metadata['eta']:.4f}")
   timings["calibrate"] = time.perf_counter() - t

@@ -93,7 +93,7 @@ def _calibrate(args) -> int:
     target = (args.target_specificity
               or index.metadata.get("calibration", {}).get("target_specificity")
               or trained.config.calibration.target_specificity)
-    calibrated, result = calibrated_index(trained, index, photos, target)
+    calibrated, result = calibrated_index(trained, index, photos, target, where)
     calibrated.save(args.index)
   report_calibration(result, where, args.index)
   return 0

@@ -125,8 +125,9 @@ def _add_landmarks(args) -> int:
     if args.recalibrate:
       target = (index.metadata.get("calibration", {}).get("target_specificity")
                 or trained.config.calibration.target_specificity)
-      edited, result = calibrated_index(trained, edited,
-                                        index.validation.joined(addition.held_back), target)
+      edited, result = calibrated_index(
+          trained, edited, index.validation.joined(addition.held_back), target,
+          "the stored validation photos and photos held back from added landmarks")
     edited.save(args.index)
   _report_addition(addition, args, index)
   old_eta = index.metadata.get("eta")

@@ -103,7 +103,9 @@ class LabelMap:
     try:
       return self._index[landmark_id]
     except KeyError:
-      raise UnknownLandmarkError(f"landmark id {landmark_id!r} is not in the label map") from None
+      raise UnknownLandmarkError(
+          f"landmark {landmark_id!r} is not one of the {self.num_classes} landmarks of this "
+          "model or index (not in its label map)") from None
 
   def to_landmark_id(self, label: int) -> Hashable | None:
     """Dense label → dataset id; the non-landmark label gives None."""

@@ -69,12 +69,16 @@ def calibrate(recognizer, source: ImageSource, target_specificity: float = 0.99
 
 
 def calibrated_index(trained, index: CentroidIndex, validation: ValidationSet,
-                     target_specificity: float) -> tuple[CentroidIndex, dict[str, float]]:
+                     target_specificity: float, photos: str = ""
+                     ) -> tuple[CentroidIndex, dict[str, float]]:
   """`index` with η chosen on `validation` for the target, keeping `validation` so that a
-  later edit can recalibrate without the photos; and the calibration's figures."""
+  later edit can recalibrate without the photos; and the calibration's figures (with
+  `photos`, words saying where the validation photos came from)."""
   from landmark_jax.recognize import Recognizer
   result = calibrate_on(Recognizer(trained, index, eta=-math.inf), validation,
                         target_specificity)
   result["index_edits"] = len(index.metadata.get("edits", []))  # η is as old as this edit
+  if photos:
+    result["validation_photos"] = photos
   return index.with_metadata(eta=result["eta"], calibration=result).with_validation(
       validation), result

@@ -248,7 +248,11 @@ def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
   lines = [f"# {title}", "",
            f"{images} test photos, {landmark} with a landmark "
            f"({_pct(result['landmark_share'])}); threshold η = {result['eta']:.4f}. "
-           "Rates with their 95 % Wilson score interval and n, the photos they rest on.", "",
+           "Rates with their 95 % Wilson score interval and n, the photos they rest on."
+           + (f" {result['photos_of_landmarks_not_in_index']} of the landmark photos show "
+              "landmarks the index does not have (removed, or never added): they count as "
+              "landmark photos it cannot recognise."
+              if result.get("photos_of_landmarks_not_in_index") else ""), "",
            "| | sensitivity | specificity |", "|---|---|---|",
            _headline_row("all photos", result)]
   if "by_frequency" in result:
@@ -298,14 +302,22 @@ _HEADLINE = ("sensitivity", "sensitivity_ci", "recognised", "landmark_images",
 def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *,
                  train_counts=None, rare_threshold: int = 10, categories=None,
                  title: str = "Evaluation", geo_scored: ScoredPhotos | None = None,
-                 min_photos: int = MIN_PHOTOS) -> dict[str, Any]:
+                 min_photos: int = MIN_PHOTOS, indexed: set | None = None) -> dict[str, Any]:
   """report.md, report.json, threshold_sweep.png and sensitivity_specificity.png; with
   `geo_scored` (the same photos scored with their locations) a with/without geo table.
-  `min_photos` as `evaluate_scored`."""
+  `min_photos` as `evaluate_scored`; `indexed`, the landmarks the index has, to count (and
+  say) how many landmark photos show one it does not have."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   result = evaluate_scored(scored, eta, train_counts=train_counts, rare_threshold=rare_threshold,
                            categories=categories, min_photos=min_photos)
+  if indexed is not None:
+    absent = sorted({t for t in scored.truth if t is not None and t not in indexed}, key=str)
+    result["photos_of_landmarks_not_in_index"] = sum(t in set(absent) for t in scored.truth)
+    if absent:
+      logger.warning("%d test photos show landmarks the index does not have (%s): they count "
+                     "as landmark photos it cannot recognise",
+                     result["photos_of_landmarks_not_in_index"], ", ".join(map(str, absent[:5])))
   sweep = threshold_sweep(scored)
   plot_threshold_sweep(sweep["eta"], sweep["sensitivity"], sweep["specificity"], eta,
                        out / "threshold_sweep.png",
@@ -353,4 +365,5 @@ def evaluate_recognizer(recognizer, source: ImageSource, out_dir: str | os.PathL
       train_counts=training_source.images_per_landmark() if training_source else None,
       rare_threshold=rare_threshold,
       categories=(training_source.categories or None) if training_source else None,
-      title=title, geo_scored=geo_scored, min_photos=min_photos)
+      title=title, geo_scored=geo_scored, min_photos=min_photos,
+      indexed=set(recognizer.label_map.to_landmark_ids(np.unique(recognizer.index.labels))))

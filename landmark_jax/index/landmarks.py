@@ -55,7 +55,7 @@ def load_landmarks_csv(path: str | os.PathLike) -> dict[Hashable, LandmarkInfo]:
 
 def save_landmarks_csv(table: Mapping[Hashable, LandmarkInfo], path: str | os.PathLike) -> None:
   with open(path, "w", newline="") as f:
-    writer = csv.writer(f)
+    writer = csv.writer(f, lineterminator="\n")
     writer.writerow(["landmark_id", "name", "latitude", "longitude", "category"])
     for landmark_id, info in table.items():
       writer.writerow([landmark_id, info.name or "",

@@ -24,6 +24,8 @@ from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
+from landmark_jax.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 # Why a landmark appears in the report (`LandmarkOutcome.reasons`).
@@ -31,6 +33,9 @@ OUTSIDE_CLUSTERS = "outside_clusters"  # some photos in no valid cluster, droppe
 BELOW_REFERENCE = "below_reference_similarity"  # some photos in clusters far from the references
 KEPT_WHOLE = "no_valid_cluster_kept_whole"  # no valid cluster: one centroid of all photos
 DROPPED = "no_valid_cluster_dropped"  # no valid cluster: every photo dropped, no centroid
+
+
+LINKAGES = ("average", "complete", "single")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +54,26 @@ class CleaningConfig:
   # paper's "images outside valid clusters are noise" never meant for a whole landmark.
   # False: the strict rule, such a landmark loses every photo and gets no centroid.
   keep_landmarks_without_cluster: bool = True
+
+  def __post_init__(self):
+    # A value out of range would cluster quietly into nonsense (min_cluster_size=0 makes
+    # every photo a "valid cluster"); named here, it is a one-line error on the command line.
+    problems = []
+    if self.linkage not in LINKAGES:
+      problems.append(f"linkage {self.linkage!r} is not one of {', '.join(LINKAGES)}")
+    if not 0 < self.distance_threshold <= 2:
+      problems.append(f"distance_threshold {self.distance_threshold} is not a cosine distance "
+                      "in (0, 2]")
+    if self.min_cluster_size < 1:
+      problems.append(f"min_cluster_size {self.min_cluster_size} is not ≥ 1")
+    if not -1 <= self.reference_similarity <= 1:
+      problems.append(f"reference_similarity {self.reference_similarity} is not in [-1, 1]")
+    if self.max_images_per_landmark < 2:
+      problems.append(f"max_images_per_landmark {self.max_images_per_landmark} is not ≥ 2")
+    if self.num_workers < 0:
+      problems.append(f"num_workers {self.num_workers} is not ≥ 0")
+    if problems:
+      raise ConfigError("cleaning: " + "; ".join(problems))
 
 
 @dataclasses.dataclass(frozen=True)

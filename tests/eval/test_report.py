@@ -289,3 +289,16 @@ def test_geo_information_side_by_side_never_hurts(tiny_trained, index_dir, tmp_p
   assert geo["with"]["sensitivity"] + geo["with"]["specificity"] > (
       geo["without"]["sensitivity"] + geo["without"]["specificity"])  # it does help here
   assert "| with geo-information |" in (tmp_path / "report.md").read_text()
+
+
+def test_photos_of_landmarks_the_index_lacks_are_counted_and_said(tmp_path, caplog):
+  # 48 landmark photos of 8 landmarks, 6 each; landmarks 5 and 7 were removed from the index.
+  scored = scored_photos(8, 48, 117, 120)
+  with caplog.at_level(logging.WARNING, logger="landmark_jax.eval.report"):
+    result = write_report(scored, 0.9, tmp_path, indexed={0, 1, 2, 3, 4, 6})
+  assert result["photos_of_landmarks_not_in_index"] == 12
+  assert "12 test photos show landmarks the index does not have (5, 7)" in caplog.text
+  assert "12 of the landmark photos show landmarks the index does not have" in (
+      tmp_path / "report.md").read_text()
+  write_report(scored, 0.9, tmp_path / "all", indexed=set(range(8)))
+  assert "does not have" not in (tmp_path / "all" / "report.md").read_text()

@@ -320,3 +320,15 @@ def test_clean_dataset_report_and_clean_csv(workers, keep_whole):
   rows_csv = dict(result.clean_rows())
   assert rows_csv[20] == "img10 img11 img12 img13"
   assert rows_csv.get(30) == ("img14 img15 img16" if keep_whole else None)
+
+
+@pytest.mark.parametrize("override, named", [("min_cluster_size=0", "min_cluster_size 0"),
+                                             ("distance_threshold=0", "distance_threshold 0"),
+                                             ("distance_threshold=2.5", "distance_threshold 2.5"),
+                                             ("linkage=ward", "linkage 'ward'")])
+def test_settings_out_of_range_are_one_line_before_any_work(tmp_path, capsys, override, named):
+  from landmark_jax.cli import main
+  assert main(["clean", "--embeddings", str(tmp_path / "absent"), "--out", str(tmp_path / "c"),
+               override]) == 2
+  (line,) = capsys.readouterr().err.strip().splitlines()
+  assert named in line and "cleaning:" in line

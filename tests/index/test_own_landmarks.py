@@ -3,14 +3,16 @@ model's index from a folder and a landmarks CSV, η chosen again in the same com
 back photos recognised, η calibrated on the user's own photos, a landmark removed by name.
 
 The commands are read from the page's ```bash blocks, so the page cannot drift from what
-is tested. The folder they run in is laid out as the page describes: the demo's model and
-calibrated index under workdir/demo/, and real photos from landmarks-mini (two of its
-landmarks, one with only 2 photos, and its street photos as non-landmarks).
+is tested. They run in a folder of the user's own, laid out as the page describes, with
+real photos from landmarks-mini (two of its landmarks, one with only 2 photos, and its
+street photos as non-landmarks), and $DEMO pointing at a checkout's workdir/demo (the
+demo's model and calibrated index) elsewhere.
 """
 
 import csv
 import glob
 import json
+import os
 import pathlib
 import re
 import shlex
@@ -34,8 +36,8 @@ def doc_commands() -> list[list[str]]:
     for line in block.replace("\\\n", " ").splitlines():
       argv = shlex.split(line, comments=True)
       if argv:
-        assert argv[0] == "landmark-jax", f"the page's commands are landmark-jax only: {line}"
-        commands.append(argv[1:])
+        assert argv[0] in ("landmark-jax", "cp"), f"a command the test cannot run: {line}"
+        commands.append(argv)
   return commands
 
 
@@ -51,8 +53,8 @@ def image(landmarks_mini, image_id) -> pathlib.Path:
 
 @pytest.fixture
 def user_folder(tiny_trained, index_dir, landmarks_mini, tmp_path, monkeypatch):
-  """The folder the page's commands run in; returns the metadata of the index before."""
-  demo = tmp_path / "workdir" / "demo"
+  """The folder the page's commands run in; returns the demo's index."""
+  demo = tmp_path / "landmark_jax" / "workdir" / "demo"
   demo.mkdir(parents=True)
   (demo / "train").symlink_to(tiny_trained[0])
   shutil.copytree(index_dir / "index", demo / "index")
@@ -81,21 +83,29 @@ def user_folder(tiny_trained, index_dir, landmarks_mini, tmp_path, monkeypatch):
   for row in csv.DictReader(open(landmarks_mini / "non_landmark.csv")):
     (tmp_path / "street_photos" / f"{row['id']}.jpg").symlink_to(image(landmarks_mini, row["id"]))
   monkeypatch.chdir(tmp_path)
+  monkeypatch.setenv("DEMO", str(demo))
   return CentroidIndex.load(demo / "index")
 
 
 def run(argv, capsys) -> str:
-  expanded = [match for arg in argv for match in (sorted(glob.glob(arg)) if "*" in arg else [arg])]
-  assert main(expanded) == 0, capsys.readouterr().err
+  """One command of the page, as a shell would run it: variables and globs expanded."""
+  argv = [os.path.expandvars(arg) for arg in argv]
+  argv = [match for arg in argv for match in (sorted(glob.glob(arg)) if "*" in arg else [arg])]
+  if argv[0] == "cp":
+    assert argv[1] == "-r" and len(argv) == 4
+    shutil.copytree(argv[2], argv[3])
+    return ""
+  assert main(argv[1:]) == 0, capsys.readouterr().err
   return capsys.readouterr().out
 
 
 def test_the_walkthrough_as_written(user_folder, capsys):
   before = user_folder
   commands = doc_commands()
-  assert [c[0] for c in commands] == ["add-landmarks", "calibrate", "recognize",
-                                      "remove-landmarks"]
-  index_dir = pathlib.Path("workdir/demo/index")
+  assert [c[1] if c[0] == "landmark-jax" else c[0] for c in commands] == [
+      "cp", "add-landmarks", "calibrate", "recognize", "remove-landmarks"]
+  run(commands.pop(0), capsys)  # a copy of the demo's index, which must stay as it is
+  index_dir = pathlib.Path("my_index")
   stored = before.validation.counts()
 
   # add-landmarks --recalibrate: new landmarks named from the CSV by folder name, the
@@ -159,3 +169,5 @@ def test_the_walkthrough_as_written(user_folder, capsys):
   assert "st_pauls_cathedral_london" not in removed.landmarks
   for landmark_id, info in before.landmarks.items():
     assert removed.landmarks[landmark_id] == info
+  demo = CentroidIndex.load(os.path.expandvars("$DEMO/index"))  # untouched
+  assert len(demo) == len(before) and demo.metadata == before.metadata
