@@ -64,7 +64,7 @@ def _benchmark_index(args) -> int:
   rows = benchmark_index(args.sizes, num_queries=args.queries)
   print(f"# centroid search, 512-d, {args.queries} queries: {machine_description()}")
   print(format_table(rows, ["centroids", "backend", "build s", "index MB", "queries/s",
-                            "recall@1", "setting"]))
+                            "recall@1", "setting", "exact scores ×"]))
   latency = []
   if not args.skip_latency:
     latency = benchmark_query_latency(args.backbone)
