@@ -44,11 +44,20 @@ def validation_photos(args, trained, index, recognizer):
     if stored is not None:
       kept = [row for row, none in enumerate(stored.is_non_landmark)
               if (none and not has_non_landmarks) or (not none and not has_landmarks)]
+    replaced = []
+    if stored is not None:
+      stored_landmarks, stored_non_landmarks = stored.counts()
+      if has_landmarks and stored_landmarks:
+        replaced.append(f"{stored_landmarks} landmark")
+      if has_non_landmarks and stored_non_landmarks:
+        replaced.append(f"{stored_non_landmarks} non-landmark")
+    where = "the photos given" + (f" (replacing the {' and '.join(replaced)} photos stored "
+                                  "with the index)" if replaced else "")
     if kept:
       kinds = "landmark" if has_non_landmarks else "non-landmark"
       return (photos.joined(stored.subset(kept)),
-              f"the photos given, with the {kinds} photos stored with the index")
-    return photos, "the photos given"
+              f"{where}, with the {kinds} photos stored with the index")
+    return photos, where
   if stored is not None:
     return stored, "the validation photos stored with the index"
   try:
@@ -74,6 +83,9 @@ def report_calibration(result: dict, where: str, index_dir) -> None:
   if result["non_landmark_images"] < FEW_PHOTOS:
     print(f"warning: η rests on {result['non_landmark_images']} non-landmark photos; "
           f"{FEW_PHOTOS} or more make it worth trusting", file=sys.stderr)
+  if 0 < result["landmark_images"] < FEW_PHOTOS:
+    print(f"warning: sensitivity rests on {result['landmark_images']} landmark photos; "
+          f"{FEW_PHOTOS} or more make it worth reading", file=sys.stderr)
   print(f"η stored in {index_dir}/manifest.json, with the validation photos' embeddings "
         "(`calibrate` without photos, or `add-landmarks --recalibrate`, reuses them)")
 

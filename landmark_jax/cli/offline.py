@@ -92,6 +92,10 @@ def _report_rows(merge: dict, csv_name: str, before, after) -> None:
   if merge["without_row"]:
     print(f"{csv_name}: no row (by id or name) for {', '.join(merge['without_row'])}: "
           "they have no name or coordinates")
+    if merge["updated"] or merge["not_updated"]:
+      print("  if the rows of existing landmarks were meant for the new ones, name the rows "
+            "as the folders (or the folders by the rows' landmark_id), then "
+            "`landmark-jax update-landmarks` fixes names and coordinates")
 
 
 def _add_landmarks(args) -> int:
@@ -154,8 +158,9 @@ def _remove_landmarks(args) -> int:
     edited = remove_landmarks(index, args.landmarks)
     edited.save(args.index)
   edit = edited.metadata["edits"][-1]
-  print(f"removed {_landmark_list(edit['landmarks'], index)}: {edit['centroids']} centroids; "
-        f"index now {len(edited)} centroids ({args.index})")
+  print(f"removed {_landmark_list(edit['landmarks'], index)}: "
+        f"{_count(edit['centroids'], 'centroid')}; index now "
+        f"{_count(len(edited), 'centroid')} ({args.index})")
   if "eta" in edited.metadata:
     print("η was calibrated with these landmarks: `landmark-jax calibrate --checkpoint MODEL "
           f"--index {args.index}` chooses it again on the stored validation photos")

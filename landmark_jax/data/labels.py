@@ -105,7 +105,15 @@ class LabelMap:
     except KeyError:
       raise UnknownLandmarkError(
           f"landmark {landmark_id!r} is not one of the {self.num_classes} landmarks of this "
-          "model or index (not in its label map)") from None
+          f"model or index (not in its label map){self._closest(landmark_id)}") from None
+
+  def _closest(self, landmark_id) -> str:
+    """"; did you mean …?" for a misspelt id (only for maps small enough to search)."""
+    import difflib
+    if self.num_classes > 50_000:
+      return ""
+    close = difflib.get_close_matches(str(landmark_id), map(str, self.landmark_ids), n=3)
+    return f"; did you mean {', '.join(close)}?" if close else ""
 
   def to_landmark_id(self, label: int) -> Hashable | None:
     """Dense label → dataset id; the non-landmark label gives None."""

@@ -126,22 +126,24 @@ def merge_metadata(existing: Mapping[Hashable, LandmarkInfo], present: Iterable[
   """The index's landmark table after adding `new_ids`, described by `table` (a landmarks
   CSV), next to the landmarks already `present` with metadata `existing`.
 
-  A row describes the landmark whose id is its name, if there is one — landmarks added from
-  folders are named by folder, so ``sacre_coeur/`` matches a row ``17,sacre_coeur,…`` —
-  else the landmark with its id. New landmarks take their rows; existing landmarks keep
-  their metadata unless `update_existing` (``--update-metadata``): a CSV written for new
-  photos often reuses ids the index already has, and silently renaming landmark 0 would
-  make every answer about it wrong.
+  A new landmark takes the row whose name is its id — landmarks added from folders are
+  named by folder, so ``sacre_coeur/`` matches a row ``17,sacre_coeur,…`` — else the row
+  with its id. Existing landmarks keep their metadata unless `update_existing`
+  (``--update-metadata``): a CSV written for new photos often reuses ids the index already
+  has, and silently renaming landmark 0 would make every answer about it wrong. A remaining
+  row describes the existing landmark with its id; or, when its id is no landmark of the
+  index and its name is the id of a folder landmark (a string id), that one.
 
   Raises:
     DataError: the merge would give two landmarks one name (then `find_landmark` could
-      not tell them apart, and neither could a user).
+      not tell them apart, and neither could a user), or a row's id and name point at two
+      different existing landmarks.
   """
   table = dict(table or {})
   merged = dict(existing)
   present = set(present)
   new_ids = list(new_ids)
-  by_text = {str(lid): lid for lid in [*present, *new_ids]}
+  folder_named = {lid for lid in present if isinstance(lid, str)}
   used, by_id, by_name, without = set(), [], {}, []
   rows_by_name = {}
   for row_id, info in table.items():
@@ -159,13 +161,19 @@ def merge_metadata(existing: Mapping[Hashable, LandmarkInfo], present: Iterable[
       by_id.append(new_id)
     else:
       without.append(new_id)
-  updated, not_updated, unused = [], [], []
+  updated, not_updated, unused, ambiguous = [], [], [], []
   for row_id, info in table.items():
     if row_id in used:
       continue
-    # The landmark the row describes: the one its name is the id of, else its own id.
-    target = by_text.get(info.name) if info.name in by_text else row_id
+    target = row_id
+    if info.name in folder_named and info.name != row_id:
+      if row_id in present:  # `7,sacre_coeur`: landmark 7, or the landmark sacre_coeur?
+        ambiguous.append((row_id, info.name))
+        continue
+      target = info.name
     if target in present:
+      if merged.get(target) == info:
+        continue  # nothing to change
       if update_existing:
         merged[target] = info
         updated.append(target)
@@ -173,6 +181,12 @@ def merge_metadata(existing: Mapping[Hashable, LandmarkInfo], present: Iterable[
         not_updated.append(target)
     else:
       unused.append(row_id)
+  if ambiguous and update_existing:
+    raise DataError(
+        f"rows {'; '.join(f'{i},{n}' for i, n in ambiguous)}: the landmark_id is one landmark "
+        "of the index and the "
+        "name is another's id; give each row the id of the landmark it describes")
+  not_updated += [row_id for row_id, _ in ambiguous]
   _refuse_shared_names(merged, present | set(new_ids), set(updated) | set(new_ids))
   return MetadataMerge(merged, tuple(by_id), by_name, tuple(updated),
                        tuple(not_updated), tuple(without), tuple(unused))
@@ -195,6 +209,7 @@ def _refuse_shared_names(table: Mapping[Hashable, LandmarkInfo], landmarks: set,
       clashes.append(f"{table[lids[0]].name!r} would name "
                      + " and ".join(map(str, sorted(others, key=str))))
   if clashes:
-    raise DataError("the landmarks CSV would give two landmarks one name: "
-                    + "; ".join(clashes) + ". Give each landmark its own name (check the "
-                    "CSV's landmark_id column), or remove the one that is not wanted")
+    raise DataError("two landmarks would share one name: " + "; ".join(clashes)
+                    + ". A landmark added from a folder is named by the folder; give each "
+                    "landmark its own name (rename the folder, or check the landmarks CSV's "
+                    "landmark_id column), or remove the one that is not wanted")

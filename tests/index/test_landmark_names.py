@@ -46,16 +46,26 @@ def test_rows_by_id_and_existing_rows_need_update_metadata():
   assert updated.landmarks[1] == LandmarkInfo("espresso", 1.0, 1.0) and updated.updated == (1,)
 
 
-def test_a_row_naming_an_existing_folder_landmark_describes_it_not_its_id():
-  # berliner_dom was added earlier from a folder, with no CSV; this CSV's row for it reuses
-  # id 1, which is the demo's "coffee".
+def test_a_row_for_an_existing_folder_landmark_is_found_by_name_or_refused_if_ambiguous():
+  # berliner_dom was added earlier from a folder, with no CSV.
   existing = {**DEMO, "berliner_dom": LandmarkInfo()}
-  row = {1: LandmarkInfo("berliner_dom", 52.51908, 13.40107)}
-  kept = merge_metadata(existing, existing, [], row)
-  assert kept.not_updated == ("berliner_dom",) and kept.landmarks[1] == DEMO[1]
-  updated = merge_metadata(existing, existing, [], row, update_existing=True)
-  assert updated.updated == ("berliner_dom",)
-  assert updated.landmarks["berliner_dom"] == row[1] and updated.landmarks[1] == DEMO[1]
+  dom = LandmarkInfo("berliner_dom", 52.51908, 13.40107)
+  # A row whose id is no landmark of the index describes the folder landmark it names.
+  updated = merge_metadata(existing, existing, [], {99: dom}, update_existing=True)
+  assert updated.updated == ("berliner_dom",) and updated.landmarks["berliner_dom"] == dom
+  # `1,berliner_dom`: id 1 is "coffee" — which one is meant? Not applied, or refused.
+  kept = merge_metadata(existing, existing, [], {1: dom})
+  assert kept.not_updated == (1,) and kept.landmarks == existing
+  with pytest.raises(DataError, match="rows 1,berliner_dom: the landmark_id is one landmark"):
+    merge_metadata(existing, existing, [], {1: dom}, update_existing=True)
+  # A name that is a numeric id is a name, not a pointer (only folder landmarks have
+  # string ids): `7,3` renames 7 to "3" — refused, since "3" is landmark 3's id.
+  with pytest.raises(DataError, match="'3' would name 3 and 7"):
+    merge_metadata({**DEMO, 7: LandmarkInfo("ihc")}, [*DEMO, 7], [], {7: LandmarkInfo("3")},
+                   update_existing=True)
+  # A row equal to the landmark's metadata changes nothing and is not reported.
+  same = merge_metadata(DEMO, DEMO, [], {1: DEMO[1]}, update_existing=True)
+  assert same.updated == () and same.not_updated == ()
 
 
 def test_a_merge_that_gives_two_landmarks_one_name_is_refused():
@@ -124,7 +134,7 @@ def test_update_landmarks_renames_by_id_or_folder_name_and_keeps_the_rest(tmp_pa
   add_centroids(index, new, ["berliner_dom"], np.array([3]), None, {}).save(tmp_path / "index")
   (tmp_path / "fix.csv").write_text("landmark_id,name,latitude,longitude\n"
                                     "0,Astronaut (NASA),28.5,-80.6\n"
-                                    "1,berliner_dom,52.51908,13.40107\n"
+                                    "berliner_dom,berliner_dom,52.51908,13.40107\n"
                                     "42,nowhere,,\n")
   assert main(["update-landmarks", "--index", str(tmp_path / "index"), "--landmarks-csv",
                str(tmp_path / "fix.csv")]) == 0
@@ -133,13 +143,16 @@ def test_update_landmarks_renames_by_id_or_folder_name_and_keeps_the_rest(tmp_pa
   updated = CentroidIndex.load(tmp_path / "index")
   assert updated.landmarks[0] == LandmarkInfo("Astronaut (NASA)", 28.5, -80.6)
   assert updated.landmarks["berliner_dom"] == LandmarkInfo("berliner_dom", 52.51908, 13.40107)
-  assert updated.landmarks[1] == DEMO[1]  # the row's id was not the landmark it describes
   np.testing.assert_array_equal(updated.centroids, CentroidIndex.load(tmp_path / "index").centroids)
   assert updated.metadata["edits"][-1]["op"] == "metadata"
   (tmp_path / "clash.csv").write_text("landmark_id,name\n2,coffee\n")
   assert main(["update-landmarks", "--index", str(tmp_path / "index"), "--landmarks-csv",
                str(tmp_path / "clash.csv")]) == 2
   assert "'coffee' would name 1 and 2" in capsys.readouterr().err
+  (tmp_path / "ambiguous.csv").write_text("landmark_id,name\n1,berliner_dom\n")
+  assert main(["update-landmarks", "--index", str(tmp_path / "index"), "--landmarks-csv",
+               str(tmp_path / "ambiguous.csv")]) == 2
+  assert "rows 1,berliner_dom" in capsys.readouterr().err
 
 
 def test_hold_back_without_recalibrate_is_a_usage_error(tmp_path, capsys):
