@@ -39,25 +39,7 @@ def validation_photos(args, trained, index, recognizer):
     photos = given[0]
     for more in given[1:]:
       photos = photos.joined(more)
-    has_landmarks, has_non_landmarks = (count > 0 for count in photos.counts())
-    kept = []
-    if stored is not None:
-      kept = [row for row, none in enumerate(stored.is_non_landmark)
-              if (none and not has_non_landmarks) or (not none and not has_landmarks)]
-    replaced = []
-    if stored is not None:
-      stored_landmarks, stored_non_landmarks = stored.counts()
-      if has_landmarks and stored_landmarks:
-        replaced.append(f"{stored_landmarks} landmark")
-      if has_non_landmarks and stored_non_landmarks:
-        replaced.append(f"{stored_non_landmarks} non-landmark")
-    where = "the photos given" + (f" (replacing the {' and '.join(replaced)} photos stored "
-                                  "with the index)" if replaced else "")
-    if kept:
-      kinds = "landmark" if has_non_landmarks else "non-landmark"
-      return (photos.joined(stored.subset(kept)),
-              f"{where}, with the {kinds} photos stored with the index")
-    return photos, where
+    return _with_stored_kinds(photos, stored)
   if stored is not None:
     return stored, "the validation photos stored with the index"
   try:
@@ -68,6 +50,25 @@ def validation_photos(args, trained, index, recognizer):
                     "--root); the index keeps none and the checkpoint's data has no validation "
                     "split") from None
   return embed_validation(recognizer, source), "the validation split of the checkpoint's data"
+
+
+def _with_stored_kinds(given, stored):
+  """`given`, joined by the `stored` photos of the kind it lacks, and words saying which
+  stored photos it replaced and which it kept."""
+  if stored is None:
+    return given, "the photos given"
+  kinds = ("landmark", "non-landmark")
+  gives = [count > 0 for count in given.counts()]
+  replaced = [f"{count} {kind}" for kind, count, g in zip(kinds, stored.counts(), gives)
+              if g and count]
+  where = "the photos given" + (f" (replacing the {' and '.join(replaced)} photos stored "
+                                "with the index)" if replaced else "")
+  kept = [row for row, none in enumerate(stored.is_non_landmark) if not gives[int(none)]]
+  if not kept:
+    return given, where
+  kept_kind = kinds[int(stored.is_non_landmark[kept[0]])]
+  return (given.joined(stored.subset(kept)),
+          f"{where}, with the {kept_kind} photos stored with the index")
 
 
 def report_calibration(result: dict, where: str, index_dir) -> None:

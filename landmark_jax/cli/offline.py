@@ -121,10 +121,12 @@ def _add_landmarks(args) -> int:
       raise DataError(f"--recalibrate: {args.index} keeps no validation photos; calibrate it "
                       "once with `landmark-jax calibrate --folder … --non-landmark-folder …` "
                       "(or --root), then edits can recalibrate")
+    hold_back = 0.0  # photos held back only to measure the new landmarks when recalibrating
+    if args.recalibrate:
+      hold_back = HOLD_BACK if args.hold_back is None else args.hold_back
     addition = add_landmarks(index, PhotoEmbedder(trained).embed_source, source, cleaning,
                              landmarks, update_metadata=args.update_metadata,
-                             hold_back=(HOLD_BACK if args.hold_back is None
-                                        else args.hold_back) if args.recalibrate else 0.0)
+                             hold_back=hold_back)
     edited = addition.index
     if args.recalibrate:
       target = (index.metadata.get("calibration", {}).get("target_specificity")
