@@ -31,6 +31,7 @@ from landmark_jax.stages.cleaning import CleaningConfig
 
 
 LOSS_KINDS = ("softmax_center", "softmax", "arcface", "contrastive")
+LR_SCHEDULES = ("per_stage", "global")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,7 @@ class ModelConfig:
   backbone: str = "wide_resnet50_2"  # a name from landmark_jax.models.BACKBONES
   embedding_dim: int = 512  # the paper: 512
   dtype: str = "float32"  # compute dtype: "bfloat16" on accelerators; params stay float32
+  classifier_bias: bool = True  # False: a classifier without bias (issue 16's probe)
   pretrained: str = ""  # torchvision/timm backbone checkpoint (.pth/.safetensors) to start from
 
   def __post_init__(self):
@@ -60,6 +62,9 @@ class LossConfig:
   arcface_margin: float = 0.3
   contrastive_margin: float = 0.5
   contrastive_weight: float = 1.0  # contrastive: added to the softmax loss with this weight
+  # False: train on the landmark photos only, so the non-landmark output is never a target
+  # (the ablation's "softmax over n landmarks"; the output stays, so shapes do not change)
+  non_landmark_class: bool = True
 
   def __post_init__(self):
     if self.kind not in LOSS_KINDS:
@@ -91,6 +96,14 @@ class CurriculumConfig:
   enabled: bool = True  # train part by part when the data has regions
   epochs_per_stage: tuple[int, ...] = ()  # () = num_epochs split evenly over the stages
   new_class_init: str = "mean"  # new classifier rows/centers: "mean" embedding or "random"
+  # "per_stage": every stage restarts at the base rates and decays 40 % and 80 % into its
+  # own epochs; "global": optim.lr_decay_epochs counted over the whole run (docs/decisions.md)
+  lr_schedule: str = "per_stage"
+
+  def __post_init__(self):
+    if self.lr_schedule not in LR_SCHEDULES:
+      raise ConfigError(f"curriculum.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                        f"got {self.lr_schedule!r}")
 
 
 @dataclasses.dataclass(frozen=True)

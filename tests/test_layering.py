@@ -28,7 +28,7 @@ class Rule(typing.NamedTuple):
 
 # The layers above the shared forward pass (`embedding`), bottom to top.
 _ABOVE_EMBEDDING = ("train", "stages", "index", "recognize", "eval", "serve", "baselines",
-                    "benchmarks", "demo", "cli")
+                    "benchmarks", "experiment", "demo", "ablation", "cli")
 # Everything a model, loss or data module could wrongly reach up to (config composes their
 # dataclasses, so it sits above them too).
 _ABOVE_DATA = ("config", "configs", "embedding", *_ABOVE_EMBEDDING)
@@ -46,16 +46,19 @@ RULES: dict[str, Rule] = {
     "embedding": Rule(_ABOVE_EMBEDDING),
     # The search artifact: built from centroids, knows nothing of how they were made.
     "index": Rule(("train", "stages", "recognize", "eval", "serve", "baselines", "benchmarks",
-                   "cli", "demo")),
+                   "cli", "experiment", "demo", "ablation")),
     # Training imports no stage, index or recognition.
     "train": Rule(("stages", "index", "recognize", "eval", "serve", "baselines", "benchmarks",
-                   "cli", "demo")),
+                   "cli", "experiment", "demo", "ablation")),
     # The offline steps restore a model (train.checkpoints) and build indexes, but never
     # reach into the training loop, recognition, evaluation or serving.
     "stages": Rule(("train", "recognize", "serve", "eval", "baselines", "benchmarks", "cli",
-                    "demo"), allowed=("train.checkpoints",)),
+                    "experiment", "demo", "ablation"), allowed=("train.checkpoints",)),
     # The front door sits below everything that uses it.
-    "recognize": Rule(("eval", "serve", "baselines", "benchmarks", "cli", "demo", "stages")),
+    "recognize": Rule(("eval", "serve", "baselines", "benchmarks", "cli", "experiment", "demo",
+                       "ablation", "stages")),
+    # The pipeline runner sits below the two commands that run it.
+    "experiment": Rule(("demo", "ablation", "cli")),
     # The command line is imported by nothing (but itself, and `python -m landmark_jax`).
     "": Rule(("cli",), exempt=("__main__",)),
 }

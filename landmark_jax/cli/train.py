@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import pathlib
 
-from landmark_jax.cli.common import setup_logging
+from landmark_jax.cli.common import non_negative_int, setup_logging, use_compilation_cache
 
 
 def _demo(args) -> int:
   from landmark_jax.demo import run_demo
   setup_logging()
+  use_compilation_cache()
   run_demo(args.workdir, fresh=args.fresh, overrides=tuple(args.overrides))
   return 0
 
@@ -25,6 +28,32 @@ def _train(args) -> int:
   if result.holdout:
     print("held-out: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                    for k, v in result.holdout.items()))
+  return 0
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+  seeds = tuple(non_negative_int(part) for part in text.split(",") if part.strip())
+  if not seeds:
+    raise argparse.ArgumentTypeError("give at least one seed, e.g. 0,1,2")
+  return seeds
+
+
+def _names(text: str) -> tuple[str, ...]:
+  return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _ablation(args) -> int:
+  from landmark_jax.ablation import run_ablation, variants_named
+  setup_logging()
+  use_compilation_cache()
+  variants = variants_named(args.variants)
+  payload = run_ablation(args.config, args.workdir, overrides=tuple(args.overrides),
+                         seeds=tuple(args.seeds), variants=variants, fresh=args.fresh)
+  table = (pathlib.Path(args.workdir) / "ablation.md").read_text()
+  print("\n" + table.split("Per run")[0].rstrip())
+  print(f"\nTable: {pathlib.Path(args.workdir) / 'ablation.md'}  "
+        f"Plot: {pathlib.Path(args.workdir) / 'ablation.png'}  "
+        f"({len(payload['runs'])} runs)")
   return 0
 
 
@@ -50,3 +79,24 @@ def register(commands, debug) -> None:
   train.add_argument("overrides", nargs="*", metavar="key=value",
                      help="config overrides, e.g. optim.lr_backbone=0.01 pipeline.batch_size=64")
   train.set_defaults(run=_train)
+
+  ablation = commands.add_parser(
+      "ablation", parents=[debug],
+      help="the paper's training variants (softmax, + non-landmark class, + center loss, "
+           "+ curriculum, ArcFace) through the whole pipeline over several seeds: a table "
+           "and a plot")
+  ablation.add_argument("--config", required=True,
+                        help=f"a shipped config ({', '.join(config_names())}) or a config "
+                             "file; its data needs validation and test splits")
+  ablation.add_argument("--workdir", default="workdir/ablation",
+                        help="one folder per variant and seed, reused when finished; the "
+                             "table and plot go here (default: %(default)s)")
+  ablation.add_argument("--seeds", type=_seeds, default=(0, 1, 2), metavar="S,S,…",
+                        help="seeds of every variant, comma-separated (default: 0,1,2)")
+  ablation.add_argument("--variants", type=_names, metavar="NAME,…",
+                        help="run only these, comma-separated: softmax_n, non_landmark, "
+                             "center_loss, curriculum, arcface (default: all)")
+  ablation.add_argument("--fresh", action="store_true", help="delete the workdir and start over")
+  ablation.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides for every variant, e.g. num_epochs=10")
+  ablation.set_defaults(run=_ablation)

@@ -109,3 +109,62 @@ def plot_sensitivity_specificity(sensitivity: np.ndarray, specificity: np.ndarra
   ax.set_title(title or "Sensitivity–specificity trade-off")
   ax.grid(alpha=0.3)
   return _save(fig, ax, path)
+
+
+def plot_score_distributions(groups: Mapping[str, np.ndarray], eta: float,
+                             path: str | os.PathLike, title: str = "") -> Figure:
+  """Histograms of each photo's best similarity (to its nearest centroid), one per group
+  (e.g. landmark photos whose nearest landmark is right, is wrong, and non-landmark photos),
+  on shared bins, with η marked: how far apart the groups lie decides what any η can do."""
+  fig, ax = plt.subplots(figsize=(7, 5), dpi=120, layout="constrained")
+  present = [np.asarray(s, float) for s in groups.values() if len(s)]
+  low = min((s.min() for s in present), default=0.0)
+  high = max((s.max() for s in present), default=1.0)
+  bins = np.linspace(min(low, eta) - 1e-3, max(high, eta) + 1e-3, 41)
+  colors = ("tab:blue", "tab:purple", "tab:orange", "tab:green", "tab:red")
+  for (name, scores), color in zip(groups.items(), colors):
+    scores = np.asarray(scores, float)
+    if len(scores) == 0:
+      ax.plot([], [], color=color, label=f"{name}: none")
+      continue
+    # Densities, so that groups of very different sizes (2 % landmarks) stay comparable.
+    ax.hist(scores, bins=bins, density=True, histtype="step", linewidth=1.6, color=color,
+            label=f"{name} (n = {len(scores)}, median {np.median(scores):.3f})")
+  ax.axvline(eta, color="gray", linestyle="--", linewidth=1)
+  ax.annotate(f"η = {eta:.3f}", xy=(eta, 0.5), xycoords=("data", "axes fraction"),
+              xytext=(6, 0), textcoords="offset points", color="gray", rotation=90,
+              va="center")
+  ax.set_xlabel("best similarity (cosine to the nearest centroid)")
+  ax.set_ylabel("density")
+  ax.set_title(title or "Where each kind of photo scores")
+  ax.grid(alpha=0.3)
+  return _save(fig, ax, path)
+
+
+def plot_ablation(summary: Sequence[Mapping[str, Any]], runs: Sequence[Mapping[str, Any]],
+                  metrics: Sequence[tuple[str, str]], path: str | os.PathLike) -> Figure:
+  """One group of bars per metric, one bar per variant (its mean over the seeds), and each
+  seed's value a dot on its bar, so that the spread shows.
+
+  Args:
+    summary: per variant ``{"variant", "label", "seeds", <metric>: {"mean", …}}``.
+    runs: per run ``{"variant", <metric>: value}``.
+    metrics: (key, axis label) pairs.
+  """
+  fig, ax = plt.subplots(figsize=(9, 5), dpi=120, layout="constrained")
+  width = 0.8 / max(len(summary), 1)
+  colors = plt.get_cmap("tab10")
+  positions = np.arange(len(metrics))
+  for i, row in enumerate(summary):
+    x = positions + (i - (len(summary) - 1) / 2) * width
+    ax.bar(x, [100 * row[key]["mean"] for key, _ in metrics], width * 0.9, color=colors(i),
+           alpha=0.8, label=f"{row['label']} ({row['seeds']} seed{'s' * (row['seeds'] != 1)})")
+    for j, (key, _) in enumerate(metrics):
+      values = [100 * r[key] for r in runs if r["variant"] == row["variant"]]
+      ax.scatter([x[j]] * len(values), values, s=10, color="black", zorder=3)
+  ax.set_xticks(positions, [label for _, label in metrics])
+  ax.set_ylabel("%")
+  ax.set_ylim(0, 102)
+  ax.set_title("Ablation: each variant's mean over the seeds (dots: single seeds)")
+  ax.grid(axis="y", alpha=0.3)
+  return _save(fig, ax, path)

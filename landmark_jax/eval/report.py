@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import logging
@@ -17,7 +18,8 @@ from landmark_jax.errors import ConfigError, DataError
 from landmark_jax.geo import Location
 from landmark_jax.index import threshold
 from landmark_jax.eval.metrics import gap, sensitivity_specificity, top1_accuracy
-from landmark_jax.eval.plots import plot_sensitivity_specificity, plot_threshold_sweep
+from landmark_jax.eval.plots import (
+    plot_score_distributions, plot_sensitivity_specificity, plot_threshold_sweep)
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +137,33 @@ def score_embedded(recognizer, embedded, locations: Sequence[Location | None] | 
                       [p.candidates[0].landmark_id if p.candidates else None for p in predictions],
                       np.array([p.score for p in predictions]),
                       sum(l is not None for l in locations) if locations is not None else 0)
+
+
+def score_groups(scored: ScoredPhotos) -> dict[str, np.ndarray]:
+  """The best similarities of landmark photos whose nearest landmark is right, of those
+  whose nearest is wrong, and of non-landmark photos: what `plot_score_distributions` draws."""
+  truth = np.array([t is not None for t in scored.truth])
+  right = np.array([t is not None and n == t for t, n in zip(scored.truth, scored.nearest)])
+  return {"landmark photos, nearest landmark right": scored.scores[right],
+          "landmark photos, nearest landmark wrong": scored.scores[truth & ~right],
+          "non-landmark photos": scored.scores[~truth]}
+
+
+PREDICTIONS_HEADER = ("id", "landmark_id", "nearest_landmark_id", "score", "predicted_landmark_id")
+
+
+def write_predictions(scored: ScoredPhotos, eta: float, path: str | os.PathLike) -> None:
+  """One row per photo: its true landmark, nearest landmark, best score and the prediction
+  at η (empty = none): everything the report's figures are computed from."""
+  def cell(value):
+    return "" if value is None else value
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(PREDICTIONS_HEADER)
+    for row in zip(scored.ids, scored.truth, scored.nearest, scored.scores.tolist(),
+                   scored.predictions(eta)):
+      writer.writerow([cell(row[0]), cell(row[1]), cell(row[2]), repr(float(row[3])),
+                       cell(row[4])])
 
 
 def threshold_sweep(scored: ScoredPhotos, num: int = 201) -> dict[str, np.ndarray]:
@@ -327,6 +356,9 @@ def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *
   plot_sensitivity_specificity(sweep["sensitivity"], sweep["specificity"], result, eta,
                                out / "sensitivity_specificity.png",
                                f"{title}: sensitivity–specificity")
+  plot_score_distributions(score_groups(scored), eta, out / "score_distributions.png",
+                           f"{title}: best similarity by kind of photo")
+  write_predictions(scored, eta, out / "predictions.csv")
   if geo_scored is not None:
     # The same photos, so the same counts as above: only the rates can differ.
     with_geo = sensitivity_specificity(geo_scored.predictions(eta), geo_scored.truth)
@@ -334,7 +366,8 @@ def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *
                      "without": {k: result[k] for k in _HEADLINE},
                      "located_photos": int(geo_scored.located)}
   result["plots"] = {"threshold sweep": "threshold_sweep.png",
-                     "sensitivity–specificity": "sensitivity_specificity.png"}
+                     "sensitivity–specificity": "sensitivity_specificity.png",
+                     "best similarity by kind of photo": "score_distributions.png"}
   result["sweep"] = sweep
   (out / "report.json").write_text(json.dumps(_jsonable(result), indent=2))
   (out / "report.md").write_text(report_markdown(result, title))

@@ -57,6 +57,7 @@ class LandmarkNet(nn.Module):
   num_classes: int
   embedding_dim: int = 512
   dtype: Any = jnp.float32
+  classifier_bias: bool = True
 
   def __post_init__(self):
     # A name becomes the module here, before Flax binds attributes, so that the backbone's
@@ -68,7 +69,7 @@ class LandmarkNet(nn.Module):
   def setup(self):
     self.embedding_fc = nn.Dense(self.embedding_dim, name="embedding_fc")
     self.embedding_bn = nn.BatchNorm(momentum=BN_MOMENTUM, epsilon=BN_EPSILON)
-    self.classifier = nn.Dense(self.num_classes + 1)
+    self.classifier = nn.Dense(self.num_classes + 1, use_bias=self.classifier_bias)
 
   def __call__(self, images, train: bool = False):
     pooled = self.backbone(normalize_images(images), train=train)

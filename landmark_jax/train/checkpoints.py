@@ -86,7 +86,8 @@ class Checkpointer:
 def make_model(config: TrainConfig, num_classes: int) -> LandmarkNet:
   """The `LandmarkNet` a config describes, with `num_classes` landmark classes."""
   return LandmarkNet(config.model.backbone, num_classes=num_classes,
-                     embedding_dim=config.model.embedding_dim, dtype=jnp.dtype(config.model.dtype))
+                     embedding_dim=config.model.embedding_dim, dtype=jnp.dtype(config.model.dtype),
+                     classifier_bias=config.model.classifier_bias)
 
 
 def abstract_variables(model: LandmarkNet, image_size: int, sharding=None) -> dict:

@@ -123,7 +123,7 @@ def grow_state(state: TrainState, tx: optax.GradientTransformation, new_num_clas
   if added <= 0:
     raise ValueError(f"a new stage must add classes: {old_n} → {new_num_classes}")
   kernel = state.params["classifier"]["kernel"]
-  bias = state.params["classifier"]["bias"]
+  bias = state.params["classifier"].get("bias")
   dim = kernel.shape[0]
   if init == "mean":
     if class_means is None or class_means.shape != (added, dim):
@@ -132,7 +132,7 @@ def grow_state(state: TrainState, tx: optax.GradientTransformation, new_num_clas
     column_norm = jnp.mean(jnp.linalg.norm(kernel[:, :old_n], axis=0))
     unit = means / jnp.maximum(jnp.linalg.norm(means, axis=1, keepdims=True), 1e-12)
     new_kernel = (unit * column_norm).T
-    new_bias = jnp.full((added,), jnp.mean(bias[:old_n]))
+    new_bias = None if bias is None else jnp.full((added,), jnp.mean(bias[:old_n]))
     new_centers = means
   elif init == "random":
     new_kernel = jax.nn.initializers.lecun_normal()(rng, (dim, added), jnp.float32)
@@ -142,8 +142,9 @@ def grow_state(state: TrainState, tx: optax.GradientTransformation, new_num_clas
     raise ValueError(f"new_class_init must be 'mean' or 'random', got {init!r}")
 
   params = dict(state.params)
-  params["classifier"] = {"kernel": grow_columns(kernel, old_n, new_kernel),
-                          "bias": grow_columns(bias, old_n, new_bias)}
+  params["classifier"] = {"kernel": grow_columns(kernel, old_n, new_kernel)}
+  if bias is not None:
+    params["classifier"]["bias"] = grow_columns(bias, old_n, new_bias)
   opt_state = _grow_tree(state.opt_state, tx.init(params), old_n)
   return state.replace(
       params=params, opt_state=opt_state,

@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Sequence
 
 import jax
+import numpy as np
 from tqdm import tqdm
 
 from landmark_jax import sharding
@@ -56,8 +57,8 @@ class TrainResult:
 # What a resumed run must keep: what the checkpoint's shapes, labels and stage plan were made
 # from. Anything else (learning rates, logging, length, workers, the later steps' sections)
 # may change between runs, the user's choice.
-MUST_MATCH_ON_RESUME = ("model", "data", "curriculum", "loss.kind", "pipeline.batch_size",
-                        "pipeline.image")
+MUST_MATCH_ON_RESUME = ("model", "data", "curriculum", "loss.kind", "loss.non_landmark_class",
+                        "pipeline.batch_size", "pipeline.image")
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -85,6 +86,40 @@ def check_resumable(workdir: pathlib.Path, config: TrainConfig) -> None:
     raise ConfigError(f"{workdir} holds a run trained with another config ({shown}"
                       f"{', …' if len(changed) > 4 else ''}): resume with the same config, or "
                       "use a new --workdir")
+
+
+def photos_to_train_on(source: ImageSource, config: TrainConfig) -> ImageSource:
+  """The training photos, without the non-landmark ones when the config trains no
+  non-landmark class (``loss.non_landmark_class=False``)."""
+  if config.loss.non_landmark_class:
+    warn_if_thin_non_landmark_class(source)
+    return source
+  return source.subset(np.flatnonzero(source.labels != source.label_map.non_landmark_label))
+
+
+def warn_if_thin_non_landmark_class(source: ImageSource) -> None:
+  """Says so when the non-landmark class has fewer photos than the landmarks: specificity
+  rests on that class's variety. On the demo, 60 non-landmark photos against 126 landmark
+  ones left held-out non-landmarks scoring like landmarks (sensitivity 0.27 at 95 %
+  specificity, 3 seeds); 240 lifted it (docs/decisions.md, issue 16)."""
+  counts = source.images_per_class()
+  non_landmark, landmark = int(counts[-1]), int(counts[:-1].sum())
+  if non_landmark < landmark:
+    logger.warning(
+        "the non-landmark class has %d training photos against %d landmark photos: a "
+        "non-landmark class this thin is learned as its own photos, not as 'no landmark', "
+        "and unseen non-landmark photos then score like landmarks; give it more, and more "
+        "varied, photos (docs/decisions.md: 'Why the demo rejected most landmarks')",
+        non_landmark, landmark)
+
+
+def rate_factors(config: TrainConfig, plan: curriculum.StagePlan):
+  """The run's learning-rate decay: over the whole run (one stage, or
+  ``curriculum.lr_schedule="global"``) or restarted in each curriculum stage."""
+  if len(plan.epochs) > 1 and config.curriculum.lr_schedule == "per_stage":
+    return optim.stage_rate_factors(config.optim, plan.steps_per_epoch, plan.epochs,
+                                    sum(plan.epochs))
+  return optim.decay_steps_for(config.optim, plan.steps_per_epoch)
 
 
 def _training_source(workdir: pathlib.Path, config: TrainConfig) -> ImageSource:
@@ -186,9 +221,9 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
   source = _training_source(workdir, config)
   if jax.process_index() == 0:
     (workdir / CONFIG_FILE).write_text(json.dumps(to_dict(config), indent=2))
-  plan = curriculum.plan_stages(config, source)
+  plan = curriculum.plan_stages(config, photos_to_train_on(source, config))
   mesh = sharding.make_data_mesh()
-  decay_steps = optim.decay_steps_for(config.optim, plan.steps_per_epoch)
+  decay_steps = rate_factors(config, plan)
   tx = optim.make_optimizer(config.optim, decay_steps)
   checkpointer = Checkpointer(workdir / CHECKPOINTS_DIR, config.keep_checkpoints,
                               config.async_checkpointing)

@@ -8,9 +8,10 @@ momentum, buf ← μ·buf + g, p ← p − lr·buf.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from landmark_jax.config import OptimConfig
@@ -31,17 +32,32 @@ def decay_mask(params) -> Any:
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def learning_rate_schedules(config: OptimConfig, decay_steps: Sequence[int]
+# From each of these steps on, the base rates times this factor (the first step: 1).
+RateFactors = Mapping[int, float]
+
+
+def _stepwise(rate: float, factors: RateFactors) -> Callable[[Any], Any]:
+  """rate × the factor of the last boundary ≤ step (× 1 before the first)."""
+  starts = sorted(factors)
+  boundaries = jnp.asarray(starts, jnp.int32)
+  values = jnp.asarray([rate] + [rate * factors[s] for s in starts], jnp.float32)
+  return lambda step: values[jnp.sum(jnp.asarray(step) >= boundaries)]
+
+
+def learning_rate_schedules(config: OptimConfig, decay_steps: Sequence[int] | RateFactors
                             ) -> dict[str, Callable[[Any], Any]]:
-  """Per group: base rate × factor at each decay step (the steps where epochs 12, 24 start)."""
+  """Per group: base rate × factor at each decay step (the steps where epochs 12, 24 start),
+  or, given a mapping (`stage_rate_factors`), base rate × the factor in force at the step."""
+  rates = (("backbone", config.lr_backbone), ("embedding", config.lr_embedding),
+           ("classifier", config.lr_classifier))
+  if isinstance(decay_steps, Mapping):
+    return {group: _stepwise(rate, decay_steps) for group, rate in rates}
   boundaries = {int(step): config.lr_decay_factor for step in decay_steps}
-  return {group: optax.piecewise_constant_schedule(rate, boundaries)
-          for group, rate in (("backbone", config.lr_backbone),
-                              ("embedding", config.lr_embedding),
-                              ("classifier", config.lr_classifier))}
+  return {group: optax.piecewise_constant_schedule(rate, boundaries) for group, rate in rates}
 
 
-def make_optimizer(config: OptimConfig, decay_steps: Sequence[int]) -> optax.GradientTransformation:
+def make_optimizer(config: OptimConfig, decay_steps: Sequence[int] | RateFactors
+                   ) -> optax.GradientTransformation:
   def sgd(schedule):
     return optax.chain(
         optax.add_decayed_weights(
@@ -66,3 +82,28 @@ def epoch_start_steps(steps_per_epoch: Sequence[int]) -> list[int]:
 def decay_steps_for(config: OptimConfig, steps_per_epoch: Sequence[int]) -> list[int]:
   starts = epoch_start_steps(steps_per_epoch)
   return [starts[epoch] for epoch in config.lr_decay_epochs if 0 < epoch < len(starts)]
+
+
+def stage_rate_factors(config: OptimConfig, steps_per_epoch: Sequence[int],
+                       stage_epochs: Sequence[int], num_epochs: int) -> dict[int, float]:
+  """The per-stage schedule: every curriculum stage starts again at the base rates and
+  decays at the same fractions of its own epochs as `lr_decay_epochs` are of `num_epochs`
+  (the paper's 12 and 24 of 30: 40 % and 80 % into each stage).
+
+  Returns step → the factor in force from that step on (what `learning_rate_schedules`
+  takes), with a factor of 1 at the start of every stage after the first.
+  """
+  starts = epoch_start_steps(steps_per_epoch)
+  factors: dict[int, float] = {}
+  first_epoch = 0
+  for stage, epochs in enumerate(stage_epochs):
+    if stage:
+      factors[starts[first_epoch]] = 1.0
+    factor = 1.0
+    for epoch in sorted(config.lr_decay_epochs):
+      local = round(epoch * epochs / num_epochs)
+      if 0 < local < epochs:
+        factor *= config.lr_decay_factor
+        factors[starts[first_epoch + local]] = factor
+    first_epoch += epochs
+  return factors

@@ -64,3 +64,16 @@ def test_held_out_views_are_recognisable_from_training_views(demo_dir):
   distances = np.abs(test_features[:, None] - train_features[None]).sum(-1)
   predicted = train.labels[distances.argmin(axis=1)]
   assert np.mean(predicted == test.labels[landmark_views]) >= 0.5
+
+
+def test_more_training_non_landmarks_leave_the_held_out_photos_unchanged(demo_dir, tmp_path):
+  # Issue 16 gave the demo 4× the training non-landmark photos; what it is evaluated and
+  # calibrated on must be the very same files, so that the figures stay comparable.
+  more = demo_dataset(DemoDatasetConfig(**{**SMALL.__dict__, "train_non_landmarks": 32}),
+                      cache_dir=tmp_path)
+  for name in ("test.csv", "val.csv", "train.csv", "locations.csv"):
+    assert (more / name).read_bytes() == (demo_dir / name).read_bytes(), name
+  before = [r["id"] for r in csv.DictReader(open(demo_dir / "non_landmark.csv"))]
+  after = [r["id"] for r in csv.DictReader(open(more / "non_landmark.csv"))]
+  assert after[:len(before)] == before and len(after) == 32  # the old ones, then new crops
+  assert DemoDatasetConfig().train_non_landmarks == 240

@@ -81,3 +81,19 @@ def test_split_epochs():
   assert curriculum.split_epochs(30, 2, (10, 20)) == [10, 20]
   with pytest.raises(ValueError, match="2 entries for 3"):
     curriculum.split_epochs(30, 3, (10, 20))
+
+
+def test_a_classifier_without_bias_grows_too():
+  # model.classifier_bias=False (issue 16's probe of the bias): no bias to copy or extend.
+  model = LandmarkNet("resnet_tiny", num_classes=2, embedding_dim=8, classifier_bias=False)
+  tx = optim.make_optimizer(OptimConfig(lr_decay_epochs=()), [])
+  state = create_train_state(model, tx, jax.random.PRNGKey(0), 32)
+  assert set(state.params["classifier"]) == {"kernel"}
+  means = np.ones((1, 8), np.float32)
+  grown = curriculum.grow_state(state, tx, 3, "mean", jax.random.PRNGKey(1), means)
+  assert set(grown.params["classifier"]) == {"kernel"}
+  assert grown.params["classifier"]["kernel"].shape == (8, 4)
+  wider = LandmarkNet("resnet_tiny", num_classes=3, embedding_dim=8, classifier_bias=False)
+  _, logits = wider.apply({"params": grown.params, "batch_stats": grown.batch_stats},
+                          np.zeros((1, 32, 32, 3), np.uint8))
+  assert logits.shape == (1, 4)

@@ -33,10 +33,11 @@ def full_run(tiny_trained):
   return tiny_trained
 
 
-def test_tiny_config_learns_and_passes_two_stages(full_run):
+def test_tiny_config_learns_in_one_stage(full_run):
   workdir, result = full_run
+  # The data has two curriculum parts; the demo's config trains them in one stage (issue 16).
   assert result.label_map.num_stages == 2
-  assert int(result.state.stage) == 1 and result.model.num_classes == 8
+  assert int(result.state.stage) == 0 and result.model.num_classes == 8
   assert result.state.params["classifier"]["kernel"].shape == (64, 9)
   # Chance on the held-out views is 1/9 (8 landmarks + non-landmark). A broken loss or label
   # mapping stays near it; the tiny model reaches well above.
@@ -44,7 +45,7 @@ def test_tiny_config_learns_and_passes_two_stages(full_run):
   assert holdout["landmark_accuracy"] > 0.4, holdout
   assert holdout["non_landmark_accuracy"] > 0.4, holdout
   lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
-  assert {l["stage"] for l in lines} == {0, 1}
+  assert {l["stage"] for l in lines} == {0}
   assert {"loss", "softmax", "center", "accuracy", "grad_norm", "param_norm",
           "images_per_second", "lr_backbone"} <= set(lines[-1])
   assert any(p.name.startswith("events.out.tfevents") for p in (workdir / "tensorboard").iterdir())
@@ -82,16 +83,16 @@ def test_resume_after_a_crash_gives_the_uninterrupted_state(demo_cache, tmp_path
 @pytest.fixture(scope="module")
 def stage_transition_runs(demo_cache, tmp_path_factory):
   """(workdir, result) of an uninterrupted run and of one crashed in stage 1 and resumed."""
-  # num_epochs=4: stage 0 (4 landmarks, 63 + 60 images) runs 2 epochs = 7 steps, so a
-  # crash after step 11 falls in stage 1, after the transition checkpoint (7) and the last
-  # regular one (9). log_every_steps=1: the crashed run has logged step 10, which the resumed
-  # run repeats.
-  config = tiny("num_epochs=4", "checkpoint_every_steps=3", "async_checkpointing=False",
-                "log_every_steps=1")
+  # The curriculum on, num_epochs=2: stage 0 (4 landmarks, 63 + 240 images) runs 1 epoch =
+  # 9 steps, stage 1 (366 images) 11, so a crash after step 13 falls in stage 1, after the
+  # transition checkpoint (9) and the last regular one (12). log_every_steps=1: the crashed
+  # run has logged step 13, which the resumed run repeats.
+  config = tiny("num_epochs=2", "curriculum.enabled=True", "checkpoint_every_steps=3",
+                "async_checkpointing=False", "log_every_steps=1")
   folder = tmp_path_factory.mktemp("stage-transition")
   uninterrupted = train(config, folder / "a", progress=False)
   with pytest.raises(KeyboardInterrupt):
-    train(config, folder / "b", hooks=[StopAfter(11)], progress=False)
+    train(config, folder / "b", hooks=[StopAfter(13)], progress=False)
   resumed = train(config, folder / "b", progress=False)
   return (folder / "a", uninterrupted), (folder / "b", resumed)
 

@@ -88,3 +88,20 @@ def pytest_approx(values):
 def test_epochs_steps_with_uneven_stages():
   assert optim.epoch_start_steps([3, 3, 5, 5]) == [0, 3, 6, 11]
   assert optim.decay_steps_for(OptimConfig(lr_decay_epochs=(2, 40)), [3, 3, 5, 5]) == [6]
+
+
+def test_per_stage_schedule_restarts_and_decays_inside_each_stage():
+  # Two curriculum stages of 15 epochs (4 then 6 steps per epoch), the paper's decays at
+  # epochs 12 and 24 of 30: 40 % and 80 % into each stage, i.e. its epochs 6 and 12.
+  config = OptimConfig(lr_backbone=0.1, lr_decay_epochs=(12, 24))
+  factors = optim.stage_rate_factors(config, [4] * 15 + [6] * 15, [15, 15], 30)
+  schedule = optim.learning_rate_schedules(config, factors)["backbone"]
+  by_hand = np.concatenate([np.full(24, 0.1), np.full(24, 0.01), np.full(12, 0.001),
+                            np.full(36, 0.1), np.full(36, 0.01), np.full(18, 0.001)])
+  np.testing.assert_allclose([float(schedule(s)) for s in range(150)], by_hand, rtol=1e-6)
+  # The global reading decays at epochs 12 and 24 of the run: the second stage (from step
+  # 60) never trains at the base rate.
+  decay_steps = optim.decay_steps_for(config, [4] * 15 + [6] * 15)
+  assert decay_steps == [48, 114]
+  global_schedule = optim.learning_rate_schedules(config, decay_steps)["backbone"]
+  assert np.isclose(max(float(global_schedule(s)) for s in range(60, 150)), 0.01)

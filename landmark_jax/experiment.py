@@ -1,0 +1,128 @@
+"""One run of the whole pipeline on a config's data: train → embed the training photos →
+clean them into per-angle centroids → build the index → calibrate η on the validation split
+→ recognise the test split and write the report.
+
+The demo runs it once; `landmark-jax ablation` runs it per training variant and seed. Every
+step writes into one workdir and is skipped on a second run when its output is there, so a
+killed run resumes at the step it was in (training itself resumes from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import time
+from typing import Any, Callable, Mapping
+
+from landmark_jax.config import TrainConfig
+from landmark_jax.data import source_for
+from landmark_jax.eval.calibration import calibrated_index, embed_validation
+from landmark_jax.eval.report import evaluate_recognizer
+from landmark_jax.geo import Location
+from landmark_jax.index import CentroidIndex
+from landmark_jax.recognize import Recognizer
+from landmark_jax.stages.centroids import build_centroid_index, clean_embeddings, write_cleaning
+from landmark_jax.stages.embed import embed_source
+from landmark_jax.train.checkpoints import load_trained
+from landmark_jax.train.loop import train
+
+# What a run says as it goes: a step starting (and whether its output was reused), then
+# lines about it. The demo prints; the ablation stays quiet.
+Announce = Callable[[str, bool], None]
+Say = Callable[[str], None]
+
+
+def _silent(*_args) -> None:
+  pass
+
+
+@dataclasses.dataclass
+class PipelineResult:
+  evaluation: dict[str, Any]  # the report's figures (`evaluate_recognizer`)
+  timings: dict[str, float]  # seconds per step
+  index: CentroidIndex  # the calibrated index
+
+
+def run_pipeline(config: TrainConfig, workdir: str | os.PathLike, *,
+                 validation_photos: str, landmarks_csv: str | os.PathLike | None = None,
+                 locations: Mapping[str, Location] | None = None, title: str = "Evaluation",
+                 rare_threshold: int = 10, progress: bool = True,
+                 announce: Announce = _silent, say: Say = _silent,
+                 check_index: Callable[[CentroidIndex], None] = _silent) -> PipelineResult:
+  """Runs (or finishes) the pipeline in `workdir`: ``train/``, ``embeddings/``, ``clean/``,
+  ``index/`` and ``report/``.
+
+  Args:
+    validation_photos: how the index records the photos η was calibrated on.
+    landmarks_csv: names and coordinates of the landmarks, for the index.
+    locations: photo id → where it was taken, for the report's geo table.
+    check_index: called with the index before calibration (the demo notes edits in it).
+  """
+  workdir = pathlib.Path(workdir)
+  timings = {}
+
+  train_dir = workdir / "train"
+  t = _timed(announce, "train", (train_dir / "holdout.json").is_file())
+  result = train(config, train_dir, progress=progress)
+  if result.holdout:
+    say(f"{result.steps} steps; held-out classification: "
+        f"landmarks {result.holdout['landmark_accuracy']:.1%}, "
+        f"non-landmarks {result.holdout['non_landmark_accuracy']:.1%} "
+        f"(chance {result.holdout['chance']:.1%})")
+  timings["train"] = time.perf_counter() - t
+  trained = load_trained(train_dir)
+  training_photos = source_for(config.data, "train", trained.label_map)
+
+  t = _timed(announce, "embed", (workdir / "embeddings" / "embeddings.json").is_file())
+  embeddings = embed_source(trained, training_photos, workdir / "embeddings", progress=progress)
+  timings["embed"] = time.perf_counter() - t
+
+  clean_dir = workdir / "clean"
+  clean_done = (clean_dir / "report.json").is_file()
+  t = _timed(announce, "clean", clean_done)
+  if not clean_done:
+    write_cleaning(clean_embeddings(embeddings, config.cleaning), embeddings.label_map,
+                   clean_dir, embeddings.checkpoint)
+  report = json.loads((clean_dir / "report.json").read_text())
+  say(f"{report['images_before']} → {report['images_after']} landmark photos, "
+      f"{report['centroids']} centroids for {report['landmarks_after']} landmarks")
+  timings["clean"] = time.perf_counter() - t
+
+  index_dir = workdir / "index"
+  index_done = (index_dir / "manifest.json").is_file()
+  t = _timed(announce, "index", index_done)
+  if not index_done:
+    build_centroid_index(clean_dir, config.index, landmarks_csv=landmarks_csv).save(index_dir)
+  index = CentroidIndex.load(index_dir)
+  say(f"{len(index)} centroids, {index.backend} backend")
+  check_index(index)
+  timings["index"] = time.perf_counter() - t
+
+  calibrated = "eta" in index.metadata
+  t = _timed(announce, "calibrate", calibrated)
+  if not calibrated:
+    # Kept with the index (as embeddings), so that `add-landmarks --recalibrate` and
+    # `calibrate` without photos can choose η again after an edit.
+    validation = embed_validation(Recognizer(trained, index, eta=-math.inf),
+                                  source_for(config.data, "val", trained.label_map))
+    index, _ = calibrated_index(trained, index, validation,
+                                config.calibration.target_specificity, validation_photos)
+    index.save(index_dir)
+  say(f"η = {index.metadata['eta']:.4f}")
+  timings["calibrate"] = time.perf_counter() - t
+
+  t = _timed(announce, "evaluate", False)
+  evaluation = evaluate_recognizer(
+      Recognizer(trained, index), source_for(config.data, "test", trained.label_map),
+      workdir / "report", training_source=training_photos, rare_threshold=rare_threshold,
+      locations=locations, title=title)
+  timings["evaluate"] = time.perf_counter() - t
+  return PipelineResult(evaluation, timings, index)
+
+
+def _timed(announce: Announce, step: str, done: bool) -> float:
+  announce(step, done)
+  return time.perf_counter()
