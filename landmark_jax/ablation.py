@@ -26,7 +26,8 @@ from landmark_jax.config import load_config
 from landmark_jax.data.catalog import has_split
 from landmark_jax.errors import ConfigError
 from landmark_jax.eval.plots import plot_ablation
-from landmark_jax.experiment import run_pipeline
+from landmark_jax.eval.report import MIN_PHOTOS
+from landmark_jax.experiment import check_same_config, run_pipeline
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +85,8 @@ def run_config(config_name: str, overrides: Sequence[str], variant: Variant, see
 def run_ablation(config_name: str, workdir: str | os.PathLike, *,
                  overrides: Sequence[str] = (), seeds: Sequence[int] = DEFAULT_SEEDS,
                  variants: Sequence[Variant] = VARIANTS, fresh: bool = False,
-                 log: Callable[[str], None] = print) -> dict[str, Any]:
+                 min_photos: int = MIN_PHOTOS, log: Callable[[str], None] = print
+                 ) -> dict[str, Any]:
   """Runs every (variant, seed) not finished yet in `workdir` and writes ``ablation.json``,
   ``ablation.md`` and ``ablation.png`` there; returns what ablation.json holds."""
   check_overrides(overrides)
@@ -100,6 +102,8 @@ def run_ablation(config_name: str, workdir: str | os.PathLike, *,
   workdir = pathlib.Path(workdir)
   if fresh and workdir.exists():
     shutil.rmtree(workdir)
+  for (name, seed), config in configs.items():  # before any work: all or nothing
+    check_same_config(workdir / name / f"seed-{seed}", config, "--fresh")
   workdir.mkdir(parents=True, exist_ok=True)
   runs = []
   for (name, seed), config in configs.items():
@@ -109,7 +113,8 @@ def run_ablation(config_name: str, workdir: str | os.PathLike, *,
     if not done:
       started = time.perf_counter()
       result = run_pipeline(config, run_dir, validation_photos="the config's validation split",
-                            title=f"{name}, seed {seed}", progress=False)
+                            title=f"{name}, seed {seed}", min_photos=min_photos,
+                            progress=False)
       figures = {key: result.evaluation[key] for key, _ in METRICS}
       figures.update(eta=result.evaluation["eta"], seconds=time.perf_counter() - started)
       (run_dir / "result.json").write_text(json.dumps(figures, indent=2))
@@ -159,8 +164,12 @@ def ablation_markdown(payload: dict) -> str:
                                           if payload["overrides"] else "")
       + f"; seeds {', '.join(map(str, seeds))}. Each variant trained on the same data with "
       "the same budget, then embedded, cleaned, indexed, calibrated on the validation split "
-      "and evaluated on the test split. Figures in %: the mean over the seeds, (min–max) "
-      "when they differ. Sensitivity and specificity at the η calibrated for each run.",
+      "and evaluated on the test split. The rows build up the paper's method, each adding "
+      "its part to all the rows above it (softmax over the landmarks only; + the "
+      "non-landmark class; + the center loss; + the curriculum); ArcFace is the whole "
+      "recipe with ArcFace instead of softmax + center loss. Figures in %: the mean over "
+      "the seeds, (min–max) when they differ. Sensitivity and specificity at the η "
+      "calibrated for each run.",
       "",
       "| variant | " + " | ".join(label for _, label in METRICS) + " |",
       "|---|" + "---|" * len(METRICS),
@@ -168,7 +177,8 @@ def ablation_markdown(payload: dict) -> str:
   for row in payload["summary"]:
     lines.append(f"| {row['label']} | " + " | ".join(_cell(row[key]) for key, _ in METRICS)
                  + " |")
-  lines += ["", "Per run (predictions.csv: one row per test photo):", "",
+  lines += ["", "Per run (each run's photos, one row each: "
+            "`<variant>/seed-<seed>/report/predictions.csv`):", "",
             "| variant | seed | " + " | ".join(label for _, label in METRICS) + " | η |",
             "|---|---|" + "---|" * (len(METRICS) + 1)]
   for run in payload["runs"]:

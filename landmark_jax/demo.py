@@ -17,7 +17,7 @@ import time
 from landmark_jax.config import load_config
 from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.eval.report import load_locations
-from landmark_jax.experiment import run_pipeline
+from landmark_jax.experiment import check_same_config, run_pipeline
 from landmark_jax.index import CentroidIndex
 
 DEMO_CONFIG = "tiny_cpu"  # its cleaning, index and calibration sections are the demo's too
@@ -70,6 +70,7 @@ def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = Fals
   config = load_config(DEMO_CONFIG, overrides)  # a mistake in an override costs nothing
   if fresh and workdir.exists():
     shutil.rmtree(workdir)
+  check_same_config(workdir, config, "`landmark-jax demo --fresh`")
   workdir.mkdir(parents=True, exist_ok=True)
   start = time.perf_counter()
 

@@ -17,17 +17,18 @@ import pathlib
 import time
 from typing import Any, Callable, Mapping
 
-from landmark_jax.config import TrainConfig
+from landmark_jax.config import TrainConfig, to_dict
+from landmark_jax.errors import ConfigError
 from landmark_jax.data import source_for
 from landmark_jax.eval.calibration import calibrated_index, embed_validation
-from landmark_jax.eval.report import evaluate_recognizer
+from landmark_jax.eval.report import MIN_PHOTOS, evaluate_recognizer
 from landmark_jax.geo import Location
 from landmark_jax.index import CentroidIndex
 from landmark_jax.recognize import Recognizer
 from landmark_jax.stages.centroids import build_centroid_index, clean_embeddings, write_cleaning
 from landmark_jax.stages.embed import embed_source
 from landmark_jax.train.checkpoints import load_trained
-from landmark_jax.train.loop import train
+from landmark_jax.train.loop import flat_keys, train
 
 # What a run says as it goes: a step starting (and whether its output was reused), then
 # lines about it. The demo prints; the ablation stays quiet.
@@ -46,10 +47,27 @@ class PipelineResult:
   index: CentroidIndex  # the calibrated index
 
 
+def check_same_config(workdir: str | os.PathLike, config: TrainConfig, fresh_flag: str) -> None:
+  """Refuses a workdir whose run was made with another config: its steps would be reused
+  and the figures reported under settings they were not made with. The error names the
+  differing keys and `fresh_flag`, the way to start over."""
+  path = pathlib.Path(workdir) / "train" / "config.json"
+  if not path.is_file():
+    return
+  before = flat_keys(json.loads(path.read_text()))
+  now = flat_keys(json.loads(json.dumps(to_dict(config))))  # tuples → lists, as stored
+  changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+  if changed:
+    shown = ", ".join(f"{k}: {before.get(k)!r} → {now.get(k)!r}" for k in changed[:3])
+    raise ConfigError(f"{workdir} holds a run made with other settings ({shown}"
+                      f"{', …' if len(changed) > 3 else ''}): use {fresh_flag} to start "
+                      "over, or another --workdir")
+
+
 def run_pipeline(config: TrainConfig, workdir: str | os.PathLike, *,
                  validation_photos: str, landmarks_csv: str | os.PathLike | None = None,
                  locations: Mapping[str, Location] | None = None, title: str = "Evaluation",
-                 rare_threshold: int = 10, progress: bool = True,
+                 rare_threshold: int = 10, min_photos: int = MIN_PHOTOS, progress: bool = True,
                  announce: Announce = _silent, say: Say = _silent,
                  check_index: Callable[[CentroidIndex], None] = _silent) -> PipelineResult:
   """Runs (or finishes) the pipeline in `workdir`: ``train/``, ``embeddings/``, ``clean/``,
@@ -118,7 +136,7 @@ def run_pipeline(config: TrainConfig, workdir: str | os.PathLike, *,
   evaluation = evaluate_recognizer(
       Recognizer(trained, index), source_for(config.data, "test", trained.label_map),
       workdir / "report", training_source=training_photos, rare_threshold=rare_threshold,
-      locations=locations, title=title)
+      locations=locations, title=title, min_photos=min_photos)
   timings["evaluate"] = time.perf_counter() - t
   return PipelineResult(evaluation, timings, index)
 

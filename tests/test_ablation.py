@@ -120,3 +120,14 @@ def test_mistakes_are_one_line(argv, message, tmp_path, capsys):
   err = capsys.readouterr().err.strip()
   assert message in err and "\n" not in err
   assert not (tmp_path / "w").exists()
+
+
+def test_a_workdir_made_with_other_settings_is_refused_not_reused(ablation, capsys):
+  before = (ablation / "ablation.json").read_text()
+  argv = ["ablation", "--config", "tiny_cpu", "--workdir", str(ablation), "--seeds",
+          ",".join(map(str, SEEDS)), "--variants", ",".join(RUN_VARIANTS), "max_steps=3",
+          "checkpoint_every_steps=100"]
+  assert main(argv) == 2
+  err = capsys.readouterr().err.strip()
+  assert "max_steps: 2 → 3" in err and "--fresh" in err and "\n" not in err
+  assert (ablation / "ablation.json").read_text() == before  # nothing run, nothing rewritten

@@ -55,3 +55,10 @@ def test_a_second_demo_reuses_every_step(demo_run, capsys):
   assert main(argv) == 0
   out = capsys.readouterr().out
   assert out.count("(done before: reused)") == 5  # train, embed, clean, index, calibrate
+
+
+def test_a_demo_workdir_made_with_other_settings_is_refused(demo_run, capsys):
+  workdir, argv = demo_run
+  assert main([*argv[:-1], "max_steps=3"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert "max_steps: 2 → 3" in err and "landmark-jax demo --fresh" in err

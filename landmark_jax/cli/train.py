@@ -48,12 +48,13 @@ def _ablation(args) -> int:
   use_compilation_cache()
   variants = variants_named(args.variants)
   payload = run_ablation(args.config, args.workdir, overrides=tuple(args.overrides),
-                         seeds=tuple(args.seeds), variants=variants, fresh=args.fresh)
+                         seeds=tuple(args.seeds), variants=variants, fresh=args.fresh,
+                         min_photos=args.min_photos)
   table = (pathlib.Path(args.workdir) / "ablation.md").read_text()
   print("\n" + table.split("Per run")[0].rstrip())
   print(f"\nTable: {pathlib.Path(args.workdir) / 'ablation.md'}  "
         f"Plot: {pathlib.Path(args.workdir) / 'ablation.png'}  "
-        f"({len(payload['runs'])} runs)")
+        f"({len(payload['runs'])} run{'s' * (len(payload['runs']) != 1)})")
   return 0
 
 
@@ -94,9 +95,16 @@ def register(commands, debug) -> None:
   ablation.add_argument("--seeds", type=_seeds, default=(0, 1, 2), metavar="S,S,…",
                         help="seeds of every variant, comma-separated (default: 0,1,2)")
   ablation.add_argument("--variants", type=_names, metavar="NAME,…",
-                        help="run only these, comma-separated: softmax_n, non_landmark, "
-                             "center_loss, curriculum, arcface (default: all)")
+                        help="run only these, comma-separated (default: all, in this order, "
+                             "each adding its part to the ones before): softmax_n (softmax "
+                             "over the landmarks only), non_landmark (+ the non-landmark "
+                             "class), center_loss (+ center loss), curriculum (+ curriculum: "
+                             "the paper's method), arcface (ArcFace instead of softmax + "
+                             "center loss)")
   ablation.add_argument("--fresh", action="store_true", help="delete the workdir and start over")
+  ablation.add_argument("--min-photos", type=non_negative_int, default=20,
+                        help="fewest landmark and non-landmark test photos a figure may rest "
+                             "on; fewer is refused (0: never; default: %(default)s)")
   ablation.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides for every variant, e.g. num_epochs=10")
   ablation.set_defaults(run=_ablation)

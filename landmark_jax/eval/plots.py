@@ -135,7 +135,7 @@ def plot_score_distributions(groups: Mapping[str, np.ndarray], eta: float,
               xytext=(6, 0), textcoords="offset points", color="gray", rotation=90,
               va="center")
   ax.set_xlabel("best similarity (cosine to the nearest centroid)")
-  ax.set_ylabel("density")
+  ax.set_ylabel("density (each group's area is 1, whatever its n)")
   ax.set_title(title or "Where each kind of photo scores")
   ax.grid(alpha=0.3)
   return _save(fig, ax, path)

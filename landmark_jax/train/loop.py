@@ -61,11 +61,12 @@ MUST_MATCH_ON_RESUME = ("model", "data", "curriculum", "loss.kind", "loss.non_la
                         "pipeline.batch_size", "pipeline.image")
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
+def flat_keys(tree: dict, prefix: str = "") -> dict:
+  """A nested dict as one level of dotted keys: {"a": {"b": 1}} → {"a.b": 1}."""
   out = {}
   for key, value in tree.items():
     if isinstance(value, dict):
-      out.update(_flat(value, f"{prefix}{key}."))
+      out.update(flat_keys(value, f"{prefix}{key}."))
     else:
       out[f"{prefix}{key}"] = value
   return out
@@ -77,8 +78,8 @@ def check_resumable(workdir: pathlib.Path, config: TrainConfig) -> None:
   path = workdir / CONFIG_FILE
   if not (workdir / CHECKPOINTS_DIR).is_dir() or not path.is_file():
     return
-  before = _flat(json.loads(path.read_text()))
-  now = _flat(json.loads(json.dumps(to_dict(config))))  # tuples → lists, as stored
+  before = flat_keys(json.loads(path.read_text()))
+  now = flat_keys(json.loads(json.dumps(to_dict(config))))  # tuples → lists, as stored
   changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k)
                    and any(k == m or k.startswith(m + ".") for m in MUST_MATCH_ON_RESUME))
   if changed:
