@@ -23,8 +23,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from landmark_jax.config import load_config
+from landmark_jax.data import source_for
 from landmark_jax.data.catalog import has_split
-from landmark_jax.errors import ConfigError
+from landmark_jax.data.labels import UnknownLandmarkError
+from landmark_jax.errors import ConfigError, DataError
 from landmark_jax.eval.plots import plot_ablation
 from landmark_jax.eval.report import MIN_PHOTOS
 from landmark_jax.experiment import check_same_config, run_pipeline
@@ -78,6 +80,18 @@ def check_overrides(overrides: Sequence[str]) -> None:
                         "leave it out of the overrides")
 
 
+def check_splits(data) -> None:
+  """Reads the splits' CSVs before any training: a validation or test photo of a landmark
+  the training data lacks would otherwise stop the first run after it trained."""
+  label_map = source_for(data, "train").label_map
+  for split, name in (("val", "validation"), ("test", "test")):
+    try:
+      source_for(data, split, label_map)
+    except UnknownLandmarkError as error:
+      raise DataError(f"the {name} split has photos of a landmark the training photos do not "
+                      f"have: {error}") from None
+
+
 def run_config(config_name: str, overrides: Sequence[str], variant: Variant, seed: int):
   return load_config(config_name, (*overrides, *variant.overrides, f"seed={seed}"))
 
@@ -99,6 +113,7 @@ def run_ablation(config_name: str, workdir: str | os.PathLike, *,
     raise ConfigError(f"the ablation calibrates η on a validation split and evaluates on a "
                       f"test split; this config's data has no {' or '.join(missing)} split: "
                       f"set data.{missing[0]}_csv")
+  check_splits(data)
   workdir = pathlib.Path(workdir)
   if fresh and workdir.exists():
     shutil.rmtree(workdir)

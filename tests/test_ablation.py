@@ -131,3 +131,24 @@ def test_a_workdir_made_with_other_settings_is_refused_not_reused(ablation, caps
   err = capsys.readouterr().err.strip()
   assert "max_steps: 2 → 3" in err and "--fresh" in err and "\n" not in err
   assert (ablation / "ablation.json").read_text() == before  # nothing run, nothing rewritten
+
+
+def test_held_out_photos_of_a_landmark_training_lacks_are_refused_before_training(
+    demo_cache, tmp_path, capsys):
+  from landmark_jax.data.demo_dataset import demo_dataset
+  demo = demo_dataset()
+  root = tmp_path / "data"
+  root.mkdir()
+  (root / "images").symlink_to(demo / "images", target_is_directory=True)
+  for name in ("non_landmark.csv", "val.csv", "test.csv"):
+    (root / name).write_bytes((demo / name).read_bytes())
+  lines = (demo / "train.csv").read_text().splitlines()
+  (root / "train.csv").write_text("\n".join(l for l in lines if not l.endswith(",7")) + "\n")
+  argv = ["ablation", "--config", "tiny_cpu", "--workdir", str(tmp_path / "w"), "--seeds", "0",
+          "data.kind=gldv2", f"data.root={root}", "data.non_landmark_csv=non_landmark.csv",
+          "data.val_csv=val.csv", "data.test_csv=test.csv", "data.categories_csv="]
+  assert main(argv) == 2
+  err = capsys.readouterr().err.strip()
+  assert "validation split has photos of a landmark the training photos do not have" in err
+  assert "landmark 7" in err and "\n" not in err
+  assert not (tmp_path / "w").exists()

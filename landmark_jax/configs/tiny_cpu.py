@@ -5,8 +5,9 @@
 What to expect on a 2-core CPU: 30 epochs in one stage over the 8 landmarks and the
 non-landmark class (343 steps), about a minute; the held-out views classified far above
 chance (1/9), written to <workdir>/holdout.json; through the demo's index, sensitivity
-0.65–0.73 at the validation-calibrated 95 % specificity (docs/benchmarks.md). Everything is
-small so it runs anywhere: it shows the pipeline working, not the paper's accuracy.
+0.65–0.79 (seeds 0–2) at the validation-calibrated 95 % specificity (docs/benchmarks.md).
+Everything is small so it runs anywhere: it shows the pipeline working, not the paper's
+accuracy.
 
 Unlike `default`, no curriculum: on 8 landmarks in two parts it costs sensitivity
 (`landmark-jax ablation --config tiny_cpu` shows it; docs/decisions.md, issue 16).

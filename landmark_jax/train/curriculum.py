@@ -61,8 +61,9 @@ def plan_stages(config: TrainConfig, source: ImageSource) -> StagePlan:
     # Every process runs the same number of steps: the smallest shard decides.
     shard = len(stage_source) // processes
     if shard < batch:
-      raise DataError(f"a curriculum stage has {len(stage_source)} images, fewer than one "
-                      f"batch of {config.pipeline.batch_size}: lower pipeline.batch_size")
+      what = "a curriculum stage has" if len(sources) > 1 else "the training data has"
+      raise DataError(f"{what} {len(stage_source)} images, fewer than one batch of "
+                      f"{config.pipeline.batch_size}: lower pipeline.batch_size")
     steps.append(stage_epochs * shard // batch)
     per_epoch += [(e + 1) * shard // batch - e * shard // batch for e in range(stage_epochs)]
   return StagePlan(tuple(num_classes), sources, tuple(epochs), tuple(steps), tuple(per_epoch))
@@ -78,6 +79,8 @@ def split_epochs(num_epochs: int, num_stages: int, epochs_per_stage: tuple[int, 
                        f"{num_stages} curriculum stages")
     return list(epochs_per_stage)
   base, extra = divmod(num_epochs, num_stages)
+  if num_epochs < 1:
+    raise ConfigError(f"num_epochs must be at least 1, got {num_epochs}")
   if base == 0:
     raise ConfigError(f"{num_epochs} epochs cannot cover {num_stages} curriculum stages")
   return [base + (1 if stage < extra else 0) for stage in range(num_stages)]

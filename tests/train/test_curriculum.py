@@ -97,3 +97,20 @@ def test_a_classifier_without_bias_grows_too():
   _, logits = wider.apply({"params": grown.params, "batch_stats": grown.batch_stats},
                           np.zeros((1, 32, 32, 3), np.uint8))
   assert logits.shape == (1, 4)
+
+
+def test_too_few_epochs_or_images_name_the_setting(demo_cache):
+  from landmark_jax.config import load_config
+  from landmark_jax.data import source_for
+  from landmark_jax.errors import ConfigError, DataError
+  with pytest.raises(ConfigError, match="num_epochs must be at least 1, got 0"):
+    curriculum.split_epochs(0, 1, ())
+  with pytest.raises(ConfigError, match="3 epochs cannot cover 4 curriculum stages"):
+    curriculum.split_epochs(3, 4, ())
+  one_stage = load_config("tiny_cpu", ["pipeline.batch_size=1000"])
+  source = source_for(one_stage.data, "train")
+  with pytest.raises(DataError, match="the training data has 366 images, fewer than one batch"):
+    curriculum.plan_stages(one_stage, source)
+  staged = load_config("tiny_cpu", ["pipeline.batch_size=1000", "curriculum.enabled=True"])
+  with pytest.raises(DataError, match="a curriculum stage has 303 images"):
+    curriculum.plan_stages(staged, source)
