@@ -50,11 +50,13 @@ def demo_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_trained(demo_cache, tmp_path_factory):
-  """The tiny CPU config trained once on the demo dataset: (workdir, TrainResult)."""
+  """The tiny CPU config trained once on the demo dataset (with `TINY_TRAINED_OVERRIDES`):
+  (workdir, TrainResult)."""
   from landmark_jax.config import load_config
   from landmark_jax.train.loop import train
+  from tests.helpers import TINY_TRAINED_OVERRIDES
   workdir = tmp_path_factory.mktemp("tiny-trained")
-  return workdir, train(load_config("tiny_cpu"), workdir, progress=False)
+  return workdir, train(load_config("tiny_cpu", TINY_TRAINED_OVERRIDES), workdir, progress=False)
 
 
 @pytest.fixture(scope="session")

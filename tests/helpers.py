@@ -21,6 +21,13 @@ from landmark_jax.data.labels import LabelMap
 from landmark_jax.index import CentroidIndex, IndexConfig
 from landmark_jax.models import get_backbone
 
+# The session's tiny model (conftest's `tiny_trained`): `tiny_cpu` at half the demo's 30
+# epochs. The tests need a model that learned (held-out views far above chance, held-out
+# non-landmarks among the non-landmark class), not the demo's figures, and this halves the
+# session's longest setup (3.8 → ~2 min on 2 cores).
+TINY_TRAINED_OVERRIDES = ("num_epochs=15",)
+
+
 # Encoded photos -------------------------------------------------------------------------
 
 

@@ -41,7 +41,7 @@ def test_embed_is_resumable_and_normalised(trained, tmp_path):
   np.testing.assert_allclose(np.linalg.norm(first.embeddings, axis=1), 1.0, atol=1e-5)
   assert list(first.ids) == list(source.ids)
   shards = sorted((tmp_path / "e").glob("shard-*"))
-  assert len(shards) == 3  # 6×18 + 2×9 landmark + 60 non-landmark = 186 images, 64 a shard
+  assert len(shards) == 6  # 6×18 + 2×9 landmark + 240 non-landmark = 366 images, 64 a shard
   kept = {s.name: os.stat(s / "embeddings.npy").st_mtime_ns for s in shards}
   import shutil
   shutil.rmtree(shards[1])  # as if killed before the second shard was renamed into place

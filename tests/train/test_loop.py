@@ -15,7 +15,7 @@ from landmark_jax.config import apply_overrides, load_config
 from landmark_jax.train.checkpoints import Checkpointer
 from landmark_jax.train.loop import NonFiniteLossError, train
 from landmark_jax.train.metrics_log import MetricsLog
-from tests.helpers import gradient_image, write_bad_folder
+from tests.helpers import TINY_TRAINED_OVERRIDES, gradient_image, write_bad_folder
 
 
 def tiny(*overrides):
@@ -54,7 +54,7 @@ def test_tiny_config_learns_in_one_stage(full_run):
 
 def test_finished_run_resumes_to_a_no_op(full_run):
   workdir, result = full_run
-  again = train(tiny(), workdir, progress=False)
+  again = train(tiny(*TINY_TRAINED_OVERRIDES), workdir, progress=False)
   assert again.steps == result.steps
   assert_same_state(again.state.params, result.state.params)
 
