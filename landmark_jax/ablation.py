@@ -30,6 +30,7 @@ from landmark_jax.errors import ConfigError, DataError
 from landmark_jax.eval.plots import plot_ablation
 from landmark_jax.eval.report import MIN_PHOTOS
 from landmark_jax.experiment import check_same_config, run_pipeline
+from landmark_jax.folders import atomic_write_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +133,7 @@ def run_ablation(config_name: str, workdir: str | os.PathLike, *,
                             progress=False)
       figures = {key: result.evaluation[key] for key, _ in METRICS}
       figures.update(eta=result.evaluation["eta"], seconds=time.perf_counter() - started)
-      (run_dir / "result.json").write_text(json.dumps(figures, indent=2))
+      atomic_write_text(run_dir / "result.json", json.dumps(figures, indent=2))
     figures = json.loads((run_dir / "result.json").read_text())
     runs.append({"variant": name, "seed": seed,
                  "predictions": str((run_dir / "report" / "predictions.csv").relative_to(workdir)),

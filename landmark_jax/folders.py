@@ -23,6 +23,15 @@ from typing import Callable, Iterator
 from landmark_jax.errors import UserError
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+  """Writes a small file whose presence means "done" (a run's result): written beside it and
+  renamed into place, so a killed writer leaves the old file or none, never half of one."""
+  path = pathlib.Path(path)
+  staging = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+  staging.write_text(text)
+  os.replace(staging, path)
+
+
 def fsync_tree(root: pathlib.Path) -> None:
   for path in root.rglob("*"):
     if path.is_file():

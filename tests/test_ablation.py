@@ -152,3 +152,17 @@ def test_held_out_photos_of_a_landmark_training_lacks_are_refused_before_trainin
   assert "validation split has photos of a landmark the training photos do not have" in err
   assert "landmark 7" in err and "\n" not in err
   assert not (tmp_path / "w").exists()
+
+
+def test_a_result_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+  from landmark_jax import folders
+  target = tmp_path / "result.json"
+  folders.atomic_write_text(target, '{"a": 1}')
+  folders.atomic_write_text(target, '{"a": 2}')
+  assert json.loads(target.read_text()) == {"a": 2}
+  assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no staging file left
+  # A writer killed before the rename leaves the previous result, not half a new one.
+  monkeypatch.setattr(folders.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+  with pytest.raises(KeyboardInterrupt):
+    folders.atomic_write_text(target, '{"a": 3, "b": "cut short"}')
+  assert json.loads(target.read_text()) == {"a": 2}
