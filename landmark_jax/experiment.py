@@ -17,7 +17,7 @@ import pathlib
 import time
 from typing import Any, Callable, Mapping
 
-from landmark_jax.config import TrainConfig, to_dict
+from landmark_jax.config import TrainConfig
 from landmark_jax.errors import ConfigError
 from landmark_jax.data import source_for
 from landmark_jax.eval.calibration import calibrated_index, embed_validation
@@ -27,8 +27,8 @@ from landmark_jax.index import CentroidIndex
 from landmark_jax.recognize import Recognizer
 from landmark_jax.stages.centroids import build_centroid_index, clean_embeddings, write_cleaning
 from landmark_jax.stages.embed import embed_source
-from landmark_jax.train.checkpoints import load_trained
-from landmark_jax.train.loop import flat_keys, train
+from landmark_jax.train.checkpoints import CONFIG_FILE, load_trained
+from landmark_jax.train.loop import changed_settings, train
 
 # What a run says as it goes: a step starting (and whether its output was reused), then
 # lines about it. The demo prints; the ablation stays quiet.
@@ -51,17 +51,11 @@ def check_same_config(workdir: str | os.PathLike, config: TrainConfig, fresh_fla
   """Refuses a workdir whose run was made with another config: its steps would be reused
   and the figures reported under settings they were not made with. The error names the
   differing keys and `fresh_flag`, the way to start over."""
-  path = pathlib.Path(workdir) / "train" / "config.json"
-  if not path.is_file():
-    return
-  before = flat_keys(json.loads(path.read_text()))
-  now = flat_keys(json.loads(json.dumps(to_dict(config))))  # tuples → lists, as stored
-  changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+  path = pathlib.Path(workdir) / "train" / CONFIG_FILE
+  changed = changed_settings(path, config) if path.is_file() else ""
   if changed:
-    shown = ", ".join(f"{k}: {before.get(k)!r} → {now.get(k)!r}" for k in changed[:3])
-    raise ConfigError(f"{workdir} holds a run made with other settings ({shown}"
-                      f"{', …' if len(changed) > 3 else ''}): use {fresh_flag} to start "
-                      "over, or another --workdir")
+    raise ConfigError(f"{workdir} holds a run made with other settings ({changed}): use "
+                      f"{fresh_flag} to start over, or another --workdir")
 
 
 def run_pipeline(config: TrainConfig, workdir: str | os.PathLike, *,

@@ -72,21 +72,28 @@ def flat_keys(tree: dict, prefix: str = "") -> dict:
   return out
 
 
+def changed_settings(path: pathlib.Path, config: TrainConfig,
+                     within: Sequence[str] | None = None) -> str:
+  """How `config` differs from the run config saved at `path` ("key: old → new, …", at most
+  four keys shown), counting only keys under `within` when given; "" when nothing does."""
+  before = flat_keys(json.loads(path.read_text()))
+  now = flat_keys(json.loads(json.dumps(to_dict(config))))  # tuples → lists, as stored
+  changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k)
+                   and (within is None or any(k == m or k.startswith(m + ".") for m in within)))
+  shown = ", ".join(f"{k}: {before.get(k)!r} → {now.get(k)!r}" for k in changed[:4])
+  return shown + (", …" if len(changed) > 4 else "")
+
+
 def check_resumable(workdir: pathlib.Path, config: TrainConfig) -> None:
   """Refuses to resume a run in `workdir` with a config that changes what its checkpoints
   mean; the error names the differing keys."""
   path = workdir / CONFIG_FILE
   if not (workdir / CHECKPOINTS_DIR).is_dir() or not path.is_file():
     return
-  before = flat_keys(json.loads(path.read_text()))
-  now = flat_keys(json.loads(json.dumps(to_dict(config))))  # tuples → lists, as stored
-  changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k)
-                   and any(k == m or k.startswith(m + ".") for m in MUST_MATCH_ON_RESUME))
+  changed = changed_settings(path, config, MUST_MATCH_ON_RESUME)
   if changed:
-    shown = ", ".join(f"{k}: {before.get(k)!r} → {now.get(k)!r}" for k in changed[:4])
-    raise ConfigError(f"{workdir} holds a run trained with another config ({shown}"
-                      f"{', …' if len(changed) > 4 else ''}): resume with the same config, or "
-                      "use a new --workdir")
+    raise ConfigError(f"{workdir} holds a run trained with another config ({changed}): "
+                      "resume with the same config, or use a new --workdir")
 
 
 def photos_to_train_on(source: ImageSource, config: TrainConfig) -> ImageSource:
