@@ -75,6 +75,9 @@ def variants_named(names: Sequence[str] | None) -> tuple[Variant, ...]:
 def check_overrides(overrides: Sequence[str]) -> None:
   """The keys the ablation varies cannot be set for all variants at once."""
   for override in overrides:
+    if override.strip().isdigit():  # `--seeds 0 1`: the second seed lands among the overrides
+      raise ConfigError(f"override {override!r} is not key=value; several seeds are "
+                        "comma-separated: --seeds 0,1,2")
     key = override.split("=", 1)[0].strip()
     if key in VARIED_KEYS:
       raise ConfigError(f"{key} is what the ablation varies (see --variants and --seeds); "
@@ -113,7 +116,7 @@ def run_ablation(config_name: str, workdir: str | os.PathLike, *,
   if missing:
     raise ConfigError(f"the ablation calibrates η on a validation split and evaluates on a "
                       f"test split; this config's data has no {' or '.join(missing)} split: "
-                      f"set data.{missing[0]}_csv")
+                      f"set {' and '.join(f'data.{split}_csv' for split in missing)}")
   check_splits(data)
   workdir = pathlib.Path(workdir)
   if fresh and workdir.exists():

@@ -110,6 +110,8 @@ def test_variant_names_and_overrides_are_checked():
     (["--seeds", "0,x"], "an integer"),
     (["--variants", "nope"], "unknown variant 'nope'"),
     (["seed=3"], "seed is what the ablation varies"),
+    (["--seeds", "0", "1"], "several seeds are comma-separated: --seeds 0,1,2"),
+    (["data.kind=gldv2", "data.root=."], "set data.val_csv and data.test_csv"),
 ])
 def test_mistakes_are_one_line(argv, message, tmp_path, capsys):
   try:  # argparse refuses a malformed flag by exiting; the library's checks return
