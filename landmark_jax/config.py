@@ -40,7 +40,12 @@ class ModelConfig:
   embedding_dim: int = 512  # the paper: 512
   dtype: str = "float32"  # compute dtype: "bfloat16" on accelerators; params stay float32
   classifier_bias: bool = True  # False: a classifier without bias (issue 16's probe)
-  pretrained: str = ""  # torchvision/timm backbone checkpoint (.pth/.safetensors) to start from
+  # torchvision/timm backbone checkpoint (.pth/.safetensors) to start from; "none": from
+  # scratch, said explicitly (a `fine_tune` config refuses to train with this left empty)
+  pretrained: str = ""
+  # The config's rates assume a pretrained backbone (the paper's α1 = 0.01 < α2, α3):
+  # training refuses to start without model.pretrained (train/recipe.py)
+  fine_tune: bool = False
 
   def __post_init__(self):
     if self.backbone not in BACKBONES:
@@ -50,6 +55,11 @@ class ModelConfig:
       raise ConfigError(f"model.embedding_dim must be positive, got {self.embedding_dim}")
     if self.dtype not in ("float32", "bfloat16", "float16"):
       raise ConfigError(f"model.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+
+  @property
+  def pretrained_weights(self) -> str | None:
+    """The backbone checkpoint to start from, or None (from scratch)."""
+    return None if self.pretrained in ("", "none") else self.pretrained
 
 
 @dataclasses.dataclass(frozen=True)

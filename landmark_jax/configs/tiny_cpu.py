@@ -31,7 +31,7 @@ def get_config() -> TrainConfig:
       # The wide variant: twice the inner width of resnet_tiny, clearly better embeddings on
       # the demo data for little extra time; float32, the CPU's native precision.
       model=dataclasses.replace(config.model, backbone="wide_resnet_tiny", embedding_dim=64,
-                                dtype="float32"),
+                                dtype="float32", fine_tune=False),
       # 64-d embeddings of a small model move more than 512-d ones: a stronger pull.
       loss=dataclasses.replace(config.loss, center_weight=5e-3),
       # From scratch, so every group learns at the same rate; decay at 40 % and 80 % of the

@@ -28,7 +28,7 @@ from landmark_jax.data.catalog import has_split
 from landmark_jax.errors import ConfigError
 from landmark_jax.models import LandmarkNet, model_variables
 from landmark_jax.models.pretrained import load_pretrained_backbone, with_pretrained_backbone
-from landmark_jax.train import curriculum, optim
+from landmark_jax.train import curriculum, optim, recipe
 from landmark_jax.train.checkpoints import (
     CHECKPOINTS_DIR, CONFIG_FILE, LABEL_MAP_FILE, Checkpointer, make_model)
 from landmark_jax.train.holdout import HOLDOUT_FILE, evaluate_holdout
@@ -134,10 +134,7 @@ def _training_source(workdir: pathlib.Path, config: TrainConfig) -> ImageSource:
   path = workdir / LABEL_MAP_FILE
   if path.exists():  # resuming: the labels must mean what they meant
     return source_for(config.data, "train", LabelMap.load(path))
-  source = source_for(config.data, "train")
-  if jax.process_index() == 0:
-    source.label_map.save(path)
-  return source
+  return source_for(config.data, "train")
 
 
 def _initial_state(config: TrainConfig, model: LandmarkNet, tx, mesh) -> TrainState:
@@ -145,8 +142,8 @@ def _initial_state(config: TrainConfig, model: LandmarkNet, tx, mesh) -> TrainSt
   create = jax.jit(lambda rng: create_train_state(model, tx, rng, image_size),
                    out_shardings=sharding.replicated_sharding(mesh))
   state = create(jax.random.PRNGKey(config.seed))
-  if config.model.pretrained:
-    backbone = load_pretrained_backbone(config.model.pretrained, model.backbone)
+  if config.model.pretrained_weights:
+    backbone = load_pretrained_backbone(config.model.pretrained_weights, model.backbone)
     variables = with_pretrained_backbone(model_variables(state.params, state.batch_stats),
                                          backbone)
     state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
@@ -226,8 +223,13 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   check_resumable(workdir, config)
+  recipe.check_pretrained(config)  # before the data is read: a config mistake, said at once
   source = _training_source(workdir, config)
+  # Before anything is written: a refused run leaves no label map that a corrected rerun
+  # (say, with data.regions_csv added) would take for its own.
+  recipe.check_recipe(config, source)
   if jax.process_index() == 0:
+    source.label_map.save(workdir / LABEL_MAP_FILE)
     (workdir / CONFIG_FILE).write_text(json.dumps(to_dict(config), indent=2))
   plan = curriculum.plan_stages(config, photos_to_train_on(source, config))
   mesh = sharding.make_data_mesh()
