@@ -12,12 +12,13 @@ import argparse
 import os
 import sys
 
-from landmark_jax.cli import benchmark, calibrate, evaluate, offline, recognize, serve, train
+from landmark_jax.cli import (
+    benchmark, calibrate, evaluate, offline, recognize, regions, serve, train)
 from landmark_jax.cli.common import OneLineErrorParser, debug_flag
 from landmark_jax.errors import UserError
 
 # Command groups, in the order `--help` lists them.
-GROUPS = (train, offline, calibrate, recognize, evaluate, serve, benchmark)
+GROUPS = (train, regions, offline, calibrate, recognize, evaluate, serve, benchmark)
 
 # Besides the library's own `UserError`s: what the operating system says about a path the
 # user gave (a checkpoint folder that is a file, an unreadable output folder, …).
