@@ -9,7 +9,6 @@ from landmark_jax.errors import UsageError
 
 
 def _regions(args) -> int:
-  from landmark_jax.data.labels import REGIONS
   from landmark_jax.data.regions import assign_regions, write_regions_csv
   source, out = pathlib.Path(args.landmarks_csv), pathlib.Path(args.out)
   if out.resolve() == source.resolve():
@@ -35,8 +34,12 @@ def _regions(args) -> int:
   return 0
 
 
+# = landmark_jax.data.labels.REGIONS, written out: importing the data package loads grain,
+# seconds that every command's parsing would pay (a test checks the two agree).
+REGIONS = ("europe_russia", "north_america_oceania", "middle_east_north_africa", "far_east")
+
+
 def register(commands, debug) -> None:
-  from landmark_jax.data.labels import REGIONS  # light: no JAX, so --help stays fast
   regions = commands.add_parser(
       "regions", parents=[debug],
       help="write the curriculum's landmark_id,region CSV (data.regions_csv) from the "

@@ -378,3 +378,8 @@ def test_mistakes_are_one_line_and_status_2(name, tmp_path, capsys):
   assert len(err) == 1 and "error:" in err[0] and needle in err[0], err
   if name != "output over the input":
     assert not out.exists()
+
+
+def test_the_command_line_lists_the_training_regions():
+  from landmark_jax.cli import regions as cli_regions
+  assert cli_regions.REGIONS == REGIONS
