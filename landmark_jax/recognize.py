@@ -51,6 +51,8 @@ class Candidate:
 # `Prediction.reason`: why a photo got "no landmark" (stable codes, for machines).
 REASON_BELOW_THRESHOLD = "below_threshold"  # the best candidate's similarity is under η
 REASON_NO_LANDMARK_NEARBY = "no_landmark_nearby"  # the location filter left no candidate
+# the best candidate clears η, but the photo is far from every reference photo of it (< ρ)
+REASON_FAR_FROM_REFERENCES = "far_from_references"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +65,10 @@ class Prediction:
   name: str | None = None
   location: Location | None = None  # the photo's location, when it was used to filter
   radius_km: float | None = None  # with `location`: how far from it candidates may be
+  # The best similarity to the top candidate's reference photos, when the recognizer checks
+  # class references and that landmark has some (else None)
+  reference_similarity: float | None = None
+  reference_threshold: float | None = None  # ρ, when it was applied
 
   @property
   def is_landmark(self) -> bool:
@@ -74,10 +80,15 @@ class Prediction:
 
     ``"no_landmark_nearby"``: the photo's location left no candidate, every landmark of the
     index being farther than `radius_km` from it; ``"below_threshold"``: the best
-    candidate's similarity (`score`) is below the recognizer's threshold η.
+    candidate's similarity (`score`) is below the recognizer's threshold η;
+    ``"far_from_references"``: the score clears η but the photo's similarity to the
+    candidate's reference photos (`reference_similarity`) is below ρ.
     """
     if self.is_landmark:
       return None
+    if (self.reference_similarity is not None and self.reference_threshold is not None
+        and not threshold.is_landmark(self.reference_similarity, self.reference_threshold)):
+      return REASON_FAR_FROM_REFERENCES
     # Only the location filter empties the candidates: a search always finds a centroid.
     return REASON_BELOW_THRESHOLD if self.candidates else REASON_NO_LANDMARK_NEARBY
 
@@ -86,6 +97,9 @@ class Prediction:
     """`reason` in words, for people (None when it is a landmark)."""
     if self.reason == REASON_BELOW_THRESHOLD:
       return f"best similarity {self.score:.3f} is below the threshold η"
+    if self.reason == REASON_FAR_FROM_REFERENCES:
+      return (f"similarity {self.reference_similarity:.3f} to the reference photos of the best "
+              f"candidate is below the threshold ρ = {self.reference_threshold:.3f}")
     if self.reason == REASON_NO_LANDMARK_NEARBY:
       if self.location is None:  # only a hand-made Prediction gets here
         return "no candidate landmark"
@@ -100,7 +114,7 @@ class Prediction:
             "candidates": [dataclasses.asdict(c) for c in self.candidates],
             "location": None if self.location is None else
             {"latitude": self.location.latitude, "longitude": self.location.longitude},
-            "radius_km": self.radius_km}
+            "radius_km": self.radius_km, "reference_similarity": self.reference_similarity}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,11 +282,16 @@ class Recognizer:
     names: landmark id → name, returned with predictions (default: the index's landmarks.csv).
     radius_km: with a photo location, only landmarks within this great-circle distance stay
       candidates (landmarks without coordinates always stay).
+    reference_threshold: ρ, the similarity to one of its landmark's reference photos that
+      the best candidate must also reach (class references, kept by the index); default:
+      the index's calibrated ``reference_threshold``; None there, or -inf: not checked. A
+      landmark without reference photos is never rejected by it.
   """
 
   def __init__(self, trained: TrainedModel, index: CentroidIndex, *, eta: float | None = None,
                top_k: int = 5, batch_size: int = 8, names: dict | None = None,
-               buckets: Sequence[int] | None = None, radius_km: float = 50.0):
+               buckets: Sequence[int] | None = None, radius_km: float = 50.0,
+               reference_threshold: float | None = None):
     if index.dim != trained.model.embedding_dim:
       raise ValueError(f"index dimension {index.dim} ≠ model embedding "
                        f"{trained.model.embedding_dim}")
@@ -289,6 +308,11 @@ class Recognizer:
                        "(run `landmark-jax calibrate`)")
         eta = -math.inf
     self.eta = threshold.as_threshold(eta)  # compared as float32, like calibration's scores
+    if reference_threshold is None:
+      reference_threshold = index.metadata.get("reference_threshold")
+    self.reference_threshold = (
+        None if reference_threshold is None or index.references is None
+        or reference_threshold == -math.inf else threshold.as_threshold(reference_threshold))
     self.top_k = top_k
     self.radius_km = radius_km
     self.names = dict(names) if names else {
@@ -326,11 +350,15 @@ class Recognizer:
     return set(self._located_labels[distance > self.radius_km].tolist())
 
   def predict_embeddings(self, embeddings: np.ndarray, *, eta: float | None = None,
-                         locations: Sequence[Location | None] | None = None
-                         ) -> list[Prediction]:
+                         locations: Sequence[Location | None] | None = None,
+                         reference_threshold: float | None = None) -> list[Prediction]:
     """Predictions for unit embeddings; `locations` (one per photo, None = unknown) restrict
-    each photo's candidates to landmarks within `radius_km`."""
+    each photo's candidates to landmarks within `radius_km`; `reference_threshold`
+    overrides ρ for this call (-inf: references not checked)."""
     eta = self.eta if eta is None else eta
+    rho = self.reference_threshold if reference_threshold is None else reference_threshold
+    if rho == -math.inf or self.index.references is None:
+      rho = None
     locations = list(locations) if locations is not None else [None] * len(embeddings)
     geo = any(location is not None for location in locations)
     if geo and not len(self._located_labels) and not self._warned_no_coordinates:
@@ -342,7 +370,9 @@ class Recognizer:
     k = min(len(self.index), self.top_k * (64 if geo else 4))
     labels, scores, _ = self.index.search(embeddings, k)
     predictions = []
-    for row_labels, row_scores, location in zip(labels, scores, locations):
+    references = self._reference_similarities(embeddings, labels, locations)
+    for row_labels, row_scores, location, reference in zip(labels, scores, locations,
+                                                           references):
       excluded = self._excluded_labels(location)
       best: dict[int, float] = {}
       for label, score in zip(row_labels, row_scores):
@@ -356,11 +386,29 @@ class Recognizer:
         predictions.append(Prediction(None, -1.0, (), None, location, radius_km))
         continue
       top = candidates[0]
-      landmark = top.landmark_id if threshold.is_landmark(top.score, eta) else None
+      accepted = threshold.is_landmark(top.score, eta) and (
+          rho is None or reference is None or threshold.is_landmark(reference, rho))
+      landmark = top.landmark_id if accepted else None
       predictions.append(Prediction(landmark, top.score, candidates,
                                     self.names.get(landmark) if landmark is not None else None,
-                                    location, radius_km))
+                                    location, radius_km, reference,
+                                    None if reference is None else rho))
     return predictions
+
+  def _reference_similarities(self, embeddings: np.ndarray, labels: np.ndarray,
+                              locations: Sequence[Location | None]) -> list[float | None]:
+    """Each photo's best similarity to the reference photos of its top candidate (the
+    nearest centroid's landmark that the location filter keeps); None where the index keeps
+    no references, that landmark has none, or no candidate is left."""
+    if self.index.references is None:
+      return [None] * len(embeddings)
+    tops = []
+    for row_labels, location in zip(labels, locations):
+      excluded = self._excluded_labels(location)
+      tops.append(next((int(l) for l in row_labels if int(l) not in excluded), -1))
+    covered = self.index.references.covers(tops)
+    similarity = self.index.references.best_similarity(embeddings, tops)
+    return [float(s) if c else None for s, c in zip(similarity, covered)]
 
   def recognize_photos(self, photos: Sequence[Photo], *, eta: float | None = None,
                        use_locations: bool = True) -> list[Prediction]:

@@ -26,12 +26,14 @@ def _embed(args) -> int:
 
 
 def _clean(args) -> int:
-  from landmark_jax.stages.centroids import clean_embeddings, report_markdown, write_cleaning
+  from landmark_jax.stages.centroids import (
+      clean_embeddings, read_reference_ids, report_markdown, write_cleaning)
   from landmark_jax.stages.embed import load_embeddings
   cleaning = config_section(args.config, "default", "cleaning", args.overrides)
+  reference_ids = read_reference_ids(args.references_csv) if args.references_csv else []
   embeddings = load_embeddings(args.embeddings)
-  report = write_cleaning(clean_embeddings(embeddings, cleaning), embeddings.label_map, args.out,
-                          embeddings.checkpoint)
+  report = write_cleaning(clean_embeddings(embeddings, cleaning, reference_ids),
+                          embeddings.label_map, args.out, embeddings.checkpoint)
   print(report_markdown(report))
   print(f"cleaned dataset, report and centroids written to {args.out}")
   return 0
@@ -203,6 +205,11 @@ def register(commands, debug) -> None:
   clean.add_argument("--out", required=True,
                      help="output folder: train_clean.csv, report.md/json, dropped.csv, "
                           "centroids")
+  clean.add_argument("--references-csv", metavar="CSV",
+                     help="reference photos (an `id` column of embedded training photos): each "
+                          "valid cluster must lie within cleaning.reference_similarity of one "
+                          "of its landmark's, and they are the landmark's class references in "
+                          "the index. Default: each valid cluster's medoid is its reference")
   add_config_arg(clean, "default (the paper's); its `cleaning` section is used")
   clean.add_argument("overrides", nargs="*", metavar="key=value",
                      help="CleaningConfig fields, e.g. distance_threshold=0.4 min_cluster_size=3")

@@ -1,5 +1,7 @@
 """Choosing η, the similarity threshold between "a landmark" and "no landmark", for a target
-specificity on a validation set (photos with and without landmarks)."""
+specificity on a validation set (photos with and without landmarks); and ρ, the threshold on
+the similarity to the best candidate's reference photos when the index keeps class
+references, by the same rule on the same photos (docs/decisions.md, "Class references")."""
 
 from __future__ import annotations
 
@@ -45,7 +47,8 @@ def calibrate_on(recognizer, validation: ValidationSet, target_specificity: floa
   that recognition applies. η is not applied; the caller stores it."""
   if not len(validation):
     raise DataError("calibration needs validation photos, with and without landmarks")
-  predictions = recognizer.predict_embeddings(validation.embeddings, eta=-math.inf)
+  predictions = recognizer.predict_embeddings(validation.embeddings, eta=-math.inf,
+                                              reference_threshold=-math.inf)
   scores = np.array([p.score for p in predictions], np.float32)
   non_landmark = validation.is_non_landmark
   eta = eta_for_specificity(scores[non_landmark], target_specificity)
@@ -54,11 +57,37 @@ def calibrate_on(recognizer, validation: ValidationSet, target_specificity: floa
                      bool)
   landmark = ~non_landmark
   accepted = threshold.accepted(scores, eta)
-  return {"eta": eta, "target_specificity": target_specificity,
-          "specificity": float(np.mean(~accepted[non_landmark])),
+  result = {"eta": eta, "target_specificity": target_specificity,
+            **_rates(accepted, correct, non_landmark),
+            "non_landmark_images": int(non_landmark.sum()), "landmark_images": int(landmark.sum())}
+  if recognizer.index.references is not None:
+    result.update(_reference_calibration(predictions, accepted, correct, non_landmark,
+                                         target_specificity))
+  return result
+
+
+def _rates(accepted: np.ndarray, correct: np.ndarray, non_landmark: np.ndarray) -> dict:
+  landmark = ~non_landmark
+  return {"specificity": float(np.mean(~accepted[non_landmark])),
           "sensitivity": float(np.mean(correct[landmark] & accepted[landmark]))
-          if landmark.any() else math.nan,
-          "non_landmark_images": int(non_landmark.sum()), "landmark_images": int(landmark.sum())}
+          if landmark.any() else math.nan}
+
+
+def _reference_calibration(predictions, accepted_by_eta: np.ndarray, correct: np.ndarray,
+                           non_landmark: np.ndarray, target_specificity: float) -> dict:
+  """ρ by η's rule, on the non-landmark photos' similarity to the reference photos of their
+  best candidate (photos whose candidate has no references are not checked, so they do not
+  count); and the rates with both thresholds applied."""
+  similarity = np.array([-np.inf if p.reference_similarity is None else p.reference_similarity
+                         for p in predictions], np.float32)
+  checked = np.array([p.reference_similarity is not None for p in predictions], bool)
+  if not (checked & non_landmark).any():
+    return {}
+  rho = eta_for_specificity(similarity[checked & non_landmark], target_specificity)
+  accepted = accepted_by_eta & (~checked | threshold.accepted(similarity, rho))
+  rates = _rates(accepted, correct, non_landmark)
+  return {"reference_threshold": rho, "specificity_with_references": rates["specificity"],
+          "sensitivity_with_references": rates["sensitivity"]}
 
 
 def calibrate(recognizer, source: ImageSource, target_specificity: float = 0.99
@@ -80,5 +109,7 @@ def calibrated_index(trained, index: CentroidIndex, validation: ValidationSet,
   result["index_edits"] = len(index.metadata.get("edits", []))  # η is as old as this edit
   if photos:
     result["validation_photos"] = photos
-  return index.with_metadata(eta=result["eta"], calibration=result).with_validation(
-      validation), result
+  # ρ from this calibration, or none: a ρ of an earlier calibration would not fit this η.
+  values = {"eta": result["eta"], "calibration": result,
+            "reference_threshold": result.get("reference_threshold")}
+  return index.with_metadata(**values).with_validation(validation), result

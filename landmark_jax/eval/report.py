@@ -104,10 +104,20 @@ class ScoredPhotos:
   nearest: list[Hashable | None]  # None: no candidate survived the geo filter
   scores: np.ndarray
   located: int = 0  # photos whose location was used
+  # With class references (the index's ρ): whether each photo is close enough to its nearest
+  # landmark's reference photos (True where not checked); None: references not applied
+  near_references: np.ndarray | None = None
+  # Each photo's best similarity to its nearest landmark's reference photos (nan: none)
+  reference_similarity: np.ndarray | None = None
 
   def predictions(self, eta: float) -> list[Hashable | None]:
     accepted = threshold.accepted(self.scores, eta)
+    if self.near_references is not None:
+      accepted = accepted & self.near_references
     return [n if n is not None and a else None for n, a in zip(self.nearest, accepted)]
+
+  def without_references(self) -> "ScoredPhotos":
+    return dataclasses.replace(self, near_references=None)
 
 
 def load_locations(path: str | os.PathLike) -> dict[str, Location]:
@@ -132,11 +142,21 @@ def score_embedded(recognizer, embedded, locations: Sequence[Location | None] | 
   restricted by `locations`, one per photo, when given)."""
   predictions = recognizer.predict_embeddings(embedded.embeddings, eta=-math.inf,
                                               locations=locations)
+  near_references, similarity = None, None
+  if recognizer.index.references is not None:
+    similarity = np.array([np.nan if p.reference_similarity is None else p.reference_similarity
+                           for p in predictions], np.float64)
+  if recognizer.reference_threshold is not None:
+    near_references = np.array(
+        [p.reference_similarity is None
+         or threshold.is_landmark(p.reference_similarity, p.reference_threshold)
+         for p in predictions], bool)
   return ScoredPhotos([str(i) for i in embedded.ids],
                       embedded.landmark_ids(),
                       [p.candidates[0].landmark_id if p.candidates else None for p in predictions],
                       np.array([p.score for p in predictions]),
-                      sum(l is not None for l in locations) if locations is not None else 0)
+                      sum(l is not None for l in locations) if locations is not None else 0,
+                      near_references, similarity)
 
 
 def score_groups(scored: ScoredPhotos) -> dict[str, np.ndarray]:
@@ -149,21 +169,25 @@ def score_groups(scored: ScoredPhotos) -> dict[str, np.ndarray]:
           "non-landmark photos": scored.scores[~truth]}
 
 
-PREDICTIONS_HEADER = ("id", "landmark_id", "nearest_landmark_id", "score", "predicted_landmark_id")
+PREDICTIONS_HEADER = ("id", "landmark_id", "nearest_landmark_id", "score", "predicted_landmark_id",
+                      "reference_similarity")
 
 
 def write_predictions(scored: ScoredPhotos, eta: float, path: str | os.PathLike) -> None:
-  """One row per photo: its true landmark, nearest landmark, best score and the prediction
-  at η (empty = none): everything the report's figures are computed from."""
+  """One row per photo: its true landmark, nearest landmark, best score, the prediction at η
+  (and ρ, with class references; empty = none) and the similarity to the nearest landmark's
+  reference photos (empty: not kept): everything the report's figures are computed from."""
   def cell(value):
     return "" if value is None else value
+  similarity = (scored.reference_similarity if scored.reference_similarity is not None
+                else np.full(len(scored.ids), np.nan))
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(PREDICTIONS_HEADER)
     for row in zip(scored.ids, scored.truth, scored.nearest, scored.scores.tolist(),
-                   scored.predictions(eta)):
+                   scored.predictions(eta), similarity.tolist()):
       writer.writerow([cell(row[0]), cell(row[1]), cell(row[2]), repr(float(row[3])),
-                       cell(row[4])])
+                       cell(row[4]), "" if np.isnan(row[5]) else repr(float(row[5]))])
 
 
 def threshold_sweep(scored: ScoredPhotos, num: int = 201) -> dict[str, np.ndarray]:
@@ -227,8 +251,8 @@ def evaluate_scored(scored: ScoredPhotos, eta: float, *,
   check_enough_photos(result["landmark_images"], result["non_landmark_images"], min_photos)
   _mark_small_rows(result, min_photos)
   solution = {i: ([t] if t is not None else []) for i, t in zip(scored.ids, scored.truth)}
-  thresholded = {i: (n, float(s)) for i, n, s in zip(scored.ids, scored.nearest, scored.scores)
-                 if n is not None and threshold.is_landmark(s, eta)}
+  thresholded = {i: (p, float(s)) for i, p, s in zip(scored.ids, scored.predictions(eta),
+                                                    scored.scores) if p is not None}
   everything = {i: (n, float(s)) for i, n, s in zip(scored.ids, scored.nearest, scored.scores)
                 if n is not None}
   if any(solution.values()):
@@ -256,7 +280,7 @@ def _rate_cell(rate: float, interval: Sequence[float], photos: int) -> str:
 
 def _breakdown_table(heading: str, rows: Mapping[str, Mapping[str, Any]],
                      min_photos: int) -> list[str]:
-  lines = ["", f"| {heading} | sensitivity (95 % interval), n photos | share of test set | |",
+  lines = ["", f"| {heading} | sensitivity (95 % interval), n photos | share of landmark photos | |",
            "|---|---|---|---|"]
   for name, row in rows.items():
     note = f"n < {min_photos}: indicative only" if row["images"] < min_photos else ""
@@ -304,6 +328,14 @@ def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
               "| | sensitivity | specificity |", "|---|---|---|",
               _headline_row("without geo-information", geo["without"]),
               _headline_row("with geo-information", geo["with"])]
+  if "references" in result:
+    references = result["references"]
+    lines += ["", f"Class references: a photo whose best score clears η is also checked "
+              f"against its landmark's reference photos (ρ = "
+              f"{references['reference_threshold']:.4f}); the figures above apply both:", "",
+              "| | sensitivity | specificity |", "|---|---|---|",
+              _headline_row("η only (without references)", references["without"]),
+              _headline_row("η and ρ (with references)", references["with"])]
   if "plots" in result:
     lines += ["", *[f"![{name}]({path})" for name, path in result["plots"].items()]]
   return "\n".join(lines) + "\n"
@@ -331,11 +363,13 @@ _HEADLINE = ("sensitivity", "sensitivity_ci", "recognised", "landmark_images",
 def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *,
                  train_counts=None, rare_threshold: int = 10, categories=None,
                  title: str = "Evaluation", geo_scored: ScoredPhotos | None = None,
-                 min_photos: int = MIN_PHOTOS, indexed: set | None = None) -> dict[str, Any]:
+                 min_photos: int = MIN_PHOTOS, indexed: set | None = None,
+                 reference_threshold: float | None = None) -> dict[str, Any]:
   """report.md, report.json, threshold_sweep.png and sensitivity_specificity.png; with
   `geo_scored` (the same photos scored with their locations) a with/without geo table.
   `min_photos` as `evaluate_scored`; `indexed`, the landmarks the index has, to count (and
-  say) how many landmark photos show one it does not have."""
+  say) how many landmark photos show one it does not have. When `scored` applies class
+  references (`near_references`, at `reference_threshold` ρ), a with/without table too."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   result = evaluate_scored(scored, eta, train_counts=train_counts, rare_threshold=rare_threshold,
@@ -365,6 +399,11 @@ def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *
     result["geo"] = {"with": {k: with_geo[k] for k in _HEADLINE},
                      "without": {k: result[k] for k in _HEADLINE},
                      "located_photos": int(geo_scored.located)}
+  if scored.near_references is not None:
+    without = sensitivity_specificity(scored.without_references().predictions(eta), scored.truth)
+    result["references"] = {"with": {k: result[k] for k in _HEADLINE},
+                            "without": {k: without[k] for k in _HEADLINE},
+                            "reference_threshold": reference_threshold}
   result["plots"] = {"threshold sweep": "threshold_sweep.png",
                      "sensitivity–specificity": "sensitivity_specificity.png",
                      "best similarity by kind of photo": "score_distributions.png"}
@@ -399,4 +438,5 @@ def evaluate_recognizer(recognizer, source: ImageSource, out_dir: str | os.PathL
       rare_threshold=rare_threshold,
       categories=(training_source.categories or None) if training_source else None,
       title=title, geo_scored=geo_scored, min_photos=min_photos,
+      reference_threshold=recognizer.reference_threshold,
       indexed=set(recognizer.label_map.to_landmark_ids(np.unique(recognizer.index.labels))))

@@ -4,8 +4,9 @@ A directory holds ``manifest.json`` (format version, dimension, counts, backend 
 settings, the model checkpoint it came from, the threshold η once calibrated, and the size
 and sha256 of every other file), ``centroids.npy`` / ``labels.npy`` / ``cluster_sizes.npy``
 (read with ``allow_pickle=False``), ``label_map.json`` and ``landmarks.csv`` (names,
-coordinates) when given, the embedded photos η was calibrated on (`validation`) once
-calibrated, and ``scann/`` (ScaNN's assets).
+coordinates) when given, the class references (`references`: each landmark's reference
+photos, embedded) when the cleaning gave them, the embedded photos η was calibrated on
+(`validation`) once calibrated, and ``scann/`` (ScaNN's assets).
 `save` writes everything into a temporary sibling and swaps it into place with renames, so
 a crash mid-write leaves the previous index readable.
 
@@ -32,6 +33,9 @@ from landmark_jax.index.exact import ExactSearcher
 from landmark_jax.index.integrity import (FORMAT_VERSION, MANIFEST, REQUIRED_FILES, SCANN_DIR,
                                           IndexFormatError)
 from landmark_jax.index.landmarks import LandmarkInfo, load_landmarks_csv, save_landmarks_csv
+from landmark_jax.index.references import FILES as REFERENCE_FILES
+from landmark_jax.index.references import VECTORS_FILE as REFERENCE_VECTORS
+from landmark_jax.index.references import References
 from landmark_jax.index.validation import EMBEDDINGS_FILE as VALIDATION_EMBEDDINGS
 from landmark_jax.index.validation import FILES as VALIDATION_FILES
 from landmark_jax.index.validation import ValidationSet
@@ -65,7 +69,7 @@ class CentroidIndex:
                metadata: dict[str, Any] | None = None,
                landmarks: dict[Any, LandmarkInfo] | None = None,
                validation: ValidationSet | Callable[[], ValidationSet] | None = None,
-               _scann=None, _scann_info=None):
+               references: References | None = None, _scann=None, _scann_info=None):
     self.centroids = np.ascontiguousarray(centroids, np.float32)
     self.labels = np.asarray(labels, np.int64)
     self.cluster_sizes = np.asarray(cluster_sizes, np.int64)
@@ -76,6 +80,7 @@ class CentroidIndex:
     # The calibration photos' embeddings, or a function reading them when first asked for:
     # recognition never needs them, so loading an index for serving does not read them.
     self._validation = validation
+    self.references = references  # each landmark's reference photos (None: none kept)
     self._scann = _scann
     self._scann_info = _scann_info or {}
     self._exact = None
@@ -86,8 +91,10 @@ class CentroidIndex:
   def build(cls, vectors: np.ndarray, labels: np.ndarray, config: IndexConfig = IndexConfig(),
             *, cluster_sizes: np.ndarray | None = None, label_map: LabelMap | None = None,
             metadata: dict[str, Any] | None = None,
-            landmarks: dict[Any, LandmarkInfo] | None = None) -> "CentroidIndex":
-    """An index over `vectors` (n, d), each carrying `labels[i]`."""
+            landmarks: dict[Any, LandmarkInfo] | None = None,
+            references: References | None = None) -> "CentroidIndex":
+    """An index over `vectors` (n, d), each carrying `labels[i]`; `references`: the class
+    references of its landmarks (by the same labels)."""
     vectors = np.ascontiguousarray(vectors, np.float32)
     labels = np.asarray(labels)
     if vectors.ndim != 2 or len(vectors) != len(labels):
@@ -101,7 +108,7 @@ class CentroidIndex:
     return cls(vectors, labels, sizes, config, label_map=label_map,
                metadata={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                          **(metadata or {})},
-               landmarks=landmarks, _scann=searcher, _scann_info=info)
+               landmarks=landmarks, references=references, _scann=searcher, _scann_info=info)
 
   # Search -----------------------------------------------------------------------------
 
@@ -171,6 +178,8 @@ class CentroidIndex:
         save_landmarks_csv(self.landmarks, staging / "landmarks.csv")
       if self.validation is not None:
         self.validation.save(staging)
+      if self.references is not None:
+        self.references.save(staging)
       if self._scann is not None:
         (staging / "scann").mkdir()
         self._scann.serialize(str(staging / "scann"))
@@ -209,6 +218,11 @@ class CentroidIndex:
     landmarks = None
     if (directory / "landmarks.csv").is_file():
       landmarks = integrity.read_file(directory / "landmarks.csv", load_landmarks_csv)
+    references = None
+    if all((directory / name).is_file() for name in REFERENCE_FILES):
+      references = integrity.read_file(
+          directory / REFERENCE_VECTORS,
+          lambda _: References.load(directory, dim, arrays["labels.npy"]))
     scann_searcher = None
     if manifest["backend"] == "scann":
       if not (directory / SCANN_DIR / scann_backend.ASSETS_FILE).is_file():
@@ -226,7 +240,7 @@ class CentroidIndex:
                config, label_map=label_map,
                metadata={k: v for k, v in manifest.items() if k not in known},
                landmarks=landmarks, validation=_validation_reader(directory, manifest, dim),
-               _scann=scann_searcher, _scann_info=manifest.get("scann"))
+               references=references, _scann=scann_searcher, _scann_info=manifest.get("scann"))
 
   def with_metadata(self, **values) -> "CentroidIndex":
     """The same index with manifest fields added/replaced (e.g. the calibrated ``eta``)."""
@@ -243,10 +257,18 @@ class CentroidIndex:
                        f"for an index of {self.dim}")
     return self._replaced(validation=validation)
 
+  def with_references(self, references: References | None) -> "CentroidIndex":
+    """The same index with other class references (None: none)."""
+    if references is not None and len(references) and references.vectors.shape[1] != self.dim:
+      raise ValueError(f"references of {references.vectors.shape[1]} dimensions for an index "
+                       f"of {self.dim}")
+    return self._replaced(references=references)
+
   def _replaced(self, **changes) -> "CentroidIndex":
     # The searcher is shared: nothing here changes the centroids.
     fields = {"label_map": self.label_map, "metadata": self.metadata,
-              "landmarks": self.landmarks, "validation": self._validation, **changes}
+              "landmarks": self.landmarks, "validation": self._validation,
+              "references": self.references, **changes}
     return CentroidIndex(self.centroids, self.labels, self.cluster_sizes, self.config,
                          **fields, _scann=self._scann, _scann_info=self._scann_info)
 

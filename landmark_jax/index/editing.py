@@ -24,6 +24,7 @@ from landmark_jax.errors import DataError
 from landmark_jax.folders import exclusive_writer
 from landmark_jax.index.centroid_index import CentroidIndex
 from landmark_jax.index.landmarks import LandmarkInfo, describe, find_landmark, merge_metadata
+from landmark_jax.index.references import References
 
 
 def _to_stderr(message: str) -> None:
@@ -45,13 +46,14 @@ def locked_index(directory: str | os.PathLike, *, expected_dim: int | None = Non
 
 
 def _edited(index: CentroidIndex, centroids, labels, sizes, label_map, landmarks, edit,
-            validation) -> CentroidIndex:
+            validation, references: References | None) -> CentroidIndex:
   metadata = {k: v for k, v in index.metadata.items() if k != "created"}
   metadata["edits"] = [*index.metadata.get("edits", []),
                        {**edit, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]
   return CentroidIndex.build(centroids, labels, index.config, cluster_sizes=sizes,
                              label_map=label_map, metadata=metadata,
-                             landmarks=landmarks).with_validation(validation)
+                             landmarks=landmarks, references=references
+                             ).with_validation(validation)
 
 
 def refuse_present(index: CentroidIndex, landmark_ids: Iterable[Hashable]) -> None:
@@ -69,11 +71,15 @@ def refuse_present(index: CentroidIndex, landmark_ids: Iterable[Hashable]) -> No
 
 def add_centroids(index: CentroidIndex, centroids: np.ndarray, centroid_landmarks: Sequence,
                   cluster_sizes: np.ndarray, landmarks: Mapping[Hashable, LandmarkInfo] | None,
-                  edit: dict, *, update_metadata: bool = False) -> CentroidIndex:
+                  edit: dict, *, update_metadata: bool = False,
+                  reference_vectors: np.ndarray | None = None,
+                  reference_landmarks: Sequence = ()) -> CentroidIndex:
   """A new index with centroids of new landmarks added (`centroid_landmarks`: each
   centroid's landmark id); unknown ids are appended to the label map. `landmarks` (a
   landmarks CSV) describes the new landmarks by id or by name; existing landmarks keep
-  their metadata unless `update_metadata` (`index.landmarks.merge_metadata`).
+  their metadata unless `update_metadata` (`index.landmarks.merge_metadata`). The new
+  landmarks' class references (`reference_vectors`, one landmark id each in
+  `reference_landmarks`) join the index's, when it keeps references.
 
   Raises:
     DataError: a landmark that the index already has.
@@ -88,13 +94,17 @@ def add_centroids(index: CentroidIndex, centroids: np.ndarray, centroid_landmark
   merge = merge_metadata(index.landmarks, index.label_map.to_landmark_ids(np.unique(index.labels)),
                          dict.fromkeys(centroid_landmarks), landmarks,
                          update_existing=update_metadata)
+  references = index.references
+  if references is not None and reference_vectors is not None and len(reference_vectors):
+    references = references.joined(References(
+        reference_vectors, [label_map.to_label(l) for l in reference_landmarks]))
   return _edited(index, np.concatenate([index.centroids, centroids]),
                  np.concatenate([index.labels, new_labels]),
                  np.concatenate([index.cluster_sizes, cluster_sizes]), label_map,
                  merge.landmarks,
                  {"op": "add", "landmarks": [str(l) for l in dict.fromkeys(centroid_landmarks)],
                   **edit, "metadata": merge.summary()},
-                 index.validation)
+                 index.validation, references)
 
 
 def remove_landmarks(index: CentroidIndex, landmarks: Iterable[Hashable]) -> CentroidIndex:
@@ -121,10 +131,13 @@ def remove_landmarks(index: CentroidIndex, landmarks: Iterable[Hashable]) -> Cen
   validation = index.validation
   if validation is not None:
     validation = validation.without_landmarks(removed)
+  references = index.references
+  if references is not None:
+    references = references.without_labels(labels)
   return _edited(index, index.centroids[keep], index.labels[keep], index.cluster_sizes[keep],
                  index.label_map, kept_metadata,
                  {"op": "remove", "landmarks": [str(l) for l in landmark_ids],
-                  "centroids": int((~keep).sum())}, validation)
+                  "centroids": int((~keep).sum())}, validation, references)
 
 
 def update_landmarks(index: CentroidIndex, landmarks: Mapping[Hashable, LandmarkInfo]

@@ -29,7 +29,7 @@ MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest_sha256"  # the manifest's own checksum, over the rest of it
 REQUIRED_FILES = ("centroids.npy", "labels.npy", "cluster_sizes.npy")
 OPTIONAL_FILES = ("label_map.json", "landmarks.csv", "validation_embeddings.npy",
-                  "validation.json")
+                  "validation.json", "references.npy", "reference_labels.npy")
 SCANN_DIR = "scann"
 # Calibration puts η one float32 step above a similarity, and float32 dot products of unit
 # vectors can exceed 1 by rounding, so a calibrated η may sit a hair outside [-1, 1].

@@ -10,7 +10,8 @@
     GET  /                     an upload page for people
 
 An answer is `Prediction.to_json()`: for "no landmark", ``reason`` says why
-(``below_threshold`` or ``no_landmark_nearby``), and the upload page words it from that code.
+(``below_threshold``, ``no_landmark_nearby`` or ``far_from_references``), and the upload
+page words it from that code.
 
 Hostile or careless input costs bounded memory and time: bodies are read against a byte
 limit and a read timeout (`body.BodyLimit`), images are refused from their header above a

@@ -3,30 +3,70 @@
 ``clean`` output folder: ``train_clean.csv`` (GLDv2 format: ``landmark_id,images``),
 ``report.json`` / ``report.md``, ``dropped.csv`` (every landmark that lost photos or was kept
 whole: ``landmark_id,photos,kept,dropped,centroids,reason``), ``centroids.npy``
-(L2-normalised), ``centroid_labels.npy`` (dense labels), ``cluster_sizes.npy`` and
-``label_map.json``.
+(L2-normalised), ``centroid_labels.npy`` (dense labels), ``cluster_sizes.npy``,
+``references.npy`` / ``reference_labels.npy`` (the class references: given reference photos,
+else each valid cluster's medoid) and ``label_map.json``.
 """
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import os
 import pathlib
+from typing import Hashable, Sequence
 
 import numpy as np
 
 from landmark_jax.data.labels import LabelMap
-from landmark_jax.errors import MissingFileError
+from landmark_jax.data.sources import read_csv
+from landmark_jax.errors import DataError, MissingFileError
 from landmark_jax.index.centroid_index import CentroidIndex, IndexConfig
 from landmark_jax.index.landmarks import load_landmarks_csv
+from landmark_jax.index.references import FILES as REFERENCE_FILES
+from landmark_jax.index.references import References
 from landmark_jax.stages.cleaning import CleaningConfig, CleaningResult, clean_dataset
 from landmark_jax.stages.embed import Embeddings
 
 
-def clean_embeddings(embeddings: Embeddings, config: CleaningConfig = CleaningConfig()
-                     ) -> CleaningResult:
-  return clean_dataset(embeddings.ids, embeddings.landmark_ids(), embeddings.embeddings, config)
+def clean_embeddings(embeddings: Embeddings, config: CleaningConfig = CleaningConfig(),
+                     reference_ids: Sequence[str] = ()) -> CleaningResult:
+  """Cleans embedded photos; `reference_ids` (photo ids, e.g. a references CSV's) are the
+  reference photos of their landmarks (`clean_dataset`'s `references`)."""
+  return clean_dataset(embeddings.ids, embeddings.landmark_ids(), embeddings.embeddings, config,
+                       references=reference_embeddings(embeddings, reference_ids))
+
+
+def reference_embeddings(embeddings: Embeddings, reference_ids: Sequence[str]
+                         ) -> dict[Hashable, np.ndarray]:
+  """Landmark id → the embeddings of its photos among `reference_ids`.
+
+  Raises:
+    DataError: an id that is not an embedded photo, or a non-landmark photo.
+  """
+  if not len(reference_ids):
+    return {}
+  row_of = {str(i): r for r, i in enumerate(embeddings.ids)}
+  missing = [i for i in reference_ids if str(i) not in row_of]
+  if missing:
+    raise DataError(f"{len(missing)} reference photo id(s) are not among the embedded photos "
+                    f"(first: {', '.join(map(str, missing[:3]))}): reference photos must be "
+                    "training photos of their landmark, embedded by `landmark-jax embed`")
+  landmark_ids = embeddings.landmark_ids()
+  grouped = collections.defaultdict(list)
+  for image_id in reference_ids:
+    row = row_of[str(image_id)]
+    if landmark_ids[row] is None:
+      raise DataError(f"reference photo {image_id} is a non-landmark photo")
+    grouped[landmark_ids[row]].append(row)
+  return {landmark: embeddings.embeddings[rows] for landmark, rows in grouped.items()}
+
+
+def read_reference_ids(path: str | os.PathLike) -> list[str]:
+  """The `id` column of a references CSV (one reference photo per row; its landmark is the
+  photo's own)."""
+  return [row["id"].strip() for row in read_csv(path, ["id"]) if row["id"].strip()]
 
 
 REPORT_MD_ROWS = 50  # affected landmarks shown in report.md; dropped.csv has them all
@@ -34,7 +74,8 @@ DROPPED_CSV_COLUMNS = ("landmark_id", "photos", "kept", "dropped", "centroids", 
 
 
 def _settings_line(settings: dict) -> str:
-  names = ("linkage", "distance_threshold", "min_cluster_size", "keep_landmarks_without_cluster")
+  names = ("linkage", "distance_threshold", "min_cluster_size", "keep_landmarks_without_cluster",
+           "remove_near_duplicates", "near_duplicate_similarity")
   return "Settings: " + ", ".join(f"{name}={settings[name]}" for name in names) + "."
 
 
@@ -66,6 +107,8 @@ def report_markdown(report: dict) -> str:
            f"| landmarks | {report['landmarks_before']} | {report['landmarks_after']} |",
            "", f"Centroids: {report['centroids']}, of which "
            f"{len(report['landmarks_kept_whole'])} for whole landmarks without a valid cluster; "
+           f"near-duplicate photos dropped: {report['near_duplicates_dropped']}; "
+           f"class references: {report['references']}; "
            f"non-landmark images (not cleaned): {report['non_landmark_images']}.", "",
            "| centroids per landmark | landmarks |", "|---|---|"]
   lines += [f"| {k} | {v} |" for k, v in report["clusters_per_landmark_histogram"].items()]
@@ -97,6 +140,8 @@ def write_cleaning(result: CleaningResult, label_map: LabelMap, out_dir: str | o
   np.save(out / "centroid_labels.npy",
           np.array([label_map.to_label(l) for l in result.centroid_landmarks], np.int64))
   np.save(out / "cluster_sizes.npy", result.cluster_sizes.astype(np.int64))
+  References(result.references,
+             [label_map.to_label(l) for l in result.reference_landmarks]).save(out)
   label_map.save(out / "label_map.json")
   (out / "clean.json").write_text(json.dumps({"checkpoint": checkpoint}))
   return report
@@ -114,8 +159,12 @@ def build_centroid_index(clean_dir: str | os.PathLike, config: IndexConfig = Ind
   if checkpoint_id is None and (clean / "clean.json").is_file():
     checkpoint_id = json.loads((clean / "clean.json").read_text()).get("checkpoint")
   centroids = np.load(clean / "centroids.npy", allow_pickle=False)
+  labels = np.load(clean / "centroid_labels.npy", allow_pickle=False)
+  references = None  # a cleaning from before class references existed has none
+  if all((clean / name).is_file() for name in REFERENCE_FILES):
+    references = References.load(clean, centroids.shape[1], labels)
   return CentroidIndex.build(
-      centroids, np.load(clean / "centroid_labels.npy", allow_pickle=False), config,
+      centroids, labels, config, references=references,
       cluster_sizes=np.load(clean / "cluster_sizes.npy", allow_pickle=False),
       label_map=LabelMap.load(clean / "label_map.json"),
       metadata={"checkpoint": checkpoint_id} if checkpoint_id else None,

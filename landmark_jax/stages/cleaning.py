@@ -1,9 +1,14 @@
 """Data cleaning and per-shooting-angle centroids (the paper, §3.3).
 
-Per landmark: agglomerative clustering of its L2-normalised embeddings on cosine distance,
+Per landmark: near-duplicates removed first (a photo whose cosine similarity to a photo
+already kept reaches `near_duplicate_similarity` is "redundant", in the paper's word: the
+same view uploaded twice, resized or recompressed, which would count twice toward a
+cluster's size and pull its centroid); then agglomerative clustering of its L2-normalised embeddings on cosine distance,
 cut at a distance threshold; clusters with at least `min_cluster_size` images are "valid"
 (one per shooting angle); images outside valid clusters are removed from the cleaned
-dataset; each valid cluster's centroid is its L2-normalised mean embedding. A landmark with
+dataset; each valid cluster's centroid is its L2-normalised mean embedding, and its medoid
+(the member photo nearest that mean direction) is the cluster's reference photo for
+recognition (`CleaningResult.references`). A landmark with
 no valid cluster at all keeps one centroid of all its images (or, with
 `keep_landmarks_without_cluster=False`, is dropped); either way every landmark that lost
 images or was kept whole is a row of the report (`CleaningResult.report`), with the reason.
@@ -33,6 +38,7 @@ OUTSIDE_CLUSTERS = "outside_clusters"  # some photos in no valid cluster, droppe
 BELOW_REFERENCE = "below_reference_similarity"  # some photos in clusters far from the references
 KEPT_WHOLE = "no_valid_cluster_kept_whole"  # no valid cluster: one centroid of all photos
 DROPPED = "no_valid_cluster_dropped"  # no valid cluster: every photo dropped, no centroid
+NEAR_DUPLICATE = "near_duplicates"  # some photos repeat a kept photo of the landmark, dropped
 
 
 LINKAGES = ("average", "complete", "single")
@@ -54,6 +60,11 @@ class CleaningConfig:
   # paper's "images outside valid clusters are noise" never meant for a whole landmark.
   # False: the strict rule, such a landmark loses every photo and gets no centroid.
   keep_landmarks_without_cluster: bool = True
+  # Redundant photos: one of two photos of a landmark at this cosine similarity or more is
+  # dropped before clustering (the first in the data's order is kept). 0.995 catches resized
+  # and recompressed copies and leaves distinct photos of one view (docs/decisions.md).
+  remove_near_duplicates: bool = True
+  near_duplicate_similarity: float = 0.995
 
   def __post_init__(self):
     # A value out of range would cluster quietly into nonsense (min_cluster_size=0 makes
@@ -66,6 +77,9 @@ class CleaningConfig:
                       "in (0, 2]")
     if self.min_cluster_size < 1:
       problems.append(f"min_cluster_size {self.min_cluster_size} is not ≥ 1")
+    if not -1 < self.near_duplicate_similarity <= 1:
+      problems.append(f"near_duplicate_similarity {self.near_duplicate_similarity} is not a "
+                      "cosine similarity in (-1, 1]")
     if not -1 <= self.reference_similarity <= 1:
       problems.append(f"reference_similarity {self.reference_similarity} is not in [-1, 1]")
     if self.max_images_per_landmark < 2:
@@ -88,6 +102,7 @@ class LandmarkOutcome:
   outside_clusters: int = 0  # dropped photos that were in no valid cluster
   below_reference: int = 0  # dropped photos of clusters the reference check rejected
   clusters_below_reference: int = 0  # clusters the reference check rejected
+  near_duplicates: int = 0  # dropped photos that repeat a kept photo of the landmark
 
   @property
   def dropped(self) -> int:
@@ -96,10 +111,12 @@ class LandmarkOutcome:
   @property
   def reasons(self) -> tuple[str, ...]:
     """Reason codes; empty when every photo is in a valid cluster."""
+    duplicates = (NEAR_DUPLICATE,) if self.near_duplicates else ()
     if self.valid_clusters == 0:
-      return (KEPT_WHOLE,) if self.kept else (DROPPED,)
+      return ((KEPT_WHOLE,) if self.kept else (DROPPED,)) + duplicates
     return tuple(code for code, count in ((OUTSIDE_CLUSTERS, self.outside_clusters),
-                                          (BELOW_REFERENCE, self.below_reference)) if count)
+                                          (BELOW_REFERENCE, self.below_reference)) if count
+                 ) + duplicates
 
   @property
   def reason(self) -> str:
@@ -110,32 +127,42 @@ class LandmarkOutcome:
     clusters = (f"cluster of min_cluster_size={config.min_cluster_size} or more photos within "
                 f"distance_threshold={config.distance_threshold} ({config.linkage} linkage)")
     below = f"below reference_similarity={config.reference_similarity} to its reference photos"
+    duplicates = (f"; {self.near_duplicates} near-duplicate photo(s) dropped (cosine ≥ "
+                  f"near_duplicate_similarity={config.near_duplicate_similarity} to a kept one)"
+                  if self.near_duplicates else "")
     if self.valid_clusters == 0:
       why = (f"its {self.clusters_below_reference} cluster(s) were all {below}"
              if self.clusters_below_reference else f"no {clusters}")
+      photos = (f"{self.photos - self.near_duplicates} distinct photos" if self.near_duplicates
+                else f"{self.photos} photos")
       if self.kept:
-        return (f"no valid cluster ({why}): kept whole as one centroid of all {self.photos} "
-                "photos (keep_landmarks_without_cluster=True)")
-      return (f"no valid cluster ({why}): all {self.photos} photos dropped, no centroid "
-              "(keep_landmarks_without_cluster=False)")
+        return (f"no valid cluster ({why}): kept whole as one centroid of all {photos} "
+                f"(keep_landmarks_without_cluster=True){duplicates}")
+      return (f"no valid cluster ({why}): all {photos} dropped, no centroid "
+              f"(keep_landmarks_without_cluster=False){duplicates}")
     parts = []
     if self.outside_clusters:
       parts.append(f"{self.outside_clusters} photo(s) outside every {clusters}")
     if self.below_reference:
       parts.append(f"{self.below_reference} photo(s) in {self.clusters_below_reference} "
                    f"cluster(s) {below}")
+    if self.near_duplicates:
+      parts.append(f"{self.near_duplicates} near-duplicate photo(s) (cosine ≥ "
+                   f"near_duplicate_similarity={config.near_duplicate_similarity} to a kept one)")
     return "dropped: " + "; ".join(parts)
 
 
 @dataclasses.dataclass
 class LandmarkClusters:
-  """The outcome for one landmark: a cluster id per image (-1 = removed) and centroids."""
+  """The outcome for one landmark: a cluster id per image (-1 = removed), centroids and the
+  reference photo of each (its cluster's medoid)."""
 
   landmark: Hashable
   assignment: np.ndarray  # (m,) int, -1 for removed images
   centroids: np.ndarray  # (v, D) L2-normalised
   sizes: np.ndarray  # (v,) images per centroid
   outcome: LandmarkOutcome
+  medoids: np.ndarray  # (v,) index into the landmark's images of each cluster's medoid
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
@@ -145,6 +172,29 @@ def _normalize(x: np.ndarray) -> np.ndarray:
 
 def _mean_direction(x: np.ndarray) -> np.ndarray:
   return _normalize(x.mean(0, keepdims=True))[0]
+
+
+def medoid(x: np.ndarray, members: np.ndarray) -> int:
+  """The member (an index into unit rows `x`) with the least summed cosine distance to the
+  others. Σ_j (1 − x_i·x_j) = m − x_i·Σ_j x_j, so it is the member nearest the cluster's
+  mean direction: O(m·D), no m×m matrix."""
+  members = np.asarray(members)
+  return int(members[np.argmax(x[members] @ x[members].sum(0))])
+
+
+def distinct_photos(x: np.ndarray, min_similarity: float) -> np.ndarray:
+  """Indices of the photos (unit rows of `x`) kept when near-duplicates go: in order, a
+  photo is dropped when its cosine similarity to a photo already kept reaches
+  `min_similarity`. O(m · kept · D) time, O(m · D) memory."""
+  kept = np.empty_like(x)
+  indices = []
+  for i, row in enumerate(x):
+    n = len(indices)
+    if n and float((kept[:n] @ row).max()) >= min_similarity:
+      continue
+    kept[n] = row
+    indices.append(i)
+  return np.asarray(indices, np.int64)
 
 
 def cluster_embeddings(embeddings: np.ndarray, linkage: str, threshold: float) -> np.ndarray:
@@ -212,19 +262,20 @@ def _without_valid_cluster(landmark: Hashable, x: np.ndarray, config: CleaningCo
                               clusters_below_reference=rejected)
     return LandmarkClusters(landmark, np.zeros(m, np.int64),
                             _mean_direction(x)[None].astype(np.float32),
-                            np.array([m], np.int64), outcome)
+                            np.array([m], np.int64), outcome,
+                            np.array([medoid(x, np.arange(m))], np.int64))
   outcome = LandmarkOutcome(landmark, photos=m, kept=0, centroids=0, valid_clusters=0,
                             outside_clusters=m - below_reference,
                             below_reference=below_reference,
                             clusters_below_reference=rejected)
   return LandmarkClusters(landmark, np.full(m, -1, np.int64),
-                          np.zeros((0, x.shape[1]), np.float32), np.zeros(0, np.int64), outcome)
+                          np.zeros((0, x.shape[1]), np.float32), np.zeros(0, np.int64), outcome,
+                          np.zeros(0, np.int64))
 
 
-def clean_landmark(landmark: Hashable, embeddings: np.ndarray, config: CleaningConfig,
-                   references: np.ndarray | None = None) -> LandmarkClusters:
-  """Valid clusters of one landmark's images, their centroids, and which images survive."""
-  x = _normalize(embeddings)
+def _clusters_of_distinct(landmark: Hashable, x: np.ndarray, config: CleaningConfig,
+                          references: np.ndarray | None) -> LandmarkClusters:
+  """Valid clusters of photos that are all distinct (unit rows `x`)."""
   sample = _sample(landmark, len(x), config)
   clusters = _size_valid_clusters(x, sample, config)
   clusters = _join_unsampled(x, sample, clusters, config.distance_threshold)
@@ -244,7 +295,26 @@ def clean_landmark(landmark: Hashable, embeddings: np.ndarray, config: CleaningC
                             below_reference=below_reference,
                             clusters_below_reference=int((~near).sum()))
   centroids = np.stack([_mean_direction(x[c]) for c in accepted]).astype(np.float32)
-  return LandmarkClusters(landmark, assignment, centroids, sizes, outcome)
+  medoids = np.array([medoid(x, c) for c in accepted], np.int64)
+  return LandmarkClusters(landmark, assignment, centroids, sizes, outcome, medoids)
+
+
+def clean_landmark(landmark: Hashable, embeddings: np.ndarray, config: CleaningConfig,
+                   references: np.ndarray | None = None) -> LandmarkClusters:
+  """Valid clusters of one landmark's images, their centroids and medoids, and which images
+  survive (near-duplicates never do)."""
+  x = _normalize(embeddings)
+  if not config.remove_near_duplicates:
+    return _clusters_of_distinct(landmark, x, config, references)
+  distinct = distinct_photos(x, config.near_duplicate_similarity)
+  found = _clusters_of_distinct(landmark, x[distinct], config, references)
+  # Back to the landmark's own photo order: duplicates are removed (-1).
+  assignment = np.full(len(x), -1, np.int64)
+  assignment[distinct] = found.assignment
+  outcome = dataclasses.replace(found.outcome, photos=len(x),
+                                near_duplicates=len(x) - len(distinct))
+  return LandmarkClusters(landmark, assignment, found.centroids, found.sizes, outcome,
+                          distinct[found.medoids])
 
 
 def _clean_one(args):
@@ -268,15 +338,19 @@ class CleaningResult:
   landmarks_without_cluster: list  # no valid cluster: kept whole, or dropped (see outcomes)
   outcomes: list  # one LandmarkOutcome per landmark, in order of first appearance
   config: CleaningConfig  # the settings, named by the report's explanations
+  # Each landmark's reference photos for recognition (the index's class references): the
+  # reference photos given to `clean_dataset`, else the medoid of each valid cluster.
+  references: np.ndarray = None  # (R, D) L2-normalised
+  reference_landmarks: list = dataclasses.field(default_factory=list)  # (R,) landmark ids
 
   @property
   def landmarks_kept_whole(self) -> list:
-    return [o.landmark for o in self.outcomes if o.reasons == (KEPT_WHOLE,)]
+    return [o.landmark for o in self.outcomes if o.reasons[:1] == (KEPT_WHOLE,)]
 
   @property
   def landmarks_dropped(self) -> list:
     """Landmarks that lost every photo and have no centroid."""
-    return [o.landmark for o in self.outcomes if o.reasons == (DROPPED,)]
+    return [o.landmark for o in self.outcomes if o.reasons[:1] == (DROPPED,)]
 
   def affected(self) -> list[LandmarkOutcome]:
     """Every landmark that lost photos or was kept whole, the most serious first."""
@@ -292,6 +366,8 @@ class CleaningResult:
         "images_before": images_before,
         "images_after": int(self.keep.sum()),
         "images_dropped": images_before - int(self.keep.sum()),
+        "near_duplicates_dropped": sum(o.near_duplicates for o in self.outcomes),
+        "references": len(self.reference_landmarks),
         "non_landmark_images": sum(l is None for l in self.landmarks),
         "landmarks_before": len(all_landmarks), "landmarks_after": len(kept_landmarks),
         "centroids": int(len(self.centroids)),
@@ -329,7 +405,11 @@ def _log_summary(result: CleaningResult) -> None:
 def clean_dataset(ids: Sequence[str], landmarks: Sequence[Hashable], embeddings: np.ndarray,
                   config: CleaningConfig = CleaningConfig(),
                   references: Mapping[Hashable, np.ndarray] | None = None) -> CleaningResult:
-  """Cleans every landmark (non-landmark images, landmark None, are left out)."""
+  """Cleans every landmark (non-landmark images, landmark None, are left out).
+
+  `references`: landmark id → embeddings of its reference photos, checked against each
+  valid cluster (`CleaningConfig.reference_similarity`) and kept as the landmark's class
+  references; a landmark without any gets its clusters' medoids instead."""
   ids = np.asarray(ids, dtype=object)
   landmarks = list(landmarks)
   groups = collections.defaultdict(list)
@@ -345,18 +425,25 @@ def clean_dataset(ids: Sequence[str], landmarks: Sequence[Hashable], embeddings:
   else:
     outcomes = [_clean_one(job) for job in jobs]
   keep = np.zeros(len(ids), bool)
-  centroids, centroid_landmarks, sizes = [], [], []
+  centroids, centroid_landmarks, sizes, chosen, chosen_landmarks = [], [], [], [], []
   for (landmark, index), outcome in zip(groups.items(), outcomes):
-    keep[np.asarray(index)] = outcome.assignment >= 0
+    index = np.asarray(index)
+    keep[index] = outcome.assignment >= 0
     centroids.append(outcome.centroids)
     centroid_landmarks += [landmark] * len(outcome.centroids)
     sizes.append(outcome.sizes)
+    given = (references or {}).get(landmark)
+    mine = given if given is not None and len(given) else embeddings[index[outcome.medoids]]
+    if len(outcome.centroids):  # a dropped landmark leaves the index: no references
+      chosen.append(_normalize(mine).astype(np.float32))
+      chosen_landmarks += [landmark] * len(mine)
   dim = embeddings.shape[1]
   result = CleaningResult(
       ids, landmarks, keep,
       np.concatenate(centroids) if centroids else np.zeros((0, dim), np.float32),
       centroid_landmarks, np.concatenate(sizes) if sizes else np.zeros(0, np.int64),
       [o.landmark for o in outcomes if o.outcome.valid_clusters == 0],
-      [o.outcome for o in outcomes], config)
+      [o.outcome for o in outcomes], config,
+      np.concatenate(chosen) if chosen else np.zeros((0, dim), np.float32), chosen_landmarks)
   _log_summary(result)
   return result

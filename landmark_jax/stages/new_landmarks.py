@@ -98,5 +98,7 @@ def add_landmarks(index: CentroidIndex, embed_source: Callable, source: ImageSou
                          {"centroids": int(len(result.centroids)),
                           "images": int(result.keep.sum()),
                           "held_back": int(held.sum())},
-                         update_metadata=update_metadata)
+                         update_metadata=update_metadata,
+                         reference_vectors=result.references,
+                         reference_landmarks=result.reference_landmarks)
   return Addition(edited, result, held_back)

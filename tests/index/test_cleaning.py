@@ -1,5 +1,6 @@
 import csv
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -8,8 +9,14 @@ from scipy.spatial.distance import pdist
 
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.stages.centroids import write_cleaning
+from landmark_jax.stages import cleaning
 from landmark_jax.stages.cleaning import (
-    CleaningConfig, LandmarkOutcome, clean_dataset, clean_landmark, cluster_embeddings)
+    LandmarkOutcome, clean_dataset, clean_landmark, cluster_embeddings)
+
+# The clusters here are tight (cosine ≥ 0.995 within many of them), which near-duplicate
+# removal would thin: these tests check the clustering, so they turn it off;
+# tests/index/test_near_duplicates.py checks it.
+CleaningConfig = functools.partial(cleaning.CleaningConfig, remove_near_duplicates=False)
 
 
 def clustered(rng, centers, per_cluster, noise):
@@ -304,18 +311,21 @@ def test_clean_dataset_report_and_clean_csv(workers, keep_whole):
     assert result.centroid_landmarks == [10, 10, 20, 30]
     np.testing.assert_allclose(result.centroids[3], normalised_mean(c), atol=1e-6)
     after = {"images_after": 17, "images_dropped": 0, "landmarks_after": 3, "centroids": 4,
+                 "references": 4,  # one medoid per centroid
              "clusters_per_landmark_histogram": {"1": 2, "2": 1},
              "landmarks_kept_whole": ["30"], "landmarks_dropped": []}
     row = {"kept": 3, "dropped": 0, "centroids": 1, "reason": "no_valid_cluster_kept_whole"}
   else:  # the paper-strict rule: landmark 30 loses its images
     assert result.centroid_landmarks == [10, 10, 20]
     after = {"images_after": 14, "images_dropped": 3, "landmarks_after": 2, "centroids": 3,
+                 "references": 3,
              "clusters_per_landmark_histogram": {"0": 1, "1": 1, "2": 1},
              "landmarks_kept_whole": [], "landmarks_dropped": ["30"]}
     row = {"kept": 0, "dropped": 3, "centroids": 0, "reason": "no_valid_cluster_dropped"}
   assert report == {
       "images_before": 17, "non_landmark_images": 2, "landmarks_before": 3,
-      "landmarks_without_valid_cluster": ["30"], "settings": dataclasses.asdict(config), **after}
+      "landmarks_without_valid_cluster": ["30"], "settings": dataclasses.asdict(config),
+      "near_duplicates_dropped": 0, **after}
   assert without_explanations(rows) == [{"landmark_id": "30", "photos": 3, **row}]
   rows_csv = dict(result.clean_rows())
   assert rows_csv[20] == "img10 img11 img12 img13"

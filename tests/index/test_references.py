@@ -1,0 +1,121 @@
+"""Class references: a candidate whose centroid is close but whose reference photos are far is
+rejected; ρ is calibrated by η's rule; references travel with the index through save, load
+and edits, and a damaged references file is refused."""
+
+import math
+
+import numpy as np
+import pytest
+
+from landmark_jax.data import LabelMap
+from landmark_jax.eval.calibration import calibrate_on, eta_for_specificity
+from landmark_jax.index import CentroidIndex, IndexConfig
+from landmark_jax.index.editing import remove_landmarks
+from landmark_jax.index.integrity import IndexFormatError
+from landmark_jax.index.references import References
+from landmark_jax.index.validation import ValidationSet
+from landmark_jax.recognize import REASON_FAR_FROM_REFERENCES, Recognizer
+
+DIM = 64  # the session's tiny model
+
+
+def e(i):
+  return np.eye(DIM, dtype=np.float64)[i]
+
+
+def unit(x):
+  x = np.asarray(x, np.float64)
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def mix(a, b, cos):
+  """The unit vector at cosine `cos` to unit `a`, in the plane of `a` and `b` (b ⟂ a)."""
+  return cos * a + math.sqrt(1 - cos * cos) * b
+
+
+def hand_index():
+  """Landmark "arch" (label 0): one centroid e0, whose cluster was two views, so its
+  reference photos are e0 ± 0.8·e2 (cosine 0.6 to e0 each: the mean lies between them).
+  Landmark "dome" (label 1): centroid e1, reference photo e1 itself."""
+  references = References(unit([mix(e(0), e(2), 0.6), mix(e(0), -e(2), 0.6), e(1)]), [0, 0, 1])
+  return CentroidIndex.build(unit([e(0), e(1)]), [0, 1], IndexConfig(backend="exact"),
+                             label_map=LabelMap(("arch", "dome")),
+                             metadata={"eta": 0.8, "reference_threshold": 0.7},
+                             references=references)
+
+
+def test_a_planted_candidate_near_the_centroid_but_far_from_the_references_is_rejected(trained):
+  recognizer = Recognizer(trained, hand_index())
+  # Query 1: cosine 0.95 to the arch's centroid (clears η = 0.8) but off to the side, along
+  # e3: its similarity to each reference is 0.95 · 0.6 = 0.57 < ρ = 0.7.
+  planted = mix(e(0), e(3), 0.95)
+  # Query 2: one of the arch's two views, cosine 0.9 to a reference photo: 0.9 ≥ ρ.
+  view = mix(unit(mix(e(0), e(2), 0.6)), e(3), 0.9)
+  # Query 3: the dome, cosine 0.85 to its centroid, which is also its reference.
+  dome = mix(e(1), e(4), 0.85)
+  planted_answer, view_answer, dome_answer = recognizer.predict_embeddings(
+      unit([planted, view, dome]).astype(np.float32))
+  assert planted_answer.candidates[0].landmark_id == "arch"
+  assert planted_answer.score == pytest.approx(0.95, abs=1e-6)
+  assert planted_answer.reference_similarity == pytest.approx(0.95 * 0.6, abs=1e-6)
+  assert planted_answer.landmark_id is None
+  assert planted_answer.reason == REASON_FAR_FROM_REFERENCES
+  assert "below the threshold ρ = 0.700" in planted_answer.reason_text
+  # The view: its centroid score is 0.9 · 0.6 = 0.54 < η, so η alone rejects it.
+  assert view_answer.landmark_id is None and view_answer.reason == "below_threshold"
+  assert view_answer.reference_similarity == pytest.approx(0.9, abs=1e-6)
+  assert dome_answer.landmark_id == "dome"
+  assert dome_answer.reference_similarity == pytest.approx(0.85, abs=1e-6)
+  # Without the references check (ρ = -inf) the planted candidate is accepted.
+  unchecked = Recognizer(trained, hand_index(), reference_threshold=-math.inf)
+  assert unchecked.predict_embeddings(unit([planted]).astype(np.float32))[0].landmark_id == "arch"
+
+
+def test_a_landmark_without_references_is_not_rejected_by_them(trained):
+  index = hand_index()
+  index = index.with_references(References(index.references.vectors[:2], [0, 0]))  # dome: none
+  answer = Recognizer(trained, index).predict_embeddings(
+      unit([mix(e(1), e(4), 0.85)]).astype(np.float32))[0]
+  assert answer.landmark_id == "dome" and answer.reference_similarity is None
+
+
+def test_rho_is_calibrated_by_the_rule_of_eta(trained):
+  # Ten non-landmark photos at cosine 0.9 to the arch's centroid, each at a different
+  # similarity to its references, and two arch photos.
+  non_landmarks = []
+  for i, c in enumerate(np.linspace(0.3, 0.75, 10)):
+    # x = 0.9·e0 + y·e2 + z·e(13+i), a unit vector: x·e0 = 0.9, and x·r1 = 0.9·0.6 + 0.8·y
+    # = 0.9·c against the first reference (r1 = 0.6·e0 + 0.8·e2).
+    y = (0.9 * c - 0.54) / 0.8
+    non_landmarks.append(0.9 * e(0) + y * e(2) + math.sqrt(1 - 0.81 - y * y) * e(13 + i))
+  arch = [unit(mix(e(0), e(2), 0.6)), unit(mix(e(0), -e(2), 0.6))]
+  vectors = unit(np.array(non_landmarks + arch)).astype(np.float32)
+  validation = ValidationSet([f"v{i}" for i in range(12)], [None] * 10 + ["arch", "arch"],
+                             vectors)
+  index = hand_index()
+  result = calibrate_on(Recognizer(trained, index, eta=-math.inf), validation, 0.8)
+  # By hand: each non-landmark's best reference similarity is against whichever of the two
+  # references it leans to; ρ rejects 8 of the 10, η's rule on those 10 numbers.
+  references = index.references.vectors.astype(np.float64)[:2]
+  best = (vectors[:10].astype(np.float64) @ references.T).max(1)
+  assert result["reference_threshold"] == eta_for_specificity(best, 0.8)
+  assert result["specificity_with_references"] >= result["specificity"]
+
+
+def test_references_survive_save_load_and_leave_with_a_removed_landmark(tmp_path):
+  index = hand_index()
+  index.save(tmp_path / "index")
+  loaded = CentroidIndex.load(tmp_path / "index")
+  np.testing.assert_array_equal(loaded.references.vectors, index.references.vectors)
+  np.testing.assert_array_equal(loaded.references.labels, [0, 0, 1])
+  assert loaded.metadata["reference_threshold"] == 0.7
+  edited = remove_landmarks(loaded, ["dome"])
+  np.testing.assert_array_equal(edited.references.labels, [0, 0])
+
+
+def test_a_reference_of_a_landmark_without_centroid_is_a_damaged_index(tmp_path):
+  index = hand_index()
+  index = index.with_references(References(index.references.vectors, [0, 0, 5]))
+  index.save(tmp_path / "index")
+  with pytest.raises(IndexFormatError, match=r"reference_labels\.npy.*\[5\].*no centroid"):
+    CentroidIndex.load(tmp_path / "index")
