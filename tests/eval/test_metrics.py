@@ -87,15 +87,18 @@ def test_sensitivity_specificity_and_breakdowns_by_hand():
   assert (result["rejected"], result["non_landmark_images"]) == (3, 4)
   assert result["sensitivity_ci"] == pytest.approx(score_equation_roots(4, 6))
   assert result["specificity_ci"] == pytest.approx(score_equation_roots(3, 4))
-  # Rare = #2 (3 training images < 10); frequent = #1 and #3.
+  # Rare = #2 (3 training images < 10); frequent = #1 and #3. The share is the paper's "part
+  # from total number": of the 6 landmark photos (not of all 10 photos), frequent holds 5/6
+  # and rare 1/6.
   assert result["by_frequency"] == {
       "frequent": {"sensitivity": pytest.approx(3 / 5), "recognised": 3, "images": 5,
-                   "share": 0.5, "sensitivity_ci": pytest.approx(score_equation_roots(3, 5))},
-      "rare": {"sensitivity": 1.0, "recognised": 1, "images": 1, "share": 0.1,
+                   "share": pytest.approx(5 / 6),
+                   "sensitivity_ci": pytest.approx(score_equation_roots(3, 5))},
+      "rare": {"sensitivity": 1.0, "recognised": 1, "images": 1, "share": pytest.approx(1 / 6),
                "sensitivity_ci": pytest.approx(score_equation_roots(1, 1))}}
   assert result["by_category"]["church"] == {
-      "sensitivity": pytest.approx(3 / 5), "recognised": 3, "images": 5, "share": 0.5,
-      "sensitivity_ci": pytest.approx(score_equation_roots(3, 5))}
+      "sensitivity": pytest.approx(3 / 5), "recognised": 3, "images": 5,
+      "share": pytest.approx(5 / 6), "sensitivity_ci": pytest.approx(score_equation_roots(3, 5))}
   assert result["by_category"]["bridge"]["sensitivity"] == 1.0
 
 
@@ -217,9 +220,12 @@ def test_evaluate_revisited_refuses_a_pickle_before_loading_the_model(tmp_path, 
   lines = capsys.readouterr().err.splitlines()
   assert len(lines) == 1 and "gnd_roxford5k.pkl" in lines[0] and "--trust-pickle" in lines[0]
   assert not marker.exists()
-  # With the flag the pickle check passes and the run goes on to the model, which is missing.
+  # With the flag the pickle is trusted and read (its code runs: the user vouched for it). It
+  # holds no ground truth, which is said in one line, still before the model is looked for.
   assert main(args + ["--trust-pickle"]) == 2
-  assert "no_such_run" in capsys.readouterr().err
+  lines = capsys.readouterr().err.splitlines()
+  assert len(lines) == 1 and "is not a revisitop ground truth" in lines[0], lines
+  assert "no_such_run" not in lines[0]
 
 
 def test_query_is_cropped_to_its_box():
