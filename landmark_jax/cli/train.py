@@ -13,7 +13,8 @@ def _demo(args) -> int:
   from landmark_jax.demo import run_demo
   setup_logging()
   use_compilation_cache()
-  run_demo(args.workdir, fresh=args.fresh, overrides=tuple(args.overrides))
+  run_demo(args.workdir, fresh=args.fresh, overrides=tuple(args.overrides),
+           second_round=not args.single_round)
   return 0
 
 
@@ -62,10 +63,16 @@ def register(commands, debug) -> None:
   from landmark_jax.configs import config_names  # not landmark_jax.config: --help stays fast
   demo = commands.add_parser(
       "demo", parents=[debug],
-      help="the whole pipeline on the embedded dataset: train, clean, index, recognise")
+      help="the whole pipeline on the embedded dataset: train, clean, train again on the "
+           "cleaned photos, clean into centroids, index, calibrate, recognise")
   demo.add_argument("--workdir", default="workdir/demo",
-                    help="every step's output; a second run reuses it")
+                    help="every step's output (the first round's in round1/); a second run "
+                         "reuses it")
   demo.add_argument("--fresh", action="store_true", help="delete the workdir and start over")
+  demo.add_argument("--single-round", action="store_true",
+                    help="train once, on every training photo, and index that model (as "
+                         "`landmark-jax ablation` does), instead of training again on the "
+                         "photos the first cleaning kept")
   demo.add_argument("overrides", nargs="*", metavar="key=value",
                     help="overrides of the tiny_cpu config")
   demo.set_defaults(run=_demo)

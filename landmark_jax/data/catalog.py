@@ -28,7 +28,10 @@ class DataConfig:
   root: str = ""  # dataset folder (gldv2, folder)
   csv: str = "train.csv"  # gldv2: id,url,landmark_id
   image_dir: str = ""  # gldv2: folder of <a>/<b>/<c>/<id>.jpg ("" = images/ or train/)
-  clean_csv: str = ""  # gldv2: landmark_id,images — keep only these (e.g. train_clean.csv)
+  # landmark_id,images (GLDv2's train_clean.csv, or `landmark-jax clean`'s): train on these
+  # landmark photos and every non-landmark one; in root or from the working directory (all
+  # kinds but tfds)
+  clean_csv: str = ""
   non_landmark_csv: str = ""  # gldv2: id[,url] of photos without a landmark
   regions_csv: str = ""  # landmark_id,region for curriculum learning ("" = one stage)
   categories_csv: str = ""  # landmark_id,category (train_label_to_category.csv)
@@ -55,8 +58,8 @@ _DEMO_CSV = {"val": "val.csv", "test": "test.csv", "holdout": "test.csv"}
 def _train_source(data: DataConfig, label_map: LabelMap | None) -> ImageSource:
   if data.kind == "demo":
     return GLDv2Source(data.root or demo_dataset(), csv="train.csv",
-                       non_landmark_csv="non_landmark.csv", regions_csv="landmarks.csv",
-                       label_map=label_map)
+                       clean_csv=data.clean_csv or None, non_landmark_csv="non_landmark.csv",
+                       regions_csv="landmarks.csv", label_map=label_map)
   if data.kind == "gldv2":
     if not data.root:
       raise ConfigError("data.kind=gldv2 needs data.root=<the dataset folder>")
@@ -69,7 +72,10 @@ def _train_source(data: DataConfig, label_map: LabelMap | None) -> ImageSource:
     if not data.root:
       raise ConfigError("data.kind=folder needs data.root=<the image folder>")
     return ImageFolderSource(data.root, non_landmark_dir=data.non_landmark_dir,
-                             regions_csv=data.regions_csv or None, label_map=label_map)
+                             regions_csv=data.regions_csv or None,
+                             clean_csv=data.clean_csv or None, label_map=label_map)
+  if data.clean_csv:  # not needed yet: TfdsSource would select by its ids (name/split/i)
+    raise ConfigError("data.clean_csv works with data.kind=demo, gldv2 or folder, not tfds")
   return TfdsSource(data.tfds_name, split=data.tfds_split, data_dir=data.tfds_data_dir or None,
                     image_key=data.tfds_image_key, label_key=data.tfds_label_key,
                     non_landmark_value=None if data.tfds_non_landmark_value < 0

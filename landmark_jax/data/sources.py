@@ -52,6 +52,60 @@ def read_landmark_table(path: str | os.PathLike, column: str) -> dict[Hashable, 
           for row in read_csv(path, ["landmark_id", column]) if row[column].strip()}
 
 
+def find_data_file(root: str | os.PathLike, name: str | os.PathLike, what: str) -> pathlib.Path:
+  """A file a data config names: absolute as given; relative, in the dataset folder `root`
+  (GLDv2 ships ``train_clean.csv`` there), else from the working directory (where
+  `landmark-jax clean --out` wrote one)."""
+  path = pathlib.Path(name)
+  if path.is_absolute():
+    candidates = [path]
+  else:
+    candidates = [pathlib.Path(root) / path, path.absolute()]
+  for candidate in candidates:
+    if candidate.is_file():
+      return candidate
+  raise MissingFileError(f"{what} not found: " + " nor ".join(map(str, dict.fromkeys(candidates))))
+
+
+def read_clean_csv(path: str | os.PathLike) -> dict[str, Hashable]:
+  """``image id → landmark id`` of a ``landmark_id,images`` CSV (images space-separated):
+  GLDv2's ``train_clean.csv`` or the one `landmark-jax clean` writes."""
+  clean: dict[str, Hashable] = {}
+  for row in read_csv(path, ["landmark_id", "images"]):
+    landmark_id = parse_id(row["landmark_id"])
+    for image_id in row["images"].split():
+      if clean.setdefault(image_id, landmark_id) != landmark_id:
+        raise DataError(f"{path} lists photo {image_id} under two landmarks "
+                        f"({clean[image_id]!r} and {landmark_id!r})")
+  return clean
+
+
+def select_clean(ids: Sequence[str], landmark_ids: Sequence[Hashable], clean_csv: pathlib.Path,
+                 data: str) -> list[int]:
+  """Indices of the photos to train on after cleaning: the landmark photos `clean_csv` lists
+  and every non-landmark photo (landmark None; a clean CSV lists landmark photos only, and
+  the non-landmark class must still be trained).
+
+  Raises:
+    DataError: the CSV names photos `data` does not have, or gives one another landmark: it
+      was made from other data, and training would quietly drop what it names.
+  """
+  clean = read_clean_csv(clean_csv)
+  landmark_of = dict(zip(ids, landmark_ids))
+  unknown = [image_id for image_id in clean if image_id not in landmark_of]
+  if unknown:
+    raise DataError(f"{clean_csv} names {len(unknown)} photo(s) that {data} does not have "
+                    f"(first: {', '.join(unknown[:3])}): was it made from other data?")
+  moved = [image_id for image_id, landmark in clean.items() if landmark_of[image_id] != landmark]
+  if moved:
+    first = moved[0]
+    raise DataError(f"{clean_csv} puts {len(moved)} photo(s) under another landmark than "
+                    f"{data} does (first: {first}, {clean[first]!r} there, "
+                    f"{landmark_of[first]!r} here): was it made from other data?")
+  return [i for i, (image_id, landmark) in enumerate(zip(ids, landmark_ids))
+          if landmark is None or image_id in clean]
+
+
 class ImageSource:
   """Common machinery: parallel arrays of ids, labels and file paths, plus the label map."""
 
@@ -121,7 +175,10 @@ class GLDv2Source(ImageSource):
       case, e.g. ``abc123.png``) names its file as it is (``<a>/<b>/<c>/abc123.png``);
       any other id is GLDv2's bare hash and gets ``.jpg``.
     clean_csv: optional ``landmark_id,images`` (space-separated ids) — GLDv2's
-      ``train_clean.csv`` or the output of `landmark-jax clean`; only those images are kept.
+      ``train_clean.csv`` or the output of `landmark-jax clean`, in `root` or from the working
+      directory (`find_data_file`); only those landmark photos are kept, and every
+      non-landmark one (rows of `csv` without a landmark id, `non_landmark_csv`). Labels come
+      from the kept photos, as the model trained on them knows them.
     non_landmark_csv: optional ``id[,url]`` list of photos without a landmark.
     regions_csv: optional CSV with ``landmark_id,region`` (any extra columns, e.g. a
       ``landmarks.csv`` with ``name``, are fine) for curriculum learning.
@@ -146,9 +203,8 @@ class GLDv2Source(ImageSource):
     landmark_ids: list = [parse_id(row["landmark_id"]) if row["landmark_id"].strip() else None
                           for row in rows]
     if clean_csv:
-      keep = {image_id for row in read_csv(self.root / clean_csv, ["landmark_id", "images"])
-              for image_id in row["images"].split()}
-      selected = [i for i, image_id in enumerate(ids) if image_id in keep]
+      selected = select_clean(ids, landmark_ids,
+                              find_data_file(self.root, clean_csv, "clean CSV"), self.root / csv)
       ids, landmark_ids = [ids[i] for i in selected], [landmark_ids[i] for i in selected]
     if non_landmark_csv:
       extra = [row["id"].strip() for row in read_csv(self.root / non_landmark_csv, ["id"])]
@@ -186,10 +242,13 @@ class GLDv2Source(ImageSource):
 
 class ImageFolderSource(ImageSource):
   """``<root>/<landmark>/*.{jpg,jpeg,png,webp}``; the folder `non_landmark_dir` holds photos
-  without a landmark. Landmark ids are the folder names (integers when they parse as such)."""
+  without a landmark. Landmark ids are the folder names (integers when they parse as such),
+  photo ids ``<folder>/<file name without extension>``. `clean_csv`: keep only the landmark
+  photos it lists (and every non-landmark one), as `GLDv2Source`'s."""
 
   def __init__(self, root: str | os.PathLike, *, non_landmark_dir: str = "non_landmark",
-               regions_csv: str | None = None, label_map: LabelMap | None = None):
+               regions_csv: str | None = None, clean_csv: str | os.PathLike | None = None,
+               label_map: LabelMap | None = None):
     root = pathlib.Path(root)
     if not root.is_dir():
       raise MissingFileError(f"image folder not found: {root}")
@@ -203,6 +262,11 @@ class ImageFolderSource(ImageSource):
           paths.append(str(path))
     if not ids:
       raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}/<landmark>/")
+    if clean_csv:
+      selected = select_clean(ids, landmark_ids, find_data_file(root, clean_csv, "clean CSV"),
+                              root)
+      ids, landmark_ids, paths = ([ids[i] for i in selected], [landmark_ids[i] for i in selected],
+                                  [paths[i] for i in selected])
     regions = read_landmark_table(regions_csv, "region") if regions_csv else None
     if label_map is None:
       label_map = LabelMap.from_ids((lid for lid in landmark_ids if lid is not None), regions)

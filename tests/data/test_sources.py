@@ -61,9 +61,10 @@ def test_missing_files_are_counted_up_front(landmarks_mini, tmp_path, caplog):
 def test_clean_csv_keeps_only_listed_images(landmarks_mini, tmp_path):
   rows = read_rows(landmarks_mini / "train.csv")
   kept = [r["id"] for r in rows[:5]]
-  with open(tmp_path / "train_clean.csv", "w") as f:
+  with open(tmp_path / "train_clean.csv", "w") as f:  # each photo under its own landmark
     f.write("landmark_id,images\n")
-    f.write(f"{rows[0]['landmark_id']},{' '.join(kept)}\n")
+    for landmark in dict.fromkeys(r["landmark_id"] for r in rows[:5]):
+      f.write(f"{landmark},{' '.join(r['id'] for r in rows[:5] if r['landmark_id'] == landmark)}\n")
   os.symlink(landmarks_mini / "images", tmp_path / "images")
   os.symlink(landmarks_mini / "train.csv", tmp_path / "train.csv")
   source = GLDv2Source(tmp_path, clean_csv="train_clean.csv")
