@@ -284,7 +284,8 @@ class Recognizer:
       candidates (landmarks without coordinates always stay).
     reference_threshold: ρ, the similarity to one of its landmark's reference photos that
       the best candidate must also reach (class references, kept by the index); default:
-      the index's calibrated ``reference_threshold``; None there, or -inf: not checked. A
+      the index's calibrated ``reference_threshold`` (and then the default η is the one
+      calibrated with it, ``eta_with_references``); None there, or -inf: not checked. A
       landmark without reference photos is never rejected by it.
   """
 
@@ -301,18 +302,24 @@ class Recognizer:
     self.trained = trained
     self.index = index
     self.label_map = index.label_map or trained.label_map
-    if eta is None:
-      eta = index.metadata.get("eta")
-      if eta is None:
-        logger.warning("the index has no calibrated eta: every photo gets its nearest landmark "
-                       "(run `landmark-jax calibrate`)")
-        eta = -math.inf
-    self.eta = threshold.as_threshold(eta)  # compared as float32, like calibration's scores
     if reference_threshold is None:
       reference_threshold = index.metadata.get("reference_threshold")
     self.reference_threshold = (
         None if reference_threshold is None or index.references is None
         or reference_threshold == -math.inf else threshold.as_threshold(reference_threshold))
+    # η without references: the one given, else the index's (what `evaluate` compares with).
+    self.eta_without_references = threshold.as_threshold(
+        eta if eta is not None else index.metadata.get("eta", -math.inf))
+    if eta is None:
+      # Calibrated together with ρ, η rejects only what the references do not.
+      eta = index.metadata.get("eta")
+      if self.reference_threshold is not None:
+        eta = index.metadata.get("eta_with_references", eta)
+      if eta is None:
+        logger.warning("the index has no calibrated eta: every photo gets its nearest landmark "
+                       "(run `landmark-jax calibrate`)")
+        eta = -math.inf
+    self.eta = threshold.as_threshold(eta)  # compared as float32, like calibration's scores
     self.top_k = top_k
     self.radius_km = radius_km
     self.names = dict(names) if names else {

@@ -81,17 +81,21 @@ def report_calibration(result: dict, where: str, index_dir) -> None:
   print(f"η = {result['eta']:.4f} for a target specificity of {result['target_specificity']:.1%}: "
         f"specificity {result['specificity']:.1%} (n = {result['non_landmark_images']}), "
         f"sensitivity {sensitivity}")
-  if "reference_threshold" in result:
-    print(f"ρ = {result['reference_threshold']:.4f} (class references, the same rule): with η "
-          f"and ρ, specificity {result['specificity_with_references']:.1%}, sensitivity "
-          f"{result['sensitivity_with_references']:.1%}")
+  if result.get("reference_threshold") is not None:
+    print(f"class references: ρ = {result['reference_threshold']:.4f} with η = "
+          f"{result['eta_with_references']:.4f} (calibrated together for the same target): "
+          f"specificity {result['specificity_with_references']:.1%}, sensitivity "
+          f"{result['sensitivity_with_references']:.1%}; recognition applies both")
+  elif "reference_threshold" in result:
+    print("class references: no ρ raised sensitivity at this specificity on these photos, so "
+          "recognition applies η alone")
   if result["non_landmark_images"] < FEW_PHOTOS:
     print(f"warning: η rests on {result['non_landmark_images']} non-landmark photos; "
           f"{FEW_PHOTOS} or more make it worth trusting", file=sys.stderr)
   if 0 < result["landmark_images"] < FEW_PHOTOS:
     print(f"warning: sensitivity rests on {result['landmark_images']} landmark photos; "
           f"{FEW_PHOTOS} or more make it worth reading", file=sys.stderr)
-  print(f"{'η and ρ' if 'reference_threshold' in result else 'η'} stored in {index_dir}/manifest.json, with the validation photos' embeddings "
+  print(f"{'η and ρ' if result.get('reference_threshold') is not None else 'η'} stored in {index_dir}/manifest.json, with the validation photos' embeddings "
         "(`calibrate` without photos, or `add-landmarks --recalibrate`, reuses them)")
 
 

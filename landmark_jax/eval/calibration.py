@@ -1,7 +1,8 @@
 """Choosing η, the similarity threshold between "a landmark" and "no landmark", for a target
-specificity on a validation set (photos with and without landmarks); and ρ, the threshold on
-the similarity to the best candidate's reference photos when the index keeps class
-references, by the same rule on the same photos (docs/decisions.md, "Class references")."""
+specificity on a validation set (photos with and without landmarks); and, when the index
+keeps class references, ρ — the threshold on the similarity to the best candidate's
+reference photos — with the η that goes with it, for the same target on the same photos
+(docs/decisions.md, "Class references")."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def calibrate_on(recognizer, validation: ValidationSet, target_specificity: floa
             **_rates(accepted, correct, non_landmark),
             "non_landmark_images": int(non_landmark.sum()), "landmark_images": int(landmark.sum())}
   if recognizer.index.references is not None:
-    result.update(_reference_calibration(predictions, accepted, correct, non_landmark,
+    result.update(_reference_calibration(predictions, scores, correct, non_landmark,
                                          target_specificity))
   return result
 
@@ -73,20 +74,52 @@ def _rates(accepted: np.ndarray, correct: np.ndarray, non_landmark: np.ndarray) 
           if landmark.any() else math.nan}
 
 
-def _reference_calibration(predictions, accepted_by_eta: np.ndarray, correct: np.ndarray,
-                           non_landmark: np.ndarray, target_specificity: float) -> dict:
-  """ρ by η's rule, on the non-landmark photos' similarity to the reference photos of their
-  best candidate (photos whose candidate has no references are not checked, so they do not
-  count); and the rates with both thresholds applied."""
+def _eta_given(scores: np.ndarray, passes: np.ndarray, non_landmark: np.ndarray,
+               target: float) -> float:
+  """η for the target specificity when the non-landmark photos that fail the references
+  (`~passes`) are rejected anyway: η rejects only as many of the others as are still
+  needed (-1, accepting every score, when none are)."""
+  needed = math.ceil(target * int(non_landmark.sum()) - 1e-9)
+  still = needed - int((non_landmark & ~passes).sum())
+  if still <= 0:
+    return -1.0  # every score reaches it (cosine ≥ -1): ρ alone meets the target
+  return threshold.threshold_rejecting(np.sort(scores[non_landmark & passes])[still - 1])
+
+
+def _reference_calibration(predictions, scores: np.ndarray, correct: np.ndarray,
+                           non_landmark: np.ndarray, target_specificity: float,
+                           max_candidates: int = 512) -> dict:
+  """ρ and η together, for the target specificity, with the most validation sensitivity.
+
+  ρ's candidates are the thresholds just above each non-landmark photo's similarity to its
+  best candidate's references (the values where the rule changes, as for η; quantiles of
+  them beyond `max_candidates`), and -inf, which leaves η alone. For each, η is chosen as
+  `_eta_given`; the pair whose validation sensitivity is highest wins, the lower ρ on ties,
+  so references are used only when they buy sensitivity at the same specificity and the
+  rule never does worse on the validation photos than η alone. Photos whose candidate has
+  no references are not checked."""
   similarity = np.array([-np.inf if p.reference_similarity is None else p.reference_similarity
                          for p in predictions], np.float32)
   checked = np.array([p.reference_similarity is not None for p in predictions], bool)
-  if not (checked & non_landmark).any():
+  values = np.unique(similarity[checked & non_landmark])
+  if not len(values):
     return {}
-  rho = eta_for_specificity(similarity[checked & non_landmark], target_specificity)
-  accepted = accepted_by_eta & (~checked | threshold.accepted(similarity, rho))
-  rates = _rates(accepted, correct, non_landmark)
-  return {"reference_threshold": rho, "specificity_with_references": rates["specificity"],
+  if len(values) > max_candidates:
+    values = np.unique(np.quantile(values, np.linspace(0, 1, max_candidates),
+                                   method="nearest"))
+  best = None
+  for rho in [-math.inf] + [threshold.threshold_rejecting(v) for v in values]:
+    passes = ~checked | threshold.accepted(similarity, rho)
+    eta = _eta_given(scores, passes, non_landmark, target_specificity)
+    accepted = threshold.accepted(scores, eta) & passes
+    rates = _rates(accepted, correct, non_landmark)
+    if best is None or rates["sensitivity"] > best[2]["sensitivity"]:
+      best = (rho, eta, rates)
+  rho, eta, rates = best
+  if rho == -math.inf:  # the references bought nothing on these photos: not applied
+    rho = eta = None
+  return {"reference_threshold": rho, "eta_with_references": eta,
+          "specificity_with_references": rates["specificity"],
           "sensitivity_with_references": rates["sensitivity"]}
 
 
@@ -109,7 +142,9 @@ def calibrated_index(trained, index: CentroidIndex, validation: ValidationSet,
   result["index_edits"] = len(index.metadata.get("edits", []))  # η is as old as this edit
   if photos:
     result["validation_photos"] = photos
-  # ρ from this calibration, or none: a ρ of an earlier calibration would not fit this η.
+  # ρ (and the η that goes with it) from this calibration, or none: those of an earlier
+  # calibration would not fit this index.
   values = {"eta": result["eta"], "calibration": result,
-            "reference_threshold": result.get("reference_threshold")}
+            "reference_threshold": result.get("reference_threshold"),
+            "eta_with_references": result.get("eta_with_references")}
   return index.with_metadata(**values).with_validation(validation), result

@@ -332,10 +332,13 @@ def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
     references = result["references"]
     lines += ["", f"Class references: a photo whose best score clears η is also checked "
               f"against its landmark's reference photos (ρ = "
-              f"{references['reference_threshold']:.4f}); the figures above apply both:", "",
+              f"{references['reference_threshold']:.4f}, calibrated with η for the same "
+              "target); the figures above apply both:", "",
               "| | sensitivity | specificity |", "|---|---|---|",
-              _headline_row("η only (without references)", references["without"]),
-              _headline_row("η and ρ (with references)", references["with"])]
+              _headline_row(f"η = {references['eta_without_references']:.4f} alone "
+                            "(without references)", references["without"]),
+              _headline_row(f"η = {result['eta']:.4f} and ρ (with references)",
+                            references["with"])]
   if "plots" in result:
     lines += ["", *[f"![{name}]({path})" for name, path in result["plots"].items()]]
   return "\n".join(lines) + "\n"
@@ -364,12 +367,14 @@ def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *
                  train_counts=None, rare_threshold: int = 10, categories=None,
                  title: str = "Evaluation", geo_scored: ScoredPhotos | None = None,
                  min_photos: int = MIN_PHOTOS, indexed: set | None = None,
-                 reference_threshold: float | None = None) -> dict[str, Any]:
+                 reference_threshold: float | None = None,
+                 eta_without_references: float | None = None) -> dict[str, Any]:
   """report.md, report.json, threshold_sweep.png and sensitivity_specificity.png; with
   `geo_scored` (the same photos scored with their locations) a with/without geo table.
   `min_photos` as `evaluate_scored`; `indexed`, the landmarks the index has, to count (and
   say) how many landmark photos show one it does not have. When `scored` applies class
-  references (`near_references`, at `reference_threshold` ρ), a with/without table too."""
+  references (`near_references`, at `reference_threshold` ρ, with `eta` calibrated
+  alongside), a table of the figures with them and with η alone (`eta_without_references`)."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   result = evaluate_scored(scored, eta, train_counts=train_counts, rare_threshold=rare_threshold,
@@ -400,10 +405,13 @@ def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *
                      "without": {k: result[k] for k in _HEADLINE},
                      "located_photos": int(geo_scored.located)}
   if scored.near_references is not None:
-    without = sensitivity_specificity(scored.without_references().predictions(eta), scored.truth)
+    alone = eta if eta_without_references is None else eta_without_references
+    without = sensitivity_specificity(scored.without_references().predictions(alone),
+                                      scored.truth)
     result["references"] = {"with": {k: result[k] for k in _HEADLINE},
                             "without": {k: without[k] for k in _HEADLINE},
-                            "reference_threshold": reference_threshold}
+                            "reference_threshold": reference_threshold,
+                            "eta_without_references": alone}
   result["plots"] = {"threshold sweep": "threshold_sweep.png",
                      "sensitivity–specificity": "sensitivity_specificity.png",
                      "best similarity by kind of photo": "score_distributions.png"}
@@ -439,4 +447,5 @@ def evaluate_recognizer(recognizer, source: ImageSource, out_dir: str | os.PathL
       categories=(training_source.categories or None) if training_source else None,
       title=title, geo_scored=geo_scored, min_photos=min_photos,
       reference_threshold=recognizer.reference_threshold,
+      eta_without_references=recognizer.eta_without_references,
       indexed=set(recognizer.label_map.to_landmark_ids(np.unique(recognizer.index.labels))))

@@ -171,14 +171,16 @@ def check_manifest_fields(path: pathlib.Path, manifest: dict[str, Any]) -> None:
 
 
 def _check_eta(path: pathlib.Path, manifest: dict[str, Any]) -> None:
-  """A calibrated η is a cosine similarity. Python's JSON parses NaN and Infinity, and an η of
-  NaN (or above 1) would quietly answer "no landmark" to every photo."""
-  eta = manifest.get("eta")
-  if eta is None:  # never calibrated: `Recognizer` answers the nearest landmark, and warns
-    return
-  if type(eta) not in (int, float) or not math.isfinite(eta) or abs(eta) > 1 + ETA_SLACK:
-    raise IndexFormatError(f"{path}: eta {eta!r} is not a similarity threshold (a finite number "
-                           f"in [-1, 1]); run `landmark-jax calibrate` again")
+  """A calibrated η (and ρ with its η, with class references) is a cosine similarity.
+  Python's JSON parses NaN and Infinity, and an η of NaN (or above 1) would quietly answer
+  "no landmark" to every photo."""
+  for key in ("eta", "reference_threshold", "eta_with_references"):
+    value = manifest.get(key)
+    if value is None:  # never calibrated: `Recognizer` answers the nearest landmark, and warns
+      continue
+    if type(value) not in (int, float) or not math.isfinite(value) or abs(value) > 1 + ETA_SLACK:
+      raise IndexFormatError(f"{path}: {key} {value!r} is not a similarity threshold (a finite "
+                             "number in [-1, 1]); run `landmark-jax calibrate` again")
 
 
 def _all_finite(array: np.ndarray, rows: int = 65_536) -> bool:

@@ -79,27 +79,61 @@ def test_a_landmark_without_references_is_not_rejected_by_them(trained):
   assert answer.landmark_id == "dome" and answer.reference_similarity is None
 
 
-def test_rho_is_calibrated_by_the_rule_of_eta(trained):
-  # Ten non-landmark photos at cosine 0.9 to the arch's centroid, each at a different
-  # similarity to its references, and two arch photos.
-  non_landmarks = []
+def _non_landmarks_beside_the_arch():
+  """Ten non-landmark photos at cosine 0.9 to the arch's centroid (e0) but between its two
+  views, at different similarities to its references."""
+  photos = []
   for i, c in enumerate(np.linspace(0.3, 0.75, 10)):
     # x = 0.9·e0 + y·e2 + z·e(13+i), a unit vector: x·e0 = 0.9, and x·r1 = 0.9·0.6 + 0.8·y
     # = 0.9·c against the first reference (r1 = 0.6·e0 + 0.8·e2).
     y = (0.9 * c - 0.54) / 0.8
-    non_landmarks.append(0.9 * e(0) + y * e(2) + math.sqrt(1 - 0.81 - y * y) * e(13 + i))
-  arch = [unit(mix(e(0), e(2), 0.6)), unit(mix(e(0), -e(2), 0.6))]
-  vectors = unit(np.array(non_landmarks + arch)).astype(np.float32)
-  validation = ValidationSet([f"v{i}" for i in range(12)], [None] * 10 + ["arch", "arch"],
-                             vectors)
+    photos.append(0.9 * e(0) + y * e(2) + math.sqrt(1 - 0.81 - y * y) * e(13 + i))
+  return unit(np.array(photos))
+
+
+def test_rho_and_eta_are_calibrated_together_for_the_target(trained):
+  non_landmarks = _non_landmarks_beside_the_arch()
+  # Ten photos of the arch, each within cosine 0.95 of one of its two views: they score only
+  # 0.95 · 0.6 = 0.57 against the centroid, below every non-landmark photo (0.9).
+  arch = [mix(unit(mix(e(0), (-1) ** i * e(2), 0.6)), e(30 + i), 0.95) for i in range(10)]
+  vectors = unit(np.concatenate([non_landmarks, arch])).astype(np.float32)
+  validation = ValidationSet([f"v{i}" for i in range(20)], [None] * 10 + ["arch"] * 10, vectors)
   index = hand_index()
   result = calibrate_on(Recognizer(trained, index, eta=-math.inf), validation, 0.8)
-  # By hand: each non-landmark's best reference similarity is against whichever of the two
-  # references it leans to; ρ rejects 8 of the 10, η's rule on those 10 numbers.
+  # η alone must reject 8 of the 10 non-landmarks, all at 0.9: it lands above 0.9 and rejects
+  # every arch photo too.
+  assert result["eta"] == eta_for_specificity(np.full(10, np.float32(0.9)), 0.8)
+  assert result["sensitivity"] == 0.0
+  # By hand: the non-landmarks' best similarities to the references (r1 or r2, whichever
+  # they lean to). The lowest ρ that rejects 8 of them meets the target by itself, so η can
+  # drop to accept everything, and every arch photo (0.95 to a reference) is recognised.
   references = index.references.vectors.astype(np.float64)[:2]
-  best = (vectors[:10].astype(np.float64) @ references.T).max(1)
+  best = np.sort((non_landmarks @ references.T).max(1).astype(np.float32))
   assert result["reference_threshold"] == eta_for_specificity(best, 0.8)
-  assert result["specificity_with_references"] >= result["specificity"]
+  assert result["eta_with_references"] == -1.0
+  assert result["sensitivity_with_references"] == 1.0
+  assert result["specificity_with_references"] == 0.8
+  # Stored, the recognizer applies both: every arch photo is recognised, and 8 of the 10
+  # non-landmarks are still rejected (now by ρ).
+  calibrated = index.with_metadata(eta=result["eta"], **{
+      k: result[k] for k in ("reference_threshold", "eta_with_references")})
+  recognizer = Recognizer(trained, calibrated)
+  answers = recognizer.predict_embeddings(vectors)
+  assert [a.landmark_id for a in answers[10:]] == ["arch"] * 10
+  assert sum(a.landmark_id is None for a in answers[:10]) == 8
+  assert recognizer.eta_without_references == result["eta"]
+
+
+def test_references_that_buy_nothing_are_not_applied(trained):
+  # The dome's photos and non-landmarks are told apart by the centroid alone (η): no ρ can
+  # raise sensitivity, so none is stored and recognition uses η.
+  dome = [mix(e(1), e(40 + i), 0.95) for i in range(5)]
+  others = [mix(e(1), e(50 + i), 0.5) for i in range(5)]
+  vectors = unit(np.array(dome + others)).astype(np.float32)
+  validation = ValidationSet([f"v{i}" for i in range(10)], ["dome"] * 5 + [None] * 5, vectors)
+  result = calibrate_on(Recognizer(trained, hand_index(), eta=-math.inf), validation, 0.8)
+  assert result["sensitivity"] == 1.0
+  assert result["reference_threshold"] is None and result["eta_with_references"] is None
 
 
 def test_references_survive_save_load_and_leave_with_a_removed_landmark(tmp_path):
