@@ -16,8 +16,8 @@ Training refuses to start, naming the setting, without non-landmark photos
 (`loss.non_landmark_class=False` declines the class), with one region while the curriculum
 is on (`curriculum.enabled=False`), or without pretrained weights (`model.pretrained=none`
 trains from scratch). After training, the second round on the cleaned data:
-`landmark-jax train … data.clean_csv=<clean>/train_clean.csv` (README, "Cleaning feeds
-training").
+`landmark-jax train … data.clean_csv=<clean>/train_clean.csv` (docs/decisions.md,
+"Cleaning feeds training").
 
 Accelerators: bf16 compute, global batch 256 over all devices of all hosts (set
 `distributed=True` on multi-host). `data.clean_csv=train_clean.csv` trains on GLDv2-clean.
