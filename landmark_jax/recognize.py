@@ -68,7 +68,7 @@ class Prediction:
   # The best similarity to the top candidate's reference photos, when the recognizer checks
   # class references and that landmark has some (else None)
   reference_similarity: float | None = None
-  reference_threshold: float | None = None  # ρ, when it was applied
+  reference_threshold: float | None = None  # ρ, when it was checked (the score cleared η)
 
   @property
   def is_landmark(self) -> bool:
@@ -299,6 +299,13 @@ class Recognizer:
     if index.label_map is not None and not _extends(index.label_map, trained.label_map):
       # An index with added landmarks extends the model's map: that is normal, and silent.
       logger.warning("index and model label maps differ; using the index's for its labels")
+    built_from = index.metadata.get("checkpoint")
+    if built_from and built_from != trained.checkpoint_id:
+      # Another model's centroids score nothing meaningful (a moved workdir also lands here).
+      logger.warning("the index was built from the embeddings of %s, and this model is %s: "
+                     "unless they are the same model, its scores mean nothing (a demo workdir "
+                     "has round1/train and train: the index is train's)", built_from,
+                     trained.checkpoint_id)
     self.trained = trained
     self.index = index
     self.label_map = index.label_map or trained.label_map
@@ -393,13 +400,15 @@ class Recognizer:
         predictions.append(Prediction(None, -1.0, (), None, location, radius_km))
         continue
       top = candidates[0]
+      # ρ is checked only for a score that cleared η: a photo below η is "below_threshold",
+      # however far from the references it also is.
+      checked = threshold.is_landmark(top.score, eta) and rho is not None and reference is not None
       accepted = threshold.is_landmark(top.score, eta) and (
-          rho is None or reference is None or threshold.is_landmark(reference, rho))
+          not checked or threshold.is_landmark(reference, rho))
       landmark = top.landmark_id if accepted else None
       predictions.append(Prediction(landmark, top.score, candidates,
                                     self.names.get(landmark) if landmark is not None else None,
-                                    location, radius_km, reference,
-                                    None if reference is None else rho))
+                                    location, radius_km, reference, rho if checked else None))
     return predictions
 
   def _reference_similarities(self, embeddings: np.ndarray, labels: np.ndarray,

@@ -61,8 +61,14 @@ def test_a_planted_candidate_near_the_centroid_but_far_from_the_references_is_re
   assert planted_answer.landmark_id is None
   assert planted_answer.reason == REASON_FAR_FROM_REFERENCES
   assert "below the threshold ρ = 0.700" in planted_answer.reason_text
-  # The view: its centroid score is 0.9 · 0.6 = 0.54 < η, so η alone rejects it.
+  # The view: its centroid score is 0.9 · 0.6 = 0.54 < η, so η alone rejects it, and the
+  # answer says so (ρ is not what rejected it).
   assert view_answer.landmark_id is None and view_answer.reason == "below_threshold"
+  assert view_answer.reference_threshold is None
+  # A photo below η and far from the references too is "below_threshold" as well.
+  far_and_low = recognizer.predict_embeddings(unit([mix(e(0), e(5), 0.5)]).astype(np.float32))[0]
+  assert far_and_low.reference_similarity == pytest.approx(0.3, abs=1e-6)
+  assert far_and_low.reason == "below_threshold"
   assert view_answer.reference_similarity == pytest.approx(0.9, abs=1e-6)
   assert dome_answer.landmark_id == "dome"
   assert dome_answer.reference_similarity == pytest.approx(0.85, abs=1e-6)
@@ -153,3 +159,11 @@ def test_a_reference_of_a_landmark_without_centroid_is_a_damaged_index(tmp_path)
   index.save(tmp_path / "index")
   with pytest.raises(IndexFormatError, match=r"reference_labels\.npy.*\[5\].*no centroid"):
     CentroidIndex.load(tmp_path / "index")
+
+
+def test_an_index_of_another_model_is_named_in_a_warning(trained, caplog):
+  Recognizer(trained, hand_index().with_metadata(checkpoint=trained.checkpoint_id))
+  assert "built from the embeddings of" not in caplog.text
+  Recognizer(trained, hand_index().with_metadata(checkpoint="/runs/other/train@5"))
+  assert f"built from the embeddings of /runs/other/train@5, and this model is " \
+         f"{trained.checkpoint_id}" in caplog.text
