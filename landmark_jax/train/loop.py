@@ -88,7 +88,10 @@ def check_resumable(workdir: pathlib.Path, config: TrainConfig) -> None:
   """Refuses to resume a run in `workdir` with a config that changes what its checkpoints
   mean; the error names the differing keys."""
   path = workdir / CONFIG_FILE
-  if not (workdir / CHECKPOINTS_DIR).is_dir() or not path.is_file():
+  checkpoints = workdir / CHECKPOINTS_DIR
+  # A run that wrote no checkpoint (refused or stopped before its first save) trained
+  # nothing that a new config could contradict.
+  if not checkpoints.is_dir() or not any(checkpoints.iterdir()) or not path.is_file():
     return
   changed = changed_settings(path, config, MUST_MATCH_ON_RESUME)
   if changed:
@@ -228,10 +231,10 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
   # Before anything is written: a refused run leaves no label map that a corrected rerun
   # (say, with data.regions_csv added) would take for its own.
   recipe.check_recipe(config, source)
+  plan = curriculum.plan_stages(config, photos_to_train_on(source, config))
   if jax.process_index() == 0:
     source.label_map.save(workdir / LABEL_MAP_FILE)
     (workdir / CONFIG_FILE).write_text(json.dumps(to_dict(config), indent=2))
-  plan = curriculum.plan_stages(config, photos_to_train_on(source, config))
   mesh = sharding.make_data_mesh()
   decay_steps = rate_factors(config, plan)
   tx = optim.make_optimizer(config.optim, decay_steps)

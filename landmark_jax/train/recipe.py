@@ -16,10 +16,12 @@ declines it (``loss.non_landmark_class=False``, ``curriculum.enabled=False``,
 
 from __future__ import annotations
 
+import pathlib
+
 from landmark_jax.config import TrainConfig
 from landmark_jax.data import ImageSource
 from landmark_jax.data.labels import REGIONS
-from landmark_jax.errors import ConfigError
+from landmark_jax.errors import ConfigError, MissingFileError
 
 # Where each data kind's non-landmark photos come from.
 _NON_LANDMARK_SETTING = {
@@ -33,6 +35,11 @@ _NON_LANDMARK_SETTING = {
 def check_pretrained(config: TrainConfig) -> None:
   """A config that fine-tunes (``model.fine_tune``) needs backbone weights, or
   ``model.pretrained=none`` to train from scratch at its fine-tuning rates anyway."""
+  weights = config.model.pretrained_weights
+  if weights and not pathlib.Path(weights).is_file():
+    raise MissingFileError(f"model.pretrained: backbone checkpoint not found: {weights} (a "
+                           "torchvision/timm .pth or .safetensors file; model.pretrained=none "
+                           "trains from scratch)")
   if config.model.fine_tune and not config.model.pretrained:
     raise ConfigError(
         f"this config fine-tunes a pretrained {config.model.backbone} (model.fine_tune=True, "

@@ -11,7 +11,7 @@ from landmark_jax.cli.main import main
 from landmark_jax.config import apply_overrides, load_config
 from landmark_jax.data import source_for
 from landmark_jax.data.demo_dataset import demo_dataset
-from landmark_jax.errors import ConfigError
+from landmark_jax.errors import ConfigError, DataError, MissingFileError
 from landmark_jax.train import recipe
 from landmark_jax.train.checkpoints import CHECKPOINTS_DIR, CONFIG_FILE, LABEL_MAP_FILE
 from landmark_jax.train.loop import train
@@ -124,3 +124,19 @@ def test_the_paper_configs_have_every_part_on(name):
   config = load_config(name)
   assert config.model.fine_tune and config.loss.non_landmark_class
   assert config.curriculum.enabled and config.loss.kind == "softmax_center"
+
+
+def test_missing_weights_are_named_before_anything_is_written(tmp_path):
+  _refused_with(MissingFileError, _tiny("model.pretrained='/no/such/wrn.pth'"), tmp_path / "run",
+                r"model\.pretrained: backbone checkpoint not found: /no/such/wrn\.pth")
+
+
+def test_a_batch_larger_than_the_data_is_refused_before_anything_is_written(tmp_path):
+  _refused_with(DataError, _tiny("pipeline.batch_size=4096"), tmp_path / "run",
+                r"fewer than one batch of 4096")
+
+
+def _refused_with(error, config, workdir, match):
+  with pytest.raises(error, match=match):
+    train(config, workdir, hooks=[_never_called], progress=False)
+  assert not (workdir / CONFIG_FILE).exists() and not (workdir / LABEL_MAP_FILE).exists()

@@ -14,7 +14,7 @@ from landmark_jax.train.loop import check_resumable
 @pytest.fixture
 def workdir(tmp_path):
   """A workdir as `train` leaves it: the run's config and a checkpoints folder."""
-  (tmp_path / CHECKPOINTS_DIR).mkdir()
+  (tmp_path / CHECKPOINTS_DIR / "10").mkdir(parents=True)  # step 10's checkpoint
   (tmp_path / CONFIG_FILE).write_text(json.dumps(to_dict(load_config("tiny_cpu"))))
   return tmp_path
 
@@ -39,3 +39,13 @@ def test_what_a_resumed_run_may_change_is_accepted(workdir):
   check_resumable(workdir, config)  # no error
   check_resumable(workdir.parent / "fresh", apply_overrides(  # nothing to resume: no check
       load_config("tiny_cpu"), ["model.embedding_dim=128"]))
+
+
+def test_a_workdir_without_a_checkpoint_is_not_a_run_to_resume(workdir):
+  # A run refused or stopped before its first checkpoint leaves the config and an empty
+  # checkpoints folder: a corrected config may start there.
+  changed = apply_overrides(load_config("tiny_cpu"), ["model.embedding_dim=128"])
+  with pytest.raises(ConfigError, match="model.embedding_dim"):
+    check_resumable(workdir, changed)
+  (workdir / CHECKPOINTS_DIR / "10").rmdir()
+  check_resumable(workdir, changed)  # no error
