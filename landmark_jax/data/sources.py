@@ -207,7 +207,8 @@ class GLDv2Source(ImageSource):
                               find_data_file(self.root, clean_csv, "clean CSV"), self.root / csv)
       ids, landmark_ids = [ids[i] for i in selected], [landmark_ids[i] for i in selected]
     if non_landmark_csv:
-      extra = [row["id"].strip() for row in read_csv(self.root / non_landmark_csv, ["id"])]
+      extra = [row["id"].strip() for row in read_csv(
+          find_data_file(self.root, non_landmark_csv, "data.non_landmark_csv"), ["id"])]
       ids += extra
       landmark_ids += [None] * len(extra)
 
@@ -218,12 +219,16 @@ class GLDv2Source(ImageSource):
 
     names, regions, categories = {}, None, None
     if regions_csv:
-      table = read_csv(self.root / regions_csv, ["landmark_id", "region"])
+      table = read_csv(find_data_file(self.root, regions_csv, "data.regions_csv"),
+                       ["landmark_id", "region"])
       regions = {parse_id(r["landmark_id"]): r["region"].strip()
                  for r in table if r["region"].strip()}
       names = {parse_id(r["landmark_id"]): r["name"].strip() for r in table if r.get("name")}
     if categories_csv:
-      categories = read_landmark_table(self.root / categories_csv, "category")
+      categories = read_landmark_table(find_data_file(
+          self.root, categories_csv, "data.categories_csv (landmark_id,category: GLDv2's "
+          "train_label_to_category.csv; data.categories_csv= goes without categories)"),
+          "category")
     if label_map is None:
       label_map = LabelMap.from_ids((lid for lid in landmark_ids if lid is not None), regions)
     labels = np.fromiter((label_map.to_label(lid) for lid in landmark_ids), np.int32,
