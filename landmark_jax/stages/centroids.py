@@ -75,7 +75,7 @@ DROPPED_CSV_COLUMNS = ("landmark_id", "photos", "kept", "dropped", "centroids", 
 
 def _settings_line(settings: dict) -> str:
   names = ("linkage", "distance_threshold", "min_cluster_size", "keep_landmarks_without_cluster",
-           "remove_near_duplicates", "near_duplicate_similarity")
+           "remove_near_duplicates", "near_duplicate_similarity", "reference_similarity")
   return "Settings: " + ", ".join(f"{name}={settings[name]}" for name in names) + "."
 
 
@@ -108,7 +108,8 @@ def report_markdown(report: dict) -> str:
            "", f"Centroids: {report['centroids']}, of which "
            f"{len(report['landmarks_kept_whole'])} for whole landmarks without a valid cluster; "
            f"near-duplicate photos dropped: {report['near_duplicates_dropped']}; "
-           f"class references: {report['references']}; "
+           f"class references: {report['references']} ({report['references_given']} given, "
+           f"{report['references'] - report['references_given']} cluster medoids); "
            f"non-landmark images (not cleaned): {report['non_landmark_images']}.", "",
            "| centroids per landmark | landmarks |", "|---|---|"]
   lines += [f"| {k} | {v} |" for k, v in report["clusters_per_landmark_histogram"].items()]

@@ -342,6 +342,7 @@ class CleaningResult:
   # reference photos given to `clean_dataset`, else the medoid of each valid cluster.
   references: np.ndarray = None  # (R, D) L2-normalised
   reference_landmarks: list = dataclasses.field(default_factory=list)  # (R,) landmark ids
+  references_given: int = 0  # of them, the reference photos given (the rest are medoids)
 
   @property
   def landmarks_kept_whole(self) -> list:
@@ -368,6 +369,7 @@ class CleaningResult:
         "images_dropped": images_before - int(self.keep.sum()),
         "near_duplicates_dropped": sum(o.near_duplicates for o in self.outcomes),
         "references": len(self.reference_landmarks),
+        "references_given": self.references_given,
         "non_landmark_images": sum(l is None for l in self.landmarks),
         "landmarks_before": len(all_landmarks), "landmarks_after": len(kept_landmarks),
         "centroids": int(len(self.centroids)),
@@ -426,6 +428,7 @@ def clean_dataset(ids: Sequence[str], landmarks: Sequence[Hashable], embeddings:
     outcomes = [_clean_one(job) for job in jobs]
   keep = np.zeros(len(ids), bool)
   centroids, centroid_landmarks, sizes, chosen, chosen_landmarks = [], [], [], [], []
+  given_count = 0
   for (landmark, index), outcome in zip(groups.items(), outcomes):
     index = np.asarray(index)
     keep[index] = outcome.assignment >= 0
@@ -437,6 +440,7 @@ def clean_dataset(ids: Sequence[str], landmarks: Sequence[Hashable], embeddings:
     if len(outcome.centroids):  # a dropped landmark leaves the index: no references
       chosen.append(_normalize(mine).astype(np.float32))
       chosen_landmarks += [landmark] * len(mine)
+      given_count += len(mine) if mine is given else 0
   dim = embeddings.shape[1]
   result = CleaningResult(
       ids, landmarks, keep,
@@ -444,6 +448,7 @@ def clean_dataset(ids: Sequence[str], landmarks: Sequence[Hashable], embeddings:
       centroid_landmarks, np.concatenate(sizes) if sizes else np.zeros(0, np.int64),
       [o.landmark for o in outcomes if o.outcome.valid_clusters == 0],
       [o.outcome for o in outcomes], config,
-      np.concatenate(chosen) if chosen else np.zeros((0, dim), np.float32), chosen_landmarks)
+      np.concatenate(chosen) if chosen else np.zeros((0, dim), np.float32), chosen_landmarks,
+      given_count)
   _log_summary(result)
   return result

@@ -311,14 +311,14 @@ def test_clean_dataset_report_and_clean_csv(workers, keep_whole):
     assert result.centroid_landmarks == [10, 10, 20, 30]
     np.testing.assert_allclose(result.centroids[3], normalised_mean(c), atol=1e-6)
     after = {"images_after": 17, "images_dropped": 0, "landmarks_after": 3, "centroids": 4,
-                 "references": 4,  # one medoid per centroid
+                 "references": 4, "references_given": 0,  # one medoid per centroid
              "clusters_per_landmark_histogram": {"1": 2, "2": 1},
              "landmarks_kept_whole": ["30"], "landmarks_dropped": []}
     row = {"kept": 3, "dropped": 0, "centroids": 1, "reason": "no_valid_cluster_kept_whole"}
   else:  # the paper-strict rule: landmark 30 loses its images
     assert result.centroid_landmarks == [10, 10, 20]
     after = {"images_after": 14, "images_dropped": 3, "landmarks_after": 2, "centroids": 3,
-                 "references": 3,
+                 "references": 3, "references_given": 0,
              "clusters_per_landmark_histogram": {"0": 1, "1": 1, "2": 1},
              "landmarks_kept_whole": [], "landmarks_dropped": ["30"]}
     row = {"kept": 0, "dropped": 3, "centroids": 0, "reason": "no_valid_cluster_dropped"}

@@ -79,6 +79,7 @@ def test_references_are_the_cluster_medoids_unless_given():
                              CleaningConfig(distance_threshold=0.5, reference_similarity=-1),
                              references=given)
   assert with_given.reference_landmarks == ["tower", "tower", "gate", "gate"]
+  assert with_given.report()["references_given"] == 2 and result.report()["references_given"] == 0
   np.testing.assert_allclose(with_given.references[2:], given["gate"], atol=1e-6)
 
 
