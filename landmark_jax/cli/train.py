@@ -24,7 +24,7 @@ def _train(args) -> int:
   config = load_config(args.config, args.overrides)  # mistakes surface before any work
   setup_logging(logging.INFO)
   result = train(config, args.workdir)
-  print(f"trained {result.steps} steps in {args.workdir}; {result.skipped_images} unreadable "
+  print(f"trained {result.steps} step{'s' * (result.steps != 1)} in {args.workdir}; {result.skipped_images} unreadable "
         "images skipped")
   if result.holdout:
     print("held-out: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
