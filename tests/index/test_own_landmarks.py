@@ -152,14 +152,20 @@ def test_the_walkthrough_as_written(user_folder, capsys):
   assert (street < eta).mean() >= 0.95
 
   # recognize: the photos kept aside find their landmark first, and each answer is the
-  # threshold rule applied to the best candidate.
+  # threshold rule applied to the best candidate: η, and when the calibration chose one, ρ
+  # on the similarity to that landmark's reference photos (with the η chosen alongside).
+  rho = calibrated.metadata.get("reference_threshold")
+  eta_used = eta if rho is None else calibrated.metadata["eta_with_references"]
   lines = [json.loads(line) for line in run(commands[2], capsys).splitlines()]
   assert len(lines) == NEW["sacre_coeur_paris"][1]
   for line in lines:
     assert line["candidates"][0]["landmark_id"] == "sacre_coeur_paris", line
-    accepted = np.float32(line["score"]) >= np.float32(eta)
+    clears = np.float32(line["score"]) >= np.float32(eta_used)
+    near = rho is None or np.float32(line["reference_similarity"]) >= np.float32(rho)
+    accepted = clears and near
     assert line["landmark_id"] == ("sacre_coeur_paris" if accepted else None), line
-    assert line["reason"] == (None if accepted else "below_threshold"), line
+    assert line["reason"] == (None if accepted else "below_threshold" if not clears
+                              else "far_from_references"), line
 
   # remove-landmarks by name: that landmark goes, every other keeps its metadata.
   run(commands[3], capsys)
