@@ -23,6 +23,7 @@ import dataclasses
 import logging
 import math
 import os
+import pathlib
 from typing import Any, Hashable, Iterator, Sequence
 
 import jax
@@ -270,6 +271,28 @@ def _extends(index_map: LabelMap, model_map: LabelMap) -> bool:
   return tuple(index_map.landmark_ids[:len(model_ids)]) == model_ids
 
 
+_warned_model_pairs: set = set()
+
+
+def _warn_if_another_model(built_from: str | None, checkpoint_id: str) -> None:
+  """Warns (once per pair) when the index's centroids come from another model's embeddings:
+  they then score nothing meaningful. Checkpoint ids are ``<workdir>@<step>``; a copied or
+  moved workdir keeps its folder name and step, so only those are compared (a demo's
+  round1/train@343 against train@340 differs; two different runs that stopped at the same
+  step in folders of the same name are not told apart)."""
+  if not built_from:
+    return
+  def short(checkpoint):
+    folder, _, step = checkpoint.rpartition("@")
+    return pathlib.PurePath(folder).name, step
+  if short(built_from) == short(checkpoint_id) or (built_from, checkpoint_id) in _warned_model_pairs:
+    return
+  _warned_model_pairs.add((built_from, checkpoint_id))
+  logger.warning("the index was built from the embeddings of %s, and this model is %s: unless "
+                 "they are the same model, its scores mean nothing (a demo workdir has "
+                 "round1/train and train: the index is train's)", built_from, checkpoint_id)
+
+
 class Recognizer:
   """A trained model and a centroid index, batched on the device.
 
@@ -299,13 +322,7 @@ class Recognizer:
     if index.label_map is not None and not _extends(index.label_map, trained.label_map):
       # An index with added landmarks extends the model's map: that is normal, and silent.
       logger.warning("index and model label maps differ; using the index's for its labels")
-    built_from = index.metadata.get("checkpoint")
-    if built_from and built_from != trained.checkpoint_id:
-      # Another model's centroids score nothing meaningful (a moved workdir also lands here).
-      logger.warning("the index was built from the embeddings of %s, and this model is %s: "
-                     "unless they are the same model, its scores mean nothing (a demo workdir "
-                     "has round1/train and train: the index is train's)", built_from,
-                     trained.checkpoint_id)
+    _warn_if_another_model(index.metadata.get("checkpoint"), trained.checkpoint_id)
     self.trained = trained
     self.index = index
     self.label_map = index.label_map or trained.label_map

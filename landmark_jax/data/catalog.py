@@ -10,6 +10,7 @@ ones whose CSV the config names.
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 
 from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.data.labels import LabelMap
@@ -80,6 +81,25 @@ def _train_source(data: DataConfig, label_map: LabelMap | None) -> ImageSource:
                     image_key=data.tfds_image_key, label_key=data.tfds_label_key,
                     non_landmark_value=None if data.tfds_non_landmark_value < 0
                     else data.tfds_non_landmark_value, label_map=label_map)
+
+
+# The files a data config names that may be relative to the working directory.
+_FOUND_FILES = ("clean_csv", "non_landmark_csv", "regions_csv", "categories_csv")
+
+
+def with_found_files(data: DataConfig) -> DataConfig:
+  """`data` with each file it names that is found only from the working directory (not in
+  the dataset folder, where a relative name means the dataset's own file) made absolute, so
+  a run's saved config names the file it read from whatever folder a later step runs in."""
+  changes = {}
+  for name in _FOUND_FILES:
+    value = getattr(data, name)
+    if not value or pathlib.Path(value).is_absolute():
+      continue
+    in_root = data.root and (pathlib.Path(data.root) / value).is_file()
+    if not in_root and pathlib.Path(value).is_file():
+      changes[name] = str(pathlib.Path(value).absolute())
+  return dataclasses.replace(data, **changes) if changes else data
 
 
 def has_split(data: DataConfig, split: str) -> bool:

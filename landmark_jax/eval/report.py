@@ -328,6 +328,11 @@ def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
               "| | sensitivity | specificity |", "|---|---|---|",
               _headline_row("without geo-information", geo["without"]),
               _headline_row("with geo-information", geo["with"])]
+  if result.get("references_not_applied"):
+    lines += ["", "Class references: the index keeps them, but calibration chose no threshold ρ "
+              "(none raised validation sensitivity at the target specificity), so η alone "
+              "decides; `reference_similarity` in predictions.csv is each photo's similarity "
+              "to its nearest landmark's reference photos."]
   if "references" in result:
     references = result["references"]
     lines += ["", f"Class references: a photo whose best score clears η is also checked "
@@ -404,6 +409,8 @@ def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *
     result["geo"] = {"with": {k: with_geo[k] for k in _HEADLINE},
                      "without": {k: result[k] for k in _HEADLINE},
                      "located_photos": int(geo_scored.located)}
+  if scored.near_references is None and scored.reference_similarity is not None:
+    result["references_not_applied"] = True  # kept by the index, but calibration chose no ρ
   if scored.near_references is not None:
     alone = eta if eta_without_references is None else eta_without_references
     without = sensitivity_specificity(scored.without_references().predictions(alone),

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from landmark_jax import sharding
 from landmark_jax.config import TrainConfig, to_dict
 from landmark_jax.data import DeviceIterator, ImageSource, LabelMap, source_for, train_dataset
-from landmark_jax.data.catalog import has_split
+from landmark_jax.data.catalog import has_split, with_found_files
 from landmark_jax.errors import ConfigError
 from landmark_jax.models import LandmarkNet, model_variables
 from landmark_jax.models.pretrained import load_pretrained_backbone, with_pretrained_backbone
@@ -225,6 +225,9 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
     jax.distributed.initialize()
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  # Files found from the working directory are saved by their absolute path: the later
+  # steps (embed, evaluate, a resume) may run from another folder.
+  config = dataclasses.replace(config, data=with_found_files(config.data))
   check_resumable(workdir, config)
   recipe.check_pretrained(config)  # before the data is read: a config mistake, said at once
   source = _training_source(workdir, config)

@@ -108,3 +108,20 @@ def test_a_missing_clean_csv_names_where_it_was_looked_for(gldv2):
 def test_tfds_refuses_clean_csv():
   with pytest.raises(ConfigError, match="data.clean_csv"):
     source_for(DataConfig(kind="tfds", tfds_name="anything", clean_csv="train_clean.csv"))
+
+
+def test_a_file_found_from_the_working_directory_is_saved_by_its_absolute_path(tmp_path,
+                                                                                 monkeypatch):
+  from landmark_jax.data.catalog import DataConfig, with_found_files
+  root = tmp_path / "dataset"
+  root.mkdir()
+  (root / "train_clean.csv").write_text("landmark_id,images\n")
+  here = tmp_path / "here"
+  here.mkdir()
+  (here / "regions.csv").write_text("landmark_id,region\n")
+  monkeypatch.chdir(here)
+  data = with_found_files(DataConfig(kind="gldv2", root=str(root), clean_csv="train_clean.csv",
+                                     regions_csv="regions.csv", non_landmark_csv="absent.csv"))
+  assert data.clean_csv == "train_clean.csv"  # the dataset's own file: stays relative to it
+  assert data.regions_csv == str(here / "regions.csv")
+  assert data.non_landmark_csv == "absent.csv"  # not found: left for the source to name

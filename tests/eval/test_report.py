@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import logging
 import math
@@ -302,3 +303,30 @@ def test_photos_of_landmarks_the_index_lacks_are_counted_and_said(tmp_path, capl
       tmp_path / "report.md").read_text()
   write_report(scored, 0.9, tmp_path / "all", indexed=set(range(8)))
   assert "does not have" not in (tmp_path / "all" / "report.md").read_text()
+
+
+def test_references_change_the_answers_and_the_report_shows_both(tmp_path):
+  # 48 landmark photos (8 recognised at η = 0.9) and 120 non-landmarks (3 accepted). With
+  # references, 2 of the 8 recognised and 2 of the 3 accepted non-landmarks are far from
+  # their landmark's references: 6/48 recognised, 119/120 rejected.
+  scored = scored_photos(8, 48, 117, 120)
+  accepted = np.flatnonzero(np.asarray(scored.scores) >= np.float32(0.9))
+  landmark = [i for i in accepted if scored.truth[i] is not None]
+  non_landmark = [i for i in accepted if scored.truth[i] is None]
+  near = np.ones(len(scored.ids), bool)
+  near[landmark[:2] + non_landmark[:2]] = False
+  with_references = dataclasses.replace(scored, near_references=near,
+                                        reference_similarity=np.where(near, 0.9, 0.1))
+  result = write_report(with_references, 0.9, tmp_path / "with", reference_threshold=0.5,
+                        eta_without_references=0.9)
+  assert (result["recognised"], result["rejected"]) == (6, 119)
+  assert (result["references"]["without"]["recognised"],
+          result["references"]["without"]["rejected"]) == (8, 117)
+  markdown = (tmp_path / "with" / "report.md").read_text()
+  assert "| η = 0.9000 and ρ (with references) | 12.5 %" in markdown
+  assert "| η = 0.9000 alone (without references) | 16.7 %" in markdown
+  # Kept but not applied (calibration chose no ρ): said in one sentence, figures unchanged.
+  kept = dataclasses.replace(scored, reference_similarity=np.full(len(scored.ids), 0.5))
+  result = write_report(kept, 0.9, tmp_path / "kept")
+  assert result["recognised"] == 8 and "references" not in result
+  assert "calibration chose no threshold ρ" in (tmp_path / "kept" / "report.md").read_text()

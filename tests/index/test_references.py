@@ -3,6 +3,7 @@ rejected; ρ is calibrated by η's rule; references travel with the index throug
 and edits, and a damaged references file is refused."""
 
 import math
+import pathlib
 
 import numpy as np
 import pytest
@@ -163,6 +164,11 @@ def test_a_reference_of_a_landmark_without_centroid_is_a_damaged_index(tmp_path)
 
 def test_an_index_of_another_model_is_named_in_a_warning(trained, caplog):
   Recognizer(trained, hand_index().with_metadata(checkpoint=trained.checkpoint_id))
+  assert "built from the embeddings of" not in caplog.text
+  # A copy of the same workdir elsewhere: the same folder name and step, no warning.
+  folder, _, step = trained.checkpoint_id.rpartition("@")
+  moved = f"/somewhere/else/{pathlib.PurePath(folder).name}@{step}"
+  Recognizer(trained, hand_index().with_metadata(checkpoint=moved))
   assert "built from the embeddings of" not in caplog.text
   Recognizer(trained, hand_index().with_metadata(checkpoint="/runs/other/train@5"))
   assert f"built from the embeddings of /runs/other/train@5, and this model is " \
