@@ -401,10 +401,11 @@ class Recognizer:
     k = min(len(self.index), self.top_k * (64 if geo else 4))
     labels, scores, _ = self.index.search(embeddings, k)
     predictions = []
-    references = self._reference_similarities(embeddings, labels, locations)
-    for row_labels, row_scores, location, reference in zip(labels, scores, locations,
-                                                           references):
-      excluded = self._excluded_labels(location)
+    # Once per photo: the distances to every located landmark are the costly part.
+    excluded_per_photo = [self._excluded_labels(location) for location in locations]
+    references = self._reference_similarities(embeddings, labels, excluded_per_photo)
+    for row_labels, row_scores, location, excluded, reference in zip(
+        labels, scores, locations, excluded_per_photo, references):
       best: dict[int, float] = {}
       for label, score in zip(row_labels, row_scores):
         if int(label) not in excluded:
@@ -429,15 +430,14 @@ class Recognizer:
     return predictions
 
   def _reference_similarities(self, embeddings: np.ndarray, labels: np.ndarray,
-                              locations: Sequence[Location | None]) -> list[float | None]:
+                              excluded_per_photo: Sequence[set[int]]) -> list[float | None]:
     """Each photo's best similarity to the reference photos of its top candidate (the
     nearest centroid's landmark that the location filter keeps); None where the index keeps
     no references, that landmark has none, or no candidate is left."""
     if self.index.references is None:
       return [None] * len(embeddings)
     tops = []
-    for row_labels, location in zip(labels, locations):
-      excluded = self._excluded_labels(location)
+    for row_labels, excluded in zip(labels, excluded_per_photo):
       tops.append(next((int(l) for l in row_labels if int(l) not in excluded), -1))
     covered = self.index.references.covers(tops)
     similarity = self.index.references.best_similarity(embeddings, tops)
