@@ -141,7 +141,9 @@ class TrainConfig:
   keep_checkpoints: int = 3  # the last N are kept
   async_checkpointing: bool = True  # write checkpoints in the background
   log_every_steps: int = 50
-  distributed: bool = False  # call jax.distributed.initialize() (multi-host)
+  # Join the processes of a cluster JAX detects (SLURM, Open MPI, TPU pods) even when it finds
+  # one; a detected multi-process cluster is joined anyway, and the CLI can name the group
+  distributed: bool = False
   # After training: cleaning, the index, η's calibration, the DELF-style comparison.
   cleaning: CleaningConfig = CleaningConfig()
   index: IndexConfig = IndexConfig()

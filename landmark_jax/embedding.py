@@ -95,20 +95,31 @@ class Embedder:
              "mask": np.asarray(batch["mask"])[real]}
 
 
-def class_mean_embeddings(embedder: Embedder, dataset, labels) -> np.ndarray:
-  """Mean embedding of each class in `labels` over `dataset` (rows in `labels` order); a
-  class with no readable image gets a zero row."""
+def class_embedding_sums(embedder: Embedder, dataset, labels) -> tuple[np.ndarray, np.ndarray]:
+  """Per class in `labels` (rows in `labels` order): the float64 sum of its readable
+  images' embeddings over `dataset`, and their count. Sums, not means, so the parts of a
+  dataset (one per process) add up to the whole."""
   labels = list(labels)
   position = {label: i for i, label in enumerate(labels)}
-  sums = None
+  sums = np.zeros((len(labels), embedder.model.embedding_dim))
   counts = np.zeros(len(labels))
   for batch in embedder.iterate(dataset):
-    if sums is None:
-      sums = np.zeros((len(labels), batch["embedding"].shape[1]))
     for label, embedding, ok in zip(batch["label"], batch["embedding"], batch["mask"]):
       if ok and int(label) in position:
         sums[position[int(label)]] += embedding
         counts[position[int(label)]] += 1
-  if sums is None:
+  return sums, counts
+
+
+def class_means(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+  """Mean embedding per class from `class_embedding_sums`; a class with no readable image
+  gets a zero row."""
+  if not counts.any():
     raise ValueError("no images to average")
   return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+def class_mean_embeddings(embedder: Embedder, dataset, labels) -> np.ndarray:
+  """Mean embedding of each class in `labels` over `dataset` (rows in `labels` order); a
+  class with no readable image gets a zero row."""
+  return class_means(*class_embedding_sums(embedder, dataset, labels))

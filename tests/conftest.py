@@ -60,6 +60,17 @@ def tiny_trained(demo_cache, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def curriculum_run(demo_cache, tmp_path_factory):
+  """The tiny config with the curriculum on, across its stage boundary (tests.helpers'
+  `CURRICULUM_RUN`), uninterrupted on one process: (workdir, TrainResult)."""
+  from landmark_jax.config import load_config
+  from landmark_jax.train.loop import train
+  from tests.helpers import CURRICULUM_RUN
+  workdir = tmp_path_factory.mktemp("curriculum-run")
+  return workdir, train(load_config("tiny_cpu", list(CURRICULUM_RUN)), workdir, progress=False)
+
+
+@pytest.fixture(scope="session")
 def trained(tiny_trained):
   """The tiny model restored for inference (`TrainedModel`)."""
   from landmark_jax.train.checkpoints import load_trained

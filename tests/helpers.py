@@ -27,6 +27,18 @@ from landmark_jax.models import get_backbone
 # session's longest setup (3.8 → ~2 min on 2 cores).
 TINY_TRAINED_OVERRIDES = ("num_epochs=15",)
 
+# The session's curriculum run (conftest's `curriculum_run`), the reference of the resume
+# and multi-host tests: the curriculum on, num_epochs=2, so stage 0 (4 landmarks, 63 + 240
+# images) is steps 1–9 and stage 1 (366 images) begins at step 10; the run stops at 12.
+# Checkpoints at 2, 4, 6, 8, 9 (the transition, with an empty data position) and 10, 12.
+# The learning rates are a tenth of tiny_cpu's: at 0.1, training from scratch on batches of
+# 32 is chaotic, so a float32 rounding difference of 1e-7 at step 1 (an all-reduce adding
+# in another order) grows to 1e-3 by step 12 (measured); at 0.01 runs that differ only in
+# rounding stay within 6e-6, while one wrong batch moves parameters by ~1e-3.
+CURRICULUM_RUN = ("num_epochs=2", "curriculum.enabled=True", "max_steps=12",
+                  "checkpoint_every_steps=2", "async_checkpointing=False", "log_every_steps=1",
+                  "optim.lr_backbone=0.01", "optim.lr_embedding=0.01", "optim.lr_classifier=0.01")
+
 
 # Encoded photos -------------------------------------------------------------------------
 

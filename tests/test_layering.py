@@ -38,9 +38,11 @@ _ABOVE_DATA = ("config", "configs", "embedding", *_ABOVE_EMBEDDING)
 RULES: dict[str, Rule] = {
     # The leaves import nothing of ours but each other.
     **{leaf: Rule(("models", "losses", "data", *_ABOVE_DATA))
-       for leaf in ("errors", "folders", "geo", "sharding")},
+       for leaf in ("errors", "folders", "geo", "sharding", "distributed")},
     "models": Rule(_ABOVE_DATA),
     "data": Rule(_ABOVE_DATA),
+    # Downloading and packing GLDv2: beside data (it packs with data.packed), used by the CLI.
+    "prepare": Rule(_ABOVE_DATA),
     "losses": Rule(_ABOVE_DATA),
     # The one inference forward pass, shared by training, the stages and recognition.
     "embedding": Rule(_ABOVE_EMBEDDING),

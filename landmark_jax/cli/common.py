@@ -32,7 +32,12 @@ def debug_flag() -> argparse.ArgumentParser:
 def setup_logging(level: int = logging.WARNING) -> None:
   fmt = "%(asctime)s %(levelname)s %(message)s" if level < logging.WARNING else \
       "%(levelname)s %(message)s"
-  logging.basicConfig(level=level, format=fmt)
+  logging.basicConfig(level=logging.WARNING, format=fmt)
+  # The library's own messages at `level`; other libraries' (orbax reports every checkpoint
+  # at INFO) stay at warnings. Set on our logger, not through basicConfig alone: importing
+  # orbax already configured the root logger (absl calls basicConfig), which makes a later
+  # basicConfig a no-op, and `train` showed none of its INFO lines ("resumed from step").
+  logging.getLogger("landmark_jax").setLevel(level)
 
 
 # Argument types: a value out of range is a usage error, found before any work starts.
@@ -68,6 +73,11 @@ def probability(text: str) -> float:
 
 def share(text: str) -> float:
   return _number(text, float, lambda v: 0 <= v < 1, "in [0, 1)")
+
+
+def similarity(text: str) -> float:
+  """A cosine similarity (a threshold η)."""
+  return _number(text, float, lambda v: -1 <= v <= 1, "a cosine similarity in [-1, 1]")
 
 
 def positive_int(text: str) -> int:
@@ -148,6 +158,37 @@ def photos(args, trained, split: str, label_map=None):
   from landmark_jax.data import source_for
   label_map = label_map or trained.label_map
   return source_from_args(args, label_map) or source_for(trained.config.data, split, label_map)
+
+
+# Several hosts as one run (`landmark_jax.distributed`).
+
+def add_process_group_args(parser: argparse.ArgumentParser) -> None:
+  """--coordinator-address, --num-processes, --process-id: this process's place in a
+  multi-host run (all three or none), and --heartbeat-timeout."""
+  group = parser.add_argument_group(
+      "several hosts", "run the same command on every host, each with its --process-id; "
+      "without these, a SLURM or Open MPI launch is detected, and otherwise the run is one "
+      "process (docs/architecture.md, 'Several hosts')")
+  group.add_argument("--coordinator-address", metavar="HOST:PORT",
+                     help="process 0's host and a free port, the same on every process")
+  group.add_argument("--num-processes", type=positive_int, metavar="N",
+                     help="how many processes (hosts) take part")
+  group.add_argument("--process-id", type=non_negative_int, metavar="I",
+                     help="this process's index, 0 … N-1 (0 hosts the coordinator and "
+                          "writes the logs)")
+  group.add_argument("--heartbeat-timeout", type=positive_int, metavar="SECONDS",
+                     default=60, help="when a process has been silent this long, the "
+                                      "others stop with an error naming it (default: "
+                                      "%(default)s)")
+
+
+def join_processes(args, force: bool = False) -> bool:
+  """Joins the process group the command line names (see `add_process_group_args`);
+  whether this run has several processes."""
+  from landmark_jax import distributed
+  return distributed.initialize(distributed.ProcessGroup(
+      args.coordinator_address, args.num_processes, args.process_id, args.heartbeat_timeout),
+      force=force)
 
 
 # Configs: a shipped name or a file, and overrides of one section of it.

@@ -6,7 +6,9 @@ import argparse
 import logging
 import pathlib
 
-from landmark_jax.cli.common import non_negative_int, setup_logging, use_compilation_cache
+from landmark_jax.cli.common import (
+    add_process_group_args, join_processes, non_negative_int, setup_logging,
+    use_compilation_cache)
 
 
 def _demo(args) -> int:
@@ -19,16 +21,20 @@ def _demo(args) -> int:
 
 
 def _train(args) -> int:
+  from landmark_jax import distributed
   from landmark_jax.config import load_config
   from landmark_jax.train.loop import train
   config = load_config(args.config, args.overrides)  # mistakes surface before any work
   setup_logging(logging.INFO)
+  join_processes(args, force=config.distributed)
   result = train(config, args.workdir)
-  print(f"trained {result.steps} step{'s' * (result.steps != 1)} in {args.workdir}; {result.skipped_images} unreadable "
-        "images skipped")
-  if result.holdout:
-    print("held-out: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                   for k, v in result.holdout.items()))
+  distributed.finish()
+  if distributed.is_main_process():
+    print(f"trained {result.steps} step{'s' * (result.steps != 1)} in {args.workdir}; "
+          f"{result.skipped_images} unreadable images skipped")
+    if result.holdout:
+      print("held-out: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                     for k, v in result.holdout.items()))
   return 0
 
 
@@ -86,6 +92,7 @@ def register(commands, debug) -> None:
   train.add_argument("--workdir", required=True, help="checkpoints, logs and label map go here")
   train.add_argument("overrides", nargs="*", metavar="key=value",
                      help="config overrides, e.g. optim.lr_backbone=0.01 pipeline.batch_size=64")
+  add_process_group_args(train)
   train.set_defaults(run=_train)
 
   ablation = commands.add_parser(

@@ -1,12 +1,16 @@
 """grain input pipelines: shuffled, sharded, decoded in worker processes, checkpointable.
 
-Train: source → global shuffle (one permutation per epoch, from the one seed) → this
-process's shard → epochs → decode + augment in the workers (seeded per record, so the same
-seed gives the same batches whatever the worker count) → bad images dropped and counted here
-→ fixed-size batches. The iterator's `get_state()` / `set_state()` resume mid-epoch exactly.
+Train: source → global shuffle (one permutation per epoch, from the one seed) → epochs →
+decode + augment (seeded by the record's place in the global sequence, so the same seed
+gives the same batches whatever the worker or process count) → this process's blocks → bad
+images dropped and counted here → fixed-size batches. With P processes and a global batch B,
+process p takes the p-th block of B/P records of every B: the global batch of each step is
+the same records, in the same order, as on one process, so a run on several hosts trains
+like one on a single host with as many devices. The iterator's `get_state()` /
+`set_state()` resume mid-epoch exactly.
 
-Eval: source → shard → decode (center crop) → batches padded to a fixed size with a
-``mask``, so one compiled function serves every batch, the last one included.
+Eval: source → decode (center crop) → batches padded to a fixed size with a ``mask``, so
+one compiled function serves every batch, the last one included.
 """
 
 from __future__ import annotations
@@ -78,10 +82,36 @@ class SkippedImages:
     return False
 
 
-def _shard(dataset: grain.MapDataset, shard_index: int | None, shard_count: int | None):
+class _ProcessBlocks:
+  """Picklable index map of `process_blocks`: this process's i-th record → the global one."""
+
+  def __init__(self, parent: grain.MapDataset, block: int, index: int, count: int):
+    self.parent, self.block, self.index, self.count = parent, block, index, count
+
+  def global_index(self, i: int) -> int:
+    return (i // self.block * self.count + self.index) * self.block + i % self.block
+
+  def __call__(self, i: int):
+    return self.parent[self.global_index(i)]
+
+
+def _blocks_owned(length: int, block: int, count: int) -> int:
+  """How many records of a `length`-long sequence a process takes: its block of every whole
+  global batch. The last, partial, global batch is left out, as one process's
+  ``drop_remainder`` leaves it, so every process has the same number of batches."""
+  return length // (block * count) * block
+
+
+def process_blocks(dataset: grain.MapDataset, block: int, shard_index: int | None = None,
+                   shard_count: int | None = None) -> grain.MapDataset:
+  """This process's records of `dataset`: blocks index, index + count, … of `block`
+  consecutive records (see the module docstring)."""
   index = jax.process_index() if shard_index is None else shard_index
   count = jax.process_count() if shard_count is None else shard_count
-  return dataset[index::count], count
+  if count == 1:
+    return dataset
+  blocks = _ProcessBlocks(dataset, block, index, count)
+  return grain.MapDataset.range(_blocks_owned(len(dataset), block, count)).map(blocks)
 
 
 def _per_process_batch(batch_size: int, process_count: int) -> int:
@@ -125,19 +155,20 @@ def train_dataset(source: ImageSource, config: PipelineConfig, *, num_epochs: in
   if len(source) == 0:
     raise ValueError("the training source is empty")
   dataset = grain.MapDataset.source(source).shuffle(seed=config.seed)
-  dataset, process_count = _shard(dataset, shard_index, shard_count)
   epoch_length = len(dataset)
   dataset = dataset.repeat(num_epochs)
   dataset = dataset.map_with_index(functools.partial(_with_epoch, epoch_length))
   # Seeded per element index: the augmentation of an image in an epoch does not depend on
-  # the worker count or on where the pipeline was resumed.
+  # the worker count, the process count or on where the pipeline was resumed.
   dataset = dataset.random_map(functools.partial(_train_decode, config.image),
                                seed=config.seed + 1)
+  count = jax.process_count() if shard_count is None else shard_count
+  per_process = _per_process_batch(config.batch_size, count)
+  dataset = process_blocks(dataset, per_process, shard_index, count)
   iterable = _maybe_prefetch(dataset.to_iter_dataset(), config)
   skipped = SkippedImages()
   iterable = iterable.filter(skipped).map(_train_fields)
-  iterable = iterable.batch(_per_process_batch(config.batch_size, process_count),
-                            drop_remainder=True)
+  iterable = iterable.batch(per_process, drop_remainder=True)
   return iterable, skipped
 
 
@@ -154,20 +185,21 @@ def _pad_batch(batch_size: int, batch: dict[str, np.ndarray]) -> dict[str, np.nd
           for key, value in batch.items()}
 
 
-def eval_dataset(source: ImageSource, config: PipelineConfig, *,
-                 shard_index: int | None = None, shard_count: int | None = None
-                 ) -> grain.IterDataset:
-  """Batches ``{"image", "label", "id", "mask"}`` over every record once, in order.
+def eval_dataset(source: ImageSource, config: PipelineConfig, *, shard_index: int = 0,
+                 shard_count: int = 1) -> grain.IterDataset:
+  """Batches ``{"image", "label", "id", "mask"}`` over every record once, in order (with
+  `shard_count` > 1, over records shard_index, shard_index + shard_count, …).
 
-  Every batch has the per-process batch size; ``mask`` is False for padding and for
-  unreadable images (their ``id`` says which), so callers count and skip them.
+  Every batch has ``config.batch_size`` rows; ``mask`` is False for padding and for
+  unreadable images (their ``id`` says which), so callers count and skip them. Inference
+  runs on each process's own devices: on several processes each passes its own records
+  (`distributed.this_process_part`), so the default reads them all, whatever the process.
   """
-  dataset, process_count = _shard(grain.MapDataset.source(source), shard_index, shard_count)
+  dataset = grain.MapDataset.source(source)[shard_index::shard_count]
   dataset = dataset.map(functools.partial(transforms.decode_eval_record, config=config.image))
   iterable = _maybe_prefetch(dataset.to_iter_dataset(), config).map(_eval_fields)
-  batch_size = _per_process_batch(config.batch_size, process_count)
-  return iterable.batch(batch_size, drop_remainder=False).map(
-      functools.partial(_pad_batch, batch_size))
+  return iterable.batch(config.batch_size, drop_remainder=False).map(
+      functools.partial(_pad_batch, config.batch_size))
 
 
 class DeviceIterator:

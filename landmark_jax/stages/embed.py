@@ -5,7 +5,9 @@ Output: ``shard-NNNNN/`` folders, each holding ``embeddings.npy`` (float32, (m, 
 that could not be read), plus ``label_map.json`` and ``embeddings.json`` (model, counts).
 Shard i covers source records [i·S, (i+1)·S). A shard is written atomically
 (`landmark_jax.folders.atomic_folder`), so a killed job leaves only whole shards, and a rerun
-skips them.
+skips them. With several processes (hosts), process p embeds shards p, p + P, … on its own
+devices, into the same folder (a shared filesystem); process 0 writes the manifest once
+every shard is there.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from landmark_jax import sharding
+from landmark_jax import distributed
 from landmark_jax.data import ImageSource, PipelineConfig, eval_dataset
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.embedding import Embedder, eval_batch_size
@@ -54,14 +56,16 @@ def embed_source(trained: TrainedModel, source: ImageSource, out_dir: str | os.P
   """Embeds every record of `source` (resumable; see the module docstring)."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  mesh = sharding.make_data_mesh(jax.local_devices())
+  mesh = distributed.local_mesh()
   pipeline = PipelineConfig(batch_size=eval_batch_size(batch_size, mesh), num_workers=num_workers,
                             image=trained.config.pipeline.image)
   embedder = Embedder(trained.model, trained.variables, mesh)
   num_shards = -(-len(source) // shard_size)
-  bar = tqdm(total=len(source), desc="embed", unit="img", disable=not progress,
+  mine = range(jax.process_index(), num_shards, jax.process_count())
+  bar = tqdm(total=sum(min(shard_size, len(source) - s * shard_size) for s in mine),
+             desc="embed", unit="img", disable=not progress or not distributed.is_main_process(),
              dynamic_ncols=True)
-  for shard in range(num_shards):
+  for shard in mine:
     start, stop = shard * shard_size, min((shard + 1) * shard_size, len(source))
     if _shard_dir(out, shard).is_dir():
       bar.update(stop - start)
@@ -80,10 +84,13 @@ def embed_source(trained: TrainedModel, source: ImageSource, out_dir: str | os.P
       np.save(staging / "labels.npy", np.concatenate(labels).astype(np.int32))
       (staging / "skipped.json").write_text(json.dumps(skipped))
   bar.close()
-  source.label_map.save(out / "label_map.json")
-  (out / "embeddings.json").write_text(json.dumps({
-      "checkpoint": trained.checkpoint_id, "records": len(source), "shards": num_shards,
-      "shard_size": shard_size, "embedding_dim": trained.model.embedding_dim}, indent=2))
+  distributed.barrier("embed: every shard written")
+  if distributed.is_main_process():
+    source.label_map.save(out / "label_map.json")
+    (out / "embeddings.json").write_text(json.dumps({
+        "checkpoint": trained.checkpoint_id, "records": len(source), "shards": num_shards,
+        "shard_size": shard_size, "embedding_dim": trained.model.embedding_dim}, indent=2))
+  distributed.barrier("embed: manifest written")
   result = load_embeddings(out)
   if result.skipped:
     logger.warning("%d unreadable images were skipped (first: %s)", len(result.skipped),

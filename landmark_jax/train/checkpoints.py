@@ -8,8 +8,9 @@ Workdir layout::
     metrics.jsonl, tensorboard/, holdout.json
 
 Each checkpoint holds three items: ``state`` (the whole `TrainState` pytree), ``data`` (the
-grain iterator state, JSON) and ``meta`` (stage and class count, JSON — read first on
-resume, so the state can be restored into the right shapes). Orbax writes each checkpoint
+grain iterator state of every process, one JSON file each: each process reads its own part
+of the data) and ``meta`` (stage and class count, JSON — read first on resume, so the state
+can be restored into the right shapes). Orbax writes each checkpoint
 to a temporary directory and renames it when complete, so a killed run leaves only whole
 checkpoints; the last `keep` are kept.
 
@@ -30,12 +31,63 @@ import orbax.checkpoint as ocp
 
 from landmark_jax.config import TrainConfig, from_dict
 from landmark_jax.data import LabelMap
-from landmark_jax.errors import MissingFileError
+from landmark_jax.errors import ConfigError, MissingFileError
 from landmark_jax.models import LandmarkNet, model_variables
 
 CONFIG_FILE = "config.json"
 LABEL_MAP_FILE = "label_map.json"
 CHECKPOINTS_DIR = "checkpoints"
+
+
+class ProcessStateHandler(ocp.CheckpointHandler):
+  """Each process's own JSON state (its data iterator's position) in
+  ``process_<i>-of-<n>.json``, as grain's orbax handler stores iterators, for any JSON
+  value. Orbax's JSON handler writes from process 0 only, which would lose the others'."""
+
+  LEGACY_FILE = "metadata"  # one-process checkpoints written before multi-host training
+
+  def save(self, directory, args: "ProcessStateSave"):
+    (pathlib.Path(directory) / _process_file(jax.process_index(), jax.process_count())
+     ).write_text(json.dumps(args.state))
+
+  def restore(self, directory, args: "ProcessStateRestore | None" = None):
+    directory = pathlib.Path(directory)
+    path = directory / _process_file(jax.process_index(), jax.process_count())
+    if path.is_file():
+      return json.loads(path.read_text())
+    if jax.process_count() == 1 and (directory / self.LEGACY_FILE).is_file():
+      return json.loads((directory / self.LEGACY_FILE).read_text())
+    written = sorted({p.name.split("-of-")[-1].removesuffix(".json")
+                      for p in directory.glob("process_*-of-*.json")}) or ["1"]
+    raise ConfigError(
+        f"{directory.parent} was written by {' or '.join(written)} process(es), and this run "
+        f"has {jax.process_count()}: resume with --num-processes {written[0]} (each process "
+        "continues its own part of the data)")
+
+  def metadata(self, directory):
+    return None
+
+  def finalize(self, directory):
+    pass
+
+  def close(self):
+    pass
+
+
+def _process_file(index: int, count: int) -> str:
+  return f"process_{index}-of-{count}.json"
+
+
+@ocp.args.register_with_handler(ProcessStateHandler, for_save=True)
+@dataclasses.dataclass
+class ProcessStateSave(ocp.args.CheckpointArgs):
+  state: Any
+
+
+@ocp.args.register_with_handler(ProcessStateHandler, for_restore=True)
+@dataclasses.dataclass
+class ProcessStateRestore(ocp.args.CheckpointArgs):
+  pass
 
 
 class Checkpointer:
@@ -54,7 +106,7 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, data_state: dict, meta: dict) -> None:
     self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
+        state=ocp.args.StandardSave(state), data=ProcessStateSave(data_state),
         meta=ocp.args.JsonSave(meta)))
 
   def restore_meta(self, step: int) -> dict:
@@ -63,7 +115,7 @@ class Checkpointer:
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict, dict]:
     """The state restored into `abstract_state`'s shapes and shardings, the data state, meta."""
     restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore(),
+        state=ocp.args.StandardRestore(abstract_state), data=ProcessStateRestore(),
         meta=ocp.args.JsonRestore()))
     return restored["state"], restored["data"], restored["meta"]
 

@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from landmark_jax import sharding
+from landmark_jax import distributed, sharding
 from landmark_jax.config import TrainConfig
 from landmark_jax.data import ImageSource, eval_dataset
-from landmark_jax.embedding import Embedder, class_mean_embeddings, eval_batch_size
+from landmark_jax.embedding import Embedder, class_embedding_sums, class_means, eval_batch_size
 from landmark_jax.errors import ConfigError, DataError
 from landmark_jax.models import LandmarkNet, model_variables
 from landmark_jax.train.state import TrainState
@@ -161,15 +161,22 @@ def grow_for_next_stage(config: TrainConfig, plan: StagePlan, stage: int, state:
   """The replicated state for stage `stage + 1`: with ``new_class_init="mean"`` the new
   classes' mean embeddings under the current model initialise their columns and centers."""
   old_n, new_n = plan.num_classes[stage], plan.num_classes[stage + 1]
-  class_means = None
+  state = jax.device_get(state)  # replicated: every process holds all of it
+  means = None
   if config.curriculum.new_class_init == "mean":
     images = source.subset(np.flatnonzero((source.labels >= old_n) & (source.labels < new_n)))
-    dataset = eval_dataset(images, dataclasses.replace(
-        config.pipeline, batch_size=eval_batch_size(config.pipeline.batch_size, mesh)))
-    embedder = Embedder(model, model_variables(state.params, state.batch_stats), mesh,
+    # Each process embeds its share on its own devices; the sums meet in float64, so every
+    # process computes the same means, and as one process would.
+    local = distributed.local_mesh()
+    dataset = eval_dataset(
+        images.subset(distributed.this_process_part(len(images))),
+        dataclasses.replace(config.pipeline,
+                            batch_size=eval_batch_size(config.pipeline.batch_size, local)))
+    embedder = Embedder(model, model_variables(state.params, state.batch_stats), local,
                         normalize=False)
-    class_means = class_mean_embeddings(embedder, dataset, range(old_n, new_n))
+    sums, counts = class_embedding_sums(embedder, dataset, range(old_n, new_n))
+    means = class_means(distributed.sum_over_processes(sums),
+                        distributed.sum_over_processes(counts))
   rng = jax.random.fold_in(state.rng, 1_000_003 + stage)
-  grown = grow_state(jax.device_get(state), tx, new_n, config.curriculum.new_class_init, rng,
-                     class_means)
+  grown = grow_state(state, tx, new_n, config.curriculum.new_class_init, rng, means)
   return sharding.replicate(grown, mesh)

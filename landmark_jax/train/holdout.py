@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import jax
 import numpy as np
 
+from landmark_jax import distributed
 from landmark_jax.config import TrainConfig
 from landmark_jax.data import ImageSource, eval_dataset
 from landmark_jax.embedding import Embedder, eval_batch_size
@@ -19,19 +21,28 @@ HOLDOUT_FILE = "holdout.json"
 
 
 def evaluate_holdout(model: LandmarkNet, state: TrainState, source: ImageSource,
-                     config: TrainConfig, mesh) -> dict[str, float]:
-  """Top-1 classification accuracy on held-out images, landmark and non-landmark apart."""
-  dataset = eval_dataset(source, dataclasses.replace(
-      config.pipeline, batch_size=eval_batch_size(config.pipeline.batch_size, mesh)))
-  correct, truth = [], []
-  embedder = Embedder(model, model_variables(state.params, state.batch_stats), mesh)
+                     config: TrainConfig) -> dict[str, float]:
+  """Top-1 classification accuracy on held-out images, landmark and non-landmark apart.
+
+  Each process classifies its share on its own devices; the counts are summed over the
+  processes, so every process returns the same figures.
+  """
+  mesh = distributed.local_mesh()
+  dataset = eval_dataset(
+      source.subset(distributed.this_process_part(len(source))),
+      dataclasses.replace(config.pipeline,
+                          batch_size=eval_batch_size(config.pipeline.batch_size, mesh)))
+  host = jax.device_get(model_variables(state.params, state.batch_stats))
+  embedder = Embedder(model, host, mesh)
+  # [landmark right, landmark seen, non-landmark right, non-landmark seen]
+  counts = np.zeros(4)
   for batch in embedder.iterate(dataset):
-    labels = np.asarray(stage_labels(batch["label"], model.num_classes))
-    keep = batch["mask"]
-    correct.append((batch["logits"].argmax(-1) == labels)[keep])
-    truth.append(labels[keep])
-  correct, truth = np.concatenate(correct), np.concatenate(truth)
-  is_landmark = truth < model.num_classes
-  return {"landmark_accuracy": float(correct[is_landmark].mean()) if is_landmark.any() else math.nan,
-          "non_landmark_accuracy": float(correct[~is_landmark].mean()) if (~is_landmark).any() else math.nan,
-          "chance": 1.0 / (model.num_classes + 1), "images": int(len(truth))}
+    labels = np.asarray(stage_labels(batch["label"], model.num_classes))[batch["mask"]]
+    correct = (batch["logits"].argmax(-1)[batch["mask"]] == labels)
+    is_landmark = labels < model.num_classes
+    counts += [correct[is_landmark].sum(), is_landmark.sum(), correct[~is_landmark].sum(),
+               (~is_landmark).sum()]
+  right, seen, non_right, non_seen = distributed.sum_over_processes(counts)
+  return {"landmark_accuracy": float(right / seen) if seen else math.nan,
+          "non_landmark_accuracy": float(non_right / non_seen) if non_seen else math.nan,
+          "chance": 1.0 / (model.num_classes + 1), "images": int(seen + non_seen)}

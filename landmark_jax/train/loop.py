@@ -21,11 +21,11 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from landmark_jax import sharding
+from landmark_jax import distributed, sharding
 from landmark_jax.config import TrainConfig, to_dict
 from landmark_jax.data import DeviceIterator, ImageSource, LabelMap, source_for, train_dataset
 from landmark_jax.data.catalog import has_split, with_found_files
-from landmark_jax.errors import ConfigError
+from landmark_jax.errors import ConfigError, DataError
 from landmark_jax.models import LandmarkNet, model_variables
 from landmark_jax.models.pretrained import load_pretrained_backbone, with_pretrained_backbone
 from landmark_jax.train import curriculum, optim, recipe
@@ -99,6 +99,17 @@ def check_resumable(workdir: pathlib.Path, config: TrainConfig) -> None:
                       "resume with the same config, or use a new --workdir")
 
 
+def check_process_count(workdir: pathlib.Path, step: int, meta: dict) -> None:
+  """Refuses to resume with another process count: each process's data position was saved
+  for its share of the batches, which another count would cut differently."""
+  saved = meta.get("process_count", 1)  # checkpoints before multi-host training: one
+  if saved != jax.process_count():
+    raise ConfigError(
+        f"the checkpoint at step {step} in {workdir} was written by {saved} process(es) and "
+        f"this run has {jax.process_count()}: resume with --num-processes {saved}, or use a "
+        "new --workdir")
+
+
 def photos_to_train_on(source: ImageSource, config: TrainConfig) -> ImageSource:
   """The training photos, without the non-landmark ones when the config trains no
   non-landmark class (``loss.non_landmark_class=False``)."""
@@ -170,8 +181,10 @@ class _Run:
   total_steps: int
 
   def save(self, step: int, state: TrainState, data_state: dict, stage: int, **meta) -> None:
+    # Each process saves its own data position; `process_count` says how many to resume with.
     self.checkpointer.save(step, state, data_state,
-                           {"stage": stage, "num_classes": self.plan.num_classes[stage], **meta})
+                           {"stage": stage, "num_classes": self.plan.num_classes[stage],
+                            "process_count": jax.process_count(), **meta})
 
 
 def _run_stage(run: _Run, stage: int, state: TrainState, step: int, data_state: dict | None
@@ -194,6 +207,14 @@ def _run_stage(run: _Run, stage: int, state: TrainState, step: int, data_state: 
       batch = next(iterator)
     except StopIteration:
       # Unreadable images were dropped, so the stage has fewer full batches than planned.
+      if jax.process_count() > 1:
+        # The others still have batches: stopping here alone would leave them waiting in
+        # the next step's collectives. Stop the run, naming this process (the watchdog
+        # stops the others).
+        raise DataError(
+            f"process {jax.process_index()} ran out of images in stage {stage} at step "
+            f"{step} ({skipped.total} unreadable skipped): remove the unreadable photos "
+            "from the data, or lower num_epochs")
       logger.warning("stage %d ran out of images at step %d (%d unreadable skipped)",
                      stage, step, skipped.total)
       break
@@ -220,9 +241,14 @@ def _run_stage(run: _Run, stage: int, state: TrainState, step: int, data_state: 
 
 def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[Hook] = (),
           progress: bool = True) -> TrainResult:
-  """Trains (or resumes training) in `workdir`; returns the final state and held-out accuracy."""
-  if config.distributed:
-    jax.distributed.initialize()
+  """Trains (or resumes training) in `workdir`; returns the final state and held-out accuracy.
+
+  On several hosts every process calls this with the same arguments (the workdir on a
+  shared filesystem); join them first with `distributed.initialize` (the CLI's
+  ``--coordinator-address/--num-processes/--process-id``). Without that, a cluster JAX
+  detects (SLURM, Open MPI, TPU pods), or ``config.distributed``, joins here.
+  """
+  distributed.initialize(distributed.ProcessGroup(), force=config.distributed)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   # Files found from the working directory are saved by their absolute path: the later
@@ -248,7 +274,9 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
   stage, data_state = 0, None
   latest = checkpointer.latest_step()
   if latest is not None:
-    stage = checkpointer.restore_meta(latest)["stage"]
+    meta = checkpointer.restore_meta(latest)
+    check_process_count(workdir, latest, meta)
+    stage = meta["stage"]
     abstract = abstract_train_state(make_model(config, plan.num_classes[stage]), tx,
                                     config.pipeline.image.crop_size,
                                     sharding.replicated_sharding(mesh))
@@ -290,7 +318,7 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
   holdout = None
   if has_split(config.data, "holdout"):
     holdout = evaluate_holdout(model, state, source_for(config.data, "holdout", source.label_map),
-                               config, mesh)
+                               config)
     logger.info("held-out accuracy: %s", holdout)
     if jax.process_index() == 0:
       (workdir / HOLDOUT_FILE).write_text(json.dumps(holdout, indent=2))

@@ -1,11 +1,10 @@
-"""The train loop end to end: curriculum on the embedded dataset, resume, kill, NaN, bad files."""
+"""The train loop end to end: curriculum on the embedded dataset, resume, NaN, bad files.
+
+A process killed with SIGKILL and resumed: tests/train/test_multihost.py (two processes,
+one of them killed).
+"""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import jax
 import numpy as np
@@ -15,7 +14,7 @@ from landmark_jax.config import apply_overrides, load_config
 from landmark_jax.train.checkpoints import Checkpointer
 from landmark_jax.train.loop import NonFiniteLossError, train
 from landmark_jax.train.metrics_log import MetricsLog
-from tests.helpers import TINY_TRAINED_OVERRIDES, gradient_image, write_bad_folder
+from tests.helpers import CURRICULUM_RUN, TINY_TRAINED_OVERRIDES, gradient_image, write_bad_folder
 
 
 def tiny(*overrides):
@@ -68,33 +67,20 @@ class StopAfter:
       raise KeyboardInterrupt(f"simulated crash after step {step}")
 
 
-def test_resume_after_a_crash_gives_the_uninterrupted_state(demo_cache, tmp_path):
-  config = tiny("max_steps=4", "checkpoint_every_steps=2", "async_checkpointing=False")
-  uninterrupted = train(config, tmp_path / "a", progress=False)
-
-  with pytest.raises(KeyboardInterrupt):
-    train(config, tmp_path / "b", hooks=[StopAfter(3)], progress=False)
-  assert Checkpointer(tmp_path / "b" / "checkpoints").all_steps() == [2]
-  resumed = train(config, tmp_path / "b", progress=False)
-  assert resumed.steps == uninterrupted.steps == 4
-  assert_same_state(resumed.state, uninterrupted.state)
-
-
 @pytest.fixture(scope="module")
-def stage_transition_runs(demo_cache, tmp_path_factory):
+def stage_transition_runs(curriculum_run, tmp_path_factory):
   """(workdir, result) of an uninterrupted run and of one crashed in stage 1 and resumed."""
-  # The curriculum on, num_epochs=2: stage 0 (4 landmarks, 63 + 240 images) runs 1 epoch =
-  # 9 steps, stage 1 (366 images) 11, so a crash after step 13 falls in stage 1, after the
-  # transition checkpoint (9) and the last regular one (12). log_every_steps=1: the crashed
-  # run has logged step 13, which the resumed run repeats.
-  config = tiny("num_epochs=2", "curriculum.enabled=True", "checkpoint_every_steps=3",
-                "async_checkpointing=False", "log_every_steps=1")
+  # The session's curriculum run (tests.helpers.CURRICULUM_RUN): stage 1 begins at step 10,
+  # so a crash after step 11 falls in stage 1, after the transition checkpoint (9) and the
+  # regular one at 10, whose data position the resumed run restores. log_every_steps=1: the
+  # crashed run has logged step 11, which the resumed run repeats.
+  config = tiny(*CURRICULUM_RUN)
   folder = tmp_path_factory.mktemp("stage-transition")
-  uninterrupted = train(config, folder / "a", progress=False)
   with pytest.raises(KeyboardInterrupt):
-    train(config, folder / "b", hooks=[StopAfter(13)], progress=False)
+    train(config, folder / "b", hooks=[StopAfter(11)], progress=False)
+  assert Checkpointer(folder / "b" / "checkpoints").latest_step() == 10
   resumed = train(config, folder / "b", progress=False)
-  return (folder / "a", uninterrupted), (folder / "b", resumed)
+  return curriculum_run, (folder / "b", resumed)
 
 
 def test_resume_across_a_stage_transition(stage_transition_runs):
@@ -130,31 +116,6 @@ def test_metrics_log_drops_rows_past_the_resumed_step_and_torn_lines(tmp_path):
   log.write(4, {"loss": 0.25})
   log.close()
   assert logged_steps(tmp_path) == [1, 2, 3, 4]
-
-
-def test_killed_process_resumes_to_the_same_state(demo_cache, tmp_path):
-  config_args = ["max_steps=16", "checkpoint_every_steps=2", "async_checkpointing=False",
-                 "log_every_steps=1000"]
-  process = subprocess.Popen(
-      [sys.executable, "-m", "landmark_jax.cli", "train", "--config", "tiny_cpu",
-       "--workdir", str(tmp_path / "killed"), *config_args],
-      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
-  checkpoints = tmp_path / "killed" / "checkpoints"
-  deadline = time.monotonic() + 240
-  while time.monotonic() < deadline and process.poll() is None:
-    if checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir()):
-      process.send_signal(signal.SIGKILL)
-      break
-    time.sleep(0.05)
-  process.wait(timeout=60)
-  assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
-  killed_at = Checkpointer(checkpoints).latest_step()
-  assert killed_at is not None and killed_at < 16
-
-  resumed = train(tiny(*config_args), tmp_path / "killed", progress=False)
-  uninterrupted = train(tiny(*config_args), tmp_path / "whole", progress=False)
-  assert resumed.steps == uninterrupted.steps == 16
-  assert_same_state(resumed.state, uninterrupted.state)
 
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(demo_cache, tmp_path):
