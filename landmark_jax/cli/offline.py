@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 from landmark_jax.cli.common import (
-    add_config_arg, add_source_args, config_section, non_negative_int, photos, positive_int,
-    setup_logging, share, source_from_args)
+    add_config_arg, add_process_group_args, add_source_args, config_section, join_processes,
+    non_negative_int, photos, positive_int, probability, setup_logging, share, similarity,
+    source_from_args)
 from landmark_jax.errors import DataError, UsageError
+
 
 # The share of each new landmark's photos `add-landmarks --recalibrate` keeps for measuring.
 HOLD_BACK = 0.25
@@ -15,13 +17,17 @@ HOLD_BACK = 0.25
 def _embed(args) -> int:
   from landmark_jax.stages.embed import embed_source
   from landmark_jax.train.checkpoints import load_trained
+  from landmark_jax import distributed
   setup_logging()
+  join_processes(args)
   trained = load_trained(args.checkpoint)
   result = embed_source(trained, photos(args, trained, "train"), args.out,
                         batch_size=args.batch_size, shard_size=args.shard_size,
                         num_workers=args.num_workers)
-  print(f"{len(result.ids)} embeddings ({result.embeddings.shape[1]}-d) in {args.out}; "
-        f"{len(result.skipped)} unreadable images skipped")
+  distributed.finish()
+  if distributed.is_main_process():
+    print(f"{len(result.ids)} embeddings ({result.embeddings.shape[1]}-d) in {args.out}; "
+          f"{len(result.skipped)} unreadable images skipped")
   return 0
 
 
@@ -33,7 +39,8 @@ def _clean(args) -> int:
   reference_ids = read_reference_ids(args.references_csv) if args.references_csv else []
   embeddings = load_embeddings(args.embeddings)
   report = write_cleaning(clean_embeddings(embeddings, cleaning, reference_ids),
-                          embeddings.label_map, args.out, embeddings.checkpoint)
+                          embeddings.label_map, args.out, embeddings.checkpoint,
+                          args.embeddings)
   print(report_markdown(report))
   print(f"cleaned dataset, report and centroids written to {args.out}")
   return 0
@@ -41,11 +48,46 @@ def _clean(args) -> int:
 
 def _build_index(args) -> int:
   from landmark_jax.stages.centroids import build_centroid_index
+  if args.target_recall is None and (args.embeddings or args.eta is not None
+                                     or args.tuning_queries is not None):
+    raise UsageError("--embeddings, --eta and --tuning-queries choose how --target-recall is "
+                     "measured: give --target-recall too")
+  setup_logging()
   index_config = config_section(args.config, "default", "index", args.overrides)
   index = build_centroid_index(args.clean, index_config, args.checkpoint_id, args.landmarks_csv)
+  if args.target_recall is not None:
+    index = _tuned(index, args)
   index.save(args.out)
   print(f"index of {len(index)} centroids ({index.backend}) written to {args.out}")
   return 0
+
+
+def _tuned(index, args):
+  """`index` searching with the cheapest settings meeting --target-recall; prints them."""
+  from landmark_jax.index.tuning import describe, tuned_index
+  from landmark_jax.stages.centroids import TUNING_QUERIES, tuning_queries
+  queries, source = tuning_queries(index.centroids, args.clean, args.embeddings,
+                                   args.tuning_queries or TUNING_QUERIES)
+  index, tuning = tuned_index(index, queries, args.target_recall, eta=args.eta,
+                              query_source=source)
+  chosen = tuning.chosen
+  if chosen.setting is None:
+    searcher = "exact search" if index.backend == "exact" else "ScaNN's brute force"
+    print(f"recall@1 measured on {source}: {searcher} has no settings to tune")
+  else:
+    print(f"search tuned for recall@1 ≥ {args.target_recall} on {source}: "
+          f"{describe(chosen.setting, index.scann_info['num_leaves'])} "
+          f"({len(tuning.measured)} settings measured against exact search)")
+  print(f"  recall@1 {chosen.recall:.4f} on all {len(queries)} queries")
+  if args.eta is None:
+    print("  no η: the index is not calibrated yet, so the target applied to all queries; "
+          "--eta ETA measures it on those whose best score clears ETA (those that matter)")
+  elif chosen.recall_above_eta is None:
+    print(f"  no query's best score clears η {args.eta}: the target applied to all queries")
+  else:
+    print(f"  recall@1 {chosen.recall_above_eta:.4f} on the {tuning.queries_above_eta} whose "
+          f"best score clears η {args.eta} (the target's)")
+  return index
 
 
 def _landmark_list(ids, index) -> str:
@@ -196,6 +238,7 @@ def register(commands, debug) -> None:
   embed.add_argument("--num-workers", type=non_negative_int, default=0,
                      help="grain worker processes decoding photos (default: 0, in this "
                           "process)")
+  add_process_group_args(embed)
   embed.set_defaults(run=_embed)
 
   clean = commands.add_parser(
@@ -224,6 +267,21 @@ def register(commands, debug) -> None:
   build.add_argument("--landmarks-csv",
                      help="landmark_id,name,latitude,longitude[,category]: kept with the index "
                           "for names and geo filtering")
+  build.add_argument("--target-recall", type=probability, metavar="R",
+                     help="choose the search settings (leaves probed, candidates re-scored) "
+                          "as the cheapest whose recall@1 against exact search reaches R on "
+                          "sampled queries; kept in the manifest, a loaded index searches "
+                          "with them. A warning says when no setting reaches R")
+  build.add_argument("--embeddings", metavar="DIR",
+                     help="with --target-recall: the photos to sample queries from (an "
+                          "`embed` folder; default: the one the cleaning was made from, else "
+                          "centroids perturbed to cosine 0.7)")
+  build.add_argument("--eta", type=similarity, metavar="ETA",
+                     help="with --target-recall: the recognition threshold; the target then "
+                          "applies to the queries whose best score clears it (below it, the "
+                          "answer is 'no landmark' whatever is found)")
+  build.add_argument("--tuning-queries", type=positive_int, metavar="N",
+                     help="with --target-recall: queries sampled (default: 2000)")
   add_config_arg(build, "default; its `index` section is used")
   build.add_argument("overrides", nargs="*", metavar="key=value",
                      help="IndexConfig fields, e.g. backend=exact num_leaves=2000")

@@ -36,6 +36,7 @@ from landmark_jax.index.landmarks import LandmarkInfo, load_landmarks_csv, save_
 from landmark_jax.index.references import FILES as REFERENCE_FILES
 from landmark_jax.index.references import VECTORS_FILE as REFERENCE_VECTORS
 from landmark_jax.index.references import References
+from landmark_jax.index.tuning import SearchSetting
 from landmark_jax.index.validation import EMBEDDINGS_FILE as VALIDATION_EMBEDDINGS
 from landmark_jax.index.validation import FILES as VALIDATION_FILES
 from landmark_jax.index.validation import ValidationSet
@@ -130,6 +131,38 @@ class CentroidIndex:
   def __len__(self) -> int:
     return len(self.centroids)
 
+  @property
+  def scann_info(self) -> dict[str, Any]:
+    """The manifest's ``scann`` record: the searcher's mode and settings, and the tuning
+    that chose them (`build-index --target-recall`), if any."""
+    return dict(self._scann_info)
+
+  @property
+  def search_settings(self) -> SearchSetting | None:
+    """A ScaNN tree's partitions probed and candidates re-scored per query (None: ScaNN's
+    brute force or the exact backend, which have none)."""
+    info = self._scann_info
+    if self._scann is None or info.get("mode") != "tree_ah":
+      return None
+    return SearchSetting(info["leaves_to_search"], info["reorder"])
+
+  def with_search_settings(self, settings: SearchSetting | None,
+                           tuning: dict[str, Any]) -> "CentroidIndex":
+    """The same index searching with `settings` (None: keep them), and `tuning` (how they
+    were chosen, `tuning.tuning_record`) in its manifest. The config takes the settings too,
+    so an edit that rebuilds the index (`editing`) builds the tree with them."""
+    info = {**self._scann_info, "tuning": tuning}
+    config = self.config
+    if settings is not None:
+      info.update(leaves_to_search=settings.leaves_to_search, reorder=settings.reorder)
+      config = dataclasses.replace(config, leaves_to_search=settings.leaves_to_search,
+                                   reorder=settings.reorder)
+    fields = {"label_map": self.label_map, "metadata": self.metadata,
+              "landmarks": self.landmarks, "validation": self._validation,
+              "references": self.references}
+    return CentroidIndex(self.centroids, self.labels, self.cluster_sizes, config, **fields,
+                         _scann=self._scann, _scann_info=info)
+
   def exact_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(centroid ids, scores) by exact dot product."""
     if self._exact is None:
@@ -137,11 +170,13 @@ class CentroidIndex:
     return self._exact.search(queries, k)
 
   def search(self, queries: np.ndarray, k: int = 5, *, exact: bool = False,
-             leaves_to_search: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             leaves_to_search: int | None = None, reorder: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k centroids per query → (labels (q, k), scores (q, k), centroid ids (q, k)).
 
-    `leaves_to_search` overrides the built setting for this call (ScaNN tree mode only):
-    more leaves, higher recall, fewer queries/s."""
+    A ScaNN tree searches with the index's settings (`search_settings`: as built, or as
+    `build-index --target-recall` chose them); `leaves_to_search` and `reorder` override
+    them for this call: more of either, higher recall, fewer queries/s."""
     queries = np.ascontiguousarray(queries, np.float32)
     if queries.ndim != 2 or queries.shape[1] != self.dim:
       raise ValueError(f"queries must be (q, {self.dim}), got {queries.shape}")
@@ -149,7 +184,13 @@ class CentroidIndex:
     if exact or self._scann is None:
       ids, scores = self.exact_search(queries, k)
     else:
-      extra = {"leaves_to_search": leaves_to_search} if leaves_to_search else {}
+      extra = {}
+      settings = self.search_settings
+      if settings is not None:
+        # Passed on every call: a loaded searcher's own defaults are those it was built with,
+        # which a tuning may have changed since.
+        extra = {"leaves_to_search": leaves_to_search or settings.leaves_to_search,
+                 "pre_reorder_num_neighbors": reorder or settings.reorder}
       ids, _ = self._scann.search_batched(queries, final_num_neighbors=k, **extra)
       ids = ids.astype(np.int64)
     ids, scores = _rescored(self.centroids, queries, ids)

@@ -168,6 +168,33 @@ def check_manifest_fields(path: pathlib.Path, manifest: dict[str, Any]) -> None:
   if manifest.get("backend") not in ("scann", "exact"):
     raise IndexFormatError(f"{path}: backend {manifest.get('backend')!r}, expected scann or exact")
   _check_eta(path, manifest)
+  _check_search_settings(path, manifest)
+
+
+def _check_search_settings(path: pathlib.Path, manifest: dict[str, Any]) -> None:
+  """A ScaNN tree's settings, which every search passes on (`CentroidIndex.search`), are
+  positive counts; the record of a tuning (`build-index --target-recall`, optional: indexes
+  built before it have none) holds recalls that are shares."""
+  scann = manifest.get("scann")
+  if scann is None:  # the searcher's defaults, as saved in its assets
+    return
+  if not isinstance(scann, dict):
+    raise IndexFormatError(f"{path}: scann {scann!r}, expected an object")
+  if manifest["backend"] == "scann" and scann.get("mode") == "tree_ah":
+    for key in ("num_leaves", "leaves_to_search", "reorder"):
+      if type(scann.get(key)) is not int or scann[key] < 1:
+        raise IndexFormatError(f"{path}: scann.{key} {scann.get(key)!r}, expected a positive "
+                               "integer")
+  tuning = scann.get("tuning")
+  if tuning is None:
+    return
+  if not isinstance(tuning, dict):
+    raise IndexFormatError(f"{path}: scann.tuning {tuning!r}, expected an object")
+  for key in ("target_recall", "recall_at_1", "recall_at_1_above_eta"):
+    value = tuning.get(key)
+    if value is not None and (type(value) not in (int, float) or not 0 <= value <= 1):
+      raise IndexFormatError(f"{path}: scann.tuning.{key} {value!r}, expected a share in "
+                             "[0, 1]")
 
 
 def _check_eta(path: pathlib.Path, manifest: dict[str, Any]) -> None:
