@@ -1,5 +1,8 @@
 """Input pipeline throughput: decoded + augmented images/s, with and without JPEG draft mode,
-in-process and with 1 or 2 grain worker processes. The baseline is draft mode off."""
+in-process and with 1 or 2 grain worker processes. The baseline is draft mode off.
+
+`benchmark_packed`: the same training pipeline reading (resized) ArrayRecord shards against
+reading the original JPEG files, at the same worker counts; the baseline is the files."""
 
 from __future__ import annotations
 
@@ -35,4 +38,24 @@ def benchmark_data(source: ImageSource, *, crop_size: int = 224, resize_size: in
   baseline = {row["workers"]: row["images/s"] for row in rows if not row["jpeg draft"]}
   for row in rows:
     row["vs no draft"] = row["images/s"] / baseline[row["workers"]]
+  return rows
+
+
+def benchmark_packed(files: ImageSource, packed: dict[str, ImageSource], *,
+                     crop_size: int = 224, resize_size: int = 256, num_images: int = 240,
+                     batch_size: int = 8, workers: tuple[int, ...] = (0, 1, 2)
+                     ) -> list[dict[str, Any]]:
+  """images/s of `train_dataset` over `files` (the JPEG files) and each of `packed` (label →
+  the same photos from shards), one after the other at each worker count, with the
+  pipeline's default settings (JPEG draft on); "vs JPEG files" is the ratio to the files at
+  the same worker count."""
+  rows = []
+  for num_workers in workers:
+    config = PipelineConfig(batch_size=batch_size, num_workers=num_workers,
+                            image=ImageConfig(resize_size=resize_size, crop_size=crop_size))
+    rates = {label: _images_per_second(source, config, num_images)
+             for label, source in {"JPEG files": files, **packed}.items()}
+    for label, rate in rates.items():
+      rows.append({"source": label, "workers": num_workers or "0 (in-process)",
+                   "images/s": rate, "vs JPEG files": rate / rates["JPEG files"]})
   return rows

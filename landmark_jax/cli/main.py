@@ -13,12 +13,12 @@ import os
 import sys
 
 from landmark_jax.cli import (
-    benchmark, calibrate, evaluate, offline, recognize, regions, serve, train)
+    benchmark, calibrate, evaluate, offline, prepare, recognize, regions, serve, train)
 from landmark_jax.cli.common import OneLineErrorParser, debug_flag
 from landmark_jax.errors import UserError
 
 # Command groups, in the order `--help` lists them.
-GROUPS = (train, regions, offline, calibrate, recognize, evaluate, serve, benchmark)
+GROUPS = (prepare, train, regions, offline, calibrate, recognize, evaluate, serve, benchmark)
 
 # Besides the library's own `UserError`s: what the operating system says about a path the
 # user gave (a checkpoint folder that is a file, an unreadable output folder, …).
@@ -67,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
   except KeyboardInterrupt:
     print(f"landmark-jax {args.command}: interrupted", file=sys.stderr)
     return 130
+  except Exception:
+    if "landmark_jax.distributed" in sys.modules:  # only a multi-host command imports it
+      from landmark_jax import distributed
+      distributed.await_verdict_on_peers()  # exits, naming a dead peer, if there is one
+    raise
 
 
 if __name__ == "__main__":

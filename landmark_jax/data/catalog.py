@@ -46,10 +46,16 @@ class DataConfig:
   holdout_csv: str = ""  # gldv2-format held-out set, classified after training ("" = none)
   val_csv: str = ""  # gldv2-format validation set for calibrating η ("" = none)
   test_csv: str = ""  # gldv2-format test set for `evaluate` ("" = none)
+  # demo, gldv2: read every split's photos from this folder of ArrayRecord shards
+  # (`landmark-jax prepare gldv2 --pack` writes <root>/packed) instead of the JPEG files; in
+  # root or from the working directory ("" = the files)
+  packed_dir: str = ""
 
   def __post_init__(self):
     if self.kind not in DATA_KINDS:
       raise ConfigError(f"unknown data.kind {self.kind!r}: {', '.join(DATA_KINDS)}")
+    if self.packed_dir and self.kind not in ("demo", "gldv2"):
+      raise ConfigError(f"data.packed_dir works with data.kind=demo or gldv2, not {self.kind}")
 
 
 # The embedded dataset's CSV of each split.
@@ -60,7 +66,8 @@ def _train_source(data: DataConfig, label_map: LabelMap | None) -> ImageSource:
   if data.kind == "demo":
     return GLDv2Source(data.root or demo_dataset(), csv="train.csv",
                        clean_csv=data.clean_csv or None, non_landmark_csv="non_landmark.csv",
-                       regions_csv="landmarks.csv", label_map=label_map)
+                       regions_csv="landmarks.csv", label_map=label_map,
+                       packed_dir=data.packed_dir or None)
   if data.kind == "gldv2":
     if not data.root:
       raise ConfigError("data.kind=gldv2 needs data.root=<the dataset folder>")
@@ -68,7 +75,8 @@ def _train_source(data: DataConfig, label_map: LabelMap | None) -> ImageSource:
                        clean_csv=data.clean_csv or None,
                        non_landmark_csv=data.non_landmark_csv or None,
                        regions_csv=data.regions_csv or None,
-                       categories_csv=data.categories_csv or None, label_map=label_map)
+                       categories_csv=data.categories_csv or None, label_map=label_map,
+                       packed_dir=data.packed_dir or None)
   if data.kind == "folder":
     if not data.root:
       raise ConfigError("data.kind=folder needs data.root=<the image folder>")
@@ -83,8 +91,9 @@ def _train_source(data: DataConfig, label_map: LabelMap | None) -> ImageSource:
                     else data.tfds_non_landmark_value, label_map=label_map)
 
 
-# The files a data config names that may be relative to the working directory.
-_FOUND_FILES = ("clean_csv", "non_landmark_csv", "regions_csv", "categories_csv")
+# The files (and the packed folder) a data config names that may be relative to the working
+# directory.
+_FOUND_FILES = ("clean_csv", "non_landmark_csv", "regions_csv", "categories_csv", "packed_dir")
 
 
 def with_found_files(data: DataConfig) -> DataConfig:
@@ -96,8 +105,8 @@ def with_found_files(data: DataConfig) -> DataConfig:
     value = getattr(data, name)
     if not value or pathlib.Path(value).is_absolute():
       continue
-    in_root = data.root and (pathlib.Path(data.root) / value).is_file()
-    if not in_root and pathlib.Path(value).is_file():
+    in_root = data.root and (pathlib.Path(data.root) / value).exists()
+    if not in_root and pathlib.Path(value).exists():
       changes[name] = str(pathlib.Path(value).absolute())
   return dataclasses.replace(data, **changes) if changes else data
 
@@ -129,6 +138,8 @@ def source_for(data: DataConfig, split: str = "train", label_map: LabelMap | Non
   if label_map is None:
     raise ValueError(f"the {split} split needs the trained model's label map")
   if data.kind == "demo":
-    return GLDv2Source(data.root or demo_dataset(), csv=_DEMO_CSV[split], label_map=label_map)
+    return GLDv2Source(data.root or demo_dataset(), csv=_DEMO_CSV[split], label_map=label_map,
+                       packed_dir=data.packed_dir or None)
   return GLDv2Source(data.root, csv=getattr(data, f"{split}_csv"),
-                     image_dir=data.image_dir or None, label_map=label_map)
+                     image_dir=data.image_dir or None, label_map=label_map,
+                     packed_dir=data.packed_dir or None)

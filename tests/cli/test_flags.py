@@ -31,7 +31,7 @@ def test_the_walk_reaches_every_command():
   names = {" ".join(path) for path, _ in commands(build_parser())}
   assert {"train", "recognize", "serve", "add-landmarks", "benchmark", "benchmark model",
           "benchmark train", "benchmark index", "benchmark compare",
-          "benchmark data"} <= names
+          "benchmark data", "prepare", "prepare gldv2", "regions"} <= names
 
 
 def test_every_option_and_positional_has_help():
