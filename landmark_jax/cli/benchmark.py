@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 
-from landmark_jax.cli.common import positive_int, probability, setup_logging
+from landmark_jax.cli.common import non_negative_int, positive_int, probability, setup_logging
 from landmark_jax.errors import UsageError
 
 # `benchmark compare --preset`: the shipped config whose `delf` section gives the settings.
@@ -40,8 +40,25 @@ def _benchmark_data(args) -> int:
   print(f"# {len(source)} images from {root}, crop {args.crop_size}: {machine_description()}")
   print(format_table(rows, ["workers", "jpeg draft", "images/s", "images/s per process",
                             "vs no draft"]))
+  packed_rows = []
+  if args.packed_dir:
+    from landmark_jax.benchmarks.data_speed import benchmark_packed
+    from landmark_jax.data.packed import PackedImages
+    from landmark_jax.data.sources import find_data_folder
+    packed = {}
+    for name in args.packed_dir:
+      folder = find_data_folder(root, name, "--packed-dir")
+      resize = PackedImages(folder).resize
+      label = f"ArrayRecord, longest side {resize}" if resize else "ArrayRecord, as is"
+      packed[label if label not in packed else f"{label} ({name})"] = GLDv2Source(
+          root, csv=args.csv, non_landmark_csv=args.non_landmark_csv, packed_dir=folder)
+    packed_rows = benchmark_packed(source, packed, crop_size=args.crop_size,
+                                   num_images=args.num_images, batch_size=DATA_BATCH)
+    print(f"\n# the training pipeline (jpeg draft on), the same {len(source)} images from "
+          f"the JPEG files and from {', '.join(args.packed_dir)}")
+    print(format_table(packed_rows, ["source", "workers", "images/s", "vs JPEG files"]))
   if args.json:
-    write_json(args.json, rows)
+    write_json(args.json, {"draft": rows, "packed": packed_rows} if args.packed_dir else rows)
   return 0
 
 
@@ -114,6 +131,31 @@ def _benchmark_compare(args) -> int:
     full_size = benchmark_full_size_forward(args.full_size_backbone)
   print(write_comparison(result, args.out, full_size))
   return 0
+
+
+def _benchmark_gldv2_dry_run(args) -> int:
+  from landmark_jax.benchmarks.gldv2_dry_run import DryRunSettings, run_dry_run
+  from landmark_jax.benchmarks.timing import format_table, write_json
+  out = pathlib.Path(args.out)
+  settings = DryRunSettings(
+      out=out, steps=tuple(args.steps), scale=args.scale, workers=args.workers,
+      clean_fraction=args.clean_fraction,
+      compile_backbone=None if args.compile_backbone == "none" else args.compile_backbone,
+      compile_batch=args.compile_batch, tiny_batch=args.tiny_batch,
+      shuffle_records=args.shuffle_records, seed=args.seed)
+  payload = run_dry_run(settings)
+  print(f"\n# GLDv2 dry run, {payload['sizes']['photos']:,} photos of "
+        f"{payload['sizes']['landmarks']:,} landmarks: {payload['machine']}")
+  print(format_table(payload["steps"], ["step", "what", "seconds", "cpu seconds",
+                                        "peak RSS MB", "added MB", "workers peak MB"]))
+  path = pathlib.Path(args.json) if args.json else out / "dry_run.json"
+  write_json(str(path), payload)
+  print(f"\n{path}")
+  return 0
+
+
+def dry_run_backbone(text: str) -> str:
+  return text if text == "none" else backbone(text)
 
 
 def backbone(text: str) -> str:
@@ -259,5 +301,42 @@ def register(commands, debug) -> None:
   data.add_argument("--num-images", type=images_to_time, default=240,
                     help=f"images decoded per setting, at least one batch of {DATA_BATCH} "
                          "(default: 240)")
+  data.add_argument("--packed-dir", metavar="DIR", nargs="+",
+                    help="also time the training pipeline reading these photos from each "
+                         "packed folder (`prepare gldv2 --pack`; relative: in the dataset "
+                         "folder) against the JPEG files, at the same worker counts")
   data.add_argument("--json", help="also write the rows to this JSON file")
   data.set_defaults(run=_benchmark_data)
+
+  from landmark_jax.benchmarks.gldv2_dry_run import STEPS  # light: NumPy only
+  dry_run = suites.add_parser(
+      "gldv2-dry-run", parents=[debug],
+      help="every metadata-sized step at Google Landmarks v2's size on synthetic metadata "
+           "(no photos): time and peak memory of each")
+  dry_run.add_argument("--out", default="workdir/gldv2-dry-run",
+                       help="the synthetic CSVs, embeddings.npy and dry_run.json go here "
+                            "(default: workdir/gldv2-dry-run)")
+  dry_run.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS),
+                       metavar="STEP", help="steps to run, with what they need first "
+                                            f"(default: all): {', '.join(STEPS)}")
+  dry_run.add_argument("--scale", type=probability, default=1.0,
+                       help="GLDv2's sizes times this, in (0, 1] (default: 1)")
+  dry_run.add_argument("--workers", type=non_negative_int, default=2,
+                       help="cleaning's worker processes; 0 cleans in this process "
+                            "(default: 2)")
+  dry_run.add_argument("--clean-fraction", type=probability, default=1.0,
+                       help="clean this share of the landmarks, drawn at random, and scale "
+                            "the time to all of them (default: 1)")
+  dry_run.add_argument("--compile-backbone", type=dry_run_backbone, default="wide_resnet50_2",
+                       help="the backbone of the compiled step's memory analysis, or 'none' "
+                            "(default: wide_resnet50_2)")
+  dry_run.add_argument("--compile-batch", type=positive_int, default=256,
+                       help="global batch of the compiled step (default: 256, the paper's)")
+  dry_run.add_argument("--tiny-batch", type=positive_int, default=32,
+                       help="batch of the real CPU step with wide_resnet_tiny (default: 32)")
+  dry_run.add_argument("--shuffle-records", type=positive_int, default=100_000,
+                       help="records read through the shuffled dataset (default: 100000)")
+  dry_run.add_argument("--seed", type=non_negative_int, default=0,
+                       help="seed of the synthetic data and the shuffle (default: 0)")
+  dry_run.add_argument("--json", help="write the rows here (default: OUT/dry_run.json)")
+  dry_run.set_defaults(run=_benchmark_gldv2_dry_run)
