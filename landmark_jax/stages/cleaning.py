@@ -561,8 +561,8 @@ def clean_dataset(ids: Sequence[str], landmarks: Sequence[Hashable], embeddings:
   one chunk per process, not a copy of every landmark's photos. With
   `config.num_workers` > 0, chunks go to that many spawned processes, which read the
   memory-mapped file's rows themselves (an in-memory array is put in shared memory once);
-  a script that calls this needs the ``if __name__ == "__main__":`` guard spawn requires. The result is the
-  same in every case: each landmark is cleaned alone, from the same rows."""
+  a script that calls this needs the ``if __name__ == "__main__":`` guard spawn requires.
+  The result is the same in every case: each landmark is cleaned alone, from the same rows."""
   ids = np.asarray(ids, dtype=object)
   landmarks = list(landmarks)
   groups = group_rows(landmarks)

@@ -13,10 +13,19 @@ import numpy as np
 import pytest
 
 
+def start_cli(*args, cwd, env=None) -> subprocess.Popen:
+  return subprocess.Popen([sys.executable, "-m", "landmark_jax.cli", *map(str, args)], cwd=cwd,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env={**os.environ, **(env or {})})
+
+
+def finished(process: subprocess.Popen) -> subprocess.CompletedProcess:
+  stdout, stderr = process.communicate(timeout=300)
+  return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 def run_cli(*args, cwd, env=None):
-  return subprocess.run([sys.executable, "-m", "landmark_jax.cli", *map(str, args)], cwd=cwd,
-                        capture_output=True, text=True, timeout=300,
-                        env={**os.environ, **(env or {})})
+  return finished(start_cli(*args, cwd=cwd, env=env))
 
 
 @pytest.fixture
@@ -90,8 +99,10 @@ def test_each_mistake_is_one_line_and_status_2(tmp_path, corrupt_index):
     busy.bind(("127.0.0.1", 0))
     busy.listen()
     mistakes = _mistakes(tmp_path, corrupt_index, busy.getsockname()[1])
-    results = {name: (run_cli(*args, cwd=tmp_path), needle)
+    # All at once: each process spends seconds importing, and they wait on nothing shared.
+    started = {name: (start_cli(*args, cwd=tmp_path), needle)
                for name, (args, needle) in mistakes.items()}
+    results = {name: (finished(process), needle) for name, (process, needle) in started.items()}
   for name, (result, needle) in results.items():
     lines = result.stderr.splitlines()
     if result.returncode != 2 or len(lines) != 1 or needle not in lines[0]:
