@@ -33,6 +33,7 @@ from landmark_jax.errors import UsageError
 logger = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT_TIMEOUT = 60  # seconds without a peer's heartbeat before the run stops
+JOIN_TIMEOUT = 300  # seconds the processes wait for each other to start (JAX's default)
 _HEARTBEAT_KEY = "landmark_jax/heartbeat/"
 _DONE_KEY = "landmark_jax/done/"
 # The exit status of a run stopped because a peer died: the CLI's "user-level" status,
@@ -113,8 +114,13 @@ def initialize(group: ProcessGroup, *, force: bool = False) -> bool:
   if group.explicit:
     kwargs = dict(coordinator_address=group.coordinator_address,
                   num_processes=group.num_processes, process_id=group.process_id)
+    # Joining waits for every process (JAX gives up after 5 minutes): say for what.
+    print(f"landmark-jax: process {group.process_id} waits for all {group.num_processes} "
+          f"processes at {group.coordinator_address} (up to {JOIN_TIMEOUT} s)",
+          file=sys.stderr, flush=True)
   # JAX's heartbeat is the backstop; the watchdog's, shorter, gives the readable error.
-  jax.distributed.initialize(**kwargs, heartbeat_timeout_seconds=2 * group.heartbeat_timeout + 30)
+  jax.distributed.initialize(**kwargs, initialization_timeout=JOIN_TIMEOUT,
+                             heartbeat_timeout_seconds=2 * group.heartbeat_timeout + 30)
   logger.info("process %d of %d joined (%d local devices, %d in all)", jax.process_index(),
               jax.process_count(), jax.local_device_count(), jax.device_count())
   if jax.process_count() > 1:

@@ -191,8 +191,9 @@ def _train_embed_clean(config: TrainConfig, workdir: pathlib.Path, prefix: str, 
   clean_done = (clean_dir / "report.json").is_file()
   t = _timed(announce, f"{prefix}clean", clean_done)
   if not clean_done:
+    # The embeddings folder is recorded: `build-index --target-recall` samples its photos.
     write_cleaning(clean_embeddings(embeddings, config.cleaning), embeddings.label_map,
-                   clean_dir, embeddings.checkpoint)
+                   clean_dir, embeddings.checkpoint, workdir / "embeddings")
   report = json.loads((clean_dir / "report.json").read_text())
   say(f"{report['images_before']} → {report['images_after']} landmark photos, "
       f"{report['centroids']} centroids for {report['landmarks_after']} landmarks")

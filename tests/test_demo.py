@@ -47,6 +47,9 @@ def test_the_demo_runs_every_step_and_writes_its_report(demo_run, capsys, monkey
   out = capsys.readouterr().out
   assert all(f"== {step}" in out for step in STEPS)
   assert "reused" not in out
+  # The cleaning names the photos it was made from: build-index --target-recall samples them.
+  assert json.loads((workdir / "clean" / "clean.json").read_text())["embeddings"] == str(
+      (workdir / "embeddings").absolute())
   report = workdir / "report"
   for name in ("report.md", "report.json", "predictions.csv", "threshold_sweep.png",
                "sensitivity_specificity.png", "score_distributions.png"):

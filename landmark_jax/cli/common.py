@@ -168,7 +168,7 @@ def add_process_group_args(parser: argparse.ArgumentParser) -> None:
   group = parser.add_argument_group(
       "several hosts", "run the same command on every host, each with its --process-id; "
       "without these, a SLURM or Open MPI launch is detected, and otherwise the run is one "
-      "process (docs/architecture.md, 'Several hosts')")
+      "process (docs/decisions.md, 'Several hosts')")
   group.add_argument("--coordinator-address", metavar="HOST:PORT",
                      help="process 0's host and a free port, the same on every process")
   group.add_argument("--num-processes", type=positive_int, metavar="N",

@@ -34,9 +34,12 @@ def _prepare_gldv2(args) -> int:
     print(f"packed {packed.records} photos into {packed.shards} shard(s) → {packed.folder}"
           + (" (already packed)" if packed.reused else "")
           + (f"; {len(packed.skipped)} unreadable photo(s) left out" if packed.skipped else ""))
-    print(f"train on it: data.kind=gldv2 data.root={result.out} data.packed_dir={PACKED_DIR}")
+    data = f"data.kind=gldv2 data.root={result.out} data.packed_dir={PACKED_DIR}"
   else:
-    print(f"train on it: data.kind=gldv2 data.root={result.out}")
+    data = f"data.kind=gldv2 data.root={result.out}"
+  # GLDv2 ships no non-landmark photos and no coordinates: the paper's recipe needs both.
+  print(f"train on it: {data} data.non_landmark_csv=<your non-landmark photo list> "
+        "data.regions_csv=<`landmark-jax regions` output> (README, 'Training')")
   return 0
 
 
