@@ -44,10 +44,10 @@ def _benchmark_data(args) -> int:
   if args.packed_dir:
     from landmark_jax.benchmarks.data_speed import benchmark_packed
     from landmark_jax.data.packed import PackedImages
-    from landmark_jax.data.sources import find_data_folder
+    from landmark_jax.data.sources import find_data_file
     packed = {}
     for name in args.packed_dir:
-      folder = find_data_folder(root, name, "--packed-dir")
+      folder = find_data_file(root, name, "--packed-dir", folder=True)
       resize = PackedImages(folder).resize
       label = f"ArrayRecord, longest side {resize}" if resize else "ArrayRecord, as is"
       packed[label if label not in packed else f"{label} ({name})"] = GLDv2Source(

@@ -122,17 +122,18 @@ def read_landmark_table(path: str | os.PathLike, column: str) -> dict[Hashable, 
           for row in read_csv(path, ["landmark_id", column]) if row[column].strip()}
 
 
-def find_data_file(root: str | os.PathLike, name: str | os.PathLike, what: str) -> pathlib.Path:
-  """A file a data config names: absolute as given; relative, in the dataset folder `root`
-  (GLDv2 ships ``train_clean.csv`` there), else from the working directory (where
-  `landmark-jax clean --out` wrote one)."""
+def find_data_file(root: str | os.PathLike, name: str | os.PathLike, what: str, *,
+                   folder: bool = False) -> pathlib.Path:
+  """A file (or, with `folder`, a folder) a data config names: absolute as given; relative,
+  in the dataset folder `root` (GLDv2 ships ``train_clean.csv`` there), else from the
+  working directory (where `landmark-jax clean --out` wrote one)."""
   path = pathlib.Path(name)
   if path.is_absolute():
     candidates = [path]
   else:
     candidates = [pathlib.Path(root) / path, path.absolute()]
   for candidate in candidates:
-    if candidate.is_file():
+    if candidate.is_dir() if folder else candidate.is_file():
       return candidate
   raise MissingFileError(f"{what} not found: " + " nor ".join(map(str, dict.fromkeys(candidates))))
 
@@ -271,18 +272,6 @@ def _drop_unpacked(ids, landmark_ids, keys: np.ndarray, what: str, packed_dir):
   return [ids[i] for i in keep], [landmark_ids[i] for i in keep], keys[keep], missing
 
 
-def find_data_folder(root: str | os.PathLike, name: str | os.PathLike, what: str
-                     ) -> pathlib.Path:
-  """`find_data_file` for a folder: absolute as given; relative, in `root`, else from the
-  working directory."""
-  path = pathlib.Path(name)
-  candidates = [path] if path.is_absolute() else [pathlib.Path(root) / path, path.absolute()]
-  for candidate in candidates:
-    if candidate.is_dir():
-      return candidate
-  raise MissingFileError(f"{what} not found: " + " nor ".join(map(str, dict.fromkeys(candidates))))
-
-
 class GLDv2Source(ImageSource):
   """Google Landmarks Dataset v2 layout.
 
@@ -343,7 +332,7 @@ class GLDv2Source(ImageSource):
       # Imported here: the packed reader loads grain's ArrayRecord support, which sources
       # of JPEG files do not need.
       from landmark_jax.data.packed import PackedImages
-      packed = PackedImages(find_data_folder(self.root, packed_dir, "data.packed_dir"))
+      packed = PackedImages(find_data_file(self.root, packed_dir, "data.packed_dir", folder=True))
       keys = packed.keys_of([self.relative_path(image_id) for image_id in ids])
       ids, landmark_ids, keys, self.missing = _drop_unpacked(ids, landmark_ids, keys, csv,
                                                              packed.folder)
