@@ -19,9 +19,8 @@ import collections
 import dataclasses
 import functools
 import logging
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-import grain
 from absl import flags
 import jax
 import numpy as np
@@ -30,6 +29,11 @@ from landmark_jax import sharding
 from landmark_jax.data import transforms
 from landmark_jax.data.sources import ImageSource
 from landmark_jax.errors import ConfigError
+
+# grain is imported where a dataset is built, not here: the configs import this module, and
+# `benchmark device` must run on an accelerator machine that has no grain installed.
+if TYPE_CHECKING:
+  import grain
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +114,7 @@ def process_blocks(dataset: grain.MapDataset, block: int, shard_index: int | Non
   count = jax.process_count() if shard_count is None else shard_count
   if count == 1:
     return dataset
+  import grain
   blocks = _ProcessBlocks(dataset, block, index, count)
   return grain.MapDataset.range(_blocks_owned(len(dataset), block, count)).map(blocks)
 
@@ -139,6 +144,7 @@ def _maybe_prefetch(dataset: grain.IterDataset, config: PipelineConfig) -> grain
   # a library cannot assume its caller's entry point, so use the flags' defaults.
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
+  import grain
   return dataset.mp_prefetch(grain.MultiprocessingOptions(
       num_workers=config.num_workers, per_worker_buffer_size=config.worker_buffer_size))
 
@@ -154,6 +160,7 @@ def train_dataset(source: ImageSource, config: PipelineConfig, *, num_epochs: in
   """
   if len(source) == 0:
     raise ValueError("the training source is empty")
+  import grain
   dataset = grain.MapDataset.source(source).shuffle(seed=config.seed)
   epoch_length = len(dataset)
   dataset = dataset.repeat(num_epochs)
@@ -195,6 +202,7 @@ def eval_dataset(source: ImageSource, config: PipelineConfig, *, shard_index: in
   runs on each process's own devices: on several processes each passes its own records
   (`distributed.this_process_part`), so the default reads them all, whatever the process.
   """
+  import grain
   dataset = grain.MapDataset.source(source)[shard_index::shard_count]
   dataset = dataset.map(functools.partial(transforms.decode_eval_record, config=config.image))
   iterable = _maybe_prefetch(dataset.to_iter_dataset(), config).map(_eval_fields)
