@@ -38,7 +38,7 @@ _ABOVE_DATA = ("config", "configs", "embedding", *_ABOVE_EMBEDDING)
 RULES: dict[str, Rule] = {
     # The leaves import nothing of ours but each other.
     **{leaf: Rule(("models", "losses", "data", *_ABOVE_DATA))
-       for leaf in ("errors", "folders", "geo", "sharding", "distributed")},
+       for leaf in ("errors", "folders", "geo", "sharding", "distributed", "runtime")},
     "models": Rule(_ABOVE_DATA),
     "data": Rule(_ABOVE_DATA),
     # Downloading and packing GLDv2: beside data (it packs with data.packed), used by the CLI.

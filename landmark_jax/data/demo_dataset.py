@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from landmark_jax.folders import atomic_folder
+from landmark_jax.runtime import default_cache_dir
 
 DEMO_FORMAT = 2  # bump when the generated files change: caches are keyed on it
 
@@ -66,11 +67,6 @@ class DemoDatasetConfig:
   train_non_landmarks: int = 240
   test_non_landmarks: int = 120
   val_non_landmarks: int = 80
-
-
-def default_cache_dir() -> pathlib.Path:
-  return pathlib.Path(os.environ.get("LANDMARK_JAX_CACHE",
-                                     pathlib.Path.home() / ".cache" / "landmark_jax"))
 
 
 def _photo(name: str) -> Image.Image:
