@@ -93,3 +93,18 @@ def test_one_compilation_per_bucket_and_padding_changes_no_answer(trained, index
     assert [c.landmark_id for c in a.candidates] == [c.landmark_id for c in b.candidates]
     np.testing.assert_allclose([c.score for c in a.candidates], [c.score for c in b.candidates],
                                atol=1e-5)
+
+
+def test_a_warm_up_compiles_every_bucket_and_calls_compile_nothing(trained, index_dir, photos,
+                                                                    compilations):
+  """`warm_up` compiles ahead of time without running; the calls after it reuse those
+  executables (the service's start-up relies on it)."""
+  recognizer = Recognizer(trained, CentroidIndex.load(index_dir / "index"), batch_size=16)
+  recognizer.predict_embeddings(np.zeros((1, recognizer.index.dim), np.float32))
+  start = len(compilations.names)
+  recognizer.photos.warm_up()
+  assert len(compilations.since(start)) == len(recognizer.photos.buckets)
+  start = len(compilations.names)
+  for n in BATCH_SIZES:
+    recognizer.recognize(photos[:n], use_exif=False)
+  assert compilations.since(start) == [], "a call after the warm-up compiled"

@@ -42,19 +42,6 @@ def setup_logging(level: int = logging.WARNING) -> None:
 
 # Argument types: a value out of range is a usage error, found before any work starts.
 
-def use_compilation_cache() -> None:
-  """Keeps XLA's compiled programs on disk (the user cache, beside the demo's data), so that
-  a second run of a command — or the ablation's next variant, whose programs have the same
-  shapes — loads them instead of compiling again. A cache the user set
-  (``JAX_COMPILATION_CACHE_DIR``) is left as it is."""
-  import jax
-  from landmark_jax.data.demo_dataset import default_cache_dir
-  if not jax.config.jax_compilation_cache_dir:
-    jax.config.update("jax_compilation_cache_dir", str(default_cache_dir() / "xla"))
-    # XLA:CPU compiles the demo's programs in well under the default second.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
-
-
 def _number(text: str, parse, accept, what: str):
   """`parse(text)` if `accept` takes it; else a usage error saying what was expected (a
   word where a number belongs gets the same sentence, not argparse's "invalid int value")."""
@@ -209,3 +196,30 @@ def config_section(config_name: str | None, fallback, section: str, overrides: S
   if not dataclasses.is_dataclass(value):
     raise ConfigError(f"config has no section {section!r}")
   return apply_overrides(value, overrides)
+
+
+# The persistent compilation cache of the commands that start often (serve, recognize).
+
+def add_compilation_cache_args(parser: argparse.ArgumentParser) -> None:
+  cache = parser.add_mutually_exclusive_group()
+  cache.add_argument("--compilation-cache", metavar="DIR",
+                     help="keep compiled programs here, so the next start loads them instead "
+                          "of compiling (default: ~/.cache/landmark_jax/xla, or "
+                          "$LANDMARK_JAX_CACHE/xla; JAX_COMPILATION_CACHE_DIR wins)")
+  cache.add_argument("--no-compilation-cache", action="store_true",
+                     help="compile every program at start, keep nothing")
+
+
+def use_compilation_cache(args: argparse.Namespace | None = None) -> None:
+  """Keeps XLA's compiled programs on disk, so that a second run of a command — a service's
+  next start, or the ablation's next variant, whose programs have the same shapes — loads
+  them instead of compiling again (`runtime.enable_compilation_cache`). `args`: the options
+  of `add_compilation_cache_args`, where the command has them."""
+  if args is not None and args.no_compilation_cache:
+    return
+  from landmark_jax.runtime import enable_compilation_cache
+  path = args.compilation_cache if args is not None else None
+  if enable_compilation_cache(path) is None:
+    logging.getLogger("landmark_jax").warning(
+        "cannot create the compilation cache folder %s: compiling at every start",
+        path or "(default)")

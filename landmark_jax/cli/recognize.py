@@ -7,7 +7,8 @@ import json
 import os
 import sys
 
-from landmark_jax.cli.common import non_negative_float, positive_int
+from landmark_jax.cli.common import (
+    add_compilation_cache_args, non_negative_float, positive_int, use_compilation_cache)
 from landmark_jax.errors import UsageError
 
 
@@ -72,6 +73,7 @@ def _recognize(args) -> int:
   location = None
   if args.latitude is not None:
     location = Location(args.latitude, args.longitude)
+  use_compilation_cache(args)
   recognizer = Recognizer.load(args.checkpoint, args.index, top_k=args.top_k,
                                radius_km=args.radius_km)
   failed = 0
@@ -122,6 +124,7 @@ def register(commands, debug) -> None:
   rec.add_argument("--radius-km", type=non_negative_float, default=50.0,
                    help="with a location, only landmarks this close are candidates (default: 50)")
   rec.add_argument("--no-exif", action="store_true", help="ignore EXIF GPS positions")
+  add_compilation_cache_args(rec)
   rec.add_argument("paths", nargs="+", metavar="PHOTO",
                    help="photo files (JPEG, PNG, WebP); one that is missing, a folder or "
                         "unreadable gets an error line (on stderr; with --json, its JSON "

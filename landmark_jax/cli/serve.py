@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import socket
 
-from landmark_jax.cli.common import non_negative_float, port, positive_float, positive_int
+from landmark_jax.cli.common import (
+    add_compilation_cache_args, non_negative_float, port, positive_float, positive_int,
+    use_compilation_cache)
 from landmark_jax.errors import UsageError, UserError
 
 
@@ -29,6 +31,7 @@ def _serve(args) -> int:
                           if getattr(args, field) is not None})
   _check_port_free(args.host, args.port)
   names = read_landmark_table(args.landmarks_csv, "name") if args.landmarks_csv else None
+  use_compilation_cache(args)
   recognizer = Recognizer.load(args.checkpoint, args.index, names=names,
                                batch_size=config.max_batch, radius_km=args.radius_km)
   app = create_app(recognizer, config)
@@ -81,4 +84,5 @@ def register(commands, debug) -> None:
                    help="photos decoded at once (default: the cores, at most 8)")
   srv.add_argument("--read-timeout-s", type=positive_float, default=30.0,
                    help="an upload that sends nothing for this long gets a 408 (default: 30)")
+  add_compilation_cache_args(srv)
   srv.set_defaults(run=_serve)
