@@ -13,7 +13,9 @@ from typing import Any
 from landmark_jax.data import ImageConfig, ImageSource, PipelineConfig, train_dataset
 
 
-def _images_per_second(source: ImageSource, config: PipelineConfig, num_images: int) -> float:
+def pipeline_images_per_second(source: ImageSource, config: PipelineConfig,
+                               num_images: int) -> float:
+  """Batches of `train_dataset` per second × the batch size, after the first batch."""
   batches = num_images // config.batch_size
   epochs = -(-(batches + 1) * config.batch_size // len(source))
   iterator = iter(train_dataset(source, config, num_epochs=epochs)[0])
@@ -32,7 +34,7 @@ def benchmark_data(source: ImageSource, *, crop_size: int = 224, resize_size: in
     config = PipelineConfig(
         batch_size=batch_size, num_workers=num_workers,
         image=ImageConfig(resize_size=resize_size, crop_size=crop_size, jpeg_draft=draft))
-    rate = _images_per_second(source, config, num_images)
+    rate = pipeline_images_per_second(source, config, num_images)
     rows.append({"workers": num_workers or "0 (in-process)", "jpeg draft": draft,
                  "images/s": rate, "images/s per process": rate / max(num_workers, 1)})
   baseline = {row["workers"]: row["images/s"] for row in rows if not row["jpeg draft"]}
@@ -53,7 +55,7 @@ def benchmark_packed(files: ImageSource, packed: dict[str, ImageSource], *,
   for num_workers in workers:
     config = PipelineConfig(batch_size=batch_size, num_workers=num_workers,
                             image=ImageConfig(resize_size=resize_size, crop_size=crop_size))
-    rates = {label: _images_per_second(source, config, num_images)
+    rates = {label: pipeline_images_per_second(source, config, num_images)
              for label, source in {"JPEG files": files, **packed}.items()}
     for label, rate in rates.items():
       rows.append({"source": label, "workers": num_workers or "0 (in-process)",

@@ -34,6 +34,16 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
   return result, time.perf_counter() - start
 
 
+def compiled_flops(compiled) -> float | None:
+  """FLOPs of one run of a compiled program, as XLA's cost analysis counts them (None where
+  the backend does not count)."""
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # older JAX: one dict per program
+    analysis = analysis[0] if analysis else None
+  flops = (analysis or {}).get("flops")
+  return float(flops) if flops and flops > 0 else None
+
+
 def machine_description() -> str:
   device = jax.devices()[0]
   return (f"{platform.processor() or platform.machine()}, {jax.device_count()}× "

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from landmark_jax import sharding
+from landmark_jax.benchmarks.timing import compiled_flops
 from landmark_jax.config import LossConfig, OptimConfig
 from landmark_jax.models import LandmarkNet
 from landmark_jax.train import optim
@@ -25,25 +26,34 @@ from landmark_jax.train.step import make_train_step
 DEFAULT_CASES = (("resnet_tiny", 64, 32), ("wide_resnet50_2", 224, 8))
 
 
-class _Runner:
-  """A compiled train step and its (donated, so re-fed) state."""
+class TrainStepRunner:
+  """The train step compiled ahead of time for one case, and its (donated, so re-fed)
+  state; `flops` is the compiled program's own count (XLA's cost analysis), per step."""
 
   def __init__(self, backbone, image_size, batch_size, num_classes, kind, dtype, mesh):
     model = LandmarkNet(backbone, num_classes, dtype=jnp.dtype(dtype))
     tx = optim.make_optimizer(OptimConfig(lr_decay_epochs=()), [])
     self.state = jax.jit(lambda rng: create_train_state(model, tx, rng, image_size),
                          out_shardings=sharding.replicated_sharding(mesh))(jax.random.PRNGKey(0))
-    self.step = make_train_step(model, tx, LossConfig(kind=kind), mesh)
     rng = np.random.default_rng(0)
     self.batch = sharding.shard_batch({
         "image": rng.integers(0, 256, (batch_size, image_size, image_size, 3), dtype=np.uint8),
         "label": rng.integers(0, num_classes + 1, batch_size).astype(np.int32)}, mesh)
+    # Compiled once, ahead of time: the same executable is timed and its FLOPs counted.
+    self.step = make_train_step(model, tx, LossConfig(kind=kind), mesh).lower(
+        self.state, self.batch).compile()
+    self.flops = compiled_flops(self.step)
 
-  def __call__(self) -> float:
+  def run(self, steps: int = 1) -> float:
+    """Seconds for `steps` consecutive steps, waited for at the end only (as a training
+    loop dispatches them)."""
     start = time.perf_counter()
-    self.state, metrics = self.step(self.state, self.batch)
+    for _ in range(steps):
+      self.state, metrics = self.step(self.state, self.batch)
     jax.block_until_ready(metrics)
     return time.perf_counter() - start
+
+  __call__ = run
 
 
 def benchmark_train(cases: Sequence[tuple[str, int, int]] = DEFAULT_CASES,
@@ -52,7 +62,7 @@ def benchmark_train(cases: Sequence[tuple[str, int, int]] = DEFAULT_CASES,
   mesh = sharding.make_data_mesh()
   rows = []
   for backbone, image_size, batch_size in cases:
-    runners = {kind: _Runner(backbone, image_size, batch_size, num_classes, kind, dtype, mesh)
+    runners = {kind: TrainStepRunner(backbone, image_size, batch_size, num_classes, kind, dtype, mesh)
                for kind in ("softmax", "softmax_center")}
     for runner in runners.values():
       runner()  # compile

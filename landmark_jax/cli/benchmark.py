@@ -1,12 +1,14 @@
-"""``landmark-jax benchmark model | train | index | compare | data``: speed and memory,
-reported as ratios against a baseline measured in the same run."""
+"""``landmark-jax benchmark model | train | index | compare | data | gldv2-dry-run | device``:
+speed and memory, reported as ratios against a baseline measured in the same run."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 
-from landmark_jax.cli.common import non_negative_int, positive_int, probability, setup_logging
+from landmark_jax.cli.common import (
+    non_negative_int, positive_float, positive_int, probability, setup_logging)
 from landmark_jax.errors import UsageError
 
 # `benchmark compare --preset`: the shipped config whose `delf` section gives the settings.
@@ -151,6 +153,41 @@ def _benchmark_gldv2_dry_run(args) -> int:
   path = pathlib.Path(args.json) if args.json else out / "dry_run.json"
   write_json(str(path), payload)
   print(f"\n{path}")
+  return 0
+
+
+def _benchmark_cpu_kernels(args) -> int:
+  from landmark_jax.benchmarks.cpu_kernels import benchmark_cpu_kernels
+  from landmark_jax.benchmarks.timing import format_table, machine_description, write_json
+  rows = benchmark_cpu_kernels(args.backbone, image_size=args.image_size,
+                               batch_sizes=tuple(args.batch_sizes), repeats=args.repeats,
+                               rounds=args.rounds)
+  print(f"# {args.backbone} at {args.image_size}², float32: {machine_description()}")
+  print(format_table(rows, ["setting", "what", "jax ms", "torch ms", "jax speed vs torch"]))
+  if args.json:
+    write_json(args.json, rows)
+  return 0
+
+
+def _benchmark_device(args) -> int:
+  # Before JAX starts its backend: PyTorch measures first in this process and needs device
+  # memory that JAX would otherwise take three quarters of at start-up.
+  os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+  from landmark_jax.benchmarks.device_check import format_report, run_device_check, settings_from
+  from landmark_jax.benchmarks.timing import write_json
+  settings = settings_from(
+      args.smoke, backbone=args.backbone, image_sizes=tuple(args.image_sizes or ()) or None,
+      batch_size=args.batch_size, num_classes=args.num_classes,
+      inference_batch=args.inference_batch, steps=args.steps, repeats=args.repeats,
+      compare_torch=False if args.no_torch else None,
+      pipeline_workers=tuple(args.workers or ()) or None, pipeline_root=args.root,
+      peak_tflops=args.peak_tflops)
+  payload = run_device_check(settings, report=lambda part: print(f"… {part}", flush=True))
+  print()
+  print(format_report(payload))
+  pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+  write_json(args.json, payload)
+  print(f"\n{args.json}")
   return 0
 
 
@@ -340,3 +377,53 @@ def register(commands, debug) -> None:
                        help="seed of the synthetic data and the shuffle (default: 0)")
   dry_run.add_argument("--json", help="write the rows here (default: OUT/dry_run.json)")
   dry_run.set_defaults(run=_benchmark_gldv2_dry_run)
+
+  kernels = suites.add_parser(
+      "cpu-kernels", parents=[debug],
+      help="CPU serving: forward and one query's embedding, JAX vs torchvision, with XLA's "
+           "default CPU kernels and with the library's choice")
+  kernels.add_argument("--backbone", type=backbone, default="wide_resnet50_2",
+                       help="a registered backbone (default: wide_resnet50_2)")
+  kernels.add_argument("--image-size", type=positive_int, default=224,
+                       help="square input side in pixels (default: 224)")
+  kernels.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 8],
+                       help="forward batches; the first 1 is also the query's (default: 1 8)")
+  kernels.add_argument("--repeats", type=positive_int, default=5,
+                       help="timed calls per figure, after a warm-up (default: 5)")
+  kernels.add_argument("--rounds", type=positive_int, default=2,
+                       help="processes per setting, run in turns; medians (default: 2)")
+  kernels.add_argument("--json", help="also write the rows to this JSON file")
+  kernels.set_defaults(run=_benchmark_cpu_kernels)
+
+  device = suites.add_parser(
+      "device", parents=[debug],
+      help="the accelerator check: WRN-50-2 bf16 train step images/s and MFU, vs torchvision "
+           "AMP; center-loss overhead; inference; input pipeline (minutes on one GPU)")
+  device.add_argument("--smoke", action="store_true",
+                      help="the same code on tiny sizes (resnet_tiny, 32 px, batch 8): seconds "
+                           "on a CPU, to check that it runs")
+  device.add_argument("--backbone", type=backbone, help="default: wide_resnet50_2")
+  device.add_argument("--image-sizes", type=positive_int, nargs="+", metavar="PIXELS",
+                      help="square input sides of the train step (default: 224 256)")
+  device.add_argument("--batch-size", type=positive_int, help="train batch (default: 128)")
+  device.add_argument("--num-classes", type=positive_int,
+                      help="landmark classes (default: 81313, GLDv2-clean's)")
+  device.add_argument("--inference-batch", type=positive_int,
+                      help="batch of the inference throughput (default: 256)")
+  device.add_argument("--steps", type=positive_int,
+                      help="consecutive steps per timed run (default: 10)")
+  device.add_argument("--repeats", type=positive_int,
+                      help="timed runs per figure, after a warm-up; the median is reported "
+                           "(default: 3)")
+  device.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+  device.add_argument("--workers", type=non_negative_int, nargs="+",
+                      help="grain worker processes of the input-pipeline rows (default: 8)")
+  device.add_argument("--root", help="GLDv2-layout photos for the input pipeline (default: "
+                                     "the embedded demo photos, 128 px: decoding real photos "
+                                     "costs more)")
+  device.add_argument("--peak-tflops", type=positive_float,
+                      help="the chip's dense bf16 peak for the MFU (default: from a datasheet "
+                           "table by device name; H100, H200, A100, L4, TPUs, …)")
+  device.add_argument("--json", default="workdir/device-check.json",
+                      help="the JSON report (default: workdir/device-check.json)")
+  device.set_defaults(run=_benchmark_device)
