@@ -14,11 +14,11 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from typing import Any, Sequence
 
 import numpy as np
 
+from landmark_jax.benchmarks.timing import median_seconds
 from landmark_jax.runtime import CPU_KERNEL_FLAG, KEEP_XLA_DEFAULTS
 
 SETTINGS = {
@@ -28,13 +28,7 @@ SETTINGS = {
 
 
 def _median_ms(run, repeats: int) -> float:
-  run()  # compilation, allocator growth
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    run()
-    times.append(time.perf_counter() - start)
-  return 1000 * statistics.median(times)
+  return 1000 * median_seconds(run, warmup=1, repeats=repeats)
 
 
 def measure(backbone: str, image_size: int, batch_sizes: Sequence[int], repeats: int
@@ -62,7 +56,7 @@ def measure(backbone: str, image_size: int, batch_sizes: Sequence[int], repeats:
   for batch in batch_sizes:
     images = rng.standard_normal((batch, image_size, image_size, 3), dtype=np.float32)
     on_device = jnp.asarray(images)
-    jax_ms = _median_ms(lambda: jax.block_until_ready(forward(variables, on_device)), repeats)
+    jax_ms = _median_ms(lambda: forward(variables, on_device), repeats)
     torch_images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
 
     def torch_forward():

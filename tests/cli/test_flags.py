@@ -142,6 +142,13 @@ INVALID = {
     "fewer images than a batch": (["benchmark", "data", "--num-images", "3"], "3"),
     "compare queries 0": (["benchmark", "compare", "--max-queries", "0"], "0"),
     "compare unknown attention": (["benchmark", "compare", "--attention", "magic"], "magic"),
+    "device image size 0": (["benchmark", "device", "--image-sizes", "224", "0"], "0"),
+    "device peak -1": (["benchmark", "device", "--peak-tflops", "-1"], "-1"),
+    "device workers -1": (["benchmark", "device", "--workers", "-1"], "-1"),
+    "device unknown backbone": (["benchmark", "device", "--backbone", "nope"], "nope"),
+    "kernels batch 0": (["benchmark", "cpu-kernels", "--batch-sizes", "0"], "0"),
+    "cache and no cache": (["serve", *MODEL, "--compilation-cache", "c",
+                            "--no-compilation-cache"], "--no-compilation-cache"),
 }
 
 
