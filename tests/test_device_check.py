@@ -137,3 +137,25 @@ def test_the_input_pipeline_against_the_device(demo_cache):
   row, = rows
   assert row["workers"] == 0 and row["images/s"] > 0
   assert row["pipeline / device"] == pytest.approx(row["images/s"] / 100.0)
+
+
+def test_the_pytorch_reference_is_the_same_network_at_full_size():
+  """torchvision's WRN-50-2 (the reference of the real check) has exactly our backbone's
+  parameters; `--smoke`'s tiny backbone has no torchvision twin, and its row says so."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from landmark_jax.benchmarks.torch_reference import torch_backbone
+  from landmark_jax.models import get_backbone
+  ours = get_backbone("wide_resnet50_2")
+  shapes = jax.eval_shape(ours.init, jax.random.key(0),
+                          jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))["params"]
+  reference = torch_backbone("wide_resnet50_2", ours.stage_sizes, ours.width_per_group)
+  assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)) == sum(
+      p.numel() for p in reference.parameters()) == 66_834_240
+
+
+def test_the_smoke_rows_say_the_networks_differ(smoke):
+  payload, _ = smoke
+  assert payload["torch"][0]["same network"] is False

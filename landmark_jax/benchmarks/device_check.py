@@ -172,6 +172,9 @@ def torch_rows(settings: DeviceCheckSettings) -> list[dict] | dict[str, str]:
     return {"skipped": f"PyTorch/torchvision not importable ({e})"}
   from landmark_jax.benchmarks.torch_reference import TorchTrainStep, torch_backbone
   backbone = get_backbone(settings.backbone)
+  shapes = jax.eval_shape(backbone.init, jax.random.key(0), jax.ShapeDtypeStruct(
+      (1, settings.image_sizes[0], settings.image_sizes[0], 3), jnp.float32))["params"]
+  jax_parameters = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
   rows = []
   for image_size in settings.image_sizes:
     step = TorchTrainStep(
@@ -181,6 +184,8 @@ def torch_rows(settings: DeviceCheckSettings) -> list[dict] | dict[str, str]:
     rows.append({"image": image_size, "batch": settings.batch_size, "loss": "softmax_center",
                  "framework": f"torch {torch.__version__} (AMP bf16, channels_last)",
                  "backbone parameters": step.backbone_parameters,
+                 # torchvision has no tiny ResNet: `--smoke` compares different networks.
+                 "same network": step.backbone_parameters == jax_parameters,
                  "seconds/step": seconds, "images/s": settings.batch_size / seconds})
     step.release()
   return rows
@@ -288,8 +293,9 @@ def format_report(payload: dict[str, Any]) -> str:
   from landmark_jax.benchmarks.timing import format_table
   info = payload["machine"]
   peak = payload["peak bf16 TFLOP/s"]
-  lines = [f"# {info['device']} ({info['platform']}), JAX {info['jax']}; peak bf16 "
-           f"{peak if peak else '?'} TFLOP/s ({payload['peak source']})", "",
+  peak_text = f"dense bf16 peak {peak} TFLOP/s" if peak else "no known peak, so no MFU"
+  lines = [f"# {info['device']} ({info['platform']}), JAX {info['jax']}; {peak_text} "
+           f"({payload['peak source']}); MFU = compiled FLOPs per step / step time / peak", "",
            "## train step (bf16 compute, f32 parameters, SGD momentum)",
            format_table(payload["train"], [
                "image", "batch", "loss", "seconds/step", "images/s", "compiled GFLOP/step",
@@ -297,13 +303,15 @@ def format_report(payload: dict[str, Any]) -> str:
   torch = payload.get("torch")
   if isinstance(torch, list):
     lines += ["", "## torchvision, same heads and SGD step",
-              format_table(torch, ["image", "batch", "framework", "seconds/step", "images/s",
-                                   "jax / torch"])]
+              format_table(torch, ["image", "batch", "framework", "same network",
+                                   "seconds/step", "images/s", "jax / torch"])]
   elif torch:
     lines += ["", f"torchvision: {torch['skipped']}"]
   conv = payload["convolution"]
-  lines += ["", f"one convolution {conv['input']} * {conv['kernel']} VALID: compiled "
-                f"{conv['compiled_flops']} FLOPs, by hand {conv['hand_count_flops']}"]
+  compiled = f"{conv['compiled_flops']:,.0f}" if conv["compiled_flops"] else "not counted"
+  lines += ["", f"What MFU counts — one convolution {conv['input']} * {conv['kernel']} "
+                f"(VALID): {compiled} FLOPs by XLA's cost analysis, "
+                f"{conv['hand_count_flops']:,} by hand (2·N·H'·W'·C_out·C_in·k²)"]
   lines += ["", "## inference (Embedder)",
             format_table([payload["inference"]], ["image", "dtype", "batch", "images/s",
                                                   "batch-1 latency ms"])]
