@@ -7,12 +7,7 @@ alone: no training loop, no optimizer.
 
 import importlib
 
-from landmark_jax import runtime as _runtime
-
 __version__ = "0.1.0"
-
-# Before JAX starts its backend: XLA:CPU's faster convolution kernels (see `runtime`).
-_runtime.set_cpu_kernel_flag()
 
 # Public name → the module that defines it (a module itself when the name is one).
 _EXPORTS = {

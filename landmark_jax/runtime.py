@@ -1,5 +1,5 @@
-"""How the library sets up JAX's runtime: XLA:CPU's convolution kernels, and the persistent
-compilation cache of the inference commands.
+"""How the library sets up JAX's runtime: XLA:CPU's convolution kernels for inference, and
+the persistent compilation cache.
 
 Both act only before JAX starts its backend (the first computation), and both give way to
 what the user set.
@@ -14,9 +14,13 @@ import platform
 # XLA:CPU (jaxlib 0.10) hands convolutions and dots to YNNPACK by default. On x86 (measured
 # on AVX-512 Xeons) its convolutions make WRN-50-2's forward pass 1.4× slower than XLA's own
 # Eigen kernels, while its dots are 5× faster than Eigen's. Keeping YNNPACK for dots only is
-# the fastest of the settings measured (docs/benchmarks.md, "CPU serving"); backward passes
-# are unchanged within noise. The flag is experimental, so it is set only on the jaxlib
-# versions where it was measured: an XLA that does not know a flag aborts.
+# the fastest inference of the settings measured (docs/benchmarks.md, "CPU serving"); but
+# YNNPACK's convolution gradients are the faster ones (a small model's train step: 1.35×),
+# so the setting is for processes that only infer: the CLI sets it for its inference
+# commands (`cli.main.INFERENCE_COMMANDS`), a serving program of one's own calls
+# `set_cpu_kernel_flag()` before its first JAX computation. The flag is experimental, so it
+# is set only on the jaxlib versions and processors where it was measured: an XLA that does
+# not know a flag aborts.
 CPU_KERNEL_FLAG = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
 CPU_KERNEL_FLAG_VERSIONS = ("0.10.",)
 CPU_KERNEL_FLAG_MACHINES = ("x86_64", "AMD64")

@@ -1,5 +1,5 @@
-"""`runtime`: XLA:CPU's convolution kernels set at import, and the compilation cache of the
-commands that start often.
+"""`runtime`: XLA:CPU's inference kernels, set by the CLI's inference commands, and the
+compilation cache of the commands that start often.
 
 The kernel choice is checked where it acts — in the program XLA compiles, in a fresh
 interpreter (XLA reads its flags once) — and the cache by what `recognize` leaves in it and
@@ -21,7 +21,8 @@ from landmark_jax import runtime
 # to YNNPACK (a `__ynn_fusion` in the optimised program).
 PROBE = textwrap.dedent("""
     import json
-    import landmark_jax  # noqa: F401  (sets the flag, before JAX starts)
+    from landmark_jax import runtime
+    runtime.set_cpu_kernel_flag()  # before JAX starts, as the CLI's inference commands do
     import jax, jax.numpy as jnp
 
     def ynn(fn, *shapes):
@@ -68,6 +69,28 @@ def test_the_flag_is_added_once_and_gives_way(monkeypatch):
   assert own["XLA_FLAGS"] == "--xla_cpu_experimental_ynn_fusion_type="
   keep = {runtime.KEEP_XLA_DEFAULTS: "1"}
   assert not runtime.set_cpu_kernel_flag(keep) and "XLA_FLAGS" not in keep
+
+
+def test_the_cli_sets_it_for_inference_commands_only(monkeypatch, tmp_path, capsys):
+  import importlib
+  cli = importlib.import_module("landmark_jax.cli.main")  # the module, not `cli.main`
+  calls = []
+  monkeypatch.setattr(cli.runtime, "set_cpu_kernel_flag", lambda: calls.append(1))
+  missing = str(tmp_path / "missing")
+  for argv, sets in [(["recognize", "--checkpoint", missing, "--index", missing, "p.jpg"], True),
+                     (["embed", "--checkpoint", missing, "--out", missing], True),
+                     (["benchmark", "index", "--sizes", "0"], None),  # refused while parsing
+                     (["train", "--config", "nope", "--workdir", missing], False),
+                     (["demo", "--workdir", missing, "nope=1"], False)]:
+    calls.clear()
+    try:
+      status = cli.main(argv)
+    except SystemExit as e:
+      status = e.code
+    assert status == 2, argv
+    assert calls == ([1] if sets else []), argv
+  assert cli._infers_only(cli.build_parser().parse_args(["benchmark", "compare"]))
+  assert not cli._infers_only(cli.build_parser().parse_args(["benchmark", "train"]))
 
 
 @pytest.mark.parametrize("version, machine", [("0.11.0", "x86_64"), ("0.10.2", "aarch64")])

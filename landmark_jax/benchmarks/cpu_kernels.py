@@ -79,8 +79,8 @@ def measure(backbone: str, image_size: int, batch_sizes: Sequence[int], repeats:
 
 
 def _run_setting(env_overrides: dict[str, str], args: list[str]) -> list[dict[str, Any]]:
-  # This process's XLA_FLAGS already carry the library's choice (set when it imported
-  # landmark_jax): each child starts from the user's flags and decides for itself.
+  # This process's XLA_FLAGS may already carry the library's choice: each child starts from
+  # the user's own flags and decides for itself.
   flags = os.environ.get("XLA_FLAGS", "").replace(CPU_KERNEL_FLAG, "").strip()
   env = dict(os.environ, XLA_FLAGS=flags, **env_overrides)
   result = subprocess.run([sys.executable, "-m", __name__, *args], env=env, check=True,
@@ -108,7 +108,9 @@ def benchmark_cpu_kernels(backbone: str = "wide_resnet50_2", image_size: int = 2
   return rows
 
 
-if __name__ == "__main__":  # one setting's measurement, in the process XLA_FLAGS made
+if __name__ == "__main__":  # one setting's measurement, in a process of its own
+  from landmark_jax.runtime import set_cpu_kernel_flag
+  set_cpu_kernel_flag()  # as an inference command does; not with LANDMARK_JAX_XLA_DEFAULTS=1
   name, size, batches, repeats = sys.argv[1:5]
   print(json.dumps(measure(name, int(size), [int(b) for b in batches.split(",")],
                            int(repeats))))

@@ -14,6 +14,7 @@ import sys
 
 from landmark_jax.cli import (
     benchmark, calibrate, evaluate, offline, prepare, recognize, regions, serve, train)
+from landmark_jax import runtime
 from landmark_jax.cli.common import OneLineErrorParser, debug_flag
 from landmark_jax.errors import UserError
 
@@ -40,6 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+# Commands that run the network forward only (and `benchmark` suites that time inference):
+# they get XLA:CPU's faster inference kernels (`runtime.set_cpu_kernel_flag`). Training
+# commands keep XLA's defaults, which train small models faster on CPU.
+INFERENCE_COMMANDS = {"serve", "recognize", "embed", "evaluate", "evaluate-revisited",
+                      "calibrate", "add-landmarks", ("benchmark", "index"),
+                      ("benchmark", "compare")}
+
+
+def _infers_only(args: argparse.Namespace) -> bool:
+  return (args.command in INFERENCE_COMMANDS
+          or (args.command, getattr(args, "suite", None)) in INFERENCE_COMMANDS)
+
+
 def _one_line(error: BaseException) -> str:
   if isinstance(error, OSError) and error.filename and not isinstance(error, UserError):
     message = f"{error.strerror or error}: {error.filename}"
@@ -52,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   debug = args.debug or os.environ.get("LANDMARK_JAX_DEBUG", "") not in ("", "0")
+  if _infers_only(args):
+    runtime.set_cpu_kernel_flag()  # before the command starts JAX
   try:
     return args.run(args)
   except USER_MISTAKES as error:
