@@ -20,17 +20,18 @@
 #      bash scripts/device_check.sh [OUT_DIR]
 #
 #    It prints the tables (Markdown, for docs/benchmarks.md) and writes
-#    OUT_DIR/device-check.json (default OUT_DIR: $OUT if set, else workdir/device-check).
+#    OUT_DIR/device-check.json (default OUT_DIR: $OUT if set, else ./workdir/device-check).
 #    Expect 5–8 minutes on one H100 or H200, most of it compiling; a second run on the same
 #    machine reuses the compiled programs (OUT_DIR/xla-cache).
 #
 # Extra arguments after OUT_DIR go to `landmark-jax benchmark device` (see its --help), e.g.
 #   bash scripts/device_check.sh out --no-torch --image-sizes 224
 set -euo pipefail
-cd "$(dirname "$0")/.."
 out="${1:-${OUT:-workdir/device-check}}"
 shift || true
 mkdir -p "$out"
+out="$(cd "$out" && pwd)"  # relative to where the command was typed, not to the checkout
+cd "$(dirname "$0")/.."
 
 python_path="$PWD"
 if compgen -G "wheels/*.whl" > /dev/null; then

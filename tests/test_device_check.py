@@ -52,8 +52,9 @@ def smoke(tmp_path_factory, demo_cache):
   # `python` in the script is this interpreter, as on the machine it is the only one.
   env = dict(os.environ, PYTHONPATH=str(site),
              PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-  result = subprocess.run(["bash", str(SCRIPT), str(out), "--smoke", "--peak-tflops", str(PEAK)],
-                          capture_output=True, text=True, timeout=600, env=env)
+  # OUT_DIR relative to where the command is typed (the script works from the checkout).
+  result = subprocess.run(["bash", str(SCRIPT), out.name, "--smoke", "--peak-tflops", str(PEAK)],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=out.parent)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads((out / "device-check.json").read_text()), result.stdout
 
