@@ -106,12 +106,8 @@ def forward_flops(backbone: str, num_classes: int, image_size: int, batch_size: 
   model = LandmarkNet(backbone, num_classes, dtype=dtype)
   images = jax.ShapeDtypeStruct((batch_size, image_size, image_size, 3), jnp.uint8)
   variables = jax.eval_shape(model.init, jax.random.key(0), images)
-  lowered = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, images)
-  analysis = lowered.cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0] if analysis else None
-  flops = (analysis or {}).get("flops")
-  return float(flops) if flops else None
+  return compiled_flops(
+      jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, images))
 
 
 def median_run(run: Callable[[int], float], steps: int, repeats: int) -> float:
@@ -250,7 +246,7 @@ def pipeline_rows(settings: DeviceCheckSettings, device_images_per_second: float
   return rows
 
 
-def machine(settings: DeviceCheckSettings) -> dict[str, Any]:
+def machine() -> dict[str, Any]:
   device = jax.devices()[0]
   return {"device": device.device_kind, "platform": device.platform,
           "devices": jax.device_count(), "host": platform.processor() or platform.machine(),
@@ -262,7 +258,7 @@ def run_device_check(settings: DeviceCheckSettings,
   """Every measurement above; the JSON payload. `report` hears each part as it starts."""
   start = time.perf_counter()
   mesh = sharding.make_data_mesh(jax.devices()[:1])
-  info = machine(settings)
+  info = machine()
   peak, peak_source = chip_peak_tflops(info["device"], settings.peak_tflops)
   payload: dict[str, Any] = {
       "machine": info, "settings": dataclasses.asdict(settings),

@@ -36,7 +36,7 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 def compiled_flops(compiled) -> float | None:
   """FLOPs of one run of a compiled program, as XLA's cost analysis counts them (None where
-  the backend does not count)."""
+  the backend does not count); given a `Lowered` program, of its unoptimised form."""
   analysis = compiled.cost_analysis()
   if isinstance(analysis, (list, tuple)):  # older JAX: one dict per program
     analysis = analysis[0] if analysis else None
