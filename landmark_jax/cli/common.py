@@ -198,7 +198,8 @@ def config_section(config_name: str | None, fallback, section: str, overrides: S
   return apply_overrides(value, overrides)
 
 
-# The persistent compilation cache of the commands that start often (serve, recognize).
+# The persistent compilation cache: serve and recognize with these options; train, demo and
+# ablation with the default folder.
 
 def add_compilation_cache_args(parser: argparse.ArgumentParser) -> None:
   cache = parser.add_mutually_exclusive_group()
