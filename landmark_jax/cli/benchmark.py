@@ -157,6 +157,10 @@ def _benchmark_gldv2_dry_run(args) -> int:
 
 
 def _benchmark_cpu_kernels(args) -> int:
+  import importlib.util
+  if importlib.util.find_spec("torch") is None or importlib.util.find_spec("torchvision") is None:
+    raise UsageError("benchmark cpu-kernels compares with torchvision: pip install "
+                     "'landmark-jax[torch]' first")
   from landmark_jax.benchmarks.cpu_kernels import benchmark_cpu_kernels
   from landmark_jax.benchmarks.timing import format_table, machine_description, write_json
   rows = benchmark_cpu_kernels(args.backbone, image_size=args.image_size,
