@@ -1,13 +1,17 @@
 # Everything a fresh machine needs, from nothing but Python 3.11.
-#   make demo   create .venv, install the library, run the demo
-#   make test   create .venv, install the library + test extras (PyTorch for the
-#               equivalence tests), run the test suite on 8 simulated CPU devices
+#   make demo        create .venv, install the library, run the demo
+#   make test        create .venv, install the library + test extras (PyTorch for the
+#                    equivalence tests), run the whole test suite on 8 simulated CPU devices
+#   make test-fast   the same without the tests marked `slow` (trained models, several
+#                    processes, full-size networks): the inner loop while editing
+#   make lint        ruff's lint and format checks (what CI runs); `make format` applies them
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+SOURCES := landmark_jax tests scripts
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test test-fast lint format install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +32,17 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install-test
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install-test
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+
+format: install-test
+	$(BIN)/ruff format $(SOURCES)
+	$(BIN)/ruff check --fix $(SOURCES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,19 +11,19 @@ __version__ = "0.1.0"
 
 # Public name → the module that defines it (a module itself when the name is one).
 _EXPORTS = {
-    "Photo": "landmark_jax.recognize",
-    "Recognizer": "landmark_jax.recognize",
-    "decode_photo": "landmark_jax.recognize",
-    # A training workdir → the model, weights, label map and config (no optimizer loaded).
-    "TrainedModel": "landmark_jax.train.checkpoints",
-    "load_trained": "landmark_jax.train.checkpoints",
-    "calibrate": "landmark_jax.eval.calibration",
-    "data": "landmark_jax.data",
-    "index": "landmark_jax.index",
-    "losses": "landmark_jax.losses",
-    "metrics": "landmark_jax.eval.metrics",
-    "models": "landmark_jax.models",
-    "sharding": "landmark_jax.sharding",
+  "Photo": "landmark_jax.recognize",
+  "Recognizer": "landmark_jax.recognize",
+  "decode_photo": "landmark_jax.recognize",
+  # A training workdir → the model, weights, label map and config (no optimizer loaded).
+  "TrainedModel": "landmark_jax.train.checkpoints",
+  "load_trained": "landmark_jax.train.checkpoints",
+  "calibrate": "landmark_jax.eval.calibration",
+  "data": "landmark_jax.data",
+  "index": "landmark_jax.index",
+  "losses": "landmark_jax.losses",
+  "metrics": "landmark_jax.eval.metrics",
+  "models": "landmark_jax.models",
+  "sharding": "landmark_jax.sharding",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -29,7 +29,6 @@ from landmark_jax.index.centroid_index import IndexConfig
 from landmark_jax.models.resnet import BACKBONES
 from landmark_jax.stages.cleaning import CleaningConfig
 
-
 LOSS_KINDS = ("softmax_center", "softmax", "arcface", "contrastive")
 LR_SCHEDULES = ("per_stage", "global")
 
@@ -49,8 +48,9 @@ class ModelConfig:
 
   def __post_init__(self):
     if self.backbone not in BACKBONES:
-      raise ConfigError(f"unknown model.backbone {self.backbone!r}: one of "
-                        f"{', '.join(sorted(BACKBONES))}")
+      raise ConfigError(
+        f"unknown model.backbone {self.backbone!r}: one of {', '.join(sorted(BACKBONES))}"
+      )
     if self.embedding_dim < 1:
       raise ConfigError(f"model.embedding_dim must be positive, got {self.embedding_dim}")
     if self.dtype not in ("float32", "bfloat16", "float16"):
@@ -95,8 +95,14 @@ class OptimConfig:
   lr_decay_factor: float = 0.1
 
   def __post_init__(self):
-    for name in ("lr_backbone", "lr_embedding", "lr_classifier", "momentum", "weight_decay",
-                 "lr_decay_factor"):
+    for name in (
+      "lr_backbone",
+      "lr_embedding",
+      "lr_classifier",
+      "momentum",
+      "weight_decay",
+      "lr_decay_factor",
+    ):
       if not getattr(self, name) >= 0:
         raise ConfigError(f"optim.{name} must be ≥ 0, got {getattr(self, name)}")
 
@@ -112,8 +118,9 @@ class CurriculumConfig:
 
   def __post_init__(self):
     if self.lr_schedule not in LR_SCHEDULES:
-      raise ConfigError(f"curriculum.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
-                        f"got {self.lr_schedule!r}")
+      raise ConfigError(
+        f"curriculum.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+      )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +129,9 @@ class CalibrationConfig:
 
   def __post_init__(self):
     if not 0 < self.target_specificity <= 1:
-      raise ConfigError(f"calibration.target_specificity must be in (0, 1], got "
-                        f"{self.target_specificity}")
+      raise ConfigError(
+        f"calibration.target_specificity must be in (0, 1], got {self.target_specificity}"
+      )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,8 +209,9 @@ def _replace_path(node, path: list[str], value, full_key: str):
     raise ConfigError(f"config key {full_key!r}: {path[0]} has no sub-keys")
   fields = {f.name: f for f in dataclasses.fields(node)}
   if path[0] not in fields:
-    raise ConfigError(f"unknown config key {full_key!r}: {type(node).__name__} has "
-                     f"{', '.join(fields)}")
+    raise ConfigError(
+      f"unknown config key {full_key!r}: {type(node).__name__} has {', '.join(fields)}"
+    )
   hints = typing.get_type_hints(type(node))
   if len(path) == 1:
     new_value = _coerce(value, hints[path[0]], full_key)
@@ -223,15 +232,17 @@ def _config_module(path_or_name: str):
   path = pathlib.Path(path_or_name)
   if path.suffix == ".py" or path.is_file():
     if not path.is_file():
-      raise ConfigError(f"config file {path_or_name!r} not found; shipped configs: "
-                        f"{', '.join(config_names())}")
+      raise ConfigError(
+        f"config file {path_or_name!r} not found; shipped configs: {', '.join(config_names())}"
+      )
     spec = importlib.util.spec_from_file_location(f"landmark_jax_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
   if path_or_name not in config_names():
-    raise ConfigError(f"unknown config {path_or_name!r}: give a config file or one of "
-                      f"{', '.join(config_names())}")
+    raise ConfigError(
+      f"unknown config {path_or_name!r}: give a config file or one of {', '.join(config_names())}"
+    )
   return importlib.import_module(f"{CONFIGS_PACKAGE}.{path_or_name}")
 
 
@@ -263,7 +274,20 @@ def from_dict(cls, payload: dict):
   return cls(**values)
 
 
-__all__ = ["CalibrationConfig", "CleaningConfig", "CurriculumConfig", "DataConfig",
-           "DelfConfig", "ImageConfig", "IndexConfig", "LossConfig", "ModelConfig",
-           "OptimConfig", "PipelineConfig", "TrainConfig", "apply_overrides", "config_names",
-           "load_config"]
+__all__ = [
+  "CalibrationConfig",
+  "CleaningConfig",
+  "CurriculumConfig",
+  "DataConfig",
+  "DelfConfig",
+  "ImageConfig",
+  "IndexConfig",
+  "LossConfig",
+  "ModelConfig",
+  "OptimConfig",
+  "PipelineConfig",
+  "TrainConfig",
+  "apply_overrides",
+  "config_names",
+  "load_config",
+]

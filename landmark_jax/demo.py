@@ -50,28 +50,37 @@ def _changed_since_built(index: CentroidIndex) -> str:
 # The demo's headline for each of the pipeline's steps (`experiment.run_pipeline`'s names),
 # in order, after "embedded dataset"; the second round's first.
 _SECOND_ROUND_STEPS = {
-    "round1/train": "train the tiny model on every training photo",
-    "round1/embed": "embed the training photos",
-    "round1/clean": "clean: per-landmark clustering into shooting angles; photos outside a "
-                    "valid cluster are dropped",
-    "train": "train again from scratch on the photos cleaning kept (+ the non-landmark ones)",
-    "embed": "embed those photos with the new model",
-    "clean": "clean them again into per-angle centroids"}
-_SINGLE_ROUND_STEPS = {"train": "train the tiny model",
-                       "embed": "embed the training photos",
-                       "clean": "clean: per-landmark clustering into shooting angles"}
-_LAST_STEPS = {"index": "build the centroid index",
-               "calibrate": "calibrate η for {target:.0%} specificity on the validation split",
-               "evaluate": "recognise held-out views and unseen non-landmark photos"}
+  "round1/train": "train the tiny model on every training photo",
+  "round1/embed": "embed the training photos",
+  "round1/clean": "clean: per-landmark clustering into shooting angles; photos outside a "
+  "valid cluster are dropped",
+  "train": "train again from scratch on the photos cleaning kept (+ the non-landmark ones)",
+  "embed": "embed those photos with the new model",
+  "clean": "clean them again into per-angle centroids",
+}
+_SINGLE_ROUND_STEPS = {
+  "train": "train the tiny model",
+  "embed": "embed the training photos",
+  "clean": "clean: per-landmark clustering into shooting angles",
+}
+_LAST_STEPS = {
+  "index": "build the centroid index",
+  "calibrate": "calibrate η for {target:.0%} specificity on the validation split",
+  "evaluate": "recognise held-out views and unseen non-landmark photos",
+}
 
 
 def demo_steps(second_round: bool, target: float) -> dict[str, str]:
   """Step name → its numbered headline ("2/10 train …"); step 1 is the dataset."""
   steps = {**(_SECOND_ROUND_STEPS if second_round else _SINGLE_ROUND_STEPS), **_LAST_STEPS}
   total = len(steps) + 1
-  return {"dataset": f"1/{total} embedded dataset",
-          **{name: f"{i}/{total} {text.format(target=target)}"
-             for i, (name, text) in enumerate(steps.items(), start=2)}}
+  return {
+    "dataset": f"1/{total} embedded dataset",
+    **{
+      name: f"{i}/{total} {text.format(target=target)}"
+      for i, (name, text) in enumerate(steps.items(), start=2)
+    },
+  }
 
 
 def _announce(name: str, done: bool) -> None:
@@ -85,12 +94,18 @@ def _say(text: str) -> None:
 def _note_changes(index: CentroidIndex) -> None:
   changed = _changed_since_built(index)
   if changed:
-    _say(f"note: {changed}; the figures below include that "
-         "(`landmark-jax demo --fresh` starts over)")
+    _say(
+      f"note: {changed}; the figures below include that (`landmark-jax demo --fresh` starts over)"
+    )
 
 
-def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = False,
-             overrides: tuple[str, ...] = (), second_round: bool = True) -> dict:
+def run_demo(
+  workdir: str | pathlib.Path = "workdir/demo",
+  *,
+  fresh: bool = False,
+  overrides: tuple[str, ...] = (),
+  second_round: bool = True,
+) -> dict:
   workdir = pathlib.Path(workdir)
   config = load_config(DEMO_CONFIG, overrides)  # a mistake in an override costs nothing
   if fresh and workdir.exists():
@@ -106,22 +121,36 @@ def run_demo(workdir: str | pathlib.Path = "workdir/demo", *, fresh: bool = Fals
   dataset_seconds = time.perf_counter() - start
 
   result = run_pipeline(
-      config, workdir, validation_photos=DEMO_VALIDATION, second_round=second_round,
-      landmarks_csv=root / "landmarks.csv", locations=load_locations(root / "locations.csv"),
-      title="Demo", rare_threshold=10,
-      announce=lambda step, done: _announce(steps[step], done), say=_say,
-      check_index=_note_changes)
-  timings = {"dataset": dataset_seconds, **result.timings,
-             "total": time.perf_counter() - start}
+    config,
+    workdir,
+    validation_photos=DEMO_VALIDATION,
+    second_round=second_round,
+    landmarks_csv=root / "landmarks.csv",
+    locations=load_locations(root / "locations.csv"),
+    title="Demo",
+    rare_threshold=10,
+    announce=lambda step, done: _announce(steps[step], done),
+    say=_say,
+    check_index=_note_changes,
+  )
+  timings = {"dataset": dataset_seconds, **result.timings, "total": time.perf_counter() - start}
 
   report = workdir / "report"
   print("\n" + (report / "report.md").read_text().split("![")[0].rstrip())
   print(f"\nReport: {report / 'report.md'}")
-  print("Plots:  " + ", ".join(str(report / name) for name in (
-      "threshold_sweep.png", "sensitivity_specificity.png", "score_distributions.png")))
+  print(
+    "Plots:  "
+    + ", ".join(
+      str(report / name)
+      for name in ("threshold_sweep.png", "sensitivity_specificity.png", "score_distributions.png")
+    )
+  )
   rounds = (workdir / ROUND1, workdir) if second_round else (workdir,)
   print("Cleaning: " + ", ".join(str(folder / "clean" / "report.md") for folder in rounds))
-  print(f"Took {timings['total']:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()
-                                                       if k != "total") + ")")
+  print(
+    f"Took {timings['total']:.0f} s ("
+    + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items() if k != "total")
+    + ")"
+  )
   (workdir / "timings.json").write_text(json.dumps(timings, indent=2))
   return {"evaluation": result.evaluation, "timings": timings}

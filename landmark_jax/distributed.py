@@ -51,20 +51,27 @@ class ProcessGroup:
   heartbeat_timeout: int = DEFAULT_HEARTBEAT_TIMEOUT
 
   def __post_init__(self):
-    given = {"--coordinator-address": self.coordinator_address,
-             "--num-processes": self.num_processes, "--process-id": self.process_id}
+    given = {
+      "--coordinator-address": self.coordinator_address,
+      "--num-processes": self.num_processes,
+      "--process-id": self.process_id,
+    }
     missing = [flag for flag, value in given.items() if value is None]
     if len(missing) not in (0, 3):
-      raise UsageError(f"{', '.join(f for f in given if f not in missing)} given without "
-                       f"{' and '.join(missing)}: a process needs all three to join the others")
+      raise UsageError(
+        f"{', '.join(f for f in given if f not in missing)} given without "
+        f"{' and '.join(missing)}: a process needs all three to join the others"
+      )
     if self.num_processes is not None:
       if self.num_processes < 1:
         raise UsageError(f"--num-processes must be ≥ 1, got {self.num_processes}")
       if not 0 <= self.process_id < self.num_processes:
         raise UsageError(f"--process-id {self.process_id} is not in 0…{self.num_processes - 1}")
       if ":" not in self.coordinator_address:
-        raise UsageError(f"--coordinator-address {self.coordinator_address!r} needs a port: "
-                         "HOST:PORT (process 0's host, a free port)")
+        raise UsageError(
+          f"--coordinator-address {self.coordinator_address!r} needs a port: "
+          "HOST:PORT (process 0's host, a free port)"
+        )
     if self.heartbeat_timeout < 1:
       raise UsageError(f"the heartbeat timeout must be ≥ 1 second, got {self.heartbeat_timeout}")
 
@@ -79,8 +86,10 @@ class ProcessGroup:
 # pods, Kubernetes) are joined with ``distributed=True``.
 # SLURM's step variables, not the job's: a command typed inside an `salloc -n 4` allocation
 # (not started by `srun`) is one process, and must not wait for three others.
-_LAUNCHERS = {"SLURM": ("SLURM_STEP_ID", "SLURM_STEP_NUM_TASKS"),
-              "Open MPI": ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE")}
+_LAUNCHERS = {
+  "SLURM": ("SLURM_STEP_ID", "SLURM_STEP_NUM_TASKS"),
+  "Open MPI": ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
+}
 
 
 def _launched_processes() -> int:
@@ -112,17 +121,31 @@ def initialize(group: ProcessGroup, *, force: bool = False) -> bool:
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   kwargs = {}
   if group.explicit:
-    kwargs = dict(coordinator_address=group.coordinator_address,
-                  num_processes=group.num_processes, process_id=group.process_id)
+    kwargs = dict(
+      coordinator_address=group.coordinator_address,
+      num_processes=group.num_processes,
+      process_id=group.process_id,
+    )
     # Joining waits for every process (JAX gives up after 5 minutes): say for what.
-    print(f"landmark-jax: process {group.process_id} waits for all {group.num_processes} "
-          f"processes at {group.coordinator_address} (up to {JOIN_TIMEOUT} s)",
-          file=sys.stderr, flush=True)
+    print(
+      f"landmark-jax: process {group.process_id} waits for all {group.num_processes} "
+      f"processes at {group.coordinator_address} (up to {JOIN_TIMEOUT} s)",
+      file=sys.stderr,
+      flush=True,
+    )
   # JAX's heartbeat is the backstop; the watchdog's, shorter, gives the readable error.
-  jax.distributed.initialize(**kwargs, initialization_timeout=JOIN_TIMEOUT,
-                             heartbeat_timeout_seconds=2 * group.heartbeat_timeout + 30)
-  logger.info("process %d of %d joined (%d local devices, %d in all)", jax.process_index(),
-              jax.process_count(), jax.local_device_count(), jax.device_count())
+  jax.distributed.initialize(
+    **kwargs,
+    initialization_timeout=JOIN_TIMEOUT,
+    heartbeat_timeout_seconds=2 * group.heartbeat_timeout + 30,
+  )
+  logger.info(
+    "process %d of %d joined (%d local devices, %d in all)",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
   if jax.process_count() > 1:
     _watchdog = Watchdog(group.heartbeat_timeout)
     _watchdog.start()
@@ -146,13 +169,13 @@ def await_verdict_on_peers() -> None:
   names the dead process and exits; if every peer is still alive after its timeout, the
   error was this process's own, and the caller raises it."""
   if _watchdog is not None and _watchdog.is_alive():
-    logger.info("waiting up to %d s to learn whether another process died",
-                _watchdog.timeout)
+    logger.info("waiting up to %d s to learn whether another process died", _watchdog.timeout)
     _watchdog.join(timeout=_watchdog.timeout + 5 * _watchdog.interval)
 
 
 def _client():
   from jax._src import distributed
+
   return distributed.global_state.client
 
 
@@ -193,20 +216,27 @@ class Watchdog(threading.Thread):
           if value is not None and value != last_seen.get(peer):
             last_seen[peer], last_change[peer] = value, now
           elif now - last_change[peer] > self.timeout and not self._finished.is_set():
-            self._stop(f"process {peer} of {self.count} stopped sending heartbeats "
-                       f"{now - last_change[peer]:.0f} s ago (it died or hangs)")
+            self._stop(
+              f"process {peer} of {self.count} stopped sending heartbeats "
+              f"{now - last_change[peer]:.0f} s ago (it died or hangs)"
+            )
       except Exception as error:  # the coordination service (on process 0) is unreachable
         if self._finished.is_set():
           return
         if self.me != 0:
-          self._stop(f"process 0 of {self.count}, the coordinator, is unreachable "
-                     f"({' '.join(str(error).split())[:200]})")
+          self._stop(
+            f"process 0 of {self.count}, the coordinator, is unreachable "
+            f"({' '.join(str(error).split())[:200]})"
+          )
       self._finished.wait(self.interval)
 
   def _stop(self, reason: str) -> None:
-    print(f"landmark-jax: error: {reason}; process {self.me} stops too. Start every process "
-          "again with the same command: each resumes from the last checkpoint",
-          file=sys.stderr, flush=True)
+    print(
+      f"landmark-jax: error: {reason}; process {self.me} stops too. Start every process "
+      "again with the same command: each resumes from the last checkpoint",
+      file=sys.stderr,
+      flush=True,
+    )
     logging.shutdown()
     # The main thread may sit in a collective that will never complete: leave at once.
     os._exit(PEER_LOST_STATUS)
@@ -224,9 +254,11 @@ def _try_get(client, key: str) -> str | None:
 # Work that each process does on its own devices (inference between and after stages),
 # then combines: no collective runs over batches whose count differs between processes.
 
+
 def local_mesh() -> jax.sharding.Mesh:
   """A ``('data',)`` mesh over this process's devices only."""
   from landmark_jax import sharding
+
   return sharding.make_data_mesh(jax.local_devices())
 
 
@@ -242,6 +274,7 @@ def sum_over_processes(array: np.ndarray) -> np.ndarray:
   if jax.process_count() == 1:
     return array
   from jax.experimental import multihost_utils
+
   gathered = np.asarray(multihost_utils.process_allgather(array.view(np.int32)))
   return np.ascontiguousarray(gathered).view(np.float64).sum(axis=0)
 
@@ -250,4 +283,5 @@ def barrier(name: str) -> None:
   """Waits until every process gets here (a no-op alone)."""
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
+
     multihost_utils.sync_global_devices(name)

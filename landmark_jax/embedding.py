@@ -46,18 +46,26 @@ class Embedder:
   (`buckets`), so the program is compiled once per bucket and never again.
   """
 
-  def __init__(self, model: LandmarkNet, variables: Any, mesh: jax.sharding.Mesh,
-               normalize: bool = True, buckets: Sequence[int] = (8,)):
+  def __init__(
+    self,
+    model: LandmarkNet,
+    variables: Any,
+    mesh: jax.sharding.Mesh,
+    normalize: bool = True,
+    buckets: Sequence[int] = (8,),
+  ):
     self.model = model
     self.mesh = mesh
     replicated = sharding.replicated_sharding(mesh)
     self._variables = sharding.replicate(
-        model_variables(variables["params"], variables["batch_stats"]), mesh)
-    self._forward = jax.jit(functools.partial(_forward, model, normalize),
-                            in_shardings=(replicated, sharding.batch_sharding(mesh)),
-                            out_shardings=(replicated, replicated))
-    self.buckets = sorted({sharding.divisible_batch_size(b, mesh, round_up=True)
-                           for b in buckets})
+      model_variables(variables["params"], variables["batch_stats"]), mesh
+    )
+    self._forward = jax.jit(
+      functools.partial(_forward, model, normalize),
+      in_shardings=(replicated, sharding.batch_sharding(mesh)),
+      out_shardings=(replicated, replicated),
+    )
+    self.buckets = sorted({sharding.divisible_batch_size(b, mesh, round_up=True) for b in buckets})
 
   @property
   def max_batch(self) -> int:
@@ -72,11 +80,11 @@ class Embedder:
     """(N, S, S, 3) uint8 crops → (N, D) embeddings, in padded batches of bucket sizes."""
     out = []
     for start in range(0, len(pixels), self.max_batch):
-      chunk = pixels[start:start + self.max_batch]
+      chunk = pixels[start : start + self.max_batch]
       bucket = next(b for b in self.buckets if b >= len(chunk))
       padded = np.zeros((bucket, *chunk.shape[1:]), np.uint8)
-      padded[:len(chunk)] = chunk
-      out.append(self(padded)[0][:len(chunk)])
+      padded[: len(chunk)] = chunk
+      out.append(self(padded)[0][: len(chunk)])
     return np.concatenate(out) if out else np.zeros((0, self.model.embedding_dim), np.float32)
 
   def warm_up(self, image_size: int) -> None:
@@ -84,8 +92,9 @@ class Embedder:
     of time, not run: the calls later reuse these executables, and a start-up does not
     spend seconds of forward passes on a large model (1 + 2 + … + max_batch photos)."""
     for bucket in self.buckets:
-      images = jax.ShapeDtypeStruct((bucket, image_size, image_size, 3), np.uint8,
-                                    sharding=sharding.batch_sharding(self.mesh))
+      images = jax.ShapeDtypeStruct(
+        (bucket, image_size, image_size, 3), np.uint8, sharding=sharding.batch_sharding(self.mesh)
+      )
       self._forward.lower(self._variables, images).compile()
 
   def iterate(self, dataset) -> Iterator[dict[str, np.ndarray]]:
@@ -94,9 +103,13 @@ class Embedder:
     for batch in DeviceIterator(dataset, self.mesh, device_keys=("image",)):
       embedding, logits = self(batch["image"])
       real = np.asarray([bool(i) for i in batch["id"]])  # padding rows have an empty id
-      yield {"id": np.asarray(batch["id"])[real], "label": np.asarray(batch["label"])[real],
-             "embedding": embedding[real], "logits": logits[real],
-             "mask": np.asarray(batch["mask"])[real]}
+      yield {
+        "id": np.asarray(batch["id"])[real],
+        "label": np.asarray(batch["label"])[real],
+        "embedding": embedding[real],
+        "logits": logits[real],
+        "mask": np.asarray(batch["mask"])[real],
+      }
 
 
 def class_embedding_sums(embedder: Embedder, dataset, labels) -> tuple[np.ndarray, np.ndarray]:

@@ -25,8 +25,8 @@ import time
 from typing import Any, Callable, Mapping
 
 from landmark_jax.config import TrainConfig
-from landmark_jax.errors import ConfigError
 from landmark_jax.data import ImageSource, source_for
+from landmark_jax.errors import ConfigError
 from landmark_jax.eval.calibration import calibrated_index, embed_validation
 from landmark_jax.eval.report import MIN_PHOTOS, evaluate_recognizer
 from landmark_jax.geo import Location
@@ -62,38 +62,56 @@ def retrain_config(config: TrainConfig, workdir: str | os.PathLike) -> TrainConf
   """The second round's config: `config` trained on the photos the first round's cleaning
   kept (``round1/clean/train_clean.csv``, an absolute path) and every non-landmark photo."""
   clean_csv = pathlib.Path(workdir).resolve() / ROUND1 / "clean" / "train_clean.csv"
-  return dataclasses.replace(config, data=dataclasses.replace(config.data,
-                                                              clean_csv=str(clean_csv)))
+  return dataclasses.replace(
+    config, data=dataclasses.replace(config.data, clean_csv=str(clean_csv))
+  )
 
 
-def check_same_config(workdir: str | os.PathLike, config: TrainConfig, fresh_flag: str, *,
-                      second_round: bool = False) -> None:
+def check_same_config(
+  workdir: str | os.PathLike, config: TrainConfig, fresh_flag: str, *, second_round: bool = False
+) -> None:
   """Refuses a workdir whose run was made with another config, or with(out) the second
   round: its steps would be reused and the figures reported under settings they were not
   made with. The error names the differing keys and `fresh_flag`, the way to start over."""
   workdir = pathlib.Path(workdir)
   made_in_two = (workdir / ROUND1).is_dir()
   if made_in_two != second_round and (made_in_two or (workdir / "train").is_dir()):
-    raise ConfigError(f"{workdir} holds a run {'with' if made_in_two else 'without'} the "
-                      f"second round (training again on the cleaned photos): use {fresh_flag} "
-                      "to start over, or another --workdir")
-  runs = [(workdir / ROUND1, config), (workdir, retrain_config(config, workdir))] \
-      if second_round else [(workdir, config)]
+    raise ConfigError(
+      f"{workdir} holds a run {'with' if made_in_two else 'without'} the "
+      f"second round (training again on the cleaned photos): use {fresh_flag} "
+      "to start over, or another --workdir"
+    )
+  runs = (
+    [(workdir / ROUND1, config), (workdir, retrain_config(config, workdir))]
+    if second_round
+    else [(workdir, config)]
+  )
   for run_dir, run_config in runs:
     path = run_dir / "train" / CONFIG_FILE
     changed = changed_settings(path, run_config) if path.is_file() else ""
     if changed:
-      raise ConfigError(f"{workdir} holds a run made with other settings ({changed}): use "
-                        f"{fresh_flag} to start over, or another --workdir")
+      raise ConfigError(
+        f"{workdir} holds a run made with other settings ({changed}): use "
+        f"{fresh_flag} to start over, or another --workdir"
+      )
 
 
-def run_pipeline(config: TrainConfig, workdir: str | os.PathLike, *,
-                 validation_photos: str, second_round: bool = False,
-                 landmarks_csv: str | os.PathLike | None = None,
-                 locations: Mapping[str, Location] | None = None, title: str = "Evaluation",
-                 rare_threshold: int = 10, min_photos: int = MIN_PHOTOS, progress: bool = True,
-                 announce: Announce = _silent, say: Say = _silent,
-                 check_index: Callable[[CentroidIndex], None] = _silent) -> PipelineResult:
+def run_pipeline(
+  config: TrainConfig,
+  workdir: str | os.PathLike,
+  *,
+  validation_photos: str,
+  second_round: bool = False,
+  landmarks_csv: str | os.PathLike | None = None,
+  locations: Mapping[str, Location] | None = None,
+  title: str = "Evaluation",
+  rare_threshold: int = 10,
+  min_photos: int = MIN_PHOTOS,
+  progress: bool = True,
+  announce: Announce = _silent,
+  say: Say = _silent,
+  check_index: Callable[[CentroidIndex], None] = _silent,
+) -> PipelineResult:
   """Runs (or finishes) the pipeline in `workdir`: ``train/``, ``embeddings/``, ``clean/``,
   ``index/`` and ``report/`` (and first ``round1/{train,embeddings,clean}/`` with
   `second_round`). Steps are announced by the folder they write: ``round1/train`` …
@@ -112,20 +130,25 @@ def run_pipeline(config: TrainConfig, workdir: str | os.PathLike, *,
   timings = {}
 
   if second_round:
-    _, all_photos, report = _train_embed_clean(config, workdir / ROUND1, f"{ROUND1}/",
-                                               progress, announce, say, timings)
+    _, all_photos, report = _train_embed_clean(
+      config, workdir / ROUND1, f"{ROUND1}/", progress, announce, say, timings
+    )
     if report["landmarks_dropped"]:
       # The retrained model would not know them, yet the validation and test photos name them.
       raise ConfigError(
-          f"the first round's cleaning dropped every photo of {len(report['landmarks_dropped'])}"
-          f" landmark(s) ({', '.join(report['landmarks_dropped'][:3])}): a model retrained "
-          "without them cannot be evaluated on their photos; keep them "
-          "(cleaning.keep_landmarks_without_cluster=True) or run a single round")
-    say(f"the second round trains on these {report['images_after']} and the "
-        f"{report['non_landmark_images']} non-landmark photos")
+        f"the first round's cleaning dropped every photo of {len(report['landmarks_dropped'])}"
+        f" landmark(s) ({', '.join(report['landmarks_dropped'][:3])}): a model retrained "
+        "without them cannot be evaluated on their photos; keep them "
+        "(cleaning.keep_landmarks_without_cluster=True) or run a single round"
+      )
+    say(
+      f"the second round trains on these {report['images_after']} and the "
+      f"{report['non_landmark_images']} non-landmark photos"
+    )
     config = retrain_config(config, workdir)
-  trained, training_photos, _ = _train_embed_clean(config, workdir, "", progress, announce,
-                                                   say, timings)
+  trained, training_photos, _ = _train_embed_clean(
+    config, workdir, "", progress, announce, say, timings
+  )
   if second_round:
     # Rare and frequent landmarks by the dataset's photo counts, not the cleaned ones: the
     # report's breakdown is then the same with and without the second round.
@@ -147,26 +170,40 @@ def run_pipeline(config: TrainConfig, workdir: str | os.PathLike, *,
   if not calibrated:
     # Kept with the index (as embeddings), so that `add-landmarks --recalibrate` and
     # `calibrate` without photos can choose η again after an edit.
-    validation = embed_validation(Recognizer(trained, index, eta=-math.inf),
-                                  source_for(config.data, "val", trained.label_map))
-    index, _ = calibrated_index(trained, index, validation,
-                                config.calibration.target_specificity, validation_photos)
+    validation = embed_validation(
+      Recognizer(trained, index, eta=-math.inf), source_for(config.data, "val", trained.label_map)
+    )
+    index, _ = calibrated_index(
+      trained, index, validation, config.calibration.target_specificity, validation_photos
+    )
     index.save(index_dir)
   say(f"η = {index.metadata['eta']:.4f}")
   timings["calibrate"] = time.perf_counter() - t
 
   t = _timed(announce, "evaluate", False)
   evaluation = evaluate_recognizer(
-      Recognizer(trained, index), source_for(config.data, "test", trained.label_map),
-      workdir / "report", training_source=training_photos, rare_threshold=rare_threshold,
-      locations=locations, title=title, min_photos=min_photos)
+    Recognizer(trained, index),
+    source_for(config.data, "test", trained.label_map),
+    workdir / "report",
+    training_source=training_photos,
+    rare_threshold=rare_threshold,
+    locations=locations,
+    title=title,
+    min_photos=min_photos,
+  )
   timings["evaluate"] = time.perf_counter() - t
   return PipelineResult(evaluation, timings, index)
 
 
-def _train_embed_clean(config: TrainConfig, workdir: pathlib.Path, prefix: str, progress: bool,
-                       announce: Announce, say: Say, timings: dict[str, float]
-                       ) -> tuple[TrainedModel, ImageSource, dict]:
+def _train_embed_clean(
+  config: TrainConfig,
+  workdir: pathlib.Path,
+  prefix: str,
+  progress: bool,
+  announce: Announce,
+  say: Say,
+  timings: dict[str, float],
+) -> tuple[TrainedModel, ImageSource, dict]:
   """Trains `config` in ``workdir/train``, embeds its training photos into
   ``workdir/embeddings`` and cleans them into ``workdir/clean``, each step reused when
   done; the steps are named `prefix` + train, embed, clean. Returns the model, its training
@@ -175,10 +212,12 @@ def _train_embed_clean(config: TrainConfig, workdir: pathlib.Path, prefix: str, 
   t = _timed(announce, f"{prefix}train", (train_dir / "holdout.json").is_file())
   result = train(config, train_dir, progress=progress)
   if result.holdout:
-    say(f"{result.steps} steps; held-out classification: "
-        f"landmarks {result.holdout['landmark_accuracy']:.1%}, "
-        f"non-landmarks {result.holdout['non_landmark_accuracy']:.1%} "
-        f"(chance {result.holdout['chance']:.1%})")
+    say(
+      f"{result.steps} steps; held-out classification: "
+      f"landmarks {result.holdout['landmark_accuracy']:.1%}, "
+      f"non-landmarks {result.holdout['non_landmark_accuracy']:.1%} "
+      f"(chance {result.holdout['chance']:.1%})"
+    )
   timings[f"{prefix}train"] = time.perf_counter() - t
   trained = load_trained(train_dir)
   training_photos = source_for(config.data, "train", trained.label_map)
@@ -192,11 +231,18 @@ def _train_embed_clean(config: TrainConfig, workdir: pathlib.Path, prefix: str, 
   t = _timed(announce, f"{prefix}clean", clean_done)
   if not clean_done:
     # The embeddings folder is recorded: `build-index --target-recall` samples its photos.
-    write_cleaning(clean_embeddings(embeddings, config.cleaning), embeddings.label_map,
-                   clean_dir, embeddings.checkpoint, workdir / "embeddings")
+    write_cleaning(
+      clean_embeddings(embeddings, config.cleaning),
+      embeddings.label_map,
+      clean_dir,
+      embeddings.checkpoint,
+      workdir / "embeddings",
+    )
   report = json.loads((clean_dir / "report.json").read_text())
-  say(f"{report['images_before']} → {report['images_after']} landmark photos, "
-      f"{report['centroids']} centroids for {report['landmarks_after']} landmarks")
+  say(
+    f"{report['images_before']} → {report['images_after']} landmark photos, "
+    f"{report['centroids']} centroids for {report['landmarks_after']} landmarks"
+  )
   timings[f"{prefix}clean"] = time.perf_counter() - t
   return trained, training_photos, report
 

@@ -56,8 +56,9 @@ def _swap_into_place(staging: pathlib.Path, target: pathlib.Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_folder(target: str | os.PathLike, *, replace: bool = False,
-                  sync: bool = True) -> Iterator[pathlib.Path]:
+def atomic_folder(
+  target: str | os.PathLike, *, replace: bool = False, sync: bool = True
+) -> Iterator[pathlib.Path]:
   """Yields an empty staging folder; when the block ends without an error, the staging
   folder becomes `target`.
 
@@ -146,8 +147,13 @@ def _holder(fd: int) -> str:
     return "unknown"
 
 
-def _flock(fd: int, lock: pathlib.Path, target: pathlib.Path, timeout: float | None,
-           on_wait: Callable[[str], None] | None) -> None:
+def _flock(
+  fd: int,
+  lock: pathlib.Path,
+  target: pathlib.Path,
+  timeout: float | None,
+  on_wait: Callable[[str], None] | None,
+) -> None:
   deadline = None if timeout is None else time.monotonic() + timeout
   holder = None  # read once, when this writer first has to wait
   while True:
@@ -161,14 +167,19 @@ def _flock(fd: int, lock: pathlib.Path, target: pathlib.Path, timeout: float | N
           on_wait(f"waiting for {target}: another writer holds it ({holder})")
       if deadline is not None and time.monotonic() >= deadline:
         raise FolderBusyError(
-            f"{target} is being written by another process ({holder}); waited {timeout:g} s. "
-            f"Try again when it has finished (its lock: {lock})") from None
+          f"{target} is being written by another process ({holder}); waited {timeout:g} s. "
+          f"Try again when it has finished (its lock: {lock})"
+        ) from None
       time.sleep(0.05)
 
 
 @contextlib.contextmanager
-def exclusive_writer(target: str | os.PathLike, *, timeout: float | None = None,
-                     on_wait: Callable[[str], None] | None = None) -> Iterator[pathlib.Path]:
+def exclusive_writer(
+  target: str | os.PathLike,
+  *,
+  timeout: float | None = None,
+  on_wait: Callable[[str], None] | None = None,
+) -> Iterator[pathlib.Path]:
   """Holds `target`'s write lock for the block: other writers (processes or threads) wait.
 
   Reading, changing and writing `target` inside the block cannot lose another writer's

@@ -33,8 +33,7 @@ class Location(NamedTuple):
 def great_circle_km(lat1, lon1, lat2, lon2):
   """Haversine distance in km; broadcasts over NumPy arrays."""
   lat1, lon1, lat2, lon2 = (np.radians(np.asarray(v, np.float64)) for v in (lat1, lon1, lat2, lon2))
-  a = (np.sin((lat2 - lat1) / 2) ** 2
-       + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2)
+  a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
   return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 

@@ -24,8 +24,7 @@ def softmax_cross_entropy(logits, labels, weights=None):
   return jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def center_loss(embeddings, labels, centers, non_landmark_label: int,
-                reduction: str = "mean"):
+def center_loss(embeddings, labels, centers, non_landmark_label: int, reduction: str = "mean"):
   """Modified center loss: ½‖x_i − c_{y_i}‖² over landmark samples only.
 
   L = ½ Σ_{i: y_i ≠ n} ‖x_i − c_{y_i}‖², divided by the number of landmark samples in the
@@ -95,11 +94,14 @@ def contrastive_loss(embeddings, labels, non_landmark_label: int, margin: float 
   x = l2_normalize(embeddings)
   distance = jnp.sqrt(jnp.maximum(2.0 - 2.0 * x @ x.T, 1e-12))
   same = labels[:, None] == labels[None, :]
-  both_non_landmark = (labels[:, None] == non_landmark_label) & (labels[None, :] == non_landmark_label)
+  both_non_landmark = (labels[:, None] == non_landmark_label) & (
+    labels[None, :] == non_landmark_label
+  )
   off_diagonal = ~jnp.eye(len(labels), dtype=bool)
   positive = same & ~both_non_landmark & off_diagonal
   negative = ~same
   losses = jnp.where(positive, distance**2, 0.0) + jnp.where(
-      negative, jnp.maximum(margin - distance, 0.0) ** 2, 0.0)
+    negative, jnp.maximum(margin - distance, 0.0) ** 2, 0.0
+  )
   pairs = jnp.sum(positive) + jnp.sum(negative)
   return jnp.sum(losses) / jnp.maximum(pairs, 1)

@@ -33,7 +33,13 @@ from PIL import Image
 from landmark_jax import sharding
 from landmark_jax.data import ImageSource, LabelMap
 from landmark_jax.data.transforms import (
-    ImageConfig, ImageDecodeError, eval_crop, eval_photo, record_data, to_rgb)
+  ImageConfig,
+  ImageDecodeError,
+  eval_crop,
+  eval_photo,
+  record_data,
+  to_rgb,
+)
 from landmark_jax.embedding import Embedder, power_of_two_buckets
 from landmark_jax.geo import Location, exif_location, great_circle_km
 from landmark_jax.index import CentroidIndex, threshold
@@ -87,8 +93,11 @@ class Prediction:
     """
     if self.is_landmark:
       return None
-    if (self.reference_similarity is not None and self.reference_threshold is not None
-        and not threshold.is_landmark(self.reference_similarity, self.reference_threshold)):
+    if (
+      self.reference_similarity is not None
+      and self.reference_threshold is not None
+      and not threshold.is_landmark(self.reference_similarity, self.reference_threshold)
+    ):
       return REASON_FAR_FROM_REFERENCES
     # Only the location filter empties the candidates: a search always finds a centroid.
     return REASON_BELOW_THRESHOLD if self.candidates else REASON_NO_LANDMARK_NEARBY
@@ -99,23 +108,34 @@ class Prediction:
     if self.reason == REASON_BELOW_THRESHOLD:
       return f"best similarity {self.score:.3f} is below the threshold η"
     if self.reason == REASON_FAR_FROM_REFERENCES:
-      return (f"similarity {self.reference_similarity:.3f} to the reference photos of the best "
-              f"candidate is below the threshold ρ = {self.reference_threshold:.3f}")
+      return (
+        f"similarity {self.reference_similarity:.3f} to the reference photos of the best "
+        f"candidate is below the threshold ρ = {self.reference_threshold:.3f}"
+      )
     if self.reason == REASON_NO_LANDMARK_NEARBY:
       if self.location is None:  # only a hand-made Prediction gets here
         return "no candidate landmark"
       within = "" if self.radius_km is None else f" within {self.radius_km:g} km"
-      return (f"no landmark in the index{within} of ({self.location.latitude:.2f}, "
-              f"{self.location.longitude:.2f})")
+      return (
+        f"no landmark in the index{within} of ({self.location.latitude:.2f}, "
+        f"{self.location.longitude:.2f})"
+      )
     return None
 
   def to_json(self) -> dict[str, Any]:
-    return {"landmark_id": self.landmark_id, "name": self.name, "is_landmark": self.is_landmark,
-            "reason": self.reason, "score": self.score,
-            "candidates": [dataclasses.asdict(c) for c in self.candidates],
-            "location": None if self.location is None else
-            {"latitude": self.location.latitude, "longitude": self.location.longitude},
-            "radius_km": self.radius_km, "reference_similarity": self.reference_similarity}
+    return {
+      "landmark_id": self.landmark_id,
+      "name": self.name,
+      "is_landmark": self.is_landmark,
+      "reason": self.reason,
+      "score": self.score,
+      "candidates": [dataclasses.asdict(c) for c in self.candidates],
+      "location": None
+      if self.location is None
+      else {"latitude": self.location.latitude, "longitude": self.location.longitude},
+      "radius_km": self.radius_km,
+      "reference_similarity": self.reference_similarity,
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,8 +146,9 @@ class Photo:
   location: Location | None = None  # from the caller, else the photo's EXIF GPS, else None
 
 
-def decode_photo(image: Any, config: ImageConfig, *, location: Location | None = None,
-                 read_exif: bool = True) -> Photo:
+def decode_photo(
+  image: Any, config: ImageConfig, *, location: Location | None = None, read_exif: bool = True
+) -> Photo:
   """A path, encoded bytes, PIL image or HWC uint8 array → `Photo`, decoding it once.
 
   `location`, when given, is the photo's; otherwise (with `read_exif`) its EXIF GPS position
@@ -153,18 +174,20 @@ def decode_photo(image: Any, config: ImageConfig, *, location: Location | None =
   return Photo(pixels, found)
 
 
-def decode_records(source: ImageSource, config: ImageConfig, *, read_exif: bool = True,
-                   threads: int | None = None
-                   ) -> Iterator[tuple[int, Photo | ImageDecodeError]]:
+def decode_records(
+  source: ImageSource, config: ImageConfig, *, read_exif: bool = True, threads: int | None = None
+) -> Iterator[tuple[int, Photo | ImageDecodeError]]:
   """Every record of `source` decoded (in order, by a pool of threads: Pillow releases the
   GIL while it decodes and resamples): ``(record index, Photo or the decode error)``. At
   most a few photos per thread are decoded ahead of the consumer, so memory stays bounded
   whatever the source's size."""
+
   def decode(i: int):
     try:
       return i, decode_photo(record_data(source[i]), config, read_exif=read_exif)
     except ImageDecodeError as e:
       return i, e
+
   threads = threads or min(8, os.cpu_count() or 1)
   ahead = collections.deque()
   with concurrent.futures.ThreadPoolExecutor(threads) as pool:
@@ -196,13 +219,18 @@ class PhotoEmbedder:
   sizes (`buckets`, default powers of two up to `batch_size`), so a handful of compiled
   programs serve every call."""
 
-  def __init__(self, trained: TrainedModel, batch_size: int = 8,
-               buckets: Sequence[int] | None = None):
+  def __init__(
+    self, trained: TrainedModel, batch_size: int = 8, buckets: Sequence[int] | None = None
+  ):
     self.trained = trained
     self.image_config = trained.config.pipeline.image
     self.mesh = sharding.make_data_mesh(jax.local_devices())
-    self.embedder = Embedder(trained.model, trained.variables, self.mesh,
-                             buckets=buckets or power_of_two_buckets(batch_size))
+    self.embedder = Embedder(
+      trained.model,
+      trained.variables,
+      self.mesh,
+      buckets=buckets or power_of_two_buckets(batch_size),
+    )
     self.buckets = self.embedder.buckets
     self.batch_size = self.embedder.max_batch
 
@@ -219,15 +247,22 @@ class PhotoEmbedder:
       return self.embed_arrays(np.zeros((0, 1, 1, 3), np.uint8))
     return self.embed_arrays(np.stack([photo.pixels for photo in photos]))
 
-  def decode(self, images: Sequence[Any], locations: Sequence[Location | None] | None = None,
-             *, read_exif: bool = True) -> list[Photo]:
+  def decode(
+    self,
+    images: Sequence[Any],
+    locations: Sequence[Location | None] | None = None,
+    *,
+    read_exif: bool = True,
+  ) -> list[Photo]:
     """Photos (paths, bytes, PIL images or uint8 arrays) → `Photo`s; raises
     `ImageDecodeError` naming the first unreadable one."""
     locations = list(locations) if locations is not None else [None] * len(images)
     if len(locations) != len(images):
       raise ValueError(f"{len(images)} photos but {len(locations)} locations")
-    return [decode_photo(image, self.image_config, location=location, read_exif=read_exif)
-            for image, location in zip(images, locations)]
+    return [
+      decode_photo(image, self.image_config, location=location, read_exif=read_exif)
+      for image, location in zip(images, locations)
+    ]
 
   def embed(self, images: Sequence[Any]) -> np.ndarray:
     """Photos (paths, bytes, PIL images or uint8 arrays) → (N, D) unit embeddings.
@@ -256,11 +291,17 @@ class PhotoEmbedder:
     if pending or not chunks:
       flush()
     if skipped:
-      logger.warning("%d unreadable photos skipped (first: %s)", len(skipped),
-                     ", ".join(skipped[:5]))
-    return EmbeddedPhotos(np.asarray(ids, dtype=object), np.asarray(labels, np.int32),
-                          np.concatenate(chunks), locations, skipped,
-                          source.label_map)
+      logger.warning(
+        "%d unreadable photos skipped (first: %s)", len(skipped), ", ".join(skipped[:5])
+      )
+    return EmbeddedPhotos(
+      np.asarray(ids, dtype=object),
+      np.asarray(labels, np.int32),
+      np.concatenate(chunks),
+      locations,
+      skipped,
+      source.label_map,
+    )
 
 
 def _extends(index_map: LabelMap, model_map: LabelMap) -> bool:
@@ -268,7 +309,7 @@ def _extends(index_map: LabelMap, model_map: LabelMap) -> bool:
   (`add-landmarks`) appended after them. Stage sizes and the non-landmark label (n, which
   moves up as landmarks are appended) do not change what a landmark label means."""
   model_ids = tuple(model_map.landmark_ids)  # a map built from a list compares equal too
-  return tuple(index_map.landmark_ids[:len(model_ids)]) == model_ids
+  return tuple(index_map.landmark_ids[: len(model_ids)]) == model_ids
 
 
 _warned_model_pairs: set = set()
@@ -282,15 +323,23 @@ def _warn_if_another_model(built_from: str | None, checkpoint_id: str) -> None:
   step in folders of the same name are not told apart)."""
   if not built_from:
     return
+
   def short(checkpoint):
     folder, _, step = checkpoint.rpartition("@")
     return pathlib.PurePath(folder).name, step
-  if short(built_from) == short(checkpoint_id) or (built_from, checkpoint_id) in _warned_model_pairs:
+
+  if (
+    short(built_from) == short(checkpoint_id) or (built_from, checkpoint_id) in _warned_model_pairs
+  ):
     return
   _warned_model_pairs.add((built_from, checkpoint_id))
-  logger.warning("the index was built from the embeddings of %s, and this model is %s: unless "
-                 "they are the same model, its scores mean nothing (a demo workdir has "
-                 "round1/train and train: the index is train's)", built_from, checkpoint_id)
+  logger.warning(
+    "the index was built from the embeddings of %s, and this model is %s: unless "
+    "they are the same model, its scores mean nothing (a demo workdir has "
+    "round1/train and train: the index is train's)",
+    built_from,
+    checkpoint_id,
+  )
 
 
 class Recognizer:
@@ -312,13 +361,23 @@ class Recognizer:
       landmark without reference photos is never rejected by it.
   """
 
-  def __init__(self, trained: TrainedModel, index: CentroidIndex, *, eta: float | None = None,
-               top_k: int = 5, batch_size: int = 8, names: dict | None = None,
-               buckets: Sequence[int] | None = None, radius_km: float = 50.0,
-               reference_threshold: float | None = None):
+  def __init__(
+    self,
+    trained: TrainedModel,
+    index: CentroidIndex,
+    *,
+    eta: float | None = None,
+    top_k: int = 5,
+    batch_size: int = 8,
+    names: dict | None = None,
+    buckets: Sequence[int] | None = None,
+    radius_km: float = 50.0,
+    reference_threshold: float | None = None,
+  ):
     if index.dim != trained.model.embedding_dim:
-      raise ValueError(f"index dimension {index.dim} ≠ model embedding "
-                       f"{trained.model.embedding_dim}")
+      raise ValueError(
+        f"index dimension {index.dim} ≠ model embedding {trained.model.embedding_dim}"
+      )
     if index.label_map is not None and not _extends(index.label_map, trained.label_map):
       # An index with added landmarks extends the model's map: that is normal, and silent.
       logger.warning("index and model label maps differ; using the index's for its labels")
@@ -329,30 +388,42 @@ class Recognizer:
     if reference_threshold is None:
       reference_threshold = index.metadata.get("reference_threshold")
     self.reference_threshold = (
-        None if reference_threshold is None or index.references is None
-        or reference_threshold == -math.inf else threshold.as_threshold(reference_threshold))
+      None
+      if reference_threshold is None or index.references is None or reference_threshold == -math.inf
+      else threshold.as_threshold(reference_threshold)
+    )
     # η without references: the one given, else the index's (what `evaluate` compares with).
     self.eta_without_references = threshold.as_threshold(
-        eta if eta is not None else index.metadata.get("eta", -math.inf))
+      eta if eta is not None else index.metadata.get("eta", -math.inf)
+    )
     if eta is None:
       # Calibrated together with ρ, η rejects only what the references do not.
       eta = index.metadata.get("eta")
       if self.reference_threshold is not None:
         eta = index.metadata.get("eta_with_references", eta)
       if eta is None:
-        logger.warning("the index has no calibrated eta: every photo gets its nearest landmark "
-                       "(run `landmark-jax calibrate`)")
+        logger.warning(
+          "the index has no calibrated eta: every photo gets its nearest landmark "
+          "(run `landmark-jax calibrate`)"
+        )
         eta = -math.inf
     self.eta = threshold.as_threshold(eta)  # compared as float32, like calibration's scores
     self.top_k = top_k
     self.radius_km = radius_km
-    self.names = dict(names) if names else {
-        lid: info.name for lid, info in index.landmarks.items() if info.name}
-    located = [(self.label_map.to_label(lid), info) for lid, info in index.landmarks.items()
-               if info.has_location and lid in self.label_map.landmark_ids]
+    self.names = (
+      dict(names)
+      if names
+      else {lid: info.name for lid, info in index.landmarks.items() if info.name}
+    )
+    located = [
+      (self.label_map.to_label(lid), info)
+      for lid, info in index.landmarks.items()
+      if info.has_location and lid in self.label_map.landmark_ids
+    ]
     self._located_labels = np.array([label for label, _ in located], np.int64)
-    self._located_coords = np.array([(i.latitude, i.longitude) for _, i in located],
-                                    np.float64).reshape(-1, 2)
+    self._located_coords = np.array(
+      [(i.latitude, i.longitude) for _, i in located], np.float64
+    ).reshape(-1, 2)
     self._warned_no_coordinates = False
     self.photos = PhotoEmbedder(trained, batch_size, buckets)
     # Embedding is the PhotoEmbedder's; exposed here because callers think in recognizers.
@@ -364,8 +435,9 @@ class Recognizer:
   @classmethod
   def load(cls, checkpoint: str | os.PathLike, index: str | os.PathLike, **kwargs) -> "Recognizer":
     trained = load_trained(checkpoint)
-    return cls(trained, CentroidIndex.load(index, expected_dim=trained.model.embedding_dim),
-               **kwargs)
+    return cls(
+      trained, CentroidIndex.load(index, expected_dim=trained.model.embedding_dim), **kwargs
+    )
 
   # Recognition ------------------------------------------------------------------------
 
@@ -376,13 +448,19 @@ class Recognizer:
     """Labels of landmarks too far from `location` (none without a location)."""
     if location is None or not len(self._located_labels):
       return set()
-    distance = great_circle_km(location.latitude, location.longitude,
-                               self._located_coords[:, 0], self._located_coords[:, 1])
+    distance = great_circle_km(
+      location.latitude, location.longitude, self._located_coords[:, 0], self._located_coords[:, 1]
+    )
     return set(self._located_labels[distance > self.radius_km].tolist())
 
-  def predict_embeddings(self, embeddings: np.ndarray, *, eta: float | None = None,
-                         locations: Sequence[Location | None] | None = None,
-                         reference_threshold: float | None = None) -> list[Prediction]:
+  def predict_embeddings(
+    self,
+    embeddings: np.ndarray,
+    *,
+    eta: float | None = None,
+    locations: Sequence[Location | None] | None = None,
+    reference_threshold: float | None = None,
+  ) -> list[Prediction]:
     """Predictions for unit embeddings; `locations` (one per photo, None = unknown) restrict
     each photo's candidates to landmarks within `radius_km`; `reference_threshold`
     overrides ρ for this call (-inf: references not checked)."""
@@ -394,8 +472,10 @@ class Recognizer:
     geo = any(location is not None for location in locations)
     if geo and not len(self._located_labels) and not self._warned_no_coordinates:
       self._warned_no_coordinates = True
-      logger.warning("photo locations are ignored: the index has no landmark coordinates "
-                     "(build it with --landmarks-csv)")
+      logger.warning(
+        "photo locations are ignored: the index has no landmark coordinates "
+        "(build it with --landmarks-csv)"
+      )
     # Several centroids per landmark: fetch enough neighbours to fill top_k landmarks, and
     # with a location far more, since most neighbours may be filtered out.
     k = min(len(self.index), self.top_k * (64 if geo else 4))
@@ -405,14 +485,16 @@ class Recognizer:
     excluded_per_photo = [self._excluded_labels(location) for location in locations]
     references = self._reference_similarities(embeddings, labels, excluded_per_photo)
     for row_labels, row_scores, location, excluded, reference in zip(
-        labels, scores, locations, excluded_per_photo, references):
+      labels, scores, locations, excluded_per_photo, references
+    ):
       best: dict[int, float] = {}
       for label, score in zip(row_labels, row_scores):
         if int(label) not in excluded:
           best.setdefault(int(label), float(score))  # rows are sorted: first is the max
-      ranked = list(best.items())[:self.top_k]
-      candidates = tuple(Candidate(self._landmark(l), s, self.names.get(self._landmark(l)))
-                         for l, s in ranked)
+      ranked = list(best.items())[: self.top_k]
+      candidates = tuple(
+        Candidate(self._landmark(l), s, self.names.get(self._landmark(l))) for l, s in ranked
+      )
       radius_km = None if location is None else self.radius_km
       if not candidates:  # every nearby centroid belongs to a landmark elsewhere
         predictions.append(Prediction(None, -1.0, (), None, location, radius_km))
@@ -422,15 +504,26 @@ class Recognizer:
       # however far from the references it also is.
       checked = threshold.is_landmark(top.score, eta) and rho is not None and reference is not None
       accepted = threshold.is_landmark(top.score, eta) and (
-          not checked or threshold.is_landmark(reference, rho))
+        not checked or threshold.is_landmark(reference, rho)
+      )
       landmark = top.landmark_id if accepted else None
-      predictions.append(Prediction(landmark, top.score, candidates,
-                                    self.names.get(landmark) if landmark is not None else None,
-                                    location, radius_km, reference, rho if checked else None))
+      predictions.append(
+        Prediction(
+          landmark,
+          top.score,
+          candidates,
+          self.names.get(landmark) if landmark is not None else None,
+          location,
+          radius_km,
+          reference,
+          rho if checked else None,
+        )
+      )
     return predictions
 
-  def _reference_similarities(self, embeddings: np.ndarray, labels: np.ndarray,
-                              excluded_per_photo: Sequence[set[int]]) -> list[float | None]:
+  def _reference_similarities(
+    self, embeddings: np.ndarray, labels: np.ndarray, excluded_per_photo: Sequence[set[int]]
+  ) -> list[float | None]:
     """Each photo's best similarity to the reference photos of its top candidate (the
     nearest centroid's landmark that the location filter keeps); None where the index keeps
     no references, that landmark has none, or no candidate is left."""
@@ -443,16 +536,21 @@ class Recognizer:
     similarity = self.index.references.best_similarity(embeddings, tops)
     return [float(s) if c else None for s, c in zip(similarity, covered)]
 
-  def recognize_photos(self, photos: Sequence[Photo], *, eta: float | None = None,
-                       use_locations: bool = True) -> list[Prediction]:
+  def recognize_photos(
+    self, photos: Sequence[Photo], *, eta: float | None = None, use_locations: bool = True
+  ) -> list[Prediction]:
     """Decoded photos → predictions; each photo's location (if any, and `use_locations`)
     restricts its candidates to nearby landmarks."""
     locations = [photo.location for photo in photos] if use_locations else None
-    return self.predict_embeddings(self.photos.embed_photos(photos), eta=eta,
-                                   locations=locations)
+    return self.predict_embeddings(self.photos.embed_photos(photos), eta=eta, locations=locations)
 
-  def recognize(self, images: Sequence[Any], locations: Sequence[Location | None] | None = None,
-                *, use_exif: bool = True) -> list[Prediction]:
+  def recognize(
+    self,
+    images: Sequence[Any],
+    locations: Sequence[Location | None] | None = None,
+    *,
+    use_exif: bool = True,
+  ) -> list[Prediction]:
     """Photos (paths, bytes, PIL images or uint8 arrays) → predictions. A photo's location
     is the one passed for it, else (with `use_exif`) its EXIF GPS position, else unknown —
     and then it is recognised as always.

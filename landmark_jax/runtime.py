@@ -30,6 +30,7 @@ KEEP_XLA_DEFAULTS = "LANDMARK_JAX_XLA_DEFAULTS"
 
 def _jaxlib_version() -> str | None:
   from importlib import metadata
+
   try:
     return metadata.version("jaxlib")
   except metadata.PackageNotFoundError:
@@ -45,8 +46,11 @@ def set_cpu_kernel_flag(environ=os.environ) -> bool:
   if name in flags or environ.get(KEEP_XLA_DEFAULTS) == "1":
     return False
   version = _jaxlib_version()
-  if (version is None or not version.startswith(CPU_KERNEL_FLAG_VERSIONS)
-      or platform.machine() not in CPU_KERNEL_FLAG_MACHINES):
+  if (
+    version is None
+    or not version.startswith(CPU_KERNEL_FLAG_VERSIONS)
+    or platform.machine() not in CPU_KERNEL_FLAG_MACHINES
+  ):
     return False
   environ["XLA_FLAGS"] = f"{flags} {CPU_KERNEL_FLAG}".strip()
   return True
@@ -55,8 +59,9 @@ def set_cpu_kernel_flag(environ=os.environ) -> bool:
 def default_cache_dir() -> pathlib.Path:
   """The user cache: the demo dataset, compiled programs (``$LANDMARK_JAX_CACHE``, else
   ``~/.cache/landmark_jax``)."""
-  return pathlib.Path(os.environ.get("LANDMARK_JAX_CACHE",
-                                     pathlib.Path.home() / ".cache" / "landmark_jax"))
+  return pathlib.Path(
+    os.environ.get("LANDMARK_JAX_CACHE", pathlib.Path.home() / ".cache" / "landmark_jax")
+  )
 
 
 def enable_compilation_cache(path: str | os.PathLike | None = None) -> pathlib.Path | None:
@@ -68,6 +73,7 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> pathlib.P
   Returns the folder in use, or None if it cannot be created (the run goes on, compiling).
   """
   import jax
+
   chosen = jax.config.jax_compilation_cache_dir
   if not chosen:
     chosen = pathlib.Path(path) if path is not None else default_cache_dir() / "xla"

@@ -46,8 +46,9 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
     x = np.asarray(x)
     if x.shape[0] % num_local:
       raise ValueError(
-          f"a per-process batch of {x.shape[0]} does not split over {num_local} local devices; "
-          "use a batch size divisible by the device count")
+        f"a per-process batch of {x.shape[0]} does not split over {num_local} local devices; "
+        "use a batch size divisible by the device count"
+      )
     return jax.make_array_from_process_local_data(sharding, x)
 
   return jax.tree.map(put, batch)

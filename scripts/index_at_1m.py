@@ -21,7 +21,10 @@ import time
 import numpy as np
 
 from landmark_jax.benchmarks.index_speed import (
-    benchmark_tuned_index, write_synthetic_clean, write_synthetic_embeddings)
+  benchmark_tuned_index,
+  write_synthetic_clean,
+  write_synthetic_embeddings,
+)
 from landmark_jax.benchmarks.timing import format_table, machine_description
 from landmark_jax.stages.centroids import tuning_queries
 
@@ -29,8 +32,9 @@ from landmark_jax.stages.centroids import tuning_queries
 def folders(root: pathlib.Path) -> None:
   start = time.perf_counter()
   centroids = write_synthetic_clean(root / "clean", 1_000_000, 512)
-  write_synthetic_embeddings(root / "embeddings", centroids,
-                             np.load(root / "clean" / "centroid_labels.npy"), 20_000)
+  write_synthetic_embeddings(
+    root / "embeddings", centroids, np.load(root / "clean" / "centroid_labels.npy"), 20_000
+  )
   print(f"folders written in {time.perf_counter() - start:.1f} s")
 
 
@@ -40,8 +44,11 @@ def table(root: pathlib.Path, eta: float) -> None:
   del centroids
   rows = benchmark_tuned_index(root / "index", queries, eta=eta, single_queries=100)
   print(machine_description(), "|", source)
-  print(format_table(rows, ["setting", "recall@1", "recall@1 above η", "queries/s batched",
-                            "queries/s single"]))
+  print(
+    format_table(
+      rows, ["setting", "recall@1", "recall@1 above η", "queries/s batched", "queries/s single"]
+    )
+  )
   (root / "table.json").write_text(json.dumps(rows, indent=2))
 
 

@@ -23,8 +23,7 @@ def main(checkpoint: str = "workdir/demo/train") -> None:
   # The demo model's config carries the demo's DELF settings (tiny_cpu).
   config = dataclasses.replace(trained.config.delf, attention="feature_norm")
   data = trained.config.data
-  delf = build_delf(trained, source_for(data, "train", trained.label_map), config,
-                    progress=False)
+  delf = build_delf(trained, source_for(data, "train", trained.label_map), config, progress=False)
   test = source_for(data, "test", trained.label_map)
   queries = delf.extractor.extract(test.paths[::8])
   results = {}
@@ -39,10 +38,12 @@ def main(checkpoint: str = "workdir/demo/train") -> None:
       inliers += [v.inliers for v in verified]
     results[backend] = (1000 * seconds / len(queries), np.array(inliers))
   (ours, ours_inliers), (reference, reference_inliers) = results["numpy"], results["skimage"]
-  print(f"{len(queries)} queries × {config.num_candidates} candidates: numpy {ours:.1f} ms/query, "
-        f"scikit-image {reference:.1f} ms/query, speed-up {reference / ours:.1f}×; same inlier "
-        f"count on {np.mean(ours_inliers == reference_inliers):.0%} of pairs, mean |difference| "
-        f"{np.mean(np.abs(ours_inliers - reference_inliers)):.2f}")
+  print(
+    f"{len(queries)} queries × {config.num_candidates} candidates: numpy {ours:.1f} ms/query, "
+    f"scikit-image {reference:.1f} ms/query, speed-up {reference / ours:.1f}×; same inlier "
+    f"count on {np.mean(ours_inliers == reference_inliers):.0%} of pairs, mean |difference| "
+    f"{np.mean(np.abs(ours_inliers - reference_inliers)):.2f}"
+  )
 
 
 if __name__ == "__main__":

@@ -35,9 +35,22 @@ def serve_seconds(args, cache: list[str]) -> float:
   port = _free_port()
   start = time.perf_counter()
   server = subprocess.Popen(
-      COMMAND + ["serve", "--checkpoint", args.checkpoint, "--index", args.index,
-                 "--port", str(port), "--max-batch", str(args.max_batch)] + cache,
-      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    COMMAND
+    + [
+      "serve",
+      "--checkpoint",
+      args.checkpoint,
+      "--index",
+      args.index,
+      "--port",
+      str(port),
+      "--max-batch",
+      str(args.max_batch),
+    ]
+    + cache,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   try:
     while True:
       if server.poll() is not None:
@@ -55,9 +68,14 @@ def serve_seconds(args, cache: list[str]) -> float:
 
 def recognize_seconds(args, cache: list[str]) -> float:
   start = time.perf_counter()
-  subprocess.run(COMMAND + ["recognize", "--checkpoint", args.checkpoint, "--index",
-                            args.index, args.photo] + cache,
-                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  subprocess.run(
+    COMMAND
+    + ["recognize", "--checkpoint", args.checkpoint, "--index", args.index, args.photo]
+    + cache,
+    check=True,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
   return time.perf_counter() - start
 
 
@@ -85,11 +103,15 @@ def main() -> None:
   rows = {"serve (to the first /healthz)": measure(serve_seconds, args)}
   if args.photo:
     rows["recognize (one photo)"] = measure(recognize_seconds, args)
-  print("| command | no cache s | cold cache s | warm cache s | warm vs no cache |\n"
-        "|---|---|---|---|---|")
+  print(
+    "| command | no cache s | cold cache s | warm cache s | warm vs no cache |\n"
+    "|---|---|---|---|---|"
+  )
   for name, t in rows.items():
-    print(f"| {name} | {t['no cache']:.2f} | {t['cold cache']:.2f} | {t['warm cache']:.2f} | "
-          f"{t['no cache'] / t['warm cache']:.2f}× |")
+    print(
+      f"| {name} | {t['no cache']:.2f} | {t['cold cache']:.2f} | {t['warm cache']:.2f} | "
+      f"{t['no cache'] / t['warm cache']:.2f}× |"
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ import os
 import pathlib
 
 os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
 
 import tempfile  # noqa: E402
 
@@ -55,6 +56,7 @@ def tiny_trained(demo_cache, tmp_path_factory):
   from landmark_jax.config import load_config
   from landmark_jax.train.loop import train
   from tests.helpers import TINY_TRAINED_OVERRIDES
+
   workdir = tmp_path_factory.mktemp("tiny-trained")
   return workdir, train(load_config("tiny_cpu", TINY_TRAINED_OVERRIDES), workdir, progress=False)
 
@@ -66,6 +68,7 @@ def curriculum_run(demo_cache, tmp_path_factory):
   from landmark_jax.config import load_config
   from landmark_jax.train.loop import train
   from tests.helpers import CURRICULUM_RUN
+
   workdir = tmp_path_factory.mktemp("curriculum-run")
   return workdir, train(load_config("tiny_cpu", list(CURRICULUM_RUN)), workdir, progress=False)
 
@@ -74,6 +77,7 @@ def curriculum_run(demo_cache, tmp_path_factory):
 def trained(tiny_trained):
   """The tiny model restored for inference (`TrainedModel`)."""
   from landmark_jax.train.checkpoints import load_trained
+
   return load_trained(tiny_trained[0])
 
 
@@ -85,11 +89,13 @@ def index_dir(trained, tmp_path_factory):
   from landmark_jax.data.demo_dataset import demo_dataset
   from landmark_jax.stages.centroids import build_centroid_index, clean_embeddings, write_cleaning
   from landmark_jax.stages.embed import embed_source
+
   out = tmp_path_factory.mktemp("pipeline")
   source = source_for(trained.config.data, "train", trained.label_map)
   embeddings = embed_source(trained, source, out / "embeddings", progress=False)
   result = clean_embeddings(embeddings, trained.config.cleaning)
   write_cleaning(result, embeddings.label_map, out / "clean", embeddings.checkpoint)
-  build_centroid_index(out / "clean", trained.config.index,
-                       landmarks_csv=demo_dataset() / "landmarks.csv").save(out / "index")
+  build_centroid_index(
+    out / "clean", trained.config.index, landmarks_csv=demo_dataset() / "landmarks.csv"
+  ).save(out / "index")
   return out

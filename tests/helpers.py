@@ -35,9 +35,17 @@ TINY_TRAINED_OVERRIDES = ("num_epochs=15",)
 # 32 is chaotic, so a float32 rounding difference of 1e-7 at step 1 (an all-reduce adding
 # in another order) grows to 1e-3 by step 12 (measured); at 0.01 runs that differ only in
 # rounding stay within 6e-6, while one wrong batch moves parameters by ~1e-3.
-CURRICULUM_RUN = ("num_epochs=2", "curriculum.enabled=True", "max_steps=12",
-                  "checkpoint_every_steps=2", "async_checkpointing=False", "log_every_steps=1",
-                  "optim.lr_backbone=0.01", "optim.lr_embedding=0.01", "optim.lr_classifier=0.01")
+CURRICULUM_RUN = (
+  "num_epochs=2",
+  "curriculum.enabled=True",
+  "max_steps=12",
+  "checkpoint_every_steps=2",
+  "async_checkpointing=False",
+  "log_every_steps=1",
+  "optim.lr_backbone=0.01",
+  "optim.lr_embedding=0.01",
+  "optim.lr_classifier=0.01",
+)
 
 
 # Encoded photos -------------------------------------------------------------------------
@@ -54,22 +62,33 @@ def gradient_image(width=300, height=200):
   """Red rises left to right, green top to bottom: every crop and resample is visible."""
   x = np.linspace(0, 255, width, dtype=np.float32)
   y = np.linspace(0, 255, height, dtype=np.float32)
-  pixels = np.stack([np.broadcast_to(x, (height, width)), np.broadcast_to(y[:, None], (height, width)),
-                     np.full((height, width), 128, np.float32)], axis=-1)
+  pixels = np.stack(
+    [
+      np.broadcast_to(x, (height, width)),
+      np.broadcast_to(y[:, None], (height, width)),
+      np.full((height, width), 128, np.float32),
+    ],
+    axis=-1,
+  )
   return Image.fromarray(pixels.astype(np.uint8))
 
 
 def png_chunk(kind: bytes, payload: bytes) -> bytes:
-  return (struct.pack(">I", len(payload)) + kind + payload
-          + struct.pack(">I", zlib.crc32(kind + payload)))
+  return (
+    struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+  )
 
 
 def huge_png_header(width=100_000, height=100_000) -> bytes:
   """A well-formed PNG whose header claims `width`×`height` but carries almost no pixels:
   decoding it would allocate 30 GB."""
   ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-  return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
-          + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b""))
+  return (
+    b"\x89PNG\r\n\x1a\n"
+    + png_chunk(b"IHDR", ihdr)
+    + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+    + png_chunk(b"IEND", b"")
+  )
 
 
 def write_bad_folder(root):
@@ -117,8 +136,10 @@ def with_gps(photo_bytes, latitude, longitude, refs=None):
 def mini_photos(landmarks_mini, n=3) -> list[pathlib.Path]:
   """The first `n` landmark photos of landmarks-mini's train.csv."""
   rows = list(csv.DictReader(open(landmarks_mini / "train.csv")))[:n]
-  return [landmarks_mini / "images" / r["id"][0] / r["id"][1] / r["id"][2] / f"{r['id']}.jpg"
-          for r in rows]
+  return [
+    landmarks_mini / "images" / r["id"][0] / r["id"][1] / r["id"][2] / f"{r['id']}.jpg"
+    for r in rows
+  ]
 
 
 # Models and indexes --------------------------------------------------------------------
@@ -135,7 +156,9 @@ def clustered_vectors(n, dim=512, clusters=1000, noise=0.5, seed=0):
   """`n` unit vectors around `clusters` random centers, and the generator that made them."""
   rng = np.random.default_rng(seed)
   centers = rng.standard_normal((clusters, dim)).astype(np.float32)
-  x = centers[rng.integers(0, clusters, n)] + noise * rng.standard_normal((n, dim)).astype(np.float32)
+  x = centers[rng.integers(0, clusters, n)] + noise * rng.standard_normal((n, dim)).astype(
+    np.float32
+  )
   return x / np.linalg.norm(x, axis=1, keepdims=True), rng
 
 
@@ -143,7 +166,11 @@ def small_index(backend="auto", n=500, dim=32, seed=1):
   """A built `CentroidIndex` of `n` centroids, 10 per landmark, with sizes, a label map and
   a checkpoint in its metadata."""
   vectors, _ = clustered_vectors(n, dim, clusters=50, seed=seed)
-  return CentroidIndex.build(vectors, np.arange(n) // 10, IndexConfig(backend=backend),
-                             cluster_sizes=np.arange(n) % 7 + 3,
-                             label_map=LabelMap.from_ids(range(n // 10)),
-                             metadata={"checkpoint": "run/step_100"})
+  return CentroidIndex.build(
+    vectors,
+    np.arange(n) // 10,
+    IndexConfig(backend=backend),
+    cluster_sizes=np.arange(n) % 7 + 3,
+    label_map=LabelMap.from_ids(range(n // 10)),
+    metadata={"checkpoint": "run/step_100"},
+  )

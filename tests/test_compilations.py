@@ -50,11 +50,12 @@ def compilations():
 def photos(trained):
   """Real photos of the demo test split, as paths."""
   test = source_for(trained.config.data, "test", trained.label_map)
-  return [str(p) for p in test.paths[:max(BATCH_SIZES)]]
+  return [str(p) for p in test.paths[: max(BATCH_SIZES)]]
 
 
-def test_one_compilation_per_bucket_and_padding_changes_no_answer(trained, index_dir, photos,
-                                                                  compilations):
+def test_one_compilation_per_bucket_and_padding_changes_no_answer(
+  trained, index_dir, photos, compilations
+):
   recognizer = Recognizer(trained, CentroidIndex.load(index_dir / "index"), batch_size=16)
   buckets = recognizer.photos.buckets
   # The default buckets: powers of two up to batch_size, each rounded up to a whole number
@@ -73,7 +74,8 @@ def test_one_compilation_per_bucket_and_padding_changes_no_answer(trained, index
   start = len(compilations.names)
   first = recognize_all()
   assert len(compilations.since(start)) == expected, (
-      f"batches of {BATCH_SIZES} in buckets {buckets}: compiled {compilations.since(start)}")
+    f"batches of {BATCH_SIZES} in buckets {buckets}: compiled {compilations.since(start)}"
+  )
 
   start = len(compilations.names)
   again = recognize_all()
@@ -82,21 +84,23 @@ def test_one_compilation_per_bucket_and_padding_changes_no_answer(trained, index
 
   for n in BATCH_SIZES:  # the same photos, the same answers, whatever the call
     assert [(p.landmark_id, p.score) for p in again[n]] == [
-        (p.landmark_id, p.score) for p in first[n]]
+      (p.landmark_id, p.score) for p in first[n]
+    ]
   # The 16 photos together (no padding: bucket 16) and one at a time (each padded to the
   # smallest bucket) get the same answers.
   together = first[16]
   assert [p.landmark_id for p in together] == [p.landmark_id for p in one_by_one]
-  np.testing.assert_allclose([p.score for p in together], [p.score for p in one_by_one],
-                             atol=1e-5)
+  np.testing.assert_allclose([p.score for p in together], [p.score for p in one_by_one], atol=1e-5)
   for a, b in zip(together, one_by_one):
     assert [c.landmark_id for c in a.candidates] == [c.landmark_id for c in b.candidates]
-    np.testing.assert_allclose([c.score for c in a.candidates], [c.score for c in b.candidates],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+      [c.score for c in a.candidates], [c.score for c in b.candidates], atol=1e-5
+    )
 
 
-def test_a_warm_up_compiles_every_bucket_and_calls_compile_nothing(trained, index_dir, photos,
-                                                                    compilations):
+def test_a_warm_up_compiles_every_bucket_and_calls_compile_nothing(
+  trained, index_dir, photos, compilations
+):
   """`warm_up` compiles ahead of time without running; the calls after it reuse those
   executables (the service's start-up relies on it)."""
   recognizer = Recognizer(trained, CentroidIndex.load(index_dir / "index"), batch_size=16)

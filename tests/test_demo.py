@@ -27,8 +27,7 @@ def demo_run(demo_cache, tmp_path_factory):
   # The photos each training run read, recorded by the first test: {data.clean_csv: {id: landmark}}
   # No learning-rate decay: its steps depend on how many photos a round trains on, and as
   # constants of the compiled step they would cost the second round a compilation of its own.
-  return workdir, ["demo", "--workdir", str(workdir), "optim.lr_decay_epochs=()",
-                   "max_steps=2"], {}
+  return workdir, ["demo", "--workdir", str(workdir), "optim.lr_decay_epochs=()", "max_steps=2"], {}
 
 
 def test_the_demo_runs_every_step_and_writes_its_report(demo_run, capsys, monkeypatch):
@@ -49,10 +48,17 @@ def test_the_demo_runs_every_step_and_writes_its_report(demo_run, capsys, monkey
   assert "reused" not in out
   # The cleaning names the photos it was made from: build-index --target-recall samples them.
   assert json.loads((workdir / "clean" / "clean.json").read_text())["embeddings"] == str(
-      (workdir / "embeddings").absolute())
+    (workdir / "embeddings").absolute()
+  )
   report = workdir / "report"
-  for name in ("report.md", "report.json", "predictions.csv", "threshold_sweep.png",
-               "sensitivity_specificity.png", "score_distributions.png"):
+  for name in (
+    "report.md",
+    "report.json",
+    "predictions.csv",
+    "threshold_sweep.png",
+    "sensitivity_specificity.png",
+    "score_distributions.png",
+  ):
     assert (report / name).stat().st_size > 0, name
   figures = json.loads((report / "report.json").read_text())
   rows = read_csv(report / "predictions.csv")
@@ -74,28 +80,44 @@ def test_the_demo_runs_every_step_and_writes_its_report(demo_run, capsys, monkey
   assert all(row["reference_similarity"] for row in rows)  # every landmark has references
   for row in rows:
     expected = float(row["score"]) >= eta and (
-        rho is None or float(row["reference_similarity"]) >= rho)
+      rho is None or float(row["reference_similarity"]) >= rho
+    )
     assert bool(row["predicted_landmark_id"]) == expected, row
   assert "score_distributions.png" in out
   assert str(workdir / "round1" / "clean" / "report.md") in out
   timings = json.loads((workdir / "timings.json").read_text())
-  assert set(timings) == {"dataset", "round1/train", "round1/embed", "round1/clean", "train",
-                          "embed", "clean", "index", "calibrate", "evaluate", "total"}
+  assert set(timings) == {
+    "dataset",
+    "round1/train",
+    "round1/embed",
+    "round1/clean",
+    "train",
+    "embed",
+    "clean",
+    "index",
+    "calibrate",
+    "evaluate",
+    "total",
+  }
 
 
 def test_the_second_round_trains_on_the_cleaned_photos_and_every_non_landmark_one(
-    demo_run, demo_cache):
+  demo_run, demo_cache
+):
   workdir, _, trained_on = demo_run
   [dataset] = demo_cache.glob("demo-v*")
   everything = {r["id"]: int(r["landmark_id"]) for r in read_csv(dataset / "train.csv")}
   non_landmark = {r["id"]: None for r in read_csv(dataset / "non_landmark.csv")}
   clean_csv = workdir.resolve() / "round1" / "clean" / "train_clean.csv"
-  clean = {image_id: int(r["landmark_id"]) for r in read_csv(clean_csv)
-           for image_id in r["images"].split()}
+  clean = {
+    image_id: int(r["landmark_id"]) for r in read_csv(clean_csv) for image_id in r["images"].split()
+  }
   # Two steps of training cluster badly: cleaning drops photos, so the rounds differ.
   assert 0 < len(clean) < len(everything) and set(clean) <= set(everything)
-  assert trained_on == {"": {**everything, **non_landmark},
-                        str(clean_csv): {**clean, **non_landmark}}
+  assert trained_on == {
+    "": {**everything, **non_landmark},
+    str(clean_csv): {**clean, **non_landmark},
+  }
   # The centroids come from the retrained model, over the photos it trained on.
   embeddings = load_embeddings(workdir / "embeddings")
   assert embeddings.checkpoint.startswith(str(workdir / "train"))

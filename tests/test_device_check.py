@@ -20,9 +20,20 @@ from landmark_jax.benchmarks import device_check
 
 # Our dependencies the GPU machine lacks (scripts/device_check.sh): it has jax, flax, optax,
 # orbax, torch, torchvision, timm and what they depend on (NumPy, SciPy, Pillow, tqdm, …).
-MISSING_THERE = ("grain", "array_record", "scann", "tensorflow_datasets", "tensorflow",
-                 "tensorboardX", "starlette", "uvicorn", "multipart", "python_multipart",
-                 "skimage", "matplotlib")
+MISSING_THERE = (
+  "grain",
+  "array_record",
+  "scann",
+  "tensorflow_datasets",
+  "tensorflow",
+  "tensorboardX",
+  "starlette",
+  "uvicorn",
+  "multipart",
+  "python_multipart",
+  "skimage",
+  "matplotlib",
+)
 
 # Installed as sitecustomize.py, which every interpreter imports at start-up: the path finder
 # no longer sees those packages, so `import` and `importlib.util.find_spec` behave as where
@@ -50,11 +61,20 @@ def smoke(tmp_path_factory, demo_cache):
   (site / "sitecustomize.py").write_text(WITHOUT_THEM)
   out = tmp_path_factory.mktemp("device")
   # `python` in the script is this interpreter, as on the machine it is the only one.
-  env = dict(os.environ, PYTHONPATH=str(site),
-             PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+  env = dict(
+    os.environ,
+    PYTHONPATH=str(site),
+    PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+  )
   # OUT_DIR relative to where the command is typed (the script works from the checkout).
-  result = subprocess.run(["bash", str(SCRIPT), out.name, "--smoke", "--peak-tflops", str(PEAK)],
-                          capture_output=True, text=True, timeout=600, env=env, cwd=out.parent)
+  result = subprocess.run(
+    ["bash", str(SCRIPT), out.name, "--smoke", "--peak-tflops", str(PEAK)],
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=env,
+    cwd=out.parent,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads((out / "device-check.json").read_text()), result.stdout
 
@@ -66,14 +86,17 @@ def test_every_part_is_measured(smoke):
   assert payload["peak bf16 TFLOP/s"] == PEAK and payload["peak source"] == "--peak-tflops"
   train = payload["train"]
   assert [(r["image"], r["loss"]) for r in train] == [
-      (settings.image_sizes[0], "softmax_center"), (settings.image_sizes[0], "softmax")]
+    (settings.image_sizes[0], "softmax_center"),
+    (settings.image_sizes[0], "softmax"),
+  ]
   for row in train:
     assert row["batch"] == settings.batch_size and row["seconds/step"] > 0
     assert row["images/s"] == pytest.approx(settings.batch_size / row["seconds/step"])
   center, softmax = train
   assert center["center loss overhead %"] == pytest.approx(
-      100 * (center["seconds/step"] / softmax["seconds/step"] - 1))
-  torch_row, = payload["torch"]
+    100 * (center["seconds/step"] / softmax["seconds/step"] - 1)
+  )
+  (torch_row,) = payload["torch"]
   assert "AMP bf16, channels_last" in torch_row["framework"]
   assert torch_row["jax / torch"] == pytest.approx(center["images/s"] / torch_row["images/s"])
   inference = payload["inference"]
@@ -87,8 +110,12 @@ def test_every_part_is_measured(smoke):
 def test_what_the_machine_lacks_cannot_be_imported_there(tmp_path):
   """The guard of the test above works: the script's interpreter fails on grain."""
   (tmp_path / "sitecustomize.py").write_text(WITHOUT_THEM)
-  result = subprocess.run([sys.executable, "-c", "import grain"], capture_output=True,
-                          text=True, env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+  result = subprocess.run(
+    [sys.executable, "-c", "import grain"],
+    capture_output=True,
+    text=True,
+    env=dict(os.environ, PYTHONPATH=str(tmp_path)),
+  )
   assert result.returncode != 0 and "No module named 'grain'" in result.stderr
 
 
@@ -116,10 +143,19 @@ def test_a_convolutions_compiled_flops_are_its_hand_count(smoke):
   assert conv["compiled_flops"] in (hand, hand + converted)
 
 
-@pytest.mark.parametrize("kind, peak", [
-    ("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.0), ("NVIDIA H200", 989.4),
-    ("NVIDIA A100-SXM4-80GB", 312.0), ("NVIDIA L4", 121.0), ("NVIDIA L40S", 362.1),
-    ("TPU v5 lite", 197.0), ("TPU v4", 275.0)])
+@pytest.mark.parametrize(
+  "kind, peak",
+  [
+    ("NVIDIA H100 80GB HBM3", 989.4),
+    ("NVIDIA H100 PCIe", 756.0),
+    ("NVIDIA H200", 989.4),
+    ("NVIDIA A100-SXM4-80GB", 312.0),
+    ("NVIDIA L4", 121.0),
+    ("NVIDIA L40S", 362.1),
+    ("TPU v5 lite", 197.0),
+    ("TPU v4", 275.0),
+  ],
+)
 def test_the_peak_is_the_named_chips(kind, peak):
   assert device_check.chip_peak_tflops(kind, None)[0] == peak
   assert device_check.chip_peak_tflops(kind, 123.0) == (123.0, "--peak-tflops")
@@ -135,7 +171,7 @@ def test_an_unknown_chip_has_no_mfu_without_a_peak():
 def test_the_input_pipeline_against_the_device(demo_cache):
   """The part the GPU machine skips (no grain): here grain is installed."""
   rows = device_check.pipeline_rows(device_check.SMOKE, device_images_per_second=100.0)
-  row, = rows
+  (row,) = rows
   assert row["workers"] == 0 and row["images/s"] > 0
   assert row["pipeline / device"] == pytest.approx(row["images/s"] / 100.0)
 
@@ -149,12 +185,17 @@ def test_the_pytorch_reference_is_the_same_network_at_full_size():
 
   from landmark_jax.benchmarks.torch_reference import torch_backbone
   from landmark_jax.models import get_backbone
+
   ours = get_backbone("wide_resnet50_2")
-  shapes = jax.eval_shape(ours.init, jax.random.key(0),
-                          jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32))["params"]
+  shapes = jax.eval_shape(
+    ours.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+  )["params"]
   reference = torch_backbone("wide_resnet50_2", ours.stage_sizes, ours.width_per_group)
-  assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)) == sum(
-      p.numel() for p in reference.parameters()) == 66_834_240
+  assert (
+    sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+    == sum(p.numel() for p in reference.parameters())
+    == 66_834_240
+  )
 
 
 def test_the_smoke_rows_say_the_networks_differ(smoke):

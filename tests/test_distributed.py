@@ -9,41 +9,70 @@ from landmark_jax.cli.main import main
 from landmark_jax.errors import UsageError
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(coordinator_address="127.0.0.1:1234"),
-     "--coordinator-address given without --num-processes and --process-id"),
-    (dict(num_processes=2, process_id=0), "--num-processes, --process-id given without "
-                                          "--coordinator-address"),
-    (dict(coordinator_address="127.0.0.1:1234", num_processes=2, process_id=2),
-     "--process-id 2 is not in 0…1"),
+@pytest.mark.parametrize(
+  "kwargs, message",
+  [
+    (
+      dict(coordinator_address="127.0.0.1:1234"),
+      "--coordinator-address given without --num-processes and --process-id",
+    ),
+    (
+      dict(num_processes=2, process_id=0),
+      "--num-processes, --process-id given without --coordinator-address",
+    ),
+    (
+      dict(coordinator_address="127.0.0.1:1234", num_processes=2, process_id=2),
+      "--process-id 2 is not in 0…1",
+    ),
     (dict(coordinator_address="127.0.0.1", num_processes=2, process_id=0), "needs a port"),
     (dict(heartbeat_timeout=0), "heartbeat timeout must be ≥ 1"),
-])
+  ],
+)
 def test_an_incomplete_or_impossible_group_is_refused(kwargs, message):
   with pytest.raises(UsageError, match=message):
     distributed.ProcessGroup(**kwargs)
 
 
 def test_a_mistaken_group_on_the_command_line_is_one_line_before_any_work(tmp_path, capsys):
-  status = main(["train", "--config", "tiny_cpu", "--workdir", str(tmp_path / "w"),
-                 "--num-processes", "2", "--process-id", "0"])
+  status = main(
+    [
+      "train",
+      "--config",
+      "tiny_cpu",
+      "--workdir",
+      str(tmp_path / "w"),
+      "--num-processes",
+      "2",
+      "--process-id",
+      "0",
+    ]
+  )
   err = capsys.readouterr().err.strip().splitlines()
   assert status == 2 and len(err) == 1, err
   assert "given without --coordinator-address" in err[0]
   assert not (tmp_path / "w").exists()
 
 
-@pytest.mark.parametrize("env, expected", [
+@pytest.mark.parametrize(
+  "env, expected",
+  [
     ({}, 1),
     # Inside an allocation but not started by srun: one process.
     ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4"}, 1),
     ({"SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "4"}, 4),
     ({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"}, 2),
     ({"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "x"}, 1),
-])
+  ],
+)
 def test_launched_processes_are_read_from_the_launchers_variables(monkeypatch, env, expected):
-  for name in ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_STEP_ID", "SLURM_STEP_NUM_TASKS",
-               "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"):
+  for name in (
+    "SLURM_JOB_ID",
+    "SLURM_NTASKS",
+    "SLURM_STEP_ID",
+    "SLURM_STEP_NUM_TASKS",
+    "OMPI_COMM_WORLD_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+  ):
     monkeypatch.delenv(name, raising=False)
   for name, value in env.items():
     monkeypatch.setenv(name, value)

@@ -16,10 +16,27 @@ from landmark_jax.cli.main import main
 from landmark_jax.data.labels import REGIONS
 
 SCALE = 0.0005
-STEPS = ["metadata", "source", "clean_source", "label_map", "curriculum", "shuffle",
-         "train_state", "embeddings", "cleaning"]
-ROW_FIELDS = ("step", "what", "seconds", "cpu seconds", "rss before MB", "peak RSS MB",
-              "added MB", "workers peak MB")
+STEPS = [
+  "metadata",
+  "source",
+  "clean_source",
+  "label_map",
+  "curriculum",
+  "shuffle",
+  "train_state",
+  "embeddings",
+  "cleaning",
+]
+ROW_FIELDS = (
+  "step",
+  "what",
+  "seconds",
+  "cpu seconds",
+  "rss before MB",
+  "peak RSS MB",
+  "added MB",
+  "workers peak MB",
+)
 
 
 def read_rows(path):
@@ -30,8 +47,22 @@ def read_rows(path):
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory):
   out = tmp_path_factory.mktemp("dry-run")
-  status = main(["benchmark", "gldv2-dry-run", "--out", str(out), "--scale", str(SCALE),
-                 "--steps", *STEPS, "--shuffle-records", "300", "--workers", "2"])
+  status = main(
+    [
+      "benchmark",
+      "gldv2-dry-run",
+      "--out",
+      str(out),
+      "--scale",
+      str(SCALE),
+      "--steps",
+      *STEPS,
+      "--shuffle-records",
+      "300",
+      "--workers",
+      "2",
+    ]
+  )
   assert status == 0
   return out, json.loads((out / "dry_run.json").read_text())
 
@@ -46,9 +77,15 @@ def test_every_step_has_its_time_and_memory(dry_run):
 
 def test_the_csvs_have_the_requested_rows_and_landmarks(dry_run):
   out, payload = dry_run
-  sizes = {k: round(v * SCALE) for k, v in [
-      ("photos", 4_132_914), ("landmarks", 203_094), ("clean_photos", 1_580_470),
-      ("clean_landmarks", 81_313)]}
+  sizes = {
+    k: round(v * SCALE)
+    for k, v in [
+      ("photos", 4_132_914),
+      ("landmarks", 203_094),
+      ("clean_photos", 1_580_470),
+      ("clean_landmarks", 81_313),
+    ]
+  }
   assert payload["sizes"] == sizes
   train = read_rows(out / "train.csv")
   assert list(train[0]) == ["id", "url", "landmark_id"]

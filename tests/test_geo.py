@@ -10,13 +10,16 @@ from landmark_jax.geo import exif_location, great_circle_km
 from tests.helpers import with_gps
 
 
-@pytest.mark.parametrize("a, b, km", [
+@pytest.mark.parametrize(
+  "a, b, km",
+  [
     # Hand-computed haversine, R = 6371.0088 km (IUGG mean radius).
-    ((48.8566, 2.3522), (51.5074, -0.1278), 343.56),   # Paris – London
+    ((48.8566, 2.3522), (51.5074, -0.1278), 343.56),  # Paris – London
     ((40.7128, -74.0060), (51.5074, -0.1278), 5570.24),  # New York – London
     ((52.5200, 13.4050), (52.5200, 13.4050), 0.0),
     ((0.0, 0.0), (0.0, 180.0), 20015.12),  # half the equator: π·R
-])
+  ],
+)
 def test_great_circle_distance_of_city_pairs(a, b, km):
   assert float(great_circle_km(*a, *b)) == pytest.approx(km, abs=0.05)
 

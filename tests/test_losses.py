@@ -41,7 +41,10 @@ def numpy_update_centers(c, x, y, alpha):
 @pytest.mark.parametrize("jit", [False, True])
 def test_center_loss_equals_numpy(batch, reduction, jit):
   x, y, c = batch
-  fn = lambda x, y, c: losses.center_loss(x, y, c, N, reduction)
+
+  def fn(x, y, c):
+    return losses.center_loss(x, y, c, N, reduction)
+
   fn = jax.jit(fn) if jit else fn
   np.testing.assert_allclose(fn(x, y, c), numpy_center_loss(x, y, c, reduction), rtol=1e-5)
 
@@ -54,7 +57,10 @@ def test_center_loss_only_non_landmarks_is_zero(batch):
 @pytest.mark.parametrize("jit", [False, True])
 def test_update_centers_equals_numpy(batch, jit):
   x, y, c = batch
-  fn = lambda c, x, y: losses.update_centers(c, x, y, 0.5, N)
+
+  def fn(c, x, y):
+    return losses.update_centers(c, x, y, 0.5, N)
+
   fn = jax.jit(fn) if jit else fn
   new = np.asarray(fn(c, x, y))
   np.testing.assert_allclose(new, numpy_update_centers(c, x, y, 0.5), rtol=1e-5, atol=1e-6)
@@ -64,8 +70,9 @@ def test_update_centers_equals_numpy(batch, jit):
 
 def test_center_loss_gradients(batch):
   x, y, c = batch
-  check_grads(lambda x: losses.center_loss(x, y, c, N), (x.astype(np.float64),), order=2,
-              modes=["fwd", "rev"])
+  check_grads(
+    lambda x: losses.center_loss(x, y, c, N), (x.astype(np.float64),), order=2, modes=["fwd", "rev"]
+  )
   grad_x, grad_c = jax.grad(lambda x, c: losses.center_loss(x, y, c, N), argnums=(0, 1))(x, c)
   assert not np.any(grad_c)  # gradients never reach the centers
   # d/dx_i of ½‖x_i − c_y‖² / count is (x_i − c_y) / count; zero for non-landmarks.
@@ -77,8 +84,9 @@ def test_softmax_cross_entropy_equals_numpy():
   logits = np.random.default_rng(1).standard_normal((4, 6)).astype(np.float32)
   labels = np.array([0, 5, 2, 2])
   log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
-  np.testing.assert_allclose(losses.softmax_cross_entropy(logits, labels),
-                             -log_p[np.arange(4), labels].mean(), rtol=1e-5)
+  np.testing.assert_allclose(
+    losses.softmax_cross_entropy(logits, labels), -log_p[np.arange(4), labels].mean(), rtol=1e-5
+  )
 
 
 def test_arcface_logits_equal_formula():
@@ -90,8 +98,9 @@ def test_arcface_logits_equal_formula():
   expected = 30.0 * cos
   for i, label in enumerate(labels):
     expected[i, label] = 30.0 * np.cos(np.arccos(cos[i, label]) + 0.3)
-  np.testing.assert_allclose(losses.arcface_logits(x, w, labels, 30.0, 0.3), expected,
-                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+    losses.arcface_logits(x, w, labels, 30.0, 0.3), expected, rtol=1e-4, atol=1e-4
+  )
 
 
 def test_contrastive_loss_equals_pair_loop():

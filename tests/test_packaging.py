@@ -25,10 +25,13 @@ BUILD_FILES = ("pyproject.toml", "README.md", "setup.py", "setup.cfg", "MANIFEST
 
 
 def run(*command, cwd, env=None):
-  result = subprocess.run([str(c) for c in command], cwd=cwd, env=env, capture_output=True,
-                          text=True, check=False)
-  assert result.returncode == 0, (f"{' '.join(map(str, command))} exited {result.returncode}:\n"
-                                  f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+  result = subprocess.run(
+    [str(c) for c in command], cwd=cwd, env=env, capture_output=True, text=True, check=False
+  )
+  assert result.returncode == 0, (
+    f"{' '.join(map(str, command))} exited {result.returncode}:\n"
+    f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+  )
   return result.stdout
 
 
@@ -41,10 +44,25 @@ def build_wheel(tmp_path: pathlib.Path) -> pathlib.Path:
   for name in BUILD_FILES:
     if (REPO / name).is_file():
       shutil.copy2(REPO / name, source / name)
-  shutil.copytree(REPO / "landmark_jax", source / "landmark_jax",
-                  ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-  run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-      "-q", "-w", tmp_path / "wheel", source, cwd=tmp_path)
+  shutil.copytree(
+    REPO / "landmark_jax",
+    source / "landmark_jax",
+    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+  )
+  run(
+    sys.executable,
+    "-m",
+    "pip",
+    "wheel",
+    "--no-deps",
+    "--no-build-isolation",
+    "--no-index",
+    "-q",
+    "-w",
+    tmp_path / "wheel",
+    source,
+    cwd=tmp_path,
+  )
   (wheel,) = (tmp_path / "wheel").glob("landmark_jax-*.whl")
   return wheel
 
@@ -64,13 +82,27 @@ def make_venv(tmp_path: pathlib.Path, wheel: pathlib.Path) -> pathlib.Path:
   venv = tmp_path / "venv"
   run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path)
   python = venv / "bin" / "python"
-  run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
-      "-q", wheel, cwd=tmp_path)
-  site_packages = pathlib.Path(run(
-      python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-      cwd=tmp_path).strip())
-  ours = dict.fromkeys([*(sysconfig.get_paths()[key] for key in ("purelib", "platlib")),
-                        *site.getsitepackages()])
+  run(
+    sys.executable,
+    "-m",
+    "pip",
+    "--python",
+    python,
+    "install",
+    "--no-deps",
+    "--no-index",
+    "-q",
+    wheel,
+    cwd=tmp_path,
+  )
+  site_packages = pathlib.Path(
+    run(
+      python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=tmp_path
+    ).strip()
+  )
+  ours = dict.fromkeys(
+    [*(sysconfig.get_paths()[key] for key in ("purelib", "platlib")), *site.getsitepackages()]
+  )
   (site_packages / "test-dependencies.pth").write_text("\n".join(ours) + "\n")
   return venv
 
@@ -96,18 +128,24 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
   wheel = build_wheel(tmp_path)
   names = set(zipfile.ZipFile(wheel).namelist())
   assert "landmark_jax/serve/page.html" in names
+  # PEP 561: type checkers read the package's annotations only when this marker ships.
+  assert "landmark_jax/py.typed" in names
   # Every module of the source tree, and nothing else of ours: a package without an
   # __init__.py, or a file the build left behind, would show here.
-  sources = {p.relative_to(REPO).as_posix() for p in (REPO / "landmark_jax").rglob("*.py")
-             if "__pycache__" not in p.parts}
+  sources = {
+    p.relative_to(REPO).as_posix()
+    for p in (REPO / "landmark_jax").rglob("*.py")
+    if "__pycache__" not in p.parts
+  }
   assert {n for n in names if n.endswith(".py")} == sources
 
   venv = make_venv(tmp_path, wheel)
   outside = tmp_path / "elsewhere"  # the working directory: not the checkout, nothing in it
   outside.mkdir()
   env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-  found = json.loads(run(venv / "bin" / "python", "-c", CHECK, cwd=outside,
-                         env=env).strip().splitlines()[-1])
+  found = json.loads(
+    run(venv / "bin" / "python", "-c", CHECK, cwd=outside, env=env).strip().splitlines()[-1]
+  )
   assert pathlib.Path(found["file"]).is_relative_to(venv), found["file"]
   assert pathlib.Path(found["metadata"]).is_relative_to(venv), found["metadata"]
   assert not any("Editable" in finder for finder in found["finders"]), found["finders"]

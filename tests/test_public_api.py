@@ -13,8 +13,14 @@ from landmark_jax.train import checkpoints
 
 
 def test_python_interface_names():
-  assert {"resnet50", "resnet101", "resnet152", "resnet200", "wide_resnet50_2",
-          "seresnext101_32x4d"} <= set(lj.models.BACKBONES)
+  assert {
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "resnet200",
+    "wide_resnet50_2",
+    "seresnext101_32x4d",
+  } <= set(lj.models.BACKBONES)
   for name in ("LandmarkNet", "get_backbone"):
     assert callable(getattr(lj.models, name))
   for name in ("center_loss", "update_centers"):
@@ -44,8 +50,9 @@ def test_load_trained_from_the_top_level_loads_no_training_loop():
       lj.load_trained
       print(json.dumps(sorted(sys.modules)))
       """)
-  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          check=False)
+  result = subprocess.run(
+    [sys.executable, "-c", script], capture_output=True, text=True, check=False
+  )
   assert result.returncode == 0, result.stderr
   loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
   assert "landmark_jax.train.checkpoints" in loaded  # positive control
@@ -55,15 +62,35 @@ def test_load_trained_from_the_top_level_loads_no_training_loop():
 def test_every_cli_command_has_help(capsys):
   # One real process for the entry point (`python -m landmark_jax.cli`); the commands' help
   # in this one (the same parser), since a process per command costs ~3 s of imports each.
-  result = subprocess.run([sys.executable, "-m", "landmark_jax.cli", "train", "--help"],
-                          capture_output=True, text=True, check=False)
+  result = subprocess.run(
+    [sys.executable, "-m", "landmark_jax.cli", "train", "--help"],
+    capture_output=True,
+    text=True,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr
   assert "usage: landmark-jax train" in result.stdout
   from landmark_jax.cli.main import main
-  commands = ["train", "embed", "clean", "build-index", "calibrate", "recognize", "evaluate",
-              "evaluate-revisited", "benchmark", "demo", "serve", "add-landmarks",
-              "remove-landmarks", "benchmark compare", "prepare gldv2", "regions",
-              "benchmark gldv2-dry-run"]
+
+  commands = [
+    "train",
+    "embed",
+    "clean",
+    "build-index",
+    "calibrate",
+    "recognize",
+    "evaluate",
+    "evaluate-revisited",
+    "benchmark",
+    "demo",
+    "serve",
+    "add-landmarks",
+    "remove-landmarks",
+    "benchmark compare",
+    "prepare gldv2",
+    "regions",
+    "benchmark gldv2-dry-run",
+  ]
   for command in commands:
     with pytest.raises(SystemExit) as exit_:
       main([*command.split(), "--help"])

@@ -24,18 +24,18 @@ PRETRAINED_FILE = "wide_resnet50_2-9ba9bcbe.pth"
 # Checks run after a section's blocks, in the same script: that the examples did their work
 # (a loop over no batch, or no prediction, would otherwise pass unseen).
 CHECKS = {
-    "Models": """
+  "Models": """
 assert embedding.shape == (len(images), 512) and logits.shape == (len(images), 1001)
 assert variables["params"]["backbone"] is backbone_vars["params"]
 """,
-    "Data": """
+  "Data": """
 assert batch["image"].shape[0] == 32 and skipped.total == 0
 """,
-    "From a trained model to recognition": """
+  "From a trained model to recognition": """
 assert isinstance(trained, lj.TrainedModel) and recognizer.eta > -math.inf  # calibrated
 assert len(predictions) == len(paths) == 2
 """,
-    "The paper's comparison: a DELF-style baseline": """
+  "The paper's comparison: a DELF-style baseline": """
 assert delf.min_inliers is not None and len(delf.database) > 0
 """,
 }
@@ -86,10 +86,15 @@ def test_every_python_block_is_found():
 
 
 def test_the_parser_keeps_sections_and_skips_other_fences():
-  markdown = "## A\n```python\nx = 1\n```\n```bash\n## not a heading\n```\n### A.1\n" \
-             "```python\ny = x\n```\n## B\n```python\nz = 2\n```\n"
-  assert python_blocks(markdown) == [Block("A", 2, "x = 1\n"), Block("A", 9, "y = x\n"),
-                                     Block("B", 13, "z = 2\n")]
+  markdown = (
+    "## A\n```python\nx = 1\n```\n```bash\n## not a heading\n```\n### A.1\n"
+    "```python\ny = x\n```\n## B\n```python\nz = 2\n```\n"
+  )
+  assert python_blocks(markdown) == [
+    Block("A", 2, "x = 1\n"),
+    Block("A", 9, "y = x\n"),
+    Block("B", 13, "z = 2\n"),
+  ]
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +103,7 @@ def demo_root(tiny_trained, index_dir, tmp_path_factory):
   import landmark_jax as lj
   from landmark_jax.data import source_for
   from landmark_jax.eval.calibration import calibrate
+
   root = tmp_path_factory.mktemp("readme-root")
   demo = root / "workdir" / "demo"
   demo.mkdir(parents=True)
@@ -107,8 +113,11 @@ def demo_root(tiny_trained, index_dir, tmp_path_factory):
   index = lj.index.CentroidIndex.load(index_dir / "index")
   if "eta" not in index.metadata:
     validation = source_for(trained.config.data, "val", trained.label_map)
-    calibration = calibrate(lj.Recognizer(trained, index, eta=-math.inf), validation,
-                            trained.config.calibration.target_specificity)
+    calibration = calibrate(
+      lj.Recognizer(trained, index, eta=-math.inf),
+      validation,
+      trained.config.calibration.target_specificity,
+    )
     index = index.with_metadata(eta=calibration["eta"], calibration=calibration)
   index.save(demo / "index")
   return root
@@ -129,18 +138,29 @@ def test_the_section_runs_as_written(section, demo_root, demo_cache):
     write_pretrained_checkpoint(pretrained)
   check = CHECKS.get(section, "")
   # Under the main guard, like the Data example: its worker processes re-import the script.
-  script = code + ("\nif __name__ == '__main__':\n  import math\n"
-                   + "".join(f"  {line}\n" for line in check.strip().splitlines())
-                   if check else "")
+  script = code + (
+    "\nif __name__ == '__main__':\n  import math\n"
+    + "".join(f"  {line}\n" for line in check.strip().splitlines())
+    if check
+    else ""
+  )
   path = demo_root / f"readme_{SECTIONS[section][0].line}.py"
   path.write_text(script)
   env = {**os.environ, "LANDMARK_JAX_CACHE": str(demo_cache)}
   try:
-    result = subprocess.run([sys.executable, path.name], cwd=demo_root, env=env,
-                            capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+      [sys.executable, path.name],
+      cwd=demo_root,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      check=False,
+    )
   finally:
     pretrained.unlink(missing_ok=True)  # 276 MB, in a temporary folder pytest keeps a while
   lines = ", ".join(str(block.line) for block in SECTIONS[section])
   assert result.returncode == 0, (
-      f"README.md section {section!r} (blocks at lines {lines}) failed:\n"
-      f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-6000:]}")
+    f"README.md section {section!r} (blocks at lines {lines}) failed:\n"
+    f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-6000:]}"
+  )

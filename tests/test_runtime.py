@@ -35,17 +35,26 @@ PROBE = textwrap.dedent("""
                       "dot": ynn(lambda a, b: a @ b, (256, 512), (512, 2048))}))
 """)
 
-MEASURED_HERE = (runtime._jaxlib_version() or "").startswith(runtime.CPU_KERNEL_FLAG_VERSIONS) \
-    and platform.machine() in runtime.CPU_KERNEL_FLAG_MACHINES
+MEASURED_HERE = (runtime._jaxlib_version() or "").startswith(
+  runtime.CPU_KERNEL_FLAG_VERSIONS
+) and platform.machine() in runtime.CPU_KERNEL_FLAG_MACHINES
 
 
 def probe(**env) -> dict:
   # Without the suite's "most optimisations off", which would skip the passes that choose
   # the kernels.
-  base = {k: v for k, v in os.environ.items()
-          if k not in ("JAX_DISABLE_MOST_OPTIMIZATIONS", runtime.KEEP_XLA_DEFAULTS)}
-  result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                          env={**base, "XLA_FLAGS": "", **env}, timeout=120)
+  base = {
+    k: v
+    for k, v in os.environ.items()
+    if k not in ("JAX_DISABLE_MOST_OPTIMIZATIONS", runtime.KEEP_XLA_DEFAULTS)
+  }
+  result = subprocess.run(
+    [sys.executable, "-c", PROBE],
+    capture_output=True,
+    text=True,
+    env={**base, "XLA_FLAGS": "", **env},
+    timeout=120,
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -61,8 +70,9 @@ def test_the_flag_is_added_once_and_gives_way(monkeypatch):
   monkeypatch.setattr(platform, "machine", lambda: "x86_64")
   environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
   assert runtime.set_cpu_kernel_flag(environ)
-  assert environ["XLA_FLAGS"] == ("--xla_force_host_platform_device_count=8 "
-                                  + runtime.CPU_KERNEL_FLAG)
+  assert environ["XLA_FLAGS"] == (
+    "--xla_force_host_platform_device_count=8 " + runtime.CPU_KERNEL_FLAG
+  )
   assert not runtime.set_cpu_kernel_flag(environ)  # already there: not twice
   own = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}  # the user's own value
   assert not runtime.set_cpu_kernel_flag(own)
@@ -73,15 +83,18 @@ def test_the_flag_is_added_once_and_gives_way(monkeypatch):
 
 def test_the_cli_sets_it_for_inference_commands_only(monkeypatch, tmp_path, capsys):
   import importlib
+
   cli = importlib.import_module("landmark_jax.cli.main")  # the module, not `cli.main`
   calls = []
   monkeypatch.setattr(cli.runtime, "set_cpu_kernel_flag", lambda: calls.append(1))
   missing = str(tmp_path / "missing")
-  for argv, sets in [(["recognize", "--checkpoint", missing, "--index", missing, "p.jpg"], True),
-                     (["embed", "--checkpoint", missing, "--out", missing], True),
-                     (["benchmark", "index", "--sizes", "0"], None),  # refused while parsing
-                     (["train", "--config", "nope", "--workdir", missing], False),
-                     (["demo", "--workdir", missing, "nope=1"], False)]:
+  for argv, sets in [
+    (["recognize", "--checkpoint", missing, "--index", missing, "p.jpg"], True),
+    (["embed", "--checkpoint", missing, "--out", missing], True),
+    (["benchmark", "index", "--sizes", "0"], None),  # refused while parsing
+    (["train", "--config", "nope", "--workdir", missing], False),
+    (["demo", "--workdir", missing, "nope=1"], False),
+  ]:
     calls.clear()
     try:
       status = cli.main(argv)
@@ -103,8 +116,11 @@ def test_not_where_it_was_not_measured(monkeypatch, version, machine):
 
 def _recognize(trained_dir, index, photo, *cache_args, cache_home):
   # Without the suite's own cache settings (its folder, its 0.5 s minimum): the command's.
-  env = {k: v for k, v in os.environ.items()
-         if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
+  env = {
+    k: v
+    for k, v in os.environ.items()
+    if not k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))
+  }
   env["LANDMARK_JAX_CACHE"] = str(cache_home)
   # JAX's own event around each backend compilation, counted in the child process.
   script = textwrap.dedent("""
@@ -123,16 +139,32 @@ def _recognize(trained_dir, index, photo, *cache_args, cache_home):
       sys.exit(status)
   """)
   result = subprocess.run(
-      [sys.executable, "-c", script, "recognize", "--checkpoint", str(trained_dir),
-       "--index", str(index), str(photo), *cache_args],
-      capture_output=True, text=True, env=env, timeout=300)
+    [
+      sys.executable,
+      "-c",
+      script,
+      "recognize",
+      "--checkpoint",
+      str(trained_dir),
+      "--index",
+      str(index),
+      str(photo),
+      *cache_args,
+    ],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   return int(result.stdout.split("CACHE_HITS")[-1])
 
 
 def test_recognize_fills_the_cache_and_the_next_start_loads_from_it(
-    trained, tiny_trained, index_dir, tmp_path):
+  trained, tiny_trained, index_dir, tmp_path
+):
   from landmark_jax.data import source_for
+
   photo = source_for(trained.config.data, "test", trained.label_map).paths[0]
   workdir = tiny_trained[0]
   home = tmp_path / "home"
@@ -144,12 +176,15 @@ def test_recognize_fills_the_cache_and_the_next_start_loads_from_it(
   assert _recognize(workdir, index_dir / "index", photo, cache_home=home) >= 1
   # A folder of one's own; and none at all.
   own = tmp_path / "own"
-  _recognize(workdir, index_dir / "index", photo, "--compilation-cache", str(own),
-             cache_home=home)
+  _recognize(workdir, index_dir / "index", photo, "--compilation-cache", str(own), cache_home=home)
   assert any(p.name.startswith("jit__forward") for p in own.iterdir())
   before = sorted(p.name for p in default.iterdir())
-  assert _recognize(workdir, index_dir / "index", photo, "--no-compilation-cache",
-                    cache_home=tmp_path / "unused") == 0
+  assert (
+    _recognize(
+      workdir, index_dir / "index", photo, "--no-compilation-cache", cache_home=tmp_path / "unused"
+    )
+    == 0
+  )
   assert not (tmp_path / "unused" / "xla").exists()
   assert sorted(p.name for p in default.iterdir()) == before
 
@@ -160,8 +195,17 @@ def test_a_cache_folder_that_cannot_be_made_means_no_cache(tmp_path):
   blocker.write_text("")
   env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
   result = subprocess.run(
-      [sys.executable, "-c", "import sys; from landmark_jax import runtime; "
-       "print(runtime.enable_compilation_cache(sys.argv[1]))", str(blocker / "xla")],
-      capture_output=True, text=True, env=env, timeout=60)
+    [
+      sys.executable,
+      "-c",
+      "import sys; from landmark_jax import runtime; "
+      "print(runtime.enable_compilation_cache(sys.argv[1]))",
+      str(blocker / "xla"),
+    ],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=60,
+  )
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip() == "None" and blocker.is_file()

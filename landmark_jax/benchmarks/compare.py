@@ -21,26 +21,34 @@ import numpy as np
 from tqdm import tqdm
 
 from landmark_jax.baselines.delf import DelfConfig, build_delf, calibrate_min_inliers
-from landmark_jax.benchmarks.timing import (
-    directory_bytes, format_table, machine_description, timed)
+from landmark_jax.benchmarks.timing import directory_bytes, format_table, machine_description, timed
 from landmark_jax.data import ImageSource
 from landmark_jax.data.transforms import ImageDecodeError, record_data
+from landmark_jax.eval.calibration import calibrate
 from landmark_jax.eval.metrics import sensitivity_specificity
 from landmark_jax.index import CentroidIndex
-from landmark_jax.eval.calibration import calibrate
 from landmark_jax.recognize import Recognizer, decode_photo
 
 PARTS = ("forward", "search", "verification")
+
 
 def _saved_bytes(index: CentroidIndex) -> int:
   with tempfile.TemporaryDirectory() as tmp:
     return directory_bytes(index.save(pathlib.Path(tmp) / "index"))
 
 
-def benchmark_compare(trained, index: CentroidIndex, database: ImageSource,
-                      validation: ImageSource, test: ImageSource, delf_config: DelfConfig, *,
-                      target_specificity: float | None = None, max_queries: int | None = None,
-                      progress: bool = True) -> dict[str, Any]:
+def benchmark_compare(
+  trained,
+  index: CentroidIndex,
+  database: ImageSource,
+  validation: ImageSource,
+  test: ImageSource,
+  delf_config: DelfConfig,
+  *,
+  target_specificity: float | None = None,
+  max_queries: int | None = None,
+  progress: bool = True,
+) -> dict[str, Any]:
   """Both recognizers on `test`; `database` holds the photos the DELF baseline indexes (the
   centroid index's own training photos). Returns rows, ratios and the settings used."""
   calibration = index.metadata.get("calibration", {})
@@ -52,8 +60,7 @@ def benchmark_compare(trained, index: CentroidIndex, database: ImageSource,
     centroid = Recognizer(trained, index, batch_size=1)
   eta = centroid.eta
 
-  delf, build_seconds = timed(lambda: build_delf(trained, database, delf_config,
-                                                  progress=progress))
+  delf, build_seconds = timed(lambda: build_delf(trained, database, delf_config, progress=progress))
   delf_calibration = calibrate_min_inliers(delf, validation, target)
   delf = delf.with_min_inliers(delf_calibration["min_inliers"])
 
@@ -78,81 +85,126 @@ def benchmark_compare(trained, index: CentroidIndex, database: ImageSource,
       embedding, forward = timed(lambda: centroid.embed_arrays(crop))
       (prediction,), search = timed(lambda: centroid.predict_embeddings(embedding))
       (features,), delf_forward = timed(
-          lambda: delf.extractor.extract_prepared(pixels[None], np.array([photo_hw])))
+        lambda: delf.extractor.extract_prepared(pixels[None], np.array([photo_hw]))
+      )
       (photos, _), delf_search = timed(lambda: delf.database.shortlist(features, delf.config))
       verifications, verification = timed(
-          lambda: delf.database.verify(features, photos, delf.config))
+        lambda: delf.database.verify(features, photos, delf.config)
+      )
       delf_prediction = delf.best_match(verifications, photos)
     warmed_up = True
-    for name, part, seconds in (("centroid", "forward", forward), ("centroid", "search", search),
-                                ("delf", "forward", delf_forward), ("delf", "search", delf_search),
-                                ("delf", "verification", verification)):
+    for name, part, seconds in (
+      ("centroid", "forward", forward),
+      ("centroid", "search", search),
+      ("delf", "forward", delf_forward),
+      ("delf", "search", delf_search),
+      ("delf", "verification", verification),
+    ):
       times[name][part].append(seconds)
     answers["centroid"].append(prediction.landmark_id)
     answers["delf"].append(delf_prediction.landmark_id)
     truth.append(true_ids[i])
 
-  memory = {"centroid": index.centroids.nbytes + index.labels.nbytes,
-            "delf": delf.database.nbytes}
-  on_disk = {"centroid": _saved_bytes(index),
-             "delf": _saved_bytes(delf.database.index) + delf.database.keypoints.nbytes
-             + delf.database.offsets.nbytes}
+  memory = {"centroid": index.centroids.nbytes + index.labels.nbytes, "delf": delf.database.nbytes}
+  on_disk = {
+    "centroid": _saved_bytes(index),
+    "delf": _saved_bytes(delf.database.index)
+    + delf.database.keypoints.nbytes
+    + delf.database.offsets.nbytes,
+  }
   rows = []
   for name, label, threshold in (
-      ("centroid", "centroids (ours)", f"η = {eta:.4f}"),
-      ("delf", f"DELF-style ({delf_config.attention} attention)",
-       f"inliers ≥ {math.ceil(delf_calibration['min_inliers'])}")):
+    ("centroid", "centroids (ours)", f"η = {eta:.4f}"),
+    (
+      "delf",
+      f"DELF-style ({delf_config.attention} attention)",
+      f"inliers ≥ {math.ceil(delf_calibration['min_inliers'])}",
+    ),
+  ):
     quality = sensitivity_specificity(answers[name], truth)
     medians = {p: 1000 * statistics.median(v) for p, v in times[name].items()}
-    rows.append({
-        "method": label, **{f"{p} ms": medians.get(p, 0.0) for p in PARTS},
+    rows.append(
+      {
+        "method": label,
+        **{f"{p} ms": medians.get(p, 0.0) for p in PARTS},
         "total ms": sum(medians.values()),
-        "index KB": memory[name] / 1024, "on disk KB": on_disk[name] / 1024,
+        "index KB": memory[name] / 1024,
+        "on disk KB": on_disk[name] / 1024,
         "vectors": len(index) if name == "centroid" else len(delf.database.descriptors),
-        "sensitivity": quality["sensitivity"], "specificity": quality["specificity"],
-        "threshold": threshold})
+        "sensitivity": quality["sensitivity"],
+        "specificity": quality["specificity"],
+        "threshold": threshold,
+      }
+    )
   ours, delf_row = rows
   return {
-      "rows": rows,
-      "ratios": {"time (DELF / centroids)": delf_row["total ms"] / ours["total ms"],
-                 "forward (DELF / centroids)": delf_row["forward ms"] / ours["forward ms"],
-                 "memory (DELF / centroids)": delf_row["index KB"] / ours["index KB"]},
-      "queries": len(truth), "skipped": skipped, "target_specificity": target,
-      "database_photos": len(delf.database), "delf_build_s": build_seconds,
-      "delf_config": dataclasses.asdict(delf_config),
-      "delf_calibration": delf_calibration,
+    "rows": rows,
+    "ratios": {
+      "time (DELF / centroids)": delf_row["total ms"] / ours["total ms"],
+      "forward (DELF / centroids)": delf_row["forward ms"] / ours["forward ms"],
+      "memory (DELF / centroids)": delf_row["index KB"] / ours["index KB"],
+    },
+    "queries": len(truth),
+    "skipped": skipped,
+    "target_specificity": target,
+    "database_photos": len(delf.database),
+    "delf_build_s": build_seconds,
+    "delf_config": dataclasses.asdict(delf_config),
+    "delf_calibration": delf_calibration,
   }
 
 
-def write_comparison(result: dict[str, Any], out_dir: str | pathlib.Path,
-                     full_size: dict[str, Any] | None = None) -> str:
+def write_comparison(
+  result: dict[str, Any], out_dir: str | pathlib.Path, full_size: dict[str, Any] | None = None
+) -> str:
   """compare.md (returned), compare.json and compare.png in `out_dir`; `full_size`: a
   `benchmark_full_size_forward` row to append."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  table = format_table(result["rows"], ["method", "forward ms", "search ms", "verification ms",
-                                        "total ms", "index KB", "on disk KB", "vectors",
-                                        "sensitivity", "specificity", "threshold"])
+  table = format_table(
+    result["rows"],
+    [
+      "method",
+      "forward ms",
+      "search ms",
+      "verification ms",
+      "total ms",
+      "index KB",
+      "on disk KB",
+      "vectors",
+      "sensitivity",
+      "specificity",
+      "threshold",
+    ],
+  )
   ratios = "\n".join(f"- {name}: {value:.1f}×" for name, value in result["ratios"].items())
-  report = (f"# centroids vs DELF-style, {result['queries']} queries one at a time, "
-            f"{result['database_photos']} database photos, both calibrated to "
-            f"{result['target_specificity']:.0%} specificity: {machine_description()}\n\n"
-            f"{table}\n\n{ratios}\n")
+  report = (
+    f"# centroids vs DELF-style, {result['queries']} queries one at a time, "
+    f"{result['database_photos']} database photos, both calibrated to "
+    f"{result['target_specificity']:.0%} specificity: {machine_description()}\n\n"
+    f"{table}\n\n{ratios}\n"
+  )
   if full_size is not None:
-    report += ("\n# one photo's forward pass(es) at full size, random weights\n\n"
-               + format_table([full_size], list(full_size)) + "\n")
+    report += (
+      "\n# one photo's forward pass(es) at full size, random weights\n\n"
+      + format_table([full_size], list(full_size))
+      + "\n"
+    )
   chart = plot_comparison(result, out / "compare.png")
   (out / "compare.md").write_text(report)
-  (out / "compare.json").write_text(json.dumps(
-      {**result, "full_size_forward": full_size}, indent=2, default=str))
+  (out / "compare.json").write_text(
+    json.dumps({**result, "full_size_forward": full_size}, indent=2, default=str)
+  )
   return report + f"\nchart: {chart}"
 
 
 def plot_comparison(result: dict[str, Any], path: str | pathlib.Path) -> pathlib.Path:
   """Per-query time by part (stacked) and index memory, side by side, as a PNG."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   rows = result["rows"]
   names = [r["method"] for r in rows]
   figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 3.2))
@@ -162,14 +214,16 @@ def plot_comparison(result: dict[str, Any], path: str | pathlib.Path) -> pathlib
     time_axis.barh(names, values, left=left, color=colour, label=part)
     left += values
   time_axis.set_xlabel("ms per query (median)")
-  time_axis.set_title(f"inference time: DELF / centroids = "
-                      f"{result['ratios']['time (DELF / centroids)']:.1f}×")
+  time_axis.set_title(
+    f"inference time: DELF / centroids = {result['ratios']['time (DELF / centroids)']:.1f}×"
+  )
   time_axis.legend(loc="lower right", fontsize=8)
   memory_axis.barh(names, [r["index KB"] for r in rows], color="#8172b3")
   memory_axis.set_xscale("log")
   memory_axis.set_xlabel("index memory, KB (log scale)")
-  memory_axis.set_title(f"memory: DELF / centroids = "
-                        f"{result['ratios']['memory (DELF / centroids)']:.0f}×")
+  memory_axis.set_title(
+    f"memory: DELF / centroids = {result['ratios']['memory (DELF / centroids)']:.0f}×"
+  )
   memory_axis.set_yticks([])
   figure.tight_layout()
   path = pathlib.Path(path)
@@ -178,9 +232,12 @@ def plot_comparison(result: dict[str, Any], path: str | pathlib.Path) -> pathlib
   return path
 
 
-def benchmark_full_size_forward(backbone: str = "wide_resnet50_2", crop_size: int = 224,
-                                delf_config: DelfConfig = DelfConfig(attention="feature_norm"),
-                                repeats: int = 3) -> dict[str, Any]:
+def benchmark_full_size_forward(
+  backbone: str = "wide_resnet50_2",
+  crop_size: int = 224,
+  delf_config: DelfConfig = DelfConfig(attention="feature_norm"),
+  repeats: int = 3,
+) -> dict[str, Any]:
   """One photo's forward pass(es) at the paper's sizes, random weights: the centroid
   recognizer's single crop vs DELF's image pyramid, same backbone, same process. The demo's
   tiny network and 128-px photos understate this part of the gap."""
@@ -192,18 +249,25 @@ def benchmark_full_size_forward(backbone: str = "wide_resnet50_2", crop_size: in
   from landmark_jax.benchmarks.timing import median_seconds
   from landmark_jax.embedding import Embedder
   from landmark_jax.models import LandmarkNet
+
   rng = np.random.default_rng(0)
   model = LandmarkNet(backbone, num_classes=1000)
   crop = rng.integers(0, 256, (1, crop_size, crop_size, 3), dtype=np.uint8)
   variables = jax.jit(model.init)(jax.random.key(0), crop)
   embedder = Embedder(model, variables, sharding.make_data_mesh(jax.local_devices()[:1]))
   centroid = median_seconds(lambda: embedder(crop), repeats=repeats)
-  extractor = LocalFeatureExtractor(model.backbone, backbone_variables(variables), delf_config,
-                                    batch_size=1)
+  extractor = LocalFeatureExtractor(
+    model.backbone, backbone_variables(variables), delf_config, batch_size=1
+  )
   size = delf_config.image_size
   pixels = rng.integers(0, 256, (1, size, size, 3), dtype=np.uint8)
   photo_hw = np.array([[size * 3 // 4, size]])  # a 4:3 landscape photo
   delf = median_seconds(lambda: extractor.extract_prepared(pixels, photo_hw), repeats=repeats)
-  return {"backbone": backbone, "centroid input": f"{crop_size}² crop",
-          "DELF input": f"{size} px, scales {', '.join(f'{s:g}' for s in delf_config.scales)}",
-          "centroid ms": 1000 * centroid, "DELF ms": 1000 * delf, "ratio": delf / centroid}
+  return {
+    "backbone": backbone,
+    "centroid input": f"{crop_size}² crop",
+    "DELF input": f"{size} px, scales {', '.join(f'{s:g}' for s in delf_config.scales)}",
+    "centroid ms": 1000 * centroid,
+    "DELF ms": 1000 * delf,
+    "ratio": delf / centroid,
+  }

@@ -13,8 +13,9 @@ from typing import Any
 from landmark_jax.data import ImageConfig, ImageSource, PipelineConfig, train_dataset
 
 
-def pipeline_images_per_second(source: ImageSource, config: PipelineConfig,
-                               num_images: int) -> float:
+def pipeline_images_per_second(
+  source: ImageSource, config: PipelineConfig, num_images: int
+) -> float:
   """Batches of `train_dataset` per second × the batch size, after the first batch."""
   batches = num_images // config.batch_size
   epochs = -(-(batches + 1) * config.batch_size // len(source))
@@ -26,38 +27,69 @@ def pipeline_images_per_second(source: ImageSource, config: PipelineConfig,
   return batches * config.batch_size / (time.perf_counter() - start)
 
 
-def benchmark_data(source: ImageSource, *, crop_size: int = 224, resize_size: int = 256,
-                   num_images: int = 240, batch_size: int = 8,
-                   workers: tuple[int, ...] = (0, 1, 2)) -> list[dict[str, Any]]:
+def benchmark_data(
+  source: ImageSource,
+  *,
+  crop_size: int = 224,
+  resize_size: int = 256,
+  num_images: int = 240,
+  batch_size: int = 8,
+  workers: tuple[int, ...] = (0, 1, 2),
+) -> list[dict[str, Any]]:
   rows = []
   for num_workers, draft in itertools.product(workers, (False, True)):
     config = PipelineConfig(
-        batch_size=batch_size, num_workers=num_workers,
-        image=ImageConfig(resize_size=resize_size, crop_size=crop_size, jpeg_draft=draft))
+      batch_size=batch_size,
+      num_workers=num_workers,
+      image=ImageConfig(resize_size=resize_size, crop_size=crop_size, jpeg_draft=draft),
+    )
     rate = pipeline_images_per_second(source, config, num_images)
-    rows.append({"workers": num_workers or "0 (in-process)", "jpeg draft": draft,
-                 "images/s": rate, "images/s per process": rate / max(num_workers, 1)})
+    rows.append(
+      {
+        "workers": num_workers or "0 (in-process)",
+        "jpeg draft": draft,
+        "images/s": rate,
+        "images/s per process": rate / max(num_workers, 1),
+      }
+    )
   baseline = {row["workers"]: row["images/s"] for row in rows if not row["jpeg draft"]}
   for row in rows:
     row["vs no draft"] = row["images/s"] / baseline[row["workers"]]
   return rows
 
 
-def benchmark_packed(files: ImageSource, packed: dict[str, ImageSource], *,
-                     crop_size: int = 224, resize_size: int = 256, num_images: int = 240,
-                     batch_size: int = 8, workers: tuple[int, ...] = (0, 1, 2)
-                     ) -> list[dict[str, Any]]:
+def benchmark_packed(
+  files: ImageSource,
+  packed: dict[str, ImageSource],
+  *,
+  crop_size: int = 224,
+  resize_size: int = 256,
+  num_images: int = 240,
+  batch_size: int = 8,
+  workers: tuple[int, ...] = (0, 1, 2),
+) -> list[dict[str, Any]]:
   """images/s of `train_dataset` over `files` (the JPEG files) and each of `packed` (label →
   the same photos from shards), one after the other at each worker count, with the
   pipeline's default settings (JPEG draft on); "vs JPEG files" is the ratio to the files at
   the same worker count."""
   rows = []
   for num_workers in workers:
-    config = PipelineConfig(batch_size=batch_size, num_workers=num_workers,
-                            image=ImageConfig(resize_size=resize_size, crop_size=crop_size))
-    rates = {label: pipeline_images_per_second(source, config, num_images)
-             for label, source in {"JPEG files": files, **packed}.items()}
+    config = PipelineConfig(
+      batch_size=batch_size,
+      num_workers=num_workers,
+      image=ImageConfig(resize_size=resize_size, crop_size=crop_size),
+    )
+    rates = {
+      label: pipeline_images_per_second(source, config, num_images)
+      for label, source in {"JPEG files": files, **packed}.items()
+    }
     for label, rate in rates.items():
-      rows.append({"source": label, "workers": num_workers or "0 (in-process)",
-                   "images/s": rate, "vs JPEG files": rate / rates["JPEG files"]})
+      rows.append(
+        {
+          "source": label,
+          "workers": num_workers or "0 (in-process)",
+          "images/s": rate,
+          "vs JPEG files": rate / rates["JPEG files"],
+        }
+      )
   return rows

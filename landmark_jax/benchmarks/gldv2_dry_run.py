@@ -39,12 +39,29 @@ from landmark_jax.benchmarks.gldv2_synthetic import SyntheticSizes, synthesize
 from landmark_jax.benchmarks.memory import MB, measure
 from landmark_jax.errors import UsageError
 
-STEPS = ("metadata", "source", "clean_source", "label_map", "curriculum", "shuffle",
-         "train_state", "compile", "tiny_step", "embeddings", "cleaning")
+STEPS = (
+  "metadata",
+  "source",
+  "clean_source",
+  "label_map",
+  "curriculum",
+  "shuffle",
+  "train_state",
+  "compile",
+  "tiny_step",
+  "embeddings",
+  "cleaning",
+)
 # What a step needs done first (metadata only when its files are not in the folder yet).
-NEEDS = {"source": ("metadata",), "clean_source": ("metadata",), "label_map": ("source",),
-         "curriculum": ("source",), "shuffle": ("source",), "embeddings": ("clean_source",),
-         "cleaning": ("embeddings",)}
+NEEDS = {
+  "source": ("metadata",),
+  "clean_source": ("metadata",),
+  "label_map": ("source",),
+  "curriculum": ("source",),
+  "shuffle": ("source",),
+  "embeddings": ("clean_source",),
+  "cleaning": ("embeddings",),
+}
 EMBEDDING_DIM = 512  # the paper's head
 CSV_FILES = ("train.csv", "train_clean.csv", "regions.csv")
 
@@ -95,35 +112,50 @@ class _Run:
       extra = fn() or {}
     row = {"step": name, "what": what, **m.as_row(), **extra}
     self.rows.append(row)
-    print(f"{name}: {m.seconds:.1f} s, peak {m.peak_rss_mb:,.0f} MB"
-          + (f", workers {m.workers_peak_rss_mb:,.0f} MB" if m.workers_peak_rss_mb else ""),
-          flush=True)
+    print(
+      f"{name}: {m.seconds:.1f} s, peak {m.peak_rss_mb:,.0f} MB"
+      + (f", workers {m.workers_peak_rss_mb:,.0f} MB" if m.workers_peak_rss_mb else ""),
+      flush=True,
+    )
 
 
 def _metadata(run: _Run) -> dict:
   data = synthesize(run.settings.out, run.sizes, seed=run.settings.seed)
   counts = np.bincount(np.unique(data.landmark_of_photo, return_inverse=True)[1])
-  return {"rows": int(len(data.photo_ids)), "landmarks": int(len(counts)),
-          "photos per landmark (median, max)": f"{int(np.median(counts))}, {int(counts.max())}",
-          "clean rows": int(data.clean.sum()),
-          "clean landmarks": int(len(np.unique(data.landmark_of_photo[data.clean])))}
+  return {
+    "rows": int(len(data.photo_ids)),
+    "landmarks": int(len(counts)),
+    "photos per landmark (median, max)": f"{int(np.median(counts))}, {int(counts.max())}",
+    "clean rows": int(data.clean.sum()),
+    "clean landmarks": int(len(np.unique(data.landmark_of_photo[data.clean]))),
+  }
 
 
 def _source(run: _Run, clean: bool) -> dict:
   from landmark_jax.data import GLDv2Source
-  source = GLDv2Source(run.settings.out, csv="train.csv", regions_csv="regions.csv",
-                       clean_csv="train_clean.csv" if clean else None, check_files=False)
+
+  source = GLDv2Source(
+    run.settings.out,
+    csv="train.csv",
+    regions_csv="regions.csv",
+    clean_csv="train_clean.csv" if clean else None,
+    check_files=False,
+  )
   if clean:
     run.clean_source = source
   else:
     run.source = source
-  return {"rows": len(source), "landmarks": source.label_map.num_classes,
-          "stage sizes": list(source.label_map.stage_sizes)}
+  return {
+    "rows": len(source),
+    "landmarks": source.label_map.num_classes,
+    "stage sizes": list(source.label_map.stage_sizes),
+  }
 
 
 def _label_map(run: _Run) -> dict:
   from landmark_jax.data.labels import LabelMap
   from landmark_jax.data.sources import read_landmark_table
+
   landmark_ids = run.source.landmark_ids()  # outside the timing below: the step's input
   regions = read_landmark_table(run.settings.out / "regions.csv", "region")
   started = time.perf_counter()
@@ -131,23 +163,34 @@ def _label_map(run: _Run) -> dict:
   labels = label_map.to_labels(landmark_ids)
   if not np.array_equal(labels, run.source.labels):
     raise AssertionError("the label map built here disagrees with the source's")
-  return {"rows": len(labels), "landmarks": label_map.num_classes,
-          "map + labels s": time.perf_counter() - started}
+  return {
+    "rows": len(labels),
+    "landmarks": label_map.num_classes,
+    "map + labels s": time.perf_counter() - started,
+  }
 
 
 def _curriculum(run: _Run) -> dict:
   from landmark_jax.config import load_config
   from landmark_jax.train.curriculum import plan_stages
+
   plan = plan_stages(load_config("default"), run.source)
-  run.details["curriculum"] = {"classes": list(plan.num_classes),
-                               "images": [len(s) for s in plan.sources],
-                               "epochs": list(plan.epochs), "steps": list(plan.steps)}
-  return {"stages": len(plan.num_classes), "images per stage": [len(s) for s in plan.sources],
-          "steps": plan.total_steps}
+  run.details["curriculum"] = {
+    "classes": list(plan.num_classes),
+    "images": [len(s) for s in plan.sources],
+    "epochs": list(plan.epochs),
+    "steps": list(plan.steps),
+  }
+  return {
+    "stages": len(plan.num_classes),
+    "images per stage": [len(s) for s in plan.sources],
+    "steps": plan.total_steps,
+  }
 
 
 def _shuffle(run: _Run) -> dict:
   import grain
+
   count = min(run.settings.shuffle_records, len(run.source))
   started = time.perf_counter()
   dataset = grain.MapDataset.source(run.source).shuffle(seed=run.settings.seed)
@@ -157,49 +200,73 @@ def _shuffle(run: _Run) -> dict:
   read = time.perf_counter() - started - built
   if len({r["id"] for r in records}) != count:
     raise AssertionError("the shuffled records repeat")
-  return {"rows": len(dataset), "records read": count, "build s": built,
-          "records/s": count / max(read, 1e-9)}
+  return {
+    "rows": len(dataset),
+    "records read": count,
+    "build s": built,
+    "records/s": count / max(read, 1e-9),
+  }
 
 
 def _model_and_optimizer(backbone: str, num_classes: int, dtype: str):
+  import jax.numpy as jnp
+
   from landmark_jax.config import load_config
   from landmark_jax.models import LandmarkNet
   from landmark_jax.train import optim
-  import jax.numpy as jnp
+
   config = load_config("default")
-  model = LandmarkNet(backbone, num_classes=num_classes, embedding_dim=EMBEDDING_DIM,
-                      dtype=jnp.dtype(dtype), classifier_bias=config.model.classifier_bias)
+  model = LandmarkNet(
+    backbone,
+    num_classes=num_classes,
+    embedding_dim=EMBEDDING_DIM,
+    dtype=jnp.dtype(dtype),
+    classifier_bias=config.model.classifier_bias,
+  )
   return config, model, optim.make_optimizer(config.optim, [])
 
 
 def _nbytes(tree) -> int:
   import jax
-  return int(sum(np.prod(x.shape, dtype=np.int64) * np.dtype(x.dtype).itemsize
-                 for x in jax.tree.leaves(tree)))
+
+  return int(
+    sum(
+      np.prod(x.shape, dtype=np.int64) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree)
+    )
+  )
 
 
-def state_breakdown(backbone: str, num_landmarks: int, image_size: int = 224,
-                    dtype: str = "bfloat16") -> dict[str, int]:
+def state_breakdown(
+  backbone: str, num_landmarks: int, image_size: int = 224, dtype: str = "bfloat16"
+) -> dict[str, int]:
   """Bytes of each part of the train state at `num_landmarks` + 1 classes (`eval_shape`:
   nothing is allocated)."""
   import jax
+
   from landmark_jax.train.state import abstract_train_state
+
   _, model, tx = _model_and_optimizer(backbone, num_landmarks, dtype)
   state = abstract_train_state(model, tx, image_size)
   params = state.params
-  in_classifier = lambda path: any(getattr(k, "key", None) == "classifier" for k in path)  # noqa: E731
+
+  def in_classifier(path):
+    return any(getattr(k, "key", None) == "classifier" for k in path)
+
   opt_leaves = jax.tree_util.tree_leaves_with_path(state.opt_state)
-  opt_classifier = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
-                       for path, x in opt_leaves if in_classifier(path) and x.ndim)
+  opt_classifier = sum(
+    int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+    for path, x in opt_leaves
+    if in_classifier(path) and x.ndim
+  )
   parts = {
-      "backbone params": _nbytes(params["backbone"]),
-      "embedding params (fc + bn)": _nbytes(params["embedding_fc"]) + _nbytes(params["embedding_bn"]),
-      "classifier params": _nbytes(params["classifier"]),
-      "batch statistics": _nbytes(state.batch_stats),
-      "optimizer: classifier momentum": opt_classifier,
-      # The rest of the network's momentum, and the schedules' step counts (scalars).
-      "optimizer: other momentum": _nbytes(state.opt_state) - opt_classifier,
-      "center-loss centers": _nbytes(state.centers),
+    "backbone params": _nbytes(params["backbone"]),
+    "embedding params (fc + bn)": _nbytes(params["embedding_fc"]) + _nbytes(params["embedding_bn"]),
+    "classifier params": _nbytes(params["classifier"]),
+    "batch statistics": _nbytes(state.batch_stats),
+    "optimizer: classifier momentum": opt_classifier,
+    # The rest of the network's momentum, and the schedules' step counts (scalars).
+    "optimizer: other momentum": _nbytes(state.opt_state) - opt_classifier,
+    "center-loss centers": _nbytes(state.centers),
   }
   parts["total"] = sum(parts.values())
   parts["params count"] = int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
@@ -211,80 +278,118 @@ def _train_state(run: _Run) -> dict:
   parts = state_breakdown("wide_resnet50_2", classes)
   # By hand: the classifier is a D × (n + 1) kernel and an (n + 1) bias in float32; the
   # centers n × D; SGD momentum one buffer per parameter.
-  hand = {"classifier params": 4 * (EMBEDDING_DIM * (classes + 1) + classes + 1),
-          "center-loss centers": 4 * EMBEDDING_DIM * classes}
+  hand = {
+    "classifier params": 4 * (EMBEDDING_DIM * (classes + 1) + classes + 1),
+    "center-loss centers": 4 * EMBEDDING_DIM * classes,
+  }
   hand["optimizer: classifier momentum"] = hand["classifier params"]
   for key, value in hand.items():
     if parts[key] != value:
       raise AssertionError(f"{key}: eval_shape says {parts[key]} bytes, by hand {value}")
   run.details["train_state_bytes"] = parts
-  return {"classes": classes + 1, "state MB": parts["total"] / MB,
-          "classifier + centers + momentum MB": (2 * hand["classifier params"]
-                                                 + hand["center-loss centers"]) / MB}
+  return {
+    "classes": classes + 1,
+    "state MB": parts["total"] / MB,
+    "classifier + centers + momentum MB": (
+      2 * hand["classifier params"] + hand["center-loss centers"]
+    )
+    / MB,
+  }
 
 
-def _compiled_step(backbone: str, num_landmarks: int, batch: int, image_size: int,
-                   dtype: str) -> dict[str, Any]:
+def _compiled_step(
+  backbone: str, num_landmarks: int, batch: int, image_size: int, dtype: str
+) -> dict[str, Any]:
   """XLA's memory analysis of the jitted train step (abstract inputs: nothing allocated)."""
   import jax
   import jax.numpy as jnp
+
   from landmark_jax import sharding
   from landmark_jax.train.state import abstract_train_state
   from landmark_jax.train.step import make_train_step
+
   config, model, tx = _model_and_optimizer(backbone, num_landmarks, dtype)
   mesh = sharding.make_data_mesh()
   state = abstract_train_state(model, tx, image_size, sharding.replicated_sharding(mesh))
   batch_spec = sharding.batch_sharding(mesh)
-  images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.uint8,
-                                sharding=batch_spec)
+  images = jax.ShapeDtypeStruct((batch, image_size, image_size, 3), jnp.uint8, sharding=batch_spec)
   labels = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=batch_spec)
   step = make_train_step(model, tx, config.loss, mesh)
   started = time.perf_counter()
   compiled = step.lower(state, {"image": images, "label": labels}).compile()
   seconds = time.perf_counter() - started
   analysis = compiled.memory_analysis()
-  fields = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes",
-            "temp_size_in_bytes", "generated_code_size_in_bytes")
+  fields = (
+    "argument_size_in_bytes",
+    "output_size_in_bytes",
+    "alias_size_in_bytes",
+    "temp_size_in_bytes",
+    "generated_code_size_in_bytes",
+  )
   memory = {f: int(getattr(analysis, f, 0) or 0) for f in fields} if analysis else {}
-  return {"backbone": backbone, "global batch": batch, "devices": jax.device_count(),
-          "batch per device": batch // jax.device_count(), "dtype": dtype,
-          "compile s": seconds, **memory}
+  return {
+    "backbone": backbone,
+    "global batch": batch,
+    "devices": jax.device_count(),
+    "batch per device": batch // jax.device_count(),
+    "dtype": dtype,
+    "compile s": seconds,
+    **memory,
+  }
 
 
 def _compile(run: _Run) -> dict:
   s = run.settings
-  info = _compiled_step(s.compile_backbone, run.sizes.landmarks, s.compile_batch, 224,
-                        "bfloat16")
+  info = _compiled_step(s.compile_backbone, run.sizes.landmarks, s.compile_batch, 224, "bfloat16")
   run.details["compiled_step"] = info
-  per_device = (info.get("argument_size_in_bytes", 0) + info.get("temp_size_in_bytes", 0)
-                + info.get("output_size_in_bytes", 0) - info.get("alias_size_in_bytes", 0))
-  return {"backbone": s.compile_backbone, "batch per device": info["batch per device"],
-          "temp MB": info.get("temp_size_in_bytes", 0) / MB,
-          "arguments MB": info.get("argument_size_in_bytes", 0) / MB,
-          "device total MB": per_device / MB}
+  per_device = (
+    info.get("argument_size_in_bytes", 0)
+    + info.get("temp_size_in_bytes", 0)
+    + info.get("output_size_in_bytes", 0)
+    - info.get("alias_size_in_bytes", 0)
+  )
+  return {
+    "backbone": s.compile_backbone,
+    "batch per device": info["batch per device"],
+    "temp MB": info.get("temp_size_in_bytes", 0) / MB,
+    "arguments MB": info.get("argument_size_in_bytes", 0) / MB,
+    "device total MB": per_device / MB,
+  }
 
 
 def _tiny_step(run: _Run) -> dict:
   import jax
+
   from landmark_jax import sharding
   from landmark_jax.config import load_config
   from landmark_jax.models import LandmarkNet
   from landmark_jax.train import optim
   from landmark_jax.train.state import create_train_state
   from landmark_jax.train.step import make_train_step
+
   tiny = load_config("tiny_cpu")
   image_size = tiny.pipeline.image.crop_size
-  model = LandmarkNet("wide_resnet_tiny", num_classes=run.sizes.landmarks,
-                      embedding_dim=EMBEDDING_DIM, dtype=np.float32)
+  model = LandmarkNet(
+    "wide_resnet_tiny",
+    num_classes=run.sizes.landmarks,
+    embedding_dim=EMBEDDING_DIM,
+    dtype=np.float32,
+  )
   tx = optim.make_optimizer(tiny.optim, [])
   mesh = sharding.make_data_mesh()
   batch_size = run.settings.tiny_batch
-  state = jax.jit(lambda rng: create_train_state(model, tx, rng, image_size),
-                  out_shardings=sharding.replicated_sharding(mesh))(jax.random.PRNGKey(0))
+  state = jax.jit(
+    lambda rng: create_train_state(model, tx, rng, image_size),
+    out_shardings=sharding.replicated_sharding(mesh),
+  )(jax.random.PRNGKey(0))
   rng = np.random.default_rng(0)
-  batch = sharding.shard_batch({
+  batch = sharding.shard_batch(
+    {
       "image": rng.integers(0, 256, (batch_size, image_size, image_size, 3), np.uint8),
-      "label": rng.integers(0, run.sizes.landmarks + 1, batch_size).astype(np.int32)}, mesh)
+      "label": rng.integers(0, run.sizes.landmarks + 1, batch_size).astype(np.int32),
+    },
+    mesh,
+  )
   step = make_train_step(model, tx, tiny.loss, mesh)
   started = time.perf_counter()
   state, metrics = step(state, batch)
@@ -296,8 +401,14 @@ def _tiny_step(run: _Run) -> dict:
   second = time.perf_counter() - started
   if not np.isfinite(loss):
     raise AssertionError(f"the tiny step's loss is {loss}")
-  return {"classes": run.sizes.landmarks + 1, "batch": batch_size, "image": image_size,
-          "compile + first step s": first, "second step s": second, "loss": loss}
+  return {
+    "classes": run.sizes.landmarks + 1,
+    "batch": batch_size,
+    "image": image_size,
+    "compile + first step s": first,
+    "second step s": second,
+    "loss": loss,
+  }
 
 
 EMBED_CHUNK = 131_072  # rows generated and written at a time (256 MB of 512-d float32)
@@ -316,17 +427,23 @@ def write_synthetic_embeddings(path: pathlib.Path, labels: np.ndarray, seed: int
   view_count = rng.integers(1, 4, num_labels)
   projection = np.linalg.qr(rng.standard_normal((EMBEDDING_DIM, LATENT)))[0].T.astype(np.float32)
   with open(path, "wb") as f:
-    np.lib.format.write_array_header_1_0(f, {"descr": np.dtype(np.float32).str,
-                                             "fortran_order": False,
-                                             "shape": (len(labels), EMBEDDING_DIM)})
+    np.lib.format.write_array_header_1_0(
+      f,
+      {
+        "descr": np.dtype(np.float32).str,
+        "fortran_order": False,
+        "shape": (len(labels), EMBEDDING_DIM),
+      },
+    )
     for start in range(0, len(labels), EMBED_CHUNK):
-      part = labels[start:start + EMBED_CHUNK]
+      part = labels[start : start + EMBED_CHUNK]
       chunk_rng = np.random.default_rng([seed, start])
       view = (chunk_rng.random(len(part)) * view_count[part]).astype(np.int64)
       kind = chunk_rng.random(len(part))
       noise = np.where(kind < 0.03, 0.02, 0.6).astype(np.float32)[:, None]
       latent = views[part, view] + noise * chunk_rng.standard_normal(
-          (len(part), LATENT), np.float32) / np.sqrt(LATENT, dtype=np.float32)
+        (len(part), LATENT), np.float32
+      ) / np.sqrt(LATENT, dtype=np.float32)
       outliers = kind > 0.9
       latent[outliers] = chunk_rng.standard_normal((int(outliers.sum()), LATENT), np.float32)
       f.write(np.ascontiguousarray(latent @ projection, np.float32).tobytes())
@@ -336,13 +453,13 @@ def _embeddings(run: _Run) -> dict:
   path = run.settings.out / "embeddings.npy"
   write_synthetic_embeddings(path, run.clean_source.labels, run.settings.seed)
   run.embeddings = path
-  return {"rows": len(run.clean_source), "dim": EMBEDDING_DIM,
-          "file MB": path.stat().st_size / MB}
+  return {"rows": len(run.clean_source), "dim": EMBEDDING_DIM, "file MB": path.stat().st_size / MB}
 
 
 def _cleaning(run: _Run) -> dict:
   from landmark_jax.config import load_config
   from landmark_jax.stages.cleaning import clean_dataset
+
   s = run.settings
   source = run.clean_source
   config = dataclasses.replace(load_config("default").cleaning, num_workers=s.workers)
@@ -354,7 +471,8 @@ def _cleaning(run: _Run) -> dict:
     # cleaning leaves out, so the embeddings stay one memory map.
     chosen = np.random.default_rng(s.seed).random(source.label_map.num_classes) < s.clean_fraction
     keep = chosen[np.minimum(source.labels, len(chosen) - 1)] & (
-        source.labels < source.label_map.num_classes)
+      source.labels < source.label_map.num_classes
+    )
     landmarks = [l if k else None for l, k in zip(landmarks, keep.tolist())]
     photos_in = int(keep.sum())
   started = time.perf_counter()
@@ -363,36 +481,45 @@ def _cleaning(run: _Run) -> dict:
   cleaned = len(result.outcomes)
   share = cleaned / max(source.label_map.num_classes, 1)
   run.details["cleaning"] = {
-      "settings": dataclasses.asdict(config), "landmarks cleaned": cleaned,
-      "photos cleaned": photos_in, "share of landmarks": share,
-      "seconds": seconds, "seconds scaled to all landmarks": seconds / max(share, 1e-12),
-      "photos kept": int(result.keep.sum()), "centroids": int(len(result.centroids)),
-      "near-duplicates dropped": sum(o.near_duplicates for o in result.outcomes),
-      "landmarks without a valid cluster": len(result.landmarks_without_cluster)}
-  return {"landmarks": cleaned, "photos": photos_in, "workers": s.workers,
-          "centroids": int(len(result.centroids)),
-          "all landmarks s (scaled)": seconds / max(share, 1e-12)}
+    "settings": dataclasses.asdict(config),
+    "landmarks cleaned": cleaned,
+    "photos cleaned": photos_in,
+    "share of landmarks": share,
+    "seconds": seconds,
+    "seconds scaled to all landmarks": seconds / max(share, 1e-12),
+    "photos kept": int(result.keep.sum()),
+    "centroids": int(len(result.centroids)),
+    "near-duplicates dropped": sum(o.near_duplicates for o in result.outcomes),
+    "landmarks without a valid cluster": len(result.landmarks_without_cluster),
+  }
+  return {
+    "landmarks": cleaned,
+    "photos": photos_in,
+    "workers": s.workers,
+    "centroids": int(len(result.centroids)),
+    "all landmarks s (scaled)": seconds / max(share, 1e-12),
+  }
 
 
 RUNNERS: dict[str, tuple[str, Callable[[_Run], dict]]] = {
-    "metadata": ("synthetic train.csv, train_clean.csv, regions.csv (NumPy)", _metadata),
-    "source": ("GLDv2Source(train.csv, regions), check_files=False", lambda r: _source(r, False)),
-    "clean_source": ("GLDv2Source(train.csv, clean_csv=train_clean.csv)",
-                     lambda r: _source(r, True)),
-    "label_map": ("LabelMap.from_ids + to_labels over train.csv's ids", _label_map),
-    "curriculum": ("plan_stages (default config: batch 256, 30 epochs)", _curriculum),
-    "shuffle": ("grain MapDataset.source(…).shuffle + first records", _shuffle),
-    "train_state": ("eval_shape of the train state, WRN-50-2, 512-d", _train_state),
-    "compile": ("compiled train step's memory analysis", _compile),
-    "tiny_step": ("one CPU train step, wide_resnet_tiny, 512-d head", _tiny_step),
-    "embeddings": ("synthetic 512-d float32 embeddings → embeddings.npy", _embeddings),
-    "cleaning": ("clean_dataset on the memory map (default cleaning config)", _cleaning),
+  "metadata": ("synthetic train.csv, train_clean.csv, regions.csv (NumPy)", _metadata),
+  "source": ("GLDv2Source(train.csv, regions), check_files=False", lambda r: _source(r, False)),
+  "clean_source": ("GLDv2Source(train.csv, clean_csv=train_clean.csv)", lambda r: _source(r, True)),
+  "label_map": ("LabelMap.from_ids + to_labels over train.csv's ids", _label_map),
+  "curriculum": ("plan_stages (default config: batch 256, 30 epochs)", _curriculum),
+  "shuffle": ("grain MapDataset.source(…).shuffle + first records", _shuffle),
+  "train_state": ("eval_shape of the train state, WRN-50-2, 512-d", _train_state),
+  "compile": ("compiled train step's memory analysis", _compile),
+  "tiny_step": ("one CPU train step, wide_resnet_tiny, 512-d head", _tiny_step),
+  "embeddings": ("synthetic 512-d float32 embeddings → embeddings.npy", _embeddings),
+  "cleaning": ("clean_dataset on the memory map (default cleaning config)", _cleaning),
 }
 
 
 def run_dry_run(settings: DryRunSettings) -> dict[str, Any]:
   """Runs the steps (with their prerequisites); returns the JSON payload (rows, details)."""
   import jax
+
   settings.out.mkdir(parents=True, exist_ok=True)
   steps = with_prerequisites(settings.steps, settings.out)
   if "compile" in steps and not settings.compile_backbone:
@@ -404,9 +531,10 @@ def run_dry_run(settings: DryRunSettings) -> dict[str, Any]:
       what = f"{what}: {settings.compile_backbone}, batch {settings.compile_batch}"
     run.step(name, what, lambda fn=fn: fn(run))
   return {
-      "machine": f"{platform.processor() or platform.machine()}, {jax.device_count()}× "
-                 f"{jax.devices()[0].device_kind}, JAX {jax.__version__}",
-      "sizes": dataclasses.asdict(run.sizes),
-      "settings": {**dataclasses.asdict(settings), "out": str(settings.out),
-                   "steps": list(steps)},
-      "steps": run.rows, "details": run.details}
+    "machine": f"{platform.processor() or platform.machine()}, {jax.device_count()}× "
+    f"{jax.devices()[0].device_kind}, JAX {jax.__version__}",
+    "sizes": dataclasses.asdict(run.sizes),
+    "settings": {**dataclasses.asdict(settings), "out": str(settings.out), "steps": list(steps)},
+    "steps": run.rows,
+    "details": run.details,
+  }

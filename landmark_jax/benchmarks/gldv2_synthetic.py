@@ -50,13 +50,24 @@ class SyntheticSizes:
     """GLDv2's sizes times `scale` (each rounded, at least a few)."""
     if not 0 < scale <= 1:
       raise UsageError(f"scale {scale} is not in (0, 1]")
-    return cls(*(max(minimum, round(n * scale)) for n, minimum in (
-        (GLDV2_PHOTOS, 40), (GLDV2_LANDMARKS, 8), (GLDV2_CLEAN_PHOTOS, 12),
-        (GLDV2_CLEAN_LANDMARKS, 4))))
+    return cls(
+      *(
+        max(minimum, round(n * scale))
+        for n, minimum in (
+          (GLDV2_PHOTOS, 40),
+          (GLDV2_LANDMARKS, 8),
+          (GLDV2_CLEAN_PHOTOS, 12),
+          (GLDV2_CLEAN_LANDMARKS, 4),
+        )
+      )
+    )
 
   def __post_init__(self):
-    if not (2 * self.landmarks <= self.photos and self.clean_landmarks <= self.landmarks
-            and self.clean_landmarks <= self.clean_photos <= self.photos):
+    if not (
+      2 * self.landmarks <= self.photos
+      and self.clean_landmarks <= self.landmarks
+      and self.clean_landmarks <= self.clean_photos <= self.photos
+    ):
       raise UsageError(f"inconsistent synthetic sizes {self}")
 
 
@@ -123,11 +134,12 @@ def _write(path: pathlib.Path, header: bytes, columns: Sequence[np.ndarray]) -> 
   with open(path, "wb") as f:
     f.write(header)
     for start in range(0, len(columns[0]), ROWS_PER_WRITE):
-      f.write(lines([c[start:start + ROWS_PER_WRITE] for c in columns]))
+      f.write(lines([c[start : start + ROWS_PER_WRITE] for c in columns]))
 
 
-def long_tailed_counts(total: int, groups: int, rng: np.random.Generator,
-                       minimum: int = 2, sigma: float = 1.4) -> np.ndarray:
+def long_tailed_counts(
+  total: int, groups: int, rng: np.random.Generator, minimum: int = 2, sigma: float = 1.4
+) -> np.ndarray:
   """`groups` counts ≥ `minimum` summing to `total`, log-normally spread (largest
   remainders round)."""
   weights = rng.lognormal(0.0, sigma, groups)
@@ -149,12 +161,13 @@ def _clean_counts(counts: np.ndarray, target: int) -> np.ndarray:
       raise UsageError(f"cannot keep {target} clean photos of {counts.sum()}")
     # The landmarks furthest from their share first, one photo each per round.
     room = room[np.argsort((share - kept)[room] * np.sign(gap), kind="stable")[::-1]]
-    kept[room[:abs(gap)]] += np.sign(gap)
+    kept[room[: abs(gap)]] += np.sign(gap)
   return kept
 
 
-def synthesize(out: str | os.PathLike, sizes: SyntheticSizes = SyntheticSizes(),
-               seed: int = 0) -> SyntheticData:
+def synthesize(
+  out: str | os.PathLike, sizes: SyntheticSizes = SyntheticSizes(), seed: int = 0
+) -> SyntheticData:
   """Writes ``train.csv`` (id,url,landmark_id), ``train_clean.csv`` (landmark_id,images)
   and ``regions.csv`` (landmark_id,region) into `out`; see the module docstring."""
   out = pathlib.Path(out)
@@ -169,8 +182,9 @@ def synthesize(out: str | os.PathLike, sizes: SyntheticSizes = SyntheticSizes(),
 
   # The clean subset: larger landmarks more likely, a random subset of each one's photos.
   chance = np.sqrt(counts.astype(np.float64))
-  chosen = np.sort(rng.choice(sizes.landmarks, sizes.clean_landmarks, replace=False,
-                              p=chance / chance.sum()))
+  chosen = np.sort(
+    rng.choice(sizes.landmarks, sizes.clean_landmarks, replace=False, p=chance / chance.sum())
+  )
   kept = np.zeros(sizes.landmarks, np.int64)
   kept[chosen] = _clean_counts(counts[chosen], sizes.clean_photos)
   by_group = np.lexsort((rng.random(sizes.photos), group))  # random order within a landmark
@@ -180,10 +194,20 @@ def synthesize(out: str | os.PathLike, sizes: SyntheticSizes = SyntheticSizes(),
   clean = rank < kept[group]
 
   regions = rng.choice(len(REGIONS), sizes.landmarks, p=REGION_SHARES)
-  data = SyntheticData(photo_ids, landmark_ids[group], clean, regions, out / "train.csv",
-                       out / "train_clean.csv", out / "regions.csv")
-  _write(data.train_csv, b"id,url,landmark_id\n",
-         [photo_ids, _urls(photo_ids), decimal(data.landmark_of_photo)])
+  data = SyntheticData(
+    photo_ids,
+    landmark_ids[group],
+    clean,
+    regions,
+    out / "train.csv",
+    out / "train_clean.csv",
+    out / "regions.csv",
+  )
+  _write(
+    data.train_csv,
+    b"id,url,landmark_id\n",
+    [photo_ids, _urls(photo_ids), decimal(data.landmark_of_photo)],
+  )
   _write_clean(data.clean_csv, photo_ids, group, clean, landmark_ids)
   names = np.array([r.encode() for r in REGIONS])
   _write(data.regions_csv, b"landmark_id,region\n", [decimal(landmark_ids), names[regions]])
@@ -195,13 +219,24 @@ def _urls(photo_ids: np.ndarray) -> np.ndarray:
   prefix = np.frombuffer(URL_PREFIX, np.uint8)
   suffix = np.frombuffer(b".jpg", np.uint8)
   ids = photo_ids.view(np.uint8).reshape(len(photo_ids), 16)
-  matrix = np.concatenate([np.broadcast_to(prefix, (len(ids), len(prefix))), ids,
-                           np.broadcast_to(suffix, (len(ids), len(suffix)))], axis=1)
+  matrix = np.concatenate(
+    [
+      np.broadcast_to(prefix, (len(ids), len(prefix))),
+      ids,
+      np.broadcast_to(suffix, (len(ids), len(suffix))),
+    ],
+    axis=1,
+  )
   return np.ascontiguousarray(matrix).view(f"S{matrix.shape[1]}").ravel()
 
 
-def _write_clean(path: pathlib.Path, photo_ids: np.ndarray, group: np.ndarray,
-                 clean: np.ndarray, landmark_ids: np.ndarray) -> None:
+def _write_clean(
+  path: pathlib.Path,
+  photo_ids: np.ndarray,
+  group: np.ndarray,
+  clean: np.ndarray,
+  landmark_ids: np.ndarray,
+) -> None:
   """``landmark_id,images`` lines, landmarks in id order, photo ids space-separated: each
   clean photo is one cell ``[<landmark>,]<id>`` + a space (or the line's end)."""
   rows = np.flatnonzero(clean)
@@ -215,8 +250,7 @@ def _write_clean(path: pathlib.Path, photo_ids: np.ndarray, group: np.ndarray,
     for start in range(0, len(rows), ROWS_PER_WRITE):
       part = slice(start, start + ROWS_PER_WRITE)
       ends = np.where(last[part], ord("\n"), ord(" ")).astype(np.uint8)[:, None]
-      matrix = np.concatenate([_bytes(prefix[part]), _bytes(photo_ids[rows[part]]), ends],
-                              axis=1)
+      matrix = np.concatenate([_bytes(prefix[part]), _bytes(photo_ids[rows[part]]), ends], axis=1)
       f.write(matrix[matrix != 0].tobytes())
 
 

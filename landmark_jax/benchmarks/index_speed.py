@@ -21,8 +21,9 @@ from landmark_jax.benchmarks.timing import directory_bytes, timed
 from landmark_jax.index import CentroidIndex, IndexConfig
 
 
-def clustered_unit_vectors(n: int, dim: int, rng: np.random.Generator, clusters: int = 1000,
-                           noise: float = 0.5) -> np.ndarray:
+def clustered_unit_vectors(
+  n: int, dim: int, rng: np.random.Generator, clusters: int = 1000, noise: float = 0.5
+) -> np.ndarray:
   """Synthetic centroids: `clusters` groups (landmarks seen from similar angles), 512-d."""
   centers = rng.standard_normal((clusters, dim), dtype=np.float32)
   out = np.empty((n, dim), np.float32)
@@ -34,9 +35,13 @@ def clustered_unit_vectors(n: int, dim: int, rng: np.random.Generator, clusters:
   return out
 
 
-def benchmark_index(sizes: Sequence[int] = (10_000, 100_000, 1_000_000), dim: int = 512,
-                    num_queries: int = 1000, target_recall: float = 0.99, seed: int = 0
-                    ) -> list[dict[str, Any]]:
+def benchmark_index(
+  sizes: Sequence[int] = (10_000, 100_000, 1_000_000),
+  dim: int = 512,
+  num_queries: int = 1000,
+  target_recall: float = 0.99,
+  seed: int = 0,
+) -> list[dict[str, Any]]:
   rows = []
   for n in sizes:
     rng = np.random.default_rng(seed)
@@ -46,15 +51,27 @@ def benchmark_index(sizes: Sequence[int] = (10_000, 100_000, 1_000_000), dim: in
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     labels = np.arange(n)
 
-    exact, build_exact = timed(lambda: CentroidIndex.build(vectors, labels, IndexConfig(backend="exact")))
+    exact, build_exact = timed(
+      lambda: CentroidIndex.build(vectors, labels, IndexConfig(backend="exact"))
+    )
     exact.search(queries[:8], 1, exact=True)  # compile
     (_, _, truth), search_exact = timed(lambda: exact.search(queries, 1, exact=True))
-    rows.append({"centroids": n, "backend": "exact (jit matmul + top_k)", "build s": build_exact,
-                 "index MB": vectors.nbytes / 2**20, "queries/s": num_queries / search_exact,
-                 "recall@1": 1.0, "setting": "—",
-                 "exact scores ×": rescoring_cost(exact, queries, exact.exact_search)})
+    rows.append(
+      {
+        "centroids": n,
+        "backend": "exact (jit matmul + top_k)",
+        "build s": build_exact,
+        "index MB": vectors.nbytes / 2**20,
+        "queries/s": num_queries / search_exact,
+        "recall@1": 1.0,
+        "setting": "—",
+        "exact scores ×": rescoring_cost(exact, queries, exact.exact_search),
+      }
+    )
 
-    scann, build_scann = timed(lambda: CentroidIndex.build(vectors, labels, IndexConfig(backend="scann")))
+    scann, build_scann = timed(
+      lambda: CentroidIndex.build(vectors, labels, IndexConfig(backend="scann"))
+    )
     with tempfile.TemporaryDirectory() as tmp:
       size_mb = directory_bytes(scann.save(pathlib.Path(tmp) / "i") / "scann") / 2**20
     info = scann.manifest()["scann"]
@@ -68,18 +85,31 @@ def benchmark_index(sizes: Sequence[int] = (10_000, 100_000, 1_000_000), dim: in
       recall = float(np.mean(found[:, 0] == truth[:, 0]))
       if recall >= target_recall or setting == settings[-1]:
         extra = {"leaves_to_search": setting} if setting else {}
-        raw = lambda q, k: scann._scann.search_batched(q, final_num_neighbors=k, **extra)
-        rows.append({"centroids": n, "backend": f"ScaNN {info['mode']}", "build s": build_scann,
-                     "index MB": size_mb, "queries/s": num_queries / seconds, "recall@1": recall,
-                     "setting": "brute force" if setting is None else
-                     f"{setting}/{info['num_leaves']} leaves, reorder {info['reorder']}",
-                     "exact scores ×": rescoring_cost(scann, queries, raw, setting)})
+
+        def raw(q, k):
+          return scann._scann.search_batched(q, final_num_neighbors=k, **extra)
+
+        rows.append(
+          {
+            "centroids": n,
+            "backend": f"ScaNN {info['mode']}",
+            "build s": build_scann,
+            "index MB": size_mb,
+            "queries/s": num_queries / seconds,
+            "recall@1": recall,
+            "setting": "brute force"
+            if setting is None
+            else f"{setting}/{info['num_leaves']} leaves, reorder {info['reorder']}",
+            "exact scores ×": rescoring_cost(scann, queries, raw, setting),
+          }
+        )
         break
   return rows
 
 
-def rescoring_cost(index: CentroidIndex, queries: np.ndarray, raw_search, setting=None,
-                   k: int = 20) -> float:
+def rescoring_cost(
+  index: CentroidIndex, queries: np.ndarray, raw_search, setting=None, k: int = 20
+) -> float:
   """Time of `index.search` (which recomputes each found neighbour's score exactly, so a
   photo scores the same in any batch) over the backend's own search (`raw_search(q, k)`),
   for k = 20 neighbours (a recognizer's top 5 landmarks × 4) and the same queries."""
@@ -92,12 +122,17 @@ def rescoring_cost(index: CentroidIndex, queries: np.ndarray, raw_search, settin
   return full / raw
 
 
-def benchmark_query_latency(backbone: str = "wide_resnet50_2", image_size: int = 224,
-                            index_size: int = 100_000, repeats: int = 5) -> list[dict[str, Any]]:
+def benchmark_query_latency(
+  backbone: str = "wide_resnet50_2",
+  image_size: int = 224,
+  index_size: int = 100_000,
+  repeats: int = 5,
+) -> list[dict[str, Any]]:
   """One photo at a time: embed with `backbone` (random weights) + ScaNN search."""
   from landmark_jax import sharding
   from landmark_jax.embedding import Embedder
   from landmark_jax.models import LandmarkNet
+
   rng = np.random.default_rng(0)
   model = LandmarkNet(backbone, num_classes=1000)
   image = rng.integers(0, 256, (1, image_size, image_size, 3), dtype=np.uint8)
@@ -114,20 +149,36 @@ def benchmark_query_latency(backbone: str = "wide_resnet50_2", image_size: int =
     search_times.append(seconds)
   embed_ms = 1000 * statistics.median(embed_times)
   search_ms = 1000 * statistics.median(search_times)
-  return [{"backbone": backbone, "image": image_size, "index": index_size,
-           "embed ms": embed_ms, "search ms": search_ms, "total ms": embed_ms + search_ms,
-           "search share %": 100 * search_ms / (embed_ms + search_ms)}]
+  return [
+    {
+      "backbone": backbone,
+      "image": image_size,
+      "index": index_size,
+      "embed ms": embed_ms,
+      "search ms": search_ms,
+      "total ms": embed_ms + search_ms,
+      "search share %": 100 * search_ms / (embed_ms + search_ms),
+    }
+  ]
 
 
 # `build-index --target-recall` at GLDv2's scale: a synthetic `clean` folder and `embed`
 # folder in the layouts `build-index` reads, and the recall/QPS table of its settings ladder.
 
-def write_synthetic_clean(out: str | pathlib.Path, num_centroids: int, dim: int = 512, *,
-                          centroids_per_landmark: int = 5, seed: int = 0) -> np.ndarray:
+
+def write_synthetic_clean(
+  out: str | pathlib.Path,
+  num_centroids: int,
+  dim: int = 512,
+  *,
+  centroids_per_landmark: int = 5,
+  seed: int = 0,
+) -> np.ndarray:
   """A `clean` output folder (`stages.centroids.write_cleaning`'s layout, without class
   references) of `num_centroids` clustered unit vectors, `centroids_per_landmark` per
   landmark; returns the centroids."""
   from landmark_jax.data.labels import LabelMap
+
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
   centroids = clustered_unit_vectors(num_centroids, dim, np.random.default_rng(seed))
@@ -140,14 +191,21 @@ def write_synthetic_clean(out: str | pathlib.Path, num_centroids: int, dim: int 
   return centroids
 
 
-def write_synthetic_embeddings(out: str | pathlib.Path, centroids: np.ndarray,
-                               landmark_labels: np.ndarray, num_photos: int, *,
-                               non_landmark_share: float = 0.5, shard_size: int = 8192,
-                               seed: int = 1) -> None:
+def write_synthetic_embeddings(
+  out: str | pathlib.Path,
+  centroids: np.ndarray,
+  landmark_labels: np.ndarray,
+  num_photos: int,
+  *,
+  non_landmark_share: float = 0.5,
+  shard_size: int = 8192,
+  seed: int = 1,
+) -> None:
   """An `embed` output folder of synthetic photos: landmark photos at a cosine drawn from
   [0.5, 0.95] to a random centroid (its landmark's), and non-landmark photos in random
   directions (labelled as the non-landmark class)."""
   from landmark_jax.data.labels import LabelMap
+
   out = pathlib.Path(out)
   rng = np.random.default_rng(seed)
   num_classes = int(landmark_labels.max()) + 1
@@ -158,7 +216,7 @@ def write_synthetic_embeddings(out: str | pathlib.Path, centroids: np.ndarray,
   noise -= np.sum(noise * base, axis=1, keepdims=True) * base
   noise /= np.linalg.norm(noise, axis=1, keepdims=True)
   cosine = rng.uniform(0.5, 0.95, (num_photos, 1))
-  photos = np.where(landmark[:, None], cosine * base + np.sqrt(1 - cosine ** 2) * noise, noise)
+  photos = np.where(landmark[:, None], cosine * base + np.sqrt(1 - cosine**2) * noise, noise)
   labels = np.where(landmark, landmark_labels[source], num_classes).astype(np.int32)
   for shard, start in enumerate(range(0, num_photos, shard_size)):
     folder = out / f"shard-{shard:05d}"
@@ -169,20 +227,32 @@ def write_synthetic_embeddings(out: str | pathlib.Path, centroids: np.ndarray,
     np.save(folder / "labels.npy", labels[start:stop])
     (folder / "skipped.json").write_text("[]")
   LabelMap(tuple(range(num_classes))).save(out / "label_map.json")
-  (out / "embeddings.json").write_text(json.dumps({
-      "checkpoint": "synthetic", "records": num_photos, "shard_size": shard_size,
-      "embedding_dim": centroids.shape[1]}))
+  (out / "embeddings.json").write_text(
+    json.dumps(
+      {
+        "checkpoint": "synthetic",
+        "records": num_photos,
+        "shard_size": shard_size,
+        "embedding_dim": centroids.shape[1],
+      }
+    )
+  )
 
 
-def benchmark_tuned_index(index_dir: str | pathlib.Path, queries: np.ndarray, *,
-                          eta: float | None = None, single_queries: int = 200
-                          ) -> list[dict[str, Any]]:
+def benchmark_tuned_index(
+  index_dir: str | pathlib.Path,
+  queries: np.ndarray,
+  *,
+  eta: float | None = None,
+  single_queries: int = 200,
+) -> list[dict[str, Any]]:
   """Recall@1 (all queries, and those whose best exact score ≥ `eta`) and queries/s (one
   query per call, and all in one batch) of a saved ScaNN tree index, for each setting of its
   tuning ladder, against the exact backend measured in the same run; the index's own (tuned)
   setting is marked. Rows come in ladder order; at 1 M centroids and 2,000 queries the
   table took 32 min on a loaded 2-core machine (the slow rows probe every leaf)."""
   from landmark_jax.index import tuning
+
   index = CentroidIndex.load(index_dir)
   info = index.scann_info
   index.search(queries[:8], 1, exact=True)  # compile
@@ -190,9 +260,15 @@ def benchmark_tuned_index(index_dir: str | pathlib.Path, queries: np.ndarray, *,
   above = None if eta is None else true_scores[:, 0] >= eta
   one = [q[None] for q in queries[:single_queries]]
   _, exact_one_s = timed(lambda: [index.search(q, 1, exact=True) for q in one])
-  rows = [{"setting": "exact (jit matmul + top_k)", "recall@1": 1.0,
-           "recall@1 above η": 1.0 if above is not None else "—",
-           "queries/s batched": len(queries) / exact_s, "queries/s single": len(one) / exact_one_s}]
+  rows = [
+    {
+      "setting": "exact (jit matmul + top_k)",
+      "recall@1": 1.0,
+      "recall@1 above η": 1.0 if above is not None else "—",
+      "queries/s batched": len(queries) / exact_s,
+      "queries/s single": len(one) / exact_one_s,
+    }
+  ]
   chosen = index.search_settings
   for setting in tuning.settings_ladder(info["num_leaves"]):
     extra = {"leaves_to_search": setting.leaves_to_search, "reorder": setting.reorder}
@@ -201,8 +277,14 @@ def benchmark_tuned_index(index_dir: str | pathlib.Path, queries: np.ndarray, *,
     _, one_s = timed(lambda: [index.search(q, 1, **extra) for q in one])
     args = (found[:, 0], truth[:, 0], scores[:, 0], true_scores[:, 0])
     recall_above = "—" if above is None else tuning.recall_at_1(*args, mask=above)
-    rows.append({"setting": tuning.describe(setting, info["num_leaves"])
-                 + (" **(tuned)**" if setting == chosen else ""),
-                 "recall@1": tuning.recall_at_1(*args), "recall@1 above η": recall_above,
-                 "queries/s batched": len(queries) / seconds, "queries/s single": len(one) / one_s})
+    rows.append(
+      {
+        "setting": tuning.describe(setting, info["num_leaves"])
+        + (" **(tuned)**" if setting == chosen else ""),
+        "recall@1": tuning.recall_at_1(*args),
+        "recall@1 above η": recall_above,
+        "queries/s batched": len(queries) / seconds,
+        "queries/s single": len(one) / one_s,
+      }
+    )
   return rows

@@ -81,11 +81,15 @@ class Measurement:
   peak_is_step_own: bool = True  # False: the lifetime peak (clear_refs not writable)
 
   def as_row(self) -> dict:
-    return {"seconds": self.seconds, "cpu seconds": self.cpu_seconds,
-            "rss before MB": self.rss_before_mb, "peak RSS MB": self.peak_rss_mb,
-            "added MB": max(0.0, self.peak_rss_mb - self.rss_before_mb),
-            "workers peak MB": self.workers_peak_rss_mb,
-            "peak is the step's own": self.peak_is_step_own}
+    return {
+      "seconds": self.seconds,
+      "cpu seconds": self.cpu_seconds,
+      "rss before MB": self.rss_before_mb,
+      "peak RSS MB": self.peak_rss_mb,
+      "added MB": max(0.0, self.peak_rss_mb - self.rss_before_mb),
+      "workers peak MB": self.workers_peak_rss_mb,
+      "peak is the step's own": self.peak_is_step_own,
+    }
 
 
 class measure:
@@ -104,8 +108,7 @@ class measure:
 
   def _poll_children(self) -> None:
     while not self._stop.wait(0.25):
-      self.result.workers_peak_rss_mb = max(self.result.workers_peak_rss_mb,
-                                            children_peak_mb())
+      self.result.workers_peak_rss_mb = max(self.result.workers_peak_rss_mb, children_peak_mb())
 
   def __exit__(self, *exc) -> None:
     result = self.result
@@ -113,7 +116,12 @@ class measure:
     self._stop.set()
     self._poller.join()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result.cpu_seconds = (time.process_time() - self._cpu
-                          + children.ru_utime + children.ru_stime
-                          - self._children.ru_utime - self._children.ru_stime)
+    result.cpu_seconds = (
+      time.process_time()
+      - self._cpu
+      + children.ru_utime
+      + children.ru_stime
+      - self._children.ru_utime
+      - self._children.ru_stime
+    )
     result.peak_rss_mb = peak_rss_mb()

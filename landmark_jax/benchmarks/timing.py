@@ -46,16 +46,20 @@ def compiled_flops(compiled) -> float | None:
 
 def machine_description() -> str:
   device = jax.devices()[0]
-  return (f"{platform.processor() or platform.machine()}, {jax.device_count()}× "
-          f"{device.device_kind} ({device.platform}), JAX {jax.__version__}")
+  return (
+    f"{platform.processor() or platform.machine()}, {jax.device_count()}× "
+    f"{device.device_kind} ({device.platform}), JAX {jax.__version__}"
+  )
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
   """A Markdown table, so that the output pastes straight into docs/benchmarks.md."""
+
   def cell(value):
     if value is None:  # not measured, or not defined (an MFU without a known peak)
       return "—"
     return f"{value:,.2f}" if isinstance(value, float) else str(value)
+
   lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
   lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
   return "\n".join(lines)

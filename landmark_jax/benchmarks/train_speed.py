@@ -33,15 +33,24 @@ class TrainStepRunner:
   def __init__(self, backbone, image_size, batch_size, num_classes, kind, dtype, mesh):
     model = LandmarkNet(backbone, num_classes, dtype=jnp.dtype(dtype))
     tx = optim.make_optimizer(OptimConfig(lr_decay_epochs=()), [])
-    self.state = jax.jit(lambda rng: create_train_state(model, tx, rng, image_size),
-                         out_shardings=sharding.replicated_sharding(mesh))(jax.random.PRNGKey(0))
+    self.state = jax.jit(
+      lambda rng: create_train_state(model, tx, rng, image_size),
+      out_shardings=sharding.replicated_sharding(mesh),
+    )(jax.random.PRNGKey(0))
     rng = np.random.default_rng(0)
-    self.batch = sharding.shard_batch({
+    self.batch = sharding.shard_batch(
+      {
         "image": rng.integers(0, 256, (batch_size, image_size, image_size, 3), dtype=np.uint8),
-        "label": rng.integers(0, num_classes + 1, batch_size).astype(np.int32)}, mesh)
+        "label": rng.integers(0, num_classes + 1, batch_size).astype(np.int32),
+      },
+      mesh,
+    )
     # Compiled once, ahead of time: the same executable is timed and its FLOPs counted.
-    self.step = make_train_step(model, tx, LossConfig(kind=kind), mesh).lower(
-        self.state, self.batch).compile()
+    self.step = (
+      make_train_step(model, tx, LossConfig(kind=kind), mesh)
+      .lower(self.state, self.batch)
+      .compile()
+    )
     self.flops = compiled_flops(self.step)
 
   def run(self, steps: int = 1) -> float:
@@ -56,14 +65,19 @@ class TrainStepRunner:
   __call__ = run
 
 
-def benchmark_train(cases: Sequence[tuple[str, int, int]] = DEFAULT_CASES,
-                    num_classes: int = 1000, repeats: int = 5, dtype: str = "float32"
-                    ) -> list[dict[str, Any]]:
+def benchmark_train(
+  cases: Sequence[tuple[str, int, int]] = DEFAULT_CASES,
+  num_classes: int = 1000,
+  repeats: int = 5,
+  dtype: str = "float32",
+) -> list[dict[str, Any]]:
   mesh = sharding.make_data_mesh()
   rows = []
   for backbone, image_size, batch_size in cases:
-    runners = {kind: TrainStepRunner(backbone, image_size, batch_size, num_classes, kind, dtype, mesh)
-               for kind in ("softmax", "softmax_center")}
+    runners = {
+      kind: TrainStepRunner(backbone, image_size, batch_size, num_classes, kind, dtype, mesh)
+      for kind in ("softmax", "softmax_center")
+    }
     for runner in runners.values():
       runner()  # compile
     times = {kind: [] for kind in runners}
@@ -73,8 +87,16 @@ def benchmark_train(cases: Sequence[tuple[str, int, int]] = DEFAULT_CASES,
     base = statistics.median(times["softmax"])
     for kind, samples in times.items():
       seconds = statistics.median(samples)
-      rows.append({"backbone": backbone, "image": image_size, "batch": batch_size,
-                   "classes": num_classes, "loss": kind, "seconds/step": seconds,
-                   "images/s": batch_size / seconds,
-                   "overhead vs softmax %": 100 * (seconds - base) / base})
+      rows.append(
+        {
+          "backbone": backbone,
+          "image": image_size,
+          "batch": batch_size,
+          "classes": num_classes,
+          "loss": kind,
+          "seconds/step": seconds,
+          "images/s": batch_size / seconds,
+          "overhead vs softmax %": 100 * (seconds - base) / base,
+        }
+      )
   return rows

@@ -24,14 +24,21 @@ class OneLineErrorParser(argparse.ArgumentParser):
 def debug_flag() -> argparse.ArgumentParser:
   """A parent parser giving a subcommand ``--debug`` too (``landmark-jax train --debug``)."""
   parent = argparse.ArgumentParser(add_help=False)
-  parent.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                      help="show tracebacks instead of one-line errors")
+  parent.add_argument(
+    "--debug",
+    action="store_true",
+    default=argparse.SUPPRESS,
+    help="show tracebacks instead of one-line errors",
+  )
   return parent
 
 
 def setup_logging(level: int = logging.WARNING) -> None:
-  fmt = "%(asctime)s %(levelname)s %(message)s" if level < logging.WARNING else \
-      "%(levelname)s %(message)s"
+  fmt = (
+    "%(asctime)s %(levelname)s %(message)s"
+    if level < logging.WARNING
+    else "%(levelname)s %(message)s"
+  )
   logging.basicConfig(level=logging.WARNING, format=fmt)
   # The library's own messages at `level`; other libraries' (orbax reports every checkpoint
   # at INFO) stay at warnings. Set on our logger, not through basicConfig alone: importing
@@ -41,6 +48,7 @@ def setup_logging(level: int = logging.WARNING) -> None:
 
 
 # Argument types: a value out of range is a usage error, found before any work starts.
+
 
 def _number(text: str, parse, accept, what: str):
   """`parse(text)` if `accept` takes it; else a usage error saying what was expected (a
@@ -93,8 +101,9 @@ def port(text: str) -> int:
 DEFAULT_CSV = "train.csv"  # --csv with --root
 
 
-def add_source_args(parser: argparse.ArgumentParser, default: str | None = None, *,
-                    required: bool = False) -> None:
+def add_source_args(
+  parser: argparse.ArgumentParser, default: str | None = None, *, required: bool = False
+) -> None:
   """--root (with --csv, --non-landmark-csv) or --folder: the photos a command works on.
 
   Args:
@@ -108,15 +117,21 @@ def add_source_args(parser: argparse.ArgumentParser, default: str | None = None,
     where = f"without this or --folder: {default}" if default else "optional"
   photos = parser.add_mutually_exclusive_group(required=required)
   photos.add_argument("--root", help=f"the photos: a GLDv2-layout folder ({where})")
-  photos.add_argument("--folder", help="the photos: an image folder "
-                                       "<folder>/<landmark>/*.{jpg,jpeg,png,webp}, photos of "
-                                       "no landmark in <folder>/non_landmark/; instead of "
-                                       "--root")
+  photos.add_argument(
+    "--folder",
+    help="the photos: an image folder "
+    "<folder>/<landmark>/*.{jpg,jpeg,png,webp}, photos of "
+    "no landmark in <folder>/non_landmark/; instead of "
+    "--root",
+  )
   # Default None, not train.csv: so that --csv without --root can be refused.
-  parser.add_argument("--csv", help="with --root: the image list, relative to it "
-                                    f"(default: {DEFAULT_CSV})")
-  parser.add_argument("--non-landmark-csv", help="with --root: a list of non-landmark photo "
-                                                 "ids, relative to it (default: none)")
+  parser.add_argument(
+    "--csv", help=f"with --root: the image list, relative to it (default: {DEFAULT_CSV})"
+  )
+  parser.add_argument(
+    "--non-landmark-csv",
+    help="with --root: a list of non-landmark photo ids, relative to it (default: none)",
+  )
 
 
 def source_from_args(args, label_map):
@@ -126,16 +141,24 @@ def source_from_args(args, label_map):
     UsageError: --csv or --non-landmark-csv without --root.
   """
   from landmark_jax.data import GLDv2Source, ImageFolderSource
+
   if not getattr(args, "root", None):
-    stray = [flag for flag, name in (("--csv", "csv"), ("--non-landmark-csv", "non_landmark_csv"))
-             if getattr(args, name, None)]
+    stray = [
+      flag
+      for flag, name in (("--csv", "csv"), ("--non-landmark-csv", "non_landmark_csv"))
+      if getattr(args, name, None)
+    ]
     if stray:
       raise UsageError(f"{' and '.join(stray)} name files under --root: give --root too")
   if getattr(args, "folder", None):
     return ImageFolderSource(args.folder, label_map=label_map)
   if getattr(args, "root", None):
-    return GLDv2Source(args.root, csv=args.csv or DEFAULT_CSV,
-                       non_landmark_csv=args.non_landmark_csv, label_map=label_map)
+    return GLDv2Source(
+      args.root,
+      csv=args.csv or DEFAULT_CSV,
+      non_landmark_csv=args.non_landmark_csv,
+      label_map=label_map,
+    )
   return None
 
 
@@ -143,52 +166,77 @@ def photos(args, trained, split: str, label_map=None):
   """The photos the user named, else `split` of the data the model was trained on (the
   embedded dataset has every split; other data needs --root/--csv or --folder)."""
   from landmark_jax.data import source_for
+
   label_map = label_map or trained.label_map
   return source_from_args(args, label_map) or source_for(trained.config.data, split, label_map)
 
 
 # Several hosts as one run (`landmark_jax.distributed`).
 
+
 def add_process_group_args(parser: argparse.ArgumentParser) -> None:
   """--coordinator-address, --num-processes, --process-id: this process's place in a
   multi-host run (all three or none), and --heartbeat-timeout."""
   group = parser.add_argument_group(
-      "several hosts", "run the same command on every host, each with its --process-id; "
-      "without these, a SLURM or Open MPI launch is detected, and otherwise the run is one "
-      "process (docs/decisions.md, 'Several hosts')")
-  group.add_argument("--coordinator-address", metavar="HOST:PORT",
-                     help="process 0's host and a free port, the same on every process")
-  group.add_argument("--num-processes", type=positive_int, metavar="N",
-                     help="how many processes (hosts) take part")
-  group.add_argument("--process-id", type=non_negative_int, metavar="I",
-                     help="this process's index, 0 … N-1 (0 hosts the coordinator and "
-                          "writes the logs)")
-  group.add_argument("--heartbeat-timeout", type=positive_int, metavar="SECONDS",
-                     default=60, help="when a process has been silent this long, the "
-                                      "others stop with an error naming it (default: "
-                                      "%(default)s)")
+    "several hosts",
+    "run the same command on every host, each with its --process-id; "
+    "without these, a SLURM or Open MPI launch is detected, and otherwise the run is one "
+    "process (docs/decisions.md, 'Several hosts')",
+  )
+  group.add_argument(
+    "--coordinator-address",
+    metavar="HOST:PORT",
+    help="process 0's host and a free port, the same on every process",
+  )
+  group.add_argument(
+    "--num-processes", type=positive_int, metavar="N", help="how many processes (hosts) take part"
+  )
+  group.add_argument(
+    "--process-id",
+    type=non_negative_int,
+    metavar="I",
+    help="this process's index, 0 … N-1 (0 hosts the coordinator and writes the logs)",
+  )
+  group.add_argument(
+    "--heartbeat-timeout",
+    type=positive_int,
+    metavar="SECONDS",
+    default=60,
+    help="when a process has been silent this long, the "
+    "others stop with an error naming it (default: "
+    "%(default)s)",
+  )
 
 
 def join_processes(args, force: bool = False) -> bool:
   """Joins the process group the command line names (see `add_process_group_args`);
   whether this run has several processes."""
   from landmark_jax import distributed
-  return distributed.initialize(distributed.ProcessGroup(
-      args.coordinator_address, args.num_processes, args.process_id, args.heartbeat_timeout),
-      force=force)
+
+  return distributed.initialize(
+    distributed.ProcessGroup(
+      args.coordinator_address, args.num_processes, args.process_id, args.heartbeat_timeout
+    ),
+    force=force,
+  )
 
 
 # Configs: a shipped name or a file, and overrides of one section of it.
 
+
 def add_config_arg(parser: argparse.ArgumentParser, default_help: str) -> None:
-  parser.add_argument("--config", help=f"a shipped config name (see `landmark-jax train "
-                                       f"--help`) or a config file; default: {default_help}")
+  parser.add_argument(
+    "--config",
+    help=f"a shipped config name (see `landmark-jax train "
+    f"--help`) or a config file; default: {default_help}",
+  )
 
 
 def config_section(config_name: str | None, fallback, section: str, overrides: Sequence[str]):
   """`section` of the named config (else of `fallback`, a config or a name), with
   ``key=value`` overrides of that section's fields."""
   from landmark_jax.config import apply_overrides, load_config
+
   config = load_config(config_name) if config_name else fallback
   if isinstance(config, str):
     config = load_config(config)
@@ -201,14 +249,21 @@ def config_section(config_name: str | None, fallback, section: str, overrides: S
 # The persistent compilation cache: serve and recognize with these options; train, demo and
 # ablation with the default folder.
 
+
 def add_compilation_cache_args(parser: argparse.ArgumentParser) -> None:
   cache = parser.add_mutually_exclusive_group()
-  cache.add_argument("--compilation-cache", metavar="DIR",
-                     help="keep compiled programs here, so the next start loads them instead "
-                          "of compiling (default: ~/.cache/landmark_jax/xla, or "
-                          "$LANDMARK_JAX_CACHE/xla; JAX_COMPILATION_CACHE_DIR wins)")
-  cache.add_argument("--no-compilation-cache", action="store_true",
-                     help="compile every program at start, keep nothing")
+  cache.add_argument(
+    "--compilation-cache",
+    metavar="DIR",
+    help="keep compiled programs here, so the next start loads them instead "
+    "of compiling (default: ~/.cache/landmark_jax/xla, or "
+    "$LANDMARK_JAX_CACHE/xla; JAX_COMPILATION_CACHE_DIR wins)",
+  )
+  cache.add_argument(
+    "--no-compilation-cache",
+    action="store_true",
+    help="compile every program at start, keep nothing",
+  )
 
 
 def use_compilation_cache(args: argparse.Namespace | None = None) -> None:
@@ -219,8 +274,9 @@ def use_compilation_cache(args: argparse.Namespace | None = None) -> None:
   if args is not None and args.no_compilation_cache:
     return
   from landmark_jax.runtime import enable_compilation_cache
+
   path = args.compilation_cache if args is not None else None
   if enable_compilation_cache(path) is None:
     logging.getLogger("landmark_jax").warning(
-        "cannot create the compilation cache folder %s: compiling at every start",
-        path or "(default)")
+      "cannot create the compilation cache folder %s: compiling at every start", path or "(default)"
+    )

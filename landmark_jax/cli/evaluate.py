@@ -15,16 +15,22 @@ def _open_share(text: str) -> float:
   except ValueError:
     value = None
   if value is None or not 0 < value < 1:  # the comparison also refuses nan
-    raise argparse.ArgumentTypeError(f"{text} is not a number in (0, 1): leave --landmark-share "
-                                     "out to keep the test set as it is")
+    raise argparse.ArgumentTypeError(
+      f"{text} is not a number in (0, 1): leave --landmark-share out to keep the test set as it is"
+    )
   return value
 
 
 def _evaluate(args) -> int:
   from landmark_jax.data import source_for
   from landmark_jax.eval.report import (
-      check_collection_size, emulate_collection, evaluate_recognizer, load_locations)
+    check_collection_size,
+    emulate_collection,
+    evaluate_recognizer,
+    load_locations,
+  )
   from landmark_jax.recognize import Recognizer
+
   recognizer = Recognizer.load(args.checkpoint, args.index, eta=args.eta)
   trained = recognizer.trained
   source = photos(args, trained, "test", recognizer.label_map)
@@ -33,11 +39,15 @@ def _evaluate(args) -> int:
     check_collection_size(source, args.landmark_share, args.min_photos)
     source = emulate_collection(source, args.landmark_share, seed=args.seed)
   evaluate_recognizer(
-      recognizer, source, args.out,
-      training_source=source_for(trained.config.data, "train", trained.label_map),
-      rare_threshold=args.rare_threshold, geo=args.geo,
-      locations=load_locations(args.locations_csv) if args.locations_csv else None,
-      min_photos=args.min_photos)
+    recognizer,
+    source,
+    args.out,
+    training_source=source_for(trained.config.data, "train", trained.label_map),
+    rare_threshold=args.rare_threshold,
+    geo=args.geo,
+    locations=load_locations(args.locations_csv) if args.locations_csv else None,
+    min_photos=args.min_photos,
+  )
   print((pathlib.Path(args.out) / "report.md").read_text())
   print(f"report and plots written to {args.out}")
   return 0
@@ -50,13 +60,24 @@ def _evaluate_revisited(args) -> int:
   from landmark_jax.errors import UsageError
   from landmark_jax.eval.metrics import load_revisited_gnd, refuse_untrusted_pickle
   from landmark_jax.eval.revisited import (
-      ThroughCentroids, evaluate_revisited, move_pairs_to_junk, read_junk_pairs)
+    ThroughCentroids,
+    evaluate_revisited,
+    move_pairs_to_junk,
+    read_junk_pairs,
+  )
   from landmark_jax.recognize import PhotoEmbedder, Recognizer
   from landmark_jax.train.checkpoints import load_trained
+
   if not args.through_centroids:
-    given = [flag for flag, value in (("--eta", args.eta), ("key=value", args.overrides),
-                                      ("--generic-prefixes", args.generic_prefixes))
-             if value not in (None, [])]
+    given = [
+      flag
+      for flag, value in (
+        ("--eta", args.eta),
+        ("key=value", args.overrides),
+        ("--generic-prefixes", args.generic_prefixes),
+      )
+      if value not in (None, [])
+    ]
     if given:
       raise UsageError(f"{', '.join(given)} only apply with --through-centroids")
   # Before the model loads: an untrusted pickle, an unknown name in the junk pairs, are
@@ -73,14 +94,27 @@ def _evaluate_revisited(args) -> int:
   if args.through_centroids:
     cleaning = config_section(None, trained.config, "cleaning", args.overrides)
     eta = -math.inf if args.eta is None else args.eta  # none: every query its nearest landmark
-    prefixes = {} if args.generic_prefixes is None else {
-        "generic_prefixes": tuple(p.strip() for p in args.generic_prefixes.split(",")
-                                  if p.strip())}
+    prefixes = (
+      {}
+      if args.generic_prefixes is None
+      else {
+        "generic_prefixes": tuple(p.strip() for p in args.generic_prefixes.split(",") if p.strip())
+      }
+    )
     through = ThroughCentroids(
-        lambda index: Recognizer(trained, index, eta=eta, batch_size=args.batch_size),
-        cleaning, trained.config.index, **prefixes)
-  result = evaluate_revisited(embedder.embed, args.root, gnd, distractors=args.distractors,
-                              junk_pairs=pairs, through_centroids=through)
+      lambda index: Recognizer(trained, index, eta=eta, batch_size=args.batch_size),
+      cleaning,
+      trained.config.index,
+      **prefixes,
+    )
+  result = evaluate_revisited(
+    embedder.embed,
+    args.root,
+    gnd,
+    distractors=args.distractors,
+    junk_pairs=pairs,
+    through_centroids=through,
+  )
   if args.junk_pairs:
     result["junk_pairs"] = {"file": args.junk_pairs, **result["junk_pairs"]}
   print(json.dumps(result, indent=2))
@@ -91,85 +125,138 @@ def _evaluate_revisited(args) -> int:
 
 def register(commands, debug) -> None:
   ev = commands.add_parser(
-      "evaluate", parents=[debug],
-      help="sensitivity/specificity, rare/frequent, categories, GAP, plots")
+    "evaluate",
+    parents=[debug],
+    help="sensitivity/specificity, rare/frequent, categories, GAP, plots",
+  )
   ev.add_argument("--checkpoint", required=True, help="a training workdir")
   ev.add_argument("--index", required=True, help="its centroid index")
   ev.add_argument("--out", required=True, help="report.md, report.json and PNG plots go here")
   ev.add_argument("--eta", type=float, default=None, help="default: the index's calibrated η")
-  ev.add_argument("--landmark-share", type=_open_share, default=None, metavar="SHARE",
-                  help="emulate a user collection where this share, in (0, 1), of the photos "
-                       "show a landmark (the paper: 0.01–0.03): all non-landmark photos are kept "
-                       "and landmark photos sampled. Default: the test set as it is. "
-                       "Sensitivity and specificity are rates within landmark and within "
-                       "non-landmark photos, so the share does not change them, only how many "
-                       "landmark photos sensitivity rests on; it matters for GAP, which ranks "
-                       "both kinds of photo together")
+  ev.add_argument(
+    "--landmark-share",
+    type=_open_share,
+    default=None,
+    metavar="SHARE",
+    help="emulate a user collection where this share, in (0, 1), of the photos "
+    "show a landmark (the paper: 0.01–0.03): all non-landmark photos are kept "
+    "and landmark photos sampled. Default: the test set as it is. "
+    "Sensitivity and specificity are rates within landmark and within "
+    "non-landmark photos, so the share does not change them, only how many "
+    "landmark photos sensitivity rests on; it matters for GAP, which ranks "
+    "both kinds of photo together",
+  )
   # 20 = eval.report.MIN_PHOTOS, written out so that parsing does not import matplotlib.
-  ev.add_argument("--min-photos", type=non_negative_int, default=20, metavar="N",
-                  help="refuse to report sensitivity on fewer than N landmark photos or "
-                       "specificity on fewer than N non-landmark photos; smaller rare/frequent "
-                       "and category rows are shown, marked indicative only (default 20; 0 "
-                       "turns the refusal off)")
-  ev.add_argument("--rare-threshold", type=positive_int, default=10,
-                  help="landmarks with fewer training images are 'rare'")
-  ev.add_argument("--seed", type=int, default=0,
-                  help="seeds which landmark photos --landmark-share keeps (default 0)")
-  ev.add_argument("--geo", action="store_true",
-                  help="also evaluate with geo-information (the photos' EXIF GPS positions)")
-  ev.add_argument("--locations-csv", help="id,latitude,longitude of the test photos (implies "
-                                          "--geo; photos not listed fall back to EXIF)")
+  ev.add_argument(
+    "--min-photos",
+    type=non_negative_int,
+    default=20,
+    metavar="N",
+    help="refuse to report sensitivity on fewer than N landmark photos or "
+    "specificity on fewer than N non-landmark photos; smaller rare/frequent "
+    "and category rows are shown, marked indicative only (default 20; 0 "
+    "turns the refusal off)",
+  )
+  ev.add_argument(
+    "--rare-threshold",
+    type=positive_int,
+    default=10,
+    help="landmarks with fewer training images are 'rare'",
+  )
+  ev.add_argument(
+    "--seed",
+    type=int,
+    default=0,
+    help="seeds which landmark photos --landmark-share keeps (default 0)",
+  )
+  ev.add_argument(
+    "--geo",
+    action="store_true",
+    help="also evaluate with geo-information (the photos' EXIF GPS positions)",
+  )
+  ev.add_argument(
+    "--locations-csv",
+    help="id,latitude,longitude of the test photos (implies "
+    "--geo; photos not listed fall back to EXIF)",
+  )
   add_source_args(ev, "the test split of the checkpoint's data")
   ev.set_defaults(run=_evaluate)
 
   evr = commands.add_parser(
-      "evaluate-revisited", parents=[debug],
-      help="Revisited Oxford/Paris mAP (official protocol; optionally the paper's junk "
-           "pairs and ranking through centroids)",
-      description="Revisited Oxford/Paris mAP and mP@k per protocol (easy, medium, hard), "
-                  "exactly as the official revisitop evaluation computes them. The paper's "
-                  "protocol differed: it moved query positives shot from another angle or "
-                  "inside/outside the building to junk (--junk-pairs, with your list: the "
-                  "paper's was not published) and answered queries with its landmark "
-                  "recognizer (--through-centroids). Both are reported beside the standard "
-                  "numbers.")
+    "evaluate-revisited",
+    parents=[debug],
+    help="Revisited Oxford/Paris mAP (official protocol; optionally the paper's junk "
+    "pairs and ranking through centroids)",
+    description="Revisited Oxford/Paris mAP and mP@k per protocol (easy, medium, hard), "
+    "exactly as the official revisitop evaluation computes them. The paper's "
+    "protocol differed: it moved query positives shot from another angle or "
+    "inside/outside the building to junk (--junk-pairs, with your list: the "
+    "paper's was not published) and answered queries with its landmark "
+    "recognizer (--through-centroids). Both are reported beside the standard "
+    "numbers.",
+  )
   evr.add_argument("--checkpoint", required=True, help="a training workdir")
   evr.add_argument("--root", required=True, help="the dataset folder (with jpg/)")
-  evr.add_argument("--gnd", required=True,
-                   help="the ground truth: gnd_roxford5k.mat / gnd_rparis6k.mat, or the .pkl "
-                        "versions with --trust-pickle")
-  evr.add_argument("--trust-pickle", action="store_true",
-                   help="allow a .pkl --gnd: a Python pickle can run code when loaded, so "
-                        "pass this only for a file you trust (the official revisitop download)")
+  evr.add_argument(
+    "--gnd",
+    required=True,
+    help="the ground truth: gnd_roxford5k.mat / gnd_rparis6k.mat, or the .pkl "
+    "versions with --trust-pickle",
+  )
+  evr.add_argument(
+    "--trust-pickle",
+    action="store_true",
+    help="allow a .pkl --gnd: a Python pickle can run code when loaded, so "
+    "pass this only for a file you trust (the official revisitop download)",
+  )
   evr.add_argument("--distractors", help="a folder of distractor images (R1M-style)")
-  evr.add_argument("--junk-pairs", metavar="CSV",
-                   help="relabel pairs as junk before scoring, as the paper did for positives "
-                        "shot from other angles or inside/outside: a CSV with a header naming "
-                        "the columns query,image (others ignored), one pair a row, names as in "
-                        "the ground truth (no .jpg). A pair that is an easy or hard positive "
-                        "becomes junk of its query in every protocol; one already junk or not "
-                        "a positive is left as it is and counted; an unknown name is an error "
-                        "naming the line. The result's junk_pairs says how many moved")
-  evr.add_argument("--through-centroids", action="store_true",
-                   help="also score a ranking through the landmark recognizer: the database "
-                        "images are grouped into landmarks by name (paris_eiffel_000123 → "
-                        "paris_eiffel), cleaned and indexed as per-angle centroids with the "
-                        "checkpoint's cleaning and index settings; a query recognised as a "
-                        "landmark gets the images named after it first, by similarity, then "
-                        "the rest by similarity; a rejected query (below --eta) keeps the "
-                        "similarity ranking. Reported under through_centroids, with how many "
-                        "queries were recognised correctly, wrongly or rejected")
-  evr.add_argument("--eta", type=float, default=None,
-                   help="with --through-centroids: the threshold η below which a query is "
-                        "'no landmark' (default: none, every query gets its nearest landmark)")
-  evr.add_argument("--generic-prefixes", metavar="PREFIX,PREFIX", default=None,
-                   help="with --through-centroids: comma-separated image-name prefixes of "
-                        "generic searches, which name no landmark (default: "
-                        "oxford,paris_general; '' for none)")
-  evr.add_argument("--batch-size", type=positive_int, default=16,
-                   help="photos per device call (default: 16)")
+  evr.add_argument(
+    "--junk-pairs",
+    metavar="CSV",
+    help="relabel pairs as junk before scoring, as the paper did for positives "
+    "shot from other angles or inside/outside: a CSV with a header naming "
+    "the columns query,image (others ignored), one pair a row, names as in "
+    "the ground truth (no .jpg). A pair that is an easy or hard positive "
+    "becomes junk of its query in every protocol; one already junk or not "
+    "a positive is left as it is and counted; an unknown name is an error "
+    "naming the line. The result's junk_pairs says how many moved",
+  )
+  evr.add_argument(
+    "--through-centroids",
+    action="store_true",
+    help="also score a ranking through the landmark recognizer: the database "
+    "images are grouped into landmarks by name (paris_eiffel_000123 → "
+    "paris_eiffel), cleaned and indexed as per-angle centroids with the "
+    "checkpoint's cleaning and index settings; a query recognised as a "
+    "landmark gets the images named after it first, by similarity, then "
+    "the rest by similarity; a rejected query (below --eta) keeps the "
+    "similarity ranking. Reported under through_centroids, with how many "
+    "queries were recognised correctly, wrongly or rejected",
+  )
+  evr.add_argument(
+    "--eta",
+    type=float,
+    default=None,
+    help="with --through-centroids: the threshold η below which a query is "
+    "'no landmark' (default: none, every query gets its nearest landmark)",
+  )
+  evr.add_argument(
+    "--generic-prefixes",
+    metavar="PREFIX,PREFIX",
+    default=None,
+    help="with --through-centroids: comma-separated image-name prefixes of "
+    "generic searches, which name no landmark (default: "
+    "oxford,paris_general; '' for none)",
+  )
+  evr.add_argument(
+    "--batch-size", type=positive_int, default=16, help="photos per device call (default: 16)"
+  )
   evr.add_argument("--out", help="also write the JSON result here")
-  evr.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="with --through-centroids: changes to the checkpoint config's "
-                        "cleaning settings, e.g. min_cluster_size=5")
+  evr.add_argument(
+    "overrides",
+    nargs="*",
+    metavar="key=value",
+    help="with --through-centroids: changes to the checkpoint config's "
+    "cleaning settings, e.g. min_cluster_size=5",
+  )
   evr.set_defaults(run=_evaluate_revisited)

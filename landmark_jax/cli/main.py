@@ -12,9 +12,18 @@ import argparse
 import os
 import sys
 
-from landmark_jax.cli import (
-    benchmark, calibrate, evaluate, offline, prepare, recognize, regions, serve, train)
 from landmark_jax import runtime
+from landmark_jax.cli import (
+  benchmark,
+  calibrate,
+  evaluate,
+  offline,
+  prepare,
+  recognize,
+  regions,
+  serve,
+  train,
+)
 from landmark_jax.cli.common import OneLineErrorParser, debug_flag
 from landmark_jax.errors import UserError
 
@@ -23,18 +32,26 @@ GROUPS = (prepare, train, regions, offline, calibrate, recognize, evaluate, serv
 
 # Besides the library's own `UserError`s: what the operating system says about a path the
 # user gave (a checkpoint folder that is a file, an unreadable output folder, …).
-USER_MISTAKES = (UserError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-                 PermissionError, FileExistsError)
+USER_MISTAKES = (
+  UserError,
+  FileNotFoundError,
+  NotADirectoryError,
+  IsADirectoryError,
+  PermissionError,
+  FileExistsError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
   parser = OneLineErrorParser(
-      prog="landmark-jax",
-      description="Large-scale landmark recognition via deep metric learning, in JAX.",
-      epilog="A mistake prints one line and exits with status 2; --debug (or "
-             "LANDMARK_JAX_DEBUG=1) shows the traceback.")
-  parser.add_argument("--debug", action="store_true",
-                      help="show tracebacks instead of one-line errors")
+    prog="landmark-jax",
+    description="Large-scale landmark recognition via deep metric learning, in JAX.",
+    epilog="A mistake prints one line and exits with status 2; --debug (or "
+    "LANDMARK_JAX_DEBUG=1) shows the traceback.",
+  )
+  parser.add_argument(
+    "--debug", action="store_true", help="show tracebacks instead of one-line errors"
+  )
   commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
   for group in GROUPS:
     group.register(commands, debug_flag())
@@ -44,14 +61,24 @@ def build_parser() -> argparse.ArgumentParser:
 # Commands that run the network forward only (and `benchmark` suites that time inference):
 # they get XLA:CPU's faster inference kernels (`runtime.set_cpu_kernel_flag`). Training
 # commands keep XLA's defaults, which train small models faster on CPU.
-INFERENCE_COMMANDS = {"serve", "recognize", "embed", "evaluate", "evaluate-revisited",
-                      "calibrate", "add-landmarks", ("benchmark", "index"),
-                      ("benchmark", "compare")}
+INFERENCE_COMMANDS = {
+  "serve",
+  "recognize",
+  "embed",
+  "evaluate",
+  "evaluate-revisited",
+  "calibrate",
+  "add-landmarks",
+  ("benchmark", "index"),
+  ("benchmark", "compare"),
+}
 
 
 def _infers_only(args: argparse.Namespace) -> bool:
-  return (args.command in INFERENCE_COMMANDS
-          or (args.command, getattr(args, "suite", None)) in INFERENCE_COMMANDS)
+  return (
+    args.command in INFERENCE_COMMANDS
+    or (args.command, getattr(args, "suite", None)) in INFERENCE_COMMANDS
+  )
 
 
 def _one_line(error: BaseException) -> str:
@@ -86,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
   except Exception:
     if "landmark_jax.distributed" in sys.modules:  # only a multi-host command imports it
       from landmark_jax import distributed
+
       distributed.await_verdict_on_peers()  # exits, naming a dead peer, if there is one
     raise
 

@@ -4,43 +4,70 @@
 from __future__ import annotations
 
 from landmark_jax.cli.common import (
-    add_config_arg, add_process_group_args, add_source_args, config_section, join_processes,
-    non_negative_int, photos, positive_int, probability, setup_logging, share, similarity,
-    source_from_args)
+  add_config_arg,
+  add_process_group_args,
+  add_source_args,
+  config_section,
+  join_processes,
+  non_negative_int,
+  photos,
+  positive_int,
+  probability,
+  setup_logging,
+  share,
+  similarity,
+  source_from_args,
+)
 from landmark_jax.errors import DataError, UsageError
-
 
 # The share of each new landmark's photos `add-landmarks --recalibrate` keeps for measuring.
 HOLD_BACK = 0.25
 
 
 def _embed(args) -> int:
+  from landmark_jax import distributed
   from landmark_jax.stages.embed import embed_source
   from landmark_jax.train.checkpoints import load_trained
-  from landmark_jax import distributed
+
   setup_logging()
   join_processes(args)
   trained = load_trained(args.checkpoint)
-  result = embed_source(trained, photos(args, trained, "train"), args.out,
-                        batch_size=args.batch_size, shard_size=args.shard_size,
-                        num_workers=args.num_workers)
+  result = embed_source(
+    trained,
+    photos(args, trained, "train"),
+    args.out,
+    batch_size=args.batch_size,
+    shard_size=args.shard_size,
+    num_workers=args.num_workers,
+  )
   distributed.finish()
   if distributed.is_main_process():
-    print(f"{len(result.ids)} embeddings ({result.embeddings.shape[1]}-d) in {args.out}; "
-          f"{len(result.skipped)} unreadable images skipped")
+    print(
+      f"{len(result.ids)} embeddings ({result.embeddings.shape[1]}-d) in {args.out}; "
+      f"{len(result.skipped)} unreadable images skipped"
+    )
   return 0
 
 
 def _clean(args) -> int:
   from landmark_jax.stages.centroids import (
-      clean_embeddings, read_reference_ids, report_markdown, write_cleaning)
+    clean_embeddings,
+    read_reference_ids,
+    report_markdown,
+    write_cleaning,
+  )
   from landmark_jax.stages.embed import load_embeddings
+
   cleaning = config_section(args.config, "default", "cleaning", args.overrides)
   reference_ids = read_reference_ids(args.references_csv) if args.references_csv else []
   embeddings = load_embeddings(args.embeddings)
-  report = write_cleaning(clean_embeddings(embeddings, cleaning, reference_ids),
-                          embeddings.label_map, args.out, embeddings.checkpoint,
-                          args.embeddings)
+  report = write_cleaning(
+    clean_embeddings(embeddings, cleaning, reference_ids),
+    embeddings.label_map,
+    args.out,
+    embeddings.checkpoint,
+    args.embeddings,
+  )
   print(report_markdown(report))
   print(f"cleaned dataset, report and centroids written to {args.out}")
   return 0
@@ -48,10 +75,14 @@ def _clean(args) -> int:
 
 def _build_index(args) -> int:
   from landmark_jax.stages.centroids import build_centroid_index
-  if args.target_recall is None and (args.embeddings or args.eta is not None
-                                     or args.tuning_queries is not None):
-    raise UsageError("--embeddings, --eta and --tuning-queries choose how --target-recall is "
-                     "measured: give --target-recall too")
+
+  if args.target_recall is None and (
+    args.embeddings or args.eta is not None or args.tuning_queries is not None
+  ):
+    raise UsageError(
+      "--embeddings, --eta and --tuning-queries choose how --target-recall is "
+      "measured: give --target-recall too"
+    )
   setup_logging()
   index_config = config_section(args.config, "default", "index", args.overrides)
   index = build_centroid_index(args.clean, index_config, args.checkpoint_id, args.landmarks_csv)
@@ -66,27 +97,34 @@ def _tuned(index, args):
   """`index` searching with the cheapest settings meeting --target-recall; prints them."""
   from landmark_jax.index.tuning import describe, tuned_index
   from landmark_jax.stages.centroids import TUNING_QUERIES, tuning_queries
-  queries, source = tuning_queries(index.centroids, args.clean, args.embeddings,
-                                   args.tuning_queries or TUNING_QUERIES)
-  index, tuning = tuned_index(index, queries, args.target_recall, eta=args.eta,
-                              query_source=source)
+
+  queries, source = tuning_queries(
+    index.centroids, args.clean, args.embeddings, args.tuning_queries or TUNING_QUERIES
+  )
+  index, tuning = tuned_index(index, queries, args.target_recall, eta=args.eta, query_source=source)
   chosen = tuning.chosen
   if chosen.setting is None:
     searcher = "exact search" if index.backend == "exact" else "ScaNN's brute force"
     print(f"recall@1 measured on {source}: {searcher} has no settings to tune")
   else:
-    print(f"search tuned for recall@1 ≥ {args.target_recall} on {source}: "
-          f"{describe(chosen.setting, index.scann_info['num_leaves'])} "
-          f"({len(tuning.measured)} settings measured against exact search)")
+    print(
+      f"search tuned for recall@1 ≥ {args.target_recall} on {source}: "
+      f"{describe(chosen.setting, index.scann_info['num_leaves'])} "
+      f"({len(tuning.measured)} settings measured against exact search)"
+    )
   print(f"  recall@1 {chosen.recall:.4f} on all {len(queries)} queries")
   if args.eta is None:
-    print("  no η: the index is not calibrated yet, so the target applied to all queries; "
-          "--eta ETA measures it on those whose best score clears ETA (those that matter)")
+    print(
+      "  no η: the index is not calibrated yet, so the target applied to all queries; "
+      "--eta ETA measures it on those whose best score clears ETA (those that matter)"
+    )
   elif chosen.recall_above_eta is None:
     print(f"  no query's best score clears η {args.eta}: the target applied to all queries")
   else:
-    print(f"  recall@1 {chosen.recall_above_eta:.4f} on the {tuning.queries_above_eta} whose "
-          f"best score clears η {args.eta} (the target's)")
+    print(
+      f"  recall@1 {chosen.recall_above_eta:.4f} on the {tuning.queries_above_eta} whose "
+      f"best score clears η {args.eta} (the target's)"
+    )
   return index
 
 
@@ -94,6 +132,7 @@ def _landmark_list(ids, index) -> str:
   """``0 (astronaut), sacre_coeur``: ids with their names (ids may be the strings the
   manifest's edits store)."""
   from landmark_jax.index.landmarks import describe
+
   by_text = {str(k): v for k, v in index.landmarks.items()}
   return ", ".join(describe(str(i), by_text) for i in ids)
 
@@ -102,13 +141,17 @@ def _report_addition(addition, args, before) -> None:
   """What the add did, per landmark, and what happened to each landmarks-CSV row."""
   edited, result = addition.index, addition.cleaning
   edit = edited.metadata["edits"][-1]
-  print(f"added {_count(len(result.outcomes), 'landmark')}, "
-        f"{_count(edit['centroids'], 'centroid')} from {_count(edit['images'], 'photo')}"
-        + (f" ({edit['held_back']} more held back for calibration)" if edit["held_back"] else "")
-        + ":")
+  print(
+    f"added {_count(len(result.outcomes), 'landmark')}, "
+    f"{_count(edit['centroids'], 'centroid')} from {_count(edit['images'], 'photo')}"
+    + (f" ({edit['held_back']} more held back for calibration)" if edit["held_back"] else "")
+    + ":"
+  )
   for outcome in result.outcomes:
-    line = (f"  {_landmark_list([outcome.landmark], edited)}: "
-            f"{_count(outcome.photos, 'photo')}, {_count(outcome.centroids, 'centroid')}")
+    line = (
+      f"  {_landmark_list([outcome.landmark], edited)}: "
+      f"{_count(outcome.photos, 'photo')}, {_count(outcome.centroids, 'centroid')}"
+    )
     print(line + (f"; {outcome.explain(result.config)}" if outcome.reasons else ""))
   if args.landmarks_csv:
     _report_rows(edit["metadata"], args.landmarks_csv, before, edited)
@@ -122,24 +165,34 @@ def _count(n: int, noun: str) -> str:
 def _report_rows(merge: dict, csv_name: str, before, after) -> None:
   """What happened to each row of a landmarks CSV (`MetadataMerge.summary`)."""
   if merge["by_name"]:
-    print(f"{csv_name}: rows matched by name: " + ", ".join(
-        f"{new} (row landmark_id {row})" for new, row in merge["by_name"].items()))
+    print(
+      f"{csv_name}: rows matched by name: "
+      + ", ".join(f"{new} (row landmark_id {row})" for new, row in merge["by_name"].items())
+    )
   if merge["not_updated"]:
-    print(f"{csv_name}: rows describing landmarks already in the index were not applied: "
-          f"{_landmark_list(merge['not_updated'], before)} (--update-metadata applies them)")
+    print(
+      f"{csv_name}: rows describing landmarks already in the index were not applied: "
+      f"{_landmark_list(merge['not_updated'], before)} (--update-metadata applies them)"
+    )
   by_text = {str(k): v for k, v in after.landmarks.items()}
   for landmark in merge["updated"]:
-    print(f"{csv_name}: landmark {_landmark_list([landmark], before)} → "
-          f"{by_text.get(landmark).name or '(no name)'}")
+    print(
+      f"{csv_name}: landmark {_landmark_list([landmark], before)} → "
+      f"{by_text.get(landmark).name or '(no name)'}"
+    )
   if merge["unused"]:
     print(f"{csv_name}: rows matching no landmark: {', '.join(merge['unused'])}")
   if merge["without_row"]:
-    print(f"{csv_name}: no row (by id or name) for {', '.join(merge['without_row'])}: "
-          "they have no name or coordinates")
+    print(
+      f"{csv_name}: no row (by id or name) for {', '.join(merge['without_row'])}: "
+      "they have no name or coordinates"
+    )
     if merge["updated"] or merge["not_updated"]:
-      print("  if the rows of existing landmarks were meant for the new ones, name the rows "
-            "as the folders (or the folders by the rows' landmark_id), then "
-            "`landmark-jax update-landmarks` fixes names and coordinates")
+      print(
+        "  if the rows of existing landmarks were meant for the new ones, name the rows "
+        "as the folders (or the folders by the rows' landmark_id), then "
+        "`landmark-jax update-landmarks` fixes names and coordinates"
+      )
 
 
 def _add_landmarks(args) -> int:
@@ -149,10 +202,13 @@ def _add_landmarks(args) -> int:
   from landmark_jax.recognize import PhotoEmbedder
   from landmark_jax.stages.new_landmarks import add_landmarks
   from landmark_jax.train.checkpoints import load_trained
+
   setup_logging()
   if args.hold_back is not None and not args.recalibrate:
-    raise UsageError("--hold-back keeps photos out of the centroids to measure them when η is "
-                     "chosen again: give it with --recalibrate")
+    raise UsageError(
+      "--hold-back keeps photos out of the centroids to measure them when η is "
+      "chosen again: give it with --recalibrate"
+    )
   source = source_from_args(args, None)
   if source is None:
     raise DataError("add-landmarks needs the new landmarks' photos: --folder or --root/--csv")
@@ -162,60 +218,86 @@ def _add_landmarks(args) -> int:
   # Locked from reading to writing: a concurrent add or remove waits, then sees this one.
   with locked_index(args.index, expected_dim=trained.model.embedding_dim) as index:
     if args.recalibrate and index.validation is None:
-      raise DataError(f"--recalibrate: {args.index} keeps no validation photos; calibrate it "
-                      "once with `landmark-jax calibrate --folder … --non-landmark-folder …` "
-                      "(or --root), then edits can recalibrate")
+      raise DataError(
+        f"--recalibrate: {args.index} keeps no validation photos; calibrate it "
+        "once with `landmark-jax calibrate --folder … --non-landmark-folder …` "
+        "(or --root), then edits can recalibrate"
+      )
     hold_back = 0.0  # photos held back only to measure the new landmarks when recalibrating
     if args.recalibrate:
       hold_back = HOLD_BACK if args.hold_back is None else args.hold_back
-    addition = add_landmarks(index, PhotoEmbedder(trained).embed_source, source, cleaning,
-                             landmarks, update_metadata=args.update_metadata,
-                             hold_back=hold_back)
+    addition = add_landmarks(
+      index,
+      PhotoEmbedder(trained).embed_source,
+      source,
+      cleaning,
+      landmarks,
+      update_metadata=args.update_metadata,
+      hold_back=hold_back,
+    )
     edited = addition.index
     if args.recalibrate:
-      target = (index.metadata.get("calibration", {}).get("target_specificity")
-                or trained.config.calibration.target_specificity)
+      target = (
+        index.metadata.get("calibration", {}).get("target_specificity")
+        or trained.config.calibration.target_specificity
+      )
       edited, result = calibrated_index(
-          trained, edited, index.validation.joined(addition.held_back), target,
-          "the stored validation photos and photos held back from added landmarks")
+        trained,
+        edited,
+        index.validation.joined(addition.held_back),
+        target,
+        "the stored validation photos and photos held back from added landmarks",
+      )
     edited.save(args.index)
   _report_addition(addition, args, index)
   old_eta = index.metadata.get("eta")
   if args.recalibrate:
     held = addition.index.metadata["edits"][-1]["held_back"]
-    print(f"recalibrated with {_count(held, 'held-back photo')} of the new landmarks: η "
-          + (f"{old_eta:.4f} → " if old_eta is not None else "")
-          + f"{result['eta']:.4f} (specificity {result['specificity']:.1%}, sensitivity "
-          f"{result['sensitivity']:.1%} on {result['landmark_images']} landmark and "
-          f"{result['non_landmark_images']} non-landmark photos)")
+    print(
+      f"recalibrated with {_count(held, 'held-back photo')} of the new landmarks: η "
+      + (f"{old_eta:.4f} → " if old_eta is not None else "")
+      + f"{result['eta']:.4f} (specificity {result['specificity']:.1%}, sensitivity "
+      f"{result['sensitivity']:.1%} on {result['landmark_images']} landmark and "
+      f"{result['non_landmark_images']} non-landmark photos)"
+    )
     if not held:
-      print("  the new landmarks were not measured: no photo was held back (--hold-back; a "
-            "landmark gives none with fewer than 1/SHARE photos)")
+      print(
+        "  the new landmarks were not measured: no photo was held back (--hold-back; a "
+        "landmark gives none with fewer than 1/SHARE photos)"
+      )
   elif old_eta is not None:
-    print(f"η = {old_eta:.4f} was calibrated without these landmarks: run `landmark-jax "
-          f"calibrate --checkpoint {args.checkpoint} --index {args.index}` (it reuses the "
-          "stored validation photos), or add with --recalibrate")
+    print(
+      f"η = {old_eta:.4f} was calibrated without these landmarks: run `landmark-jax "
+      f"calibrate --checkpoint {args.checkpoint} --index {args.index}` (it reuses the "
+      "stored validation photos), or add with --recalibrate"
+    )
   return 0
 
 
 def _remove_landmarks(args) -> int:
   from landmark_jax.index.editing import locked_index, remove_landmarks
+
   with locked_index(args.index) as index:
     edited = remove_landmarks(index, args.landmarks)
     edited.save(args.index)
   edit = edited.metadata["edits"][-1]
-  print(f"removed {_landmark_list(edit['landmarks'], index)}: "
-        f"{_count(edit['centroids'], 'centroid')}; index now "
-        f"{_count(len(edited), 'centroid')} ({args.index})")
+  print(
+    f"removed {_landmark_list(edit['landmarks'], index)}: "
+    f"{_count(edit['centroids'], 'centroid')}; index now "
+    f"{_count(len(edited), 'centroid')} ({args.index})"
+  )
   if "eta" in edited.metadata:
-    print("η was calibrated with these landmarks: `landmark-jax calibrate --checkpoint MODEL "
-          f"--index {args.index}` chooses it again on the stored validation photos")
+    print(
+      "η was calibrated with these landmarks: `landmark-jax calibrate --checkpoint MODEL "
+      f"--index {args.index}` chooses it again on the stored validation photos"
+    )
   return 0
 
 
 def _update_landmarks(args) -> int:
   from landmark_jax.index.editing import locked_index, update_landmarks
   from landmark_jax.index.landmarks import load_landmarks_csv
+
   table = load_landmarks_csv(args.landmarks_csv)
   with locked_index(args.index) as index:
     edited = update_landmarks(index, table)
@@ -225,115 +307,182 @@ def _update_landmarks(args) -> int:
 
 
 def register(commands, debug) -> None:
-  embed = commands.add_parser("embed", parents=[debug],
-                              help="embed a data source with a trained model")
+  embed = commands.add_parser(
+    "embed", parents=[debug], help="embed a data source with a trained model"
+  )
   embed.add_argument("--checkpoint", required=True, help="a training workdir")
   embed.add_argument("--out", required=True, help="output folder of .npy shards (resumable)")
   add_source_args(embed, "the checkpoint's training data")
-  embed.add_argument("--batch-size", type=positive_int, default=64,
-                     help="photos per device call (default: 64)")
-  embed.add_argument("--shard-size", type=positive_int, default=8192,
-                     help="embeddings per .npy shard; a resumed run redoes at most one shard "
-                          "(default: 8192)")
-  embed.add_argument("--num-workers", type=non_negative_int, default=0,
-                     help="grain worker processes decoding photos (default: 0, in this "
-                          "process)")
+  embed.add_argument(
+    "--batch-size", type=positive_int, default=64, help="photos per device call (default: 64)"
+  )
+  embed.add_argument(
+    "--shard-size",
+    type=positive_int,
+    default=8192,
+    help="embeddings per .npy shard; a resumed run redoes at most one shard (default: 8192)",
+  )
+  embed.add_argument(
+    "--num-workers",
+    type=non_negative_int,
+    default=0,
+    help="grain worker processes decoding photos (default: 0, in this process)",
+  )
   add_process_group_args(embed)
   embed.set_defaults(run=_embed)
 
   clean = commands.add_parser(
-      "clean", parents=[debug],
-      help="per-landmark clustering: cleaned dataset, report and centroids")
+    "clean", parents=[debug], help="per-landmark clustering: cleaned dataset, report and centroids"
+  )
   clean.add_argument("--embeddings", required=True, help="the output folder of `embed`")
-  clean.add_argument("--out", required=True,
-                     help="output folder: train_clean.csv, report.md/json, dropped.csv, "
-                          "centroids")
-  clean.add_argument("--references-csv", metavar="CSV",
-                     help="reference photos (an `id` column of embedded training photos): each "
-                          "valid cluster must lie within cleaning.reference_similarity of one "
-                          "of its landmark's, and they are the landmark's class references in "
-                          "the index. Default: each valid cluster's medoid is its reference")
+  clean.add_argument(
+    "--out",
+    required=True,
+    help="output folder: train_clean.csv, report.md/json, dropped.csv, centroids",
+  )
+  clean.add_argument(
+    "--references-csv",
+    metavar="CSV",
+    help="reference photos (an `id` column of embedded training photos): each "
+    "valid cluster must lie within cleaning.reference_similarity of one "
+    "of its landmark's, and they are the landmark's class references in "
+    "the index. Default: each valid cluster's medoid is its reference",
+  )
   add_config_arg(clean, "default (the paper's); its `cleaning` section is used")
-  clean.add_argument("overrides", nargs="*", metavar="key=value",
-                     help="CleaningConfig fields, e.g. distance_threshold=0.4 min_cluster_size=3")
+  clean.add_argument(
+    "overrides",
+    nargs="*",
+    metavar="key=value",
+    help="CleaningConfig fields, e.g. distance_threshold=0.4 min_cluster_size=3",
+  )
   clean.set_defaults(run=_clean)
 
-  build = commands.add_parser("build-index", parents=[debug],
-                              help="ScaNN index over the cleaned centroids")
+  build = commands.add_parser(
+    "build-index", parents=[debug], help="ScaNN index over the cleaned centroids"
+  )
   build.add_argument("--clean", required=True, help="the output folder of `clean`")
   build.add_argument("--out", required=True, help="the index folder (written atomically)")
-  build.add_argument("--checkpoint-id",
-                     help="recorded in the manifest (default: the model the embeddings came from)")
-  build.add_argument("--landmarks-csv",
-                     help="landmark_id,name,latitude,longitude[,category]: kept with the index "
-                          "for names and geo filtering")
-  build.add_argument("--target-recall", type=probability, metavar="R",
-                     help="choose the search settings (leaves probed, candidates re-scored) "
-                          "as the cheapest whose recall@1 against exact search reaches R on "
-                          "sampled queries; kept in the manifest, a loaded index searches "
-                          "with them. A warning says when no setting reaches R")
-  build.add_argument("--embeddings", metavar="DIR",
-                     help="with --target-recall: the photos to sample queries from (an "
-                          "`embed` folder; default: the one the cleaning was made from, else "
-                          "centroids perturbed to cosine 0.7)")
-  build.add_argument("--eta", type=similarity, metavar="ETA",
-                     help="with --target-recall: the recognition threshold; the target then "
-                          "applies to the queries whose best score clears it (below it, the "
-                          "answer is 'no landmark' whatever is found)")
-  build.add_argument("--tuning-queries", type=positive_int, metavar="N",
-                     help="with --target-recall: queries sampled (default: 2000)")
+  build.add_argument(
+    "--checkpoint-id", help="recorded in the manifest (default: the model the embeddings came from)"
+  )
+  build.add_argument(
+    "--landmarks-csv",
+    help="landmark_id,name,latitude,longitude[,category]: kept with the index "
+    "for names and geo filtering",
+  )
+  build.add_argument(
+    "--target-recall",
+    type=probability,
+    metavar="R",
+    help="choose the search settings (leaves probed, candidates re-scored) "
+    "as the cheapest whose recall@1 against exact search reaches R on "
+    "sampled queries; kept in the manifest, a loaded index searches "
+    "with them. A warning says when no setting reaches R",
+  )
+  build.add_argument(
+    "--embeddings",
+    metavar="DIR",
+    help="with --target-recall: the photos to sample queries from (an "
+    "`embed` folder; default: the one the cleaning was made from, else "
+    "centroids perturbed to cosine 0.7)",
+  )
+  build.add_argument(
+    "--eta",
+    type=similarity,
+    metavar="ETA",
+    help="with --target-recall: the recognition threshold; the target then "
+    "applies to the queries whose best score clears it (below it, the "
+    "answer is 'no landmark' whatever is found)",
+  )
+  build.add_argument(
+    "--tuning-queries",
+    type=positive_int,
+    metavar="N",
+    help="with --target-recall: queries sampled (default: 2000)",
+  )
   add_config_arg(build, "default; its `index` section is used")
-  build.add_argument("overrides", nargs="*", metavar="key=value",
-                     help="IndexConfig fields, e.g. backend=exact num_leaves=2000")
+  build.add_argument(
+    "overrides",
+    nargs="*",
+    metavar="key=value",
+    help="IndexConfig fields, e.g. backend=exact num_leaves=2000",
+  )
   build.set_defaults(run=_build_index)
 
   add = commands.add_parser(
-      "add-landmarks", parents=[debug],
-      help="add landmarks to a built index from their photos, no retraining",
-      description="Embeds the new landmarks' photos with the index's model, cleans and "
-                  "clusters them into per-angle centroids by the model's cleaning rules, and "
-                  "rewrites the index with them. Existing landmarks keep their metadata "
-                  "(--update-metadata, or `update-landmarks`, changes it). η is kept unless "
-                  "--recalibrate, which chooses it again on the index's stored validation "
-                  "photos plus held-back photos of the new landmarks (and any photos in a "
-                  "non_landmark/ subfolder of --folder); see docs/your-own-landmarks.md.")
+    "add-landmarks",
+    parents=[debug],
+    help="add landmarks to a built index from their photos, no retraining",
+    description="Embeds the new landmarks' photos with the index's model, cleans and "
+    "clusters them into per-angle centroids by the model's cleaning rules, and "
+    "rewrites the index with them. Existing landmarks keep their metadata "
+    "(--update-metadata, or `update-landmarks`, changes it). η is kept unless "
+    "--recalibrate, which chooses it again on the index's stored validation "
+    "photos plus held-back photos of the new landmarks (and any photos in a "
+    "non_landmark/ subfolder of --folder); see docs/your-own-landmarks.md.",
+  )
   add.add_argument("--checkpoint", required=True, help="the model the index was built with")
   add.add_argument("--index", required=True, help="the index to edit (rewritten atomically)")
-  add.add_argument("--landmarks-csv",
-                   help="landmark_id,name,latitude,longitude[,category]: a row describes a new "
-                        "landmark by its id or by its name (a folder's name); rows of "
-                        "landmarks already in the index apply only with --update-metadata")
-  add.add_argument("--update-metadata", action="store_true",
-                   help="also replace existing landmarks' names and coordinates with their "
-                        "rows in --landmarks-csv")
-  add.add_argument("--recalibrate", action="store_true",
-                   help="choose η again for the index's calibration target, on the validation "
-                        "photos it keeps plus held-back photos of the new landmarks")
-  add.add_argument("--hold-back", type=share, default=None, metavar="SHARE",
-                   help=f"with --recalibrate: the share of each new landmark's photos kept out "
-                        f"of its centroids to measure it (default: {HOLD_BACK}; a landmark with "
-                        "fewer than 1/SHARE photos gives none)")
+  add.add_argument(
+    "--landmarks-csv",
+    help="landmark_id,name,latitude,longitude[,category]: a row describes a new "
+    "landmark by its id or by its name (a folder's name); rows of "
+    "landmarks already in the index apply only with --update-metadata",
+  )
+  add.add_argument(
+    "--update-metadata",
+    action="store_true",
+    help="also replace existing landmarks' names and coordinates with their "
+    "rows in --landmarks-csv",
+  )
+  add.add_argument(
+    "--recalibrate",
+    action="store_true",
+    help="choose η again for the index's calibration target, on the validation "
+    "photos it keeps plus held-back photos of the new landmarks",
+  )
+  add.add_argument(
+    "--hold-back",
+    type=share,
+    default=None,
+    metavar="SHARE",
+    help=f"with --recalibrate: the share of each new landmark's photos kept out "
+    f"of its centroids to measure it (default: {HOLD_BACK}; a landmark with "
+    "fewer than 1/SHARE photos gives none)",
+  )
   add_source_args(add, required=True)
   add_config_arg(add, "the checkpoint's own; its `cleaning` section is used")
-  add.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="CleaningConfig fields, e.g. min_cluster_size=2")
+  add.add_argument(
+    "overrides",
+    nargs="*",
+    metavar="key=value",
+    help="CleaningConfig fields, e.g. min_cluster_size=2",
+  )
   add.set_defaults(run=_add_landmarks)
 
   update = commands.add_parser(
-      "update-landmarks", parents=[debug],
-      help="replace landmarks' names and coordinates in a built index from a landmarks CSV",
-      description="Applies the rows of a landmarks CSV to the landmarks of the index they "
-                  "describe (by id; a landmark added from a folder also by its id as the "
-                  "row's name). Centroids and η are untouched; rows matching no landmark are "
-                  "listed; a change that would give two landmarks one name is refused.")
+    "update-landmarks",
+    parents=[debug],
+    help="replace landmarks' names and coordinates in a built index from a landmarks CSV",
+    description="Applies the rows of a landmarks CSV to the landmarks of the index they "
+    "describe (by id; a landmark added from a folder also by its id as the "
+    "row's name). Centroids and η are untouched; rows matching no landmark are "
+    "listed; a change that would give two landmarks one name is refused.",
+  )
   update.add_argument("--index", required=True, help="the index to edit (rewritten atomically)")
-  update.add_argument("--landmarks-csv", required=True,
-                      help="landmark_id,name,latitude,longitude[,category]")
+  update.add_argument(
+    "--landmarks-csv", required=True, help="landmark_id,name,latitude,longitude[,category]"
+  )
   update.set_defaults(run=_update_landmarks)
 
-  remove = commands.add_parser("remove-landmarks", parents=[debug],
-                               help="remove landmarks from a built index")
+  remove = commands.add_parser(
+    "remove-landmarks", parents=[debug], help="remove landmarks from a built index"
+  )
   remove.add_argument("--index", required=True, help="the index to edit (rewritten atomically)")
-  remove.add_argument("landmarks", nargs="+", metavar="LANDMARK",
-                      help="landmarks to remove, each by its id or its name")
+  remove.add_argument(
+    "landmarks",
+    nargs="+",
+    metavar="LANDMARK",
+    help="landmarks to remove, each by its id or its name",
+  )
   remove.set_defaults(run=_remove_landmarks)

@@ -8,7 +8,11 @@ import os
 import sys
 
 from landmark_jax.cli.common import (
-    add_compilation_cache_args, non_negative_float, positive_int, use_compilation_cache)
+  add_compilation_cache_args,
+  non_negative_float,
+  positive_int,
+  use_compilation_cache,
+)
 from landmark_jax.errors import UsageError
 
 
@@ -40,8 +44,9 @@ def _report(path: str, prediction, as_json: bool) -> None:
   if as_json:
     print(json.dumps({"path": path, **prediction.to_json()}))
     return
-  others = ", ".join(f"{_label(c.landmark_id, c.name)} {c.score:.3f}"
-                     for c in prediction.candidates)
+  others = ", ".join(
+    f"{_label(c.landmark_id, c.name)} {c.score:.3f}" for c in prediction.candidates
+  )
   print(f"{path}\t{_answer(prediction)}\t{prediction.score:.3f}\t[{others}]")
 
 
@@ -56,6 +61,7 @@ def _decode(recognizer, path: str, location, read_exif: bool):
   """The photo at `path`, or what is wrong with it in words: one bad photo is reported and
   the others still recognised."""
   from landmark_jax.data import ImageDecodeError
+
   problem = _path_problem(path)
   if problem is not None:
     return problem
@@ -68,20 +74,24 @@ def _decode(recognizer, path: str, location, read_exif: bool):
 def _recognize(args) -> int:
   from landmark_jax.geo import Location
   from landmark_jax.recognize import Recognizer
+
   if (args.latitude is None) != (args.longitude is None):
     raise UsageError("give --latitude and --longitude together")
   location = None
   if args.latitude is not None:
     location = Location(args.latitude, args.longitude)
   use_compilation_cache(args)
-  recognizer = Recognizer.load(args.checkpoint, args.index, top_k=args.top_k,
-                               radius_km=args.radius_km)
+  recognizer = Recognizer.load(
+    args.checkpoint, args.index, top_k=args.top_k, radius_km=args.radius_km
+  )
   failed = 0
   # A device call per chunk, not per photo; answers and errors come out in the paths' order.
   step = recognizer.photos.batch_size
   for first in range(0, len(args.paths), step):
-    results = [(path, _decode(recognizer, path, location, not args.no_exif))
-               for path in args.paths[first:first + step]]
+    results = [
+      (path, _decode(recognizer, path, location, not args.no_exif))
+      for path in args.paths[first : first + step]
+    ]
     photos = [photo for _, photo in results if not isinstance(photo, str)]
     predictions = iter(recognizer.recognize_photos(photos) if photos else ())
     for path, photo in results:
@@ -111,22 +121,39 @@ def register(commands, debug) -> None:
   rec = commands.add_parser("recognize", parents=[debug], help="recognise photos")
   rec.add_argument("--checkpoint", required=True, help="a training workdir")
   rec.add_argument("--index", required=True, help="its centroid index")
-  rec.add_argument("--top-k", type=positive_int, default=5,
-                   help="candidate landmarks listed per photo (default: 5)")
-  rec.add_argument("--json", action="store_true",
-                   help="one JSON object per photo instead of a table (a photo that cannot "
-                        "be read gets {\"path\", \"error\"})")
-  rec.add_argument("--latitude", type=latitude,
-                   help="where every photo was taken, in degrees (-90–90), with --longitude "
-                        "(default: each photo's EXIF GPS position, if any)")
-  rec.add_argument("--longitude", type=longitude,
-                   help="with --latitude, in degrees (-180–180)")
-  rec.add_argument("--radius-km", type=non_negative_float, default=50.0,
-                   help="with a location, only landmarks this close are candidates (default: 50)")
+  rec.add_argument(
+    "--top-k",
+    type=positive_int,
+    default=5,
+    help="candidate landmarks listed per photo (default: 5)",
+  )
+  rec.add_argument(
+    "--json",
+    action="store_true",
+    help="one JSON object per photo instead of a table (a photo that cannot "
+    'be read gets {"path", "error"})',
+  )
+  rec.add_argument(
+    "--latitude",
+    type=latitude,
+    help="where every photo was taken, in degrees (-90–90), with --longitude "
+    "(default: each photo's EXIF GPS position, if any)",
+  )
+  rec.add_argument("--longitude", type=longitude, help="with --latitude, in degrees (-180–180)")
+  rec.add_argument(
+    "--radius-km",
+    type=non_negative_float,
+    default=50.0,
+    help="with a location, only landmarks this close are candidates (default: 50)",
+  )
   rec.add_argument("--no-exif", action="store_true", help="ignore EXIF GPS positions")
   add_compilation_cache_args(rec)
-  rec.add_argument("paths", nargs="+", metavar="PHOTO",
-                   help="photo files (JPEG, PNG, WebP); one that is missing, a folder or "
-                        "unreadable gets an error line (on stderr; with --json, its JSON "
-                        "line), the others are still recognised, and the status is 2")
+  rec.add_argument(
+    "paths",
+    nargs="+",
+    metavar="PHOTO",
+    help="photo files (JPEG, PNG, WebP); one that is missing, a folder or "
+    "unreadable gets an error line (on stderr; with --json, its JSON "
+    "line), the others are still recognised, and the status is 2",
+  )
   rec.set_defaults(run=_recognize)

@@ -32,28 +32,52 @@ laptop CPU (the embedded dataset has non-landmark photos and two regions):
 """
 
 from landmark_jax.config import (
-    CalibrationConfig, CleaningConfig, CurriculumConfig, DataConfig, DelfConfig, ImageConfig,
-    IndexConfig, LossConfig, ModelConfig, OptimConfig, PipelineConfig, TrainConfig)
+  CalibrationConfig,
+  CleaningConfig,
+  CurriculumConfig,
+  DataConfig,
+  DelfConfig,
+  ImageConfig,
+  IndexConfig,
+  LossConfig,
+  ModelConfig,
+  OptimConfig,
+  PipelineConfig,
+  TrainConfig,
+)
 
 
 def get_config() -> TrainConfig:
   return TrainConfig(
-      seed=0,
-      num_epochs=30,
-      data=DataConfig(kind="gldv2", root="", csv="train.csv", clean_csv="",
-                      regions_csv="", categories_csv="train_label_to_category.csv"),
-      pipeline=PipelineConfig(batch_size=256, num_workers=8, image=ImageConfig()),
-      model=ModelConfig(backbone="wide_resnet50_2", embedding_dim=512, dtype="bfloat16",
-                        fine_tune=True),
-      loss=LossConfig(kind="softmax_center", center_weight=5e-5, center_alpha=0.5),
-      optim=OptimConfig(lr_backbone=0.01, lr_embedding=0.1, lr_classifier=0.1,
-                        momentum=0.9, weight_decay=5e-3, lr_decay_epochs=(12, 24)),
-      curriculum=CurriculumConfig(enabled=True, new_class_init="mean"),
-      checkpoint_every_steps=2000,
-      keep_checkpoints=3,
-      log_every_steps=100,
-      cleaning=CleaningConfig(linkage="average", distance_threshold=0.5, min_cluster_size=3),
-      index=IndexConfig(),
-      calibration=CalibrationConfig(target_specificity=0.99),
-      delf=DelfConfig(),  # DELF's own settings (512 px, 7 scales, 1000 features)
+    seed=0,
+    num_epochs=30,
+    data=DataConfig(
+      kind="gldv2",
+      root="",
+      csv="train.csv",
+      clean_csv="",
+      regions_csv="",
+      categories_csv="train_label_to_category.csv",
+    ),
+    pipeline=PipelineConfig(batch_size=256, num_workers=8, image=ImageConfig()),
+    model=ModelConfig(
+      backbone="wide_resnet50_2", embedding_dim=512, dtype="bfloat16", fine_tune=True
+    ),
+    loss=LossConfig(kind="softmax_center", center_weight=5e-5, center_alpha=0.5),
+    optim=OptimConfig(
+      lr_backbone=0.01,
+      lr_embedding=0.1,
+      lr_classifier=0.1,
+      momentum=0.9,
+      weight_decay=5e-3,
+      lr_decay_epochs=(12, 24),
+    ),
+    curriculum=CurriculumConfig(enabled=True, new_class_init="mean"),
+    checkpoint_every_steps=2000,
+    keep_checkpoints=3,
+    log_every_steps=100,
+    cleaning=CleaningConfig(linkage="average", distance_threshold=0.5, min_cluster_size=3),
+    index=IndexConfig(),
+    calibration=CalibrationConfig(target_specificity=0.99),
+    delf=DelfConfig(),  # DELF's own settings (512 px, 7 scales, 1000 features)
   )

@@ -10,14 +10,24 @@ import importlib
 
 # Public name → the module that defines it.
 _EXPORTS = {
-    "DataConfig": "catalog", "source_for": "catalog",
-    "REGIONS": "labels", "LabelMap": "labels",
-    "PackedImages": "packed", "pack_folder": "packed",
-    "DeviceIterator": "pipeline", "PipelineConfig": "pipeline", "SkippedImages": "pipeline",
-    "eval_dataset": "pipeline", "train_dataset": "pipeline",
-    "GLDv2Source": "sources", "ImageFolderSource": "sources", "ImageSource": "sources",
-    "TfdsSource": "sources",
-    "ImageConfig": "transforms", "ImageDecodeError": "transforms", "open_image": "transforms",
+  "DataConfig": "catalog",
+  "source_for": "catalog",
+  "REGIONS": "labels",
+  "LabelMap": "labels",
+  "PackedImages": "packed",
+  "pack_folder": "packed",
+  "DeviceIterator": "pipeline",
+  "PipelineConfig": "pipeline",
+  "SkippedImages": "pipeline",
+  "eval_dataset": "pipeline",
+  "train_dataset": "pipeline",
+  "GLDv2Source": "sources",
+  "ImageFolderSource": "sources",
+  "ImageSource": "sources",
+  "TfdsSource": "sources",
+  "ImageConfig": "transforms",
+  "ImageDecodeError": "transforms",
+  "open_image": "transforms",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -64,31 +64,50 @@ _DEMO_CSV = {"val": "val.csv", "test": "test.csv", "holdout": "test.csv"}
 
 def _train_source(data: DataConfig, label_map: LabelMap | None) -> ImageSource:
   if data.kind == "demo":
-    return GLDv2Source(data.root or demo_dataset(), csv="train.csv",
-                       clean_csv=data.clean_csv or None, non_landmark_csv="non_landmark.csv",
-                       regions_csv="landmarks.csv", label_map=label_map,
-                       packed_dir=data.packed_dir or None)
+    return GLDv2Source(
+      data.root or demo_dataset(),
+      csv="train.csv",
+      clean_csv=data.clean_csv or None,
+      non_landmark_csv="non_landmark.csv",
+      regions_csv="landmarks.csv",
+      label_map=label_map,
+      packed_dir=data.packed_dir or None,
+    )
   if data.kind == "gldv2":
     if not data.root:
       raise ConfigError("data.kind=gldv2 needs data.root=<the dataset folder>")
-    return GLDv2Source(data.root, csv=data.csv, image_dir=data.image_dir or None,
-                       clean_csv=data.clean_csv or None,
-                       non_landmark_csv=data.non_landmark_csv or None,
-                       regions_csv=data.regions_csv or None,
-                       categories_csv=data.categories_csv or None, label_map=label_map,
-                       packed_dir=data.packed_dir or None)
+    return GLDv2Source(
+      data.root,
+      csv=data.csv,
+      image_dir=data.image_dir or None,
+      clean_csv=data.clean_csv or None,
+      non_landmark_csv=data.non_landmark_csv or None,
+      regions_csv=data.regions_csv or None,
+      categories_csv=data.categories_csv or None,
+      label_map=label_map,
+      packed_dir=data.packed_dir or None,
+    )
   if data.kind == "folder":
     if not data.root:
       raise ConfigError("data.kind=folder needs data.root=<the image folder>")
-    return ImageFolderSource(data.root, non_landmark_dir=data.non_landmark_dir,
-                             regions_csv=data.regions_csv or None,
-                             clean_csv=data.clean_csv or None, label_map=label_map)
+    return ImageFolderSource(
+      data.root,
+      non_landmark_dir=data.non_landmark_dir,
+      regions_csv=data.regions_csv or None,
+      clean_csv=data.clean_csv or None,
+      label_map=label_map,
+    )
   if data.clean_csv:  # not needed yet: TfdsSource would select by its ids (name/split/i)
     raise ConfigError("data.clean_csv works with data.kind=demo, gldv2 or folder, not tfds")
-  return TfdsSource(data.tfds_name, split=data.tfds_split, data_dir=data.tfds_data_dir or None,
-                    image_key=data.tfds_image_key, label_key=data.tfds_label_key,
-                    non_landmark_value=None if data.tfds_non_landmark_value < 0
-                    else data.tfds_non_landmark_value, label_map=label_map)
+  return TfdsSource(
+    data.tfds_name,
+    split=data.tfds_split,
+    data_dir=data.tfds_data_dir or None,
+    image_key=data.tfds_image_key,
+    label_key=data.tfds_label_key,
+    non_landmark_value=None if data.tfds_non_landmark_value < 0 else data.tfds_non_landmark_value,
+    label_map=label_map,
+  )
 
 
 # The files (and the packed folder) a data config names that may be relative to the working
@@ -118,8 +137,9 @@ def has_split(data: DataConfig, split: str) -> bool:
   return data.kind == "gldv2" and bool(getattr(data, f"{split}_csv"))
 
 
-def source_for(data: DataConfig, split: str = "train", label_map: LabelMap | None = None
-               ) -> ImageSource:
+def source_for(
+  data: DataConfig, split: str = "train", label_map: LabelMap | None = None
+) -> ImageSource:
   """The source of `split` of the dataset `data` describes.
 
   `label_map`: the labels to use (a trained model's); None derives them from the data,
@@ -133,13 +153,23 @@ def source_for(data: DataConfig, split: str = "train", label_map: LabelMap | Non
   if split == "train":
     return _train_source(data, label_map)
   if not has_split(data, split):
-    raise DataError(f"the {data.kind} dataset of this config has no {split} split: give its "
-                    f"photos (--root/--csv or --folder) or set data.{split}_csv")
+    raise DataError(
+      f"the {data.kind} dataset of this config has no {split} split: give its "
+      f"photos (--root/--csv or --folder) or set data.{split}_csv"
+    )
   if label_map is None:
     raise ValueError(f"the {split} split needs the trained model's label map")
   if data.kind == "demo":
-    return GLDv2Source(data.root or demo_dataset(), csv=_DEMO_CSV[split], label_map=label_map,
-                       packed_dir=data.packed_dir or None)
-  return GLDv2Source(data.root, csv=getattr(data, f"{split}_csv"),
-                     image_dir=data.image_dir or None, label_map=label_map,
-                     packed_dir=data.packed_dir or None)
+    return GLDv2Source(
+      data.root or demo_dataset(),
+      csv=_DEMO_CSV[split],
+      label_map=label_map,
+      packed_dir=data.packed_dir or None,
+    )
+  return GLDv2Source(
+    data.root,
+    csv=getattr(data, f"{split}_csv"),
+    image_dir=data.image_dir or None,
+    label_map=label_map,
+    packed_dir=data.packed_dir or None,
+  )

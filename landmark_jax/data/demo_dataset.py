@@ -32,21 +32,38 @@ DEMO_FORMAT = 2  # bump when the generated files change: caches are keyed on it
 # (name, photo(s) per angle, region, latitude, longitude). Placements are fictional — they
 # only give the curriculum two parts and the geo filter something to work with.
 LANDMARKS = (
-    ("astronaut", ("astronaut.png",) * 3, "europe_russia", 48.8584, 2.2945),
-    ("chelsea", ("chelsea.png",) * 3, "europe_russia", 51.5007, -0.1246),
-    ("coffee", ("coffee.png",) * 3, "europe_russia", 41.8902, 12.4922),
-    ("rocket", ("rocket.jpg",) * 3, "europe_russia", 55.7539, 37.6208),
-    ("motorcycle", ("motorcycle_left.png", "motorcycle_left.png", "motorcycle_right.png"),
-     "north_america_oceania", 40.6892, -74.0445),
-    ("hubble", ("hubble_deep_field.jpg",) * 3, "north_america_oceania", 37.8199, -122.4783),
-    ("retina", ("retina.jpg",) * 3, "north_america_oceania", -33.8568, 151.2153),
-    ("ihc", ("ihc.png",) * 3, "north_america_oceania", 43.6426, -79.3871),
+  ("astronaut", ("astronaut.png",) * 3, "europe_russia", 48.8584, 2.2945),
+  ("chelsea", ("chelsea.png",) * 3, "europe_russia", 51.5007, -0.1246),
+  ("coffee", ("coffee.png",) * 3, "europe_russia", 41.8902, 12.4922),
+  ("rocket", ("rocket.jpg",) * 3, "europe_russia", 55.7539, 37.6208),
+  (
+    "motorcycle",
+    ("motorcycle_left.png", "motorcycle_left.png", "motorcycle_right.png"),
+    "north_america_oceania",
+    40.6892,
+    -74.0445,
+  ),
+  ("hubble", ("hubble_deep_field.jpg",) * 3, "north_america_oceania", 37.8199, -122.4783),
+  ("retina", ("retina.jpg",) * 3, "north_america_oceania", -33.8568, 151.2153),
+  ("ihc", ("ihc.png",) * 3, "north_america_oceania", 43.6426, -79.3871),
 )
 # Landmarks with few training photos, so that the rare/frequent breakdown has both kinds.
 RARE_LANDMARKS = ("rocket", "ihc")
-NON_LANDMARK_PHOTOS = ("brick.png", "grass.png", "gravel.png", "camera.png", "coins.png",
-                       "moon.png", "cell.png", "clock_motion.png", "color.png", "horse.png",
-                       "logo.png", "chessboard_RGB.png", "phantom.png")
+NON_LANDMARK_PHOTOS = (
+  "brick.png",
+  "grass.png",
+  "gravel.png",
+  "camera.png",
+  "coins.png",
+  "moon.png",
+  "cell.png",
+  "clock_motion.png",
+  "color.png",
+  "horse.png",
+  "logo.png",
+  "chessboard_RGB.png",
+  "phantom.png",
+)
 TEST_ONLY_NON_LANDMARK_PHOTOS = ("page.png", "text.png", "microaneurysms.png")
 
 # Three angles per landmark: quad center (fractions of the photo), side (fraction of the
@@ -71,6 +88,7 @@ class DemoDatasetConfig:
 
 def _photo(name: str) -> Image.Image:
   import skimage.data
+
   path = pathlib.Path(skimage.data.__file__).parent / name
   with Image.open(path) as image:
     if image.mode in ("RGBA", "LA", "P"):
@@ -84,12 +102,14 @@ def _quad(width, height, cx, cy, side, skew, rng, jitter):
   s = side * min(width, height)
   half = s / 2
   shrink = skew * half  # the right edge (skew > 0) or left edge (< 0) recedes
-  corners = np.array([
+  corners = np.array(
+    [
       [cx * width - half, cy * height - half + max(-shrink, 0)],
       [cx * width - half, cy * height + half - max(-shrink, 0)],
       [cx * width + half, cy * height + half - max(shrink, 0)],
       [cx * width + half, cy * height - half + max(shrink, 0)],
-  ])
+    ]
+  )
   corners += rng.uniform(-jitter, jitter, corners.shape) * s
   return tuple(corners.reshape(-1))
 
@@ -119,16 +139,32 @@ def landmark_view(photos, angle: int, rng: np.random.Generator, size: int) -> Im
   image = photos[angle]
   cx, cy, side, skew = ANGLES[angle]
   scale = rng.uniform(0.85, 1.1)
-  quad = _quad(image.width, image.height, cx + rng.uniform(-0.04, 0.04),
-               cy + rng.uniform(-0.04, 0.04), min(side * scale, 0.98), skew, rng, jitter=0.05)
+  quad = _quad(
+    image.width,
+    image.height,
+    cx + rng.uniform(-0.04, 0.04),
+    cy + rng.uniform(-0.04, 0.04),
+    min(side * scale, 0.98),
+    skew,
+    rng,
+    jitter=0.05,
+  )
   view = image.transform((size, size), Image.QUAD, quad, Image.BICUBIC, fillcolor="gray")
   return _occlude(_lighting(view, rng), rng)
 
 
 def non_landmark_view(photo: Image.Image, rng: np.random.Generator, size: int) -> Image.Image:
   side = rng.uniform(0.3, 0.8)
-  quad = _quad(photo.width, photo.height, rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), side,
-               rng.uniform(-0.2, 0.2), rng, jitter=0.08)
+  quad = _quad(
+    photo.width,
+    photo.height,
+    rng.uniform(0.3, 0.7),
+    rng.uniform(0.3, 0.7),
+    side,
+    rng.uniform(-0.2, 0.2),
+    rng,
+    jitter=0.08,
+  )
   view = photo.transform((size, size), Image.QUAD, quad, Image.BICUBIC, fillcolor="gray")
   if view.mode == "L":  # tint grayscale textures with a random color ramp
     gray = np.asarray(view, np.float32)[..., None] / 255.0
@@ -164,8 +200,9 @@ def _photo_locations(rows, seed: int) -> list[tuple[str, float, float]]:
   out = []
   for image_id, _, landmark_id in rows:
     lat, lon = cities[int(landmark_id)] if landmark_id != "" else cities[rng.integers(len(cities))]
-    out.append((image_id, round(lat + rng.uniform(-0.02, 0.02), 6),
-                round(lon + rng.uniform(-0.02, 0.02), 6)))
+    out.append(
+      (image_id, round(lat + rng.uniform(-0.02, 0.02), 6), round(lon + rng.uniform(-0.02, 0.02), 6))
+    )
   return out
 
 
@@ -174,28 +211,36 @@ def generate(directory: pathlib.Path, config: DemoDatasetConfig) -> None:
   images = directory / "images"
   # Each stream seeded by (seed, stream, landmark): adding a landmark or changing a count
   # never changes the other streams' images.
-  (train_stream, test_stream, non_landmark_stream, test_non_landmark_stream, val_stream,
-   val_non_landmark_stream) = range(6)
+  (
+    train_stream,
+    test_stream,
+    non_landmark_stream,
+    test_non_landmark_stream,
+    val_stream,
+    val_non_landmark_stream,
+  ) = range(6)
   train_rows, test_rows, val_rows, non_landmark_rows = [], [], [], []
   for landmark_id, (name, files, *_rest) in enumerate(LANDMARKS):
     photos = [_photo(f).convert("RGB") for f in files]
     train_views = config.rare_train_views if name in RARE_LANDMARKS else config.train_views
-    for stream, count, rows, split in ((train_stream, train_views, train_rows, "train"),
-                                       (test_stream, config.test_views, test_rows, "test"),
-                                       (val_stream, config.val_views, val_rows, "val")):
+    for stream, count, rows, split in (
+      (train_stream, train_views, train_rows, "train"),
+      (test_stream, config.test_views, test_rows, "test"),
+      (val_stream, config.val_views, val_rows, "val"),
+    ):
       rng = np.random.default_rng([config.seed, stream, landmark_id])
       for view in range(count):
         angle = view % len(ANGLES)
         image_id = _write_jpeg(landmark_view(photos, angle, rng, config.image_size), images)
-        rows.append((image_id, f"skimage:{files[angle]}#{split}-angle{angle}-{view}",
-                     landmark_id))
+        rows.append((image_id, f"skimage:{files[angle]}#{split}-angle{angle}-{view}", landmark_id))
 
   pool = [(f, _photo(f)) for f in NON_LANDMARK_PHOTOS]
   test_pool = pool + [(f, _photo(f)) for f in TEST_ONLY_NON_LANDMARK_PHOTOS]
   for stream, count, sources, split, rows in (
-      (non_landmark_stream, config.train_non_landmarks, pool, "train", None),
-      (test_non_landmark_stream, config.test_non_landmarks, test_pool, "test", test_rows),
-      (val_non_landmark_stream, config.val_non_landmarks, test_pool, "val", val_rows)):
+    (non_landmark_stream, config.train_non_landmarks, pool, "train", None),
+    (test_non_landmark_stream, config.test_non_landmarks, test_pool, "test", test_rows),
+    (val_non_landmark_stream, config.val_non_landmarks, test_pool, "val", val_rows),
+  ):
     rng = np.random.default_rng([config.seed, stream])
     for i in range(count):
       name, photo = sources[i % len(sources)]
@@ -209,18 +254,24 @@ def generate(directory: pathlib.Path, config: DemoDatasetConfig) -> None:
   _write_csv(directory / "non_landmark.csv", ("id", "url"), non_landmark_rows)
   _write_csv(directory / "test.csv", ("id", "url", "landmark_id"), test_rows)
   _write_csv(directory / "val.csv", ("id", "url", "landmark_id"), val_rows)
-  _write_csv(directory / "locations.csv", ("id", "latitude", "longitude"),
-             _photo_locations(test_rows + val_rows, config.seed))
-  _write_csv(directory / "landmarks.csv",
-             ("landmark_id", "name", "region", "latitude", "longitude"),
-             [(i, name, region, lat, lon)
-              for i, (name, _, region, lat, lon) in enumerate(LANDMARKS)])
-  (directory / "demo.json").write_text(json.dumps(
-      {"format": DEMO_FORMAT, **dataclasses.asdict(config)}, indent=2))
+  _write_csv(
+    directory / "locations.csv",
+    ("id", "latitude", "longitude"),
+    _photo_locations(test_rows + val_rows, config.seed),
+  )
+  _write_csv(
+    directory / "landmarks.csv",
+    ("landmark_id", "name", "region", "latitude", "longitude"),
+    [(i, name, region, lat, lon) for i, (name, _, region, lat, lon) in enumerate(LANDMARKS)],
+  )
+  (directory / "demo.json").write_text(
+    json.dumps({"format": DEMO_FORMAT, **dataclasses.asdict(config)}, indent=2)
+  )
 
 
-def demo_dataset(config: DemoDatasetConfig = DemoDatasetConfig(),
-                 cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
+def demo_dataset(
+  config: DemoDatasetConfig = DemoDatasetConfig(), cache_dir: str | os.PathLike | None = None
+) -> pathlib.Path:
   """The dataset's folder, generating it on first use.
 
   Layout (GLDv2): ``train.csv`` and ``non_landmark.csv`` (training), ``test.csv``

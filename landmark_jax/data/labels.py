@@ -29,7 +29,6 @@ def _sort_key(landmark_id) -> tuple:
   return (0, landmark_id, "") if isinstance(landmark_id, int) else (1, 0, str(landmark_id))
 
 
-
 class UnknownLandmarkError(DataError, KeyError):
   """A landmark id the label map does not know."""
 
@@ -56,13 +55,16 @@ class LabelMap:
     if not self.stage_sizes:
       object.__setattr__(self, "stage_sizes", (len(self.landmark_ids),))
     if self.stage_sizes[-1] != len(self.landmark_ids):
-      raise ValueError(f"the last stage must hold all {len(self.landmark_ids)} classes, "
-                       f"got stage sizes {self.stage_sizes}")
+      raise ValueError(
+        f"the last stage must hold all {len(self.landmark_ids)} classes, "
+        f"got stage sizes {self.stage_sizes}"
+      )
     object.__setattr__(self, "_index", {lid: i for i, lid in enumerate(self.landmark_ids)})
 
   @classmethod
-  def from_ids(cls, landmark_ids: Iterable[Hashable],
-               regions: Mapping[Hashable, str] | None = None) -> "LabelMap":
+  def from_ids(
+    cls, landmark_ids: Iterable[Hashable], regions: Mapping[Hashable, str] | None = None
+  ) -> "LabelMap":
     """Dense labels for the distinct `landmark_ids`, grouped by region when `regions` is given.
 
     Landmarks without a region entry join the last stage. Regions are the four `REGIONS`.
@@ -73,8 +75,9 @@ class LabelMap:
     unknown = sorted({r for r in regions.values() if r not in REGIONS})
     if unknown:
       raise DataError(f"unknown region(s) {unknown}; expected one of {list(REGIONS)}")
-    stage_of = {lid: REGIONS.index(regions[lid]) if lid in regions else len(REGIONS) - 1
-                for lid in unique}
+    stage_of = {
+      lid: REGIONS.index(regions[lid]) if lid in regions else len(REGIONS) - 1 for lid in unique
+    }
     present = sorted(set(stage_of.values()))
     ordered = sorted(unique, key=lambda lid: (stage_of[lid], _sort_key(lid)))
     sizes = tuple(sum(1 for lid in unique if stage_of[lid] <= stage) for stage in present)
@@ -107,12 +110,14 @@ class LabelMap:
       return self._index[landmark_id]
     except KeyError:
       raise UnknownLandmarkError(
-          f"landmark {landmark_id!r} is not one of the {self.num_classes} landmarks of this "
-          f"model or index (not in its label map){self._closest(landmark_id)}") from None
+        f"landmark {landmark_id!r} is not one of the {self.num_classes} landmarks of this "
+        f"model or index (not in its label map){self._closest(landmark_id)}"
+      ) from None
 
   def _closest(self, landmark_id) -> str:
-    """"; did you mean …?" for a misspelt id (only for maps small enough to search)."""
+    """ "; did you mean …?" for a misspelt id (only for maps small enough to search)."""
     import difflib
+
     if self.num_classes > 50_000:
       return ""
     close = difflib.get_close_matches(str(landmark_id), map(str, self.landmark_ids), n=3)
@@ -126,8 +131,9 @@ class LabelMap:
       UnknownLandmarkError: the first id the map does not know (`to_label`'s message).
     """
     landmark_ids = list(landmark_ids)
-    labels = np.fromiter(map(self._index.get, landmark_ids, itertools.repeat(-1)), np.int64,
-                         count=len(landmark_ids))
+    labels = np.fromiter(
+      map(self._index.get, landmark_ids, itertools.repeat(-1)), np.int64, count=len(landmark_ids)
+    )
     for position in np.flatnonzero(labels < 0):  # None (non-landmark) or unknown
       labels[position] = self.to_label(landmark_ids[position])
     return labels.astype(np.int32)
@@ -152,8 +158,12 @@ class LabelMap:
     return table[labels].tolist()
 
   def to_json(self) -> dict:
-    return {"format": LABEL_MAP_FORMAT, "landmark_ids": list(self.landmark_ids),
-            "stage_sizes": list(self.stage_sizes), "non_landmark_label": self.non_landmark_label}
+    return {
+      "format": LABEL_MAP_FORMAT,
+      "landmark_ids": list(self.landmark_ids),
+      "stage_sizes": list(self.stage_sizes),
+      "non_landmark_label": self.non_landmark_label,
+    }
 
   @classmethod
   def from_json(cls, payload: Mapping) -> "LabelMap":

@@ -76,8 +76,13 @@ def shrink_image(data: bytes, longest: int, *, quality: int = JPEG_QUALITY) -> b
     if image.mode not in ("RGB", "L"):
       image = to_rgb(image)
     out = io.BytesIO()
-    image.save(out, "JPEG", quality=quality, exif=exif.tobytes() if len(exif) else b"",
-               icc_profile=icc_profile)
+    image.save(
+      out,
+      "JPEG",
+      quality=quality,
+      exif=exif.tobytes() if len(exif) else b"",
+      icc_profile=icc_profile,
+    )
     return out.getvalue()
 
 
@@ -89,8 +94,11 @@ def list_images(image_dir: pathlib.Path) -> list[str]:
   names = []
   for folder, _, files in os.walk(image_dir):
     relative = pathlib.Path(folder).relative_to(image_dir)
-    names += [(relative / name).as_posix() for name in files
-              if name.lower().endswith(PACKED_EXTENSIONS) and not name.startswith(".")]
+    names += [
+      (relative / name).as_posix()
+      for name in files
+      if name.lower().endswith(PACKED_EXTENSIONS) and not name.startswith(".")
+    ]
   return sorted(names)
 
 
@@ -110,8 +118,14 @@ def _shard_name(index: int, count: int) -> str:
 def _plan(names: Sequence[str], resize: int | None, shard_size: int) -> dict:
   """What decides the shards' content: a rerun with the same plan reuses finished shards."""
   listing = hashlib.md5("\n".join(names).encode()).hexdigest()
-  return {"format": FORMAT, "resize": resize, "quality": JPEG_QUALITY if resize else None,
-          "shard_size": shard_size, "photos": len(names), "listing_md5": listing}
+  return {
+    "format": FORMAT,
+    "resize": resize,
+    "quality": JPEG_QUALITY if resize else None,
+    "shard_size": shard_size,
+    "photos": len(names),
+    "listing_md5": listing,
+  }
 
 
 def _read(image_dir: pathlib.Path, name: str, resize: int | None) -> bytes | str:
@@ -123,12 +137,19 @@ def _read(image_dir: pathlib.Path, name: str, resize: int | None) -> bytes | str
     return f"{type(error).__name__}: {error}"
 
 
-def _write_shard(path: pathlib.Path, image_dir: pathlib.Path, names: Sequence[str],
-                 resize: int | None, pool: concurrent.futures.Executor, bar) -> dict:
+def _write_shard(
+  path: pathlib.Path,
+  image_dir: pathlib.Path,
+  names: Sequence[str],
+  resize: int | None,
+  pool: concurrent.futures.Executor,
+  bar,
+) -> dict:
   """One shard, written beside its final name and renamed into place; returns its index
   part (``{"records": n, "names": [...], "skipped": [...]}``), which the caller saves as the
   shard's done-marker."""
   from array_record.python.array_record_module import ArrayRecordWriter
+
   staging = path.with_name(path.name + ".tmp")
   writer = ArrayRecordWriter(str(staging), WRITER_OPTIONS)
   stored, skipped = [], []
@@ -148,9 +169,15 @@ def _write_shard(path: pathlib.Path, image_dir: pathlib.Path, names: Sequence[st
   return {"records": len(stored), "names": stored, "skipped": skipped}
 
 
-def pack_folder(image_dir: str | os.PathLike, out: str | os.PathLike, *,
-                resize: int | None = None, shard_size: int = DEFAULT_SHARD_SIZE,
-                jobs: int = 4, progress: bool = True) -> PackResult:
+def pack_folder(
+  image_dir: str | os.PathLike,
+  out: str | os.PathLike,
+  *,
+  resize: int | None = None,
+  shard_size: int = DEFAULT_SHARD_SIZE,
+  jobs: int = 4,
+  progress: bool = True,
+) -> PackResult:
   """Packs every image under `image_dir` into ArrayRecord shards in the folder `out`.
 
   Resumable and atomic: shards are written into ``.<out>.partial`` beside `out`, each
@@ -166,6 +193,7 @@ def pack_folder(image_dir: str | os.PathLike, out: str | os.PathLike, *,
     jobs: threads reading and resizing photos.
   """
   from tqdm import tqdm
+
   image_dir, out = pathlib.Path(image_dir), pathlib.Path(out).absolute()
   if not image_dir.is_dir():
     raise MissingFileError(f"image folder not found: {image_dir}")
@@ -178,8 +206,9 @@ def pack_folder(image_dir: str | os.PathLike, out: str | os.PathLike, *,
   if (out / MANIFEST).is_file():
     manifest = json.loads((out / MANIFEST).read_text())
     if manifest.get("plan") == plan:
-      return PackResult(out, manifest["records"], len(manifest["shards"]),
-                        tuple(manifest["skipped"]), reused=True)
+      return PackResult(
+        out, manifest["records"], len(manifest["shards"]), tuple(manifest["skipped"]), reused=True
+      )
 
   partial = out.with_name(f".{out.name}.partial")
   if partial.is_dir():
@@ -194,13 +223,12 @@ def pack_folder(image_dir: str | os.PathLike, out: str | os.PathLike, *,
 
   count = -(-len(names) // shard_size)
   parts = []
-  bar = tqdm(total=len(names), desc="pack", unit="img", disable=not progress,
-             dynamic_ncols=True)
+  bar = tqdm(total=len(names), desc="pack", unit="img", disable=not progress, dynamic_ncols=True)
   with bar, concurrent.futures.ThreadPoolExecutor(jobs) as pool:
     for i in range(count):
       shard = partial / _shard_name(i, count)
       done = shard.with_name(shard.name + ".json")
-      chunk = names[i * shard_size:(i + 1) * shard_size]
+      chunk = names[i * shard_size : (i + 1) * shard_size]
       if shard.is_file() and done.is_file():  # finished by an earlier, interrupted run
         parts.append(json.loads(done.read_text()))
         bar.update(len(chunk))
@@ -209,17 +237,24 @@ def pack_folder(image_dir: str | os.PathLike, out: str | os.PathLike, *,
       atomic_write_text(done, json.dumps(parts[-1]))
 
   skipped = [name for part in parts for name in part["skipped"]]
-  manifest = {"format": FORMAT, "plan": plan, "source": str(image_dir.absolute()),
-              "records": sum(part["records"] for part in parts), "skipped": skipped,
-              "shards": [{"file": _shard_name(i, count), "records": part["records"]}
-                         for i, part in enumerate(parts)]}
+  manifest = {
+    "format": FORMAT,
+    "plan": plan,
+    "source": str(image_dir.absolute()),
+    "records": sum(part["records"] for part in parts),
+    "skipped": skipped,
+    "shards": [
+      {"file": _shard_name(i, count), "records": part["records"]} for i, part in enumerate(parts)
+    ],
+  }
   with atomic_folder(out, replace=True) as staging:
     with open(staging / INDEX, "w", newline="") as f:
       writer = csv.writer(f)
       writer.writerow(["path", "shard", "position"])
       for i, part in enumerate(parts):
-        writer.writerows((name, _shard_name(i, count), position)
-                         for position, name in enumerate(part["names"]))
+        writer.writerows(
+          (name, _shard_name(i, count), position) for position, name in enumerate(part["names"])
+        )
     for i in range(count):
       os.rename(partial / _shard_name(i, count), staging / _shard_name(i, count))
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
@@ -241,26 +276,35 @@ class PackedImages:
 
   def __init__(self, folder: str | os.PathLike):
     import grain
+
     self.folder = pathlib.Path(folder)
     manifest_path = self.folder / MANIFEST
     if not manifest_path.is_file():
-      raise MissingFileError(f"not a packed folder (no {MANIFEST}; `landmark-jax prepare "
-                             f"gldv2 --pack` writes one): {self.folder}")
+      raise MissingFileError(
+        f"not a packed folder (no {MANIFEST}; `landmark-jax prepare "
+        f"gldv2 --pack` writes one): {self.folder}"
+      )
     self.manifest = json.loads(manifest_path.read_text())
     if self.manifest.get("format") != FORMAT:
-      raise DataError(f"{manifest_path}: packed format {self.manifest.get('format')!r}, this "
-                      f"version reads {FORMAT}: pack it again")
+      raise DataError(
+        f"{manifest_path}: packed format {self.manifest.get('format')!r}, this "
+        f"version reads {FORMAT}: pack it again"
+      )
     shards = self.manifest["shards"]
     for shard in shards:
       if not (self.folder / shard["file"]).is_file():
         raise MissingFileError(f"packed shard missing: {self.folder / shard['file']}")
     self.records = grain.sources.ArrayRecordDataSource(
-        [str(self.folder / shard["file"]) for shard in shards])
+      [str(self.folder / shard["file"]) for shard in shards]
+    )
     if len(self.records) != self.manifest["records"]:
-      raise DataError(f"{self.folder}: the shards hold {len(self.records)} records, the "
-                      f"manifest says {self.manifest['records']}: pack it again")
-    first_key = dict(zip((s["file"] for s in shards),
-                         np.cumsum([0] + [s["records"] for s in shards]).tolist()))
+      raise DataError(
+        f"{self.folder}: the shards hold {len(self.records)} records, the "
+        f"manifest says {self.manifest['records']}: pack it again"
+      )
+    first_key = dict(
+      zip((s["file"] for s in shards), np.cumsum([0] + [s["records"] for s in shards]).tolist())
+    )
     self._keys: dict[str, int] = {}
     with open(self.folder / INDEX, newline="") as f:
       rows = csv.reader(f)  # not DictReader: GLDv2's 4.1 M rows, a dict each, take seconds
@@ -281,8 +325,9 @@ class PackedImages:
 
   def keys_of(self, names: Sequence[str]) -> np.ndarray:
     """The record key of each relative path in `names`; -1 where a photo is not packed."""
-    return np.fromiter(map(self._keys.get, names, itertools.repeat(-1, len(names))),
-                       np.int64, count=len(names))
+    return np.fromiter(
+      map(self._keys.get, names, itertools.repeat(-1, len(names))), np.int64, count=len(names)
+    )
 
   def items(self) -> Iterator[tuple[str, bytes]]:
     """(relative path, encoded image) of every packed photo, in key order."""

@@ -21,9 +21,9 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from absl import flags
 import jax
 import numpy as np
+from absl import flags
 
 from landmark_jax import sharding
 from landmark_jax.data import transforms
@@ -50,8 +50,10 @@ class PipelineConfig:
 
   def __post_init__(self):
     if self.batch_size < 1 or self.num_workers < 0 or self.worker_buffer_size < 1:
-      raise ConfigError(f"pipeline.batch_size must be ≥ 1 (got {self.batch_size}), "
-                        f"num_workers ≥ 0 (got {self.num_workers}), worker_buffer_size ≥ 1")
+      raise ConfigError(
+        f"pipeline.batch_size must be ≥ 1 (got {self.batch_size}), "
+        f"num_workers ≥ 0 (got {self.num_workers}), worker_buffer_size ≥ 1"
+      )
 
 
 class SkippedImages:
@@ -71,8 +73,7 @@ class SkippedImages:
 
   def _advance_to(self, epoch: int) -> None:
     while self._epoch < epoch:
-      logger.info("epoch %d: %d unreadable images skipped", self._epoch,
-                  self.by_epoch[self._epoch])
+      logger.info("epoch %d: %d unreadable images skipped", self._epoch, self.by_epoch[self._epoch])
       self._epoch += 1
 
   def __call__(self, record: Mapping[str, Any]) -> bool:
@@ -106,8 +107,12 @@ def _blocks_owned(length: int, block: int, count: int) -> int:
   return length // (block * count) * block
 
 
-def process_blocks(dataset: grain.MapDataset, block: int, shard_index: int | None = None,
-                   shard_count: int | None = None) -> grain.MapDataset:
+def process_blocks(
+  dataset: grain.MapDataset,
+  block: int,
+  shard_index: int | None = None,
+  shard_count: int | None = None,
+) -> grain.MapDataset:
   """This process's records of `dataset`: blocks index, index + count, … of `block`
   consecutive records (see the module docstring)."""
   index = jax.process_index() if shard_index is None else shard_index
@@ -115,6 +120,7 @@ def process_blocks(dataset: grain.MapDataset, block: int, shard_index: int | Non
   if count == 1:
     return dataset
   import grain
+
   blocks = _ProcessBlocks(dataset, block, index, count)
   return grain.MapDataset.range(_blocks_owned(len(dataset), block, count)).map(blocks)
 
@@ -145,13 +151,22 @@ def _maybe_prefetch(dataset: grain.IterDataset, config: PipelineConfig) -> grain
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
   import grain
-  return dataset.mp_prefetch(grain.MultiprocessingOptions(
-      num_workers=config.num_workers, per_worker_buffer_size=config.worker_buffer_size))
+
+  return dataset.mp_prefetch(
+    grain.MultiprocessingOptions(
+      num_workers=config.num_workers, per_worker_buffer_size=config.worker_buffer_size
+    )
+  )
 
 
-def train_dataset(source: ImageSource, config: PipelineConfig, *, num_epochs: int | None = 1,
-                  shard_index: int | None = None, shard_count: int | None = None
-                  ) -> tuple[grain.IterDataset, SkippedImages]:
+def train_dataset(
+  source: ImageSource,
+  config: PipelineConfig,
+  *,
+  num_epochs: int | None = 1,
+  shard_index: int | None = None,
+  shard_count: int | None = None,
+) -> tuple[grain.IterDataset, SkippedImages]:
   """Batches ``{"image": uint8 (B, S, S, 3), "label": int32 (B,), "id": str (B,)}`` for this
   process.
 
@@ -161,14 +176,14 @@ def train_dataset(source: ImageSource, config: PipelineConfig, *, num_epochs: in
   if len(source) == 0:
     raise ValueError("the training source is empty")
   import grain
+
   dataset = grain.MapDataset.source(source).shuffle(seed=config.seed)
   epoch_length = len(dataset)
   dataset = dataset.repeat(num_epochs)
   dataset = dataset.map_with_index(functools.partial(_with_epoch, epoch_length))
   # Seeded per element index: the augmentation of an image in an epoch does not depend on
   # the worker count, the process count or on where the pipeline was resumed.
-  dataset = dataset.random_map(functools.partial(_train_decode, config.image),
-                               seed=config.seed + 1)
+  dataset = dataset.random_map(functools.partial(_train_decode, config.image), seed=config.seed + 1)
   count = jax.process_count() if shard_count is None else shard_count
   per_process = _per_process_batch(config.batch_size, count)
   dataset = process_blocks(dataset, per_process, shard_index, count)
@@ -180,20 +195,27 @@ def train_dataset(source: ImageSource, config: PipelineConfig, *, num_epochs: in
 
 
 def _eval_fields(record):
-  return {"image": record["image"], "label": record["label"], "id": str(record["id"]),
-          "mask": bool(record["valid"])}
+  return {
+    "image": record["image"],
+    "label": record["label"],
+    "id": str(record["id"]),
+    "mask": bool(record["valid"]),
+  }
 
 
 def _pad_batch(batch_size: int, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   short = batch_size - len(batch["label"])
   if short == 0:
     return batch
-  return {key: np.concatenate([value, np.zeros((short, *value.shape[1:]), value.dtype)])
-          for key, value in batch.items()}
+  return {
+    key: np.concatenate([value, np.zeros((short, *value.shape[1:]), value.dtype)])
+    for key, value in batch.items()
+  }
 
 
-def eval_dataset(source: ImageSource, config: PipelineConfig, *, shard_index: int = 0,
-                 shard_count: int = 1) -> grain.IterDataset:
+def eval_dataset(
+  source: ImageSource, config: PipelineConfig, *, shard_index: int = 0, shard_count: int = 1
+) -> grain.IterDataset:
   """Batches ``{"image", "label", "id", "mask"}`` over every record once, in order (with
   `shard_count` > 1, over records shard_index, shard_index + shard_count, …).
 
@@ -203,11 +225,13 @@ def eval_dataset(source: ImageSource, config: PipelineConfig, *, shard_index: in
   (`distributed.this_process_part`), so the default reads them all, whatever the process.
   """
   import grain
+
   dataset = grain.MapDataset.source(source)[shard_index::shard_count]
   dataset = dataset.map(functools.partial(transforms.decode_eval_record, config=config.image))
   iterable = _maybe_prefetch(dataset.to_iter_dataset(), config).map(_eval_fields)
   return iterable.batch(config.batch_size, drop_remainder=False).map(
-      functools.partial(_pad_batch, config.batch_size))
+    functools.partial(_pad_batch, config.batch_size)
+  )
 
 
 class DeviceIterator:
@@ -217,8 +241,12 @@ class DeviceIterator:
   underlying grain iterator's, so the position can be saved with a train checkpoint.
   """
 
-  def __init__(self, dataset: grain.IterDataset, mesh: jax.sharding.Mesh,
-               device_keys: tuple[str, ...] = ("image", "label", "mask")):
+  def __init__(
+    self,
+    dataset: grain.IterDataset,
+    mesh: jax.sharding.Mesh,
+    device_keys: tuple[str, ...] = ("image", "label", "mask"),
+  ):
     self._iterator = iter(dataset)
     self._mesh = mesh
     self._device_keys = device_keys

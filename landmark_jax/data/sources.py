@@ -50,8 +50,7 @@ def read_csv(path: str | os.PathLike, required: Sequence[str]) -> list[dict[str,
     return list(reader)
 
 
-def read_csv_columns(path: str | os.PathLike, required: Sequence[str]
-                     ) -> dict[str, list[str]]:
+def read_csv_columns(path: str | os.PathLike, required: Sequence[str]) -> dict[str, list[str]]:
   """`read_csv`'s cells as one list per `required` column: a row costs no dict, so GLDv2's
   4.1 M rows take a third of the time and a fraction of the memory of `read_csv`'s dicts.
   Blank lines are skipped (as `csv.DictReader` does); a row without a `required` cell is an
@@ -70,8 +69,10 @@ def read_csv_columns(path: str | os.PathLike, required: Sequence[str]
   width = max(positions) + 1
   short = next((i for i, row in enumerate(rows) if len(row) < width), None)
   if short is not None:
-    raise DataError(f"{path}: row {short + 2} has {len(rows[short])} cell(s), fewer than the "
-                    f"header's columns up to {required[positions.index(width - 1)]!r}")
+    raise DataError(
+      f"{path}: row {short + 2} has {len(rows[short])} cell(s), fewer than the "
+      f"header's columns up to {required[positions.index(width - 1)]!r}"
+    )
   return {column: [row[p] for row in rows] for column, p in zip(required, positions)}
 
 
@@ -118,12 +119,16 @@ def _decimal_cells(values: Sequence[str]) -> np.ndarray | None:
 
 def read_landmark_table(path: str | os.PathLike, column: str) -> dict[Hashable, str]:
   """``landmark_id → value`` from a CSV with `landmark_id` and `column` (e.g. region)."""
-  return {parse_id(row["landmark_id"]): row[column].strip()
-          for row in read_csv(path, ["landmark_id", column]) if row[column].strip()}
+  return {
+    parse_id(row["landmark_id"]): row[column].strip()
+    for row in read_csv(path, ["landmark_id", column])
+    if row[column].strip()
+  }
 
 
-def find_data_file(root: str | os.PathLike, name: str | os.PathLike, what: str, *,
-                   folder: bool = False) -> pathlib.Path:
+def find_data_file(
+  root: str | os.PathLike, name: str | os.PathLike, what: str, *, folder: bool = False
+) -> pathlib.Path:
   """A file (or, with `folder`, a folder) a data config names: absolute as given; relative,
   in the dataset folder `root` (GLDv2 ships ``train_clean.csv`` there), else from the
   working directory (where `landmark-jax clean --out` wrote one)."""
@@ -148,14 +153,17 @@ def read_clean_csv(path: str | os.PathLike) -> dict[str, Hashable]:
     if not clean.keys().isdisjoint(images):  # a photo seen before: the same landmark?
       for image_id in images:
         if clean.setdefault(image_id, landmark_id) != landmark_id:
-          raise DataError(f"{path} lists photo {image_id} under two landmarks "
-                          f"({clean[image_id]!r} and {landmark_id!r})")
+          raise DataError(
+            f"{path} lists photo {image_id} under two landmarks "
+            f"({clean[image_id]!r} and {landmark_id!r})"
+          )
     clean.update(dict.fromkeys(images, landmark_id))
   return clean
 
 
-def select_clean(ids: Sequence[str], landmark_ids: Sequence[Hashable], clean_csv: pathlib.Path,
-                 data: str) -> list[int]:
+def select_clean(
+  ids: Sequence[str], landmark_ids: Sequence[Hashable], clean_csv: pathlib.Path, data: str
+) -> list[int]:
   """Indices of the photos to train on after cleaning: the landmark photos `clean_csv` lists
   and every non-landmark photo (landmark None; a clean CSV lists landmark photos only, and
   the non-landmark class must still be trained).
@@ -167,18 +175,28 @@ def select_clean(ids: Sequence[str], landmark_ids: Sequence[Hashable], clean_csv
   clean = read_clean_csv(clean_csv)
   landmark_of = dict(zip(ids, landmark_ids))
   # Set operations and `map` in C first; the lists that name photos only on an error.
-  unknown = [] if clean.keys() <= landmark_of.keys() else [
-      image_id for image_id in clean if image_id not in landmark_of]
+  unknown = (
+    []
+    if clean.keys() <= landmark_of.keys()
+    else [image_id for image_id in clean if image_id not in landmark_of]
+  )
   if unknown:
-    raise DataError(f"{clean_csv} names {len(unknown)} photo(s) that {data} does not have "
-                    f"(first: {', '.join(unknown[:3])}): was it made from other data?")
-  moved = [] if not any(map(operator.ne, map(landmark_of.__getitem__, clean), clean.values())) \
-      else [image_id for image_id, landmark in clean.items() if landmark_of[image_id] != landmark]
+    raise DataError(
+      f"{clean_csv} names {len(unknown)} photo(s) that {data} does not have "
+      f"(first: {', '.join(unknown[:3])}): was it made from other data?"
+    )
+  moved = (
+    []
+    if not any(map(operator.ne, map(landmark_of.__getitem__, clean), clean.values()))
+    else [image_id for image_id, landmark in clean.items() if landmark_of[image_id] != landmark]
+  )
   if moved:
     first = moved[0]
-    raise DataError(f"{clean_csv} puts {len(moved)} photo(s) under another landmark than "
-                    f"{data} does (first: {first}, {clean[first]!r} there, "
-                    f"{landmark_of[first]!r} here): was it made from other data?")
+    raise DataError(
+      f"{clean_csv} puts {len(moved)} photo(s) under another landmark than "
+      f"{data} does (first: {first}, {clean[first]!r} there, "
+      f"{landmark_of[first]!r} here): was it made from other data?"
+    )
   listed = np.fromiter(map(clean.__contains__, ids), bool, count=len(ids))
   non_landmark = np.fromiter(map(_is_none, landmark_ids), bool, count=len(ids))
   return np.flatnonzero(listed | non_landmark).tolist()
@@ -196,10 +214,18 @@ class ImageSource:
   ``"encoded"`` bytes. `images` must pickle cheaply (grain sends the source to its workers).
   """
 
-  def __init__(self, ids: Sequence[str], labels: np.ndarray, paths: Sequence[str] | None,
-               label_map: LabelMap, *, names: Mapping[Hashable, str] | None = None,
-               categories: Mapping[Hashable, str] | None = None,
-               images: Sequence[bytes] | None = None, keys: Sequence[int] | None = None):
+  def __init__(
+    self,
+    ids: Sequence[str],
+    labels: np.ndarray,
+    paths: Sequence[str] | None,
+    label_map: LabelMap,
+    *,
+    names: Mapping[Hashable, str] | None = None,
+    categories: Mapping[Hashable, str] | None = None,
+    images: Sequence[bytes] | None = None,
+    keys: Sequence[int] | None = None,
+  ):
     self.ids = np.asarray(ids, dtype=object)
     self.labels = np.asarray(labels, dtype=np.int32)
     self.paths = None if paths is None else np.asarray(paths, dtype=object)
@@ -216,17 +242,26 @@ class ImageSource:
 
   def __getitem__(self, index: int) -> dict[str, Any]:
     if self.images is not None:
-      return {"id": self.ids[index], "label": self.labels[index],
-              "encoded": self.images[int(self.keys[index])]}
+      return {
+        "id": self.ids[index],
+        "label": self.labels[index],
+        "encoded": self.images[int(self.keys[index])],
+      }
     return {"id": self.ids[index], "label": self.labels[index], "path": self.paths[index]}
 
   def subset(self, indices: Sequence[int]) -> "ImageSource":
     """The records at `indices`, with the same label map (e.g. one curriculum stage)."""
     indices = np.asarray(indices, dtype=np.int64)
-    return ImageSource(self.ids[indices], self.labels[indices],
-                       None if self.paths is None else self.paths[indices], self.label_map,
-                       names=self.names, categories=self.categories, images=self.images,
-                       keys=None if self.keys is None else self.keys[indices])
+    return ImageSource(
+      self.ids[indices],
+      self.labels[indices],
+      None if self.paths is None else self.paths[indices],
+      self.label_map,
+      names=self.names,
+      categories=self.categories,
+      images=self.images,
+      keys=None if self.keys is None else self.keys[indices],
+    )
 
   def stage_subset(self, stage: int) -> "ImageSource":
     """Records whose class is trained in curriculum stages 0..`stage` (non-landmarks always)."""
@@ -252,11 +287,20 @@ def _drop_missing(ids, landmark_ids, paths, what: str):
   missing = int((~exists).sum())
   if missing:
     first = [ids[i] for i in np.flatnonzero(~exists)[:3]]
-    logger.warning("%d of %d images named in %s are missing and are left out (first: %s)",
-                   missing, len(paths), what, ", ".join(map(str, first)))
+    logger.warning(
+      "%d of %d images named in %s are missing and are left out (first: %s)",
+      missing,
+      len(paths),
+      what,
+      ", ".join(map(str, first)),
+    )
   keep = np.flatnonzero(exists)
-  return ([ids[i] for i in keep], [landmark_ids[i] for i in keep], [paths[i] for i in keep],
-          missing)
+  return (
+    [ids[i] for i in keep],
+    [landmark_ids[i] for i in keep],
+    [paths[i] for i in keep],
+    missing,
+  )
 
 
 def _drop_unpacked(ids, landmark_ids, keys: np.ndarray, what: str, packed_dir):
@@ -265,9 +309,14 @@ def _drop_unpacked(ids, landmark_ids, keys: np.ndarray, what: str, packed_dir):
   missing = int(absent.sum())
   if missing:
     first = [ids[i] for i in np.flatnonzero(absent)[:3]]
-    logger.warning("%d of %d images named in %s are not in the packed shards %s and are left "
-                   "out (first: %s)", missing, len(keys), what, packed_dir,
-                   ", ".join(map(str, first)))
+    logger.warning(
+      "%d of %d images named in %s are not in the packed shards %s and are left out (first: %s)",
+      missing,
+      len(keys),
+      what,
+      packed_dir,
+      ", ".join(map(str, first)),
+    )
   keep = np.flatnonzero(~absent)
   return [ids[i] for i in keep], [landmark_ids[i] for i in keep], keys[keep], missing
 
@@ -302,11 +351,20 @@ class GLDv2Source(ImageSource):
       are left out and reported, as missing files are.
   """
 
-  def __init__(self, root: str | os.PathLike, *, csv: str = "train.csv",
-               image_dir: str | None = None, clean_csv: str | None = None,
-               non_landmark_csv: str | None = None, regions_csv: str | None = None,
-               categories_csv: str | None = None, label_map: LabelMap | None = None,
-               check_files: bool = True, packed_dir: str | os.PathLike | None = None):
+  def __init__(
+    self,
+    root: str | os.PathLike,
+    *,
+    csv: str = "train.csv",
+    image_dir: str | None = None,
+    clean_csv: str | None = None,
+    non_landmark_csv: str | None = None,
+    regions_csv: str | None = None,
+    categories_csv: str | None = None,
+    label_map: LabelMap | None = None,
+    check_files: bool = True,
+    packed_dir: str | os.PathLike | None = None,
+  ):
     self.root = pathlib.Path(root)
     if image_dir is None:
       image_dir = "images" if (self.root / "images").is_dir() else "train"
@@ -317,12 +375,17 @@ class GLDv2Source(ImageSource):
     landmark_ids: list = parse_ids(columns.pop("landmark_id"))
     del columns
     if clean_csv:
-      selected = select_clean(ids, landmark_ids,
-                              find_data_file(self.root, clean_csv, "clean CSV"), self.root / csv)
+      selected = select_clean(
+        ids, landmark_ids, find_data_file(self.root, clean_csv, "clean CSV"), self.root / csv
+      )
       ids, landmark_ids = [ids[i] for i in selected], [landmark_ids[i] for i in selected]
     if non_landmark_csv:
-      extra = [row["id"].strip() for row in read_csv(
-          find_data_file(self.root, non_landmark_csv, "data.non_landmark_csv"), ["id"])]
+      extra = [
+        row["id"].strip()
+        for row in read_csv(
+          find_data_file(self.root, non_landmark_csv, "data.non_landmark_csv"), ["id"]
+        )
+      ]
       ids += extra
       landmark_ids += [None] * len(extra)
 
@@ -332,10 +395,12 @@ class GLDv2Source(ImageSource):
       # Imported here: the packed reader loads grain's ArrayRecord support, which sources
       # of JPEG files do not need.
       from landmark_jax.data.packed import PackedImages
+
       packed = PackedImages(find_data_file(self.root, packed_dir, "data.packed_dir", folder=True))
       keys = packed.keys_of([self.relative_path(image_id) for image_id in ids])
-      ids, landmark_ids, keys, self.missing = _drop_unpacked(ids, landmark_ids, keys, csv,
-                                                             packed.folder)
+      ids, landmark_ids, keys, self.missing = _drop_unpacked(
+        ids, landmark_ids, keys, csv, packed.folder
+      )
       images = packed.records
     else:
       paths = self.image_paths(ids)
@@ -344,28 +409,38 @@ class GLDv2Source(ImageSource):
 
     names, regions, categories = {}, None, None
     if regions_csv:
-      table = read_csv(find_data_file(self.root, regions_csv, "data.regions_csv"),
-                       ["landmark_id", "region"])
-      regions = {parse_id(r["landmark_id"]): r["region"].strip()
-                 for r in table if r["region"].strip()}
+      table = read_csv(
+        find_data_file(self.root, regions_csv, "data.regions_csv"), ["landmark_id", "region"]
+      )
+      regions = {
+        parse_id(r["landmark_id"]): r["region"].strip() for r in table if r["region"].strip()
+      }
       names = {parse_id(r["landmark_id"]): r["name"].strip() for r in table if r.get("name")}
     if categories_csv:
-      categories = read_landmark_table(find_data_file(
-          self.root, categories_csv, "data.categories_csv (landmark_id,category: GLDv2's "
-          "train_label_to_category.csv; data.categories_csv= goes without categories)"),
-          "category")
+      categories = read_landmark_table(
+        find_data_file(
+          self.root,
+          categories_csv,
+          "data.categories_csv (landmark_id,category: GLDv2's "
+          "train_label_to_category.csv; data.categories_csv= goes without categories)",
+        ),
+        "category",
+      )
     if label_map is None:
       label_map = LabelMap.from_ids((lid for lid in landmark_ids if lid is not None), regions)
     labels = label_map.to_labels(landmark_ids)
-    super().__init__(ids, labels, paths, label_map, names=names, categories=categories,
-                     images=images, keys=keys)
+    super().__init__(
+      ids, labels, paths, label_map, names=names, categories=categories, images=images, keys=keys
+    )
 
   def relative_path(self, image_id: str) -> str:
     """``<a>/<b>/<c>/<id>[.jpg]``: where `image_id` lies under `image_dir` (see the class),
     and its name in a packed folder's index."""
     if len(image_id) < 3:  # the layout's three folder levels are the id's first characters
-      raise DataError(f"image id {image_id!r} is too short for the GLDv2 layout "
-                      "<a>/<b>/<c>/<id> (it needs at least 3 characters)")
+      raise DataError(
+        f"image id {image_id!r} is too short for the GLDv2 layout "
+        "<a>/<b>/<c>/<id> (it needs at least 3 characters)"
+      )
     # GLDv2's ids are bare hashes of JPEGs; other collections list the file name itself.
     name = image_id if image_id.lower().endswith(IMAGE_EXTENSIONS) else f"{image_id}.jpg"
     return f"{image_id[0]}/{image_id[1]}/{image_id[2]}/{name}"
@@ -380,9 +455,12 @@ class GLDv2Source(ImageSource):
     and repeated slashes, so an id with a "/" or a "." among its first three characters
     takes `image_path` to get the same string."""
     prefix = str(self.image_dir / "x")[:-1]  # "" for ".", else the folder and a separator
-    return [prefix + self.relative_path(image_id)
-            if "/" not in image_id and "." not in image_id[:3]
-            else str(self.image_path(image_id)) for image_id in ids]
+    return [
+      prefix + self.relative_path(image_id)
+      if "/" not in image_id and "." not in image_id[:3]
+      else str(self.image_path(image_id))
+      for image_id in ids
+    ]
 
 
 class ImageFolderSource(ImageSource):
@@ -391,9 +469,15 @@ class ImageFolderSource(ImageSource):
   photo ids ``<folder>/<file name without extension>``. `clean_csv`: keep only the landmark
   photos it lists (and every non-landmark one), as `GLDv2Source`'s."""
 
-  def __init__(self, root: str | os.PathLike, *, non_landmark_dir: str = "non_landmark",
-               regions_csv: str | None = None, clean_csv: str | os.PathLike | None = None,
-               label_map: LabelMap | None = None):
+  def __init__(
+    self,
+    root: str | os.PathLike,
+    *,
+    non_landmark_dir: str = "non_landmark",
+    regions_csv: str | None = None,
+    clean_csv: str | os.PathLike | None = None,
+    label_map: LabelMap | None = None,
+  ):
     root = pathlib.Path(root)
     if not root.is_dir():
       raise MissingFileError(f"image folder not found: {root}")
@@ -408,15 +492,18 @@ class ImageFolderSource(ImageSource):
     if not ids:
       raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}/<landmark>/")
     if clean_csv:
-      selected = select_clean(ids, landmark_ids, find_data_file(root, clean_csv, "clean CSV"),
-                              root)
-      ids, landmark_ids, paths = ([ids[i] for i in selected], [landmark_ids[i] for i in selected],
-                                  [paths[i] for i in selected])
+      selected = select_clean(ids, landmark_ids, find_data_file(root, clean_csv, "clean CSV"), root)
+      ids, landmark_ids, paths = (
+        [ids[i] for i in selected],
+        [landmark_ids[i] for i in selected],
+        [paths[i] for i in selected],
+      )
     regions = read_landmark_table(regions_csv, "region") if regions_csv else None
     if label_map is None:
       label_map = LabelMap.from_ids((lid for lid in landmark_ids if lid is not None), regions)
-    labels = np.fromiter((label_map.to_label(lid) for lid in landmark_ids), np.int32,
-                         count=len(ids))
+    labels = np.fromiter(
+      (label_map.to_label(lid) for lid in landmark_ids), np.int32, count=len(ids)
+    )
     super().__init__(ids, labels, paths, label_map)
 
 
@@ -428,13 +515,22 @@ class TfdsSource(ImageSource):
   that means "no landmark".
   """
 
-  def __init__(self, name: str, *, split: str = "train", data_dir: str | None = None,
-               image_key: str = "image", label_key: str = "label",
-               non_landmark_value: int | None = None, label_map: LabelMap | None = None):
+  def __init__(
+    self,
+    name: str,
+    *,
+    split: str = "train",
+    data_dir: str | None = None,
+    image_key: str = "image",
+    label_key: str = "label",
+    non_landmark_value: int | None = None,
+    label_map: LabelMap | None = None,
+  ):
     import tensorflow_datasets as tfds
+
     self._data = tfds.data_source(
-        name, split=split, data_dir=data_dir,
-        decoders={image_key: tfds.decode.SkipDecoding()})
+      name, split=split, data_dir=data_dir, decoders={image_key: tfds.decode.SkipDecoding()}
+    )
     self._image_key = image_key
     # One pass over the labels: they are needed for the label map and per-class statistics.
     # Reading a record here does not decode its image.
@@ -442,16 +538,17 @@ class TfdsSource(ImageSource):
     landmark_ids = [None if v == non_landmark_value else v for v in raw_labels]
     if label_map is None:
       label_map = LabelMap.from_ids(lid for lid in landmark_ids if lid is not None)
-    labels = np.fromiter((label_map.to_label(lid) for lid in landmark_ids), np.int32,
-                         count=len(raw_labels))
-    super().__init__([f"{name}/{split}/{i}" for i in range(len(raw_labels))], labels, None,
-                     label_map)
+    labels = np.fromiter(
+      (label_map.to_label(lid) for lid in landmark_ids), np.int32, count=len(raw_labels)
+    )
+    super().__init__(
+      [f"{name}/{split}/{i}" for i in range(len(raw_labels))], labels, None, label_map
+    )
     self._index = np.arange(len(raw_labels))
 
   def __getitem__(self, index: int) -> dict[str, Any]:
     record = self._data[int(self._index[index])]
-    return {"id": self.ids[index], "label": self.labels[index],
-            "encoded": record[self._image_key]}
+    return {"id": self.ids[index], "label": self.labels[index], "encoded": record[self._image_key]}
 
   def subset(self, indices: Sequence[int]) -> "TfdsSource":
     indices = np.asarray(indices, dtype=np.int64)
@@ -467,10 +564,12 @@ def non_landmark_folder_source(root: str | os.PathLike, label_map: LabelMap) -> 
   root = pathlib.Path(root)
   if not root.is_dir():
     raise MissingFileError(f"non-landmark photo folder not found: {root}")
-  paths = sorted(str(p) for p in root.rglob("*")
-                 if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+  paths = sorted(
+    str(p) for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+  )
   if not paths:
     raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {root}")
   ids = [pathlib.Path(p).relative_to(root).with_suffix("").as_posix() for p in paths]
-  return ImageSource(ids, np.full(len(paths), label_map.non_landmark_label, np.int32), paths,
-                     label_map)
+  return ImageSource(
+    ids, np.full(len(paths), label_map.non_landmark_label, np.int32), paths, label_map
+  )

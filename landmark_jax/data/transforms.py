@@ -77,9 +77,13 @@ def _file_size(path) -> int:
     raise ImageDecodeError(f"file not found or unreadable: {path}") from None
 
 
-def open_image(data: bytes | str, *, draft_size: int | None = None,
-               max_pixels: int = DEFAULT_MAX_PIXELS, max_decoded_pixels: int | None = None
-               ) -> Image.Image:
+def open_image(
+  data: bytes | str,
+  *,
+  draft_size: int | None = None,
+  max_pixels: int = DEFAULT_MAX_PIXELS,
+  max_decoded_pixels: int | None = None,
+) -> Image.Image:
   """Decodes a file path or encoded bytes into an RGB Pillow image, EXIF orientation applied.
 
   Args:
@@ -89,13 +93,23 @@ def open_image(data: bytes | str, *, draft_size: int | None = None,
   Raises:
     ImageDecodeError: naming what is wrong (empty, not an image, truncated, too large).
   """
-  return open_photo(data, draft_size=draft_size, max_pixels=max_pixels,
-                    max_decoded_pixels=max_decoded_pixels, read_location=False)[0]
+  return open_photo(
+    data,
+    draft_size=draft_size,
+    max_pixels=max_pixels,
+    max_decoded_pixels=max_decoded_pixels,
+    read_location=False,
+  )[0]
 
 
-def open_photo(data: bytes | str, *, draft_size: int | None = None,
-               max_pixels: int = DEFAULT_MAX_PIXELS, max_decoded_pixels: int | None = None,
-               read_location: bool = True) -> tuple[Image.Image, Location | None]:
+def open_photo(
+  data: bytes | str,
+  *,
+  draft_size: int | None = None,
+  max_pixels: int = DEFAULT_MAX_PIXELS,
+  max_decoded_pixels: int | None = None,
+  read_location: bool = True,
+) -> tuple[Image.Image, Location | None]:
   """`open_image`, and the photo's EXIF GPS location read from the same opened file (None
   when it has none or it is malformed): one open, one parse of the header.
 
@@ -112,8 +126,9 @@ def open_photo(data: bytes | str, *, draft_size: int | None = None,
       width, height = image.size
       if width * height > max_pixels:
         raise ImageTooLargeError(
-            f"image of {width}×{height} = {width * height:,} pixels exceeds the limit of "
-            f"{max_pixels:,} (decompression bomb?)")
+          f"image of {width}×{height} = {width * height:,} pixels exceeds the limit of "
+          f"{max_pixels:,} (decompression bomb?)"
+        )
       if draft_size and image.format == "JPEG":
         image.draft("RGB", (draft_size, draft_size))
       # Before reading EXIF: Pillow decodes a whole PNG to look for an eXIf chunk after the
@@ -141,23 +156,27 @@ def _check_decoded_pixels(image: Image.Image, limit: int | None) -> None:
   if limit is not None and width * height > limit:
     kind = f"a {image.format} image" if image.format else "an image"
     raise ImageTooLargeError(
-        f"{kind} of {width}×{height} = {width * height:,} pixels would be decoded at full "
-        f"size, over the limit of {limit:,} (JPEGs are decoded at reduced size; send a "
-        "smaller image or a JPEG)")
+      f"{kind} of {width}×{height} = {width * height:,} pixels would be decoded at full "
+      f"size, over the limit of {limit:,} (JPEGs are decoded at reduced size; send a "
+      "smaller image or a JPEG)"
+    )
 
 
-def _resized_box(image: Image.Image, resize_size: int, box: tuple[float, float, float, float],
-                 out_size: int) -> Image.Image:
+def _resized_box(
+  image: Image.Image, resize_size: int, box: tuple[float, float, float, float], out_size: int
+) -> Image.Image:
   """Crops `box` (in the resize_size×resize_size frame) and resizes it to out_size×out_size,
   with one resample from the original image."""
   sx, sy = image.width / resize_size, image.height / resize_size
   left, top, right, bottom = box
-  return image.resize((out_size, out_size), Image.BILINEAR,
-                      box=(left * sx, top * sy, right * sx, bottom * sy))
+  return image.resize(
+    (out_size, out_size), Image.BILINEAR, box=(left * sx, top * sy, right * sx, bottom * sy)
+  )
 
 
-def random_resized_crop_box(rng: np.random.Generator, size: int,
-                            scale: tuple[float, float], ratio: tuple[float, float]):
+def random_resized_crop_box(
+  rng: np.random.Generator, size: int, scale: tuple[float, float], ratio: tuple[float, float]
+):
   """torchvision's RandomResizedCrop box in a size×size frame (10 tries, then center)."""
   area = size * size
   log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -194,8 +213,11 @@ def color_jitter(pixels: np.ndarray, rng: np.random.Generator, strength: float) 
   brightness, contrast, saturation = rng.uniform(1 - strength, 1 + strength, size=3)
   flat = pixels.reshape(-1, 3).astype(np.float32)
   mean_luma = float((flat @ LUMA).mean())
-  matrix = contrast * brightness * (
-      saturation * np.eye(3, dtype=np.float32) + (1 - saturation) * np.outer(np.ones(3), LUMA))
+  matrix = (
+    contrast
+    * brightness
+    * (saturation * np.eye(3, dtype=np.float32) + (1 - saturation) * np.outer(np.ones(3), LUMA))
+  )
   out = flat @ matrix.T.astype(np.float32) + np.float32((1 - contrast) * brightness * mean_luma)
   return np.clip(np.rint(out), 0, 255).astype(np.uint8).reshape(pixels.shape)
 
@@ -211,8 +233,11 @@ def jpeg_draft_size(config: ImageConfig) -> int | None:
 
 def _decode_options(config: ImageConfig) -> dict:
   """`open_photo`'s keyword arguments that `config` sets."""
-  return {"draft_size": jpeg_draft_size(config), "max_pixels": config.max_pixels,
-          "max_decoded_pixels": config.max_decoded_pixels}
+  return {
+    "draft_size": jpeg_draft_size(config),
+    "max_pixels": config.max_pixels,
+    "max_decoded_pixels": config.max_decoded_pixels,
+  }
 
 
 def train_image(data: bytes | str, rng: np.random.Generator, config: ImageConfig) -> np.ndarray:
@@ -234,20 +259,27 @@ def eval_image(data: bytes | str, config: ImageConfig) -> np.ndarray:
   return eval_crop(open_image(data, **_decode_options(config)), config)
 
 
-def eval_photo(data: bytes | str, config: ImageConfig, *, read_location: bool = True
-               ) -> tuple[np.ndarray, Location | None]:
+def eval_photo(
+  data: bytes | str, config: ImageConfig, *, read_location: bool = True
+) -> tuple[np.ndarray, Location | None]:
   """`eval_image` and the photo's EXIF location, from one decode."""
   image, location = open_photo(data, **_decode_options(config), read_location=read_location)
   return eval_crop(image, config), location
 
 
 def _output(record, pixels, error: str = "") -> dict[str, Any]:
-  return {"image": pixels, "label": np.int32(record["label"]), "id": record["id"],
-          "valid": not error, "error": error}
+  return {
+    "image": pixels,
+    "label": np.int32(record["label"]),
+    "id": record["id"],
+    "valid": not error,
+    "error": error,
+  }
 
 
-def decode_train_record(record: Mapping[str, Any], rng: np.random.Generator,
-                        config: ImageConfig) -> dict[str, Any]:
+def decode_train_record(
+  record: Mapping[str, Any], rng: np.random.Generator, config: ImageConfig
+) -> dict[str, Any]:
   """A record → ``{"image", "label", "id", "valid", "error"}``; a bad file gives a black
   image with ``valid=False`` and the reason, to be dropped and counted downstream."""
   try:

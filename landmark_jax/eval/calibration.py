@@ -40,42 +40,54 @@ def embed_validation(recognizer, source: ImageSource) -> ValidationSet:
   return ValidationSet(tuple(map(str, embedded.ids)), tuple(landmarks), embedded.embeddings)
 
 
-def calibrate_on(recognizer, validation: ValidationSet, target_specificity: float = 0.99
-                 ) -> dict[str, float]:
+def calibrate_on(
+  recognizer, validation: ValidationSet, target_specificity: float = 0.99
+) -> dict[str, float]:
   """Chooses η for `recognizer` (a `landmark_jax.Recognizer`) on embedded validation photos
   for a target specificity: the share of non-landmark photos answered "no landmark" is at
   least the target, with the same rule (`threshold.accepted`) and the same float32 scores
   that recognition applies. η is not applied; the caller stores it."""
   if not len(validation):
     raise DataError("calibration needs validation photos, with and without landmarks")
-  predictions = recognizer.predict_embeddings(validation.embeddings, eta=-math.inf,
-                                              reference_threshold=-math.inf)
+  predictions = recognizer.predict_embeddings(
+    validation.embeddings, eta=-math.inf, reference_threshold=-math.inf
+  )
   scores = np.array([p.score for p in predictions], np.float32)
   non_landmark = validation.is_non_landmark
   eta = eta_for_specificity(scores[non_landmark], target_specificity)
   nearest = [p.candidates[0].landmark_id if p.candidates else None for p in predictions]
-  correct = np.array([n is not None and n == t for n, t in zip(nearest, validation.landmark_ids)],
-                     bool)
+  correct = np.array(
+    [n is not None and n == t for n, t in zip(nearest, validation.landmark_ids)], bool
+  )
   landmark = ~non_landmark
   accepted = threshold.accepted(scores, eta)
-  result = {"eta": eta, "target_specificity": target_specificity,
-            **_rates(accepted, correct, non_landmark),
-            "non_landmark_images": int(non_landmark.sum()), "landmark_images": int(landmark.sum())}
+  result = {
+    "eta": eta,
+    "target_specificity": target_specificity,
+    **_rates(accepted, correct, non_landmark),
+    "non_landmark_images": int(non_landmark.sum()),
+    "landmark_images": int(landmark.sum()),
+  }
   if recognizer.index.references is not None:
-    result.update(_reference_calibration(predictions, scores, correct, non_landmark,
-                                         target_specificity))
+    result.update(
+      _reference_calibration(predictions, scores, correct, non_landmark, target_specificity)
+    )
   return result
 
 
 def _rates(accepted: np.ndarray, correct: np.ndarray, non_landmark: np.ndarray) -> dict:
   landmark = ~non_landmark
-  return {"specificity": float(np.mean(~accepted[non_landmark])),
-          "sensitivity": float(np.mean(correct[landmark] & accepted[landmark]))
-          if landmark.any() else math.nan}
+  return {
+    "specificity": float(np.mean(~accepted[non_landmark])),
+    "sensitivity": float(np.mean(correct[landmark] & accepted[landmark]))
+    if landmark.any()
+    else math.nan,
+  }
 
 
-def _eta_given(scores: np.ndarray, passes: np.ndarray, non_landmark: np.ndarray,
-               target: float) -> float:
+def _eta_given(
+  scores: np.ndarray, passes: np.ndarray, non_landmark: np.ndarray, target: float
+) -> float:
   """η for the target specificity when the non-landmark photos that fail the references
   (`~passes`) are rejected anyway: η rejects only as many of the others as are still
   needed (-1, accepting every score, when none are)."""
@@ -86,9 +98,14 @@ def _eta_given(scores: np.ndarray, passes: np.ndarray, non_landmark: np.ndarray,
   return threshold.threshold_rejecting(np.sort(scores[non_landmark & passes])[still - 1])
 
 
-def _reference_calibration(predictions, scores: np.ndarray, correct: np.ndarray,
-                           non_landmark: np.ndarray, target_specificity: float,
-                           max_candidates: int = 512) -> dict:
+def _reference_calibration(
+  predictions,
+  scores: np.ndarray,
+  correct: np.ndarray,
+  non_landmark: np.ndarray,
+  target_specificity: float,
+  max_candidates: int = 512,
+) -> dict:
   """ρ and η together, for the target specificity, with the most validation sensitivity.
 
   ρ's candidates are the thresholds just above each non-landmark photo's similarity to its
@@ -98,15 +115,16 @@ def _reference_calibration(predictions, scores: np.ndarray, correct: np.ndarray,
   so references are used only when they buy sensitivity at the same specificity and the
   rule never does worse on the validation photos than η alone. Photos whose candidate has
   no references are not checked."""
-  similarity = np.array([-np.inf if p.reference_similarity is None else p.reference_similarity
-                         for p in predictions], np.float32)
+  similarity = np.array(
+    [-np.inf if p.reference_similarity is None else p.reference_similarity for p in predictions],
+    np.float32,
+  )
   checked = np.array([p.reference_similarity is not None for p in predictions], bool)
   values = np.unique(similarity[checked & non_landmark])
   if not len(values):
     return {}
   if len(values) > max_candidates:
-    values = np.unique(np.quantile(values, np.linspace(0, 1, max_candidates),
-                                   method="nearest"))
+    values = np.unique(np.quantile(values, np.linspace(0, 1, max_candidates), method="nearest"))
   best = None
   for rho in [-math.inf] + [threshold.threshold_rejecting(v) for v in values]:
     passes = ~checked | threshold.accepted(similarity, rho)
@@ -118,33 +136,44 @@ def _reference_calibration(predictions, scores: np.ndarray, correct: np.ndarray,
   rho, eta, rates = best
   if rho == -math.inf:  # the references bought nothing on these photos: not applied
     rho = eta = None
-  return {"reference_threshold": rho, "eta_with_references": eta,
-          "specificity_with_references": rates["specificity"],
-          "sensitivity_with_references": rates["sensitivity"]}
+  return {
+    "reference_threshold": rho,
+    "eta_with_references": eta,
+    "specificity_with_references": rates["specificity"],
+    "sensitivity_with_references": rates["sensitivity"],
+  }
 
 
-def calibrate(recognizer, source: ImageSource, target_specificity: float = 0.99
-              ) -> dict[str, float]:
+def calibrate(
+  recognizer, source: ImageSource, target_specificity: float = 0.99
+) -> dict[str, float]:
   """Chooses η for `recognizer` on a validation source (landmark and non-landmark photos):
   `calibrate_on` its photos, embedded."""
   return calibrate_on(recognizer, embed_validation(recognizer, source), target_specificity)
 
 
-def calibrated_index(trained, index: CentroidIndex, validation: ValidationSet,
-                     target_specificity: float, photos: str = ""
-                     ) -> tuple[CentroidIndex, dict[str, float]]:
+def calibrated_index(
+  trained,
+  index: CentroidIndex,
+  validation: ValidationSet,
+  target_specificity: float,
+  photos: str = "",
+) -> tuple[CentroidIndex, dict[str, float]]:
   """`index` with η chosen on `validation` for the target, keeping `validation` so that a
   later edit can recalibrate without the photos; and the calibration's figures (with
   `photos`, words saying where the validation photos came from)."""
   from landmark_jax.recognize import Recognizer
-  result = calibrate_on(Recognizer(trained, index, eta=-math.inf), validation,
-                        target_specificity)
+
+  result = calibrate_on(Recognizer(trained, index, eta=-math.inf), validation, target_specificity)
   result["index_edits"] = len(index.metadata.get("edits", []))  # η is as old as this edit
   if photos:
     result["validation_photos"] = photos
   # ρ (and the η that goes with it) from this calibration, or none: those of an earlier
   # calibration would not fit this index.
-  values = {"eta": result["eta"], "calibration": result,
-            "reference_threshold": result.get("reference_threshold"),
-            "eta_with_references": result.get("eta_with_references")}
+  values = {
+    "eta": result["eta"],
+    "calibration": result,
+    "reference_threshold": result.get("reference_threshold"),
+    "eta_with_references": result.get("eta_with_references"),
+  }
   return index.with_metadata(**values).with_validation(validation), result

@@ -58,10 +58,14 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
   return low, high
 
 
-def sensitivity_specificity(predictions: Sequence[Hashable | None], truth: Sequence[Hashable | None],
-                            *, train_counts: Mapping[Hashable, int] | None = None,
-                            rare_threshold: int = 10,
-                            categories: Mapping[Hashable, str] | None = None) -> dict[str, Any]:
+def sensitivity_specificity(
+  predictions: Sequence[Hashable | None],
+  truth: Sequence[Hashable | None],
+  *,
+  train_counts: Mapping[Hashable, int] | None = None,
+  rare_threshold: int = 10,
+  categories: Mapping[Hashable, str] | None = None,
+) -> dict[str, Any]:
   """Sensitivity/specificity with breakdowns, each with its counts and 95 % Wilson interval.
 
   Args:
@@ -87,37 +91,48 @@ def sensitivity_specificity(predictions: Sequence[Hashable | None], truth: Seque
   recognised = sum(p == t for p, t in landmark)
   rejected = sum(p is None for p in non_landmark)
   result = {
-      "sensitivity": _rate(recognised, len(landmark)),
-      "sensitivity_ci": wilson_interval(recognised, len(landmark)),
-      "specificity": _rate(rejected, len(non_landmark)),
-      "specificity_ci": wilson_interval(rejected, len(non_landmark)),
-      "recognised": recognised, "landmark_images": len(landmark),
-      "rejected": rejected, "non_landmark_images": len(non_landmark),
-      "landmark_share": _share(len(landmark), total),
+    "sensitivity": _rate(recognised, len(landmark)),
+    "sensitivity_ci": wilson_interval(recognised, len(landmark)),
+    "specificity": _rate(rejected, len(non_landmark)),
+    "specificity_ci": wilson_interval(rejected, len(non_landmark)),
+    "recognised": recognised,
+    "landmark_images": len(landmark),
+    "rejected": rejected,
+    "non_landmark_images": len(non_landmark),
+    "landmark_share": _share(len(landmark), total),
   }
 
   def breakdown(group_of) -> dict[str, dict[str, Any]]:
     groups = collections.defaultdict(list)
     for p, t in landmark:
       groups[group_of(t)].append(p == t)
-    return {name: {"sensitivity": _rate(sum(hits), len(hits)),
-                   "sensitivity_ci": wilson_interval(sum(hits), len(hits)),
-                   "recognised": sum(hits), "images": len(hits),
-                   "share": _share(len(hits), len(landmark))}
-            for name, hits in sorted(groups.items())}
+    return {
+      name: {
+        "sensitivity": _rate(sum(hits), len(hits)),
+        "sensitivity_ci": wilson_interval(sum(hits), len(hits)),
+        "recognised": sum(hits),
+        "images": len(hits),
+        "share": _share(len(hits), len(landmark)),
+      }
+      for name, hits in sorted(groups.items())
+    }
 
   if train_counts is not None:
     result["by_frequency"] = breakdown(
-        lambda t: "rare" if train_counts.get(t, 0) < rare_threshold else "frequent")
+      lambda t: "rare" if train_counts.get(t, 0) < rare_threshold else "frequent"
+    )
     result["rare_threshold"] = rare_threshold
   if categories:
     result["by_category"] = breakdown(lambda t: categories.get(t, "unknown"))
   return result
 
 
-def gap(predictions: Mapping[Hashable, tuple[Hashable, float]],
-        solution: Mapping[Hashable, Sequence[Hashable]], *,
-        ignore_non_landmarks: bool = False) -> float:
+def gap(
+  predictions: Mapping[Hashable, tuple[Hashable, float]],
+  solution: Mapping[Hashable, Sequence[Hashable]],
+  *,
+  ignore_non_landmarks: bool = False,
+) -> float:
   """Global Average Precision (micro AP), as the Google Landmark Recognition challenge.
 
   GAP = (1/M) Σ_i P(i)·rel(i) over all predictions sorted by descending score, where M is
@@ -150,8 +165,10 @@ def gap(predictions: Mapping[Hashable, tuple[Hashable, float]],
   return total / expected
 
 
-def top1_accuracy(predictions: Mapping[Hashable, tuple[Hashable, float]],
-                  solution: Mapping[Hashable, Sequence[Hashable]]) -> float:
+def top1_accuracy(
+  predictions: Mapping[Hashable, tuple[Hashable, float]],
+  solution: Mapping[Hashable, Sequence[Hashable]],
+) -> float:
   """Correct predictions over the images that have a landmark."""
   expected = sum(1 for landmarks in solution.values() if len(landmarks))
   correct = sum(1 for image, (landmark, _) in predictions.items() if landmark in solution[image])
@@ -179,7 +196,9 @@ def protocol_ground_truth(query: Mapping[str, Any], protocol: str) -> tuple[np.n
   raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
 
 
-def average_precision(ranking: np.ndarray, positives: np.ndarray, junk: np.ndarray) -> tuple[float, np.ndarray]:
+def average_precision(
+  ranking: np.ndarray, positives: np.ndarray, junk: np.ndarray
+) -> tuple[float, np.ndarray]:
   """Trapezoidal AP of one ranked list with junk images removed from it.
 
   Returns the AP and the 0-based positions of the positives in the junk-free list. With
@@ -207,8 +226,12 @@ def average_precision(ranking: np.ndarray, positives: np.ndarray, junk: np.ndarr
   return ap, positions
 
 
-def revisited_map(ranks: np.ndarray, gnd: Sequence[Mapping[str, Any]], protocol: str,
-                  kappas: Sequence[int] = (1, 5, 10)) -> dict[str, Any]:
+def revisited_map(
+  ranks: np.ndarray,
+  gnd: Sequence[Mapping[str, Any]],
+  protocol: str,
+  kappas: Sequence[int] = (1, 5, 10),
+) -> dict[str, Any]:
   """mAP and mP@k over queries for one protocol.
 
   Args:
@@ -223,8 +246,10 @@ def revisited_map(ranks: np.ndarray, gnd: Sequence[Mapping[str, Any]], protocol:
   """
   ranks = np.asarray(ranks)
   if ranks.shape[1] != len(gnd):
-    raise ValueError(f"ranks has {ranks.shape[1]} columns for {len(gnd)} queries; expected "
-                     "(database size, queries)")
+    raise ValueError(
+      f"ranks has {ranks.shape[1]} columns for {len(gnd)} queries; expected "
+      "(database size, queries)"
+    )
   aps, precisions = [], []
   skipped = 0
   for q, query in enumerate(gnd):
@@ -245,10 +270,17 @@ def revisited_map(ranks: np.ndarray, gnd: Sequence[Mapping[str, Any]], protocol:
   aps = np.asarray(aps)
   precisions = np.asarray(precisions, np.float64)
   valid = ~np.isnan(aps)
-  return {"protocol": protocol, "mAP": float(aps[valid].mean()) if valid.any() else math.nan,
-          "mP@k": {int(k): float(precisions[valid, i].mean()) if valid.any() else math.nan
-                   for i, k in enumerate(kappas)},
-          "aps": aps, "queries": int(valid.sum()), "skipped_queries": skipped}
+  return {
+    "protocol": protocol,
+    "mAP": float(aps[valid].mean()) if valid.any() else math.nan,
+    "mP@k": {
+      int(k): float(precisions[valid, i].mean()) if valid.any() else math.nan
+      for i, k in enumerate(kappas)
+    },
+    "aps": aps,
+    "queries": int(valid.sum()),
+    "skipped_queries": skipped,
+  }
 
 
 def refuse_untrusted_pickle(path: str | os.PathLike, trust_pickle: bool) -> None:
@@ -259,9 +291,10 @@ def refuse_untrusted_pickle(path: str | os.PathLike, trust_pickle: bool) -> None
   path = os.fspath(path)
   if path.endswith(".pkl") and not trust_pickle:
     raise DataError(
-        f"{path} is a Python pickle, which can run code when loaded: pass --trust-pickle "
-        "(trust_pickle=True) if it is the official revisitop download, or use the .mat "
-        "ground truth, which needs no trust")
+      f"{path} is a Python pickle, which can run code when loaded: pass --trust-pickle "
+      "(trust_pickle=True) if it is the official revisitop download, or use the .mat "
+      "ground truth, which needs no trust"
+    )
 
 
 def load_revisited_gnd(path: str | os.PathLike, *, trust_pickle: bool = False) -> dict[str, Any]:
@@ -279,25 +312,39 @@ def load_revisited_gnd(path: str | os.PathLike, *, trust_pickle: bool = False) -
     return _read_gnd(path)
   except (KeyError, TypeError, AttributeError, IndexError) as error:
     # A readable file of the wrong shape: say which, instead of a traceback from deep inside.
-    raise DataError(f"{path} is not a revisitop ground truth (imlist, qimlist, gnd with "
-                    f"easy/hard/junk/bbx): {type(error).__name__}: {error}") from error
+    raise DataError(
+      f"{path} is not a revisitop ground truth (imlist, qimlist, gnd with "
+      f"easy/hard/junk/bbx): {type(error).__name__}: {error}"
+    ) from error
 
 
 def _read_gnd(path: str) -> dict[str, Any]:
   if path.endswith(".pkl"):
     with open(path, "rb") as f:
       raw = pickle.load(f)  # the caller vouched for this file: see the docstring
-    return {"imlist": list(raw["imlist"]), "qimlist": list(raw["qimlist"]),
-            "gnd": [{key: _indices(entry.get(key, []), 0) for key in ("easy", "hard", "junk")}
-                    | {"bbx": _bbx(entry.get("bbx"))} for entry in raw["gnd"]]}
+    return {
+      "imlist": list(raw["imlist"]),
+      "qimlist": list(raw["qimlist"]),
+      "gnd": [
+        {key: _indices(entry.get(key, []), 0) for key in ("easy", "hard", "junk")}
+        | {"bbx": _bbx(entry.get("bbx"))}
+        for entry in raw["gnd"]
+      ],
+    }
   if path.endswith(".mat"):
     from scipy.io import loadmat
+
     raw = loadmat(path, squeeze_me=True, struct_as_record=False)
     entries = np.atleast_1d(raw["gnd"])
-    return {"imlist": [str(x) for x in np.atleast_1d(raw["imlist"])],
-            "qimlist": [str(x) for x in np.atleast_1d(raw["qimlist"])],
-            "gnd": [{key: _indices(getattr(entry, key, []), 1) for key in ("easy", "hard", "junk")}
-                    | {"bbx": _bbx(getattr(entry, "bbx", None))} for entry in entries]}
+    return {
+      "imlist": [str(x) for x in np.atleast_1d(raw["imlist"])],
+      "qimlist": [str(x) for x in np.atleast_1d(raw["qimlist"])],
+      "gnd": [
+        {key: _indices(getattr(entry, key, []), 1) for key in ("easy", "hard", "junk")}
+        | {"bbx": _bbx(getattr(entry, "bbx", None))}
+        for entry in entries
+      ],
+    }
   raise DataError(f"ground truth must be a .pkl or .mat file: {path}")
 
 

@@ -15,11 +15,14 @@ import numpy as np
 
 from landmark_jax.data import ImageSource
 from landmark_jax.errors import ConfigError, DataError
-from landmark_jax.geo import Location
-from landmark_jax.index import threshold
 from landmark_jax.eval.metrics import gap, sensitivity_specificity, top1_accuracy
 from landmark_jax.eval.plots import (
-    plot_score_distributions, plot_sensitivity_specificity, plot_threshold_sweep)
+  plot_score_distributions,
+  plot_sensitivity_specificity,
+  plot_threshold_sweep,
+)
+from landmark_jax.geo import Location
+from landmark_jax.index import threshold
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +43,10 @@ def landmark_photos_wanted(non_landmark_photos: int, landmark_share: float) -> i
   if not 0 < landmark_share < 1:
     raise ConfigError(f"landmark share must be in (0, 1) (exclusive), got {landmark_share}")
   if non_landmark_photos == 0:
-    raise DataError("the test set has no non-landmark photos, so no share of landmark photos "
-                    "can be emulated: leave the landmark share out to keep the test set as it is")
+    raise DataError(
+      "the test set has no non-landmark photos, so no share of landmark photos "
+      "can be emulated: leave the landmark share out to keep the test set as it is"
+    )
   return max(1, round(landmark_share / (1 - landmark_share) * non_landmark_photos))
 
 
@@ -51,8 +56,9 @@ def photo_counts(source: ImageSource) -> tuple[int, int]:
   return len(source.labels) - non_landmark, non_landmark
 
 
-def check_collection_size(source: ImageSource, landmark_share: float,
-                          min_photos: int = MIN_PHOTOS) -> None:
+def check_collection_size(
+  source: ImageSource, landmark_share: float, min_photos: int = MIN_PHOTOS
+) -> None:
   """Raises `DataError` when `emulate_collection(source, landmark_share)` would keep fewer
   than `min_photos` landmark photos, saying what would be enough. Needs only the labels, so
   it runs before any photo is embedded."""
@@ -60,12 +66,16 @@ def check_collection_size(source: ImageSource, landmark_share: float,
   kept = min(landmark, landmark_photos_wanted(non_landmark, landmark_share))
   if kept >= min_photos:
     return
-  stated = (f"a {100 * landmark_share:g} % landmark share of "
-            f"{_photos(non_landmark, 'non-landmark')} keeps {_photos(kept, 'landmark')}, "
-            f"fewer than --min-photos {min_photos}")
+  stated = (
+    f"a {100 * landmark_share:g} % landmark share of "
+    f"{_photos(non_landmark, 'non-landmark')} keeps {_photos(kept, 'landmark')}, "
+    f"fewer than --min-photos {min_photos}"
+  )
   if landmark < min_photos:
-    raise DataError(f"{stated}; the test set has only {landmark} landmark photos: add landmark "
-                    "photos or lower --min-photos (0 turns the check off)")
+    raise DataError(
+      f"{stated}; the test set has only {landmark} landmark photos: add landmark "
+      "photos or lower --min-photos (0 turns the check off)"
+    )
   # What would keep min_photos: the fewest non-landmark photos at this share, and the
   # smallest share (to 0.1 %, rounded up) with these photos, by the rounding above.
   needed = max(1, math.floor((min_photos - 0.5) * (1 - landmark_share) / landmark_share))
@@ -73,8 +83,10 @@ def check_collection_size(source: ImageSource, landmark_share: float,
     needed += 1
   share = math.ceil(1000 * min_photos / (non_landmark + min_photos)) / 1000
   larger_share = f"a share of at least {100 * share:g} %" if share < 1 else "a larger share"
-  raise DataError(f"{stated}: use at least {needed} non-landmark photos, {larger_share} "
-                  "(--landmark-share), or a lower --min-photos (0 turns the check off)")
+  raise DataError(
+    f"{stated}: use at least {needed} non-landmark photos, {larger_share} "
+    "(--landmark-share), or a lower --min-photos (0 turns the check off)"
+  )
 
 
 def emulate_collection(source: ImageSource, landmark_share: float, seed: int = 0) -> ImageSource:
@@ -88,10 +100,15 @@ def emulate_collection(source: ImageSource, landmark_share: float, seed: int = 0
   if wanted < len(landmark):
     landmark = np.sort(np.random.default_rng(seed).choice(landmark, wanted, replace=False))
   elif wanted > len(landmark):
-    logger.warning("a %g %% landmark share of %d non-landmark photos needs %d landmark photos, "
-                   "the test set has %d: all kept, a %.1f %% share", 100 * landmark_share,
-                   len(non_landmark), wanted, len(landmark),
-                   100 * len(landmark) / (len(landmark) + len(non_landmark)))
+    logger.warning(
+      "a %g %% landmark share of %d non-landmark photos needs %d landmark photos, "
+      "the test set has %d: all kept, a %.1f %% share",
+      100 * landmark_share,
+      len(non_landmark),
+      wanted,
+      len(landmark),
+      100 * len(landmark) / (len(landmark) + len(non_landmark)),
+    )
   return source.subset(np.sort(np.concatenate([landmark, non_landmark])))
 
 
@@ -123,40 +140,54 @@ class ScoredPhotos:
 def load_locations(path: str | os.PathLike) -> dict[str, Location]:
   """``id,latitude,longitude`` rows → photo id → location."""
   from landmark_jax.data.sources import read_csv
-  return {row["id"].strip(): Location(float(row["latitude"]), float(row["longitude"]))
-          for row in read_csv(path, ["id", "latitude", "longitude"])}
+
+  return {
+    row["id"].strip(): Location(float(row["latitude"]), float(row["longitude"]))
+    for row in read_csv(path, ["id", "latitude", "longitude"])
+  }
 
 
-def photo_locations(embedded, table: Mapping[str, Location] | None = None
-                    ) -> list[Location | None]:
+def photo_locations(embedded, table: Mapping[str, Location] | None = None) -> list[Location | None]:
   """Each embedded photo's location: from `table` by id, else its EXIF GPS position (read
   when the photo was decoded), else None."""
   table = table or {}
-  return [table.get(str(image_id), exif) for image_id, exif in zip(embedded.ids,
-                                                                    embedded.locations)]
+  return [
+    table.get(str(image_id), exif) for image_id, exif in zip(embedded.ids, embedded.locations)
+  ]
 
 
-def score_embedded(recognizer, embedded, locations: Sequence[Location | None] | None = None
-                   ) -> ScoredPhotos:
+def score_embedded(
+  recognizer, embedded, locations: Sequence[Location | None] | None = None
+) -> ScoredPhotos:
   """Every embedded photo's nearest landmark and score, without a threshold (candidates
   restricted by `locations`, one per photo, when given)."""
-  predictions = recognizer.predict_embeddings(embedded.embeddings, eta=-math.inf,
-                                              locations=locations)
+  predictions = recognizer.predict_embeddings(
+    embedded.embeddings, eta=-math.inf, locations=locations
+  )
   near_references, similarity = None, None
   if recognizer.index.references is not None:
-    similarity = np.array([np.nan if p.reference_similarity is None else p.reference_similarity
-                           for p in predictions], np.float64)
+    similarity = np.array(
+      [np.nan if p.reference_similarity is None else p.reference_similarity for p in predictions],
+      np.float64,
+    )
   if recognizer.reference_threshold is not None:
     near_references = np.array(
-        [p.reference_similarity is None
-         or threshold.is_landmark(p.reference_similarity, p.reference_threshold)
-         for p in predictions], bool)
-  return ScoredPhotos([str(i) for i in embedded.ids],
-                      embedded.landmark_ids(),
-                      [p.candidates[0].landmark_id if p.candidates else None for p in predictions],
-                      np.array([p.score for p in predictions]),
-                      sum(l is not None for l in locations) if locations is not None else 0,
-                      near_references, similarity)
+      [
+        p.reference_similarity is None
+        or threshold.is_landmark(p.reference_similarity, p.reference_threshold)
+        for p in predictions
+      ],
+      bool,
+    )
+  return ScoredPhotos(
+    [str(i) for i in embedded.ids],
+    embedded.landmark_ids(),
+    [p.candidates[0].landmark_id if p.candidates else None for p in predictions],
+    np.array([p.score for p in predictions]),
+    sum(l is not None for l in locations) if locations is not None else 0,
+    near_references,
+    similarity,
+  )
 
 
 def score_groups(scored: ScoredPhotos) -> dict[str, np.ndarray]:
@@ -164,30 +195,57 @@ def score_groups(scored: ScoredPhotos) -> dict[str, np.ndarray]:
   whose nearest is wrong, and of non-landmark photos: what `plot_score_distributions` draws."""
   truth = np.array([t is not None for t in scored.truth])
   right = np.array([t is not None and n == t for t, n in zip(scored.truth, scored.nearest)])
-  return {"landmark photos, nearest landmark right": scored.scores[right],
-          "landmark photos, nearest landmark wrong": scored.scores[truth & ~right],
-          "non-landmark photos": scored.scores[~truth]}
+  return {
+    "landmark photos, nearest landmark right": scored.scores[right],
+    "landmark photos, nearest landmark wrong": scored.scores[truth & ~right],
+    "non-landmark photos": scored.scores[~truth],
+  }
 
 
-PREDICTIONS_HEADER = ("id", "landmark_id", "nearest_landmark_id", "score", "predicted_landmark_id",
-                      "reference_similarity")
+PREDICTIONS_HEADER = (
+  "id",
+  "landmark_id",
+  "nearest_landmark_id",
+  "score",
+  "predicted_landmark_id",
+  "reference_similarity",
+)
 
 
 def write_predictions(scored: ScoredPhotos, eta: float, path: str | os.PathLike) -> None:
   """One row per photo: its true landmark, nearest landmark, best score, the prediction at η
   (and ρ, with class references; empty = none) and the similarity to the nearest landmark's
   reference photos (empty: not kept): everything the report's figures are computed from."""
+
   def cell(value):
     return "" if value is None else value
-  similarity = (scored.reference_similarity if scored.reference_similarity is not None
-                else np.full(len(scored.ids), np.nan))
+
+  similarity = (
+    scored.reference_similarity
+    if scored.reference_similarity is not None
+    else np.full(len(scored.ids), np.nan)
+  )
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(PREDICTIONS_HEADER)
-    for row in zip(scored.ids, scored.truth, scored.nearest, scored.scores.tolist(),
-                   scored.predictions(eta), similarity.tolist()):
-      writer.writerow([cell(row[0]), cell(row[1]), cell(row[2]), repr(float(row[3])),
-                       cell(row[4]), "" if np.isnan(row[5]) else repr(float(row[5]))])
+    for row in zip(
+      scored.ids,
+      scored.truth,
+      scored.nearest,
+      scored.scores.tolist(),
+      scored.predictions(eta),
+      similarity.tolist(),
+    ):
+      writer.writerow(
+        [
+          cell(row[0]),
+          cell(row[1]),
+          cell(row[2]),
+          repr(float(row[3])),
+          cell(row[4]),
+          "" if np.isnan(row[5]) else repr(float(row[5])),
+        ]
+      )
 
 
 def threshold_sweep(scored: ScoredPhotos, num: int = 201) -> dict[str, np.ndarray]:
@@ -201,8 +259,9 @@ def threshold_sweep(scored: ScoredPhotos, num: int = 201) -> dict[str, np.ndarra
   return {"eta": etas, "sensitivity": np.array(sensitivity), "specificity": np.array(specificity)}
 
 
-def check_enough_photos(landmark_photos: int, non_landmark_photos: int,
-                        min_photos: int = MIN_PHOTOS) -> None:
+def check_enough_photos(
+  landmark_photos: int, non_landmark_photos: int, min_photos: int = MIN_PHOTOS
+) -> None:
   """Raises `DataError` when sensitivity would rest on fewer than `min_photos` landmark
   photos or specificity on fewer than `min_photos` non-landmark photos (0: only when there
   are no photos at all)."""
@@ -217,10 +276,11 @@ def check_enough_photos(landmark_photos: int, non_landmark_photos: int,
   else:
     more = "more photos of both kinds"
   raise DataError(
-      f"sensitivity would rest on {_photos(landmark_photos, 'landmark')} and specificity on "
-      f"{_photos(non_landmark_photos, 'non-landmark')}; each needs at least --min-photos "
-      f"{min_photos} (min_photos={min_photos}) to mean something: evaluate on {more}, or "
-      "lower --min-photos (0 turns the check off; figures are then shown with their n)")
+    f"sensitivity would rest on {_photos(landmark_photos, 'landmark')} and specificity on "
+    f"{_photos(non_landmark_photos, 'non-landmark')}; each needs at least --min-photos "
+    f"{min_photos} (min_photos={min_photos}) to mean something: evaluate on {more}, or "
+    "lower --min-photos (0 turns the check off; figures are then shown with their n)"
+  )
 
 
 def _mark_small_rows(result: dict[str, Any], min_photos: int) -> None:
@@ -230,31 +290,50 @@ def _mark_small_rows(result: dict[str, Any], min_photos: int) -> None:
     for name, row in result.get(table, {}).items():
       row["indicative_only"] = row["images"] < min_photos
       if row["indicative_only"]:
-        logger.warning("sensitivity of %r landmarks rests on %d photos, fewer than %d: "
-                       "indicative only", name, row["images"], min_photos)
-  for count, rate, photos in (("landmark_images", "sensitivity", "landmark"),
-                              ("non_landmark_images", "specificity", "non-landmark")):
+        logger.warning(
+          "sensitivity of %r landmarks rests on %d photos, fewer than %d: indicative only",
+          name,
+          row["images"],
+          min_photos,
+        )
+  for count, rate, photos in (
+    ("landmark_images", "sensitivity", "landmark"),
+    ("non_landmark_images", "specificity", "non-landmark"),
+  ):
     if result[count] == 0:
       logger.warning("no %s photos: %s is undefined", photos, rate)
 
 
-def evaluate_scored(scored: ScoredPhotos, eta: float, *,
-                    train_counts: Mapping[Hashable, int] | None = None, rare_threshold: int = 10,
-                    categories: Mapping[Hashable, str] | None = None,
-                    min_photos: int = MIN_PHOTOS) -> dict[str, Any]:
+def evaluate_scored(
+  scored: ScoredPhotos,
+  eta: float,
+  *,
+  train_counts: Mapping[Hashable, int] | None = None,
+  rare_threshold: int = 10,
+  categories: Mapping[Hashable, str] | None = None,
+  min_photos: int = MIN_PHOTOS,
+) -> dict[str, Any]:
   """`sensitivity_specificity` at `eta` plus GAP and top-1 accuracy; refuses (`DataError`)
   when a headline figure would rest on fewer than `min_photos` photos and flags breakdown
   rows that do (``indicative_only``)."""
-  result = sensitivity_specificity(scored.predictions(eta), scored.truth,
-                                   train_counts=train_counts, rare_threshold=rare_threshold,
-                                   categories=categories)
+  result = sensitivity_specificity(
+    scored.predictions(eta),
+    scored.truth,
+    train_counts=train_counts,
+    rare_threshold=rare_threshold,
+    categories=categories,
+  )
   check_enough_photos(result["landmark_images"], result["non_landmark_images"], min_photos)
   _mark_small_rows(result, min_photos)
   solution = {i: ([t] if t is not None else []) for i, t in zip(scored.ids, scored.truth)}
-  thresholded = {i: (p, float(s)) for i, p, s in zip(scored.ids, scored.predictions(eta),
-                                                    scored.scores) if p is not None}
-  everything = {i: (n, float(s)) for i, n, s in zip(scored.ids, scored.nearest, scored.scores)
-                if n is not None}
+  thresholded = {
+    i: (p, float(s))
+    for i, p, s in zip(scored.ids, scored.predictions(eta), scored.scores)
+    if p is not None
+  }
+  everything = {
+    i: (n, float(s)) for i, n, s in zip(scored.ids, scored.nearest, scored.scores) if n is not None
+  }
   if any(solution.values()):
     result["gap"] = gap(thresholded, solution)
     result["gap_without_threshold"] = gap(everything, solution)
@@ -267,7 +346,11 @@ def evaluate_scored(scored: ScoredPhotos, eta: float, *,
 
 
 def _pct(value) -> str:
-  return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f} %"
+  return (
+    "—"
+    if value is None or (isinstance(value, float) and math.isnan(value))
+    else f"{100 * value:.1f} %"
+  )
 
 
 def _rate_cell(rate: float, interval: Sequence[float], photos: int) -> str:
@@ -278,72 +361,108 @@ def _rate_cell(rate: float, interval: Sequence[float], photos: int) -> str:
   return f"{100 * rate:.1f} % ({100 * low:.1f}–{100 * high:.1f} %), n = {photos}"
 
 
-def _breakdown_table(heading: str, rows: Mapping[str, Mapping[str, Any]],
-                     min_photos: int) -> list[str]:
-  lines = ["", f"| {heading} | sensitivity (95 % interval), n photos | share of landmark photos | |",
-           "|---|---|---|---|"]
+def _breakdown_table(
+  heading: str, rows: Mapping[str, Mapping[str, Any]], min_photos: int
+) -> list[str]:
+  lines = [
+    "",
+    f"| {heading} | sensitivity (95 % interval), n photos | share of landmark photos | |",
+    "|---|---|---|---|",
+  ]
   for name, row in rows.items():
     note = f"n < {min_photos}: indicative only" if row["images"] < min_photos else ""
-    lines.append(f"| {name} | {_rate_cell(row['sensitivity'], row['sensitivity_ci'], row['images'])} "
-                 f"| {_pct(row['share'])} | {note} |")
+    lines.append(
+      f"| {name} | {_rate_cell(row['sensitivity'], row['sensitivity_ci'], row['images'])} "
+      f"| {_pct(row['share'])} | {note} |"
+    )
   return lines
 
 
 def _headline_row(label: str, figures: Mapping[str, Any]) -> str:
-  return (f"| {label} | "
-          f"{_rate_cell(figures['sensitivity'], figures['sensitivity_ci'], figures['landmark_images'])} | "
-          f"{_rate_cell(figures['specificity'], figures['specificity_ci'], figures['non_landmark_images'])} |")
+  sensitivity = _rate_cell(
+    figures["sensitivity"], figures["sensitivity_ci"], figures["landmark_images"]
+  )
+  specificity = _rate_cell(
+    figures["specificity"], figures["specificity_ci"], figures["non_landmark_images"]
+  )
+  return f"| {label} | {sensitivity} | {specificity} |"
 
 
 def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
   min_photos = result.get("min_photos", MIN_PHOTOS)
   landmark, images = result["landmark_images"], result["images"]
-  lines = [f"# {title}", "",
-           f"{images} test photos, {landmark} with a landmark "
-           f"({_pct(result['landmark_share'])}); threshold η = {result['eta']:.4f}. "
-           "Rates with their 95 % Wilson score interval and n, the photos they rest on."
-           + (f" {result['photos_of_landmarks_not_in_index']} of the landmark photos show "
-              "landmarks the index does not have (removed, or never added): they count as "
-              "landmark photos it cannot recognise."
-              if result.get("photos_of_landmarks_not_in_index") else ""), "",
-           "| | sensitivity | specificity |", "|---|---|---|",
-           _headline_row("all photos", result)]
+  lines = [
+    f"# {title}",
+    "",
+    f"{images} test photos, {landmark} with a landmark "
+    f"({_pct(result['landmark_share'])}); threshold η = {result['eta']:.4f}. "
+    "Rates with their 95 % Wilson score interval and n, the photos they rest on."
+    + (
+      f" {result['photos_of_landmarks_not_in_index']} of the landmark photos show "
+      "landmarks the index does not have (removed, or never added): they count as "
+      "landmark photos it cannot recognise."
+      if result.get("photos_of_landmarks_not_in_index")
+      else ""
+    ),
+    "",
+    "| | sensitivity | specificity |",
+    "|---|---|---|",
+    _headline_row("all photos", result),
+  ]
   if "by_frequency" in result:
     lines += ["", f"Rare landmarks: fewer than {result['rare_threshold']} training images."]
     lines += _breakdown_table("landmarks", result["by_frequency"], min_photos)
   if "by_category" in result:
     lines += _breakdown_table("category", result["by_category"], min_photos)
   if "gap" in result:
-    lines += ["", "| GAP (thresholded) | GAP (no threshold) | GAP (landmark photos only) | top-1 accuracy |",
-              "|---|---|---|---|",
-              f"| {result['gap']:.4f}, n = {images} | {result['gap_without_threshold']:.4f}, "
-              f"n = {images} | {result['gap_ignoring_non_landmarks']:.4f}, n = {landmark} | "
-              f"{_pct(result['top1_accuracy'])}, n = {landmark} |",
-              "", f"GAP over all {images} test photos ({landmark} with a landmark); GAP over "
-              f"landmark photos only and top-1 accuracy over the {landmark} landmark photos."]
+    lines += [
+      "",
+      "| GAP (thresholded) | GAP (no threshold) | GAP (landmark photos only) | top-1 accuracy |",
+      "|---|---|---|---|",
+      f"| {result['gap']:.4f}, n = {images} | {result['gap_without_threshold']:.4f}, "
+      f"n = {images} | {result['gap_ignoring_non_landmarks']:.4f}, n = {landmark} | "
+      f"{_pct(result['top1_accuracy'])}, n = {landmark} |",
+      "",
+      f"GAP over all {images} test photos ({landmark} with a landmark); GAP over "
+      f"landmark photos only and top-1 accuracy over the {landmark} landmark photos.",
+    ]
   if "geo" in result:
     geo = result["geo"]
-    lines += ["", f"With geo-information ({geo['located_photos']} photos with a location; "
-              "candidates restricted to nearby landmarks):", "",
-              "| | sensitivity | specificity |", "|---|---|---|",
-              _headline_row("without geo-information", geo["without"]),
-              _headline_row("with geo-information", geo["with"])]
+    lines += [
+      "",
+      f"With geo-information ({geo['located_photos']} photos with a location; "
+      "candidates restricted to nearby landmarks):",
+      "",
+      "| | sensitivity | specificity |",
+      "|---|---|---|",
+      _headline_row("without geo-information", geo["without"]),
+      _headline_row("with geo-information", geo["with"]),
+    ]
   if result.get("references_not_applied"):
-    lines += ["", "Class references: the index keeps them, but calibration chose no threshold ρ "
-              "(none raised validation sensitivity at the target specificity), so η alone "
-              "decides; `reference_similarity` in predictions.csv is each photo's similarity "
-              "to its nearest landmark's reference photos."]
+    lines += [
+      "",
+      "Class references: the index keeps them, but calibration chose no threshold ρ "
+      "(none raised validation sensitivity at the target specificity), so η alone "
+      "decides; `reference_similarity` in predictions.csv is each photo's similarity "
+      "to its nearest landmark's reference photos.",
+    ]
   if "references" in result:
     references = result["references"]
-    lines += ["", f"Class references: a photo whose best score clears η is also checked "
-              f"against its landmark's reference photos (ρ = "
-              f"{references['reference_threshold']:.4f}, calibrated with η for the same "
-              "target); the figures above apply both:", "",
-              "| | sensitivity | specificity |", "|---|---|---|",
-              _headline_row(f"η = {references['eta_without_references']:.4f} alone "
-                            "(without references)", references["without"]),
-              _headline_row(f"η = {result['eta']:.4f} and ρ (with references)",
-                            references["with"])]
+    lines += [
+      "",
+      f"Class references: a photo whose best score clears η is also checked "
+      f"against its landmark's reference photos (ρ = "
+      f"{references['reference_threshold']:.4f}, calibrated with η for the same "
+      "target); the figures above apply both:",
+      "",
+      "| | sensitivity | specificity |",
+      "|---|---|---|",
+      _headline_row(
+        f"η = {references['eta_without_references']:.4f} alone (without references)",
+        references["without"],
+      ),
+      _headline_row(f"η = {result['eta']:.4f} and ρ (with references)", references["with"]),
+    ]
   if "plots" in result:
     lines += ["", *[f"![{name}]({path})" for name, path in result["plots"].items()]]
   return "\n".join(lines) + "\n"
@@ -364,16 +483,33 @@ def _jsonable(value):
 
 
 # The figures of a `sensitivity_specificity` result that the with/without geo table shows.
-_HEADLINE = ("sensitivity", "sensitivity_ci", "recognised", "landmark_images",
-             "specificity", "specificity_ci", "rejected", "non_landmark_images")
+_HEADLINE = (
+  "sensitivity",
+  "sensitivity_ci",
+  "recognised",
+  "landmark_images",
+  "specificity",
+  "specificity_ci",
+  "rejected",
+  "non_landmark_images",
+)
 
 
-def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *,
-                 train_counts=None, rare_threshold: int = 10, categories=None,
-                 title: str = "Evaluation", geo_scored: ScoredPhotos | None = None,
-                 min_photos: int = MIN_PHOTOS, indexed: set | None = None,
-                 reference_threshold: float | None = None,
-                 eta_without_references: float | None = None) -> dict[str, Any]:
+def write_report(
+  scored: ScoredPhotos,
+  eta: float,
+  out_dir: str | os.PathLike,
+  *,
+  train_counts=None,
+  rare_threshold: int = 10,
+  categories=None,
+  title: str = "Evaluation",
+  geo_scored: ScoredPhotos | None = None,
+  min_photos: int = MIN_PHOTOS,
+  indexed: set | None = None,
+  reference_threshold: float | None = None,
+  eta_without_references: float | None = None,
+) -> dict[str, Any]:
   """report.md, report.json, threshold_sweep.png and sensitivity_specificity.png; with
   `geo_scored` (the same photos scored with their locations) a with/without geo table.
   `min_photos` as `evaluate_scored`; `indexed`, the landmarks the index has, to count (and
@@ -382,56 +518,92 @@ def write_report(scored: ScoredPhotos, eta: float, out_dir: str | os.PathLike, *
   alongside), a table of the figures with them and with η alone (`eta_without_references`)."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  result = evaluate_scored(scored, eta, train_counts=train_counts, rare_threshold=rare_threshold,
-                           categories=categories, min_photos=min_photos)
+  result = evaluate_scored(
+    scored,
+    eta,
+    train_counts=train_counts,
+    rare_threshold=rare_threshold,
+    categories=categories,
+    min_photos=min_photos,
+  )
   if indexed is not None:
     absent = sorted({t for t in scored.truth if t is not None and t not in indexed}, key=str)
     result["photos_of_landmarks_not_in_index"] = sum(t in set(absent) for t in scored.truth)
     if absent:
-      logger.warning("%d test photos show landmarks the index does not have (%s): they count "
-                     "as landmark photos it cannot recognise",
-                     result["photos_of_landmarks_not_in_index"], ", ".join(map(str, absent[:5])))
+      logger.warning(
+        "%d test photos show landmarks the index does not have (%s): they count "
+        "as landmark photos it cannot recognise",
+        result["photos_of_landmarks_not_in_index"],
+        ", ".join(map(str, absent[:5])),
+      )
   sweep = threshold_sweep(scored)
-  plot_threshold_sweep(sweep["eta"], sweep["sensitivity"], sweep["specificity"], eta,
-                       out / "threshold_sweep.png",
-                       f"{title}: sensitivity and specificity against η",
-                       landmark_photos=result["landmark_images"],
-                       non_landmark_photos=result["non_landmark_images"])
-  plot_sensitivity_specificity(sweep["sensitivity"], sweep["specificity"], result, eta,
-                               out / "sensitivity_specificity.png",
-                               f"{title}: sensitivity–specificity")
-  plot_score_distributions(score_groups(scored), eta, out / "score_distributions.png",
-                           f"{title}: best similarity by kind of photo")
+  plot_threshold_sweep(
+    sweep["eta"],
+    sweep["sensitivity"],
+    sweep["specificity"],
+    eta,
+    out / "threshold_sweep.png",
+    f"{title}: sensitivity and specificity against η",
+    landmark_photos=result["landmark_images"],
+    non_landmark_photos=result["non_landmark_images"],
+  )
+  plot_sensitivity_specificity(
+    sweep["sensitivity"],
+    sweep["specificity"],
+    result,
+    eta,
+    out / "sensitivity_specificity.png",
+    f"{title}: sensitivity–specificity",
+  )
+  plot_score_distributions(
+    score_groups(scored),
+    eta,
+    out / "score_distributions.png",
+    f"{title}: best similarity by kind of photo",
+  )
   write_predictions(scored, eta, out / "predictions.csv")
   if geo_scored is not None:
     # The same photos, so the same counts as above: only the rates can differ.
     with_geo = sensitivity_specificity(geo_scored.predictions(eta), geo_scored.truth)
-    result["geo"] = {"with": {k: with_geo[k] for k in _HEADLINE},
-                     "without": {k: result[k] for k in _HEADLINE},
-                     "located_photos": int(geo_scored.located)}
+    result["geo"] = {
+      "with": {k: with_geo[k] for k in _HEADLINE},
+      "without": {k: result[k] for k in _HEADLINE},
+      "located_photos": int(geo_scored.located),
+    }
   if scored.near_references is None and scored.reference_similarity is not None:
     result["references_not_applied"] = True  # kept by the index, but calibration chose no ρ
   if scored.near_references is not None:
     alone = eta if eta_without_references is None else eta_without_references
-    without = sensitivity_specificity(scored.without_references().predictions(alone),
-                                      scored.truth)
-    result["references"] = {"with": {k: result[k] for k in _HEADLINE},
-                            "without": {k: without[k] for k in _HEADLINE},
-                            "reference_threshold": reference_threshold,
-                            "eta_without_references": alone}
-  result["plots"] = {"threshold sweep": "threshold_sweep.png",
-                     "sensitivity–specificity": "sensitivity_specificity.png",
-                     "best similarity by kind of photo": "score_distributions.png"}
+    without = sensitivity_specificity(scored.without_references().predictions(alone), scored.truth)
+    result["references"] = {
+      "with": {k: result[k] for k in _HEADLINE},
+      "without": {k: without[k] for k in _HEADLINE},
+      "reference_threshold": reference_threshold,
+      "eta_without_references": alone,
+    }
+  result["plots"] = {
+    "threshold sweep": "threshold_sweep.png",
+    "sensitivity–specificity": "sensitivity_specificity.png",
+    "best similarity by kind of photo": "score_distributions.png",
+  }
   result["sweep"] = sweep
   (out / "report.json").write_text(json.dumps(_jsonable(result), indent=2))
   (out / "report.md").write_text(report_markdown(result, title))
   return result
 
 
-def evaluate_recognizer(recognizer, source: ImageSource, out_dir: str | os.PathLike, *,
-                        training_source: ImageSource | None = None, rare_threshold: int = 10,
-                        geo: bool = False, locations: Mapping[str, Location] | None = None,
-                        title: str = "Evaluation", min_photos: int = MIN_PHOTOS) -> dict[str, Any]:
+def evaluate_recognizer(
+  recognizer,
+  source: ImageSource,
+  out_dir: str | os.PathLike,
+  *,
+  training_source: ImageSource | None = None,
+  rare_threshold: int = 10,
+  geo: bool = False,
+  locations: Mapping[str, Location] | None = None,
+  title: str = "Evaluation",
+  min_photos: int = MIN_PHOTOS,
+) -> dict[str, Any]:
   """Recognises every photo of `source` once and writes the report (`write_report`).
 
   Args:
@@ -448,11 +620,16 @@ def evaluate_recognizer(recognizer, source: ImageSource, out_dir: str | os.PathL
   if geo or locations is not None:
     geo_scored = score_embedded(recognizer, embedded, photo_locations(embedded, locations))
   return write_report(
-      score_embedded(recognizer, embedded), recognizer.eta, out_dir,
-      train_counts=training_source.images_per_landmark() if training_source else None,
-      rare_threshold=rare_threshold,
-      categories=(training_source.categories or None) if training_source else None,
-      title=title, geo_scored=geo_scored, min_photos=min_photos,
-      reference_threshold=recognizer.reference_threshold,
-      eta_without_references=recognizer.eta_without_references,
-      indexed=set(recognizer.label_map.to_landmark_ids(np.unique(recognizer.index.labels))))
+    score_embedded(recognizer, embedded),
+    recognizer.eta,
+    out_dir,
+    train_counts=training_source.images_per_landmark() if training_source else None,
+    rare_threshold=rare_threshold,
+    categories=(training_source.categories or None) if training_source else None,
+    title=title,
+    geo_scored=geo_scored,
+    min_photos=min_photos,
+    reference_threshold=recognizer.reference_threshold,
+    eta_without_references=recognizer.eta_without_references,
+    indexed=set(recognizer.label_map.to_landmark_ids(np.unique(recognizer.index.labels))),
+  )

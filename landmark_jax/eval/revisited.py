@@ -110,8 +110,10 @@ def read_junk_pairs(path: str | os.PathLike) -> list[JunkPair]:
     header = [name.strip() for name in reader.fieldnames or []]
     missing = [c for c in JUNK_PAIRS_COLUMNS if c not in header]
     if missing:
-      raise DataError(f"{path} line 1: the header must name the columns query,image (got "
-                      f"{','.join(header) or 'an empty file'}); missing {', '.join(missing)}")
+      raise DataError(
+        f"{path} line 1: the header must name the columns query,image (got "
+        f"{','.join(header) or 'an empty file'}); missing {', '.join(missing)}"
+      )
     reader.fieldnames = header  # stripped, so " image" still names the column
     pairs = []
     for row in reader:
@@ -120,8 +122,10 @@ def read_junk_pairs(path: str | os.PathLike) -> list[JunkPair]:
       where = f"{path} line {reader.line_num}"
       empty = [c for c, v in zip(JUNK_PAIRS_COLUMNS, values) if not v]
       if empty:
-        raise DataError(f"{where}: empty {' and '.join(empty)}; each row is query,image with "
-                        "names as in the ground truth")
+        raise DataError(
+          f"{where}: empty {' and '.join(empty)}; each row is query,image with "
+          "names as in the ground truth"
+        )
       pairs.append(JunkPair(*values, where=where))
   return pairs
 
@@ -133,8 +137,9 @@ def _as_pair(pair: JunkPair | Sequence[str], number: int) -> JunkPair:
   return JunkPair(str(query), str(image), f"pair {number}")
 
 
-def move_pairs_to_junk(gnd: Mapping[str, Any], pairs: Iterable[JunkPair | Sequence[str]]
-                       ) -> tuple[dict[str, Any], dict[str, int]]:
+def move_pairs_to_junk(
+  gnd: Mapping[str, Any], pairs: Iterable[JunkPair | Sequence[str]]
+) -> tuple[dict[str, Any], dict[str, int]]:
   """A new ground truth in which each listed pair that is a positive (easy or hard) of its
   query is junk of that query instead — junk in every protocol — and what moved.
 
@@ -153,20 +158,33 @@ def move_pairs_to_junk(gnd: Mapping[str, Any], pairs: Iterable[JunkPair | Sequen
   """
   query_index = {name: i for i, name in enumerate(gnd["qimlist"])}
   image_index = {name: i for i, name in enumerate(gnd["imlist"])}
-  entries = [dict(entry) | {key: list(entry.get(key, [])) for key in ("easy", "hard", "junk")}
-             for entry in gnd["gnd"]]
-  counts = collections.Counter(pairs=0, moved=0, moved_from_easy=0, moved_from_hard=0,
-                               already_junk=0, not_positive=0, duplicates=0)
+  entries = [
+    dict(entry) | {key: list(entry.get(key, [])) for key in ("easy", "hard", "junk")}
+    for entry in gnd["gnd"]
+  ]
+  counts = collections.Counter(
+    pairs=0,
+    moved=0,
+    moved_from_easy=0,
+    moved_from_hard=0,
+    already_junk=0,
+    not_positive=0,
+    duplicates=0,
+  )
   seen, changed = set(), set()
   for number, raw in enumerate(pairs, 1):
     pair = _as_pair(raw, number)
     counts["pairs"] += 1
     if pair.query not in query_index:
-      raise DataError(f"{pair.where}: query {pair.query!r} is not a query of the ground truth "
-                      "(its qimlist; names without folder or .jpg)")
+      raise DataError(
+        f"{pair.where}: query {pair.query!r} is not a query of the ground truth "
+        "(its qimlist; names without folder or .jpg)"
+      )
     if pair.image not in image_index:
-      raise DataError(f"{pair.where}: image {pair.image!r} is not a database image of the "
-                      "ground truth (its imlist; names without folder or .jpg)")
+      raise DataError(
+        f"{pair.where}: image {pair.image!r} is not a database image of the "
+        "ground truth (its imlist; names without folder or .jpg)"
+      )
     q, i = query_index[pair.query], image_index[pair.image]
     if (q, i) in seen:
       counts["duplicates"] += 1
@@ -205,8 +223,9 @@ def landmark_of(name: str, generic_prefixes: Sequence[str] = GENERIC_PREFIXES) -
   return match.group(1)
 
 
-def query_landmarks(gnd: Mapping[str, Any], generic_prefixes: Sequence[str] = GENERIC_PREFIXES
-                    ) -> list[str | None]:
+def query_landmarks(
+  gnd: Mapping[str, Any], generic_prefixes: Sequence[str] = GENERIC_PREFIXES
+) -> list[str | None]:
   """Each query's landmark (module docstring): its name's, else the most frequent among its
   easy + hard positives (ties: the alphabetically first), else None."""
   answers = []
@@ -214,8 +233,9 @@ def query_landmarks(gnd: Mapping[str, Any], generic_prefixes: Sequence[str] = GE
     landmark = landmark_of(name, generic_prefixes)
     if landmark is None:
       votes = collections.Counter(
-          landmark_of(gnd["imlist"][i], generic_prefixes)
-          for i in list(entry.get("easy", [])) + list(entry.get("hard", [])))
+        landmark_of(gnd["imlist"][i], generic_prefixes)
+        for i in list(entry.get("easy", [])) + list(entry.get("hard", []))
+      )
       votes.pop(None, None)
       if votes:
         top = max(votes.values())
@@ -224,9 +244,12 @@ def query_landmarks(gnd: Mapping[str, Any], generic_prefixes: Sequence[str] = GE
   return answers
 
 
-def rank_through_centroids(query_embeddings: np.ndarray, database_embeddings: np.ndarray,
-                           database_landmarks: Sequence[Hashable | None],
-                           recognised: Sequence[Hashable | None]) -> np.ndarray:
+def rank_through_centroids(
+  query_embeddings: np.ndarray,
+  database_embeddings: np.ndarray,
+  database_landmarks: Sequence[Hashable | None],
+  recognised: Sequence[Hashable | None],
+) -> np.ndarray:
   """(database, queries) ranking through the recognizer's answers.
 
   For query q recognised as landmark L (``recognised[q]``), the database images whose
@@ -238,8 +261,9 @@ def rank_through_centroids(query_embeddings: np.ndarray, database_embeddings: np
   if len(recognised) != len(query_embeddings):
     raise ValueError(f"{len(recognised)} answers for {len(query_embeddings)} queries")
   if len(database_landmarks) != len(database_embeddings):
-    raise ValueError(f"{len(database_landmarks)} landmarks for {len(database_embeddings)} "
-                     "database images")
+    raise ValueError(
+      f"{len(database_landmarks)} landmarks for {len(database_embeddings)} database images"
+    )
   ranks = rank_database(query_embeddings, database_embeddings)
   landmarks = np.empty(len(database_landmarks), dtype=object)
   landmarks[:] = list(database_landmarks)
@@ -273,10 +297,13 @@ class ThroughCentroids:
   generic_prefixes: tuple[str, ...] = GENERIC_PREFIXES
 
 
-def database_centroid_index(names: Sequence[str], embeddings: np.ndarray,
-                            cleaning: CleaningConfig = CleaningConfig(),
-                            index_config: IndexConfig = IndexConfig(),
-                            generic_prefixes: Sequence[str] = GENERIC_PREFIXES):
+def database_centroid_index(
+  names: Sequence[str],
+  embeddings: np.ndarray,
+  cleaning: CleaningConfig = CleaningConfig(),
+  index_config: IndexConfig = IndexConfig(),
+  generic_prefixes: Sequence[str] = GENERIC_PREFIXES,
+):
   """The database's images grouped by `landmark_of`, cleaned, as a centroid index.
 
   Returns:
@@ -284,17 +311,25 @@ def database_centroid_index(names: Sequence[str], embeddings: np.ndarray,
   """
   landmarks = [landmark_of(name, generic_prefixes) for name in names]
   if not any(l is not None for l in landmarks):
-    raise DataError("--through-centroids: no database image is named after a landmark "
-                    "(<landmark>_<number>, generic prefixes "
-                    f"{', '.join(generic_prefixes) or 'none'} excluded)")
+    raise DataError(
+      "--through-centroids: no database image is named after a landmark "
+      "(<landmark>_<number>, generic prefixes "
+      f"{', '.join(generic_prefixes) or 'none'} excluded)"
+    )
   result = clean_dataset(list(names), landmarks, embeddings, cleaning)
   if not len(result.centroids):
-    raise DataError("--through-centroids: cleaning kept no centroid of the database's "
-                    "landmarks; loosen the cleaning settings (key=value)")
+    raise DataError(
+      "--through-centroids: cleaning kept no centroid of the database's "
+      "landmarks; loosen the cleaning settings (key=value)"
+    )
   label_map = LabelMap.from_ids(result.centroid_landmarks)
   index = CentroidIndex.build(
-      result.centroids, [label_map.to_label(l) for l in result.centroid_landmarks],
-      index_config, cluster_sizes=result.cluster_sizes, label_map=label_map)
+    result.centroids,
+    [label_map.to_label(l) for l in result.centroid_landmarks],
+    index_config,
+    cluster_sizes=result.cluster_sizes,
+    label_map=label_map,
+  )
   return index, result
 
 
@@ -307,15 +342,28 @@ class _QuietLabelMapWarning(logging.Filter):
 
 def _scores(ranks: np.ndarray, gnd, protocols, kappas) -> dict[str, Any]:
   results = {p: revisited_map(ranks, gnd, p, kappas) for p in protocols}
-  return {p: {"mAP": r["mAP"], "mP@k": r["mP@k"], "queries": r["queries"]}
-          for p, r in results.items()}
+  return {
+    p: {"mAP": r["mAP"], "mP@k": r["mP@k"], "queries": r["queries"]} for p, r in results.items()
+  }
 
 
-def _through_centroids(how: ThroughCentroids, database_names: Sequence[str], gnd,
-                       query_embeddings, database_embeddings, own_landmarks, protocols, kappas):
+def _through_centroids(
+  how: ThroughCentroids,
+  database_names: Sequence[str],
+  gnd,
+  query_embeddings,
+  database_embeddings,
+  own_landmarks,
+  protocols,
+  kappas,
+):
   index, cleaning = database_centroid_index(
-      database_names, database_embeddings[:len(database_names)], how.cleaning, how.index,
-      how.generic_prefixes)
+    database_names,
+    database_embeddings[: len(database_names)],
+    how.cleaning,
+    how.index,
+    how.generic_prefixes,
+  )
   logger = logging.getLogger("landmark_jax.recognize")
   quiet = _QuietLabelMapWarning()
   logger.addFilter(quiet)
@@ -327,34 +375,47 @@ def _through_centroids(how: ThroughCentroids, database_names: Sequence[str], gnd
   recognised = [p.landmark_id for p in predictions]
   distractors = len(database_embeddings) - len(database_names)
   named = [landmark_of(name, how.generic_prefixes) for name in database_names]
-  ranks = rank_through_centroids(query_embeddings, database_embeddings,
-                                 named + [None] * distractors, recognised)
+  ranks = rank_through_centroids(
+    query_embeddings, database_embeddings, named + [None] * distractors, recognised
+  )
   indexed = set(index.label_map.landmark_ids)
   outcome = collections.Counter(
-      "rejected" if got is None else "correct" if got == own else "wrong"
-      for got, own in zip(recognised, own_landmarks))
+    "rejected" if got is None else "correct" if got == own else "wrong"
+    for got, own in zip(recognised, own_landmarks)
+  )
   eta = getattr(recognizer, "eta", None)
   return {
-      **_scores(ranks, gnd["gnd"], protocols, kappas),
-      "recognised_correctly": outcome["correct"], "recognised_wrongly": outcome["wrong"],
-      "rejected": outcome["rejected"],
-      "query_landmark_not_in_index": sum(own not in indexed for own in own_landmarks),
-      "eta": None if eta is None or not np.isfinite(eta) else float(eta),
-      "index": {"landmarks": len(indexed), "centroids": len(index),
-                "database_images_kept": int(cleaning.keep.sum()),
-                "landmarks_kept_whole": sorted(map(str, cleaning.landmarks_kept_whole))},
-      "per_query": [{"query": name, "landmark": own, "recognised": got, "score": p.score}
-                    for name, own, got, p in zip(gnd["qimlist"], own_landmarks, recognised,
-                                                 predictions)],
+    **_scores(ranks, gnd["gnd"], protocols, kappas),
+    "recognised_correctly": outcome["correct"],
+    "recognised_wrongly": outcome["wrong"],
+    "rejected": outcome["rejected"],
+    "query_landmark_not_in_index": sum(own not in indexed for own in own_landmarks),
+    "eta": None if eta is None or not np.isfinite(eta) else float(eta),
+    "index": {
+      "landmarks": len(indexed),
+      "centroids": len(index),
+      "database_images_kept": int(cleaning.keep.sum()),
+      "landmarks_kept_whole": sorted(map(str, cleaning.landmarks_kept_whole)),
+    },
+    "per_query": [
+      {"query": name, "landmark": own, "recognised": got, "score": p.score}
+      for name, own, got, p in zip(gnd["qimlist"], own_landmarks, recognised, predictions)
+    ],
   }
 
 
-def evaluate_revisited(embed, root: str | os.PathLike, gnd: str | os.PathLike | Mapping[str, Any],
-                       *, distractors: str | os.PathLike | None = None,
-                       trust_pickle: bool = False,
-                       protocols: Sequence[str] = PROTOCOLS, kappas=(1, 5, 10),
-                       junk_pairs: str | os.PathLike | Iterable[JunkPair | Sequence[str]] | None = None,
-                       through_centroids: ThroughCentroids | None = None) -> dict[str, Any]:
+def evaluate_revisited(
+  embed,
+  root: str | os.PathLike,
+  gnd: str | os.PathLike | Mapping[str, Any],
+  *,
+  distractors: str | os.PathLike | None = None,
+  trust_pickle: bool = False,
+  protocols: Sequence[str] = PROTOCOLS,
+  kappas=(1, 5, 10),
+  junk_pairs: str | os.PathLike | Iterable[JunkPair | Sequence[str]] | None = None,
+  through_centroids: ThroughCentroids | None = None,
+) -> dict[str, Any]:
   """mAP / mP@k per protocol.
 
   Args:
@@ -388,19 +449,32 @@ def evaluate_revisited(embed, root: str | os.PathLike, gnd: str | os.PathLike | 
     gnd, moved = move_pairs_to_junk(gnd, junk_pairs)
   database = [str(_find_image(images, name)) for name in gnd["imlist"]]
   if distractors:
-    database += sorted(str(p) for p in pathlib.Path(distractors).rglob("*")
-                       if p.suffix.lower() in IMAGE_SUFFIXES)
-  queries = [crop_query(open_image(str(_find_image(images, name))), entry["bbx"])
-             for name, entry in zip(gnd["qimlist"], gnd["gnd"])]
+    database += sorted(
+      str(p) for p in pathlib.Path(distractors).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+    )
+  queries = [
+    crop_query(open_image(str(_find_image(images, name))), entry["bbx"])
+    for name, entry in zip(gnd["qimlist"], gnd["gnd"])
+  ]
   query_embeddings, database_embeddings = embed(queries), embed(database)
   ranks = rank_database(query_embeddings, database_embeddings)
-  result = {"database_images": len(database), "queries": len(queries),
-            "distractors": len(database) - len(gnd["imlist"]),
-            **_scores(ranks, gnd["gnd"], protocols, kappas)}
+  result = {
+    "database_images": len(database),
+    "queries": len(queries),
+    "distractors": len(database) - len(gnd["imlist"]),
+    **_scores(ranks, gnd["gnd"], protocols, kappas),
+  }
   if moved is not None:
     result["junk_pairs"] = moved
   if through_centroids is not None:
     result["through_centroids"] = _through_centroids(
-        through_centroids, gnd["imlist"], gnd, query_embeddings, database_embeddings,
-        own_landmarks, protocols, kappas)
+      through_centroids,
+      gnd["imlist"],
+      gnd,
+      query_embeddings,
+      database_embeddings,
+      own_landmarks,
+      protocols,
+      kappas,
+    )
   return result

@@ -30,8 +30,13 @@ from landmark_jax.errors import ConfigError
 from landmark_jax.folders import atomic_folder, exclusive_writer, readable_folder
 from landmark_jax.index import integrity, scann_backend
 from landmark_jax.index.exact import ExactSearcher
-from landmark_jax.index.integrity import (FORMAT_VERSION, MANIFEST, REQUIRED_FILES, SCANN_DIR,
-                                          IndexFormatError)
+from landmark_jax.index.integrity import (
+  FORMAT_VERSION,
+  MANIFEST,
+  REQUIRED_FILES,
+  SCANN_DIR,
+  IndexFormatError,
+)
 from landmark_jax.index.landmarks import LandmarkInfo, load_landmarks_csv, save_landmarks_csv
 from landmark_jax.index.references import FILES as REFERENCE_FILES
 from landmark_jax.index.references import VECTORS_FILE as REFERENCE_VECTORS
@@ -65,12 +70,21 @@ class IndexConfig:
 class CentroidIndex:
   """Centroids (L2-normalised, so dot product = cosine similarity) and their labels."""
 
-  def __init__(self, centroids: np.ndarray, labels: np.ndarray, cluster_sizes: np.ndarray,
-               config: IndexConfig, *, label_map: LabelMap | None = None,
-               metadata: dict[str, Any] | None = None,
-               landmarks: dict[Any, LandmarkInfo] | None = None,
-               validation: ValidationSet | Callable[[], ValidationSet] | None = None,
-               references: References | None = None, _scann=None, _scann_info=None):
+  def __init__(
+    self,
+    centroids: np.ndarray,
+    labels: np.ndarray,
+    cluster_sizes: np.ndarray,
+    config: IndexConfig,
+    *,
+    label_map: LabelMap | None = None,
+    metadata: dict[str, Any] | None = None,
+    landmarks: dict[Any, LandmarkInfo] | None = None,
+    validation: ValidationSet | Callable[[], ValidationSet] | None = None,
+    references: References | None = None,
+    _scann=None,
+    _scann_info=None,
+  ):
     self.centroids = np.ascontiguousarray(centroids, np.float32)
     self.labels = np.asarray(labels, np.int64)
     self.cluster_sizes = np.asarray(cluster_sizes, np.int64)
@@ -89,11 +103,18 @@ class CentroidIndex:
   # Construction -----------------------------------------------------------------------
 
   @classmethod
-  def build(cls, vectors: np.ndarray, labels: np.ndarray, config: IndexConfig = IndexConfig(),
-            *, cluster_sizes: np.ndarray | None = None, label_map: LabelMap | None = None,
-            metadata: dict[str, Any] | None = None,
-            landmarks: dict[Any, LandmarkInfo] | None = None,
-            references: References | None = None) -> "CentroidIndex":
+  def build(
+    cls,
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    config: IndexConfig = IndexConfig(),
+    *,
+    cluster_sizes: np.ndarray | None = None,
+    label_map: LabelMap | None = None,
+    metadata: dict[str, Any] | None = None,
+    landmarks: dict[Any, LandmarkInfo] | None = None,
+    references: References | None = None,
+  ) -> "CentroidIndex":
     """An index over `vectors` (n, d), each carrying `labels[i]`; `references`: the class
     references of its landmarks (by the same labels)."""
     vectors = np.ascontiguousarray(vectors, np.float32)
@@ -106,10 +127,18 @@ class CentroidIndex:
     if config.backend == "scann" or (config.backend == "auto" and scann_backend.scann_available()):
       searcher, info = scann_backend.build_scann(vectors, config)
     sizes = np.ones(len(vectors), np.int64) if cluster_sizes is None else cluster_sizes
-    return cls(vectors, labels, sizes, config, label_map=label_map,
-               metadata={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                         **(metadata or {})},
-               landmarks=landmarks, references=references, _scann=searcher, _scann_info=info)
+    return cls(
+      vectors,
+      labels,
+      sizes,
+      config,
+      label_map=label_map,
+      metadata={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(metadata or {})},
+      landmarks=landmarks,
+      references=references,
+      _scann=searcher,
+      _scann_info=info,
+    )
 
   # Search -----------------------------------------------------------------------------
 
@@ -146,8 +175,9 @@ class CentroidIndex:
       return None
     return SearchSetting(info["leaves_to_search"], info["reorder"])
 
-  def with_search_settings(self, settings: SearchSetting | None,
-                           tuning: dict[str, Any]) -> "CentroidIndex":
+  def with_search_settings(
+    self, settings: SearchSetting | None, tuning: dict[str, Any]
+  ) -> "CentroidIndex":
     """The same index searching with `settings` (None: keep them), and `tuning` (how they
     were chosen, `tuning.tuning_record`) in its manifest. The config takes the settings too,
     so an edit that rebuilds the index (`editing`) builds the tree with them."""
@@ -155,13 +185,25 @@ class CentroidIndex:
     config = self.config
     if settings is not None:
       info.update(leaves_to_search=settings.leaves_to_search, reorder=settings.reorder)
-      config = dataclasses.replace(config, leaves_to_search=settings.leaves_to_search,
-                                   reorder=settings.reorder)
-    fields = {"label_map": self.label_map, "metadata": self.metadata,
-              "landmarks": self.landmarks, "validation": self._validation,
-              "references": self.references}
-    return CentroidIndex(self.centroids, self.labels, self.cluster_sizes, config, **fields,
-                         _scann=self._scann, _scann_info=info)
+      config = dataclasses.replace(
+        config, leaves_to_search=settings.leaves_to_search, reorder=settings.reorder
+      )
+    fields = {
+      "label_map": self.label_map,
+      "metadata": self.metadata,
+      "landmarks": self.landmarks,
+      "validation": self._validation,
+      "references": self.references,
+    }
+    return CentroidIndex(
+      self.centroids,
+      self.labels,
+      self.cluster_sizes,
+      config,
+      **fields,
+      _scann=self._scann,
+      _scann_info=info,
+    )
 
   def exact_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(centroid ids, scores) by exact dot product."""
@@ -169,9 +211,15 @@ class CentroidIndex:
       self._exact = ExactSearcher(self.centroids)
     return self._exact.search(queries, k)
 
-  def search(self, queries: np.ndarray, k: int = 5, *, exact: bool = False,
-             leaves_to_search: int | None = None, reorder: int | None = None
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  def search(
+    self,
+    queries: np.ndarray,
+    k: int = 5,
+    *,
+    exact: bool = False,
+    leaves_to_search: int | None = None,
+    reorder: int | None = None,
+  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Top-k centroids per query → (labels (q, k), scores (q, k), centroid ids (q, k)).
 
     A ScaNN tree searches with the index's settings (`search_settings`: as built, or as
@@ -189,8 +237,10 @@ class CentroidIndex:
       if settings is not None:
         # Passed on every call: a loaded searcher's own defaults are those it was built with,
         # which a tuning may have changed since.
-        extra = {"leaves_to_search": leaves_to_search or settings.leaves_to_search,
-                 "pre_reorder_num_neighbors": reorder or settings.reorder}
+        extra = {
+          "leaves_to_search": leaves_to_search or settings.leaves_to_search,
+          "pre_reorder_num_neighbors": reorder or settings.reorder,
+        }
       ids, _ = self._scann.search_batched(queries, final_num_neighbors=k, **extra)
       ids = ids.astype(np.int64)
     ids, scores = _rescored(self.centroids, queries, ids)
@@ -199,10 +249,16 @@ class CentroidIndex:
   # Persistence ------------------------------------------------------------------------
 
   def manifest(self) -> dict[str, Any]:
-    return {"format_version": FORMAT_VERSION, "embedding_dim": self.dim,
-            "num_centroids": len(self), "num_landmarks": int(len(np.unique(self.labels))),
-            "backend": self.backend, "scann": self._scann_info,
-            "config": dataclasses.asdict(self.config), **self.metadata}
+    return {
+      "format_version": FORMAT_VERSION,
+      "embedding_dim": self.dim,
+      "num_centroids": len(self),
+      "num_landmarks": int(len(np.unique(self.labels))),
+      "backend": self.backend,
+      "scann": self._scann_info,
+      "config": dataclasses.asdict(self.config),
+      **self.metadata,
+    }
 
   def save(self, directory: str | os.PathLike) -> pathlib.Path:
     """Writes the index to `directory` atomically (see the module docstring), holding its
@@ -226,14 +282,14 @@ class CentroidIndex:
         self._scann.serialize(str(staging / "scann"))
       # The manifest last: a directory without one was never completed. It records every
       # file written above, so `load` can tell them from damaged or stray ones.
-      manifest = integrity.sealed({**self.manifest(),
-                                   "files": integrity.file_records(staging)})
+      manifest = integrity.sealed({**self.manifest(), "files": integrity.file_records(staging)})
       (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return directory
 
   @classmethod
-  def load(cls, directory: str | os.PathLike, *, expected_dim: int | None = None
-           ) -> "CentroidIndex":
+  def load(
+    cls, directory: str | os.PathLike, *, expected_dim: int | None = None
+  ) -> "CentroidIndex":
     """Loads a saved index after checking its files against the manifest and its parts
     against each other; any problem raises `IndexFormatError` naming the file."""
     # Absolute: ScaNN resolves its asset paths against the process's working directory.
@@ -247,10 +303,12 @@ class CentroidIndex:
     dim = manifest["embedding_dim"]
     if expected_dim is not None and dim != expected_dim:
       raise IndexFormatError(
-          f"{manifest_path}: embedding_dim {dim}, the model produces {expected_dim}")
-    arrays = {name: integrity.read_file(directory / name,
-                                        lambda path: np.load(path, allow_pickle=False))
-              for name in REQUIRED_FILES}
+        f"{manifest_path}: embedding_dim {dim}, the model produces {expected_dim}"
+      )
+    arrays = {
+      name: integrity.read_file(directory / name, lambda path: np.load(path, allow_pickle=False))
+      for name in REQUIRED_FILES
+    }
     integrity.check_arrays(directory, manifest, arrays)
     label_map = None
     if (directory / "label_map.json").is_file():
@@ -262,26 +320,45 @@ class CentroidIndex:
     references = None
     if all((directory / name).is_file() for name in REFERENCE_FILES):
       references = integrity.read_file(
-          directory / REFERENCE_VECTORS,
-          lambda _: References.load(directory, dim, arrays["labels.npy"]))
+        directory / REFERENCE_VECTORS,
+        lambda _: References.load(directory, dim, arrays["labels.npy"]),
+      )
     scann_searcher = None
     if manifest["backend"] == "scann":
       if not (directory / SCANN_DIR / scann_backend.ASSETS_FILE).is_file():
         raise IndexFormatError(
-            f"index file missing: {directory / SCANN_DIR / scann_backend.ASSETS_FILE}")
+          f"index file missing: {directory / SCANN_DIR / scann_backend.ASSETS_FILE}"
+        )
       if scann_backend.scann_available():
         scann_searcher = integrity.read_file(directory / SCANN_DIR, scann_backend.load_scann)
-    known = {"format_version", "embedding_dim", "num_centroids", "num_landmarks", "backend",
-             "scann", "config", "files", integrity.MANIFEST_DIGEST}
+    known = {
+      "format_version",
+      "embedding_dim",
+      "num_centroids",
+      "num_landmarks",
+      "backend",
+      "scann",
+      "config",
+      "files",
+      integrity.MANIFEST_DIGEST,
+    }
     try:
       config = IndexConfig(**manifest.get("config", {}))
     except (TypeError, ConfigError) as e:
       raise IndexFormatError(f"{manifest_path}: config: {e}") from None
-    return cls(arrays["centroids.npy"], arrays["labels.npy"], arrays["cluster_sizes.npy"],
-               config, label_map=label_map,
-               metadata={k: v for k, v in manifest.items() if k not in known},
-               landmarks=landmarks, validation=_validation_reader(directory, manifest, dim),
-               references=references, _scann=scann_searcher, _scann_info=manifest.get("scann"))
+    return cls(
+      arrays["centroids.npy"],
+      arrays["labels.npy"],
+      arrays["cluster_sizes.npy"],
+      config,
+      label_map=label_map,
+      metadata={k: v for k, v in manifest.items() if k not in known},
+      landmarks=landmarks,
+      validation=_validation_reader(directory, manifest, dim),
+      references=references,
+      _scann=scann_searcher,
+      _scann_info=manifest.get("scann"),
+    )
 
   def with_metadata(self, **values) -> "CentroidIndex":
     """The same index with manifest fields added/replaced (e.g. the calibrated ``eta``)."""
@@ -294,28 +371,44 @@ class CentroidIndex:
   def with_validation(self, validation: ValidationSet | None) -> "CentroidIndex":
     """The same index keeping `validation` as the photos it is calibrated on."""
     if validation is not None and len(validation) and validation.embeddings.shape[1] != self.dim:
-      raise ValueError(f"validation embeddings of {validation.embeddings.shape[1]} dimensions "
-                       f"for an index of {self.dim}")
+      raise ValueError(
+        f"validation embeddings of {validation.embeddings.shape[1]} dimensions "
+        f"for an index of {self.dim}"
+      )
     return self._replaced(validation=validation)
 
   def with_references(self, references: References | None) -> "CentroidIndex":
     """The same index with other class references (None: none)."""
     if references is not None and len(references) and references.vectors.shape[1] != self.dim:
-      raise ValueError(f"references of {references.vectors.shape[1]} dimensions for an index "
-                       f"of {self.dim}")
+      raise ValueError(
+        f"references of {references.vectors.shape[1]} dimensions for an index of {self.dim}"
+      )
     return self._replaced(references=references)
 
   def _replaced(self, **changes) -> "CentroidIndex":
     # The searcher is shared: nothing here changes the centroids.
-    fields = {"label_map": self.label_map, "metadata": self.metadata,
-              "landmarks": self.landmarks, "validation": self._validation,
-              "references": self.references, **changes}
-    return CentroidIndex(self.centroids, self.labels, self.cluster_sizes, self.config,
-                         **fields, _scann=self._scann, _scann_info=self._scann_info)
+    fields = {
+      "label_map": self.label_map,
+      "metadata": self.metadata,
+      "landmarks": self.landmarks,
+      "validation": self._validation,
+      "references": self.references,
+      **changes,
+    }
+    return CentroidIndex(
+      self.centroids,
+      self.labels,
+      self.cluster_sizes,
+      self.config,
+      **fields,
+      _scann=self._scann,
+      _scann_info=self._scann_info,
+    )
 
 
-def _validation_reader(directory: pathlib.Path, manifest: dict[str, Any], dim: int
-                       ) -> Callable[[], ValidationSet] | None:
+def _validation_reader(
+  directory: pathlib.Path, manifest: dict[str, Any], dim: int
+) -> Callable[[], ValidationSet] | None:
   """A function reading the stored validation set (None when the index keeps none). The
   files were checked against the manifest when the index loaded; they are checked again
   when read, since the folder may have been replaced by another save since then."""
@@ -327,13 +420,16 @@ def _validation_reader(directory: pathlib.Path, manifest: dict[str, Any], dim: i
     for name in VALIDATION_FILES:
       if name in records:
         integrity.check_file(directory / name, records[name])
-    return integrity.read_file(directory / VALIDATION_EMBEDDINGS,
-                               lambda _: ValidationSet.load(directory, dim))
+    return integrity.read_file(
+      directory / VALIDATION_EMBEDDINGS, lambda _: ValidationSet.load(directory, dim)
+    )
+
   return read
 
 
-def _rescored(centroids: np.ndarray, queries: np.ndarray, ids: np.ndarray,
-              chunk_elements: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+def _rescored(
+  centroids: np.ndarray, queries: np.ndarray, ids: np.ndarray, chunk_elements: int = 1 << 22
+) -> tuple[np.ndarray, np.ndarray]:
   """The found neighbours' scores recomputed exactly, best first.
 
   ScaNN (and a batched matmul) pick different SIMD kernels for different numbers of
@@ -348,10 +444,10 @@ def _rescored(centroids: np.ndarray, queries: np.ndarray, ids: np.ndarray,
   scores = np.empty(ids.shape, np.float32)
   rows = max(1, chunk_elements // (ids.shape[1] * centroids.shape[1]))
   for start in range(0, len(ids), rows):
-    block = ids[start:start + rows]
+    block = ids[start : start + rows]
     found = centroids[block].astype(np.float64)  # (rows, k, d)
-    query = queries[start:start + rows].astype(np.float64)[:, :, None]  # (rows, d, 1)
-    scores[start:start + rows] = np.matmul(found, query)[..., 0]
+    query = queries[start : start + rows].astype(np.float64)[:, :, None]  # (rows, d, 1)
+    scores[start : start + rows] = np.matmul(found, query)[..., 0]
   # Re-sort: exact scores may swap near-ties; ties go to the lower centroid id, as exact
   # search breaks them.
   order = _best_first(scores, ids)
@@ -372,6 +468,7 @@ def _readable_index_dir(directory: pathlib.Path) -> pathlib.Path:
   if not directory.exists():
     raise IndexFormatError(f"no index at {directory}")
   if not directory.is_dir():
-    raise IndexFormatError(f"{directory} is a file; an index is a folder (the --out of "
-                           "build-index)")
+    raise IndexFormatError(
+      f"{directory} is a file; an index is a folder (the --out of build-index)"
+    )
   raise IndexFormatError(f"index file missing: {directory / MANIFEST}")

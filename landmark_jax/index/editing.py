@@ -32,9 +32,13 @@ def _to_stderr(message: str) -> None:
 
 
 @contextlib.contextmanager
-def locked_index(directory: str | os.PathLike, *, expected_dim: int | None = None,
-                 timeout: float | None = None,
-                 on_wait: Callable[[str], None] | None = _to_stderr) -> Iterator[CentroidIndex]:
+def locked_index(
+  directory: str | os.PathLike,
+  *,
+  expected_dim: int | None = None,
+  timeout: float | None = None,
+  on_wait: Callable[[str], None] | None = _to_stderr,
+) -> Iterator[CentroidIndex]:
   """The index at `directory`, loaded under its write lock, which is held until the block
   ends: save the edited index inside the block.
 
@@ -45,15 +49,32 @@ def locked_index(directory: str | os.PathLike, *, expected_dim: int | None = Non
     yield CentroidIndex.load(directory, expected_dim=expected_dim)
 
 
-def _edited(index: CentroidIndex, centroids, labels, sizes, label_map, landmarks, edit,
-            validation, references: References | None) -> CentroidIndex:
+def _edited(
+  index: CentroidIndex,
+  centroids,
+  labels,
+  sizes,
+  label_map,
+  landmarks,
+  edit,
+  validation,
+  references: References | None,
+) -> CentroidIndex:
   metadata = {k: v for k, v in index.metadata.items() if k != "created"}
-  metadata["edits"] = [*index.metadata.get("edits", []),
-                       {**edit, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]
-  return CentroidIndex.build(centroids, labels, index.config, cluster_sizes=sizes,
-                             label_map=label_map, metadata=metadata,
-                             landmarks=landmarks, references=references
-                             ).with_validation(validation)
+  metadata["edits"] = [
+    *index.metadata.get("edits", []),
+    {**edit, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+  ]
+  return CentroidIndex.build(
+    centroids,
+    labels,
+    index.config,
+    cluster_sizes=sizes,
+    label_map=label_map,
+    metadata=metadata,
+    landmarks=landmarks,
+    references=references,
+  ).with_validation(validation)
 
 
 def refuse_present(index: CentroidIndex, landmark_ids: Iterable[Hashable]) -> None:
@@ -64,16 +85,24 @@ def refuse_present(index: CentroidIndex, landmark_ids: Iterable[Hashable]) -> No
   clash = [l for l in dict.fromkeys(landmark_ids) if l is not None and l in present]
   if clash:
     raise DataError(
-        f"the index already has landmark(s) {', '.join(describe(l, index.landmarks) for l in clash)}"
-        ": give the new landmarks ids the index does not use (their folder names, or the "
-        "landmark_id column); to replace a landmark's photos, remove it first")
+      f"the index already has landmark(s) {', '.join(describe(l, index.landmarks) for l in clash)}"
+      ": give the new landmarks ids the index does not use (their folder names, or the "
+      "landmark_id column); to replace a landmark's photos, remove it first"
+    )
 
 
-def add_centroids(index: CentroidIndex, centroids: np.ndarray, centroid_landmarks: Sequence,
-                  cluster_sizes: np.ndarray, landmarks: Mapping[Hashable, LandmarkInfo] | None,
-                  edit: dict, *, update_metadata: bool = False,
-                  reference_vectors: np.ndarray | None = None,
-                  reference_landmarks: Sequence = ()) -> CentroidIndex:
+def add_centroids(
+  index: CentroidIndex,
+  centroids: np.ndarray,
+  centroid_landmarks: Sequence,
+  cluster_sizes: np.ndarray,
+  landmarks: Mapping[Hashable, LandmarkInfo] | None,
+  edit: dict,
+  *,
+  update_metadata: bool = False,
+  reference_vectors: np.ndarray | None = None,
+  reference_landmarks: Sequence = (),
+) -> CentroidIndex:
   """A new index with centroids of new landmarks added (`centroid_landmarks`: each
   centroid's landmark id); unknown ids are appended to the label map. `landmarks` (a
   landmarks CSV) describes the new landmarks by id or by name; existing landmarks keep
@@ -85,26 +114,41 @@ def add_centroids(index: CentroidIndex, centroids: np.ndarray, centroid_landmark
     DataError: a landmark that the index already has.
   """
   refuse_present(index, centroid_landmarks)
-  new_ids = [l for l in dict.fromkeys(centroid_landmarks)
-             if l not in index.label_map.landmark_ids]
-  label_map = LabelMap(index.label_map.landmark_ids + tuple(new_ids),
-                       index.label_map.stage_sizes + ((index.label_map.num_classes + len(new_ids),)
-                                                      if new_ids else ()))
+  new_ids = [l for l in dict.fromkeys(centroid_landmarks) if l not in index.label_map.landmark_ids]
+  label_map = LabelMap(
+    index.label_map.landmark_ids + tuple(new_ids),
+    index.label_map.stage_sizes
+    + ((index.label_map.num_classes + len(new_ids),) if new_ids else ()),
+  )
   new_labels = np.array([label_map.to_label(l) for l in centroid_landmarks], np.int64)
-  merge = merge_metadata(index.landmarks, index.label_map.to_landmark_ids(np.unique(index.labels)),
-                         dict.fromkeys(centroid_landmarks), landmarks,
-                         update_existing=update_metadata)
+  merge = merge_metadata(
+    index.landmarks,
+    index.label_map.to_landmark_ids(np.unique(index.labels)),
+    dict.fromkeys(centroid_landmarks),
+    landmarks,
+    update_existing=update_metadata,
+  )
   references = index.references
   if references is not None and reference_vectors is not None and len(reference_vectors):
-    references = references.joined(References(
-        reference_vectors, [label_map.to_label(l) for l in reference_landmarks]))
-  return _edited(index, np.concatenate([index.centroids, centroids]),
-                 np.concatenate([index.labels, new_labels]),
-                 np.concatenate([index.cluster_sizes, cluster_sizes]), label_map,
-                 merge.landmarks,
-                 {"op": "add", "landmarks": [str(l) for l in dict.fromkeys(centroid_landmarks)],
-                  **edit, "metadata": merge.summary()},
-                 index.validation, references)
+    references = references.joined(
+      References(reference_vectors, [label_map.to_label(l) for l in reference_landmarks])
+    )
+  return _edited(
+    index,
+    np.concatenate([index.centroids, centroids]),
+    np.concatenate([index.labels, new_labels]),
+    np.concatenate([index.cluster_sizes, cluster_sizes]),
+    label_map,
+    merge.landmarks,
+    {
+      "op": "add",
+      "landmarks": [str(l) for l in dict.fromkeys(centroid_landmarks)],
+      **edit,
+      "metadata": merge.summary(),
+    },
+    index.validation,
+    references,
+  )
 
 
 def remove_landmarks(index: CentroidIndex, landmarks: Iterable[Hashable]) -> CentroidIndex:
@@ -120,8 +164,9 @@ def remove_landmarks(index: CentroidIndex, landmarks: Iterable[Hashable]) -> Cen
   if index.label_map is None:
     raise DataError("the index has no label map; rebuild it with `build-index`")
   present = index.label_map.to_landmark_ids(np.unique(index.labels))
-  landmark_ids = list(dict.fromkeys(
-      find_landmark(str(l), present, index.landmarks) for l in landmarks))
+  landmark_ids = list(
+    dict.fromkeys(find_landmark(str(l), present, index.landmarks) for l in landmarks)
+  )
   labels = [index.label_map.to_label(l) for l in landmark_ids]
   keep = ~np.isin(index.labels, labels)
   if not keep.any():
@@ -134,14 +179,22 @@ def remove_landmarks(index: CentroidIndex, landmarks: Iterable[Hashable]) -> Cen
   references = index.references
   if references is not None:
     references = references.without_labels(labels)
-  return _edited(index, index.centroids[keep], index.labels[keep], index.cluster_sizes[keep],
-                 index.label_map, kept_metadata,
-                 {"op": "remove", "landmarks": [str(l) for l in landmark_ids],
-                  "centroids": int((~keep).sum())}, validation, references)
+  return _edited(
+    index,
+    index.centroids[keep],
+    index.labels[keep],
+    index.cluster_sizes[keep],
+    index.label_map,
+    kept_metadata,
+    {"op": "remove", "landmarks": [str(l) for l in landmark_ids], "centroids": int((~keep).sum())},
+    validation,
+    references,
+  )
 
 
-def update_landmarks(index: CentroidIndex, landmarks: Mapping[Hashable, LandmarkInfo]
-                     ) -> CentroidIndex:
+def update_landmarks(
+  index: CentroidIndex, landmarks: Mapping[Hashable, LandmarkInfo]
+) -> CentroidIndex:
   """The index with its landmarks' names, coordinates and categories replaced by the rows
   of `landmarks` that describe them (`merge_metadata`: by a folder landmark's id as name,
   else by id); centroids, labels and η are untouched, so nothing is rebuilt.
@@ -155,11 +208,16 @@ def update_landmarks(index: CentroidIndex, landmarks: Mapping[Hashable, Landmark
   present = index.label_map.to_landmark_ids(np.unique(index.labels))
   merge = merge_metadata(index.landmarks, present, [], landmarks, update_existing=True)
   if not merge.updated:
-    raise DataError("no row of the landmarks CSV describes a landmark of the index (by its id, "
-                    "or by its name for a landmark added from a folder)")
-  edit = {"op": "metadata", "landmarks": [str(l) for l in merge.updated],
-          "metadata": merge.summary(),
-          "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    raise DataError(
+      "no row of the landmarks CSV describes a landmark of the index (by its id, "
+      "or by its name for a landmark added from a folder)"
+    )
+  edit = {
+    "op": "metadata",
+    "landmarks": [str(l) for l in merge.updated],
+    "metadata": merge.summary(),
+    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+  }
   return index.with_landmarks(merge.landmarks).with_metadata(
-      edits=[*index.metadata.get("edits", []), edit])
-
+    edits=[*index.metadata.get("edits", []), edit]
+  )

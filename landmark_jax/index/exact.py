@@ -44,10 +44,11 @@ class ExactSearcher:
     # cost another 2 GB at 1 M × 512.
     self._chunks = []
     for start in range(0, n, self.chunk_size):
-      chunk = self.database[start:start + self.chunk_size]
+      chunk = self.database[start : start + self.chunk_size]
       if len(chunk) < self.chunk_size:
-        chunk = np.concatenate([chunk, np.zeros((self.chunk_size - len(chunk), chunk.shape[1]),
-                                                np.float32)])
+        chunk = np.concatenate(
+          [chunk, np.zeros((self.chunk_size - len(chunk), chunk.shape[1]), np.float32)]
+        )
       self._chunks.append(jnp.asarray(chunk))
 
   def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,9 +59,9 @@ class ExactSearcher:
     k_chunk = min(k_eff, self.chunk_size)
     out_index, out_scores = [], []
     for start in range(0, len(queries), self.query_batch):
-      batch = queries[start:start + self.query_batch]
+      batch = queries[start : start + self.query_batch]
       padded = np.zeros((self.query_batch, queries.shape[1]), np.float32)
-      padded[:len(batch)] = batch
+      padded[: len(batch)] = batch
       best_scores = best_index = None
       for c, chunk in enumerate(self._chunks):
         offset = c * self.chunk_size
@@ -69,8 +70,8 @@ class ExactSearcher:
           best_scores, best_index = scores, index
         else:
           best_scores, best_index = _merge_top_k(best_scores, best_index, scores, index, k_chunk)
-      out_scores.append(np.asarray(best_scores)[:len(batch), :k_eff])
-      out_index.append(np.asarray(best_index)[:len(batch), :k_eff])
+      out_scores.append(np.asarray(best_scores)[: len(batch), :k_eff])
+      out_index.append(np.asarray(best_index)[: len(batch), :k_eff])
     if not out_index:
       return np.zeros((0, k_eff), np.int64), np.zeros((0, k_eff), np.float32)
     return np.concatenate(out_index).astype(np.int64), np.concatenate(out_scores)

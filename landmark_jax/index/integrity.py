@@ -1,7 +1,8 @@
 """Checking a saved index against itself: `CentroidIndex.load` trusts nothing it reads.
 
 The manifest records the size and sha256 of every other file at save (format version 2),
-and its own sha256 over the rest of it; at load each file must match, no index file may be there that the manifest does not list, and
+and its own sha256 over the rest of it; at load each file must match, no index file may be
+there that the manifest does not list, and
 the parts must agree (labels for as many centroids as there are, finite centroids, labels
 the label map covers, an η that is a similarity). Any failure is an `IndexFormatError`
 naming the file, instead of an index that loads and then fails every query. The checksums
@@ -28,8 +29,14 @@ READABLE_VERSIONS = (1, 2)  # 1: no checksums, read so that users' existing inde
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest_sha256"  # the manifest's own checksum, over the rest of it
 REQUIRED_FILES = ("centroids.npy", "labels.npy", "cluster_sizes.npy")
-OPTIONAL_FILES = ("label_map.json", "landmarks.csv", "validation_embeddings.npy",
-                  "validation.json", "references.npy", "reference_labels.npy")
+OPTIONAL_FILES = (
+  "label_map.json",
+  "landmarks.csv",
+  "validation_embeddings.npy",
+  "validation.json",
+  "references.npy",
+  "reference_labels.npy",
+)
 SCANN_DIR = "scann"
 # Calibration puts η one float32 step above a similarity, and float32 dot products of unit
 # vectors can exceed 1 by rounding, so a calibrated η may sit a hair outside [-1, 1].
@@ -60,16 +67,21 @@ def _sha256(path: pathlib.Path) -> str:
 
 def file_records(folder: pathlib.Path) -> dict[str, dict[str, Any]]:
   """Size and sha256 of every file under `folder` but the manifest, by relative posix path."""
-  return {path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size,
-                                                "sha256": _sha256(path)}
-          for path in sorted(folder.rglob("*")) if path.is_file() and path != folder / MANIFEST}
+  return {
+    path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    for path in sorted(folder.rglob("*"))
+    if path.is_file() and path != folder / MANIFEST
+  }
 
 
 def _index_files(directory: pathlib.Path) -> list[str]:
   """The files in `directory` that belong to an index (what `load` reads, and ScaNN's)."""
   names = [name for name in REQUIRED_FILES + OPTIONAL_FILES if (directory / name).is_file()]
-  return names + sorted(path.relative_to(directory).as_posix()
-                        for path in (directory / SCANN_DIR).rglob("*") if path.is_file())
+  return names + sorted(
+    path.relative_to(directory).as_posix()
+    for path in (directory / SCANN_DIR).rglob("*")
+    if path.is_file()
+  )
 
 
 def read_manifest(path: pathlib.Path) -> dict[str, Any]:
@@ -99,16 +111,20 @@ def check_manifest_digest(path: pathlib.Path, manifest: dict[str, Any]) -> None:
   if manifest["format_version"] == 1:
     return
   if manifest.get(MANIFEST_DIGEST) != manifest_digest(manifest):
-    raise IndexFormatError(f"{path}: damaged or edited after it was saved ({MANIFEST_DIGEST} "
-                           "does not match its content); restore the index, or build it again "
-                           "(η is stored by `landmark-jax calibrate`)")
+    raise IndexFormatError(
+      f"{path}: damaged or edited after it was saved ({MANIFEST_DIGEST} "
+      "does not match its content); restore the index, or build it again "
+      "(η is stored by `landmark-jax calibrate`)"
+    )
 
 
 def check_format_version(path: pathlib.Path, manifest: dict[str, Any]) -> None:
   version = manifest.get("format_version")
   if type(version) is not int or version not in READABLE_VERSIONS:  # JSON true == 1 in Python
-    raise IndexFormatError(f"{path}: format_version {version!r}, this library reads "
-                           f"{' and '.join(map(str, READABLE_VERSIONS))}")
+    raise IndexFormatError(
+      f"{path}: format_version {version!r}, this library reads "
+      f"{' and '.join(map(str, READABLE_VERSIONS))}"
+    )
 
 
 def _listed_files(path: pathlib.Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -119,9 +135,15 @@ def _listed_files(path: pathlib.Path, manifest: dict[str, Any]) -> dict[str, dic
     raise IndexFormatError(f"{path}: format_version 2 without its 'files' table of checksums")
   for name, record in files.items():
     parts = pathlib.PurePosixPath(name).parts
-    if (not parts or parts[0] == "/" or ".." in parts or name == MANIFEST
-        or not isinstance(record, dict) or type(record.get("bytes")) is not int
-        or not isinstance(record.get("sha256"), str)):
+    if (
+      not parts
+      or parts[0] == "/"
+      or ".." in parts
+      or name == MANIFEST
+      or not isinstance(record, dict)
+      or type(record.get("bytes")) is not int
+      or not isinstance(record.get("sha256"), str)
+    ):
       raise IndexFormatError(f"{path}: files: malformed entry {name!r}: {record!r}")
   unlisted = [name for name in REQUIRED_FILES if name not in files]
   if unlisted:
@@ -134,11 +156,13 @@ def check_file(path: pathlib.Path, record: dict[str, Any]) -> None:
     raise IndexFormatError(f"index file missing: {path}")
   size = path.stat().st_size
   if size != record["bytes"]:
-    raise IndexFormatError(f"{path}: truncated or extended: {size} bytes, manifest says "
-                           f"{record['bytes']}")
+    raise IndexFormatError(
+      f"{path}: truncated or extended: {size} bytes, manifest says {record['bytes']}"
+    )
   if _sha256(path) != record["sha256"]:
-    raise IndexFormatError(f"{path}: damaged: checksum mismatch (sha256 differs from the "
-                           f"manifest's)")
+    raise IndexFormatError(
+      f"{path}: damaged: checksum mismatch (sha256 differs from the manifest's)"
+    )
 
 
 def check_files(directory: pathlib.Path, manifest: dict[str, Any]) -> None:
@@ -155,8 +179,10 @@ def check_files(directory: pathlib.Path, manifest: dict[str, Any]) -> None:
     check_file(directory / name, record)
   stray = [name for name in _index_files(directory) if name not in listed]
   if stray:
-    raise IndexFormatError(f"{directory / stray[0]}: not listed in {directory / MANIFEST}, "
-                           f"so not part of the index as saved")
+    raise IndexFormatError(
+      f"{directory / stray[0]}: not listed in {directory / MANIFEST}, "
+      f"so not part of the index as saved"
+    )
 
 
 def check_manifest_fields(path: pathlib.Path, manifest: dict[str, Any]) -> None:
@@ -183,8 +209,9 @@ def _check_search_settings(path: pathlib.Path, manifest: dict[str, Any]) -> None
   if manifest["backend"] == "scann" and scann.get("mode") == "tree_ah":
     for key in ("num_leaves", "leaves_to_search", "reorder"):
       if type(scann.get(key)) is not int or scann[key] < 1:
-        raise IndexFormatError(f"{path}: scann.{key} {scann.get(key)!r}, expected a positive "
-                               "integer")
+        raise IndexFormatError(
+          f"{path}: scann.{key} {scann.get(key)!r}, expected a positive integer"
+        )
   tuning = scann.get("tuning")
   if tuning is None:
     return
@@ -193,8 +220,7 @@ def _check_search_settings(path: pathlib.Path, manifest: dict[str, Any]) -> None
   for key in ("target_recall", "recall_at_1", "recall_at_1_above_eta"):
     value = tuning.get(key)
     if value is not None and (type(value) not in (int, float) or not 0 <= value <= 1):
-      raise IndexFormatError(f"{path}: scann.tuning.{key} {value!r}, expected a share in "
-                             "[0, 1]")
+      raise IndexFormatError(f"{path}: scann.tuning.{key} {value!r}, expected a share in [0, 1]")
 
 
 def _check_eta(path: pathlib.Path, manifest: dict[str, Any]) -> None:
@@ -206,44 +232,54 @@ def _check_eta(path: pathlib.Path, manifest: dict[str, Any]) -> None:
     if value is None:  # never calibrated: `Recognizer` answers the nearest landmark, and warns
       continue
     if type(value) not in (int, float) or not math.isfinite(value) or abs(value) > 1 + ETA_SLACK:
-      raise IndexFormatError(f"{path}: {key} {value!r} is not a similarity threshold (a finite "
-                             "number in [-1, 1]); run `landmark-jax calibrate` again")
+      raise IndexFormatError(
+        f"{path}: {key} {value!r} is not a similarity threshold (a finite "
+        "number in [-1, 1]); run `landmark-jax calibrate` again"
+      )
 
 
 def _all_finite(array: np.ndarray, rows: int = 65_536) -> bool:
   # In slices: np.isfinite over a GLDv2 index's 2 GB of centroids would allocate 0.5 GB more.
-  return all(np.isfinite(array[i:i + rows]).all() for i in range(0, len(array), rows))
+  return all(np.isfinite(array[i : i + rows]).all() for i in range(0, len(array), rows))
 
 
-def _check_per_centroid(path: pathlib.Path, array: np.ndarray, num_centroids: int,
-                        minimum: int) -> None:
+def _check_per_centroid(
+  path: pathlib.Path, array: np.ndarray, num_centroids: int, minimum: int
+) -> None:
   """`array` holds one integer ≥ `minimum` per centroid."""
   if array.ndim != 1 or array.dtype.kind not in "iu" or len(array) != num_centroids:
-    raise IndexFormatError(f"{path}: {array.dtype} array of shape {array.shape}, expected "
-                           f"{num_centroids} integers, one per centroid")
+    raise IndexFormatError(
+      f"{path}: {array.dtype} array of shape {array.shape}, expected "
+      f"{num_centroids} integers, one per centroid"
+    )
   if array.min() < minimum:
     raise IndexFormatError(f"{path}: holds {array.min()}, every value must be ≥ {minimum}")
 
 
-def check_arrays(directory: pathlib.Path, manifest: dict[str, Any],
-                  arrays: dict[str, np.ndarray]) -> None:
+def check_arrays(
+  directory: pathlib.Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> None:
   """The three arrays agree with the manifest's counts and with each other."""
   path, centroids = directory / "centroids.npy", arrays["centroids.npy"]
   num_centroids, dim = manifest["num_centroids"], manifest["embedding_dim"]
   if centroids.dtype != np.float32 or centroids.shape != (num_centroids, dim):
     raise IndexFormatError(
-        f"{path}: {centroids.dtype} array of shape {centroids.shape}, {directory / MANIFEST} "
-        f"says float32 ({num_centroids}, {dim}) (num_centroids, embedding_dim)")
+      f"{path}: {centroids.dtype} array of shape {centroids.shape}, {directory / MANIFEST} "
+      f"says float32 ({num_centroids}, {dim}) (num_centroids, embedding_dim)"
+    )
   if not _all_finite(centroids):
     raise IndexFormatError(f"{path}: holds NaN or infinite values")
   labels = arrays["labels.npy"]
   _check_per_centroid(directory / "labels.npy", labels, num_centroids, minimum=0)
-  _check_per_centroid(directory / "cluster_sizes.npy", arrays["cluster_sizes.npy"],
-                      num_centroids, minimum=1)
+  _check_per_centroid(
+    directory / "cluster_sizes.npy", arrays["cluster_sizes.npy"], num_centroids, minimum=1
+  )
   distinct = len(np.unique(labels))
   if distinct != manifest["num_landmarks"]:
-    raise IndexFormatError(f"{directory / MANIFEST}: num_landmarks {manifest['num_landmarks']}, "
-                           f"{directory / 'labels.npy'} holds {distinct} distinct labels")
+    raise IndexFormatError(
+      f"{directory / MANIFEST}: num_landmarks {manifest['num_landmarks']}, "
+      f"{directory / 'labels.npy'} holds {distinct} distinct labels"
+    )
 
 
 def check_label_map(directory: pathlib.Path, labels: np.ndarray, label_map: LabelMap) -> None:
@@ -251,5 +287,6 @@ def check_label_map(directory: pathlib.Path, labels: np.ndarray, label_map: Labe
   largest = int(labels.max())
   if largest >= label_map.num_classes:
     raise IndexFormatError(
-        f"{directory / 'labels.npy'}: label {largest} is beyond "
-        f"{directory / 'label_map.json'} ({label_map.num_classes} landmarks)")
+      f"{directory / 'labels.npy'}: label {largest} is beyond "
+      f"{directory / 'label_map.json'} ({label_map.num_classes} landmarks)"
+    )

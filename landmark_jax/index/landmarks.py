@@ -42,13 +42,17 @@ def load_landmarks_csv(path: str | os.PathLike) -> dict[Hashable, LandmarkInfo]:
   """``landmark_id → LandmarkInfo``; out-of-range coordinates are an error naming the row."""
   table = {}
   for row in read_csv(path, ["landmark_id"]):
-    info = LandmarkInfo(name=(row.get("name") or "").strip() or None,
-                        latitude=_float(row.get("latitude")),
-                        longitude=_float(row.get("longitude")),
-                        category=(row.get("category") or "").strip() or None)
+    info = LandmarkInfo(
+      name=(row.get("name") or "").strip() or None,
+      latitude=_float(row.get("latitude")),
+      longitude=_float(row.get("longitude")),
+      category=(row.get("category") or "").strip() or None,
+    )
     if info.has_location and not Location(info.latitude, info.longitude).on_earth:
-      raise DataError(f"{path}: landmark {row['landmark_id']} has coordinates out of range "
-                       f"({info.latitude}, {info.longitude})")
+      raise DataError(
+        f"{path}: landmark {row['landmark_id']} has coordinates out of range "
+        f"({info.latitude}, {info.longitude})"
+      )
     table[parse_id(row["landmark_id"])] = info
   return table
 
@@ -58,14 +62,20 @@ def save_landmarks_csv(table: Mapping[Hashable, LandmarkInfo], path: str | os.Pa
     writer = csv.writer(f, lineterminator="\n")
     writer.writerow(["landmark_id", "name", "latitude", "longitude", "category"])
     for landmark_id, info in table.items():
-      writer.writerow([landmark_id, info.name or "",
-                       "" if info.latitude is None else repr(info.latitude),
-                       "" if info.longitude is None else repr(info.longitude),
-                       info.category or ""])
+      writer.writerow(
+        [
+          landmark_id,
+          info.name or "",
+          "" if info.latitude is None else repr(info.latitude),
+          "" if info.longitude is None else repr(info.longitude),
+          info.category or "",
+        ]
+      )
 
 
-def find_landmark(text: str, landmark_ids: Iterable[Hashable],
-                  landmarks: Mapping[Hashable, LandmarkInfo]) -> Hashable:
+def find_landmark(
+  text: str, landmark_ids: Iterable[Hashable], landmarks: Mapping[Hashable, LandmarkInfo]
+) -> Hashable:
   """The landmark that `text` names, among `landmark_ids`: its id (``42``, ``"sacre_coeur"``),
   else its name in `landmarks` (exactly, else ignoring case), so that a user can say either.
 
@@ -84,13 +94,18 @@ def find_landmark(text: str, landmark_ids: Iterable[Hashable],
     if len(matches) == 1:
       return matches[0]
     if matches:
-      raise DataError(f"{len(matches)} landmarks are named {text!r} (ids "
-                      f"{', '.join(map(str, matches))}): name one by its id")
+      raise DataError(
+        f"{len(matches)} landmarks are named {text!r} (ids "
+        f"{', '.join(map(str, matches))}): name one by its id"
+      )
   words = list(dict.fromkeys([str(lid) for lid in landmark_ids] + list(named.values())))
-  close = [w for w in words if text.casefold() in w.casefold()][:3] or \
-      difflib.get_close_matches(text, words, n=3, cutoff=0.6)
-  raise DataError(f"no landmark {text!r} in the index (neither an id nor a name)"
-                  + (f"; did you mean {', '.join(close)}?" if close else ""))
+  close = [w for w in words if text.casefold() in w.casefold()][:3] or difflib.get_close_matches(
+    text, words, n=3, cutoff=0.6
+  )
+  raise DataError(
+    f"no landmark {text!r} in the index (neither an id nor a name)"
+    + (f"; did you mean {', '.join(close)}?" if close else "")
+  )
 
 
 def describe(landmark_id: Hashable, landmarks: Mapping[Hashable, LandmarkInfo]) -> str:
@@ -115,14 +130,21 @@ class MetadataMerge:
 
   def summary(self) -> dict:
     """JSON for the manifest's edit record (ids as strings)."""
-    lists = {key: [str(v) for v in getattr(self, key)]
-             for key in ("by_id", "updated", "not_updated", "without_row", "unused")}
+    lists = {
+      key: [str(v) for v in getattr(self, key)]
+      for key in ("by_id", "updated", "not_updated", "without_row", "unused")
+    }
     return {**lists, "by_name": {str(new): str(row) for new, row in self.by_name.items()}}
 
 
-def merge_metadata(existing: Mapping[Hashable, LandmarkInfo], present: Iterable[Hashable],
-                   new_ids: Iterable[Hashable], table: Mapping[Hashable, LandmarkInfo] | None,
-                   *, update_existing: bool = False) -> MetadataMerge:
+def merge_metadata(
+  existing: Mapping[Hashable, LandmarkInfo],
+  present: Iterable[Hashable],
+  new_ids: Iterable[Hashable],
+  table: Mapping[Hashable, LandmarkInfo] | None,
+  *,
+  update_existing: bool = False,
+) -> MetadataMerge:
   """The index's landmark table after adding `new_ids`, described by `table` (a landmarks
   CSV), next to the landmarks already `present` with metadata `existing`.
 
@@ -183,17 +205,20 @@ def merge_metadata(existing: Mapping[Hashable, LandmarkInfo], present: Iterable[
       unused.append(row_id)
   if ambiguous and update_existing:
     raise DataError(
-        f"rows {'; '.join(f'{i},{n}' for i, n in ambiguous)}: the landmark_id is one landmark "
-        "of the index and the "
-        "name is another's id; give each row the id of the landmark it describes")
+      f"rows {'; '.join(f'{i},{n}' for i, n in ambiguous)}: the landmark_id is one landmark "
+      "of the index and the "
+      "name is another's id; give each row the id of the landmark it describes"
+    )
   not_updated += [row_id for row_id, _ in ambiguous]
   _refuse_shared_names(merged, present | set(new_ids), set(updated) | set(new_ids))
-  return MetadataMerge(merged, tuple(by_id), by_name, tuple(updated),
-                       tuple(not_updated), tuple(without), tuple(unused))
+  return MetadataMerge(
+    merged, tuple(by_id), by_name, tuple(updated), tuple(not_updated), tuple(without), tuple(unused)
+  )
 
 
-def _refuse_shared_names(table: Mapping[Hashable, LandmarkInfo], landmarks: set,
-                         changed: set) -> None:
+def _refuse_shared_names(
+  table: Mapping[Hashable, LandmarkInfo], landmarks: set, changed: set
+) -> None:
   """Raises DataError if a landmark in `changed` now shares its name (or its name is the id
   of) another landmark in `landmarks`."""
   owners: dict[str, list] = {}
@@ -206,10 +231,14 @@ def _refuse_shared_names(table: Mapping[Hashable, LandmarkInfo], landmarks: set,
   for name, lids in owners.items():
     others = set(lids) | ({ids[name]} if name in ids else set())
     if len(others) > 1 and others & changed:
-      clashes.append(f"{table[lids[0]].name!r} would name "
-                     + " and ".join(map(str, sorted(others, key=str))))
+      clashes.append(
+        f"{table[lids[0]].name!r} would name " + " and ".join(map(str, sorted(others, key=str)))
+      )
   if clashes:
-    raise DataError("two landmarks would share one name: " + "; ".join(clashes)
-                    + ". A landmark added from a folder is named by the folder; give each "
-                    "landmark its own name (rename the folder, or check the landmarks CSV's "
-                    "landmark_id column), or remove the one that is not wanted")
+    raise DataError(
+      "two landmarks would share one name: "
+      + "; ".join(clashes)
+      + ". A landmark added from a folder is named by the folder; give each "
+      "landmark its own name (rename the folder, or check the landmarks CSV's "
+      "landmark_id column), or remove the one that is not wanted"
+    )

@@ -36,8 +36,10 @@ class References:
     object.__setattr__(self, "vectors", np.ascontiguousarray(self.vectors, np.float32))
     object.__setattr__(self, "labels", np.asarray(self.labels, np.int64))
     if self.vectors.ndim != 2 or self.labels.shape != (len(self.vectors),):
-      raise ValueError(f"reference vectors {self.vectors.shape} and labels "
-                       f"{self.labels.shape} do not describe the same references")
+      raise ValueError(
+        f"reference vectors {self.vectors.shape} and labels "
+        f"{self.labels.shape} do not describe the same references"
+      )
     # Sorted by label once, so a query's references are one slice.
     order = np.argsort(self.labels, kind="stable")
     object.__setattr__(self, "_order", order)
@@ -66,8 +68,9 @@ class References:
     return References(self.vectors[keep], self.labels[keep])
 
   def joined(self, other: "References") -> "References":
-    return References(np.concatenate([self.vectors, other.vectors]),
-                      np.concatenate([self.labels, other.labels]))
+    return References(
+      np.concatenate([self.vectors, other.vectors]), np.concatenate([self.labels, other.labels])
+    )
 
   def save(self, folder: pathlib.Path) -> None:
     np.save(folder / VECTORS_FILE, self.vectors)
@@ -80,15 +83,20 @@ class References:
     vectors = np.load(folder / VECTORS_FILE, allow_pickle=False)
     labels = np.load(folder / LABELS_FILE, allow_pickle=False)
     if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[1] != dim:
-      raise ValueError(f"{VECTORS_FILE}: {vectors.dtype} array of shape {vectors.shape}, "
-                       f"expected float32 (r, {dim})")
+      raise ValueError(
+        f"{VECTORS_FILE}: {vectors.dtype} array of shape {vectors.shape}, "
+        f"expected float32 (r, {dim})"
+      )
     if labels.dtype.kind not in "iu" or labels.shape != (len(vectors),):
-      raise ValueError(f"{LABELS_FILE}: {labels.dtype} array of shape {labels.shape}, expected "
-                       f"{len(vectors)} integers, one per reference")
+      raise ValueError(
+        f"{LABELS_FILE}: {labels.dtype} array of shape {labels.shape}, expected "
+        f"{len(vectors)} integers, one per reference"
+      )
     if not np.isfinite(vectors).all():
       raise ValueError(f"{VECTORS_FILE}: holds NaN or infinite values")
     stray = np.setdiff1d(labels, index_labels)
     if len(stray):
-      raise ValueError(f"{LABELS_FILE}: label(s) {stray[:5].tolist()} have no centroid in the "
-                       "index")
+      raise ValueError(
+        f"{LABELS_FILE}: label(s) {stray[:5].tolist()} have no centroid in the index"
+      )
     return cls(vectors, labels)

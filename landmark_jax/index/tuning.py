@@ -70,9 +70,13 @@ class Tuning:
   queries_above_eta: int | None = None  # of the queries measured (None: no η given)
 
 
-def recall_at_1(found: np.ndarray, truth: np.ndarray, found_scores: np.ndarray | None = None,
-                true_scores: np.ndarray | None = None, mask: np.ndarray | None = None
-                ) -> float | None:
+def recall_at_1(
+  found: np.ndarray,
+  truth: np.ndarray,
+  found_scores: np.ndarray | None = None,
+  true_scores: np.ndarray | None = None,
+  mask: np.ndarray | None = None,
+) -> float | None:
   """The share of queries whose found nearest neighbour is the exact one.
 
   `found`, `truth`: (q,) neighbour ids. With scores (each computed the same way, exactly),
@@ -87,25 +91,30 @@ def recall_at_1(found: np.ndarray, truth: np.ndarray, found_scores: np.ndarray |
   return float(hit.mean()) if hit.size else None
 
 
-def settings_ladder(num_leaves: int, leaf_shares: Sequence[float] = LEAF_SHARES,
-                    reorders: Sequence[int] = REORDERS) -> list[SearchSetting]:
+def settings_ladder(
+  num_leaves: int, leaf_shares: Sequence[float] = LEAF_SHARES, reorders: Sequence[int] = REORDERS
+) -> list[SearchSetting]:
   """Every combination of probed leaves (shares of `num_leaves`, at least 1) and re-scored
   candidates, sorted."""
   leaves = sorted({min(num_leaves, max(1, round(num_leaves * share))) for share in leaf_shares})
   return sorted(SearchSetting(l, r) for l in leaves for r in sorted(set(reorders)))
 
 
-def search_cost(setting: SearchSetting, *, num_vectors: int, num_leaves: int, dim: int,
-                dims_per_block: int) -> float:
+def search_cost(
+  setting: SearchSetting, *, num_vectors: int, num_leaves: int, dim: int, dims_per_block: int
+) -> float:
   """Bytes one query reads: hashed codes of the probed leaves' vectors (4 bits per block),
   then a float32 row per re-scored candidate."""
   hashed = num_vectors * min(1.0, setting.leaves_to_search / num_leaves)
   return hashed * math.ceil(dim / dims_per_block) / 2 + setting.reorder * dim * 4
 
 
-def choose_setting(ladder: Sequence[SearchSetting],
-                   measure: Callable[[SearchSetting], Measurement], target: float,
-                   cost: Callable[[SearchSetting], float]) -> Tuning:
+def choose_setting(
+  ladder: Sequence[SearchSetting],
+  measure: Callable[[SearchSetting], Measurement],
+  target: float,
+  cost: Callable[[SearchSetting], float],
+) -> Tuning:
   """The cheapest setting of `ladder` (by `cost`) whose measured recall meets `target`.
 
   Recall grows with both settings, so the most generous setting is measured first: if even
@@ -125,8 +134,10 @@ def choose_setting(ladder: Sequence[SearchSetting],
   for setting in sorted(ladder, key=lambda s: (cost(s), s)):
     if setting == generous:
       break
-    if any(setting.leaves_to_search <= f.leaves_to_search and setting.reorder <= f.reorder
-           for f in failed):
+    if any(
+      setting.leaves_to_search <= f.leaves_to_search and setting.reorder <= f.reorder
+      for f in failed
+    ):
       continue
     measured.append(measure(setting))
     if measured[-1].target_recall() >= target:
@@ -135,22 +146,33 @@ def choose_setting(ladder: Sequence[SearchSetting],
   return Tuning(measured[0], True, tuple(measured))
 
 
-def perturbed_queries(centroids: np.ndarray, count: int, rng: np.random.Generator,
-                      similarity: float = PERTURBED_SIMILARITY) -> np.ndarray:
+def perturbed_queries(
+  centroids: np.ndarray,
+  count: int,
+  rng: np.random.Generator,
+  similarity: float = PERTURBED_SIMILARITY,
+) -> np.ndarray:
   """`count` unit vectors, each at cosine `similarity` to a centroid drawn at random: the
   centroid scaled, plus a random direction orthogonal to it."""
-  sources = centroids[np.sort(rng.choice(len(centroids), min(count, len(centroids)),
-                                         replace=False))].astype(np.float64)
+  sources = centroids[
+    np.sort(rng.choice(len(centroids), min(count, len(centroids)), replace=False))
+  ].astype(np.float64)
   sources /= np.linalg.norm(sources, axis=1, keepdims=True)
   noise = rng.standard_normal(sources.shape)
   noise -= np.sum(noise * sources, axis=1, keepdims=True) * sources
   noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-  queries = similarity * sources + math.sqrt(1 - similarity ** 2) * noise
+  queries = similarity * sources + math.sqrt(1 - similarity**2) * noise
   return queries.astype(np.float32)
 
 
-def tune(index: CentroidIndex, queries: np.ndarray, target: float, *,
-         eta: float | None = None, ladder: Sequence[SearchSetting] | None = None) -> Tuning:
+def tune(
+  index: CentroidIndex,
+  queries: np.ndarray,
+  target: float,
+  *,
+  eta: float | None = None,
+  ladder: Sequence[SearchSetting] | None = None,
+) -> Tuning:
   """Measures `index`'s recall@1 on `queries` against its exact search and chooses the
   cheapest setting of `ladder` (default: `settings_ladder` of its leaves) meeting `target`.
 
@@ -166,13 +188,19 @@ def tune(index: CentroidIndex, queries: np.ndarray, target: float, *,
   def measure(setting: SearchSetting | None) -> Measurement:
     if index.backend == "exact":
       return Measurement(setting, 1.0, None if above is None else 1.0, 0.0)
-    extra = {} if setting is None else {"leaves_to_search": setting.leaves_to_search,
-                                        "reorder": setting.reorder}
+    extra = (
+      {}
+      if setting is None
+      else {"leaves_to_search": setting.leaves_to_search, "reorder": setting.reorder}
+    )
     _, scores, found = index.search(queries, 1, **extra)
     args = (found[:, 0], truth[:, 0], scores[:, 0], true_scores[:, 0])
-    return Measurement(setting, recall_at_1(*args),
-                       None if above is None else recall_at_1(*args, mask=above),
-                       0.0 if setting is None else cost(setting))
+    return Measurement(
+      setting,
+      recall_at_1(*args),
+      None if above is None else recall_at_1(*args, mask=above),
+      0.0 if setting is None else cost(setting),
+    )
 
   info = index.scann_info
   if info.get("mode") != "tree_ah":
@@ -181,22 +209,38 @@ def tune(index: CentroidIndex, queries: np.ndarray, target: float, *,
   num_leaves = info["num_leaves"]
 
   def cost(setting: SearchSetting) -> float:
-    return search_cost(setting, num_vectors=len(index), num_leaves=num_leaves, dim=index.dim,
-                       dims_per_block=index.config.dims_per_block)
+    return search_cost(
+      setting,
+      num_vectors=len(index),
+      num_leaves=num_leaves,
+      dim=index.dim,
+      dims_per_block=index.config.dims_per_block,
+    )
+
   chosen = choose_setting(ladder or settings_ladder(num_leaves), measure, target, cost)
   return dataclasses.replace(chosen, queries_above_eta=above_count)
 
 
-def tuning_record(tuning: Tuning, *, target: float, eta: float | None, queries: int,
-                  query_source: str) -> dict[str, Any]:
+def tuning_record(
+  tuning: Tuning, *, target: float, eta: float | None, queries: int, query_source: str
+) -> dict[str, Any]:
   """What the manifest keeps of a tuning (under ``scann.tuning``): the target, the queries,
   the recall of the chosen setting on all of them and above η, and every setting measured."""
+
   def row(m: Measurement) -> dict[str, Any]:
     setting = {} if m.setting is None else dataclasses.asdict(m.setting)
     return {**setting, "recall_at_1": m.recall, "recall_at_1_above_eta": m.recall_above_eta}
-  return {"target_recall": target, "reached": tuning.reached, "queries": queries,
-          "query_source": query_source, "eta": eta, "queries_above_eta": tuning.queries_above_eta,
-          **row(tuning.chosen), "measured": [row(m) for m in tuning.measured]}
+
+  return {
+    "target_recall": target,
+    "reached": tuning.reached,
+    "queries": queries,
+    "query_source": query_source,
+    "eta": eta,
+    "queries_above_eta": tuning.queries_above_eta,
+    **row(tuning.chosen),
+    "measured": [row(m) for m in tuning.measured],
+  }
 
 
 def describe(setting: SearchSetting | None, num_leaves: int | None) -> str:
@@ -206,10 +250,15 @@ def describe(setting: SearchSetting | None, num_leaves: int | None) -> str:
   return f"{setting.leaves_to_search}/{num_leaves} leaves, reorder {setting.reorder}"
 
 
-def tuned_index(index: CentroidIndex, queries: np.ndarray, target: float, *,
-                eta: float | None = None, query_source: str = "",
-                ladder: Sequence[SearchSetting] | None = None
-                ) -> tuple[CentroidIndex, Tuning]:
+def tuned_index(
+  index: CentroidIndex,
+  queries: np.ndarray,
+  target: float,
+  *,
+  eta: float | None = None,
+  query_source: str = "",
+  ladder: Sequence[SearchSetting] | None = None,
+) -> tuple[CentroidIndex, Tuning]:
   """`index` searching with the cheapest setting that meets `target` (`tune`), the tuning
   recorded in its manifest. When none meets it, the best setting measured is kept, and a
   warning says so: never a silent shortfall."""
@@ -218,10 +267,14 @@ def tuned_index(index: CentroidIndex, queries: np.ndarray, target: float, *,
     chosen = tuning.chosen
     scope = "all queries" if chosen.recall_above_eta is None else f"the queries above η {eta}"
     logger.warning(
-        "recall@1 target %s not reached: the best setting measured (%s) reaches %.4f on %s; "
-        "the index keeps it (exact search, backend=exact, has recall 1)", target,
-        describe(chosen.setting, index.scann_info.get("num_leaves")), chosen.target_recall(),
-        scope)
-  record = tuning_record(tuning, target=target, eta=eta, queries=len(queries),
-                         query_source=query_source)
+      "recall@1 target %s not reached: the best setting measured (%s) reaches %.4f on %s; "
+      "the index keeps it (exact search, backend=exact, has recall 1)",
+      target,
+      describe(chosen.setting, index.scann_info.get("num_leaves")),
+      chosen.target_recall(),
+      scope,
+    )
+  record = tuning_record(
+    tuning, target=target, eta=eta, queries=len(queries), query_source=query_source
+  )
   return index.with_search_settings(tuning.chosen.setting, record), tuning

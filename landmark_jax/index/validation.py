@@ -42,8 +42,10 @@ class ValidationSet:
     object.__setattr__(self, "embeddings", np.asarray(self.embeddings, np.float32))
     n = len(self.ids)
     if len(self.landmark_ids) != n or self.embeddings.ndim != 2 or len(self.embeddings) != n:
-      raise ValueError(f"{n} ids, {len(self.landmark_ids)} landmark ids and embeddings of "
-                       f"shape {self.embeddings.shape} do not describe the same photos")
+      raise ValueError(
+        f"{n} ids, {len(self.landmark_ids)} landmark ids and embeddings of "
+        f"shape {self.embeddings.shape} do not describe the same photos"
+      )
 
   def __len__(self) -> int:
     return len(self.ids)
@@ -59,34 +61,44 @@ class ValidationSet:
 
   def joined(self, other: "ValidationSet") -> "ValidationSet":
     if len(self) and len(other) and self.embeddings.shape[1] != other.embeddings.shape[1]:
-      raise DataError(f"validation embeddings of {self.embeddings.shape[1]} and "
-                      f"{other.embeddings.shape[1]} dimensions cannot be joined")
+      raise DataError(
+        f"validation embeddings of {self.embeddings.shape[1]} and "
+        f"{other.embeddings.shape[1]} dimensions cannot be joined"
+      )
     if not len(other):
       return self
     if not len(self):
       return other
-    return ValidationSet(self.ids + other.ids, self.landmark_ids + other.landmark_ids,
-                         np.concatenate([self.embeddings, other.embeddings]))
+    return ValidationSet(
+      self.ids + other.ids,
+      self.landmark_ids + other.landmark_ids,
+      np.concatenate([self.embeddings, other.embeddings]),
+    )
 
   def without_landmarks(self, landmark_ids: Iterable[Hashable]) -> "ValidationSet":
     """The set without the photos of `landmark_ids` (landmarks removed from the index: a
     photo of one is neither a known landmark nor a non-landmark photo any more)."""
     removed = set(landmark_ids)
-    keep = [i for i, landmark in enumerate(self.landmark_ids)
-            if landmark is None or landmark not in removed]
+    keep = [
+      i
+      for i, landmark in enumerate(self.landmark_ids)
+      if landmark is None or landmark not in removed
+    ]
     return self.subset(keep)
 
   def subset(self, rows: Sequence[int]) -> "ValidationSet":
     rows = list(rows)
-    return ValidationSet(tuple(self.ids[i] for i in rows),
-                         tuple(self.landmark_ids[i] for i in rows),
-                         self.embeddings[np.asarray(rows, np.int64)].reshape(
-                             len(rows), self.embeddings.shape[1]))
+    return ValidationSet(
+      tuple(self.ids[i] for i in rows),
+      tuple(self.landmark_ids[i] for i in rows),
+      self.embeddings[np.asarray(rows, np.int64)].reshape(len(rows), self.embeddings.shape[1]),
+    )
 
   def save(self, folder: pathlib.Path) -> None:
     np.save(folder / EMBEDDINGS_FILE, self.embeddings)
-    (folder / PHOTOS_FILE).write_text(json.dumps({"ids": list(self.ids),
-                                                  "landmark_ids": list(self.landmark_ids)}))
+    (folder / PHOTOS_FILE).write_text(
+      json.dumps({"ids": list(self.ids), "landmark_ids": list(self.landmark_ids)})
+    )
 
   @classmethod
   def load(cls, folder: pathlib.Path, dim: int) -> "ValidationSet":
@@ -94,14 +106,19 @@ class ValidationSet:
     reports it as a damaged index file)."""
     embeddings = np.load(folder / EMBEDDINGS_FILE, allow_pickle=False)
     photos = json.loads((folder / PHOTOS_FILE).read_bytes().decode("utf-8"))
-    if not isinstance(photos, dict) or not isinstance(photos.get("ids"), list) \
-        or not isinstance(photos.get("landmark_ids"), list):
+    if (
+      not isinstance(photos, dict)
+      or not isinstance(photos.get("ids"), list)
+      or not isinstance(photos.get("landmark_ids"), list)
+    ):
       raise ValueError(f"{PHOTOS_FILE} must hold lists 'ids' and 'landmark_ids'")
     if any(not isinstance(l, (int, str)) for l in photos["landmark_ids"] if l is not None):
       raise ValueError(f"{PHOTOS_FILE}: landmark ids are integers, strings or null")
     if embeddings.dtype != np.float32 or embeddings.ndim != 2 or embeddings.shape[1] != dim:
-      raise ValueError(f"{EMBEDDINGS_FILE}: {embeddings.dtype} array of shape "
-                       f"{embeddings.shape}, expected float32 (n, {dim})")
+      raise ValueError(
+        f"{EMBEDDINGS_FILE}: {embeddings.dtype} array of shape "
+        f"{embeddings.shape}, expected float32 (n, {dim})"
+      )
     if not np.isfinite(embeddings).all():
       raise ValueError(f"{EMBEDDINGS_FILE}: holds NaN or infinite values")
     return cls(tuple(photos["ids"]), tuple(photos["landmark_ids"]), embeddings)

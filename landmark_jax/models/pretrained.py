@@ -26,11 +26,11 @@ from landmark_jax.models.resnet import ResNet
 IGNORED_KEY_PATTERNS = (re.compile(r"^fc\.(weight|bias)$"), re.compile(r"\.num_batches_tracked$"))
 _WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema")
 _LEAF_TO_TORCH = {
-    ("params", "kernel"): "weight",
-    ("params", "scale"): "weight",
-    ("params", "bias"): "bias",
-    ("batch_stats", "mean"): "running_mean",
-    ("batch_stats", "var"): "running_var",
+  ("params", "kernel"): "weight",
+  ("params", "scale"): "weight",
+  ("params", "bias"): "bias",
+  ("batch_stats", "mean"): "running_mean",
+  ("batch_stats", "var"): "running_var",
 }
 
 
@@ -51,21 +51,25 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
     raise MissingFileError(f"checkpoint not found: {path}")
   if path.endswith(".safetensors"):
     from safetensors.numpy import load_file
+
     state = load_file(path)
   else:
     try:
       import torch
     except ImportError:
       raise ImportError(
-          f"reading {path} needs PyTorch: `pip install 'landmark-jax[torch]'`, or convert the "
-          "checkpoint to .safetensors, which loads without it") from None
+        f"reading {path} needs PyTorch: `pip install 'landmark-jax[torch]'`, or convert the "
+        "checkpoint to .safetensors, which loads without it"
+      ) from None
     state = torch.load(path, map_location="cpu", weights_only=True)
     for key in _WRAPPER_KEYS:
       if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
         state = state[key]
         break
-    state = {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy()
-             for k, v in state.items()}
+    state = {
+      k: v.detach().float().numpy() if v.is_floating_point() else v.numpy()
+      for k, v in state.items()
+    }
   return {k.removeprefix("module."): np.asarray(v) for k, v in state.items()}
 
 
@@ -83,7 +87,8 @@ def _to_flax_layout(array: np.ndarray) -> np.ndarray:
 
 
 def backbone_variables_from_state_dict(
-    state_dict: Mapping[str, np.ndarray], backbone: ResNet) -> dict[str, Any]:
+  state_dict: Mapping[str, np.ndarray], backbone: ResNet
+) -> dict[str, Any]:
   """Converts a torchvision/timm state dict into ``{"params", "batch_stats"}`` for `backbone`.
 
   Raises:
@@ -92,7 +97,8 @@ def backbone_variables_from_state_dict(
       differs (a checkpoint of another architecture).
   """
   template = jax.eval_shape(
-      lambda: backbone.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3), jnp.float32)))
+    lambda: backbone.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3), jnp.float32))
+  )
   flat_template = traverse_util.flatten_dict(dict(template))
   wanted = {_torch_key(path[0], path[1:]): path for path in flat_template}
 
@@ -104,25 +110,30 @@ def backbone_variables_from_state_dict(
     if missing:
       parts.append(f"missing keys: {', '.join(missing[:10])}" + (" …" if len(missing) > 10 else ""))
     if unexpected:
-      parts.append(f"unexpected keys: {', '.join(unexpected[:10])}"
-                   + (" …" if len(unexpected) > 10 else ""))
+      parts.append(
+        f"unexpected keys: {', '.join(unexpected[:10])}" + (" …" if len(unexpected) > 10 else "")
+      )
     raise CheckpointMismatchError(
-        f"checkpoint does not match the backbone ({len(missing)} missing, "
-        f"{len(unexpected)} unexpected); " + "; ".join(parts))
+      f"checkpoint does not match the backbone ({len(missing)} missing, "
+      f"{len(unexpected)} unexpected); " + "; ".join(parts)
+    )
 
   flat, wrong_shapes = {}, []
   for torch_key, path in sorted(wanted.items()):
     value = _to_flax_layout(np.asarray(state_dict[torch_key], dtype=np.float32))
     expected = tuple(flat_template[path].shape)
     if value.shape != expected:
-      wrong_shapes.append(f"{torch_key} (checkpoint {tuple(np.shape(state_dict[torch_key]))} "
-                          f"→ Flax {value.shape}, backbone needs {expected})")
+      wrong_shapes.append(
+        f"{torch_key} (checkpoint {tuple(np.shape(state_dict[torch_key]))} "
+        f"→ Flax {value.shape}, backbone needs {expected})"
+      )
     else:
       flat[path] = jnp.asarray(value)
   if wrong_shapes:
     raise CheckpointMismatchError(
-        f"shape mismatch for {len(wrong_shapes)} tensors, is this checkpoint another "
-        f"architecture? {'; '.join(wrong_shapes[:5])}" + (" …" if len(wrong_shapes) > 5 else ""))
+      f"shape mismatch for {len(wrong_shapes)} tensors, is this checkpoint another "
+      f"architecture? {'; '.join(wrong_shapes[:5])}" + (" …" if len(wrong_shapes) > 5 else "")
+    )
   return traverse_util.unflatten_dict(flat)
 
 
@@ -131,8 +142,9 @@ def load_pretrained_backbone(path: str | os.PathLike, backbone: ResNet) -> dict[
   return backbone_variables_from_state_dict(load_state_dict(path), backbone)
 
 
-def with_pretrained_backbone(variables: Mapping[str, Any],
-                             backbone_variables: Mapping[str, Any]) -> dict[str, Any]:
+def with_pretrained_backbone(
+  variables: Mapping[str, Any], backbone_variables: Mapping[str, Any]
+) -> dict[str, Any]:
   """Returns LandmarkNet `variables` with the backbone's params and BN statistics replaced."""
   out = {collection: dict(tree) for collection, tree in variables.items()}
   for collection, tree in backbone_variables.items():

@@ -58,8 +58,13 @@ class BottleneckBlock(nn.Module):
     y = self.conv(self.inner_width, (1, 1), name="conv1")(x)
     y = nn.relu(self.norm(name="bn1")(y))
     y = self.conv(
-        self.inner_width, (3, 3), strides=(self.strides, self.strides),
-        padding=((1, 1), (1, 1)), feature_group_count=self.groups, name="conv2")(y)
+      self.inner_width,
+      (3, 3),
+      strides=(self.strides, self.strides),
+      padding=((1, 1), (1, 1)),
+      feature_group_count=self.groups,
+      name="conv2",
+    )(y)
     y = nn.relu(self.norm(name="bn2")(y))
     y = self.conv(out_channels, (1, 1), name="conv3")(y)
     # Starting each residual branch at zero makes the block an identity at init, which
@@ -71,7 +76,8 @@ class BottleneckBlock(nn.Module):
     shortcut = x
     if self.project_shortcut:
       shortcut = self.conv(
-          out_channels, (1, 1), strides=(self.strides, self.strides), name="downsample_0")(x)
+        out_channels, (1, 1), strides=(self.strides, self.strides), name="downsample_0"
+      )(x)
       shortcut = self.norm(name="downsample_1")(shortcut)
     return nn.relu(y + shortcut)
 
@@ -115,11 +121,17 @@ class ResNet(nn.Module):
   def __call__(self, x, train: bool = False):
     conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, padding="VALID")
     norm = functools.partial(
-        nn.BatchNorm, use_running_average=not train, momentum=BN_MOMENTUM,
-        epsilon=BN_EPSILON, dtype=self.dtype, axis_name=self.axis_name)
+      nn.BatchNorm,
+      use_running_average=not train,
+      momentum=BN_MOMENTUM,
+      epsilon=BN_EPSILON,
+      dtype=self.dtype,
+      axis_name=self.axis_name,
+    )
 
-    x = conv(self.num_filters, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)),
-             name="conv1")(x.astype(self.dtype))
+    x = conv(self.num_filters, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), name="conv1")(
+      x.astype(self.dtype)
+    )
     x = nn.relu(norm(name="bn1")(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     for stage, num_blocks in enumerate(self.stage_sizes):
@@ -129,11 +141,17 @@ class ResNet(nn.Module):
       inner_width = int(planes * self.width_per_group / 64) * self.groups
       for block in range(num_blocks):
         x = BottleneckBlock(
-            planes=planes, inner_width=inner_width, conv=conv, norm=norm,
-            strides=2 if stage > 0 and block == 0 else 1, groups=self.groups,
-            se_reduction=self.se_reduction, project_shortcut=block == 0,
-            zero_init_last_norm=self.zero_init_last_norm,
-            name=f"layer{stage + 1}_{block}")(x)
+          planes=planes,
+          inner_width=inner_width,
+          conv=conv,
+          norm=norm,
+          strides=2 if stage > 0 and block == 0 else 1,
+          groups=self.groups,
+          se_reduction=self.se_reduction,
+          project_shortcut=block == 0,
+          zero_init_last_norm=self.zero_init_last_norm,
+          name=f"layer{stage + 1}_{block}",
+        )(x)
     if self.output_stage is not None:
       return x
     # Pool in float32: the embedding head after it is small and precision-sensitive.
@@ -146,27 +164,29 @@ ResNet152 = functools.partial(ResNet, stage_sizes=(3, 8, 36, 3))
 ResNet200 = functools.partial(ResNet, stage_sizes=(3, 24, 36, 3))
 WideResNet50_2 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), width_per_group=128)
 SEResNeXt101_32x4d = functools.partial(
-    ResNet, stage_sizes=(3, 4, 23, 3), width_per_group=4, groups=32, se_reduction=16)
+  ResNet, stage_sizes=(3, 4, 23, 3), width_per_group=4, groups=32, se_reduction=16
+)
 
 # Tiny variants for tests and the CPU demo: same code paths (projection shortcuts, strides,
 # groups, SE), a few thousand times fewer FLOPs.
 TinyResNet = functools.partial(ResNet, stage_sizes=(1, 1, 1, 1), num_filters=8)
 TinyWideResNet = functools.partial(
-    ResNet, stage_sizes=(1, 1, 1, 1), num_filters=8, width_per_group=128)
+  ResNet, stage_sizes=(1, 1, 1, 1), num_filters=8, width_per_group=128
+)
 TinySEResNeXt = functools.partial(
-    ResNet, stage_sizes=(1, 1, 1, 1), num_filters=16, width_per_group=4, groups=4,
-    se_reduction=4)
+  ResNet, stage_sizes=(1, 1, 1, 1), num_filters=16, width_per_group=4, groups=4, se_reduction=4
+)
 
 BACKBONES: dict[str, Callable[..., ResNet]] = {
-    "resnet50": ResNet50,
-    "resnet101": ResNet101,
-    "resnet152": ResNet152,
-    "resnet200": ResNet200,
-    "wide_resnet50_2": WideResNet50_2,
-    "seresnext101_32x4d": SEResNeXt101_32x4d,
-    "resnet_tiny": TinyResNet,
-    "wide_resnet_tiny": TinyWideResNet,
-    "seresnext_tiny": TinySEResNeXt,
+  "resnet50": ResNet50,
+  "resnet101": ResNet101,
+  "resnet152": ResNet152,
+  "resnet200": ResNet200,
+  "wide_resnet50_2": WideResNet50_2,
+  "seresnext101_32x4d": SEResNeXt101_32x4d,
+  "resnet_tiny": TinyResNet,
+  "wide_resnet_tiny": TinyWideResNet,
+  "seresnext_tiny": TinySEResNeXt,
 }
 
 
@@ -176,6 +196,6 @@ def get_backbone(name: str, **kwargs) -> ResNet:
     factory = BACKBONES[name]
   except KeyError:
     raise ValueError(
-        f"unknown backbone {name!r}; registered backbones: {', '.join(sorted(BACKBONES))}"
+      f"unknown backbone {name!r}; registered backbones: {', '.join(sorted(BACKBONES))}"
     ) from None
   return factory(**kwargs)

@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+
 from landmark_jax.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -94,13 +95,16 @@ def _resumed_from(response, offset: int) -> int:
     return 0
   match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
   if not match or int(match.group(1)) != offset:
-    raise DownloadError(f"{response.url}: asked for bytes from {offset}, the server sent "
-                        f"{response.headers.get('Content-Range')!r}")
+    raise DownloadError(
+      f"{response.url}: asked for bytes from {offset}, the server sent "
+      f"{response.headers.get('Content-Range')!r}"
+    )
   return offset
 
 
-def download(url: str, dest: pathlib.Path, progress: ByteProgress | None = None, *,
-             timeout: float = TIMEOUT_S) -> None:
+def download(
+  url: str, dest: pathlib.Path, progress: ByteProgress | None = None, *, timeout: float = TIMEOUT_S
+) -> None:
   """Downloads `url` to `dest` through ``<dest>.part``, continuing a ``.part`` already
   there with a ``Range: bytes=<its size>-`` request.
 
@@ -150,9 +154,16 @@ def download(url: str, dest: pathlib.Path, progress: ByteProgress | None = None,
   os.replace(part, dest)
 
 
-def fetch_verified(url: str, dest: pathlib.Path, md5: str, *, attempts: int = 3,
-                   progress: ByteProgress | None = None, timeout: float = TIMEOUT_S,
-                   backoff_s: float = 1.0) -> None:
+def fetch_verified(
+  url: str,
+  dest: pathlib.Path,
+  md5: str,
+  *,
+  attempts: int = 3,
+  progress: ByteProgress | None = None,
+  timeout: float = TIMEOUT_S,
+  backoff_s: float = 1.0,
+) -> None:
   """`dest` with the content whose md5 is `md5`, downloaded as needed.
 
   A `dest` already there with the right md5 is kept. A wrong one (a short file, say) and a
@@ -187,8 +198,14 @@ def fetch_verified(url: str, dest: pathlib.Path, md5: str, *, attempts: int = 3,
       if progress is not None:
         progress.advance(-dest.stat().st_size)
       dest.unlink()  # corrupt bytes: a Range request would only keep them
-    logger.warning("%s: attempt %d of %d failed (%s)%s", dest.name, attempt, attempts, last,
-                   "; trying again" if attempt < attempts else "")
+    logger.warning(
+      "%s: attempt %d of %d failed (%s)%s",
+      dest.name,
+      attempt,
+      attempts,
+      last,
+      "; trying again" if attempt < attempts else "",
+    )
     if attempt < attempts:
       time.sleep(backoff_s * attempt)
   raise DownloadError(f"{dest.name}: still failing after {attempts} attempts ({last}): {url}")

@@ -23,14 +23,20 @@ class UnsafeArchiveError(DataError):
 def _check_member(archive: pathlib.Path, member: tarfile.TarInfo) -> None:
   path = pathlib.PurePosixPath(member.name)
   if path.is_absolute() or member.name.startswith(("/", "\\")):
-    raise UnsafeArchiveError(f"{archive.name}: member {member.name!r} has an absolute path; "
-                             "refusing to extract the archive")
+    raise UnsafeArchiveError(
+      f"{archive.name}: member {member.name!r} has an absolute path; "
+      "refusing to extract the archive"
+    )
   if ".." in path.parts:
-    raise UnsafeArchiveError(f"{archive.name}: member {member.name!r} leads out of the "
-                             "destination (..); refusing to extract the archive")
+    raise UnsafeArchiveError(
+      f"{archive.name}: member {member.name!r} leads out of the "
+      "destination (..); refusing to extract the archive"
+    )
   if not (member.isfile() or member.isdir()):
-    raise UnsafeArchiveError(f"{archive.name}: member {member.name!r} is not a regular file "
-                             "(a link or device); refusing to extract the archive")
+    raise UnsafeArchiveError(
+      f"{archive.name}: member {member.name!r} is not a regular file "
+      "(a link or device); refusing to extract the archive"
+    )
 
 
 def extract_tar(archive: str | os.PathLike, destination: str | os.PathLike) -> int:

@@ -26,7 +26,12 @@ import urllib.error
 from landmark_jax.errors import DataError, UsageError
 from landmark_jax.folders import atomic_write_text
 from landmark_jax.prepare.download import (
-    ByteProgress, DownloadError, download, fetch_bytes, fetch_verified)
+  ByteProgress,
+  DownloadError,
+  download,
+  fetch_bytes,
+  fetch_verified,
+)
 from landmark_jax.prepare.extract import extract_tar
 
 logger = logging.getLogger(__name__)
@@ -69,16 +74,20 @@ def parse_parts(text: str) -> range:
     last = int(match.group(2)) if match.group(2) else first
     if first <= last < NUM_PARTS:
       return range(first, last + 1)
-  raise UsageError(f"--parts {text!r}: give A-B with 0 ≤ A ≤ B ≤ {NUM_PARTS - 1} (or one "
-                   "part number)")
+  raise UsageError(
+    f"--parts {text!r}: give A-B with 0 ≤ A ≤ B ≤ {NUM_PARTS - 1} (or one part number)"
+  )
 
 
 def parse_md5_list(text: str, name: str) -> str:
   """The md5 of `name` in an md5sum listing (``<md5>  <file name>`` lines)."""
   for line in text.splitlines():
     fields = line.split()
-    if len(fields) == 2 and fields[1].lstrip("*") == name and re.fullmatch(
-        r"[0-9a-fA-F]{32}", fields[0]):
+    if (
+      len(fields) == 2
+      and fields[1].lstrip("*") == name
+      and re.fullmatch(r"[0-9a-fA-F]{32}", fields[0])
+    ):
       return fields[0].lower()
   raise DataError(f"the md5 list of {name} does not list it: {text[:200]!r}")
 
@@ -104,8 +113,10 @@ class _State:
       try:
         self.parts = json.loads(path.read_text())["parts"]
       except (ValueError, KeyError, TypeError):
-        raise DataError(f"{path} is not a prepare state file; delete it to start over "
-                        "(finished parts are then verified again)") from None
+        raise DataError(
+          f"{path} is not a prepare state file; delete it to start over "
+          "(finished parts are then verified again)"
+        ) from None
 
   def finish(self, name: str, md5: str, files: int) -> None:
     with self._lock:
@@ -113,8 +124,9 @@ class _State:
       atomic_write_text(self.path, json.dumps({"parts": self.parts}, indent=1, sort_keys=True))
 
 
-def fetch_metadata(base_url: str, out: pathlib.Path, *, attempts: int = 3,
-                   progress: ByteProgress | None = None) -> tuple[str, ...]:
+def fetch_metadata(
+  base_url: str, out: pathlib.Path, *, attempts: int = 3, progress: ByteProgress | None = None
+) -> tuple[str, ...]:
   """The metadata CSVs in `out` (those already there are kept): train.csv must exist on
   the server; the others are skipped with a warning when it has none."""
   present = []
@@ -127,12 +139,14 @@ def fetch_metadata(base_url: str, out: pathlib.Path, *, attempts: int = 3,
           break
         except urllib.error.HTTPError as error:
           if error.code in (403, 404) and name in OPTIONAL_METADATA:
-            logger.warning("%s: HTTP %d, going without it", metadata_url(base_url, name),
-                           error.code)
+            logger.warning(
+              "%s: HTTP %d, going without it", metadata_url(base_url, name), error.code
+            )
             break
           if error.code in (403, 404) or attempt == attempts:
-            raise DownloadError(f"{name}: HTTP {error.code} {error.reason}: "
-                                f"{metadata_url(base_url, name)}") from None
+            raise DownloadError(
+              f"{name}: HTTP {error.code} {error.reason}: {metadata_url(base_url, name)}"
+            ) from None
         except (OSError, http.client.HTTPException) as error:  # reset, timeout, cut short
           if attempt == attempts:
             raise DownloadError(f"{name}: {error}: {metadata_url(base_url, name)}") from None
@@ -141,14 +155,23 @@ def fetch_metadata(base_url: str, out: pathlib.Path, *, attempts: int = 3,
   return tuple(present)
 
 
-def _prepare_part(part: int, base_url: str, out: pathlib.Path, state: _State, *,
-                  attempts: int, keep_tars: bool, progress: ByteProgress) -> str:
+def _prepare_part(
+  part: int,
+  base_url: str,
+  out: pathlib.Path,
+  state: _State,
+  *,
+  attempts: int,
+  keep_tars: bool,
+  progress: ByteProgress,
+) -> str:
   name = part_name(part)
   try:
     md5 = parse_md5_list(fetch_bytes(md5_url(base_url, part)).decode(), f"{name}.tar")
   except (OSError, UnicodeDecodeError) as error:
-    raise DownloadError(f"{name}: its md5 list could not be read ({error}): "
-                        f"{md5_url(base_url, part)}") from None
+    raise DownloadError(
+      f"{name}: its md5 list could not be read ({error}): {md5_url(base_url, part)}"
+    ) from None
   tar = out / TAR_DIR / f"{name}.tar"
   fetch_verified(tar_url(base_url, part), tar, md5, attempts=attempts, progress=progress)
   files = extract_tar(tar, out / IMAGE_DIR)
@@ -158,10 +181,19 @@ def _prepare_part(part: int, base_url: str, out: pathlib.Path, state: _State, *,
   return name
 
 
-def prepare_gldv2(out: str | pathlib.Path, *, base_url: str = DEFAULT_BASE_URL,
-                  parts: range = range(NUM_PARTS), jobs: int = 4, attempts: int = 3,
-                  keep_tars: bool = False, pack: bool = False, resize: int | None = None,
-                  shard_size: int | None = None, progress: bool = True) -> PrepareResult:
+def prepare_gldv2(
+  out: str | pathlib.Path,
+  *,
+  base_url: str = DEFAULT_BASE_URL,
+  parts: range = range(NUM_PARTS),
+  jobs: int = 4,
+  attempts: int = 3,
+  keep_tars: bool = False,
+  pack: bool = False,
+  resize: int | None = None,
+  shard_size: int | None = None,
+  progress: bool = True,
+) -> PrepareResult:
   """Downloads, verifies and extracts GLDv2's `parts` into `out`; then packs, if asked.
 
   Args:
@@ -179,6 +211,7 @@ def prepare_gldv2(out: str | pathlib.Path, *, base_url: str = DEFAULT_BASE_URL,
       finished before it stay finished.
   """
   from tqdm import tqdm
+
   out = pathlib.Path(out)
   base_url = base_url.rstrip("/")
   out.mkdir(parents=True, exist_ok=True)
@@ -190,15 +223,33 @@ def prepare_gldv2(out: str | pathlib.Path, *, base_url: str = DEFAULT_BASE_URL,
       if part_name(p) in state.parts:
         (out / TAR_DIR / f"{part_name(p)}.tar").unlink(missing_ok=True)
 
-  bar = tqdm(total=0, desc="download", unit="B", unit_scale=True, unit_divisor=1024,
-             disable=not progress, dynamic_ncols=True)
+  bar = tqdm(
+    total=0,
+    desc="download",
+    unit="B",
+    unit_scale=True,
+    unit_divisor=1024,
+    disable=not progress,
+    dynamic_ncols=True,
+  )
   with bar:
     bytes_progress = ByteProgress(bar)
     metadata = fetch_metadata(base_url, out, attempts=attempts, progress=bytes_progress)
     fetched = []
     with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
-      futures = [pool.submit(_prepare_part, p, base_url, out, state, attempts=attempts,
-                             keep_tars=keep_tars, progress=bytes_progress) for p in todo]
+      futures = [
+        pool.submit(
+          _prepare_part,
+          p,
+          base_url,
+          out,
+          state,
+          attempts=attempts,
+          keep_tars=keep_tars,
+          progress=bytes_progress,
+        )
+        for p in todo
+      ]
       try:
         for future in concurrent.futures.as_completed(futures):
           fetched.append(future.result())
@@ -213,8 +264,14 @@ def prepare_gldv2(out: str | pathlib.Path, *, base_url: str = DEFAULT_BASE_URL,
   packed = None
   if pack or resize:
     from landmark_jax.data.packed import DEFAULT_SHARD_SIZE, pack_folder
-    packed = pack_folder(out / IMAGE_DIR, out / PACKED_DIR, resize=resize,
-                         shard_size=shard_size or DEFAULT_SHARD_SIZE, jobs=max(1, jobs),
-                         progress=progress)
+
+    packed = pack_folder(
+      out / IMAGE_DIR,
+      out / PACKED_DIR,
+      resize=resize,
+      shard_size=shard_size or DEFAULT_SHARD_SIZE,
+      jobs=max(1, jobs),
+      progress=progress,
+    )
   verified = {part_name(p): state.parts[part_name(p)]["md5"] for p in parts}
   return PrepareResult(out, verified, tuple(sorted(fetched)), metadata, packed)

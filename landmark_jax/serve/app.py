@@ -69,8 +69,15 @@ class ServeConfig:
   read_timeout_s: float = 30.0  # a body that stalls this long is answered 408
 
   def __post_init__(self):
-    for name in ("max_batch", "max_bytes", "max_batch_bytes", "max_pixels",
-                 "max_decoded_pixels", "decode_workers", "max_batch_request"):
+    for name in (
+      "max_batch",
+      "max_bytes",
+      "max_batch_bytes",
+      "max_pixels",
+      "max_decoded_pixels",
+      "decode_workers",
+      "max_batch_request",
+    ):
       if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
         raise ConfigError(f"serve: {name} must be a positive integer, got {getattr(self, name)!r}")
     if not (math.isfinite(self.max_wait_ms) and self.max_wait_ms >= 0):
@@ -89,9 +96,11 @@ class RecognitionService:
   def __init__(self, recognizer: Recognizer, config: ServeConfig = ServeConfig()):
     self.recognizer = recognizer
     self.config = config
-    self.image_config = dataclasses.replace(recognizer.photos.image_config,
-                                            max_pixels=config.max_pixels,
-                                            max_decoded_pixels=config.max_decoded_pixels)
+    self.image_config = dataclasses.replace(
+      recognizer.photos.image_config,
+      max_pixels=config.max_pixels,
+      max_decoded_pixels=config.max_decoded_pixels,
+    )
     self.decodes = DecodeBudget(config.decode_workers)
     self.batcher = Batcher(self._run_batch, config.max_batch, config.max_wait_ms / 1000)
     self.ready = False
@@ -107,7 +116,7 @@ class RecognitionService:
     self.recognizer.photos.warm_up()
     size = self.image_config.crop_size
     photo = Photo(np.full((size, size, 3), 128, np.uint8), None)
-    prediction, = self.recognizer.recognize_photos([photo])
+    (prediction,) = self.recognizer.recognize_photos([photo])
     if not math.isfinite(prediction.score):
       raise RuntimeError(f"warm-up recognition gave a non-finite score {prediction.score}")
     self.ready = True
@@ -122,8 +131,9 @@ class RecognitionService:
 
   def _decode(self, data: bytes, what: str, location: Location | None) -> Photo:
     if not data:
-      raise RequestError(400, "empty_body",
-                         f"{what}: empty body (0 bytes); send a JPEG, PNG or WebP photo")
+      raise RequestError(
+        400, "empty_body", f"{what}: empty body (0 bytes); send a JPEG, PNG or WebP photo"
+      )
     try:
       return decode_photo(data, self.image_config, location=location)
     except ImageTooLargeError as e:
@@ -131,38 +141,63 @@ class RecognitionService:
     except ImageDecodeError as e:
       raise RequestError(400, "undecodable_image", f"{what}: {e}") from None
 
-  async def recognize(self, data: bytes, what: str, location: Location | None = None
-                      ) -> dict[str, Any]:
+  async def recognize(
+    self, data: bytes, what: str, location: Location | None = None
+  ) -> dict[str, Any]:
     """A photo's answer; its location is the caller's, else its EXIF GPS, else unknown."""
     start = time.perf_counter()
     photo = await self.decodes.run(lambda: self._decode(data, what, location))
     decoded = time.perf_counter()
     prediction, batch_size = await self.batcher.submit(photo)
     done = time.perf_counter()
-    return {**prediction.to_json(),
-            "timing_ms": {"decode": 1000 * (decoded - start),
-                          "recognize": 1000 * (done - decoded), "total": 1000 * (done - start)},
-            "batch_size": batch_size}
+    return {
+      **prediction.to_json(),
+      "timing_ms": {
+        "decode": 1000 * (decoded - start),
+        "recognize": 1000 * (done - decoded),
+        "total": 1000 * (done - start),
+      },
+      "batch_size": batch_size,
+    }
 
   def info(self) -> dict[str, Any]:
     trained = self.recognizer.trained
     index = self.recognizer.index
-    limits = ("max_bytes", "max_batch_bytes", "max_pixels", "max_decoded_pixels",
-              "max_batch_request", "decode_workers", "read_timeout_s")
-    return {"version": landmark_jax.__version__,
-            # The run's folder name and step identify the model without the server's paths.
-            "model": {"backbone": trained.config.model.backbone,
-                      "embedding_dim": trained.model.embedding_dim,
-                      "classes": trained.model.num_classes,
-                      "run": trained.workdir.name, "step": trained.step},
-            "index": {"centroids": len(index), "landmarks": int(len(np.unique(index.labels))),
-                      "backend": index.backend},
-            "eta": None if math.isinf(self.recognizer.eta) else self.recognizer.eta,
-            "top_k": self.recognizer.top_k,
-            "batching": {"max_batch": self.config.max_batch, "max_wait_ms": self.config.max_wait_ms,
-                         "batches": self.batcher.batches, "photos": self.batcher.items,
-                         "mean_batch_size": self.batcher.mean_batch_size},
-            "limits": {name: getattr(self.config, name) for name in limits}}
+    limits = (
+      "max_bytes",
+      "max_batch_bytes",
+      "max_pixels",
+      "max_decoded_pixels",
+      "max_batch_request",
+      "decode_workers",
+      "read_timeout_s",
+    )
+    return {
+      "version": landmark_jax.__version__,
+      # The run's folder name and step identify the model without the server's paths.
+      "model": {
+        "backbone": trained.config.model.backbone,
+        "embedding_dim": trained.model.embedding_dim,
+        "classes": trained.model.num_classes,
+        "run": trained.workdir.name,
+        "step": trained.step,
+      },
+      "index": {
+        "centroids": len(index),
+        "landmarks": int(len(np.unique(index.labels))),
+        "backend": index.backend,
+      },
+      "eta": None if math.isinf(self.recognizer.eta) else self.recognizer.eta,
+      "top_k": self.recognizer.top_k,
+      "batching": {
+        "max_batch": self.config.max_batch,
+        "max_wait_ms": self.config.max_wait_ms,
+        "batches": self.batcher.batches,
+        "photos": self.batcher.items,
+        "mean_batch_size": self.batcher.mean_batch_size,
+      },
+      "limits": {name: getattr(self.config, name) for name in limits},
+    }
 
 
 async def _upload_bytes(request: Request, field: str, limit: int) -> list[tuple[str, bytes]]:
@@ -175,8 +210,9 @@ async def _upload_bytes(request: Request, field: str, limit: int) -> list[tuple[
   wanted = "send multipart/form-data or image/jpeg, image/png, image/webp"
   if not content_type:
     raise RequestError(415, "unsupported_media_type", f"missing Content-Type: {wanted}")
-  raise RequestError(415, "unsupported_media_type",
-                     f"unsupported Content-Type {content_type!r}: {wanted}")
+  raise RequestError(
+    415, "unsupported_media_type", f"unsupported Content-Type {content_type!r}: {wanted}"
+  )
 
 
 async def _multipart_files(request: Request, field: str, limit: int) -> list:
@@ -186,9 +222,12 @@ async def _multipart_files(request: Request, field: str, limit: int) -> list:
     detail = str(e.detail)
     if detail.startswith("Too many files"):
       if limit == 1:  # a request of the wrong shape, not one too large
-        raise RequestError(400, "too_many_files", "one photo per request here; send several "
-                                                  "with /v1/recognize:batch")
-      raise RequestError(413, "too_many_files", f"more than {limit} photos in one request")
+        raise RequestError(
+          400, "too_many_files", "one photo per request here; send several with /v1/recognize:batch"
+        ) from None
+      raise RequestError(
+        413, "too_many_files", f"more than {limit} photos in one request"
+      ) from None
     raise RequestError(400, "bad_multipart", f"malformed multipart body: {detail}") from None
   uploads = [u for u in form.getlist(field) if hasattr(u, "read")]
   if not uploads:
@@ -213,8 +252,9 @@ def _degrees(name: str, text: str) -> float:
   try:
     return float(text)
   except ValueError:
-    raise RequestError(400, "bad_location",
-                       f"{name} {text!r} is not a number of decimal degrees") from None
+    raise RequestError(
+      400, "bad_location", f"{name} {text!r} is not a number of decimal degrees"
+    ) from None
 
 
 def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> Starlette:
@@ -222,15 +262,15 @@ def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> S
 
   async def recognize(request: Request):
     location = _query_location(request)
-    (name, data), = await _upload_bytes(request, "image", 1)
+    ((name, data),) = await _upload_bytes(request, "image", 1)
     return JSONResponse(await service.recognize(data, name, location))
 
   async def recognize_batch(request: Request):
     location = _query_location(request)
     uploads = await _upload_bytes(request, "images", config.max_batch_request)
     results = await asyncio.gather(
-        *(service.recognize(data, name, location) for name, data in uploads),
-        return_exceptions=True)
+      *(service.recognize(data, name, location) for name, data in uploads), return_exceptions=True
+    )
     out = []
     for (name, _), result in zip(uploads, results):
       if isinstance(result, RequestError):  # one bad photo does not fail the others
@@ -261,11 +301,18 @@ def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> S
     await service.shutdown()
 
   app = Starlette(
-      routes=[Route("/v1/recognize", recognize, methods=["POST"]),
-              Route(BATCH_PATH, recognize_batch, methods=["POST"]),
-              Route("/healthz", healthz), Route("/v1/info", info), Route("/", index_page)],
-      middleware=[Middleware(BodyLimit, limit_for=config.body_limit,
-                             read_timeout_s=config.read_timeout_s)],
-      exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    routes=[
+      Route("/v1/recognize", recognize, methods=["POST"]),
+      Route(BATCH_PATH, recognize_batch, methods=["POST"]),
+      Route("/healthz", healthz),
+      Route("/v1/info", info),
+      Route("/", index_page),
+    ],
+    middleware=[
+      Middleware(BodyLimit, limit_for=config.body_limit, read_timeout_s=config.read_timeout_s)
+    ],
+    exception_handlers=EXCEPTION_HANDLERS,
+    lifespan=lifespan,
+  )
   app.state.service = service
   return app

@@ -15,8 +15,12 @@ from typing import Any, Callable, Sequence
 
 
 class Batcher:
-  def __init__(self, run_batch: Callable[[Sequence[Any]], Sequence[Any]], max_batch: int = 16,
-               max_wait_s: float = 0.005):
+  def __init__(
+    self,
+    run_batch: Callable[[Sequence[Any]], Sequence[Any]],
+    max_batch: int = 16,
+    max_wait_s: float = 0.005,
+  ):
     self._run_batch = run_batch
     self.max_batch = max_batch
     self.max_wait_s = max_wait_s

@@ -42,14 +42,18 @@ class BodyLimit:
       try:
         message = await asyncio.wait_for(receive(), self.read_timeout_s)
       except asyncio.TimeoutError:
-        raise RequestError(408, "body_timeout", f"upload stalled: no bytes of the request body "
-                                                f"for {self.read_timeout_s:g} s") from None
+        raise RequestError(
+          408,
+          "body_timeout",
+          f"upload stalled: no bytes of the request body for {self.read_timeout_s:g} s",
+        ) from None
       if message["type"] == "http.request":
         received += len(message.get("body", b""))
         complete = not message.get("more_body", False)
         if received > limit:
-          raise RequestError(413, "body_too_large",
-                             f"request body over the limit of {limit:,} bytes")
+          raise RequestError(
+            413, "body_too_large", f"request body over the limit of {limit:,} bytes"
+          )
       return message
 
     return limited_receive
@@ -63,5 +67,8 @@ def _check_declared_length(scope, limit: int) -> None:
       except ValueError:
         raise RequestError(400, "bad_request", "Content-Length is not a number") from None
       if length > limit:
-        raise RequestError(413, "body_too_large", f"request body of {length:,} bytes is over "
-                                                  f"the limit of {limit:,} bytes")
+        raise RequestError(
+          413,
+          "body_too_large",
+          f"request body of {length:,} bytes is over the limit of {limit:,} bytes",
+        )

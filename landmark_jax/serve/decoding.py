@@ -19,10 +19,15 @@ from typing import Callable, TypeVar
 
 T = TypeVar("T")
 
+
 def default_decode_workers() -> int:
   """One decode per core this process may run on, at most 8."""
-  return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                    else os.cpu_count() or 1))
+  return max(
+    1,
+    min(
+      8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    ),
+  )
 
 
 def _malloc_trim() -> Callable[[], None]:

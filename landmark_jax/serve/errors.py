@@ -12,8 +12,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 # Codes for the statuses Starlette raises by itself.
-_STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-                 413: "body_too_large", 500: "internal_error"}
+_STATUS_CODES = {
+  400: "bad_request",
+  404: "not_found",
+  405: "method_not_allowed",
+  413: "body_too_large",
+  500: "internal_error",
+}
 # The request cannot go on after these (its body is unread): the connection is closed.
 _CLOSE_CODES = {"body_too_large", "body_timeout"}
 
@@ -56,5 +61,8 @@ async def _unexpected(request: Request, error: Exception) -> JSONResponse:
   return error_response(RequestError(500, "internal_error", "internal error; see the server log"))
 
 
-EXCEPTION_HANDLERS = {RequestError: _request_error, HTTPException: _http_exception,
-                      Exception: _unexpected}
+EXCEPTION_HANDLERS = {
+  RequestError: _request_error,
+  HTTPException: _http_exception,
+  Exception: _unexpected,
+}

@@ -3,7 +3,8 @@
 Per landmark: near-duplicates removed first (a photo whose cosine similarity to a photo
 already kept reaches `near_duplicate_similarity` is "redundant", in the paper's word: the
 same view uploaded twice, resized or recompressed, which would count twice toward a
-cluster's size and pull its centroid); then agglomerative clustering of its L2-normalised embeddings on cosine distance,
+cluster's size and pull its centroid); then agglomerative clustering of its L2-normalised
+embeddings on cosine distance,
 cut at a distance threshold; clusters with at least `min_cluster_size` images are "valid"
 (one per shooting angle); images outside valid clusters are removed from the cleaned
 dataset; each valid cluster's centroid is its L2-normalised mean embedding, and its medoid
@@ -50,7 +51,9 @@ LINKAGES = ("average", "complete", "single")
 
 @dataclasses.dataclass(frozen=True)
 class CleaningConfig:
-  linkage: str = "average"  # "average", "complete" or "single" (cosine distance needs no centroid linkage)
+  linkage: str = (
+    "average"  # "average", "complete" or "single" (cosine distance needs no centroid linkage)
+  )
   distance_threshold: float = 0.5  # cut the dendrogram at this cosine distance (1 − cos)
   min_cluster_size: int = 3  # a cluster with fewer images is noise, not a shooting angle
   reference_similarity: float = 0.5  # with reference images: a valid cluster's centroid must
@@ -77,13 +80,16 @@ class CleaningConfig:
     if self.linkage not in LINKAGES:
       problems.append(f"linkage {self.linkage!r} is not one of {', '.join(LINKAGES)}")
     if not 0 < self.distance_threshold <= 2:
-      problems.append(f"distance_threshold {self.distance_threshold} is not a cosine distance "
-                      "in (0, 2]")
+      problems.append(
+        f"distance_threshold {self.distance_threshold} is not a cosine distance in (0, 2]"
+      )
     if self.min_cluster_size < 1:
       problems.append(f"min_cluster_size {self.min_cluster_size} is not ≥ 1")
     if not -1 < self.near_duplicate_similarity <= 1:
-      problems.append(f"near_duplicate_similarity {self.near_duplicate_similarity} is not a "
-                      "cosine similarity in (-1, 1]")
+      problems.append(
+        f"near_duplicate_similarity {self.near_duplicate_similarity} is not a "
+        "cosine similarity in (-1, 1]"
+      )
     if not -1 <= self.reference_similarity <= 1:
       problems.append(f"reference_similarity {self.reference_similarity} is not in [-1, 1]")
     if self.max_images_per_landmark < 2:
@@ -118,9 +124,17 @@ class LandmarkOutcome:
     duplicates = (NEAR_DUPLICATE,) if self.near_duplicates else ()
     if self.valid_clusters == 0:
       return ((KEPT_WHOLE,) if self.kept else (DROPPED,)) + duplicates
-    return tuple(code for code, count in ((OUTSIDE_CLUSTERS, self.outside_clusters),
-                                          (BELOW_REFERENCE, self.below_reference)) if count
-                 ) + duplicates
+    return (
+      tuple(
+        code
+        for code, count in (
+          (OUTSIDE_CLUSTERS, self.outside_clusters),
+          (BELOW_REFERENCE, self.below_reference),
+        )
+        if count
+      )
+      + duplicates
+    )
 
   @property
   def reason(self) -> str:
@@ -128,31 +142,49 @@ class LandmarkOutcome:
 
   def explain(self, config: CleaningConfig) -> str:
     """The reasons in words that name the settings to change."""
-    clusters = (f"cluster of min_cluster_size={config.min_cluster_size} or more photos within "
-                f"distance_threshold={config.distance_threshold} ({config.linkage} linkage)")
+    clusters = (
+      f"cluster of min_cluster_size={config.min_cluster_size} or more photos within "
+      f"distance_threshold={config.distance_threshold} ({config.linkage} linkage)"
+    )
     below = f"below reference_similarity={config.reference_similarity} to its reference photos"
-    duplicates = (f"; {self.near_duplicates} near-duplicate photo(s) dropped (cosine ≥ "
-                  f"near_duplicate_similarity={config.near_duplicate_similarity} to a kept one)"
-                  if self.near_duplicates else "")
+    duplicates = (
+      f"; {self.near_duplicates} near-duplicate photo(s) dropped (cosine ≥ "
+      f"near_duplicate_similarity={config.near_duplicate_similarity} to a kept one)"
+      if self.near_duplicates
+      else ""
+    )
     if self.valid_clusters == 0:
-      why = (f"its {self.clusters_below_reference} cluster(s) were all {below}"
-             if self.clusters_below_reference else f"no {clusters}")
-      photos = (f"{self.photos - self.near_duplicates} distinct photos" if self.near_duplicates
-                else f"{self.photos} photos")
+      why = (
+        f"its {self.clusters_below_reference} cluster(s) were all {below}"
+        if self.clusters_below_reference
+        else f"no {clusters}"
+      )
+      photos = (
+        f"{self.photos - self.near_duplicates} distinct photos"
+        if self.near_duplicates
+        else f"{self.photos} photos"
+      )
       if self.kept:
-        return (f"no valid cluster ({why}): kept whole as one centroid of all {photos} "
-                f"(keep_landmarks_without_cluster=True){duplicates}")
-      return (f"no valid cluster ({why}): all {photos} dropped, no centroid "
-              f"(keep_landmarks_without_cluster=False){duplicates}")
+        return (
+          f"no valid cluster ({why}): kept whole as one centroid of all {photos} "
+          f"(keep_landmarks_without_cluster=True){duplicates}"
+        )
+      return (
+        f"no valid cluster ({why}): all {photos} dropped, no centroid "
+        f"(keep_landmarks_without_cluster=False){duplicates}"
+      )
     parts = []
     if self.outside_clusters:
       parts.append(f"{self.outside_clusters} photo(s) outside every {clusters}")
     if self.below_reference:
-      parts.append(f"{self.below_reference} photo(s) in {self.clusters_below_reference} "
-                   f"cluster(s) {below}")
+      parts.append(
+        f"{self.below_reference} photo(s) in {self.clusters_below_reference} cluster(s) {below}"
+      )
     if self.near_duplicates:
-      parts.append(f"{self.near_duplicates} near-duplicate photo(s) (cosine ≥ "
-                   f"near_duplicate_similarity={config.near_duplicate_similarity} to a kept one)")
+      parts.append(
+        f"{self.near_duplicates} near-duplicate photo(s) (cosine ≥ "
+        f"near_duplicate_similarity={config.near_duplicate_similarity} to a kept one)"
+      )
     return "dropped: " + "; ".join(parts)
 
 
@@ -212,6 +244,7 @@ def cluster_embeddings(embeddings: np.ndarray, linkage: str, threshold: float) -
   # half a second to import that serving never needs.
   from scipy.cluster import hierarchy
   from scipy.spatial.distance import squareform
+
   tree = hierarchy.linkage(squareform(distances, checks=False), method=linkage)
   return hierarchy.fcluster(tree, t=threshold, criterion="distance").astype(np.int64)
 
@@ -225,17 +258,20 @@ def _sample(landmark: Hashable, m: int, config: CleaningConfig) -> np.ndarray:
   return np.sort(rng.choice(m, config.max_images_per_landmark, replace=False))
 
 
-def _size_valid_clusters(x: np.ndarray, sample: np.ndarray, config: CleaningConfig
-                         ) -> list[np.ndarray]:
+def _size_valid_clusters(
+  x: np.ndarray, sample: np.ndarray, config: CleaningConfig
+) -> list[np.ndarray]:
   """Member indices (into `x`) of each cluster of `min_cluster_size` or more sampled photos."""
   flat = cluster_embeddings(x[sample], config.linkage, config.distance_threshold)
   ids, counts = np.unique(flat, return_counts=True)
-  return [sample[flat == cid] for cid, count in zip(ids, counts)
-          if count >= config.min_cluster_size]
+  return [
+    sample[flat == cid] for cid, count in zip(ids, counts) if count >= config.min_cluster_size
+  ]
 
 
-def _join_unsampled(x: np.ndarray, sample: np.ndarray, clusters: list[np.ndarray],
-                    threshold: float) -> list[np.ndarray]:
+def _join_unsampled(
+  x: np.ndarray, sample: np.ndarray, clusters: list[np.ndarray], threshold: float
+) -> list[np.ndarray]:
   """Each photo left out of the sample joins its nearest cluster when within `threshold`.
   Done before the reference check, so that a photo shares its cluster's fate as it would
   had the whole landmark been clustered."""
@@ -245,12 +281,14 @@ def _join_unsampled(x: np.ndarray, sample: np.ndarray, clusters: list[np.ndarray
   similarity = x[rest] @ np.stack([_mean_direction(x[c]) for c in clusters]).T
   nearest = similarity.argmax(axis=1)
   close = 1.0 - similarity[np.arange(len(rest)), nearest] <= threshold
-  return [np.sort(np.concatenate([c, rest[close & (nearest == j)]]))
-          for j, c in enumerate(clusters)]
+  return [
+    np.sort(np.concatenate([c, rest[close & (nearest == j)]])) for j, c in enumerate(clusters)
+  ]
 
 
-def _near_references(x: np.ndarray, clusters: list[np.ndarray], references: np.ndarray | None,
-                     min_similarity: float) -> np.ndarray:
+def _near_references(
+  x: np.ndarray, clusters: list[np.ndarray], references: np.ndarray | None, min_similarity: float
+) -> np.ndarray:
   """Per cluster: does its centroid reach `min_similarity` to a reference photo?"""
   if references is None or not len(references) or not clusters:
     return np.ones(len(clusters), bool)
@@ -258,27 +296,45 @@ def _near_references(x: np.ndarray, clusters: list[np.ndarray], references: np.n
   return (centroids @ _normalize(references).T).max(axis=1) >= min_similarity
 
 
-def _without_valid_cluster(landmark: Hashable, x: np.ndarray, config: CleaningConfig,
-                           below_reference: int, rejected: int) -> LandmarkClusters:
+def _without_valid_cluster(
+  landmark: Hashable, x: np.ndarray, config: CleaningConfig, below_reference: int, rejected: int
+) -> LandmarkClusters:
   m = len(x)
   if config.keep_landmarks_without_cluster:
-    outcome = LandmarkOutcome(landmark, photos=m, kept=m, centroids=1, valid_clusters=0,
-                              clusters_below_reference=rejected)
-    return LandmarkClusters(landmark, np.zeros(m, np.int64),
-                            _mean_direction(x)[None].astype(np.float32),
-                            np.array([m], np.int64), outcome,
-                            np.array([medoid(x, np.arange(m))], np.int64))
-  outcome = LandmarkOutcome(landmark, photos=m, kept=0, centroids=0, valid_clusters=0,
-                            outside_clusters=m - below_reference,
-                            below_reference=below_reference,
-                            clusters_below_reference=rejected)
-  return LandmarkClusters(landmark, np.full(m, -1, np.int64),
-                          np.zeros((0, x.shape[1]), np.float32), np.zeros(0, np.int64), outcome,
-                          np.zeros(0, np.int64))
+    outcome = LandmarkOutcome(
+      landmark, photos=m, kept=m, centroids=1, valid_clusters=0, clusters_below_reference=rejected
+    )
+    return LandmarkClusters(
+      landmark,
+      np.zeros(m, np.int64),
+      _mean_direction(x)[None].astype(np.float32),
+      np.array([m], np.int64),
+      outcome,
+      np.array([medoid(x, np.arange(m))], np.int64),
+    )
+  outcome = LandmarkOutcome(
+    landmark,
+    photos=m,
+    kept=0,
+    centroids=0,
+    valid_clusters=0,
+    outside_clusters=m - below_reference,
+    below_reference=below_reference,
+    clusters_below_reference=rejected,
+  )
+  return LandmarkClusters(
+    landmark,
+    np.full(m, -1, np.int64),
+    np.zeros((0, x.shape[1]), np.float32),
+    np.zeros(0, np.int64),
+    outcome,
+    np.zeros(0, np.int64),
+  )
 
 
-def _clusters_of_distinct(landmark: Hashable, x: np.ndarray, config: CleaningConfig,
-                          references: np.ndarray | None) -> LandmarkClusters:
+def _clusters_of_distinct(
+  landmark: Hashable, x: np.ndarray, config: CleaningConfig, references: np.ndarray | None
+) -> LandmarkClusters:
   """Valid clusters of photos that are all distinct (unit rows `x`)."""
   sample = _sample(landmark, len(x), config)
   clusters = _size_valid_clusters(x, sample, config)
@@ -293,18 +349,27 @@ def _clusters_of_distinct(landmark: Hashable, x: np.ndarray, config: CleaningCon
     assignment[members] = j
   sizes = np.array([len(c) for c in accepted], np.int64)
   kept = int(sizes.sum())
-  outcome = LandmarkOutcome(landmark, photos=len(x), kept=kept, centroids=len(accepted),
-                            valid_clusters=len(accepted),
-                            outside_clusters=len(x) - kept - below_reference,
-                            below_reference=below_reference,
-                            clusters_below_reference=int((~near).sum()))
+  outcome = LandmarkOutcome(
+    landmark,
+    photos=len(x),
+    kept=kept,
+    centroids=len(accepted),
+    valid_clusters=len(accepted),
+    outside_clusters=len(x) - kept - below_reference,
+    below_reference=below_reference,
+    clusters_below_reference=int((~near).sum()),
+  )
   centroids = np.stack([_mean_direction(x[c]) for c in accepted]).astype(np.float32)
   medoids = np.array([medoid(x, c) for c in accepted], np.int64)
   return LandmarkClusters(landmark, assignment, centroids, sizes, outcome, medoids)
 
 
-def clean_landmark(landmark: Hashable, embeddings: np.ndarray, config: CleaningConfig,
-                   references: np.ndarray | None = None) -> LandmarkClusters:
+def clean_landmark(
+  landmark: Hashable,
+  embeddings: np.ndarray,
+  config: CleaningConfig,
+  references: np.ndarray | None = None,
+) -> LandmarkClusters:
   """Valid clusters of one landmark's images, their centroids and medoids, and which images
   survive (near-duplicates never do)."""
   x = _normalize(embeddings)
@@ -315,10 +380,12 @@ def clean_landmark(landmark: Hashable, embeddings: np.ndarray, config: CleaningC
   # Back to the landmark's own photo order: duplicates are removed (-1).
   assignment = np.full(len(x), -1, np.int64)
   assignment[distinct] = found.assignment
-  outcome = dataclasses.replace(found.outcome, photos=len(x),
-                                near_duplicates=len(x) - len(distinct))
-  return LandmarkClusters(landmark, assignment, found.centroids, found.sizes, outcome,
-                          distinct[found.medoids])
+  outcome = dataclasses.replace(
+    found.outcome, photos=len(x), near_duplicates=len(x) - len(distinct)
+  )
+  return LandmarkClusters(
+    landmark, assignment, found.centroids, found.sizes, outcome, distinct[found.medoids]
+  )
 
 
 def _clean_one(args):
@@ -368,25 +435,34 @@ class CleaningResult:
     kept_landmarks = set(np.asarray(self.landmarks, dtype=object)[self.keep].tolist())
     images_before = sum(l is not None for l in self.landmarks)
     return {
-        "images_before": images_before,
-        "images_after": int(self.keep.sum()),
-        "images_dropped": images_before - int(self.keep.sum()),
-        "near_duplicates_dropped": sum(o.near_duplicates for o in self.outcomes),
-        "references": len(self.reference_landmarks),
-        "references_given": self.references_given,
-        "non_landmark_images": sum(l is None for l in self.landmarks),
-        "landmarks_before": len(all_landmarks), "landmarks_after": len(kept_landmarks),
-        "centroids": int(len(self.centroids)),
-        "clusters_per_landmark_histogram": {str(k): v for k, v in sorted(histogram.items())},
-        "landmarks_without_valid_cluster": sorted(map(str, self.landmarks_without_cluster)),
-        "landmarks_kept_whole": sorted(map(str, self.landmarks_kept_whole)),
-        "landmarks_dropped": sorted(map(str, self.landmarks_dropped)),
-        "settings": dataclasses.asdict(self.config),
-        # One row per landmark that lost photos or was kept whole (dropped.csv's rows).
-        "affected_landmarks": [
-            {"landmark_id": str(o.landmark), "photos": o.photos, "kept": o.kept,
-             "dropped": o.dropped, "centroids": o.centroids, "reason": o.reason,
-             "explanation": o.explain(self.config)} for o in self.affected()],
+      "images_before": images_before,
+      "images_after": int(self.keep.sum()),
+      "images_dropped": images_before - int(self.keep.sum()),
+      "near_duplicates_dropped": sum(o.near_duplicates for o in self.outcomes),
+      "references": len(self.reference_landmarks),
+      "references_given": self.references_given,
+      "non_landmark_images": sum(l is None for l in self.landmarks),
+      "landmarks_before": len(all_landmarks),
+      "landmarks_after": len(kept_landmarks),
+      "centroids": int(len(self.centroids)),
+      "clusters_per_landmark_histogram": {str(k): v for k, v in sorted(histogram.items())},
+      "landmarks_without_valid_cluster": sorted(map(str, self.landmarks_without_cluster)),
+      "landmarks_kept_whole": sorted(map(str, self.landmarks_kept_whole)),
+      "landmarks_dropped": sorted(map(str, self.landmarks_dropped)),
+      "settings": dataclasses.asdict(self.config),
+      # One row per landmark that lost photos or was kept whole (dropped.csv's rows).
+      "affected_landmarks": [
+        {
+          "landmark_id": str(o.landmark),
+          "photos": o.photos,
+          "kept": o.kept,
+          "dropped": o.dropped,
+          "centroids": o.centroids,
+          "reason": o.reason,
+          "explanation": o.explain(self.config),
+        }
+        for o in self.affected()
+      ],
     }
 
   def clean_rows(self) -> list[tuple[Hashable, str]]:
@@ -402,10 +478,14 @@ def _log_summary(result: CleaningResult) -> None:
   # One line: the details are the report's rows, which a log would bury.
   kept_whole, dropped = result.landmarks_kept_whole, result.landmarks_dropped
   if kept_whole or dropped:
-    logger.warning("%d of %d landmarks have no valid cluster: %d kept whole as one centroid "
-                   "of all their photos, %d dropped; the cleaning report lists them",
-                   len(kept_whole) + len(dropped), len(result.outcomes), len(kept_whole),
-                   len(dropped))
+    logger.warning(
+      "%d of %d landmarks have no valid cluster: %d kept whole as one centroid "
+      "of all their photos, %d dropped; the cleaning report lists them",
+      len(kept_whole) + len(dropped),
+      len(result.outcomes),
+      len(kept_whole),
+      len(dropped),
+    )
 
 
 # `clean_dataset` reads the embeddings one chunk of whole landmarks at a time (at least this
@@ -420,11 +500,12 @@ def group_rows(landmarks: Sequence[Hashable]) -> list[tuple[Hashable, np.ndarray
   first_seen = dict.fromkeys(landmarks)  # insertion order: first appearance
   first_seen.pop(None, None)
   code = {landmark: i for i, landmark in enumerate(first_seen)}
-  codes = np.fromiter(map(code.get, landmarks, itertools.repeat(-1)), np.int64,
-                      count=len(landmarks))
+  codes = np.fromiter(
+    map(code.get, landmarks, itertools.repeat(-1)), np.int64, count=len(landmarks)
+  )
   order = np.argsort(codes, kind="stable")
   counts = np.bincount(codes[codes >= 0], minlength=len(code))
-  order = order[len(order) - int(counts.sum()):]  # the -1s (None) sort first
+  order = order[len(order) - int(counts.sum()) :]  # the -1s (None) sort first
   return list(zip(first_seen, np.split(order, np.cumsum(counts)[:-1])))
 
 
@@ -442,8 +523,9 @@ def _chunks(jobs: Sequence[tuple], chunk_photos: int) -> list[slice]:
   return chunks
 
 
-def _clean_chunk(embeddings: np.ndarray, jobs: Sequence[tuple], config: CleaningConfig
-                 ) -> list[tuple[LandmarkClusters, np.ndarray]]:
+def _clean_chunk(
+  embeddings: np.ndarray, jobs: Sequence[tuple], config: CleaningConfig
+) -> list[tuple[LandmarkClusters, np.ndarray]]:
   """`clean_landmark` of each ``(landmark, rows, references)``, with its medoids' embeddings
   (so the caller never reads them back from a memory map), the chunk's rows read from
   `embeddings` (a memory map, say) in one sorted pass."""
@@ -482,8 +564,11 @@ class _FileRows:
     breaks = np.flatnonzero(np.diff(rows) != 1) + 1
     for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(rows)]):
       wanted = (stop - start) * self._row_bytes
-      got = os.preadv(self._fd, [view[start * self._row_bytes:stop * self._row_bytes]],
-                      self._offset + int(rows[start]) * self._row_bytes)
+      got = os.preadv(
+        self._fd,
+        [view[start * self._row_bytes : stop * self._row_bytes]],
+        self._offset + int(rows[start]) * self._row_bytes,
+      )
       if got != wanted:
         raise OSError(f"short read of embeddings: {got} of {wanted} bytes")
     return out
@@ -492,11 +577,16 @@ class _FileRows:
 def _shared_handle(embeddings: np.ndarray):
   """How a worker opens `embeddings` without receiving a copy: a memory-mapped ``.npy``
   by its file, else one copy in shared memory (returned, to be released by the caller)."""
-  if isinstance(embeddings, np.memmap) and embeddings.filename and \
-      embeddings.flags.c_contiguous:
-    return ("file", str(embeddings.filename), embeddings.offset, embeddings.shape,
-            embeddings.dtype.str), None
+  if isinstance(embeddings, np.memmap) and embeddings.filename and embeddings.flags.c_contiguous:
+    return (
+      "file",
+      str(embeddings.filename),
+      embeddings.offset,
+      embeddings.shape,
+      embeddings.dtype.str,
+    ), None
   from multiprocessing import shared_memory
+
   array = np.ascontiguousarray(embeddings)
   memory = shared_memory.SharedMemory(create=True, size=max(1, array.nbytes))
   np.ndarray(array.shape, array.dtype, buffer=memory.buf)[...] = array
@@ -509,10 +599,14 @@ def _open_in_worker(handle) -> None:
     _WORKER["embeddings"] = _FileRows(name, offset, tuple(shape), np.dtype(dtype))
   else:
     from multiprocessing import shared_memory
+
     # track=False: the parent created the block and unlinks it; a worker that registered it
     # too would have the resource tracker unlink it (or warn) when the worker exits.
-    memory = shared_memory.SharedMemory(name=name, track=False) \
-        if sys.version_info >= (3, 13) else shared_memory.SharedMemory(name=name)
+    memory = (
+      shared_memory.SharedMemory(name=name, track=False)
+      if sys.version_info >= (3, 13)
+      else shared_memory.SharedMemory(name=name)
+    )
     _WORKER["memory"] = memory  # keeps the mapping alive
     _WORKER["embeddings"] = np.ndarray(tuple(shape), np.dtype(dtype), buffer=memory.buf)
 
@@ -522,8 +616,9 @@ def _clean_chunk_in_worker(args) -> list[tuple[LandmarkClusters, np.ndarray]]:
   return _clean_chunk(_WORKER["embeddings"], jobs, config)
 
 
-def _clean_groups(embeddings: np.ndarray, jobs: list[tuple], config: CleaningConfig,
-                  chunk_photos: int) -> list[tuple[LandmarkClusters, np.ndarray]]:
+def _clean_groups(
+  embeddings: np.ndarray, jobs: list[tuple], config: CleaningConfig, chunk_photos: int
+) -> list[tuple[LandmarkClusters, np.ndarray]]:
   """`clean_landmark` of every job, chunk by chunk, in `config.num_workers` processes (0:
   here). Workers read the embeddings themselves (`_shared_handle`): a task is row indices."""
   chunks = [jobs[part] for part in _chunks(jobs, chunk_photos)]
@@ -535,21 +630,31 @@ def _clean_groups(embeddings: np.ndarray, jobs: list[tuple], config: CleaningCon
     # forked worker would start out holding (and be measured with) all of this process's
     # memory. A spawned one imports NumPy and this module, and opens the embeddings.
     with concurrent.futures.ProcessPoolExecutor(
-        config.num_workers, mp_context=multiprocessing.get_context("spawn"),
-        initializer=_open_in_worker, initargs=(handle,)) as pool:
-      return [result for results in pool.map(_clean_chunk_in_worker,
-                                             [(chunk, config) for chunk in chunks])
-              for result in results]
+      config.num_workers,
+      mp_context=multiprocessing.get_context("spawn"),
+      initializer=_open_in_worker,
+      initargs=(handle,),
+    ) as pool:
+      return [
+        result
+        for results in pool.map(_clean_chunk_in_worker, [(chunk, config) for chunk in chunks])
+        for result in results
+      ]
   finally:
     if memory is not None:
       memory.close()
       memory.unlink()
 
 
-def clean_dataset(ids: Sequence[str], landmarks: Sequence[Hashable], embeddings: np.ndarray,
-                  config: CleaningConfig = CleaningConfig(),
-                  references: Mapping[Hashable, np.ndarray] | None = None, *,
-                  chunk_photos: int = CHUNK_PHOTOS) -> CleaningResult:
+def clean_dataset(
+  ids: Sequence[str],
+  landmarks: Sequence[Hashable],
+  embeddings: np.ndarray,
+  config: CleaningConfig = CleaningConfig(),
+  references: Mapping[Hashable, np.ndarray] | None = None,
+  *,
+  chunk_photos: int = CHUNK_PHOTOS,
+) -> CleaningResult:
   """Cleans every landmark (non-landmark images, landmark None, are left out).
 
   `references`: landmark id → embeddings of its reference photos, checked against each
@@ -585,12 +690,18 @@ def clean_dataset(ids: Sequence[str], landmarks: Sequence[Hashable], embeddings:
       given_count += len(mine) if mine is given else 0
   dim = embeddings.shape[1]
   result = CleaningResult(
-      ids, landmarks, keep,
-      np.concatenate(centroids) if centroids else np.zeros((0, dim), np.float32),
-      centroid_landmarks, np.concatenate(sizes) if sizes else np.zeros(0, np.int64),
-      [o.landmark for o in outcomes if o.outcome.valid_clusters == 0],
-      [o.outcome for o in outcomes], config,
-      np.concatenate(chosen) if chosen else np.zeros((0, dim), np.float32), chosen_landmarks,
-      given_count)
+    ids,
+    landmarks,
+    keep,
+    np.concatenate(centroids) if centroids else np.zeros((0, dim), np.float32),
+    centroid_landmarks,
+    np.concatenate(sizes) if sizes else np.zeros(0, np.int64),
+    [o.landmark for o in outcomes if o.outcome.valid_clusters == 0],
+    [o.outcome for o in outcomes],
+    config,
+    np.concatenate(chosen) if chosen else np.zeros((0, dim), np.float32),
+    chosen_landmarks,
+    given_count,
+  )
   _log_summary(result)
   return result

@@ -50,21 +50,35 @@ def _shard_dir(out: pathlib.Path, shard: int) -> pathlib.Path:
   return out / f"shard-{shard:05d}"
 
 
-def embed_source(trained: TrainedModel, source: ImageSource, out_dir: str | os.PathLike, *,
-                 batch_size: int = 64, shard_size: int = 8192, num_workers: int = 0,
-                 progress: bool = True) -> Embeddings:
+def embed_source(
+  trained: TrainedModel,
+  source: ImageSource,
+  out_dir: str | os.PathLike,
+  *,
+  batch_size: int = 64,
+  shard_size: int = 8192,
+  num_workers: int = 0,
+  progress: bool = True,
+) -> Embeddings:
   """Embeds every record of `source` (resumable; see the module docstring)."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   mesh = distributed.local_mesh()
-  pipeline = PipelineConfig(batch_size=eval_batch_size(batch_size, mesh), num_workers=num_workers,
-                            image=trained.config.pipeline.image)
+  pipeline = PipelineConfig(
+    batch_size=eval_batch_size(batch_size, mesh),
+    num_workers=num_workers,
+    image=trained.config.pipeline.image,
+  )
   embedder = Embedder(trained.model, trained.variables, mesh)
   num_shards = -(-len(source) // shard_size)
   mine = range(jax.process_index(), num_shards, jax.process_count())
-  bar = tqdm(total=sum(min(shard_size, len(source) - s * shard_size) for s in mine),
-             desc="embed", unit="img", disable=not progress or not distributed.is_main_process(),
-             dynamic_ncols=True)
+  bar = tqdm(
+    total=sum(min(shard_size, len(source) - s * shard_size) for s in mine),
+    desc="embed",
+    unit="img",
+    disable=not progress or not distributed.is_main_process(),
+    dynamic_ncols=True,
+  )
   for shard in mine:
     start, stop = shard * shard_size, min((shard + 1) * shard_size, len(source))
     if _shard_dir(out, shard).is_dir():
@@ -87,14 +101,26 @@ def embed_source(trained: TrainedModel, source: ImageSource, out_dir: str | os.P
   distributed.barrier("embed: every shard written")
   if distributed.is_main_process():
     source.label_map.save(out / "label_map.json")
-    (out / "embeddings.json").write_text(json.dumps({
-        "checkpoint": trained.checkpoint_id, "records": len(source), "shards": num_shards,
-        "shard_size": shard_size, "embedding_dim": trained.model.embedding_dim}, indent=2))
+    (out / "embeddings.json").write_text(
+      json.dumps(
+        {
+          "checkpoint": trained.checkpoint_id,
+          "records": len(source),
+          "shards": num_shards,
+          "shard_size": shard_size,
+          "embedding_dim": trained.model.embedding_dim,
+        },
+        indent=2,
+      )
+    )
   distributed.barrier("embed: manifest written")
   result = load_embeddings(out)
   if result.skipped:
-    logger.warning("%d unreadable images were skipped (first: %s)", len(result.skipped),
-                   ", ".join(result.skipped[:5]))
+    logger.warning(
+      "%d unreadable images were skipped (first: %s)",
+      len(result.skipped),
+      ", ".join(result.skipped[:5]),
+    )
   return result
 
 
@@ -102,12 +128,19 @@ def load_embeddings(directory: str | os.PathLike) -> Embeddings:
   directory = pathlib.Path(directory)
   shards = sorted(p for p in directory.glob("shard-*") if p.is_dir())
   if not shards:
-    raise MissingFileError(f"no embedding shards in {directory}: run `landmark-jax embed` "
-                           "first")
+    raise MissingFileError(f"no embedding shards in {directory}: run `landmark-jax embed` first")
+
   def load(name):
     return np.concatenate([np.load(s / name, allow_pickle=False) for s in shards])
+
   skipped = [i for s in shards for i in json.loads((s / "skipped.json").read_text())]
   manifest = directory / "embeddings.json"
   checkpoint = json.loads(manifest.read_text()).get("checkpoint") if manifest.is_file() else None
-  return Embeddings(load("ids.npy"), load("labels.npy"), load("embeddings.npy"),
-                    LabelMap.load(directory / "label_map.json"), skipped, checkpoint)
+  return Embeddings(
+    load("ids.npy"),
+    load("labels.npy"),
+    load("embeddings.npy"),
+    LabelMap.load(directory / "label_map.json"),
+    skipped,
+    checkpoint,
+  )

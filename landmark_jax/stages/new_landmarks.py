@@ -33,8 +33,9 @@ class Addition:
   held_back: ValidationSet  # photos kept out of the centroids (and the source's non-landmarks)
 
 
-def held_back_rows(landmark_ids: Sequence[Hashable | None], share: float, seed: int = 0
-                   ) -> np.ndarray:
+def held_back_rows(
+  landmark_ids: Sequence[Hashable | None], share: float, seed: int = 0
+) -> np.ndarray:
   """Which photos to hold back: ⌊share·n⌋ of each landmark's n photos (so a landmark keeps
   at least one for its centroid, and one with fewer than 1/share photos gives none),
   chosen by a generator seeded with the landmark's id — the same photos on every run."""
@@ -53,10 +54,16 @@ def held_back_rows(landmark_ids: Sequence[Hashable | None], share: float, seed: 
   return held
 
 
-def add_landmarks(index: CentroidIndex, embed_source: Callable, source: ImageSource,
-                  cleaning: CleaningConfig = CleaningConfig(),
-                  landmarks: Mapping[Hashable, LandmarkInfo] | None = None, *,
-                  update_metadata: bool = False, hold_back: float = 0.0) -> Addition:
+def add_landmarks(
+  index: CentroidIndex,
+  embed_source: Callable,
+  source: ImageSource,
+  cleaning: CleaningConfig = CleaningConfig(),
+  landmarks: Mapping[Hashable, LandmarkInfo] | None = None,
+  *,
+  update_metadata: bool = False,
+  hold_back: float = 0.0,
+) -> Addition:
   """The index with the landmarks of `source` added.
 
   Args:
@@ -80,25 +87,43 @@ def add_landmarks(index: CentroidIndex, embed_source: Callable, source: ImageSou
   # name fails now, not after it.
   new_ids = [l for l in dict.fromkeys(source.landmark_ids()) if l is not None]
   refuse_present(index, new_ids)
-  merge_metadata(index.landmarks, index.label_map.to_landmark_ids(np.unique(index.labels)),
-                 new_ids, landmarks, update_existing=update_metadata)
+  merge_metadata(
+    index.landmarks,
+    index.label_map.to_landmark_ids(np.unique(index.labels)),
+    new_ids,
+    landmarks,
+    update_existing=update_metadata,
+  )
   embedded = embed_source(source)
   landmark_ids = embedded.landmark_ids()
   held = held_back_rows(landmark_ids, hold_back, cleaning.seed)
   non_landmark = np.array([landmark is None for landmark in landmark_ids], bool)
   used = ~held & ~non_landmark
-  result = clean_dataset(embedded.ids[used], [landmark_ids[i] for i in np.flatnonzero(used)],
-                         embedded.embeddings[used], cleaning)
+  result = clean_dataset(
+    embedded.ids[used],
+    [landmark_ids[i] for i in np.flatnonzero(used)],
+    embedded.embeddings[used],
+    cleaning,
+  )
   validation_rows = np.flatnonzero(held | non_landmark)
-  held_back = ValidationSet(tuple(str(embedded.ids[i]) for i in validation_rows),
-                            tuple(landmark_ids[i] for i in validation_rows),
-                            embedded.embeddings[validation_rows])
-  edited = add_centroids(index, result.centroids, result.centroid_landmarks,
-                         result.cluster_sizes, landmarks,
-                         {"centroids": int(len(result.centroids)),
-                          "images": int(result.keep.sum()),
-                          "held_back": int(held.sum())},
-                         update_metadata=update_metadata,
-                         reference_vectors=result.references,
-                         reference_landmarks=result.reference_landmarks)
+  held_back = ValidationSet(
+    tuple(str(embedded.ids[i]) for i in validation_rows),
+    tuple(landmark_ids[i] for i in validation_rows),
+    embedded.embeddings[validation_rows],
+  )
+  edited = add_centroids(
+    index,
+    result.centroids,
+    result.centroid_landmarks,
+    result.cluster_sizes,
+    landmarks,
+    {
+      "centroids": int(len(result.centroids)),
+      "images": int(result.keep.sum()),
+      "held_back": int(held.sum()),
+    },
+    update_metadata=update_metadata,
+    reference_vectors=result.references,
+    reference_landmarks=result.reference_landmarks,
+  )
   return Addition(edited, result, held_back)

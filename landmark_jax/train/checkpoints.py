@@ -47,8 +47,9 @@ class ProcessStateHandler(ocp.CheckpointHandler):
   LEGACY_FILE = "metadata"  # one-process checkpoints written before multi-host training
 
   def save(self, directory, args: "ProcessStateSave"):
-    (pathlib.Path(directory) / _process_file(jax.process_index(), jax.process_count())
-     ).write_text(json.dumps(args.state))
+    (pathlib.Path(directory) / _process_file(jax.process_index(), jax.process_count())).write_text(
+      json.dumps(args.state)
+    )
 
   def restore(self, directory, args: "ProcessStateRestore | None" = None):
     directory = pathlib.Path(directory)
@@ -57,12 +58,17 @@ class ProcessStateHandler(ocp.CheckpointHandler):
       return json.loads(path.read_text())
     if jax.process_count() == 1 and (directory / self.LEGACY_FILE).is_file():
       return json.loads((directory / self.LEGACY_FILE).read_text())
-    written = sorted({p.name.split("-of-")[-1].removesuffix(".json")
-                      for p in directory.glob("process_*-of-*.json")}) or ["1"]
+    written = sorted(
+      {
+        p.name.split("-of-")[-1].removesuffix(".json")
+        for p in directory.glob("process_*-of-*.json")
+      }
+    ) or ["1"]
     raise ConfigError(
-        f"{directory.parent} was written by {' or '.join(written)} process(es), and this run "
-        f"has {jax.process_count()}: resume with --num-processes {written[0]} (each process "
-        "continues its own part of the data)")
+      f"{directory.parent} was written by {' or '.join(written)} process(es), and this run "
+      f"has {jax.process_count()}: resume with --num-processes {written[0]} (each process "
+      "continues its own part of the data)"
+    )
 
   def metadata(self, directory):
     return None
@@ -93,10 +99,11 @@ class ProcessStateRestore(ocp.args.CheckpointArgs):
 class Checkpointer:
   def __init__(self, directory: str | pathlib.Path, keep: int = 3, async_save: bool = True):
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, enable_async_checkpointing=async_save, create=True)
+      max_to_keep=keep, enable_async_checkpointing=async_save, create=True
+    )
     self._manager = ocp.CheckpointManager(
-        pathlib.Path(directory).absolute(), options=options,
-        item_names=("state", "data", "meta"))
+      pathlib.Path(directory).absolute(), options=options, item_names=("state", "data", "meta")
+    )
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -105,27 +112,43 @@ class Checkpointer:
     return list(self._manager.all_steps())
 
   def save(self, step: int, state: Any, data_state: dict, meta: dict) -> None:
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ProcessStateSave(data_state),
-        meta=ocp.args.JsonSave(meta)))
+    self._manager.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=ProcessStateSave(data_state),
+        meta=ocp.args.JsonSave(meta),
+      ),
+    )
 
   def restore_meta(self, step: int) -> dict:
     return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict, dict]:
     """The state restored into `abstract_state`'s shapes and shardings, the data state, meta."""
-    restored = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), data=ProcessStateRestore(),
-        meta=ocp.args.JsonRestore()))
+    restored = self._manager.restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state),
+        data=ProcessStateRestore(),
+        meta=ocp.args.JsonRestore(),
+      ),
+    )
     return restored["state"], restored["data"], restored["meta"]
 
   def restore_subtree(self, step: int, abstract_subtree: dict) -> dict:
     """Only the state's entries named in `abstract_subtree` (e.g. params and batch
     statistics), each restored into its shapes; nothing else of the state is read."""
-    restored = self._manager.restore(step, args=ocp.args.Composite(
+    restored = self._manager.restore(
+      step,
+      args=ocp.args.Composite(
         state=ocp.args.PyTreeRestore(
-            abstract_subtree, restore_args=ocp.checkpoint_utils.construct_restore_args(
-                abstract_subtree), partial_restore=True)))
+          abstract_subtree,
+          restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_subtree),
+          partial_restore=True,
+        )
+      ),
+    )
     return restored["state"]
 
   def wait_until_finished(self) -> None:
@@ -137,17 +160,24 @@ class Checkpointer:
 
 def make_model(config: TrainConfig, num_classes: int) -> LandmarkNet:
   """The `LandmarkNet` a config describes, with `num_classes` landmark classes."""
-  return LandmarkNet(config.model.backbone, num_classes=num_classes,
-                     embedding_dim=config.model.embedding_dim, dtype=jnp.dtype(config.model.dtype),
-                     classifier_bias=config.model.classifier_bias)
+  return LandmarkNet(
+    config.model.backbone,
+    num_classes=num_classes,
+    embedding_dim=config.model.embedding_dim,
+    dtype=jnp.dtype(config.model.dtype),
+    classifier_bias=config.model.classifier_bias,
+  )
 
 
 def abstract_variables(model: LandmarkNet, image_size: int, sharding=None) -> dict:
   """Shapes and dtypes of a model's params and batch statistics (an orbax restore target)."""
-  shapes = jax.eval_shape(lambda: model.init(
-      jax.random.PRNGKey(0), jnp.zeros((1, image_size, image_size, 3), jnp.uint8)))
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                      model_variables(shapes["params"], shapes["batch_stats"]))
+  shapes = jax.eval_shape(
+    lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, image_size, image_size, 3), jnp.uint8))
+  )
+  return jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+    model_variables(shapes["params"], shapes["batch_stats"]),
+  )
 
 
 @dataclasses.dataclass
@@ -181,12 +211,16 @@ def load_trained(workdir: str | pathlib.Path, step: int | None = None) -> Traine
   """
   workdir = pathlib.Path(workdir)
   if not workdir.is_dir():
-    raise MissingFileError(f"{workdir} is a file, not a training workdir" if workdir.exists()
-                           else f"training workdir not found: {workdir}")
+    raise MissingFileError(
+      f"{workdir} is a file, not a training workdir"
+      if workdir.exists()
+      else f"training workdir not found: {workdir}"
+    )
   config = load_run_config(workdir)
   if not (workdir / LABEL_MAP_FILE).is_file():
-    raise MissingFileError(f"{workdir / LABEL_MAP_FILE} not found: is {workdir} a training "
-                           "workdir?")
+    raise MissingFileError(
+      f"{workdir / LABEL_MAP_FILE} not found: is {workdir} a training workdir?"
+    )
   label_map = LabelMap.load(workdir / LABEL_MAP_FILE)
   if not (workdir / CHECKPOINTS_DIR).is_dir():
     raise MissingFileError(f"no checkpoint in {workdir / CHECKPOINTS_DIR}: train first")

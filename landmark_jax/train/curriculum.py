@@ -50,10 +50,14 @@ def plan_stages(config: TrainConfig, source: ImageSource) -> StagePlan:
   label_map = source.label_map
   use_curriculum = config.curriculum.enabled and label_map.num_stages > 1
   num_classes = label_map.stage_sizes if use_curriculum else (label_map.num_classes,)
-  sources = tuple(source.stage_subset(k) for k in range(len(num_classes))) if use_curriculum \
-      else (source,)
-  epochs = split_epochs(config.num_epochs, len(num_classes),
-                        config.curriculum.epochs_per_stage if use_curriculum else ())
+  sources = (
+    tuple(source.stage_subset(k) for k in range(len(num_classes))) if use_curriculum else (source,)
+  )
+  epochs = split_epochs(
+    config.num_epochs,
+    len(num_classes),
+    config.curriculum.epochs_per_stage if use_curriculum else (),
+  )
   processes = jax.process_count()
   batch = config.pipeline.batch_size // processes
   steps, per_epoch = [], []
@@ -62,8 +66,10 @@ def plan_stages(config: TrainConfig, source: ImageSource) -> StagePlan:
     shard = len(stage_source) // processes
     if shard < batch:
       what = "a curriculum stage has" if len(sources) > 1 else "the training data has"
-      raise DataError(f"{what} {len(stage_source)} images, fewer than one batch of "
-                      f"{config.pipeline.batch_size}: lower pipeline.batch_size")
+      raise DataError(
+        f"{what} {len(stage_source)} images, fewer than one batch of "
+        f"{config.pipeline.batch_size}: lower pipeline.batch_size"
+      )
     steps.append(stage_epochs * shard // batch)
     per_epoch += [(e + 1) * shard // batch - e * shard // batch for e in range(stage_epochs)]
   return StagePlan(tuple(num_classes), sources, tuple(epochs), tuple(steps), tuple(per_epoch))
@@ -75,8 +81,10 @@ def split_epochs(num_epochs: int, num_stages: int, epochs_per_stage: tuple[int, 
   scheme anyway)."""
   if epochs_per_stage:
     if len(epochs_per_stage) != num_stages:
-      raise ConfigError(f"curriculum.epochs_per_stage has {len(epochs_per_stage)} entries for "
-                       f"{num_stages} curriculum stages")
+      raise ConfigError(
+        f"curriculum.epochs_per_stage has {len(epochs_per_stage)} entries for "
+        f"{num_stages} curriculum stages"
+      )
     return list(epochs_per_stage)
   base, extra = divmod(num_epochs, num_stages)
   if num_epochs < 1:
@@ -99,19 +107,28 @@ def _is_classifier(path) -> bool:
 def _grow_tree(old_tree, new_template, old_n: int):
   """Copies `old_tree` into the shapes of `new_template`: leaves of equal shape are copied,
   classifier leaves whose last axis grew get zero columns (optimizer buffers)."""
+
   def grow(path, old, new):
     if old.shape == new.shape:
       return old
     if not _is_classifier(path):
-      raise ValueError(f"unexpected shape change at {jax.tree_util.keystr(path)}: "
-                       f"{old.shape} → {new.shape}")
+      raise ValueError(
+        f"unexpected shape change at {jax.tree_util.keystr(path)}: {old.shape} → {new.shape}"
+      )
     zeros = jnp.zeros((*old.shape[:-1], new.shape[-1] - old.shape[-1]), old.dtype)
     return grow_columns(old, old_n, zeros)
+
   return jax.tree_util.tree_map_with_path(grow, old_tree, new_template)
 
 
-def grow_state(state: TrainState, tx: optax.GradientTransformation, new_num_classes: int,
-               init: str, rng: jax.Array, class_means: np.ndarray | None = None) -> TrainState:
+def grow_state(
+  state: TrainState,
+  tx: optax.GradientTransformation,
+  new_num_classes: int,
+  init: str,
+  rng: jax.Array,
+  class_means: np.ndarray | None = None,
+) -> TrainState:
   """The state for the next stage, with `new_num_classes` landmark classes.
 
   Args:
@@ -150,14 +167,23 @@ def grow_state(state: TrainState, tx: optax.GradientTransformation, new_num_clas
     params["classifier"]["bias"] = grow_columns(bias, old_n, new_bias)
   opt_state = _grow_tree(state.opt_state, tx.init(params), old_n)
   return state.replace(
-      params=params, opt_state=opt_state,
-      centers=jnp.concatenate([state.centers, new_centers], axis=0),
-      stage=state.stage + 1)
+    params=params,
+    opt_state=opt_state,
+    centers=jnp.concatenate([state.centers, new_centers], axis=0),
+    stage=state.stage + 1,
+  )
 
 
-def grow_for_next_stage(config: TrainConfig, plan: StagePlan, stage: int, state: TrainState,
-                        model: LandmarkNet, tx: optax.GradientTransformation, mesh,
-                        source: ImageSource) -> TrainState:
+def grow_for_next_stage(
+  config: TrainConfig,
+  plan: StagePlan,
+  stage: int,
+  state: TrainState,
+  model: LandmarkNet,
+  tx: optax.GradientTransformation,
+  mesh,
+  source: ImageSource,
+) -> TrainState:
   """The replicated state for stage `stage + 1`: with ``new_class_init="mean"`` the new
   classes' mean embeddings under the current model initialise their columns and centers."""
   old_n, new_n = plan.num_classes[stage], plan.num_classes[stage + 1]
@@ -169,14 +195,18 @@ def grow_for_next_stage(config: TrainConfig, plan: StagePlan, stage: int, state:
     # process computes the same means, and as one process would.
     local = distributed.local_mesh()
     dataset = eval_dataset(
-        images.subset(distributed.this_process_part(len(images))),
-        dataclasses.replace(config.pipeline,
-                            batch_size=eval_batch_size(config.pipeline.batch_size, local)))
-    embedder = Embedder(model, model_variables(state.params, state.batch_stats), local,
-                        normalize=False)
+      images.subset(distributed.this_process_part(len(images))),
+      dataclasses.replace(
+        config.pipeline, batch_size=eval_batch_size(config.pipeline.batch_size, local)
+      ),
+    )
+    embedder = Embedder(
+      model, model_variables(state.params, state.batch_stats), local, normalize=False
+    )
     sums, counts = class_embedding_sums(embedder, dataset, range(old_n, new_n))
-    means = class_means(distributed.sum_over_processes(sums),
-                        distributed.sum_over_processes(counts))
+    means = class_means(
+      distributed.sum_over_processes(sums), distributed.sum_over_processes(counts)
+    )
   rng = jax.random.fold_in(state.rng, 1_000_003 + stage)
   grown = grow_state(state, tx, new_n, config.curriculum.new_class_init, rng, means)
   return sharding.replicate(grown, mesh)

@@ -30,7 +30,12 @@ from landmark_jax.models import LandmarkNet, model_variables
 from landmark_jax.models.pretrained import load_pretrained_backbone, with_pretrained_backbone
 from landmark_jax.train import curriculum, optim, recipe
 from landmark_jax.train.checkpoints import (
-    CHECKPOINTS_DIR, CONFIG_FILE, LABEL_MAP_FILE, Checkpointer, make_model)
+  CHECKPOINTS_DIR,
+  CONFIG_FILE,
+  LABEL_MAP_FILE,
+  Checkpointer,
+  make_model,
+)
 from landmark_jax.train.holdout import HOLDOUT_FILE, evaluate_holdout
 from landmark_jax.train.metrics_log import MetricsLog, NonFiniteLossError, check_finite
 from landmark_jax.train.state import TrainState, abstract_train_state, create_train_state
@@ -57,8 +62,15 @@ class TrainResult:
 # What a resumed run must keep: what the checkpoint's shapes, labels and stage plan were made
 # from. Anything else (learning rates, logging, length, workers, the later steps' sections)
 # may change between runs, the user's choice.
-MUST_MATCH_ON_RESUME = ("model", "data", "curriculum", "loss.kind", "loss.non_landmark_class",
-                        "pipeline.batch_size", "pipeline.image")
+MUST_MATCH_ON_RESUME = (
+  "model",
+  "data",
+  "curriculum",
+  "loss.kind",
+  "loss.non_landmark_class",
+  "pipeline.batch_size",
+  "pipeline.image",
+)
 
 
 def flat_keys(tree: dict, prefix: str = "") -> dict:
@@ -72,14 +84,19 @@ def flat_keys(tree: dict, prefix: str = "") -> dict:
   return out
 
 
-def changed_settings(path: pathlib.Path, config: TrainConfig,
-                     within: Sequence[str] | None = None) -> str:
+def changed_settings(
+  path: pathlib.Path, config: TrainConfig, within: Sequence[str] | None = None
+) -> str:
   """How `config` differs from the run config saved at `path` ("key: old → new, …", at most
   four keys shown), counting only keys under `within` when given; "" when nothing does."""
   before = flat_keys(json.loads(path.read_text()))
   now = flat_keys(json.loads(json.dumps(to_dict(config))))  # tuples → lists, as stored
-  changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k)
-                   and (within is None or any(k == m or k.startswith(m + ".") for m in within)))
+  changed = sorted(
+    k
+    for k in before.keys() | now.keys()
+    if before.get(k) != now.get(k)
+    and (within is None or any(k == m or k.startswith(m + ".") for m in within))
+  )
   shown = ", ".join(f"{k}: {before.get(k)!r} → {now.get(k)!r}" for k in changed[:4])
   return shown + (", …" if len(changed) > 4 else "")
 
@@ -95,8 +112,10 @@ def check_resumable(workdir: pathlib.Path, config: TrainConfig) -> None:
     return
   changed = changed_settings(path, config, MUST_MATCH_ON_RESUME)
   if changed:
-    raise ConfigError(f"{workdir} holds a run trained with another config ({changed}): "
-                      "resume with the same config, or use a new --workdir")
+    raise ConfigError(
+      f"{workdir} holds a run trained with another config ({changed}): "
+      "resume with the same config, or use a new --workdir"
+    )
 
 
 def check_process_count(workdir: pathlib.Path, step: int, meta: dict) -> None:
@@ -105,9 +124,10 @@ def check_process_count(workdir: pathlib.Path, step: int, meta: dict) -> None:
   saved = meta.get("process_count", 1)  # checkpoints before multi-host training: one
   if saved != jax.process_count():
     raise ConfigError(
-        f"the checkpoint at step {step} in {workdir} was written by {saved} process(es) and "
-        f"this run has {jax.process_count()}: resume with --num-processes {saved}, or use a "
-        "new --workdir")
+      f"the checkpoint at step {step} in {workdir} was written by {saved} process(es) and "
+      f"this run has {jax.process_count()}: resume with --num-processes {saved}, or use a "
+      "new --workdir"
+    )
 
 
 def photos_to_train_on(source: ImageSource, config: TrainConfig) -> ImageSource:
@@ -128,19 +148,22 @@ def warn_if_thin_non_landmark_class(source: ImageSource) -> None:
   non_landmark, landmark = int(counts[-1]), int(counts[:-1].sum())
   if non_landmark < landmark:
     logger.warning(
-        "the non-landmark class has %d training photos against %d landmark photos: a "
-        "non-landmark class this thin is learned as its own photos, not as 'no landmark', "
-        "and unseen non-landmark photos then score like landmarks; give it more, and more "
-        "varied, photos (docs/decisions.md: 'Why the demo rejected most landmarks')",
-        non_landmark, landmark)
+      "the non-landmark class has %d training photos against %d landmark photos: a "
+      "non-landmark class this thin is learned as its own photos, not as 'no landmark', "
+      "and unseen non-landmark photos then score like landmarks; give it more, and more "
+      "varied, photos (docs/decisions.md: 'Why the demo rejected most landmarks')",
+      non_landmark,
+      landmark,
+    )
 
 
 def rate_factors(config: TrainConfig, plan: curriculum.StagePlan):
   """The run's learning-rate decay: over the whole run (one stage, or
   ``curriculum.lr_schedule="global"``) or restarted in each curriculum stage."""
   if len(plan.epochs) > 1 and config.curriculum.lr_schedule == "per_stage":
-    return optim.stage_rate_factors(config.optim, plan.steps_per_epoch, plan.epochs,
-                                    sum(plan.epochs))
+    return optim.stage_rate_factors(
+      config.optim, plan.steps_per_epoch, plan.epochs, sum(plan.epochs)
+    )
   return optim.decay_steps_for(config.optim, plan.steps_per_epoch)
 
 
@@ -153,13 +176,14 @@ def _training_source(workdir: pathlib.Path, config: TrainConfig) -> ImageSource:
 
 def _initial_state(config: TrainConfig, model: LandmarkNet, tx, mesh) -> TrainState:
   image_size = config.pipeline.image.crop_size
-  create = jax.jit(lambda rng: create_train_state(model, tx, rng, image_size),
-                   out_shardings=sharding.replicated_sharding(mesh))
+  create = jax.jit(
+    lambda rng: create_train_state(model, tx, rng, image_size),
+    out_shardings=sharding.replicated_sharding(mesh),
+  )
   state = create(jax.random.PRNGKey(config.seed))
   if config.model.pretrained_weights:
     backbone = load_pretrained_backbone(config.model.pretrained_weights, model.backbone)
-    variables = with_pretrained_backbone(model_variables(state.params, state.batch_stats),
-                                         backbone)
+    variables = with_pretrained_backbone(model_variables(state.params, state.batch_stats), backbone)
     state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
     state = sharding.replicate(state.replace(opt_state=tx.init(state.params)), mesh)
   return state
@@ -182,13 +206,22 @@ class _Run:
 
   def save(self, step: int, state: TrainState, data_state: dict, stage: int, **meta) -> None:
     # Each process saves its own data position; `process_count` says how many to resume with.
-    self.checkpointer.save(step, state, data_state,
-                           {"stage": stage, "num_classes": self.plan.num_classes[stage],
-                            "process_count": jax.process_count(), **meta})
+    self.checkpointer.save(
+      step,
+      state,
+      data_state,
+      {
+        "stage": stage,
+        "num_classes": self.plan.num_classes[stage],
+        "process_count": jax.process_count(),
+        **meta,
+      },
+    )
 
 
-def _run_stage(run: _Run, stage: int, state: TrainState, step: int, data_state: dict | None
-               ) -> tuple[TrainState, int, int, int | None]:
+def _run_stage(
+  run: _Run, stage: int, state: TrainState, step: int, data_state: dict | None
+) -> tuple[TrainState, int, int, int | None]:
   """Steps of `stage` from `step` (and the data position `data_state`) to the stage's end
   or `max_steps`; returns the state, the step reached, the unreadable images skipped, and
   the step of the last checkpoint written (None: none)."""
@@ -212,11 +245,13 @@ def _run_stage(run: _Run, stage: int, state: TrainState, step: int, data_state: 
         # the next step's collectives. Stop the run, naming this process (the watchdog
         # stops the others).
         raise DataError(
-            f"process {jax.process_index()} ran out of images in stage {stage} at step "
-            f"{step} ({skipped.total} unreadable skipped): remove the unreadable photos "
-            "from the data, or lower num_epochs")
-      logger.warning("stage %d ran out of images at step %d (%d unreadable skipped)",
-                     stage, step, skipped.total)
+          f"process {jax.process_index()} ran out of images in stage {stage} at step "
+          f"{step} ({skipped.total} unreadable skipped): remove the unreadable photos "
+          "from the data, or lower num_epochs"
+        ) from None
+      logger.warning(
+        "stage %d ran out of images at step %d (%d unreadable skipped)", stage, step, skipped.total
+      )
       break
     state, metrics = step_fn(state, {"image": batch["image"], "label": batch["label"]})
     step += 1
@@ -234,13 +269,17 @@ def _run_stage(run: _Run, stage: int, state: TrainState, step: int, data_state: 
       saved = step
   if pending is not None:
     _report(*pending, run, stage, images, started)
-  logger.info("stage %d done at step %d; %d unreadable images skipped", stage, step,
-              skipped.total)
+  logger.info("stage %d done at step %d; %d unreadable images skipped", stage, step, skipped.total)
   return state, step, skipped.total, saved
 
 
-def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[Hook] = (),
-          progress: bool = True) -> TrainResult:
+def train(
+  config: TrainConfig,
+  workdir: str | pathlib.Path,
+  *,
+  hooks: Sequence[Hook] = (),
+  progress: bool = True,
+) -> TrainResult:
   """Trains (or resumes training) in `workdir`; returns the final state and held-out accuracy.
 
   On several hosts every process calls this with the same arguments (the workdir on a
@@ -267,8 +306,9 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
   mesh = sharding.make_data_mesh()
   decay_steps = rate_factors(config, plan)
   tx = optim.make_optimizer(config.optim, decay_steps)
-  checkpointer = Checkpointer(workdir / CHECKPOINTS_DIR, config.keep_checkpoints,
-                              config.async_checkpointing)
+  checkpointer = Checkpointer(
+    workdir / CHECKPOINTS_DIR, config.keep_checkpoints, config.async_checkpointing
+  )
   total_steps = min(plan.total_steps, config.max_steps or plan.total_steps)
 
   stage, data_state = 0, None
@@ -277,19 +317,36 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
     meta = checkpointer.restore_meta(latest)
     check_process_count(workdir, latest, meta)
     stage = meta["stage"]
-    abstract = abstract_train_state(make_model(config, plan.num_classes[stage]), tx,
-                                    config.pipeline.image.crop_size,
-                                    sharding.replicated_sharding(mesh))
+    abstract = abstract_train_state(
+      make_model(config, plan.num_classes[stage]),
+      tx,
+      config.pipeline.image.crop_size,
+      sharding.replicated_sharding(mesh),
+    )
     state, data_state, _ = checkpointer.restore(latest, abstract)
     logger.info("resumed from step %d (stage %d) in %s", latest, stage, workdir)
   else:
     state = _initial_state(config, make_model(config, plan.num_classes[0]), tx, mesh)
   step = int(state.step)
-  run = _Run(config, plan, mesh, tx, optim.learning_rate_schedules(config.optim, decay_steps),
-             checkpointer, MetricsLog(workdir, resume_step=latest),
-             tqdm(total=total_steps, initial=step, desc="train", unit="step",
-                  disable=not progress or jax.process_index() != 0, dynamic_ncols=True),
-             hooks, total_steps)
+  run = _Run(
+    config,
+    plan,
+    mesh,
+    tx,
+    optim.learning_rate_schedules(config.optim, decay_steps),
+    checkpointer,
+    MetricsLog(workdir, resume_step=latest),
+    tqdm(
+      total=total_steps,
+      initial=step,
+      desc="train",
+      unit="step",
+      disable=not progress or jax.process_index() != 0,
+      dynamic_ncols=True,
+    ),
+    hooks,
+    total_steps,
+  )
   skipped_total, last_saved = 0, latest
   try:
     while stage < len(plan.num_classes) and step < total_steps:
@@ -300,9 +357,9 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
       cut_short = plan.first_step(stage) + plan.steps[stage] > total_steps
       if (cut_short and step >= total_steps) or stage + 1 == len(plan.num_classes):
         break  # max_steps reached inside this stage, or the last stage done
-      state = curriculum.grow_for_next_stage(config, plan, stage, state,
-                                             make_model(config, plan.num_classes[stage]), tx,
-                                             mesh, source)
+      state = curriculum.grow_for_next_stage(
+        config, plan, stage, state, make_model(config, plan.num_classes[stage]), tx, mesh, source
+      )
       stage += 1
       # The new stage starts from the beginning of its own pipeline: an empty data state.
       run.save(step, state, {}, stage)
@@ -317,8 +374,9 @@ def train(config: TrainConfig, workdir: str | pathlib.Path, *, hooks: Sequence[H
   model = make_model(config, plan.num_classes[stage])
   holdout = None
   if has_split(config.data, "holdout"):
-    holdout = evaluate_holdout(model, state, source_for(config.data, "holdout", source.label_map),
-                               config)
+    holdout = evaluate_holdout(
+      model, state, source_for(config.data, "holdout", source.label_map), config
+    )
     logger.info("held-out accuracy: %s", holdout)
     if jax.process_index() == 0:
       (workdir / HOLDOUT_FILE).write_text(json.dumps(holdout, indent=2))
@@ -335,10 +393,17 @@ def _report(step: int, metrics, run: _Run, stage: int, images: int, started: flo
   seconds = time.perf_counter() - started
   first = plan.first_step(stage)
   per_epoch = plan.steps[stage] / plan.epochs[stage]
-  values.update(stage=stage, epoch=sum(plan.epochs[:stage]) + int((step - 1 - first) // per_epoch),
-                images_per_second=images / max(seconds, 1e-9),
-                **{f"lr_{group}": float(s(step - 1)) for group, s in run.schedules.items()})
+  values.update(
+    stage=stage,
+    epoch=sum(plan.epochs[:stage]) + int((step - 1 - first) // per_epoch),
+    images_per_second=images / max(seconds, 1e-9),
+    **{f"lr_{group}": float(s(step - 1)) for group, s in run.schedules.items()},
+  )
   run.log.write(step, values)
-  run.bar.set_postfix(stage=stage, epoch=values["epoch"], loss=f"{values['loss']:.3f}",
-                          acc=f"{values['accuracy']:.2f}",
-                      img_s=f"{values['images_per_second']:.0f}")
+  run.bar.set_postfix(
+    stage=stage,
+    epoch=values["epoch"],
+    loss=f"{values['loss']:.3f}",
+    acc=f"{values['accuracy']:.2f}",
+    img_s=f"{values['images_per_second']:.0f}",
+  )

@@ -21,11 +21,14 @@ class NonFiniteLossError(FloatingPointError):
 def check_finite(step: int, metrics: dict[str, float]) -> None:
   # The parameters after the step too: a finite loss computed before an overflowing update
   # must not let that update into a checkpoint.
-  bad = {k: metrics[k] for k in ("loss", "grad_norm", "param_norm") if not math.isfinite(metrics[k])}
+  bad = {
+    k: metrics[k] for k in ("loss", "grad_norm", "param_norm") if not math.isfinite(metrics[k])
+  }
   if bad:
     raise NonFiniteLossError(
-        f"non-finite {', '.join(f'{k}={v}' for k, v in bad.items())} at step {step}: stopping; "
-        "the last checkpoint (before this step) is intact")
+      f"non-finite {', '.join(f'{k}={v}' for k, v in bad.items())} at step {step}: stopping; "
+      "the last checkpoint (before this step) is intact"
+    )
 
 
 def rows_up_to(lines: list[str], step: int) -> list[str]:
@@ -66,6 +69,7 @@ class MetricsLog:
     self._enabled = jax.process_index() == 0
     if self._enabled:
       from tensorboardX import SummaryWriter
+
       if resume_step is not None:
         truncate_metrics(workdir / METRICS_FILE, resume_step)
       self._jsonl = open(workdir / METRICS_FILE, "a")

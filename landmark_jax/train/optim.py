@@ -17,14 +17,20 @@ import optax
 from landmark_jax.config import OptimConfig
 
 # Top-level LandmarkNet parameter collections → learning-rate group.
-PARAM_GROUPS = {"backbone": "backbone", "embedding_fc": "embedding", "embedding_bn": "embedding",
-                "classifier": "classifier"}
+PARAM_GROUPS = {
+  "backbone": "backbone",
+  "embedding_fc": "embedding",
+  "embedding_bn": "embedding",
+  "classifier": "classifier",
+}
 
 
 def param_group_labels(params) -> Any:
   """A tree like `params` whose leaves name each parameter's group."""
-  return {key: jax.tree.map(lambda _, group=PARAM_GROUPS[key]: group, subtree)
-          for key, subtree in params.items()}
+  return {
+    key: jax.tree.map(lambda _, group=PARAM_GROUPS[key]: group, subtree)
+    for key, subtree in params.items()
+  }
 
 
 def decay_mask(params) -> Any:
@@ -44,30 +50,38 @@ def _stepwise(rate: float, factors: RateFactors) -> Callable[[Any], Any]:
   return lambda step: values[jnp.sum(jnp.asarray(step) >= boundaries)]
 
 
-def learning_rate_schedules(config: OptimConfig, decay_steps: Sequence[int] | RateFactors
-                            ) -> dict[str, Callable[[Any], Any]]:
+def learning_rate_schedules(
+  config: OptimConfig, decay_steps: Sequence[int] | RateFactors
+) -> dict[str, Callable[[Any], Any]]:
   """Per group: base rate × factor at each decay step (the steps where epochs 12, 24 start),
   or, given a mapping (`stage_rate_factors`), base rate × the factor in force at the step."""
-  rates = (("backbone", config.lr_backbone), ("embedding", config.lr_embedding),
-           ("classifier", config.lr_classifier))
+  rates = (
+    ("backbone", config.lr_backbone),
+    ("embedding", config.lr_embedding),
+    ("classifier", config.lr_classifier),
+  )
   if isinstance(decay_steps, Mapping):
     return {group: _stepwise(rate, decay_steps) for group, rate in rates}
   boundaries = {int(step): config.lr_decay_factor for step in decay_steps}
   return {group: optax.piecewise_constant_schedule(rate, boundaries) for group, rate in rates}
 
 
-def make_optimizer(config: OptimConfig, decay_steps: Sequence[int] | RateFactors
-                   ) -> optax.GradientTransformation:
+def make_optimizer(
+  config: OptimConfig, decay_steps: Sequence[int] | RateFactors
+) -> optax.GradientTransformation:
   def sgd(schedule):
     return optax.chain(
-        optax.add_decayed_weights(
-            config.weight_decay, mask=None if config.decay_norm_and_bias else decay_mask),
-        optax.trace(decay=config.momentum, nesterov=False),
-        optax.scale_by_learning_rate(schedule),
+      optax.add_decayed_weights(
+        config.weight_decay, mask=None if config.decay_norm_and_bias else decay_mask
+      ),
+      optax.trace(decay=config.momentum, nesterov=False),
+      optax.scale_by_learning_rate(schedule),
     )
+
   schedules = learning_rate_schedules(config, decay_steps)
-  return optax.multi_transform({group: sgd(s) for group, s in schedules.items()},
-                               param_group_labels)
+  return optax.multi_transform(
+    {group: sgd(s) for group, s in schedules.items()}, param_group_labels
+  )
 
 
 def epoch_start_steps(steps_per_epoch: Sequence[int]) -> list[int]:
@@ -84,8 +98,9 @@ def decay_steps_for(config: OptimConfig, steps_per_epoch: Sequence[int]) -> list
   return [starts[epoch] for epoch in config.lr_decay_epochs if 0 < epoch < len(starts)]
 
 
-def stage_rate_factors(config: OptimConfig, steps_per_epoch: Sequence[int],
-                       stage_epochs: Sequence[int], num_epochs: int) -> dict[int, float]:
+def stage_rate_factors(
+  config: OptimConfig, steps_per_epoch: Sequence[int], stage_epochs: Sequence[int], num_epochs: int
+) -> dict[int, float]:
   """The per-stage schedule: every curriculum stage starts again at the base rates and
   decays at the same fractions of its own epochs as `lr_decay_epochs` are of `num_epochs`
   (the paper's 12 and 24 of 30: 40 % and 80 % into each stage).

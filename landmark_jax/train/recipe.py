@@ -25,10 +25,10 @@ from landmark_jax.errors import ConfigError, MissingFileError
 
 # Where each data kind's non-landmark photos come from.
 _NON_LANDMARK_SETTING = {
-    "gldv2": "data.non_landmark_csv (a CSV of the ids of photos without a landmark)",
-    "demo": "data.non_landmark_csv (a CSV of the ids of photos without a landmark)",
-    "folder": "data.non_landmark_dir (the subfolder of photos without a landmark)",
-    "tfds": "data.tfds_non_landmark_value (the label value of photos without a landmark)",
+  "gldv2": "data.non_landmark_csv (a CSV of the ids of photos without a landmark)",
+  "demo": "data.non_landmark_csv (a CSV of the ids of photos without a landmark)",
+  "folder": "data.non_landmark_dir (the subfolder of photos without a landmark)",
+  "tfds": "data.tfds_non_landmark_value (the label value of photos without a landmark)",
 }
 
 
@@ -37,15 +37,18 @@ def check_pretrained(config: TrainConfig) -> None:
   ``model.pretrained=none`` to train from scratch at its fine-tuning rates anyway."""
   weights = config.model.pretrained_weights
   if weights and not pathlib.Path(weights).is_file():
-    raise MissingFileError(f"model.pretrained: backbone checkpoint not found: {weights} (a "
-                           "torchvision/timm .pth or .safetensors file; model.pretrained=none "
-                           "trains from scratch)")
+    raise MissingFileError(
+      f"model.pretrained: backbone checkpoint not found: {weights} (a "
+      "torchvision/timm .pth or .safetensors file; model.pretrained=none "
+      "trains from scratch)"
+    )
   if config.model.fine_tune and not config.model.pretrained:
     raise ConfigError(
-        f"this config fine-tunes a pretrained {config.model.backbone} (model.fine_tune=True, "
-        f"backbone rate optim.lr_backbone={config.optim.lr_backbone}) but model.pretrained is "
-        "not set: give model.pretrained=<torchvision/timm checkpoint .pth or .safetensors>, or "
-        "model.pretrained=none to train the backbone from scratch")
+      f"this config fine-tunes a pretrained {config.model.backbone} (model.fine_tune=True, "
+      f"backbone rate optim.lr_backbone={config.optim.lr_backbone}) but model.pretrained is "
+      "not set: give model.pretrained=<torchvision/timm checkpoint .pth or .safetensors>, or "
+      "model.pretrained=none to train the backbone from scratch"
+    )
 
 
 def check_non_landmark_class(config: TrainConfig, source: ImageSource) -> None:
@@ -55,9 +58,10 @@ def check_non_landmark_class(config: TrainConfig, source: ImageSource) -> None:
   if int(source.images_per_class()[-1]) == 0:
     setting = _NON_LANDMARK_SETTING[config.data.kind]
     raise ConfigError(
-        "the non-landmark class has no training photos, so the model never learns what 'no "
-        f"landmark' looks like (the paper's class n + 1): give {setting}, or "
-        "loss.non_landmark_class=False to train softmax over the landmarks only")
+      "the non-landmark class has no training photos, so the model never learns what 'no "
+      f"landmark' looks like (the paper's class n + 1): give {setting}, or "
+      "loss.non_landmark_class=False to train softmax over the landmarks only"
+    )
 
 
 def check_curriculum(config: TrainConfig, source: ImageSource) -> None:
@@ -70,10 +74,11 @@ def check_curriculum(config: TrainConfig, source: ImageSource) -> None:
   else:
     why = "every landmark of the training data is in one region"
   raise ConfigError(
-      f"curriculum.enabled=True, but {why}, so there is one part to train on: give "
-      f"data.regions_csv=<landmark_id,region CSV> with landmarks in two or more of "
-      f"{', '.join(REGIONS)} (`landmark-jax regions` makes one from coordinates or country "
-      "codes), or curriculum.enabled=False to train in one stage")
+    f"curriculum.enabled=True, but {why}, so there is one part to train on: give "
+    f"data.regions_csv=<landmark_id,region CSV> with landmarks in two or more of "
+    f"{', '.join(REGIONS)} (`landmark-jax regions` makes one from coordinates or country "
+    "codes), or curriculum.enabled=False to train in one stage"
+  )
 
 
 def check_recipe(config: TrainConfig, source: ImageSource) -> None:

@@ -11,19 +11,38 @@ from landmark_jax.data.demo_dataset import demo_dataset
 
 def test_benchmark_compare_writes_table_json_and_chart(tiny_trained, index_dir, tmp_path, capsys):
   out = tmp_path / "compare"
-  code = cli.main(["benchmark", "compare", "--checkpoint", str(tiny_trained[0]),
-                   "--index", str(index_dir / "index"), "--root", str(demo_dataset()),
-                   "--max-queries", "16", "--target-specificity", "0.9", "--out", str(out),
-                   "--preset", "demo", "attention_steps=3", "num_candidates=5",
-                   "index_backend=exact"])
+  code = cli.main(
+    [
+      "benchmark",
+      "compare",
+      "--checkpoint",
+      str(tiny_trained[0]),
+      "--index",
+      str(index_dir / "index"),
+      "--root",
+      str(demo_dataset()),
+      "--max-queries",
+      "16",
+      "--target-specificity",
+      "0.9",
+      "--out",
+      str(out),
+      "--preset",
+      "demo",
+      "attention_steps=3",
+      "num_candidates=5",
+      "index_backend=exact",
+    ]
+  )
   assert code == 0
   result = json.loads((out / "compare.json").read_text())
   centroid, delf = result["rows"]
   assert result["queries"] == 16 and result["target_specificity"] == 0.9
   for row in (centroid, delf):
     assert row["forward ms"] > 0 and row["search ms"] > 0
-    assert row["total ms"] == np.float64(row["forward ms"] + row["search ms"]
-                                         + row["verification ms"])
+    assert row["total ms"] == np.float64(
+      row["forward ms"] + row["search ms"] + row["verification ms"]
+    )
     assert 0 <= row["sensitivity"] <= 1 and 0 <= row["specificity"] <= 1
   assert centroid["verification ms"] == 0 and delf["verification ms"] > 0
   # Memory: the centroid index holds its vectors (float32) and labels (int64); the database

@@ -36,34 +36,40 @@ def test_fit_to_square_scales_the_longer_side_and_pads_with_the_mean_colour():
   pixels, (height, width) = fit_to_square(image, 64)
   assert pixels.shape == (64, 64, 3) and (height, width) == (32, 64)
   assert (pixels[:32] == 200).all()
-  np.testing.assert_array_equal(pixels[32:], np.broadcast_to(
-      np.round(IMAGENET_MEAN).astype(np.uint8), (32, 64, 3)))
+  np.testing.assert_array_equal(
+    pixels[32:], np.broadcast_to(np.round(IMAGENET_MEAN).astype(np.uint8), (32, 64, 3))
+  )
 
 
 def test_keypoints_move_with_the_scene(tiny_backbone):
   """Shift a photo right by two feature-map steps (32 px): a location far from the borders
   sees the same pixels, so its descriptor must reappear at its keypoint + (32, 0)."""
   backbone, variables = tiny_backbone
-  config = DelfConfig(attention="feature_norm", image_size=512, scales=(1.0,),
-                      max_features=32 * 32)
+  config = DelfConfig(attention="feature_norm", image_size=512, scales=(1.0,), max_features=32 * 32)
   extractor = LocalFeatureExtractor(backbone, variables, config)
   photo = np.random.default_rng(1).integers(0, 256, (512, 480, 3), dtype=np.uint8)
   shifted = np.zeros_like(photo)
   shifted[:, 32:] = photo[:, :-32]
   original, moved = extractor.extract([photo, shifted])
   by_position = {tuple(k): d for k, d in zip(moved.keypoints.round(3), moved.descriptors)}
-  interior = ((original.keypoints[:, 0] > 120) & (original.keypoints[:, 0] < 320)
-              & (original.keypoints[:, 1] > 120) & (original.keypoints[:, 1] < 380))
+  interior = (
+    (original.keypoints[:, 0] > 120)
+    & (original.keypoints[:, 0] < 320)
+    & (original.keypoints[:, 1] > 120)
+    & (original.keypoints[:, 1] < 380)
+  )
   assert interior.sum() > 100
   for keypoint, descriptor in zip(original.keypoints[interior], original.descriptors[interior]):
-    np.testing.assert_allclose(by_position[tuple((keypoint + [32, 0]).round(3))], descriptor,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+      by_position[tuple((keypoint + [32, 0]).round(3))], descriptor, atol=1e-4
+    )
 
 
 def test_locations_in_the_padding_are_never_keypoints(tiny_backbone):
   backbone, variables = tiny_backbone
-  config = DelfConfig(attention="feature_norm", image_size=128, scales=(0.7071, 1.0, 1.4142),
-                      max_features=10_000)
+  config = DelfConfig(
+    attention="feature_norm", image_size=128, scales=(0.7071, 1.0, 1.4142), max_features=10_000
+  )
   extractor = LocalFeatureExtractor(backbone, variables, config)
   (features,) = extractor.extract([np.full((40, 128, 3), 90, np.uint8)])  # a 128×40 strip
   assert (features.keypoints[:, 1] < 40).all() and (features.keypoints[:, 0] < 128).all()
@@ -94,7 +100,7 @@ def test_pca_matches_numpy_svd_and_the_device_projection():
   ours = np.asarray(pca.project(data.astype(np.float32)))
   np.testing.assert_allclose(np.abs(ours), np.abs(expected), atol=1e-4)
   whitened = Pca.fit(data, 4, whiten=True)
-  np.testing.assert_allclose(np.var(centred @ whitened.components, axis=0, ddof=1), 1.0,
-                             rtol=1e-4)
-  assert np.allclose(singular[:4] ** 2 / (len(data) - 1),
-                     np.var(centred @ pca.components, axis=0, ddof=1), rtol=1e-4)
+  np.testing.assert_allclose(np.var(centred @ whitened.components, axis=0, ddof=1), 1.0, rtol=1e-4)
+  assert np.allclose(
+    singular[:4] ** 2 / (len(data) - 1), np.var(centred @ pca.components, axis=0, ddof=1), rtol=1e-4
+  )

@@ -14,8 +14,9 @@ from tests.helpers import write_bad_folder
 
 # The demo's DELF settings (tiny_cpu's `delf` section), with exact search, so the vote test
 # has an exact reference; 10 candidates keep the suite quick.
-CONFIG = dataclasses.replace(load_config("tiny_cpu").delf, attention="feature_norm",
-                             index_backend="exact", num_candidates=10)
+CONFIG = dataclasses.replace(
+  load_config("tiny_cpu").delf, attention="feature_norm", index_backend="exact", num_candidates=10
+)
 
 
 def training_source(trained):
@@ -30,8 +31,10 @@ def delf(trained):
 @pytest.fixture(scope="module")
 def splits(trained, demo_cache):
   root = demo_dataset()
-  return {name: GLDv2Source(root, csv=f"{name}.csv", label_map=trained.label_map)
-          for name in ("val", "test")}
+  return {
+    name: GLDv2Source(root, csv=f"{name}.csv", label_map=trained.label_map)
+    for name in ("val", "test")
+  }
 
 
 def test_database_holds_every_landmark_photo_and_counts_its_bytes(delf, trained):
@@ -42,8 +45,12 @@ def test_database_holds_every_landmark_photo_and_counts_its_bytes(delf, trained)
   assert sorted(database.image_ids) == sorted(str(i) for i in source.ids[landmark])
   assert database.descriptors.shape[1] == CONFIG.pca_dim
   assert database.offsets[-1] == len(database.descriptors) == len(database.keypoints)
-  assert database.nbytes == (database.descriptors.nbytes + database.keypoints.nbytes
-                             + database.index.labels.nbytes + database.offsets.nbytes)
+  assert database.nbytes == (
+    database.descriptors.nbytes
+    + database.keypoints.nbytes
+    + database.index.labels.nbytes
+    + database.offsets.nbytes
+  )
 
 
 def test_shortlist_votes_equal_a_brute_force_count(delf, splits):
@@ -51,15 +58,17 @@ def test_shortlist_votes_equal_a_brute_force_count(delf, splits):
   photos, votes = delf.database.shortlist(query, CONFIG)
   # Reference: exact neighbours by a full similarity sort, one vote per (descriptor, photo).
   similarity = query.descriptors @ delf.database.descriptors.T
-  nearest = np.argsort(-similarity, axis=1, kind="stable")[:, :CONFIG.neighbors]
-  owner = np.searchsorted(delf.database.offsets, np.arange(len(delf.database.descriptors)),
-                          side="right") - 1
+  nearest = np.argsort(-similarity, axis=1, kind="stable")[:, : CONFIG.neighbors]
+  owner = (
+    np.searchsorted(delf.database.offsets, np.arange(len(delf.database.descriptors)), side="right")
+    - 1
+  )
   close = np.take_along_axis(similarity, nearest, 1) >= 1 - CONFIG.max_descriptor_distance**2 / 2
   expected = {}
   for row in range(len(query)):
     for photo in set(owner[nearest[row][close[row]]].tolist()):
       expected[photo] = expected.get(photo, 0) + 1
-  ranked = sorted(expected.items(), key=lambda item: (-item[1], item[0]))[:CONFIG.num_candidates]
+  ranked = sorted(expected.items(), key=lambda item: (-item[1], item[0]))[: CONFIG.num_candidates]
   assert list(zip(photos.tolist(), votes.tolist())) == ranked
 
 
@@ -91,8 +100,7 @@ def test_calibrated_baseline_recognises_held_out_views(delf, splits):
 def test_trained_attention_builds_a_working_recognizer(trained, splits):
   config = dataclasses.replace(CONFIG, attention="trained", attention_steps=30)
   source = training_source(trained)
-  delf = build_delf(trained, source.subset(np.arange(0, len(source), 2)), config,
-                    progress=False)
+  delf = build_delf(trained, source.subset(np.arange(0, len(source), 2)), config, progress=False)
   assert delf.extractor.attention_params is not None
   _, truth, predictions = delf.predict_source(splits["test"].subset(np.arange(40)))
   landmark = [(p.nearest, t) for p, t in zip(predictions, truth) if t is not None]
@@ -101,15 +109,21 @@ def test_trained_attention_builds_a_working_recognizer(trained, splits):
 
 def test_unreadable_database_photos_are_skipped_and_named(tmp_path):
   import jax
+
   from landmark_jax.baselines.delf import LocalFeatureExtractor
   from landmark_jax.data import ImageFolderSource
   from landmark_jax.models import get_backbone
+
   write_bad_folder(tmp_path)  # 6 good photos, a truncated, an empty, a text and a bomb
   backbone = get_backbone("resnet_tiny")
   variables = jax.jit(backbone.init)(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32))
   config = dataclasses.replace(CONFIG, image_size=64, scales=(1.0,))
-  delf = build_delf(LocalFeatureExtractor(backbone, variables, config),
-                    ImageFolderSource(tmp_path), config, progress=False)
+  delf = build_delf(
+    LocalFeatureExtractor(backbone, variables, config),
+    ImageFolderSource(tmp_path),
+    config,
+    progress=False,
+  )
   assert sorted(delf.database.image_ids) == [f"7/good{i}" for i in range(6)]
   assert sorted(delf.database.skipped) == ["7/bomb", "7/empty", "7/text", "7/truncated"]
   with pytest.raises(ValueError, match="no landmark photos"):

@@ -14,9 +14,14 @@ import pytest
 
 
 def start_cli(*args, cwd, env=None) -> subprocess.Popen:
-  return subprocess.Popen([sys.executable, "-m", "landmark_jax.cli", *map(str, args)], cwd=cwd,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env={**os.environ, **(env or {})})
+  return subprocess.Popen(
+    [sys.executable, "-m", "landmark_jax.cli", *map(str, args)],
+    cwd=cwd,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+    env={**os.environ, **(env or {})},
+  )
 
 
 def finished(process: subprocess.Popen) -> subprocess.CompletedProcess:
@@ -32,11 +37,13 @@ def run_cli(*args, cwd, env=None):
 def corrupt_index(tmp_path):
   """A saved index whose labels.npy holds garbage bytes."""
   from landmark_jax.index import CentroidIndex, IndexConfig
+
   rng = np.random.default_rng(0)
   vectors = rng.normal(size=(6, 8)).astype(np.float32)
   vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
   path = CentroidIndex.build(vectors, np.arange(6), IndexConfig(backend="exact")).save(
-      tmp_path / "index")
+    tmp_path / "index"
+  )
   (path / "labels.npy").write_bytes(b"\x93NUMPY this is not an array")
   return path
 
@@ -48,48 +55,97 @@ def _mistakes(tmp_path, corrupt_index, busy_port):
   a_file.write_text("not a workdir")
   work = tmp_path / "run"
   return {
-      # a missing file or folder
-      "missing checkpoint": (["recognize", "--checkpoint", tmp_path / "no_such_run", "--index",
-                              tmp_path / "no_index", "photo.jpg"], "no_such_run"),
-      "missing embeddings": (["clean", "--embeddings", empty, "--out", tmp_path / "c"],
-                             "no embedding shards"),
-      # a wrong file: a file where a training workdir belongs
-      "file for a workdir": (["embed", "--checkpoint", a_file, "--out", tmp_path / "e"],
-                             "notes.txt"),
-      "unknown config": (["train", "--config", "tiny_gpu", "--workdir", work], "tiny_gpu"),
-      # an unknown key
-      "unknown key": (["train", "--config", "tiny_cpu", "--workdir", work, "optim.lr=0.1"],
-                      "optim.lr"),
-      # values out of range: on the command line and in a config section
-      "specificity out of range": (["calibrate", "--checkpoint", work, "--index", work,
-                                    "--target-specificity", "1.5"], "1.5"),
-      "port out of range": (["serve", "--checkpoint", work, "--index", work, "--port", "99999"],
-                            "99999"),
-      "config value out of range": (["train", "--config", "tiny_cpu", "--workdir", work,
-                                     "calibration.target_specificity=2.0"],
-                                    "target_specificity"),
-      "wrong type": (["train", "--config", "tiny_cpu", "--workdir", work,
-                      "pipeline.batch_size=many"], "batch_size"),
-      # a corrupt index
-      "corrupt index": (["remove-landmarks", "--index", corrupt_index, "3"], "labels.npy"),
-      # no data
-      "no photos": (["train", "--config", "tiny_cpu", "--workdir", work, "data.kind=folder",
-                     f"data.root={empty}"], "no images"),
-      "missing argument": (["embed", "--out", tmp_path / "e"], "--checkpoint"),
-      # values a config section refuses, before any work starts
-      "batch size 0": (["train", "--config", "tiny_cpu", "--workdir", work,
-                        "pipeline.batch_size=0"], "batch_size"),
-      "unknown loss": (["train", "--config", "tiny_cpu", "--workdir", work, "loss.kind=foo"],
-                       "loss.kind"),
-      "unknown backbone": (["train", "--config", "tiny_cpu", "--workdir", work,
-                            "model.backbone=resnet_tinyx"], "resnet_tinyx"),
-      "negative learning rate": (["train", "--config", "tiny_cpu", "--workdir", work,
-                                  "optim.lr_backbone=-1"], "lr_backbone"),
-      "unknown index backend": (["build-index", "--clean", empty, "--out", tmp_path / "i",
-                                 "backend=faiss"], "faiss"),
-      # a port another process holds: refused before the model is loaded
-      "port in use": (["serve", "--checkpoint", tmp_path / "no_such_run", "--index", work,
-                       "--port", str(busy_port)], str(busy_port)),
+    # a missing file or folder
+    "missing checkpoint": (
+      [
+        "recognize",
+        "--checkpoint",
+        tmp_path / "no_such_run",
+        "--index",
+        tmp_path / "no_index",
+        "photo.jpg",
+      ],
+      "no_such_run",
+    ),
+    "missing embeddings": (
+      ["clean", "--embeddings", empty, "--out", tmp_path / "c"],
+      "no embedding shards",
+    ),
+    # a wrong file: a file where a training workdir belongs
+    "file for a workdir": (["embed", "--checkpoint", a_file, "--out", tmp_path / "e"], "notes.txt"),
+    "unknown config": (["train", "--config", "tiny_gpu", "--workdir", work], "tiny_gpu"),
+    # an unknown key
+    "unknown key": (
+      ["train", "--config", "tiny_cpu", "--workdir", work, "optim.lr=0.1"],
+      "optim.lr",
+    ),
+    # values out of range: on the command line and in a config section
+    "specificity out of range": (
+      ["calibrate", "--checkpoint", work, "--index", work, "--target-specificity", "1.5"],
+      "1.5",
+    ),
+    "port out of range": (
+      ["serve", "--checkpoint", work, "--index", work, "--port", "99999"],
+      "99999",
+    ),
+    "config value out of range": (
+      ["train", "--config", "tiny_cpu", "--workdir", work, "calibration.target_specificity=2.0"],
+      "target_specificity",
+    ),
+    "wrong type": (
+      ["train", "--config", "tiny_cpu", "--workdir", work, "pipeline.batch_size=many"],
+      "batch_size",
+    ),
+    # a corrupt index
+    "corrupt index": (["remove-landmarks", "--index", corrupt_index, "3"], "labels.npy"),
+    # no data
+    "no photos": (
+      [
+        "train",
+        "--config",
+        "tiny_cpu",
+        "--workdir",
+        work,
+        "data.kind=folder",
+        f"data.root={empty}",
+      ],
+      "no images",
+    ),
+    "missing argument": (["embed", "--out", tmp_path / "e"], "--checkpoint"),
+    # values a config section refuses, before any work starts
+    "batch size 0": (
+      ["train", "--config", "tiny_cpu", "--workdir", work, "pipeline.batch_size=0"],
+      "batch_size",
+    ),
+    "unknown loss": (
+      ["train", "--config", "tiny_cpu", "--workdir", work, "loss.kind=foo"],
+      "loss.kind",
+    ),
+    "unknown backbone": (
+      ["train", "--config", "tiny_cpu", "--workdir", work, "model.backbone=resnet_tinyx"],
+      "resnet_tinyx",
+    ),
+    "negative learning rate": (
+      ["train", "--config", "tiny_cpu", "--workdir", work, "optim.lr_backbone=-1"],
+      "lr_backbone",
+    ),
+    "unknown index backend": (
+      ["build-index", "--clean", empty, "--out", tmp_path / "i", "backend=faiss"],
+      "faiss",
+    ),
+    # a port another process holds: refused before the model is loaded
+    "port in use": (
+      [
+        "serve",
+        "--checkpoint",
+        tmp_path / "no_such_run",
+        "--index",
+        work,
+        "--port",
+        str(busy_port),
+      ],
+      str(busy_port),
+    ),
   }
 
 
@@ -100,8 +156,9 @@ def test_each_mistake_is_one_line_and_status_2(tmp_path, corrupt_index):
     busy.listen()
     mistakes = _mistakes(tmp_path, corrupt_index, busy.getsockname()[1])
     # All at once: each process spends seconds importing, and they wait on nothing shared.
-    started = {name: (start_cli(*args, cwd=tmp_path), needle)
-               for name, (args, needle) in mistakes.items()}
+    started = {
+      name: (start_cli(*args, cwd=tmp_path), needle) for name, (args, needle) in mistakes.items()
+    }
     results = {name: (finished(process), needle) for name, (process, needle) in started.items()}
   for name, (result, needle) in results.items():
     lines = result.stderr.splitlines()
@@ -115,10 +172,11 @@ def test_each_mistake_is_one_line_and_status_2(tmp_path, corrupt_index):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-  for args, env in ((["--debug", "train", "--config", "tiny_gpu", "--workdir", tmp_path / "w"], {}),
-                    (["train", "--debug", "--config", "tiny_gpu", "--workdir", tmp_path / "w"], {}),
-                    (["train", "--config", "tiny_gpu", "--workdir", tmp_path / "w"],
-                     {"LANDMARK_JAX_DEBUG": "1"})):
+  for args, env in (
+    (["--debug", "train", "--config", "tiny_gpu", "--workdir", tmp_path / "w"], {}),
+    (["train", "--debug", "--config", "tiny_gpu", "--workdir", tmp_path / "w"], {}),
+    (["train", "--config", "tiny_gpu", "--workdir", tmp_path / "w"], {"LANDMARK_JAX_DEBUG": "1"}),
+  ):
     result = run_cli(*args, cwd=tmp_path, env=env)
     assert result.returncode == 1, result.stderr
     assert "Traceback" in result.stderr and "ConfigError" in result.stderr
@@ -126,9 +184,11 @@ def test_debug_shows_the_traceback(tmp_path):
 
 def test_an_index_without_label_map_is_one_line(tmp_path):
   from landmark_jax.index import CentroidIndex, IndexConfig
+
   vectors = np.random.default_rng(1).normal(size=(4, 8)).astype(np.float32)
   path = CentroidIndex.build(vectors, np.arange(4), IndexConfig(backend="exact")).save(
-      tmp_path / "index")
+    tmp_path / "index"
+  )
   result = run_cli("remove-landmarks", "--index", path, "999", cwd=tmp_path)
   assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
   assert "label map" in result.stderr

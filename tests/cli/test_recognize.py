@@ -39,7 +39,8 @@ def calibrated_index(index_dir, tmp_path_factory):
 
 
 def test_a_missing_photo_or_a_folder_is_named_and_the_others_recognised(
-    tiny_trained, index_dir, tmp_path, capsys):
+  tiny_trained, index_dir, tmp_path, capsys
+):
   photo = a_test_photo()
   missing, folder = tmp_path / "no_such_photo.jpg", tmp_path / "holiday"
   folder.mkdir()
@@ -49,8 +50,9 @@ def test_a_missing_photo_or_a_folder_is_named_and_the_others_recognised(
   status, out, err = run(["recognize", *index, missing, photo, folder, photo], capsys)
   assert status == 2
   assert [line for line in err if line.startswith("landmark-jax")] == [
-      f"landmark-jax recognize: error: {missing}: no such file",
-      f"landmark-jax recognize: error: {folder}: is a folder, not a photo"]
+    f"landmark-jax recognize: error: {missing}: no such file",
+    f"landmark-jax recognize: error: {folder}: is a folder, not a photo",
+  ]
   assert len(out) == 2  # both good photos answered, as the Python API answers them
   for line in out:
     path, answer, score, _ = line.split("\t")
@@ -67,34 +69,61 @@ def test_a_missing_photo_or_a_folder_is_named_and_the_others_recognised(
   assert run(["recognize", *index, photo], capsys)[0] == 0  # nothing wrong: status 0
 
 
-@pytest.mark.parametrize("location, needle", [
+@pytest.mark.parametrize(
+  "location, needle",
+  [
     (["--latitude", "999", "--longitude", "18.07"], "999 is not a latitude in [-90, 90]"),
     (["--latitude", "59.33", "--longitude", "-181"], "-181 is not a longitude"),
     (["--latitude", "nan", "--longitude", "18.07"], "nan is not a latitude"),
     (["--latitude", "north", "--longitude", "18.07"], "invalid latitude value: 'north'"),
     (["--latitude", "59.33"], "give --latitude and --longitude together"),
     (["--longitude", "18.07"], "give --latitude and --longitude together"),
-])
+  ],
+)
 def test_a_bad_location_is_one_line_before_any_work(tmp_path, capsys, location, needle):
   # The checkpoint does not exist: refusing the location must come first.
-  status, out, err = run(["recognize", "--checkpoint", tmp_path / "no_such_run", "--index",
-                          tmp_path / "no_such_index", *location, "photo.jpg"], capsys)
+  status, out, err = run(
+    [
+      "recognize",
+      "--checkpoint",
+      tmp_path / "no_such_run",
+      "--index",
+      tmp_path / "no_such_index",
+      *location,
+      "photo.jpg",
+    ],
+    capsys,
+  )
   assert status == 2 and out == []
   assert len(err) == 1 and needle in err[0] and "no_such_run" not in err[0], err
 
 
-def test_the_table_and_json_say_why_a_photo_is_no_landmark(tiny_trained, calibrated_index,
-                                                            capsys):
+def test_the_table_and_json_say_why_a_photo_is_no_landmark(tiny_trained, calibrated_index, capsys):
   photo = a_test_photo()
   index = ["--checkpoint", tiny_trained[0], "--index", calibrated_index]
   # Far from every demo landmark (they all have coordinates): no candidate at all.
-  status, out, _ = run(["recognize", *index, "--latitude", "-82", "--longitude", "0", photo],
-                       capsys)
+  status, out, _ = run(
+    ["recognize", *index, "--latitude", "-82", "--longitude", "0", photo], capsys
+  )
   assert status == 0
-  assert out == [f"{photo}\tnon-landmark — no landmark in the index within 50 km of "
-                 "(-82.00, 0.00)\t-1.000\t[]"]
-  status, out, _ = run(["recognize", *index, "--json", "--radius-km", "10", "--latitude", "-82",
-                        "--longitude", "0", photo], capsys)
+  assert out == [
+    f"{photo}\tnon-landmark — no landmark in the index within 50 km of (-82.00, 0.00)\t-1.000\t[]"
+  ]
+  status, out, _ = run(
+    [
+      "recognize",
+      *index,
+      "--json",
+      "--radius-km",
+      "10",
+      "--latitude",
+      "-82",
+      "--longitude",
+      "0",
+      photo,
+    ],
+    capsys,
+  )
   answer = json.loads(out[0])
   assert answer["reason"] == "no_landmark_nearby" and answer["radius_km"] == 10
   assert answer["location"] == {"latitude": -82.0, "longitude": 0.0}
@@ -103,8 +132,9 @@ def test_the_table_and_json_say_why_a_photo_is_no_landmark(tiny_trained, calibra
   score = Recognizer.load(tiny_trained[0], calibrated_index).recognize([photo])[0].score
   assert score < 1
   status, out, _ = run(["recognize", *index, photo], capsys)
-  assert out[0].split("\t")[1] == f"non-landmark — best similarity {score:.3f} is below the " \
-                                  "threshold η"
+  assert (
+    out[0].split("\t")[1] == f"non-landmark — best similarity {score:.3f} is below the threshold η"
+  )
   answer = json.loads(run(["recognize", *index, "--json", photo], capsys)[1][0])
   assert answer["reason"] == "below_threshold" and answer["landmark_id"] is None
   assert answer["candidates"] and answer["radius_km"] is None
@@ -118,32 +148,44 @@ def label_map_warnings(caplog, trained, index):
 
 
 def test_an_index_with_added_landmarks_is_silent_and_a_different_map_warns(
-    trained, index_dir, tmp_path, caplog):
+  trained, index_dir, tmp_path, caplog
+):
   index = CentroidIndex.load(index_dir / "index")
   model_ids = trained.label_map.landmark_ids
   assert index.label_map == trained.label_map
   # add-landmarks' own extension (appended id, one more stage, non-landmark label moved up),
   # saved and loaded as every command loads it.
-  added = add_centroids(index, index.centroids[:2], ["new_a", "new_b"], np.array([3, 4]), None,
-                        {})
+  added = add_centroids(index, index.centroids[:2], ["new_a", "new_b"], np.array([3, 4]), None, {})
   added.save(tmp_path / "added")
   added = CentroidIndex.load(tmp_path / "added")
   assert added.label_map.landmark_ids == (*model_ids, "new_a", "new_b")
   assert added.label_map.non_landmark_label != trained.label_map.non_landmark_label
   assert label_map_warnings(caplog, trained, added) == []
   # The same extension built in Python from a list of ids.
-  listed = CentroidIndex.build(index.centroids, index.labels, index.config,
-                               cluster_sizes=index.cluster_sizes,
-                               label_map=LabelMap([*model_ids, "new_a"]))
+  listed = CentroidIndex.build(
+    index.centroids,
+    index.labels,
+    index.config,
+    cluster_sizes=index.cluster_sizes,
+    label_map=LabelMap([*model_ids, "new_a"]),
+  )
   assert label_map_warnings(caplog, trained, listed) == []
 
   # Genuinely different: the same ids in another order, so label 0 means another landmark.
-  reordered = CentroidIndex.build(index.centroids, index.labels, index.config,
-                                  cluster_sizes=index.cluster_sizes,
-                                  label_map=LabelMap(tuple(reversed(model_ids))))
+  reordered = CentroidIndex.build(
+    index.centroids,
+    index.labels,
+    index.config,
+    cluster_sizes=index.cluster_sizes,
+    label_map=LabelMap(tuple(reversed(model_ids))),
+  )
   assert len(label_map_warnings(caplog, trained, reordered)) == 1
   # And one where a model landmark is missing (another id in its place).
-  replaced = CentroidIndex.build(index.centroids, index.labels, index.config,
-                                 cluster_sizes=index.cluster_sizes,
-                                 label_map=LabelMap((*model_ids[:-1], "other", *model_ids[-1:])))
+  replaced = CentroidIndex.build(
+    index.centroids,
+    index.labels,
+    index.config,
+    cluster_sizes=index.cluster_sizes,
+    label_map=LabelMap((*model_ids[:-1], "other", *model_ids[-1:])),
+  )
   assert len(label_map_warnings(caplog, trained, replaced)) == 1

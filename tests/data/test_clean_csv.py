@@ -13,8 +13,14 @@ from landmark_jax.errors import ConfigError, DataError, MissingFileError, UserEr
 
 # A GLDv2-layout dataset: landmark 7 (3 photos), landmark 9 (2), a train.csv row without a
 # landmark, and non_landmark.csv.
-TRAIN = [("aaa001", "7"), ("aab002", "7"), ("aac003", "7"), ("bba004", "9"), ("bbb005", "9"),
-         ("ccc006", "")]
+TRAIN = [
+  ("aaa001", "7"),
+  ("aab002", "7"),
+  ("aac003", "7"),
+  ("bba004", "9"),
+  ("bbb005", "9"),
+  ("ccc006", ""),
+]
 NON_LANDMARK = ["ddd007", "dde008"]
 
 
@@ -35,8 +41,11 @@ def gldv2(tmp_path):
     Image.new("RGB", (8, 8), "gray").save(path)
   write_csv(root / "train.csv", ("id", "url", "landmark_id"), [(i, "", l) for i, l in TRAIN])
   write_csv(root / "non_landmark.csv", ("id", "url"), [(i, "") for i in NON_LANDMARK])
-  write_csv(root / "landmarks.csv", ("landmark_id", "name", "region"),
-            [(7, "seven", "europe_russia"), (9, "nine", "europe_russia")])
+  write_csv(
+    root / "landmarks.csv",
+    ("landmark_id", "name", "region"),
+    [(7, "seven", "europe_russia"), (9, "nine", "europe_russia")],
+  )
   return root
 
 
@@ -44,7 +53,12 @@ def test_gldv2_keeps_the_listed_landmark_photos_and_every_non_landmark_one(gldv2
   write_csv(gldv2 / "train_clean.csv", ("landmark_id", "images"), [(7, "aaa001 aac003")])
   source = GLDv2Source(gldv2, clean_csv="train_clean.csv", non_landmark_csv="non_landmark.csv")
   assert dict(zip(source.ids, source.landmark_ids())) == {
-      "aaa001": 7, "aac003": 7, "ccc006": None, "ddd007": None, "dde008": None}
+    "aaa001": 7,
+    "aac003": 7,
+    "ccc006": None,
+    "ddd007": None,
+    "dde008": None,
+  }
   # Labels are the cleaned data's: landmark 9 lost every photo, so the model has no class 9.
   assert source.label_map.landmark_ids == (7,)
   assert source.labels.tolist() == [0, 0, 1, 1, 1]
@@ -56,9 +70,11 @@ def landmark_photos(source):
 
 @pytest.mark.parametrize("kind", ["gldv2", "demo"])
 def test_source_for_honours_clean_csv_in_root_by_absolute_path_or_from_the_cwd(
-    gldv2, tmp_path, monkeypatch, kind):
-  clean = write_csv(tmp_path / "elsewhere.csv", ("landmark_id", "images"),
-                    [(7, "aab002"), (9, "bba004 bbb005")])
+  gldv2, tmp_path, monkeypatch, kind
+):
+  clean = write_csv(
+    tmp_path / "elsewhere.csv", ("landmark_id", "images"), [(7, "aab002"), (9, "bba004 bbb005")]
+  )
   write_csv(gldv2 / "in_root.csv", ("landmark_id", "images"), [(9, "bbb005")])
   data = DataConfig(kind=kind, root=str(gldv2), non_landmark_csv="non_landmark.csv")
   assert len(source_for(data, "train")) == len(TRAIN) + len(NON_LANDMARK)  # no clean CSV
@@ -77,20 +93,31 @@ def test_folder_kind_honours_clean_csv(tmp_path):
     for name in names:
       (tmp_path / "photos" / folder).mkdir(parents=True, exist_ok=True)
       Image.new("RGB", (8, 8), "gray").save(tmp_path / "photos" / folder / f"{name}.jpg")
-  clean = write_csv(tmp_path / "clean.csv", ("landmark_id", "images"),
-                    [("eiffel", "eiffel/a eiffel/c"), (42, "42/e")])
-  source = source_for(DataConfig(kind="folder", root=str(tmp_path / "photos"),
-                                 clean_csv=str(clean)), "train")
+  clean = write_csv(
+    tmp_path / "clean.csv",
+    ("landmark_id", "images"),
+    [("eiffel", "eiffel/a eiffel/c"), (42, "42/e")],
+  )
+  source = source_for(
+    DataConfig(kind="folder", root=str(tmp_path / "photos"), clean_csv=str(clean)), "train"
+  )
   assert dict(zip(source.ids, source.landmark_ids())) == {
-      "42/e": 42, "eiffel/a": "eiffel", "eiffel/c": "eiffel", "non_landmark/f": None,
-      "non_landmark/g": None}
+    "42/e": 42,
+    "eiffel/a": "eiffel",
+    "eiffel/c": "eiffel",
+    "non_landmark/f": None,
+    "non_landmark/g": None,
+  }
 
 
-@pytest.mark.parametrize("rows, needle", [
+@pytest.mark.parametrize(
+  "rows, needle",
+  [
     ([(7, "aaa001 zzz999")], "names 1 photo(s) that"),  # a photo the data does not have
     ([(9, "aaa001")], "another landmark"),  # aaa001 is landmark 7's
     ([(7, "aaa001"), (9, "aaa001")], "under two landmarks"),
-])
+  ],
+)
 def test_a_clean_csv_from_other_data_is_one_line_error(gldv2, rows, needle):
   write_csv(gldv2 / "train_clean.csv", ("landmark_id", "images"), rows)
   with pytest.raises(DataError) as error:
@@ -110,9 +137,11 @@ def test_tfds_refuses_clean_csv():
     source_for(DataConfig(kind="tfds", tfds_name="anything", clean_csv="train_clean.csv"))
 
 
-def test_a_file_found_from_the_working_directory_is_saved_by_its_absolute_path(tmp_path,
-                                                                                 monkeypatch):
+def test_a_file_found_from_the_working_directory_is_saved_by_its_absolute_path(
+  tmp_path, monkeypatch
+):
   from landmark_jax.data.catalog import DataConfig, with_found_files
+
   root = tmp_path / "dataset"
   root.mkdir()
   (root / "train_clean.csv").write_text("landmark_id,images\n")
@@ -120,8 +149,15 @@ def test_a_file_found_from_the_working_directory_is_saved_by_its_absolute_path(t
   here.mkdir()
   (here / "regions.csv").write_text("landmark_id,region\n")
   monkeypatch.chdir(here)
-  data = with_found_files(DataConfig(kind="gldv2", root=str(root), clean_csv="train_clean.csv",
-                                     regions_csv="regions.csv", non_landmark_csv="absent.csv"))
+  data = with_found_files(
+    DataConfig(
+      kind="gldv2",
+      root=str(root),
+      clean_csv="train_clean.csv",
+      regions_csv="regions.csv",
+      non_landmark_csv="absent.csv",
+    )
+  )
   assert data.clean_csv == "train_clean.csv"  # the dataset's own file: stays relative to it
   assert data.regions_csv == str(here / "regions.csv")
   assert data.non_landmark_csv == "absent.csv"  # not found: left for the source to name

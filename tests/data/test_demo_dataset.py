@@ -7,9 +7,16 @@ from PIL import Image
 from landmark_jax.data import GLDv2Source
 from landmark_jax.data.demo_dataset import LANDMARKS, DemoDatasetConfig, demo_dataset
 
-SMALL = DemoDatasetConfig(train_views=6, rare_train_views=3, test_views=3, val_views=2,
-                          train_non_landmarks=8,
-                          test_non_landmarks=10, val_non_landmarks=5, image_size=64)
+SMALL = DemoDatasetConfig(
+  train_views=6,
+  rare_train_views=3,
+  test_views=3,
+  val_views=2,
+  train_non_landmarks=8,
+  test_non_landmarks=10,
+  val_non_landmarks=5,
+  image_size=64,
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,13 +51,15 @@ def test_deterministic_from_seed_and_reused(demo_dir, tmp_path):
   other = demo_dataset(DemoDatasetConfig(**{**SMALL.__dict__, "seed": 1}), cache_dir=tmp_path)
   with open(other / "train.csv") as f:
     assert {r["id"] for r in csv.DictReader(f)}.isdisjoint(
-        {r["id"] for r in csv.DictReader(open(again / "train.csv"))})
+      {r["id"] for r in csv.DictReader(open(again / "train.csv"))}
+    )
 
 
 def histogram(path):
   pixels = np.asarray(Image.open(path).convert("RGB"))
-  return np.concatenate([np.histogram(pixels[..., c], 16, (0, 256))[0]
-                         for c in range(3)]) / pixels.size
+  return (
+    np.concatenate([np.histogram(pixels[..., c], 16, (0, 256))[0] for c in range(3)]) / pixels.size
+  )
 
 
 def test_held_out_views_are_recognisable_from_training_views(demo_dir):
@@ -69,11 +78,12 @@ def test_held_out_views_are_recognisable_from_training_views(demo_dir):
 def test_more_training_non_landmarks_leave_the_held_out_photos_unchanged(demo_dir, tmp_path):
   # Issue 16 gave the demo 4× the training non-landmark photos; what it is evaluated and
   # calibrated on must be the very same files, so that the figures stay comparable.
-  more = demo_dataset(DemoDatasetConfig(**{**SMALL.__dict__, "train_non_landmarks": 32}),
-                      cache_dir=tmp_path)
+  more = demo_dataset(
+    DemoDatasetConfig(**{**SMALL.__dict__, "train_non_landmarks": 32}), cache_dir=tmp_path
+  )
   for name in ("test.csv", "val.csv", "train.csv", "locations.csv"):
     assert (more / name).read_bytes() == (demo_dir / name).read_bytes(), name
   before = [r["id"] for r in csv.DictReader(open(demo_dir / "non_landmark.csv"))]
   after = [r["id"] for r in csv.DictReader(open(more / "non_landmark.csv"))]
-  assert after[:len(before)] == before and len(after) == 32  # the old ones, then new crops
+  assert after[: len(before)] == before and len(after) == 32  # the old ones, then new crops
   assert DemoDatasetConfig().train_non_landmarks == 240

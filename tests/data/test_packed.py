@@ -38,8 +38,9 @@ def pipeline_images(source, num_workers=0):
   config = PipelineConfig(batch_size=8, num_workers=num_workers)
   images = {}
   for batch in eval_dataset(source, config, shard_index=0, shard_count=1):
-    images.update((str(i), image) for i, image, m in zip(batch["id"], batch["image"],
-                                                         batch["mask"]) if m)
+    images.update(
+      (str(i), image) for i, image, m in zip(batch["id"], batch["image"], batch["mask"]) if m
+    )
   return images
 
 
@@ -63,8 +64,7 @@ def test_resized_photos_match_an_independent_pillow_resize(landmarks_mini, tmp_p
       reference = original.copy() if max(width, height) <= RESIZE else None
       if reference is None:
         original.thumbnail((RESIZE, RESIZE), Image.Resampling.LANCZOS)
-        reference = Image.open(io.BytesIO(encode(ImageOps.exif_transpose(original),
-                                                 quality=90)))
+        reference = Image.open(io.BytesIO(encode(ImageOps.exif_transpose(original), quality=90)))
     got = Image.open(io.BytesIO(packed[name]))
     if max(width, height) <= RESIZE:
       assert packed[name] == data  # small photos are stored as they are
@@ -75,8 +75,10 @@ def test_resized_photos_match_an_independent_pillow_resize(landmarks_mini, tmp_p
     if n % 8:
       continue
     # And close to a plain full-resolution Lanczos resize (draft decoding costs little).
-    plain = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize(
-        got.size, Image.Resampling.LANCZOS), np.float32)
+    plain = np.asarray(
+      Image.open(io.BytesIO(data)).convert("RGB").resize(got.size, Image.Resampling.LANCZOS),
+      np.float32,
+    )
     assert np.abs(np.asarray(got, np.float32) - plain).mean() < 4
 
 
@@ -93,12 +95,16 @@ def test_a_rotated_photo_is_shrunk_upright(tmp_path):
   assert shrink_image(data, 300) == data  # not larger than asked: kept as it is
 
 
-def test_the_packed_source_reads_the_files_images_through_grain_workers(landmarks_mini,
-                                                                        packed):
-  files = GLDv2Source(landmarks_mini, non_landmark_csv="non_landmark.csv",
-                      regions_csv="landmarks.csv")
-  shards = GLDv2Source(landmarks_mini, non_landmark_csv="non_landmark.csv",
-                       regions_csv="landmarks.csv", packed_dir=packed)
+def test_the_packed_source_reads_the_files_images_through_grain_workers(landmarks_mini, packed):
+  files = GLDv2Source(
+    landmarks_mini, non_landmark_csv="non_landmark.csv", regions_csv="landmarks.csv"
+  )
+  shards = GLDv2Source(
+    landmarks_mini,
+    non_landmark_csv="non_landmark.csv",
+    regions_csv="landmarks.csv",
+    packed_dir=packed,
+  )
   assert list(shards.ids) == list(files.ids) and (shards.labels == files.labels).all()
   assert shards.paths is None and shards.missing == 0
   # A subset (a curriculum stage, then every other photo) keeps reading the right photos,
@@ -116,8 +122,9 @@ def test_the_packed_source_reads_the_files_images_through_grain_workers(landmark
     np.testing.assert_array_equal(from_workers[image_id], image)
 
 
-def test_photos_absent_from_the_shards_are_left_out_with_a_warning(landmarks_mini, tmp_path,
-                                                                   caplog):
+def test_photos_absent_from_the_shards_are_left_out_with_a_warning(
+  landmarks_mini, tmp_path, caplog
+):
   # Pack all photos but two (links to the originals).
   names = sorted(photos(landmarks_mini))
   left_out = names[:2]
@@ -126,8 +133,12 @@ def test_photos_absent_from_the_shards_are_left_out_with_a_warning(landmarks_min
     os.symlink(landmarks_mini / "images" / name, tmp_path / "images" / name)
   pack_folder(tmp_path / "images", tmp_path / "packed", progress=False)
   with caplog.at_level(logging.WARNING):
-    source = GLDv2Source(landmarks_mini, csv="train.csv", non_landmark_csv="non_landmark.csv",
-                         packed_dir=tmp_path / "packed")
+    source = GLDv2Source(
+      landmarks_mini,
+      csv="train.csv",
+      non_landmark_csv="non_landmark.csv",
+      packed_dir=tmp_path / "packed",
+    )
   absent = {name.rsplit("/", 1)[1].removesuffix(".jpg") for name in left_out}
   assert source.missing == 2 and len(source) == 53
   assert not absent & set(source.ids)
@@ -135,24 +146,47 @@ def test_photos_absent_from_the_shards_are_left_out_with_a_warning(landmarks_min
 
 
 def test_source_for_reads_packed_data_with_a_config_override(landmarks_mini, packed):
-  config = load_config("tiny_cpu", ["data.kind=gldv2", f"data.root={landmarks_mini}",
-                                    "data.non_landmark_csv=non_landmark.csv",
-                                    f"data.packed_dir={packed}"])
+  config = load_config(
+    "tiny_cpu",
+    [
+      "data.kind=gldv2",
+      f"data.root={landmarks_mini}",
+      "data.non_landmark_csv=non_landmark.csv",
+      f"data.packed_dir={packed}",
+    ],
+  )
   source = source_for(config.data)
   assert len(source) == 55 and source.paths is None
   first = source[0]
-  assert first["encoded"] == (landmarks_mini / "images" / first["id"][0] / first["id"][1]
-                              / first["id"][2] / f"{first['id']}.jpg").read_bytes()
+  assert (
+    first["encoded"]
+    == (
+      landmarks_mini
+      / "images"
+      / first["id"][0]
+      / first["id"][1]
+      / first["id"][2]
+      / f"{first['id']}.jpg"
+    ).read_bytes()
+  )
   with pytest.raises(ConfigError, match="packed_dir"):
     DataConfig(kind="folder", root=str(landmarks_mini), packed_dir=str(packed))
 
 
 def test_the_packed_benchmark_times_each_source_against_the_files(landmarks_mini, packed):
   from landmark_jax.benchmarks.data_speed import benchmark_packed
+
   files = GLDv2Source(landmarks_mini)
   shards = GLDv2Source(landmarks_mini, packed_dir=packed)
-  rows = benchmark_packed(files, {"ArrayRecord": shards}, crop_size=32, resize_size=40,
-                          num_images=8, batch_size=4, workers=(0,))
+  rows = benchmark_packed(
+    files,
+    {"ArrayRecord": shards},
+    crop_size=32,
+    resize_size=40,
+    num_images=8,
+    batch_size=4,
+    workers=(0,),
+  )
   assert [row["source"] for row in rows] == ["JPEG files", "ArrayRecord"]
   assert rows[0]["vs JPEG files"] == 1.0
   assert rows[1]["vs JPEG files"] == pytest.approx(rows[1]["images/s"] / rows[0]["images/s"])

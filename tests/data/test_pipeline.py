@@ -6,8 +6,14 @@ import pytest
 
 from landmark_jax import sharding
 from landmark_jax.data import (
-    DeviceIterator, GLDv2Source, ImageConfig, ImageFolderSource, PipelineConfig, eval_dataset,
-    train_dataset)
+  DeviceIterator,
+  GLDv2Source,
+  ImageConfig,
+  ImageFolderSource,
+  PipelineConfig,
+  eval_dataset,
+  train_dataset,
+)
 from tests.helpers import write_bad_folder
 
 SMALL = ImageConfig(resize_size=40, crop_size=32)
@@ -15,8 +21,9 @@ SMALL = ImageConfig(resize_size=40, crop_size=32)
 
 @pytest.fixture(scope="module")
 def mini_source(landmarks_mini):
-  return GLDv2Source(landmarks_mini, non_landmark_csv="non_landmark.csv",
-                     regions_csv="landmarks.csv")
+  return GLDv2Source(
+    landmarks_mini, non_landmark_csv="non_landmark.csv", regions_csv="landmarks.csv"
+  )
 
 
 def take(dataset_or_iterator, n):
@@ -35,14 +42,20 @@ def test_same_seed_same_batches_whatever_the_worker_count(mini_source):
   config = PipelineConfig(batch_size=8, num_workers=2, seed=3, image=SMALL)
   first = take(train_dataset(mini_source, config, num_epochs=2)[0], 8)
   second = take(train_dataset(mini_source, config, num_epochs=2)[0], 8)
-  in_process = take(train_dataset(
-      mini_source, PipelineConfig(batch_size=8, num_workers=0, seed=3, image=SMALL),
-      num_epochs=2)[0], 8)
+  in_process = take(
+    train_dataset(
+      mini_source, PipelineConfig(batch_size=8, num_workers=0, seed=3, image=SMALL), num_epochs=2
+    )[0],
+    8,
+  )
   assert_same_batches(first, second)
   assert_same_batches(first, in_process)
-  other = take(train_dataset(
-      mini_source, PipelineConfig(batch_size=8, num_workers=0, seed=4, image=SMALL),
-      num_epochs=2)[0], 8)
+  other = take(
+    train_dataset(
+      mini_source, PipelineConfig(batch_size=8, num_workers=0, seed=4, image=SMALL), num_epochs=2
+    )[0],
+    8,
+  )
   assert not all(np.array_equal(a["id"], b["id"]) for a, b in zip(first, other))
 
 
@@ -73,8 +86,7 @@ def test_two_process_shards_are_disjoint_and_cover_the_whole_batches(mini_source
   config = PipelineConfig(batch_size=2, num_workers=0, image=SMALL)  # 1 image per process
   shards = []
   for index in range(2):
-    dataset, _ = train_dataset(mini_source, config, num_epochs=1, shard_index=index,
-                               shard_count=2)
+    dataset, _ = train_dataset(mini_source, config, num_epochs=1, shard_index=index, shard_count=2)
     shards.append([str(b["id"][0]) for b in dataset])
   assert not set(shards[0]) & set(shards[1])
   # 55 photos make 27 global batches of 2: the odd one out is dropped, as on one process.
@@ -88,8 +100,10 @@ def test_processes_together_deliver_the_one_process_batches(mini_source, epochs)
   # 1's then process 2's, is the one-process batch, ids and augmented pixels alike.
   config = PipelineConfig(batch_size=6, num_workers=0, image=SMALL)
   whole = list(train_dataset(mini_source, config, num_epochs=epochs)[0])
-  parts = [list(train_dataset(mini_source, config, num_epochs=epochs, shard_index=index,
-                              shard_count=3)[0]) for index in range(3)]
+  parts = [
+    list(train_dataset(mini_source, config, num_epochs=epochs, shard_index=index, shard_count=3)[0])
+    for index in range(3)
+  ]
   assert len(whole) == (epochs * len(mini_source)) // 6
   assert [len(part) for part in parts] == [len(whole)] * 3
   for step, batch in enumerate(whole):

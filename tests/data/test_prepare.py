@@ -33,8 +33,7 @@ class Server:
   ignore_range: answer 200 with the whole file even when asked for a range.
   """
 
-  def __init__(self, files, *, corrupt_once=(), corrupt_always=(), cut_once=(),
-               ignore_range=False):
+  def __init__(self, files, *, corrupt_once=(), corrupt_always=(), cut_once=(), ignore_range=False):
     self.files = files
     self.log = []  # (path, Range header or None)
     counts = collections.Counter()
@@ -74,7 +73,7 @@ class Server:
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.path in cut_once and first:
-          self.wfile.write(body[:len(body) // 2])  # then the connection closes
+          self.wfile.write(body[: len(body) // 2])  # then the connection closes
           self.wfile.flush()
           self.close_connection = True
           return
@@ -99,8 +98,7 @@ class Server:
 def image_files(root):
   """landmarks-mini's photos: relative path → bytes."""
   images = root / "images"
-  return {p.relative_to(images).as_posix(): p.read_bytes()
-          for p in sorted(images.rglob("*.jpg"))}
+  return {p.relative_to(images).as_posix(): p.read_bytes() for p in sorted(images.rglob("*.jpg"))}
 
 
 def make_tar(members):
@@ -150,8 +148,16 @@ def test_prepare_verifies_refetches_resumes_extracts_and_packs(landmarks_mini, t
   seeded = len(tars[0]) // 3
   (out / "tars" / "images_000.tar.part").write_bytes(tars[0][:seeded])
   with Server(files, corrupt_once={tar_path(1)}, cut_once={tar_path(2)}) as server:
-    result = gldv2.prepare_gldv2(out, base_url=server.url, parts=range(NUM_PARTS), jobs=3,
-                                 keep_tars=True, pack=True, shard_size=20, progress=False)
+    result = gldv2.prepare_gldv2(
+      out,
+      base_url=server.url,
+      parts=range(NUM_PARTS),
+      jobs=3,
+      keep_tars=True,
+      pack=True,
+      shard_size=20,
+      progress=False,
+    )
     log = list(server.log)
 
     # Every tar verified against its md5 (computed here from the served bytes).
@@ -169,15 +175,19 @@ def test_prepare_verifies_refetches_resumes_extracts_and_packs(landmarks_mini, t
     assert result.metadata == ("train.csv",)  # the optional CSVs are absent (404): skipped
 
     # Extracted in GLDv2's layout, byte for byte.
-    extracted = {p.relative_to(out / "train").as_posix(): p.read_bytes()
-                 for p in (out / "train").rglob("*") if p.is_file()}
+    extracted = {
+      p.relative_to(out / "train").as_posix(): p.read_bytes()
+      for p in (out / "train").rglob("*")
+      if p.is_file()
+    }
     assert extracted == photos
 
     # A rerun downloads nothing and leaves the packed folder as it is.
     manifest = (out / "packed" / "manifest.json").read_text()
-    again = gldv2.prepare_gldv2(out, base_url=server.url, parts=range(NUM_PARTS), pack=True,
-                                shard_size=20, progress=False)
-    new_requests = [path for path, _ in server.log[len(log):]]
+    again = gldv2.prepare_gldv2(
+      out, base_url=server.url, parts=range(NUM_PARTS), pack=True, shard_size=20, progress=False
+    )
+    new_requests = [path for path, _ in server.log[len(log) :]]
     assert not [p for p in new_requests if "/train/" in p or "/md5sum/" in p]
     assert again.verified == expected and again.fetched == () and again.packed.reused
     assert (out / "packed" / "manifest.json").read_text() == manifest
@@ -199,18 +209,32 @@ def test_prepare_verifies_refetches_resumes_extracts_and_packs(landmarks_mini, t
     np.testing.assert_array_equal(pixels_shards[image_id], image)
 
 
-def test_a_part_that_stays_corrupt_is_a_one_line_error_naming_it(landmarks_mini, tmp_path,
-                                                                  capsys):
+def test_a_part_that_stays_corrupt_is_a_one_line_error_naming_it(landmarks_mini, tmp_path, capsys):
   files, tars, _ = gldv2_files(landmarks_mini)
   with Server(files, corrupt_always={tar_path(1)}) as server:
-    status = main(["prepare", "gldv2", "--out", str(tmp_path / "out"), "--base-url",
-                   server.url, "--parts", "0-1", "--attempts", "2", "--jobs", "1",
-                   "--no-progress"])
+    status = main(
+      [
+        "prepare",
+        "gldv2",
+        "--out",
+        str(tmp_path / "out"),
+        "--base-url",
+        server.url,
+        "--parts",
+        "0-1",
+        "--attempts",
+        "2",
+        "--jobs",
+        "1",
+        "--no-progress",
+      ]
+    )
     assert server.requests(tar_path(1)) == [None, None]  # both attempts from the start
   lines = capsys.readouterr().err.strip().splitlines()
   assert status == 2
-  assert lines[-1].startswith("landmark-jax prepare: error: images_001.tar: still failing "
-                              "after 2 attempts (md5 ")
+  assert lines[-1].startswith(
+    "landmark-jax prepare: error: images_001.tar: still failing after 2 attempts (md5 "
+  )
   # The good part is finished and recorded; the bad one is not, and no file of it is left.
   state = (tmp_path / "out" / "prepare_state.json").read_text()
   assert hashlib.md5(tars[0]).hexdigest() in state and "images_001" not in state
@@ -222,8 +246,9 @@ def test_a_server_that_ignores_range_gets_the_file_from_the_start(tmp_path):
   garbage = b"x" * 1000  # a .part that is not even a prefix: must not be kept
   (tmp_path / "f.bin.part").write_bytes(garbage)
   with Server({"/f.bin": data}, ignore_range=True) as server:
-    download.fetch_verified(server.url.rsplit("/", 1)[0] + "/f.bin", tmp_path / "f.bin",
-                            hashlib.md5(data).hexdigest())
+    download.fetch_verified(
+      server.url.rsplit("/", 1)[0] + "/f.bin", tmp_path / "f.bin", hashlib.md5(data).hexdigest()
+    )
     assert server.requests("/f.bin") == ["bytes=1000-"]  # asked to continue, got a 200
   assert (tmp_path / "f.bin").read_bytes() == data
 
@@ -286,4 +311,3 @@ def test_parts_and_md5_lists_parse():
 def test_the_cli_constants_are_the_library_ones():
   assert prepare_cli.DEFAULT_BASE_URL == gldv2.DEFAULT_BASE_URL
   assert prepare_cli.NUM_PARTS == gldv2.NUM_PARTS
-

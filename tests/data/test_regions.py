@@ -14,8 +14,16 @@ import pytest
 from landmark_jax.cli.main import main
 from landmark_jax.data.labels import REGIONS, LabelMap
 from landmark_jax.data.regions import (
-    BOXES, COUNTRY_REGIONS, EURASIA_NORTH_EDGE, MIDDLE_EAST_EAST_EDGE, RegionAssignment,
-    assign_regions, region_of_country, region_of_location, regions_csv_text)
+  BOXES,
+  COUNTRY_REGIONS,
+  EURASIA_NORTH_EDGE,
+  MIDDLE_EAST_EAST_EDGE,
+  RegionAssignment,
+  assign_regions,
+  region_of_country,
+  region_of_location,
+  regions_csv_text,
+)
 from landmark_jax.data.sources import read_landmark_table
 from landmark_jax.errors import DataError, MissingFileError, UsageError
 
@@ -23,79 +31,79 @@ EU, NA, ME, FE = "europe_russia", "north_america_oceania", "middle_east_north_af
 
 # (place, latitude, longitude, ISO country code, region)
 TEN_CITIES = [
-    ("Paris", 48.8566, 2.3522, "FR", EU),
-    ("Moscow", 55.7558, 37.6173, "RU", EU),
-    ("New York", 40.7128, -74.0060, "US", NA),
-    ("Sydney", -33.8688, 151.2093, "AU", NA),
-    ("Cairo", 30.0444, 31.2357, "EG", ME),
-    ("Dubai", 25.2048, 55.2708, "AE", ME),
-    ("Tokyo", 35.6762, 139.6503, "JP", FE),
-    ("Beijing", 39.9042, 116.4074, "CN", FE),
-    ("Istanbul", 41.0082, 28.9784, "TR", ME),
-    ("Honolulu", 21.3069, -157.8583, "US", NA),
+  ("Paris", 48.8566, 2.3522, "FR", EU),
+  ("Moscow", 55.7558, 37.6173, "RU", EU),
+  ("New York", 40.7128, -74.0060, "US", NA),
+  ("Sydney", -33.8688, 151.2093, "AU", NA),
+  ("Cairo", 30.0444, 31.2357, "EG", ME),
+  ("Dubai", 25.2048, 55.2708, "AE", ME),
+  ("Tokyo", 35.6762, 139.6503, "JP", FE),
+  ("Beijing", 39.9042, 116.4074, "CN", FE),
+  ("Istanbul", 41.0082, 28.9784, "TR", ME),
+  ("Honolulu", 21.3069, -157.8583, "US", NA),
 ]
 
 # Places where a boundary choice decides, or near a boundary line of the module.
 BOUNDARY_CASES = [
-    # Russia is Europe/Russia to the Pacific; Japan and China are not.
-    ("Vladivostok", 43.1155, 131.8855, "RU", EU),
-    ("Khabarovsk", 48.4802, 135.0719, "RU", EU),
-    ("Novosibirsk", 55.0084, 82.9357, "RU", EU),
-    ("Irkutsk", 52.2870, 104.3050, "RU", EU),
-    ("Yuzhno-Sakhalinsk", 46.9591, 142.7380, "RU", EU),
-    ("Yuzhno-Kurilsk, Kunashir", 44.0306, 145.8556, "RU", EU),
-    ("Provideniya, Chukotka (west longitude)", 64.4233, -173.2258, "RU", EU),
-    ("Sapporo", 43.0618, 141.3545, "JP", FE),
-    ("Rausu, Shiretoko (facing Kunashir)", 44.0206, 145.1897, "JP", FE),
-    ("Harbin", 45.8038, 126.5350, "CN", FE),
-    ("Suifenhe (west of Primorye)", 44.3960, 131.1500, "CN", FE),
-    ("Ulaanbaatar", 47.8864, 106.9057, "MN", FE),
-    ("Kashgar", 39.4704, 75.9898, "CN", FE),
-    # The Americas and Oceania.
-    ("Anchorage", 61.2181, -149.9003, "US", NA),
-    ("Attu, Aleutians (east longitude)", 52.8990, 172.9090, "US", NA),
-    ("Rio de Janeiro", -22.9068, -43.1729, "BR", NA),
-    ("Mexico City", 19.4326, -99.1332, "MX", NA),
-    ("Nuuk", 64.1814, -51.6941, "GL", NA),
-    ("Port Moresby", -9.4438, 147.1803, "PG", NA),
-    ("Darwin", -12.4634, 130.8456, "AU", NA),
-    ("Suva", -18.1416, 178.4419, "FJ", NA),
-    ("Apia", -13.8333, -171.7667, "WS", NA),
-    ("McMurdo Station", -77.8463, 166.6682, "AQ", NA),
-    # Southeast Asia up to New Guinea's 141°E border.
-    ("Jayapura", -2.5337, 140.7181, "ID", FE),
-    ("Singapore", 1.3521, 103.8198, "SG", FE),
-    # South Asia: Pakistan with the Middle East, India with the Far East.
-    ("Mumbai", 19.0760, 72.8777, "IN", FE),
-    ("Amritsar", 31.6340, 74.8723, "IN", FE),
-    ("Lahore", 31.5204, 74.3587, "PK", ME),
-    ("Karachi", 24.8607, 67.0011, "PK", ME),
-    ("Kabul", 34.5553, 69.2075, "AF", ME),
-    ("Colombo", 6.9271, 79.8612, "LK", FE),
-    # Africa is one part.
-    ("Nairobi", -1.2921, 36.8219, "KE", ME),
-    ("Cape Town", -33.9249, 18.4241, "ZA", ME),
-    ("Tunis", 36.8065, 10.1815, "TN", ME),
-    # The Caucasus and Central Asia with Russia; Iran and eastern Turkey not.
-    ("Tbilisi", 41.7151, 44.8271, "GE", EU),
-    ("Yerevan", 40.1792, 44.4991, "AM", EU),
-    ("Baku", 40.4093, 49.8671, "AZ", EU),
-    ("Almaty", 43.2220, 76.8512, "KZ", EU),
-    ("Dushanbe", 38.5598, 68.7870, "TJ", EU),
-    ("Ashgabat", 37.9601, 58.3261, "TM", EU),
-    ("Kars", 40.6013, 43.0975, "TR", ME),
-    ("Tehran", 35.6892, 51.3890, "IR", ME),
-    ("Mashhad", 36.2605, 59.6168, "IR", ME),
-    # The Mediterranean and the Aegean.
-    ("Athens", 37.9838, 23.7275, "GR", EU),
-    ("Rhodes (east of Turkey's Marmaris meridian)", 36.4341, 28.2176, "GR", EU),
-    ("Nicosia", 35.1856, 33.3823, "CY", EU),
-    ("Valletta", 35.8989, 14.5146, "MT", EU),
-    ("Santa Cruz de Tenerife", 28.4636, -16.2518, "ES", EU),
-    ("Reykjavik", 64.1466, -21.9426, "IS", EU),
-    ("Troy (west of Greece's Evros border)", 39.9575, 26.2389, "TR", ME),
-    ("Edirne", 41.6771, 26.5557, "TR", ME),
-    ("Izmir", 38.4237, 27.1428, "TR", ME),
+  # Russia is Europe/Russia to the Pacific; Japan and China are not.
+  ("Vladivostok", 43.1155, 131.8855, "RU", EU),
+  ("Khabarovsk", 48.4802, 135.0719, "RU", EU),
+  ("Novosibirsk", 55.0084, 82.9357, "RU", EU),
+  ("Irkutsk", 52.2870, 104.3050, "RU", EU),
+  ("Yuzhno-Sakhalinsk", 46.9591, 142.7380, "RU", EU),
+  ("Yuzhno-Kurilsk, Kunashir", 44.0306, 145.8556, "RU", EU),
+  ("Provideniya, Chukotka (west longitude)", 64.4233, -173.2258, "RU", EU),
+  ("Sapporo", 43.0618, 141.3545, "JP", FE),
+  ("Rausu, Shiretoko (facing Kunashir)", 44.0206, 145.1897, "JP", FE),
+  ("Harbin", 45.8038, 126.5350, "CN", FE),
+  ("Suifenhe (west of Primorye)", 44.3960, 131.1500, "CN", FE),
+  ("Ulaanbaatar", 47.8864, 106.9057, "MN", FE),
+  ("Kashgar", 39.4704, 75.9898, "CN", FE),
+  # The Americas and Oceania.
+  ("Anchorage", 61.2181, -149.9003, "US", NA),
+  ("Attu, Aleutians (east longitude)", 52.8990, 172.9090, "US", NA),
+  ("Rio de Janeiro", -22.9068, -43.1729, "BR", NA),
+  ("Mexico City", 19.4326, -99.1332, "MX", NA),
+  ("Nuuk", 64.1814, -51.6941, "GL", NA),
+  ("Port Moresby", -9.4438, 147.1803, "PG", NA),
+  ("Darwin", -12.4634, 130.8456, "AU", NA),
+  ("Suva", -18.1416, 178.4419, "FJ", NA),
+  ("Apia", -13.8333, -171.7667, "WS", NA),
+  ("McMurdo Station", -77.8463, 166.6682, "AQ", NA),
+  # Southeast Asia up to New Guinea's 141°E border.
+  ("Jayapura", -2.5337, 140.7181, "ID", FE),
+  ("Singapore", 1.3521, 103.8198, "SG", FE),
+  # South Asia: Pakistan with the Middle East, India with the Far East.
+  ("Mumbai", 19.0760, 72.8777, "IN", FE),
+  ("Amritsar", 31.6340, 74.8723, "IN", FE),
+  ("Lahore", 31.5204, 74.3587, "PK", ME),
+  ("Karachi", 24.8607, 67.0011, "PK", ME),
+  ("Kabul", 34.5553, 69.2075, "AF", ME),
+  ("Colombo", 6.9271, 79.8612, "LK", FE),
+  # Africa is one part.
+  ("Nairobi", -1.2921, 36.8219, "KE", ME),
+  ("Cape Town", -33.9249, 18.4241, "ZA", ME),
+  ("Tunis", 36.8065, 10.1815, "TN", ME),
+  # The Caucasus and Central Asia with Russia; Iran and eastern Turkey not.
+  ("Tbilisi", 41.7151, 44.8271, "GE", EU),
+  ("Yerevan", 40.1792, 44.4991, "AM", EU),
+  ("Baku", 40.4093, 49.8671, "AZ", EU),
+  ("Almaty", 43.2220, 76.8512, "KZ", EU),
+  ("Dushanbe", 38.5598, 68.7870, "TJ", EU),
+  ("Ashgabat", 37.9601, 58.3261, "TM", EU),
+  ("Kars", 40.6013, 43.0975, "TR", ME),
+  ("Tehran", 35.6892, 51.3890, "IR", ME),
+  ("Mashhad", 36.2605, 59.6168, "IR", ME),
+  # The Mediterranean and the Aegean.
+  ("Athens", 37.9838, 23.7275, "GR", EU),
+  ("Rhodes (east of Turkey's Marmaris meridian)", 36.4341, 28.2176, "GR", EU),
+  ("Nicosia", 35.1856, 33.3823, "CY", EU),
+  ("Valletta", 35.8989, 14.5146, "MT", EU),
+  ("Santa Cruz de Tenerife", 28.4636, -16.2518, "ES", EU),
+  ("Reykjavik", 64.1466, -21.9426, "IS", EU),
+  ("Troy (west of Greece's Evros border)", 39.9575, 26.2389, "TR", ME),
+  ("Edirne", 41.6771, 26.5557, "TR", ME),
+  ("Izmir", 38.4237, 27.1428, "TR", ME),
 ]
 
 ALL = TEN_CITIES + BOUNDARY_CASES
@@ -107,8 +115,9 @@ def test_the_ten_cities_by_coordinates_and_by_country(place, lat, lon, code, reg
   assert region_of_country(code) == region
 
 
-@pytest.mark.parametrize("place,lat,lon,code,region", BOUNDARY_CASES,
-                         ids=[c[0] for c in BOUNDARY_CASES])
+@pytest.mark.parametrize(
+  "place,lat,lon,code,region", BOUNDARY_CASES, ids=[c[0] for c in BOUNDARY_CASES]
+)
 def test_boundary_cases_by_coordinates_and_by_country(place, lat, lon, code, region):
   assert region_of_location(lat, lon) == region
   assert region_of_country(code) == region
@@ -149,8 +158,11 @@ def test_every_iso_code_has_a_region():
   tab = _iso3166_tab()
   if tab is None:
     pytest.skip("no iso3166.tab (tzdata) on this machine")
-  codes = {line.split("\t")[0] for line in tab.read_text().splitlines()
-           if line and not line.startswith("#")}
+  codes = {
+    line.split("\t")[0]
+    for line in tab.read_text().splitlines()
+    if line and not line.startswith("#")
+  }
   assert len(codes) >= 249
   assert codes - set(COUNTRY_REGIONS) == set()
 
@@ -160,7 +172,7 @@ def _dms(text: str) -> float:
   sign, digits = (-1 if text[0] == "-" else 1), text[1:]
   seconds = len(digits) in (6, 7)
   degrees_len = len(digits) - (4 if seconds else 2)
-  value = int(digits[:degrees_len]) + int(digits[degrees_len:degrees_len + 2]) / 60
+  value = int(digits[:degrees_len]) + int(digits[degrees_len : degrees_len + 2]) / 60
   if seconds:
     value += int(digits[-2:]) / 3600
   return sign * value
@@ -204,17 +216,24 @@ def test_every_point_on_earth_gets_a_region():
 
 
 def test_the_boundary_data_is_well_formed():
-  assert all(box.south < box.north and box.west < box.east and box.region in REGIONS
-             and box.why for box in BOXES)
+  assert all(
+    box.south < box.north and box.west < box.east and box.region in REGIONS and box.why
+    for box in BOXES
+  )
   for vertices in (EURASIA_NORTH_EDGE, MIDDLE_EAST_EAST_EDGE):
     xs = [x for x, _ in vertices]
     assert xs == sorted(xs) and len(set(xs)) == len(xs)
 
 
-@pytest.mark.parametrize("lat,lon,needle", [(90.01, 0.0, "latitude 90.01"),
-                                            (-91.0, 0.0, "latitude -91"),
-                                            (0.0, 180.5, "longitude 180.5"),
-                                            (float("nan"), 0.0, "latitude nan")])
+@pytest.mark.parametrize(
+  "lat,lon,needle",
+  [
+    (90.01, 0.0, "latitude 90.01"),
+    (-91.0, 0.0, "latitude -91"),
+    (0.0, 180.5, "longitude 180.5"),
+    (float("nan"), 0.0, "latitude nan"),
+  ],
+)
 def test_out_of_range_coordinates_are_refused(lat, lon, needle):
   with pytest.raises(DataError, match=needle):
     region_of_location(lat, lon)
@@ -224,12 +243,15 @@ def test_the_demo_datasets_placements_match_its_region_column():
   # The demo's fictional placements (Paris, London, Rome, Moscow, New York, San Francisco,
   # Sydney, Toronto) were given regions by hand; the coordinates must agree with them.
   from landmark_jax.data.demo_dataset import LANDMARKS
-  assert [region_of_location(lat, lon) for *_, lat, lon in LANDMARKS] == \
-      [region for _, _, region, _, _ in LANDMARKS]
+
+  assert [region_of_location(lat, lon) for *_, lat, lon in LANDMARKS] == [
+    region for _, _, region, _, _ in LANDMARKS
+  ]
 
 
 # ----------------------------------------------------------------------------------------
 # Reading a landmarks CSV, and the command.
+
 
 def _write(tmp_path, text, name="landmarks.csv"):
   path = tmp_path / name
@@ -274,8 +296,10 @@ def test_the_command_on_the_demo_landmarks_csv(tmp_path, capsys):
   # The demo writes landmarks.csv as landmark_id,name,region,latitude,longitude; the
   # command reads its coordinates (and ignores its region column).
   from landmark_jax.data.demo_dataset import LANDMARKS
-  rows = [f"{i},{name},{region},{lat},{lon}"
-          for i, (name, _, region, lat, lon) in enumerate(LANDMARKS)]
+
+  rows = [
+    f"{i},{name},{region},{lat},{lon}" for i, (name, _, region, lat, lon) in enumerate(LANDMARKS)
+  ]
   source = _write(tmp_path, "landmark_id,name,region,latitude,longitude\n" + "\n".join(rows))
   out = tmp_path / "regions.csv"
   assert main(["regions", "--landmarks-csv", str(source), "--out", str(out)]) == 0
@@ -284,33 +308,45 @@ def test_the_command_on_the_demo_landmarks_csv(tmp_path, capsys):
 
 
 def test_by_country_or_coordinates_and_disagreements(tmp_path, capsys):
-  source = _write(tmp_path, "landmark_id,lat,lng,country\n"
-                            "ceuta,35.8894,-5.3213,ES\n"
-                            "tokyo,35.6762,139.6503,JP\n")
+  source = _write(
+    tmp_path, "landmark_id,lat,lng,country\nceuta,35.8894,-5.3213,ES\ntokyo,35.6762,139.6503,JP\n"
+  )
   by_country = assign_regions(source, by="country")
   assert [(a.landmark_id, a.region, a.source) for a in by_country] == [
-      ("ceuta", EU, "country"), ("tokyo", FE, "country")]
+    ("ceuta", EU, "country"),
+    ("tokyo", FE, "country"),
+  ]
   assert [a.disagrees for a in by_country] == [False, False]  # coordinates not consulted
   by_coordinates = assign_regions(source, by="coordinates")
   assert [a.region for a in by_coordinates] == [ME, FE]
   auto = assign_regions(source)
   assert [(a.region, a.coordinates_region, a.disagrees) for a in auto] == [
-      (EU, ME, True), (FE, FE, False)]
+    (EU, ME, True),
+    (FE, FE, False),
+  ]
   out = tmp_path / "r.csv"
   assert main(["regions", "--landmarks-csv", str(source), "--out", str(out)]) == 0
-  assert "1 landmark(s) have coordinates in another region than their country code" in \
-      capsys.readouterr().out
+  assert (
+    "1 landmark(s) have coordinates in another region than their country code"
+    in capsys.readouterr().out
+  )
   assert out.read_text() == "landmark_id,region\nceuta,europe_russia\ntokyo,far_east\n"
 
 
 def test_rows_without_a_location_need_a_default_region(tmp_path):
   source = _write(tmp_path, "landmark_id,latitude,longitude\n1,48.8566,2.3522\n2,,\n3,,\n")
-  with pytest.raises(DataError, match=r"2 landmark\(s\) without coordinates: 2 \(line 3\), "
-                                      r"3 \(line 4\)"):
+  with pytest.raises(
+    DataError,
+    match=r"2 landmark\(s\) without coordinates: 2 \(line 3\), "
+    r"3 \(line 4\)",
+  ):
     assign_regions(source)
   placed = assign_regions(source, default_region=FE)
   assert [(a.landmark_id, a.region, a.source) for a in placed] == [
-      ("1", EU, "coordinates"), ("2", FE, "default"), ("3", FE, "default")]
+    ("1", EU, "coordinates"),
+    ("2", FE, "default"),
+    ("3", FE, "default"),
+  ]
   assert regions_csv_text(placed) == "landmark_id,region\n1,europe_russia\n2,far_east\n3,far_east\n"
 
 
@@ -327,33 +363,61 @@ def test_assign_regions_refuses_unknown_options(tmp_path):
 
 # The one-line errors: (CSV text or None for a missing file, extra flags, what the line names)
 ERRORS = {
-    "missing file": (None, [], "landmarks CSV not found"),
-    "no location columns": ("landmark_id,name\n1,Louvre\n",
-                            [], "no coordinate columns (latitude,longitude) and no country "
-                                "column (country_code or country)"),
-    "no id column": ("id,country\n1,FR\n", [], "no landmark_id column"),
-    "empty id": ("landmark_id,country\n1,FR\n,JP\n", [], "line 3: empty landmark_id"),
-    "only latitude column": ("landmark_id,latitude\n1,48.8\n", [], "only one of latitude"),
-    "latitude out of range": ("landmark_id,latitude,longitude\n1,48.8,2.3\nlouvre,95.0,2.3\n",
-                              [], "line 3 (landmark louvre): latitude 95.0 is outside -90..90"),
-    "latitude not a number": ("landmark_id,latitude,longitude\n7,north,2.3\n",
-                              [], "line 2 (landmark 7): latitude 'north' is not a number"),
-    "unknown country": ("landmark_id,country_code\n1,FR\n2,FR\n3,Atlantis\n",
-                        [], "line 4 (landmark 3): unknown country code 'Atlantis'"),
-    "duplicate id": ("landmark_id,country_code\n5,FR\n6,JP\n05,US\n",
-                     [], "landmark 05 appears twice (lines 2 and 4)"),
-    "row without location": ("landmark_id,latitude,longitude,country_code\n1,,,FR\n2,,,\n",
-                             [], "1 landmark(s) without coordinates or a country code: 2 "
-                                 "(line 3)"),
-    "--by country without the column": ("landmark_id,latitude,longitude\n1,1,1\n",
-                                        ["--by", "country"], "no country column"),
-    "no rows": ("landmark_id,country_code\n", [], "lists no landmarks"),
-    "output over the input": ("landmark_id,country_code\n1,FR\n", ["SAME"],
-                              "is the landmarks CSV itself"),
-    "output folder missing": ("landmark_id,country_code\n1,FR\n", ["MISSING_DIR"],
-                              "output folder not found"),
-    "unknown default region": ("landmark_id,country_code\n1,FR\n",
-                               ["--default-region", "south_america"], "south_america"),
+  "missing file": (None, [], "landmarks CSV not found"),
+  "no location columns": (
+    "landmark_id,name\n1,Louvre\n",
+    [],
+    "no coordinate columns (latitude,longitude) and no country column (country_code or country)",
+  ),
+  "no id column": ("id,country\n1,FR\n", [], "no landmark_id column"),
+  "empty id": ("landmark_id,country\n1,FR\n,JP\n", [], "line 3: empty landmark_id"),
+  "only latitude column": ("landmark_id,latitude\n1,48.8\n", [], "only one of latitude"),
+  "latitude out of range": (
+    "landmark_id,latitude,longitude\n1,48.8,2.3\nlouvre,95.0,2.3\n",
+    [],
+    "line 3 (landmark louvre): latitude 95.0 is outside -90..90",
+  ),
+  "latitude not a number": (
+    "landmark_id,latitude,longitude\n7,north,2.3\n",
+    [],
+    "line 2 (landmark 7): latitude 'north' is not a number",
+  ),
+  "unknown country": (
+    "landmark_id,country_code\n1,FR\n2,FR\n3,Atlantis\n",
+    [],
+    "line 4 (landmark 3): unknown country code 'Atlantis'",
+  ),
+  "duplicate id": (
+    "landmark_id,country_code\n5,FR\n6,JP\n05,US\n",
+    [],
+    "landmark 05 appears twice (lines 2 and 4)",
+  ),
+  "row without location": (
+    "landmark_id,latitude,longitude,country_code\n1,,,FR\n2,,,\n",
+    [],
+    "1 landmark(s) without coordinates or a country code: 2 (line 3)",
+  ),
+  "--by country without the column": (
+    "landmark_id,latitude,longitude\n1,1,1\n",
+    ["--by", "country"],
+    "no country column",
+  ),
+  "no rows": ("landmark_id,country_code\n", [], "lists no landmarks"),
+  "output over the input": (
+    "landmark_id,country_code\n1,FR\n",
+    ["SAME"],
+    "is the landmarks CSV itself",
+  ),
+  "output folder missing": (
+    "landmark_id,country_code\n1,FR\n",
+    ["MISSING_DIR"],
+    "output folder not found",
+  ),
+  "unknown default region": (
+    "landmark_id,country_code\n1,FR\n",
+    ["--default-region", "south_america"],
+    "south_america",
+  ),
 }
 
 
@@ -382,4 +446,5 @@ def test_mistakes_are_one_line_and_status_2(name, tmp_path, capsys):
 
 def test_the_command_line_lists_the_training_regions():
   from landmark_jax.cli import regions as cli_regions
+
   assert cli_regions.REGIONS == REGIONS

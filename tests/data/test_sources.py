@@ -15,8 +15,9 @@ def read_rows(path):
 
 
 def test_landmarks_mini_through_gldv2_source(landmarks_mini):
-  source = GLDv2Source(landmarks_mini, non_landmark_csv="non_landmark.csv",
-                       regions_csv="landmarks.csv")
+  source = GLDv2Source(
+    landmarks_mini, non_landmark_csv="non_landmark.csv", regions_csv="landmarks.csv"
+  )
   train = read_rows(landmarks_mini / "train.csv")
   non_landmark = read_rows(landmarks_mini / "non_landmark.csv")
   landmarks = read_rows(landmarks_mini / "landmarks.csv")
@@ -28,7 +29,7 @@ def test_landmarks_mini_through_gldv2_source(landmarks_mini):
   assert dict(zip(source.ids, source.landmark_ids())) == expected
   n = len({row["landmark_id"] for row in train})
   assert source.label_map.num_classes == n
-  assert (source.labels[len(train):] == n).all()
+  assert (source.labels[len(train) :] == n).all()
 
   # Regions (and names) come from landmarks.csv; labels are grouped by curriculum part.
   regions = {int(r["landmark_id"]): r["region"] for r in landmarks}
@@ -85,8 +86,14 @@ def test_image_folder_source(tmp_path):
   source = ImageFolderSource(tmp_path)
   assert source.label_map.landmark_ids == (42, "eiffel")
   assert dict(zip(source.ids, source.landmark_ids())) == {
-      "42/c": 42, "eiffel/a": "eiffel", "eiffel/b": "eiffel", "non_landmark/d": None}
-  np.testing.assert_allclose(np.asarray(open_image(source[0]["path"]))[0, 0], [0, 0, 255], atol=4)  # lossy WebP
+    "42/c": 42,
+    "eiffel/a": "eiffel",
+    "eiffel/b": "eiffel",
+    "non_landmark/d": None,
+  }
+  np.testing.assert_allclose(
+    np.asarray(open_image(source[0]["path"]))[0, 0], [0, 0, 255], atol=4
+  )  # lossy WebP
 
 
 def test_tfds_source_reads_a_prepared_dataset_without_tensorflow(tmp_path):
@@ -101,9 +108,15 @@ def test_tfds_source_reads_a_prepared_dataset_without_tensorflow(tmp_path):
     VERSION = tfds.core.Version("1.0.0")
 
     def _info(self):
-      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
-          "label": tfds.features.ClassLabel(num_classes=3)}))
+      return tfds.core.DatasetInfo(
+        builder=self,
+        features=tfds.features.FeaturesDict(
+          {
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
+            "label": tfds.features.ClassLabel(num_classes=3),
+          }
+        ),
+      )
 
     def _split_generators(self, dl_manager):
       return {"train": self._generate_examples()}
@@ -132,15 +145,17 @@ def test_gldv2_ids_with_an_image_extension_name_their_file(tmp_path):
   write_image(tmp_path / "train" / "a" / "b" / "d" / "abd2.JPEG", "green")
   write_image(tmp_path / "train" / "f" / "f" / "0" / "ff01.jpg", "blue")
   (tmp_path / "train.csv").write_text(
-      "id,url,landmark_id\nabc1.png,,7\nabd2.JPEG,,7\nff01,,8\nfff9.png,,8\n")
+    "id,url,landmark_id\nabc1.png,,7\nabd2.JPEG,,7\nff01,,8\nfff9.png,,8\n"
+  )
   source = GLDv2Source(tmp_path)
   assert source.missing == 1  # fff9.png: listed, not on disk
   by_id = {source[i]["id"]: source[i]["path"] for i in range(len(source))}
-  assert by_id == {"abc1.png": str(tmp_path / "train/a/b/c/abc1.png"),
-                   "abd2.JPEG": str(tmp_path / "train/a/b/d/abd2.JPEG"),
-                   "ff01": str(tmp_path / "train/f/f/0/ff01.jpg")}
-  assert dict(zip(source.ids, source.landmark_ids())) == {"abc1.png": 7, "abd2.JPEG": 7,
-                                                          "ff01": 8}
+  assert by_id == {
+    "abc1.png": str(tmp_path / "train/a/b/c/abc1.png"),
+    "abd2.JPEG": str(tmp_path / "train/a/b/d/abd2.JPEG"),
+    "ff01": str(tmp_path / "train/f/f/0/ff01.jpg"),
+  }
+  assert dict(zip(source.ids, source.landmark_ids())) == {"abc1.png": 7, "abd2.JPEG": 7, "ff01": 8}
   # The PNG is really read as the red image it is.
   np.testing.assert_array_equal(np.asarray(open_image(by_id["abc1.png"]))[0, 0], [255, 0, 0])
 

@@ -6,8 +6,18 @@ import pytest
 from PIL import Image
 
 from landmark_jax.data.transforms import (
-    ImageConfig, ImageDecodeError, ImageTooLargeError, center_crop_box, color_jitter,
-    decode_train_record, eval_image, open_image, open_photo, random_resized_crop_box, train_image)
+  ImageConfig,
+  ImageDecodeError,
+  ImageTooLargeError,
+  center_crop_box,
+  color_jitter,
+  decode_train_record,
+  eval_image,
+  open_image,
+  open_photo,
+  random_resized_crop_box,
+  train_image,
+)
 from tests.helpers import encode, gradient_image, huge_png_header
 
 
@@ -21,12 +31,15 @@ def test_exif_orientation_is_applied():
   assert decoded[2, 10, 0] > 200 and decoded[-3, 10, 0] < 50  # the band is now on top
 
 
-@pytest.mark.parametrize("mode, fmt, expected", [
+@pytest.mark.parametrize(
+  "mode, fmt, expected",
+  [
     ("L", "PNG", [77, 77, 77]),
     ("RGBA", "PNG", [255, 0, 0]),
     ("CMYK", "JPEG", [255, 0, 0]),
     ("P", "PNG", [255, 0, 0]),
-])
+  ],
+)
 def test_any_mode_becomes_rgb(mode, fmt, expected):
   image = Image.new("RGB", (16, 16), (255, 0, 0)).convert(mode)
   decoded = np.asarray(open_image(encode(image, fmt)))
@@ -45,12 +58,15 @@ def test_transparent_areas_become_white():
   assert np.asarray(open_image(encode(image, "PNG")))[0, 0].tolist() == [255, 255, 255]
 
 
-@pytest.mark.parametrize("data, reason", [
+@pytest.mark.parametrize(
+  "data, reason",
+  [
     (b"", "empty file"),
     (b"this is a text file named .jpg", "not an image"),
     (encode(gradient_image())[:2000], "truncated"),
     (huge_png_header(), "decompression bomb"),
-])
+  ],
+)
 def test_bad_input_raises_a_named_error(data, reason):
   with pytest.raises(ImageDecodeError, match=reason):
     open_image(data)
@@ -69,8 +85,11 @@ def test_decoded_pixel_budget_refuses_png_from_its_header_and_passes_a_drafted_j
   decodes = []
 
   def watch(frame, event, arg):  # observes Pillow decoding pixels (ImageFile.load)
-    if (event == "call" and frame.f_code.co_name == "load"
-        and frame.f_code.co_filename.endswith("ImageFile.py")):
+    if (
+      event == "call"
+      and frame.f_code.co_name == "load"
+      and frame.f_code.co_filename.endswith("ImageFile.py")
+    ):
       decodes.append(frame.f_code.co_filename)
 
   sys.setprofile(watch)

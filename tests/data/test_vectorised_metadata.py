@@ -8,11 +8,18 @@ import pytest
 
 from landmark_jax.data.labels import LabelMap, UnknownLandmarkError
 from landmark_jax.data.sources import (
-    GLDv2Source, parse_id, parse_ids, read_csv, read_csv_columns, select_clean)
+  GLDv2Source,
+  parse_id,
+  parse_ids,
+  read_csv,
+  read_csv_columns,
+  select_clean,
+)
 from landmark_jax.errors import DataError
 
-MAP = LabelMap.from_ids([5, 12, "tower", 7, "0x1f"],
-                        {5: "far_east", 12: "europe_russia", "tower": "europe_russia"})
+MAP = LabelMap.from_ids(
+  [5, 12, "tower", 7, "0x1f"], {5: "far_east", 12: "europe_russia", "tower": "europe_russia"}
+)
 
 
 def test_to_labels_is_to_label_of_each():
@@ -40,9 +47,20 @@ def test_to_landmark_ids_is_to_landmark_id_of_each():
     MAP.to_landmark_ids([1, 6])
 
 
-@pytest.mark.parametrize("values", [
-    ["12", "007", "3", "203093"], ["12", " 7", "8 "], ["a", "1"], ["1", "", " "], ["²", "3"],
-    ["12345678901234567890", "1"], ["-4", "4"], ["+4"], []])
+@pytest.mark.parametrize(
+  "values",
+  [
+    ["12", "007", "3", "203093"],
+    ["12", " 7", "8 "],
+    ["a", "1"],
+    ["1", "", " "],
+    ["²", "3"],
+    ["12345678901234567890", "1"],
+    ["-4", "4"],
+    ["+4"],
+    [],
+  ],
+)
 def test_parse_ids_is_parse_id_of_each(values):
   expected = [parse_id(v) if v.strip() else None for v in values]
   parsed = parse_ids(values)
@@ -62,8 +80,7 @@ def test_read_csv_columns_is_read_csv_by_column(tmp_path):
   path.write_text('id,url,landmark_id\na1,"http://x/a,1",3\n\nb2,,\n"c,3",u, 4 \n')
   rows = read_csv(path, ["id", "landmark_id"])
   columns = read_csv_columns(path, ["landmark_id", "id"])
-  assert columns == {"landmark_id": [r["landmark_id"] for r in rows],
-                     "id": [r["id"] for r in rows]}
+  assert columns == {"landmark_id": [r["landmark_id"] for r in rows], "id": [r["id"] for r in rows]}
   with pytest.raises(DataError, match="lacks column"):
     read_csv_columns(path, ["id", "region"])
   path.write_text("id,landmark_id\na1,3\nb2\n")
@@ -76,8 +93,9 @@ def test_select_clean_keeps_listed_and_non_landmark_photos(tmp_path):
   landmark_ids = [1, 2, None, 1, 2]
   clean = tmp_path / "clean.csv"
   with open(clean, "w", newline="") as f:
-    csv.writer(f).writerows([["landmark_id", "images"], ["1", "p3 p0"], ["2", "p4"],
-                             ["1", "p0"]])  # p0 twice under the same landmark is fine
+    csv.writer(f).writerows(
+      [["landmark_id", "images"], ["1", "p3 p0"], ["2", "p4"], ["1", "p0"]]
+    )  # p0 twice under the same landmark is fine
   assert select_clean(ids, landmark_ids, clean, "data") == [0, 2, 3, 4]
   with open(clean, "a", newline="") as f:
     csv.writer(f).writerow(["2", "p0"])

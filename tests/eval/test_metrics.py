@@ -8,8 +8,15 @@ from PIL import Image
 
 from landmark_jax.errors import DataError
 from landmark_jax.eval.metrics import (
-    average_precision, crop_query, gap, load_revisited_gnd, revisited_map,
-    sensitivity_specificity, top1_accuracy, wilson_interval)
+  average_precision,
+  crop_query,
+  gap,
+  load_revisited_gnd,
+  revisited_map,
+  sensitivity_specificity,
+  top1_accuracy,
+  wilson_interval,
+)
 
 # The official Google Landmark Recognition metric's test case (DELF's metrics_test.py).
 SOLUTION = {"A": [0, 12], "B": [100, 200, 300], "C": [1], "D": [], "E": []}
@@ -38,8 +45,12 @@ def score_equation_roots(successes, n, z=1.959963984540054):
 # Newcombe (1998), "Two-sided confidence intervals for the single proportion: comparison of
 # seven methods", Stat Med 17:857–872, Table I, method 3 (Wilson score, no continuity
 # correction). All four also checked against `score_equation_roots`.
-NEWCOMBE_1998 = [((81, 263), (0.2553, 0.3662)), ((15, 148), (0.0624, 0.1605)),
-                 ((0, 10), (0.0000, 0.2775)), ((1, 29), (0.0061, 0.1718))]
+NEWCOMBE_1998 = [
+  ((81, 263), (0.2553, 0.3662)),
+  ((15, 148), (0.0624, 0.1605)),
+  ((0, 10), (0.0000, 0.2775)),
+  ((1, 29), (0.0061, 0.1718)),
+]
 
 
 @pytest.mark.parametrize("counts, published", NEWCOMBE_1998)
@@ -50,8 +61,9 @@ def test_wilson_interval_equals_newcombe_1998(counts, published):
 
 @pytest.mark.parametrize("successes, n", [(1, 1), (3, 7), (8, 48), (117, 120), (499, 1000)])
 def test_wilson_interval_solves_the_score_equation(successes, n):
-  assert wilson_interval(successes, n) == pytest.approx(score_equation_roots(successes, n),
-                                                        abs=1e-12)
+  assert wilson_interval(successes, n) == pytest.approx(
+    score_equation_roots(successes, n), abs=1e-12
+  )
 
 
 def test_wilson_interval_edge_cases():
@@ -59,7 +71,7 @@ def test_wilson_interval_edge_cases():
   # At 0 of n and n of n one bound is exactly 0 or 1 and the other is not: the interval does
   # not collapse. 1 of 1: low = 1/(1 + z²) = 1/4.8415 = 0.2065.
   assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == 1.0
-  assert wilson_interval(1, 1) == pytest.approx((1 / (1 + 1.959963984540054 ** 2), 1.0))
+  assert wilson_interval(1, 1) == pytest.approx((1 / (1 + 1.959963984540054**2), 1.0))
   # Mirror image: k of n successes are n − k failures.
   low, high = wilson_interval(3, 11)
   assert wilson_interval(8, 11) == pytest.approx((1 - high, 1 - low))
@@ -76,8 +88,12 @@ def test_sensitivity_specificity_and_breakdowns_by_hand():
   truth = [1, 1, 2, 3, 3, 3, None, None, None, None]
   preds = [1, 2, 2, 3, None, 3, None, 5, None, None]
   result = sensitivity_specificity(
-      preds, truth, train_counts={1: 50, 2: 3, 3: 12}, rare_threshold=10,
-      categories={1: "church", 2: "bridge", 3: "church"})
+    preds,
+    truth,
+    train_counts={1: 50, 2: 3, 3: 12},
+    rare_threshold=10,
+    categories={1: "church", 2: "bridge", 3: "church"},
+  )
   # Landmark photos: 6, correct: 1 (of 2 for #1), 1 (#2), 2 of 3 (#3) → 4/6.
   assert result["sensitivity"] == pytest.approx(4 / 6)
   assert result["specificity"] == pytest.approx(3 / 4)  # one non-landmark called #5
@@ -91,14 +107,28 @@ def test_sensitivity_specificity_and_breakdowns_by_hand():
   # from total number": of the 6 landmark photos (not of all 10 photos), frequent holds 5/6
   # and rare 1/6.
   assert result["by_frequency"] == {
-      "frequent": {"sensitivity": pytest.approx(3 / 5), "recognised": 3, "images": 5,
-                   "share": pytest.approx(5 / 6),
-                   "sensitivity_ci": pytest.approx(score_equation_roots(3, 5))},
-      "rare": {"sensitivity": 1.0, "recognised": 1, "images": 1, "share": pytest.approx(1 / 6),
-               "sensitivity_ci": pytest.approx(score_equation_roots(1, 1))}}
+    "frequent": {
+      "sensitivity": pytest.approx(3 / 5),
+      "recognised": 3,
+      "images": 5,
+      "share": pytest.approx(5 / 6),
+      "sensitivity_ci": pytest.approx(score_equation_roots(3, 5)),
+    },
+    "rare": {
+      "sensitivity": 1.0,
+      "recognised": 1,
+      "images": 1,
+      "share": pytest.approx(1 / 6),
+      "sensitivity_ci": pytest.approx(score_equation_roots(1, 1)),
+    },
+  }
   assert result["by_category"]["church"] == {
-      "sensitivity": pytest.approx(3 / 5), "recognised": 3, "images": 5,
-      "share": pytest.approx(5 / 6), "sensitivity_ci": pytest.approx(score_equation_roots(3, 5))}
+    "sensitivity": pytest.approx(3 / 5),
+    "recognised": 3,
+    "images": 5,
+    "share": pytest.approx(5 / 6),
+    "sensitivity_ci": pytest.approx(score_equation_roots(3, 5)),
+  }
   assert result["by_category"]["bridge"]["sensitivity"] == 1.0
 
 
@@ -128,9 +158,11 @@ def test_ap_when_a_positive_is_never_retrieved():
 
 def test_revisited_protocols_and_skipped_queries():
   # Database of 6 images, 3 queries; ranks in the official (database, queries) layout.
-  gnd = [{"easy": [0], "hard": [1], "junk": [2]},
-         {"easy": [], "hard": [3], "junk": []},
-         {"easy": [], "hard": [], "junk": [4]}]  # no positives in any protocol: skipped
+  gnd = [
+    {"easy": [0], "hard": [1], "junk": [2]},
+    {"easy": [], "hard": [3], "junk": []},
+    {"easy": [], "hard": [], "junk": [4]},
+  ]  # no positives in any protocol: skipped
   ranks = np.array([[2, 3, 0], [0, 0, 1], [1, 1, 2], [3, 2, 3], [4, 4, 4], [5, 5, 5]])
   medium = revisited_map(ranks, gnd, "medium")
   # Query 0: 2 is junk → list 0,1,3,… → positives at 0,1: AP 1. Query 1: 3 at position 0: AP 1.
@@ -155,13 +187,19 @@ def test_revisited_map_precision_at_k_by_hand():
 
 
 def constructed_gnd():
-  return {"imlist": ["a", "b", "c", "d"], "qimlist": ["q1", "q2"],
-          "gnd": [{"easy": [0, 2], "hard": [1], "junk": [3], "bbx": [1.0, 2.0, 30.0, 40.0]},
-                  {"easy": [], "hard": [3], "junk": [0, 1], "bbx": [0.0, 0.0, 5.0, 5.0]}]}
+  return {
+    "imlist": ["a", "b", "c", "d"],
+    "qimlist": ["q1", "q2"],
+    "gnd": [
+      {"easy": [0, 2], "hard": [1], "junk": [3], "bbx": [1.0, 2.0, 30.0, 40.0]},
+      {"easy": [], "hard": [3], "junk": [0, 1], "bbx": [0.0, 0.0, 5.0, 5.0]},
+    ],
+  }
 
 
 def test_pkl_and_mat_ground_truth_load_to_the_same_structure(tmp_path):
   from scipy.io import savemat
+
   raw = constructed_gnd()
   with open(tmp_path / "gnd_test.pkl", "wb") as f:
     pickle.dump(raw, f)
@@ -172,13 +210,23 @@ def test_pkl_and_mat_ground_truth_load_to_the_same_structure(tmp_path):
     for key in ("easy", "hard", "junk"):
       structs[i][key] = np.array(entry[key], np.float64) + 1
     structs[i]["bbx"] = np.array(entry["bbx"])
-  savemat(tmp_path / "gnd_test.mat", {"imlist": np.array(raw["imlist"], dtype=object),
-                                       "qimlist": np.array(raw["qimlist"], dtype=object),
-                                       "gnd": structs})
+  savemat(
+    tmp_path / "gnd_test.mat",
+    {
+      "imlist": np.array(raw["imlist"], dtype=object),
+      "qimlist": np.array(raw["qimlist"], dtype=object),
+      "gnd": structs,
+    },
+  )
   from_pkl = load_revisited_gnd(tmp_path / "gnd_test.pkl", trust_pickle=True)
   from_mat = load_revisited_gnd(tmp_path / "gnd_test.mat")
   assert from_pkl == from_mat
-  assert from_pkl["gnd"][0] == {"easy": [0, 2], "hard": [1], "junk": [3], "bbx": [1.0, 2.0, 30.0, 40.0]}
+  assert from_pkl["gnd"][0] == {
+    "easy": [0, 2],
+    "hard": [1],
+    "junk": [3],
+    "bbx": [1.0, 2.0, 30.0, 40.0],
+  }
   assert from_mat["gnd"][1]["junk"] == [0, 1]
 
 
@@ -212,10 +260,18 @@ def test_a_pickle_ground_truth_is_refused_unless_trusted(tmp_path):
 
 def test_evaluate_revisited_refuses_a_pickle_before_loading_the_model(tmp_path, capsys):
   from landmark_jax.cli.main import main
+
   path, marker = write_crafted_gnd(tmp_path)
   # A checkpoint that does not exist: had the model been loaded first, that would be the error.
-  args = ["evaluate-revisited", "--checkpoint", str(tmp_path / "no_such_run"),
-          "--root", str(tmp_path), "--gnd", str(path)]
+  args = [
+    "evaluate-revisited",
+    "--checkpoint",
+    str(tmp_path / "no_such_run"),
+    "--root",
+    str(tmp_path),
+    "--gnd",
+    str(path),
+  ]
   assert main(args) == 2
   lines = capsys.readouterr().err.splitlines()
   assert len(lines) == 1 and "gnd_roxford5k.pkl" in lines[0] and "--trust-pickle" in lines[0]
@@ -237,6 +293,7 @@ def test_query_is_cropped_to_its_box():
 def official_compute_map(ranks, gnd, kappas):
   """revisitop's `compute_map` (filipradenovic/revisitop, python/evaluate.py, MIT), as
   published, kept verbatim in logic: the oracle for randomised cases."""
+
   def compute_ap(ranks, nres):
     ap, recall_step = 0.0, 1.0 / nres
     for j in np.arange(len(ranks)):
@@ -245,6 +302,7 @@ def official_compute_map(ranks, gnd, kappas):
       precision_1 = float(j + 1) / (rank + 1)
       ap += (precision_0 + precision_1) * recall_step / 2.0
     return ap
+
   total, nempty = 0.0, 0
   pr = np.zeros(len(kappas))
   for i in np.arange(len(gnd)):
@@ -280,14 +338,21 @@ def test_revisited_map_equals_the_official_code_on_random_cases(protocol):
   for _ in range(queries):
     ids = rng.permutation(database)
     sizes = rng.integers(0, 6, 3)
-    gnd.append({"easy": ids[:sizes[0]].tolist(), "hard": ids[sizes[0]:sizes[0] + sizes[1]].tolist(),
-                "junk": ids[sizes[0] + sizes[1]:sizes.sum()].tolist()})
+    gnd.append(
+      {
+        "easy": ids[: sizes[0]].tolist(),
+        "hard": ids[sizes[0] : sizes[0] + sizes[1]].tolist(),
+        "junk": ids[sizes[0] + sizes[1] : sizes.sum()].tolist(),
+      }
+    )
   ranks = np.stack([rng.permutation(database) for _ in range(queries)], axis=1)
   official_gnd = []
   for g in gnd:
-    ok, junk = {"easy": (g["easy"], g["junk"] + g["hard"]),
-                "medium": (g["easy"] + g["hard"], g["junk"]),
-                "hard": (g["hard"], g["junk"] + g["easy"])}[protocol]
+    ok, junk = {
+      "easy": (g["easy"], g["junk"] + g["hard"]),
+      "medium": (g["easy"] + g["hard"], g["junk"]),
+      "hard": (g["hard"], g["junk"] + g["easy"]),
+    }[protocol]
     official_gnd.append({"ok": ok, "junk": junk})
   expected_map, expected_pr = official_compute_map(ranks, official_gnd, [1, 5, 10])
   ours = revisited_map(ranks, gnd, protocol)

@@ -14,19 +14,28 @@ def scored(landmark: int, non_landmark: int) -> ScoredPhotos:
   scored over the same range: curves that run across the whole plot, corners included."""
   truth = [i % 4 for i in range(landmark)] + [None] * non_landmark
   scores = np.concatenate([np.linspace(0.5, 1.0, landmark), np.linspace(0.5, 1.0, non_landmark)])
-  return ScoredPhotos([f"p{i}" for i in range(len(truth))], truth,
-                      [t if t is not None else 0 for t in truth], scores)
+  return ScoredPhotos(
+    [f"p{i}" for i in range(len(truth))], truth, [t if t is not None else 0 for t in truth], scores
+  )
 
 
 def draw_both(photos: ScoredPhotos, folder):
   sweep = threshold_sweep(photos)
   operating = sensitivity_specificity(photos.predictions(0.8), photos.truth)
-  return [plot_threshold_sweep(sweep["eta"], sweep["sensitivity"], sweep["specificity"], 0.8,
-                               folder / "sweep.png",
-                               landmark_photos=operating["landmark_images"],
-                               non_landmark_photos=operating["non_landmark_images"]),
-          plot_sensitivity_specificity(sweep["sensitivity"], sweep["specificity"], operating, 0.8,
-                                       folder / "trade_off.png")]
+  return [
+    plot_threshold_sweep(
+      sweep["eta"],
+      sweep["sensitivity"],
+      sweep["specificity"],
+      0.8,
+      folder / "sweep.png",
+      landmark_photos=operating["landmark_images"],
+      non_landmark_photos=operating["non_landmark_images"],
+    ),
+    plot_sensitivity_specificity(
+      sweep["sensitivity"], sweep["specificity"], operating, 0.8, folder / "trade_off.png"
+    ),
+  ]
 
 
 def legends(fig):
@@ -55,15 +64,18 @@ def test_every_curve_says_how_many_photos_it_rests_on(tmp_path):
   sweep_fig, trade_off_fig = draw_both(scored(48, 120), tmp_path)
   sweep_labels = [t.get_text() for t in legends(sweep_fig)[0].get_texts()]
   assert any("sensitivity" in label and "n = 48 landmark photos" in label for label in sweep_labels)
-  assert any("specificity" in label and "n = 120 non-landmark photos" in label
-             for label in sweep_labels)
+  assert any(
+    "specificity" in label and "n = 120 non-landmark photos" in label for label in sweep_labels
+  )
   trade_off = " ".join(t.get_text() for t in legends(trade_off_fig)[0].get_texts())
   assert "n = 48 landmark photos" in trade_off and "n = 120 non-landmark photos" in trade_off
   assert "95 % Wilson" in trade_off
 
 
-@pytest.mark.parametrize("landmark, non_landmark, missing", [
-    (24, 0, "no non-landmark photos"), (0, 24, "no landmark photos")])
+@pytest.mark.parametrize(
+  "landmark, non_landmark, missing",
+  [(24, 0, "no non-landmark photos"), (0, 24, "no landmark photos")],
+)
 def test_an_undefined_rate_is_named_never_nan(tmp_path, landmark, non_landmark, missing):
   for fig in draw_both(scored(landmark, non_landmark), tmp_path):
     words = texts(fig)

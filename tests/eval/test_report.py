@@ -14,8 +14,14 @@ from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.errors import ConfigError, DataError
 from landmark_jax.eval.metrics import revisited_map
 from landmark_jax.eval.report import (
-    ScoredPhotos, check_collection_size, emulate_collection, evaluate_recognizer,
-    evaluate_scored, landmark_photos_wanted, write_report)
+  ScoredPhotos,
+  check_collection_size,
+  emulate_collection,
+  evaluate_recognizer,
+  evaluate_scored,
+  landmark_photos_wanted,
+  write_report,
+)
 from landmark_jax.eval.revisited import evaluate_revisited
 from landmark_jax.recognize import PhotoEmbedder
 
@@ -50,9 +56,12 @@ def test_a_collection_too_small_is_refused_with_what_would_do(demo_cache):
   # 2 % of a collection with 120 non-landmark photos is 2 landmark photos. 20 need
   # 0.02 / 0.98 × N ≥ 19.5, N ≥ 955.5: 956 non-landmark photos; or with these 120 a share of
   # 20 / 140 = 14.29 %, rounded up to 14.3 %.
-  with pytest.raises(DataError, match="2 % landmark share of 120 non-landmark photos keeps 2 "
-                                      "landmark photos, fewer than --min-photos 20: use at least "
-                                      "956 non-landmark photos, a share of at least 14.3 %"):
+  with pytest.raises(
+    DataError,
+    match="2 % landmark share of 120 non-landmark photos keeps 2 "
+    "landmark photos, fewer than --min-photos 20: use at least "
+    "956 non-landmark photos, a share of at least 14.3 %",
+  ):
     check_collection_size(source, 0.02, min_photos=20)
   # The advice holds: that share keeps 20.
   kept = emulate_collection(source, 0.143)
@@ -79,8 +88,11 @@ def scored_photos(recognised, landmark, rejected, non_landmark, landmarks=8):
 def test_a_figure_on_one_photo_is_refused_naming_the_counts():
   # The issue: one landmark photo, recognised, reported as 100 % sensitivity with no warning.
   scored = scored_photos(1, 1, 120, 120)
-  with pytest.raises(DataError, match="1 landmark photo and specificity on 120 non-landmark "
-                                      "photos.*--min-photos 20.*--landmark-share"):
+  with pytest.raises(
+    DataError,
+    match="1 landmark photo and specificity on 120 non-landmark "
+    "photos.*--min-photos 20.*--landmark-share",
+  ):
     evaluate_scored(scored, 0.9)
   with pytest.raises(DataError, match="30 landmark photos and specificity on 19 non-landmark"):
     evaluate_scored(scored_photos(30, 30, 19, 19), 0.9)
@@ -125,8 +137,10 @@ def test_report_shows_n_and_wilson_intervals_and_marks_small_rows(tmp_path, capl
     result = write_report(scored, 0.9, tmp_path, train_counts=train_counts, geo_scored=scored)
   markdown = (tmp_path / "report.md").read_text()
   assert "| all photos | 16.7 % (8.7–29.6 %), n = 48 | 97.5 % (92.9–99.1 %), n = 120 |" in markdown
-  assert "| with geo-information | 16.7 % (8.7–29.6 %), n = 48 | 97.5 % (92.9–99.1 %), n = 120 |" \
-      in markdown
+  assert (
+    "| with geo-information | 16.7 % (8.7–29.6 %), n = 48 | 97.5 % (92.9–99.1 %), n = 120 |"
+    in markdown
+  )
   # Rare: landmarks 0 and 1, 6 photos each = 12, of which photos 0 and 1 are recognised;
   # frequent: the other 36, photos 2–7 recognised.
   rare = next(line for line in markdown.splitlines() if line.startswith("| rare |"))
@@ -164,8 +178,19 @@ def test_undefined_figures_show_a_dash_and_n_0_never_nan(tmp_path):
 def test_a_landmark_share_outside_0_1_is_a_usage_error(tmp_path, capsys, share):
   # Refused while parsing: the checkpoint that does not exist is never reached.
   with pytest.raises(SystemExit) as exit_:
-    main(["evaluate", "--checkpoint", str(tmp_path / "no_such_run"), "--index", str(tmp_path),
-          "--out", str(tmp_path), "--landmark-share", share])
+    main(
+      [
+        "evaluate",
+        "--checkpoint",
+        str(tmp_path / "no_such_run"),
+        "--index",
+        str(tmp_path),
+        "--out",
+        str(tmp_path),
+        "--landmark-share",
+        share,
+      ]
+    )
   assert exit_.value.code == 2
   lines = capsys.readouterr().err.splitlines()
   assert len(lines) == 1 and "--landmark-share" in lines[0] and f"{share} is not" in lines[0]
@@ -174,20 +199,45 @@ def test_a_landmark_share_outside_0_1_is_a_usage_error(tmp_path, capsys, share):
 @pytest.mark.parametrize("count", ["-1", "many"])
 def test_min_photos_must_be_an_integer_at_least_0(tmp_path, capsys, count):
   with pytest.raises(SystemExit) as exit_:
-    main(["evaluate", "--checkpoint", str(tmp_path / "no_such_run"), "--index", str(tmp_path),
-          "--out", str(tmp_path), "--min-photos", count])
+    main(
+      [
+        "evaluate",
+        "--checkpoint",
+        str(tmp_path / "no_such_run"),
+        "--index",
+        str(tmp_path),
+        "--out",
+        str(tmp_path),
+        "--min-photos",
+        count,
+      ]
+    )
   assert exit_.value.code == 2
   lines = capsys.readouterr().err.splitlines()
   assert len(lines) == 1 and f"--min-photos: {count} is not an integer ≥ 0" in lines[0]
 
 
-def test_evaluate_refuses_a_small_collection_before_embedding(tiny_trained, index_dir, tmp_path,
-                                                              capsys, monkeypatch):
+def test_evaluate_refuses_a_small_collection_before_embedding(
+  tiny_trained, index_dir, tmp_path, capsys, monkeypatch
+):
   # The recognizer embeds through its PhotoEmbedder: any photo embedded fails the test.
   monkeypatch.setattr(PhotoEmbedder, "embed_source", NoEmbedding.embed_source)
-  assert main(["evaluate", "--checkpoint", str(tiny_trained[0]),
-               "--index", str(index_dir / "index"), "--out", str(tmp_path),
-               "--landmark-share", "0.02"]) == 2
+  assert (
+    main(
+      [
+        "evaluate",
+        "--checkpoint",
+        str(tiny_trained[0]),
+        "--index",
+        str(index_dir / "index"),
+        "--out",
+        str(tmp_path),
+        "--landmark-share",
+        "0.02",
+      ]
+    )
+    == 2
+  )
   lines = capsys.readouterr().err.splitlines()
   assert len(lines) == 1, lines
   assert "keeps 2 landmark photos, fewer than --min-photos 20" in lines[0]
@@ -198,8 +248,22 @@ def test_evaluate_refuses_a_small_collection_before_embedding(tiny_trained, inde
 def test_evaluate_writes_report_and_plots(tiny_trained, index_dir, tmp_path, capsys):
   workdir = str(tiny_trained[0])
   # No --landmark-share: the test set as it is, all 48 landmark and 120 non-landmark photos.
-  assert main(["evaluate", "--checkpoint", workdir, "--index", str(index_dir / "index"),
-               "--out", str(tmp_path), "--eta", "0.9"]) == 0
+  assert (
+    main(
+      [
+        "evaluate",
+        "--checkpoint",
+        workdir,
+        "--index",
+        str(index_dir / "index"),
+        "--out",
+        str(tmp_path),
+        "--eta",
+        "0.9",
+      ]
+    )
+    == 0
+  )
   report = json.loads((tmp_path / "report.json").read_text())
   assert report["images"] == 168 and report["landmark_images"] == 48
   assert report["eta"] == float(np.float32(0.9))  # η is the float32 the scores are compared in
@@ -229,36 +293,57 @@ def test_evaluate_revisited_on_a_constructed_dataset(trained, landmarks_mini, tm
   # first of each landmark, queries = those firsts (cropped to a box); positives of a query =
   # its landmark's other photos, split easy/hard, one junk.
   import csv
+
   rows = list(csv.DictReader(open(landmarks_mini / "train.csv")))
   (tmp_path / "jpg").mkdir()
   by_landmark = {}
   for row in rows:
     by_landmark.setdefault(row["landmark_id"], []).append(row["id"])
+
   def link(image_id):
     src = landmarks_mini / "images" / image_id[0] / image_id[1] / image_id[2] / f"{image_id}.jpg"
     (tmp_path / "jpg" / f"{image_id}.jpg").symlink_to(src)
+
   queries = [ids[0] for ids in by_landmark.values() if len(ids) >= 3]
   database = [i for ids in by_landmark.values() for i in (ids[1:] if ids[0] in queries else ids)]
   for image_id in queries + database:
     link(image_id)
   gnd = []
   for q in queries:
-    others = [database.index(i) for i in by_landmark[next(l for l, ids in by_landmark.items() if ids[0] == q)][1:]]
-    gnd.append({"easy": others[:-2], "hard": others[-2:-1], "junk": others[-1:],
-                "bbx": [10.0, 10.0, 300.0, 250.0]})
+    others = [
+      database.index(i)
+      for i in by_landmark[next(l for l, ids in by_landmark.items() if ids[0] == q)][1:]
+    ]
+    gnd.append(
+      {
+        "easy": others[:-2],
+        "hard": others[-2:-1],
+        "junk": others[-1:],
+        "bbx": [10.0, 10.0, 300.0, 250.0],
+      }
+    )
   with open(tmp_path / "gnd_mini.pkl", "wb") as f:
     pickle.dump({"imlist": database, "qimlist": queries, "gnd": gnd}, f)
 
   embedder = PhotoEmbedder(trained)
-  result = evaluate_revisited(embedder.embed, tmp_path, tmp_path / "gnd_mini.pkl",
-                              trust_pickle=True)
+  result = evaluate_revisited(
+    embedder.embed, tmp_path, tmp_path / "gnd_mini.pkl", trust_pickle=True
+  )
   assert result["queries"] == len(queries) and result["database_images"] == len(database)
 
   # Independently: crop the queries by hand, embed, rank, score.
-  crops = [Image.open(tmp_path / "jpg" / f"{q}.jpg").convert("RGB").crop((10, 10, 300, 250))
-           for q in queries]
-  ranks = np.argsort(-(embedder.embed([str(tmp_path / "jpg" / f"{d}.jpg") for d in database])
-                       @ embedder.embed(crops).T), axis=0, kind="stable")
+  crops = [
+    Image.open(tmp_path / "jpg" / f"{q}.jpg").convert("RGB").crop((10, 10, 300, 250))
+    for q in queries
+  ]
+  ranks = np.argsort(
+    -(
+      embedder.embed([str(tmp_path / "jpg" / f"{d}.jpg") for d in database])
+      @ embedder.embed(crops).T
+    ),
+    axis=0,
+    kind="stable",
+  )
   for protocol in ("medium", "hard"):
     assert result[protocol]["mAP"] == pytest.approx(revisited_map(ranks, gnd, protocol)["mAP"])
 
@@ -266,9 +351,15 @@ def test_evaluate_revisited_on_a_constructed_dataset(trained, landmarks_mini, tm
   (tmp_path / "distractors").mkdir()
   for i in range(3):
     Image.fromarray(np.random.default_rng(i).integers(0, 255, (80, 80, 3), np.uint8)).save(
-        tmp_path / "distractors" / f"d{i}.jpg")
-  with_distractors = evaluate_revisited(embedder.embed, tmp_path, tmp_path / "gnd_mini.pkl",
-                                        distractors=tmp_path / "distractors", trust_pickle=True)
+      tmp_path / "distractors" / f"d{i}.jpg"
+    )
+  with_distractors = evaluate_revisited(
+    embedder.embed,
+    tmp_path,
+    tmp_path / "gnd_mini.pkl",
+    distractors=tmp_path / "distractors",
+    trust_pickle=True,
+  )
   assert with_distractors["distractors"] == 3
   assert with_distractors["medium"]["mAP"] <= result["medium"]["mAP"] + 1e-9
 
@@ -279,16 +370,32 @@ def test_geo_information_side_by_side_never_hurts(tiny_trained, index_dir, tmp_p
   # and specificity are at least those without, at the same η.
   workdir = str(tiny_trained[0])
   locations = demo_dataset() / "locations.csv"
-  assert main(["evaluate", "--checkpoint", workdir, "--index", str(index_dir / "index"),
-               "--out", str(tmp_path), "--eta", "0.9",
-               "--locations-csv", str(locations)]) == 0
+  assert (
+    main(
+      [
+        "evaluate",
+        "--checkpoint",
+        workdir,
+        "--index",
+        str(index_dir / "index"),
+        "--out",
+        str(tmp_path),
+        "--eta",
+        "0.9",
+        "--locations-csv",
+        str(locations),
+      ]
+    )
+    == 0
+  )
   report = json.loads((tmp_path / "report.json").read_text())
   geo = report["geo"]
   assert geo["located_photos"] == 168
   assert geo["with"]["sensitivity"] >= geo["without"]["sensitivity"]
   assert geo["with"]["specificity"] >= geo["without"]["specificity"]
   assert geo["with"]["sensitivity"] + geo["with"]["specificity"] > (
-      geo["without"]["sensitivity"] + geo["without"]["specificity"])  # it does help here
+    geo["without"]["sensitivity"] + geo["without"]["specificity"]
+  )  # it does help here
   assert "| with geo-information |" in (tmp_path / "report.md").read_text()
 
 
@@ -299,8 +406,10 @@ def test_photos_of_landmarks_the_index_lacks_are_counted_and_said(tmp_path, capl
     result = write_report(scored, 0.9, tmp_path, indexed={0, 1, 2, 3, 4, 6})
   assert result["photos_of_landmarks_not_in_index"] == 12
   assert "12 test photos show landmarks the index does not have (5, 7)" in caplog.text
-  assert "12 of the landmark photos show landmarks the index does not have" in (
-      tmp_path / "report.md").read_text()
+  assert (
+    "12 of the landmark photos show landmarks the index does not have"
+    in (tmp_path / "report.md").read_text()
+  )
   write_report(scored, 0.9, tmp_path / "all", indexed=set(range(8)))
   assert "does not have" not in (tmp_path / "all" / "report.md").read_text()
 
@@ -315,13 +424,17 @@ def test_references_change_the_answers_and_the_report_shows_both(tmp_path):
   non_landmark = [i for i in accepted if scored.truth[i] is None]
   near = np.ones(len(scored.ids), bool)
   near[landmark[:2] + non_landmark[:2]] = False
-  with_references = dataclasses.replace(scored, near_references=near,
-                                        reference_similarity=np.where(near, 0.9, 0.1))
-  result = write_report(with_references, 0.9, tmp_path / "with", reference_threshold=0.5,
-                        eta_without_references=0.9)
+  with_references = dataclasses.replace(
+    scored, near_references=near, reference_similarity=np.where(near, 0.9, 0.1)
+  )
+  result = write_report(
+    with_references, 0.9, tmp_path / "with", reference_threshold=0.5, eta_without_references=0.9
+  )
   assert (result["recognised"], result["rejected"]) == (6, 119)
-  assert (result["references"]["without"]["recognised"],
-          result["references"]["without"]["rejected"]) == (8, 117)
+  assert (
+    result["references"]["without"]["recognised"],
+    result["references"]["without"]["rejected"],
+  ) == (8, 117)
   markdown = (tmp_path / "with" / "report.md").read_text()
   assert "| η = 0.9000 and ρ (with references) | 12.5 %" in markdown
   assert "| η = 0.9000 alone (without references) | 16.7 %" in markdown

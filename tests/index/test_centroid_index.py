@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from landmark_jax.index import CentroidIndex, IndexFormatError
-from landmark_jax.index.integrity import sealed
 from landmark_jax.index.exact import ExactSearcher
+from landmark_jax.index.integrity import sealed
 from tests.helpers import clustered_vectors, small_index
 
 
@@ -24,14 +24,18 @@ def test_exact_searcher_equals_numpy_with_chunks_and_padding():
   index, scores = searcher.search(queries, 5)
   reference = np.argsort(-(queries @ database.T), axis=1)[:, :5]
   np.testing.assert_array_equal(index, reference)
-  np.testing.assert_allclose(scores, np.take_along_axis(queries @ database.T, reference, 1), rtol=1e-5)
+  np.testing.assert_allclose(
+    scores, np.take_along_axis(queries @ database.T, reference, 1), rtol=1e-5
+  )
 
 
 def test_scann_recall_at_1_on_100k_clustered_vectors():
   vectors, rng = clustered_vectors(100_000)
   index = CentroidIndex.build(vectors, np.arange(100_000) % 977)
   assert index.backend == "scann" and index.manifest()["scann"]["mode"] == "tree_ah"
-  queries = vectors[rng.integers(0, 100_000, 1000)] + 0.1 * rng.standard_normal((1000, 512)).astype(np.float32)
+  queries = vectors[rng.integers(0, 100_000, 1000)] + 0.1 * rng.standard_normal((1000, 512)).astype(
+    np.float32
+  )
   queries /= np.linalg.norm(queries, axis=1, keepdims=True)
   _, _, approximate = index.search(queries, 1)
   _, exact_scores, exact = index.search(queries, 1, exact=True)
@@ -60,8 +64,10 @@ def test_save_load_search_identical_and_movable(tmp_path, backend):
     files |= {"scann/dataset.npy", "scann/scann_assets.pbtxt", "scann/scann_config.pb"}
   assert set(manifest["files"]) == files
   centroids = (tmp_path / "moved" / "centroids.npy").read_bytes()
-  assert manifest["files"]["centroids.npy"] == {"bytes": len(centroids),
-                                                "sha256": hashlib.sha256(centroids).hexdigest()}
+  assert manifest["files"]["centroids.npy"] == {
+    "bytes": len(centroids),
+    "sha256": hashlib.sha256(centroids).hexdigest(),
+  }
 
 
 def test_relative_paths_work(tmp_path, monkeypatch):
@@ -93,8 +99,10 @@ def test_pickled_arrays_are_refused_even_with_valid_checksums(tmp_path):
   labels = tmp_path / "i" / "labels.npy"
   np.save(labels, np.array([object()] * 500, dtype=object), allow_pickle=True)
   manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())
-  manifest["files"]["labels.npy"] = {"bytes": labels.stat().st_size,
-                                     "sha256": hashlib.sha256(labels.read_bytes()).hexdigest()}
+  manifest["files"]["labels.npy"] = {
+    "bytes": labels.stat().st_size,
+    "sha256": hashlib.sha256(labels.read_bytes()).hexdigest(),
+  }
   (tmp_path / "i" / "manifest.json").write_text(json.dumps(sealed(manifest)))
   with pytest.raises(IndexFormatError, match=r"labels\.npy: .*allow_pickle"):
     CentroidIndex.load(tmp_path / "i")

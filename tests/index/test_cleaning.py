@@ -8,10 +8,14 @@ from scipy.cluster import hierarchy
 from scipy.spatial.distance import pdist
 
 from landmark_jax.data.labels import LabelMap
-from landmark_jax.stages.centroids import write_cleaning
 from landmark_jax.stages import cleaning
+from landmark_jax.stages.centroids import write_cleaning
 from landmark_jax.stages.cleaning import (
-    LandmarkOutcome, clean_dataset, clean_landmark, cluster_embeddings)
+  LandmarkOutcome,
+  clean_dataset,
+  clean_landmark,
+  cluster_embeddings,
+)
 
 # The clusters here are tight (cosine ≥ 0.995 within many of them), which near-duplicate
 # removal would thin: these tests check the clustering, so they turn it off;
@@ -50,8 +54,9 @@ def test_clustering_equals_scipy_on_cosine_distance(linkage, threshold):
   x = clustered(rng, rng.standard_normal((5, 32)), 20, 0.35) * rng.uniform(0.5, 3, (100, 1))
   ours = cluster_embeddings(x, linkage, threshold)
   # Reference: scipy straight from the raw (unnormalised) vectors with its own cosine metric.
-  reference = hierarchy.fcluster(hierarchy.linkage(pdist(x, "cosine"), method=linkage),
-                                 t=threshold, criterion="distance")
+  reference = hierarchy.fcluster(
+    hierarchy.linkage(pdist(x, "cosine"), method=linkage), t=threshold, criterion="distance"
+  )
   assert same_partition(ours, reference)
   assert 1 < len(set(ours.tolist())) < 100  # a non-trivial cut
 
@@ -85,7 +90,9 @@ def test_large_landmark_is_sampled_and_the_rest_assigned():
   full = clean_landmark(7, x, CleaningConfig(distance_threshold=0.5))
   assert len(capped.centroids) == len(full.centroids) == 2
   assert (capped.assignment >= 0).sum() == 600
-  np.testing.assert_allclose(np.sort(capped.centroids @ full.centroids.T, axis=1)[:, -1], 1.0, atol=1e-3)
+  np.testing.assert_allclose(
+    np.sort(capped.centroids @ full.centroids.T, axis=1)[:, -1], 1.0, atol=1e-3
+  )
 
 
 def test_sampled_landmark_reports_its_outliers_like_the_full_one():
@@ -94,8 +101,9 @@ def test_sampled_landmark_reports_its_outliers_like_the_full_one():
   x = np.concatenate([clustered(rng, np.eye(32)[:2] * 5, 150, 0.3), outliers])
   capped = clean_landmark(7, x, CleaningConfig(max_images_per_landmark=100))
   full = clean_landmark(7, x, CleaningConfig())
-  expected = LandmarkOutcome(7, photos=320, kept=300, centroids=2, valid_clusters=2,
-                             outside_clusters=20)
+  expected = LandmarkOutcome(
+    7, photos=320, kept=300, centroids=2, valid_clusters=2, outside_clusters=20
+  )
   assert capped.outcome == full.outcome == expected
   assert capped.outcome.reasons == ("outside_clusters",) and capped.outcome.dropped == 20
   np.testing.assert_array_equal(capped.assignment[300:], -1)
@@ -105,8 +113,9 @@ def test_sampled_landmark_without_cluster_keeps_the_mean_of_all_its_photos():
   rng = np.random.default_rng(7)
   x = rng.standard_normal((120, 64))  # spread: no two photos within 0.3 of each other
   assert pdist(x, "cosine").min() > 0.3
-  result = clean_landmark("plaza", x, CleaningConfig(distance_threshold=0.3,
-                                                     max_images_per_landmark=50))
+  result = clean_landmark(
+    "plaza", x, CleaningConfig(distance_threshold=0.3, max_images_per_landmark=50)
+  )
   # All 120 photos, not only the 50 clustered ones.
   np.testing.assert_allclose(result.centroids, normalised_mean(x)[None], atol=1e-6)
   assert result.sizes.tolist() == [120] and (result.assignment == 0).all()
@@ -120,11 +129,19 @@ def test_reference_images_reject_clusters_far_from_them():
   result = clean_landmark(1, x, config, references=np.eye(16)[:1])
   assert len(result.centroids) == 1 and int(np.argmax(result.centroids[0])) == 0
   assert (result.assignment[:10] == 0).all() and (result.assignment[10:] == -1).all()
-  assert result.outcome == LandmarkOutcome(1, photos=20, kept=10, centroids=1, valid_clusters=1,
-                                           below_reference=10, clusters_below_reference=1)
+  assert result.outcome == LandmarkOutcome(
+    1,
+    photos=20,
+    kept=10,
+    centroids=1,
+    valid_clusters=1,
+    below_reference=10,
+    clusters_below_reference=1,
+  )
   assert result.outcome.reasons == ("below_reference_similarity",)
-  assert ("10 photo(s) in 1 cluster(s) below reference_similarity=0.5"
-          in result.outcome.explain(config))
+  assert "10 photo(s) in 1 cluster(s) below reference_similarity=0.5" in result.outcome.explain(
+    config
+  )
 
 
 def test_sampled_landmark_drops_the_rest_of_a_rejected_cluster_like_the_full_one():
@@ -133,9 +150,19 @@ def test_sampled_landmark_drops_the_rest_of_a_rejected_cluster_like_the_full_one
   references = np.eye(16)[:1]
   capped = clean_landmark(1, x, CleaningConfig(max_images_per_landmark=100), references)
   full = clean_landmark(1, x, CleaningConfig(), references)
-  assert capped.outcome == full.outcome == LandmarkOutcome(
-      1, photos=300, kept=150, centroids=1, valid_clusters=1, below_reference=150,
-      clusters_below_reference=1)
+  assert (
+    capped.outcome
+    == full.outcome
+    == LandmarkOutcome(
+      1,
+      photos=300,
+      kept=150,
+      centroids=1,
+      valid_clusters=1,
+      below_reference=150,
+      clusters_below_reference=1,
+    )
+  )
   np.testing.assert_array_equal(capped.assignment, [0] * 150 + [-1] * 150)
 
 
@@ -147,8 +174,9 @@ def test_landmark_whose_clusters_all_miss_the_references_is_kept_whole():
   np.testing.assert_allclose(result.centroids, normalised_mean(x)[None], atol=1e-6)
   assert result.outcome.reasons == ("no_valid_cluster_kept_whole",)
   assert result.outcome.clusters_below_reference == 2
-  assert ("its 2 cluster(s) were all below reference_similarity=0.5"
-          in result.outcome.explain(config))
+  assert "its 2 cluster(s) were all below reference_similarity=0.5" in result.outcome.explain(
+    config
+  )
 
 
 def test_a_landmark_with_too_few_photos_keeps_one_centroid_of_both():
@@ -181,9 +209,10 @@ def test_the_two_photo_landmark_stays_in_the_cleaned_dataset():
   assert report["landmarks_after"] == 2 and report["landmarks_kept_whole"] == ["kiosk"]
   (row,) = report["affected_landmarks"]
   assert row["explanation"] == (
-      "no valid cluster (no cluster of min_cluster_size=3 or more photos within "
-      "distance_threshold=0.5 (average linkage)): kept whole as one centroid of all 2 photos "
-      "(keep_landmarks_without_cluster=True)")
+    "no valid cluster (no cluster of min_cluster_size=3 or more photos within "
+    "distance_threshold=0.5 (average linkage)): kept whole as one centroid of all 2 photos "
+    "(keep_landmarks_without_cluster=True)"
+  )
 
 
 def test_with_the_flag_off_a_landmark_without_cluster_is_dropped_and_listed():
@@ -195,9 +224,16 @@ def test_with_the_flag_off_a_landmark_without_cluster_is_dropped_and_listed():
   report = result.report()
   assert report["landmarks_after"] == 1 and report["landmarks_dropped"] == ["kiosk"]
   (row,) = report["affected_landmarks"]
-  assert without_explanations([row]) == [{"landmark_id": "kiosk", "photos": 2, "kept": 0,
-                                          "dropped": 2, "centroids": 0,
-                                          "reason": "no_valid_cluster_dropped"}]
+  assert without_explanations([row]) == [
+    {
+      "landmark_id": "kiosk",
+      "photos": 2,
+      "kept": 0,
+      "dropped": 2,
+      "centroids": 0,
+      "reason": "no_valid_cluster_dropped",
+    }
+  ]
   assert "min_cluster_size=3" in row["explanation"]
   assert "all 2 photos dropped" in row["explanation"]
   assert "keep_landmarks_without_cluster=False" in row["explanation"]
@@ -212,18 +248,26 @@ def test_a_landmark_with_outliers_lists_them_with_reason_and_counts():
   result = clean_dataset(range(len(x)), ["tower"] * 42 + ["gate"] * 12, x, CleaningConfig())
   assert result.keep.tolist() == [True] * 36 + [False] * 6 + [True] * 12
   rows = result.report()["affected_landmarks"]  # the clean gate is not listed
-  assert without_explanations(rows) == [{"landmark_id": "tower", "photos": 42, "kept": 36,
-                                         "dropped": 6, "centroids": 3,
-                                         "reason": "outside_clusters"}]
+  assert without_explanations(rows) == [
+    {
+      "landmark_id": "tower",
+      "photos": 42,
+      "kept": 36,
+      "dropped": 6,
+      "centroids": 3,
+      "reason": "outside_clusters",
+    }
+  ]
   assert rows[0]["explanation"] == (
-      "dropped: 6 photo(s) outside every cluster of min_cluster_size=3 or more photos within "
-      "distance_threshold=0.5 (average linkage)")
+    "dropped: 6 photo(s) outside every cluster of min_cluster_size=3 or more photos within "
+    "distance_threshold=0.5 (average linkage)"
+  )
 
 
 def spread_and_tight_landmarks(rng):
   """Six landmarks: two photographed tightly (one angle each), four whose photos are spread
   so widely that no two lie within cosine distance 0.3."""
-  tight = [clustered(rng, np.eye(64)[i:i + 1] * 5, 8, 0.1) for i in range(2)]
+  tight = [clustered(rng, np.eye(64)[i : i + 1] * 5, 8, 0.1) for i in range(2)]
   spread = [rng.standard_normal((5, 64)) for _ in range(4)]
   for photos in spread:
     assert pdist(photos, "cosine").min() > 0.3  # the premise: no cluster can form at 0.3
@@ -248,8 +292,9 @@ def test_threshold_0_3_keeps_all_six_landmarks_and_reports_the_four_spread_ones(
   for centroid, photos in zip(result.centroids, groups):
     np.testing.assert_allclose(centroid, normalised_mean(photos), atol=1e-6)
   # The paper-strict rule reproduces the old outcome, now reported: 2 of 6 kept.
-  strict = clean_dataset(range(len(x)), landmarks, x,
-                         dataclasses.replace(config, keep_landmarks_without_cluster=False))
+  strict = clean_dataset(
+    range(len(x)), landmarks, x, dataclasses.replace(config, keep_landmarks_without_cluster=False)
+  )
   assert strict.report()["landmarks_after"] == 2
   assert strict.report()["landmarks_dropped"] == ["spread0", "spread1", "spread2", "spread3"]
 
@@ -257,22 +302,43 @@ def test_threshold_0_3_keeps_all_six_landmarks_and_reports_the_four_spread_ones(
 def test_report_md_and_dropped_csv_name_every_affected_landmark(tmp_path):
   rng = np.random.default_rng(10)
   solos = unit(rng.standard_normal((60, 32)))  # 60 one-photo landmarks: kept whole
-  tower = np.concatenate([clustered(rng, np.eye(32)[:1] * 5, 5, 0.2),
-                          unit(rng.standard_normal((2, 32)))])  # one angle, two outliers
+  tower = np.concatenate(
+    [clustered(rng, np.eye(32)[:1] * 5, 5, 0.2), unit(rng.standard_normal((2, 32)))]
+  )  # one angle, two outliers
   x = np.concatenate([solos, tower])
   landmarks = [f"solo{i:02d}" for i in range(60)] + ["tower"] * 7
   result = clean_dataset([f"img{i}" for i in range(len(x))], landmarks, x, CleaningConfig())
   report = write_cleaning(result, LabelMap.from_ids(landmarks), tmp_path)
   with open(tmp_path / "dropped.csv", newline="") as f:
     rows = list(csv.DictReader(f))
-  expected = [{"landmark_id": f"solo{i:02d}", "photos": "1", "kept": "1", "dropped": "0",
-               "centroids": "1", "reason": "no_valid_cluster_kept_whole"} for i in range(60)]
-  expected.append({"landmark_id": "tower", "photos": "7", "kept": "5", "dropped": "2",
-                   "centroids": "1", "reason": "outside_clusters"})
+  expected = [
+    {
+      "landmark_id": f"solo{i:02d}",
+      "photos": "1",
+      "kept": "1",
+      "dropped": "0",
+      "centroids": "1",
+      "reason": "no_valid_cluster_kept_whole",
+    }
+    for i in range(60)
+  ]
+  expected.append(
+    {
+      "landmark_id": "tower",
+      "photos": "7",
+      "kept": "5",
+      "dropped": "2",
+      "centroids": "1",
+      "reason": "outside_clusters",
+    }
+  )
   assert rows == expected
   markdown = (tmp_path / "report.md").read_text()
-  listed = [line.split(" | ")[0][2:] for line in markdown.splitlines()
-            if line.startswith("| solo") or line.startswith("| tower")]
+  listed = [
+    line.split(" | ")[0][2:]
+    for line in markdown.splitlines()
+    if line.startswith("| solo") or line.startswith("| tower")
+  ]
   assert listed == [f"solo{i:02d}" for i in range(50)]  # the first 50 …
   assert "… and 11 more (all in dropped.csv)" in markdown  # … and where the rest are
   assert "min_cluster_size=3" in markdown and "distance_threshold=0.5" in markdown
@@ -286,23 +352,25 @@ def test_report_md_lists_a_short_report_whole(tmp_path):
   assert "| kiosk | 2 | 2 | 0 | 1 | no valid cluster (" in markdown
   assert "more (all in dropped.csv)" not in markdown and "| tower |" not in markdown
   assert (tmp_path / "dropped.csv").read_text().splitlines() == [
-      "landmark_id,photos,kept,dropped,centroids,reason",
-      "kiosk,2,2,0,1,no_valid_cluster_kept_whole"]
+    "landmark_id,photos,kept,dropped,centroids,reason",
+    "kiosk,2,2,0,1,no_valid_cluster_kept_whole",
+  ]
 
 
 @pytest.mark.parametrize("keep_whole", [True, False])
 @pytest.mark.parametrize("workers", [0, 2])
 def test_clean_dataset_report_and_clean_csv(workers, keep_whole):
   rng = np.random.default_rng(4)
-  a = clustered(rng, np.eye(16)[:2] * 5, 5, 0.2)   # landmark 10: two angles
+  a = clustered(rng, np.eye(16)[:2] * 5, 5, 0.2)  # landmark 10: two angles
   b = clustered(rng, np.eye(16)[2:3] * 5, 4, 0.2)  # landmark 20: one angle
   c = clustered(rng, np.eye(16)[3:6] * 5, 1, 0.2)  # landmark 30: three lone images
   nl = rng.standard_normal((2, 16))
   x = np.concatenate([a, b, c, nl])
   landmarks = [10] * 10 + [20] * 4 + [30] * 3 + [None] * 2
   ids = [f"img{i}" for i in range(len(x))]
-  config = CleaningConfig(distance_threshold=0.4, num_workers=workers,
-                          keep_landmarks_without_cluster=keep_whole)
+  config = CleaningConfig(
+    distance_threshold=0.4, num_workers=workers, keep_landmarks_without_cluster=keep_whole
+  )
   result = clean_dataset(ids, landmarks, x, config)
   assert result.landmarks_without_cluster == [30]
   report = result.report()
@@ -310,35 +378,64 @@ def test_clean_dataset_report_and_clean_csv(workers, keep_whole):
   if keep_whole:
     assert result.centroid_landmarks == [10, 10, 20, 30]
     np.testing.assert_allclose(result.centroids[3], normalised_mean(c), atol=1e-6)
-    after = {"images_after": 17, "images_dropped": 0, "landmarks_after": 3, "centroids": 4,
-                 "references": 4, "references_given": 0,  # one medoid per centroid
-             "clusters_per_landmark_histogram": {"1": 2, "2": 1},
-             "landmarks_kept_whole": ["30"], "landmarks_dropped": []}
+    after = {
+      "images_after": 17,
+      "images_dropped": 0,
+      "landmarks_after": 3,
+      "centroids": 4,
+      "references": 4,
+      "references_given": 0,  # one medoid per centroid
+      "clusters_per_landmark_histogram": {"1": 2, "2": 1},
+      "landmarks_kept_whole": ["30"],
+      "landmarks_dropped": [],
+    }
     row = {"kept": 3, "dropped": 0, "centroids": 1, "reason": "no_valid_cluster_kept_whole"}
   else:  # the paper-strict rule: landmark 30 loses its images
     assert result.centroid_landmarks == [10, 10, 20]
-    after = {"images_after": 14, "images_dropped": 3, "landmarks_after": 2, "centroids": 3,
-                 "references": 3, "references_given": 0,
-             "clusters_per_landmark_histogram": {"0": 1, "1": 1, "2": 1},
-             "landmarks_kept_whole": [], "landmarks_dropped": ["30"]}
+    after = {
+      "images_after": 14,
+      "images_dropped": 3,
+      "landmarks_after": 2,
+      "centroids": 3,
+      "references": 3,
+      "references_given": 0,
+      "clusters_per_landmark_histogram": {"0": 1, "1": 1, "2": 1},
+      "landmarks_kept_whole": [],
+      "landmarks_dropped": ["30"],
+    }
     row = {"kept": 0, "dropped": 3, "centroids": 0, "reason": "no_valid_cluster_dropped"}
   assert report == {
-      "images_before": 17, "non_landmark_images": 2, "landmarks_before": 3,
-      "landmarks_without_valid_cluster": ["30"], "settings": dataclasses.asdict(config),
-      "near_duplicates_dropped": 0, **after}
+    "images_before": 17,
+    "non_landmark_images": 2,
+    "landmarks_before": 3,
+    "landmarks_without_valid_cluster": ["30"],
+    "settings": dataclasses.asdict(config),
+    "near_duplicates_dropped": 0,
+    **after,
+  }
   assert without_explanations(rows) == [{"landmark_id": "30", "photos": 3, **row}]
   rows_csv = dict(result.clean_rows())
   assert rows_csv[20] == "img10 img11 img12 img13"
   assert rows_csv.get(30) == ("img14 img15 img16" if keep_whole else None)
 
 
-@pytest.mark.parametrize("override, named", [("min_cluster_size=0", "min_cluster_size 0"),
-                                             ("distance_threshold=0", "distance_threshold 0"),
-                                             ("distance_threshold=2.5", "distance_threshold 2.5"),
-                                             ("linkage=ward", "linkage 'ward'")])
+@pytest.mark.parametrize(
+  "override, named",
+  [
+    ("min_cluster_size=0", "min_cluster_size 0"),
+    ("distance_threshold=0", "distance_threshold 0"),
+    ("distance_threshold=2.5", "distance_threshold 2.5"),
+    ("linkage=ward", "linkage 'ward'"),
+  ],
+)
 def test_settings_out_of_range_are_one_line_before_any_work(tmp_path, capsys, override, named):
   from landmark_jax.cli import main
-  assert main(["clean", "--embeddings", str(tmp_path / "absent"), "--out", str(tmp_path / "c"),
-               override]) == 2
+
+  assert (
+    main(
+      ["clean", "--embeddings", str(tmp_path / "absent"), "--out", str(tmp_path / "c"), override]
+    )
+    == 2
+  )
   (line,) = capsys.readouterr().err.strip().splitlines()
   assert named in line and "cleaning:" in line

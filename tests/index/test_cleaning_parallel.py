@@ -47,8 +47,10 @@ def one_by_one(landmarks, x, config, references=None):
   for i, landmark in enumerate(landmarks):
     if landmark is not None:
       rows[landmark].append(i)
-  return {landmark: clean_landmark(landmark, x[r], config, (references or {}).get(landmark))
-          for landmark, r in rows.items()}, rows
+  return {
+    landmark: clean_landmark(landmark, x[r], config, (references or {}).get(landmark))
+    for landmark, r in rows.items()
+  }, rows
 
 
 def assert_same_as_one_by_one(result, landmarks, x, config, references=None):
@@ -59,18 +61,24 @@ def assert_same_as_one_by_one(result, landmarks, x, config, references=None):
   for landmark, e in expected.items():
     keep[rows[landmark]] = e.assignment >= 0
   np.testing.assert_array_equal(result.keep, keep)
-  np.testing.assert_array_equal(result.centroids,
-                                np.concatenate([e.centroids for e in expected.values()]))
-  np.testing.assert_array_equal(result.cluster_sizes,
-                                np.concatenate([e.sizes for e in expected.values()]))
-  assert result.centroid_landmarks == [l for l, e in expected.items()
-                                       for _ in range(len(e.centroids))]
-  medoid_rows = [np.asarray(rows[l])[e.medoids] for l, e in expected.items()
-                 if len(e.centroids) and (references or {}).get(l) is None]
+  np.testing.assert_array_equal(
+    result.centroids, np.concatenate([e.centroids for e in expected.values()])
+  )
+  np.testing.assert_array_equal(
+    result.cluster_sizes, np.concatenate([e.sizes for e in expected.values()])
+  )
+  assert result.centroid_landmarks == [
+    l for l, e in expected.items() for _ in range(len(e.centroids))
+  ]
+  medoid_rows = [
+    np.asarray(rows[l])[e.medoids]
+    for l, e in expected.items()
+    if len(e.centroids) and (references or {}).get(l) is None
+  ]
   if not references:
     np.testing.assert_array_equal(
-        result.references, unit(x[np.concatenate(medoid_rows)].astype(np.float64))
-        .astype(np.float32))
+      result.references, unit(x[np.concatenate(medoid_rows)].astype(np.float64)).astype(np.float32)
+    )
 
 
 def test_group_rows_matches_a_dict_of_lists():

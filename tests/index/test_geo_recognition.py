@@ -40,8 +40,9 @@ def test_paris_location_excludes_london_and_no_location_is_unchanged(recognizer)
     assert prediction.landmark_id != 1
     for candidate in prediction.candidates:  # only landmarks near Paris remain
       info = recognizer.index.landmarks[candidate.landmark_id]
-      assert float(great_circle_km(PARIS.latitude, PARIS.longitude,
-                                   info.latitude, info.longitude)) <= 50
+      assert (
+        float(great_circle_km(PARIS.latitude, PARIS.longitude, info.latitude, info.longitude)) <= 50
+      )
     assert prediction.location == PARIS
   # The same photos without a location: exactly their usual answers.
   again = recognizer.recognize(photos, [None] * len(photos), use_exif=False)
@@ -70,13 +71,13 @@ def test_below_threshold_and_landmark_answers_carry_their_reason(recognizer):
   for prediction, accepted in zip(nothing, everything):
     assert not prediction.is_landmark and prediction.candidates == accepted.candidates
     assert prediction.reason == "below_threshold" and prediction.radius_km is None
-    assert prediction.reason_text == (f"best similarity {accepted.score:.3f} is below the "
-                                      "threshold η")
+    assert prediction.reason_text == (
+      f"best similarity {accepted.score:.3f} is below the threshold η"
+    )
     assert prediction.to_json()["reason"] == "below_threshold"
   # With a location near the candidates (Paris), still below η: the same reason.
   near = recognizer.predict_embeddings(embeddings, eta=1.0, locations=[PARIS] * len(photos))
-  assert all(p.candidates and p.reason == "below_threshold" and p.radius_km == 50
-             for p in near)
+  assert all(p.candidates and p.reason == "below_threshold" and p.radius_km == 50 for p in near)
 
 
 def test_exif_gps_is_used_when_no_location_is_given(recognizer):

@@ -36,24 +36,35 @@ def full_index(backend):
   """A small index with every file an index can have: label map, landmarks.csv, the stored
   validation photos, scann/."""
   vectors, labels, sizes, label_map = parts()
-  landmarks = {i: LandmarkInfo(name=f"landmark {i}", latitude=40.0 + i, longitude=2.0)
-               for i in range(LANDMARKS)}
+  landmarks = {
+    i: LandmarkInfo(name=f"landmark {i}", latitude=40.0 + i, longitude=2.0)
+    for i in range(LANDMARKS)
+  }
   photos, _ = clustered_vectors(6, DIM, clusters=3, seed=4)
   validation = ValidationSet([f"v{i}" for i in range(6)], [0, 1, None, None, "x", None], photos)
-  return CentroidIndex.build(vectors, labels, IndexConfig(backend=backend), cluster_sizes=sizes,
-                             label_map=label_map, landmarks=landmarks,
-                             metadata={"eta": 0.5}).with_validation(validation)
+  return CentroidIndex.build(
+    vectors,
+    labels,
+    IndexConfig(backend=backend),
+    cluster_sizes=sizes,
+    label_map=label_map,
+    landmarks=landmarks,
+    metadata={"eta": 0.5},
+  ).with_validation(validation)
 
 
 def raw_index(centroids=None, labels=None, sizes=None, label_map=None, **metadata):
   """An exact index from the given parts (the rest from `parts`), unchecked, as a buggy
   writer could make it: `save` records valid checksums of whatever it is given."""
   default = parts()
-  return CentroidIndex(default[0] if centroids is None else centroids,
-                       default[1] if labels is None else labels,
-                       default[2] if sizes is None else sizes, IndexConfig(backend="exact"),
-                       label_map=default[3] if label_map is None else label_map,
-                       metadata=metadata)
+  return CentroidIndex(
+    default[0] if centroids is None else centroids,
+    default[1] if labels is None else labels,
+    default[2] if sizes is None else sizes,
+    IndexConfig(backend="exact"),
+    label_map=default[3] if label_map is None else label_map,
+    metadata=metadata,
+  )
 
 
 def edit_manifest(folder, **changes):
@@ -83,13 +94,13 @@ def load_error(folder) -> str:
 
 
 def truncate(path):
-  path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+  path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def flip_middle(path):
   data = bytearray(path.read_bytes())
   middle = len(data) // 2
-  data[middle:middle + 4] = bytes(b ^ 0xFF for b in data[middle:middle + 4])
+  data[middle : middle + 4] = bytes(b ^ 0xFF for b in data[middle : middle + 4])
   path.write_bytes(bytes(data))
 
 
@@ -97,7 +108,7 @@ def non_utf8(path):
   # The same length, so only the content can tell: 0xFF never occurs in UTF-8.
   data = bytearray(path.read_bytes())
   middle = len(data) // 2
-  data[middle:middle + 2] = b"\xff\xfe"
+  data[middle : middle + 2] = b"\xff\xfe"
   path.write_bytes(bytes(data))
 
 
@@ -119,16 +130,24 @@ def flip_text(path):
   # A change that keeps the manifest valid JSON: a digit of its `created` time.
   text = path.read_text()
   at = text.index('"created": "') + len('"created": "') + 3
-  path.write_text(text[:at] + str((int(text[at]) + 1) % 10) + text[at + 1:])
+  path.write_text(text[:at] + str((int(text[at]) + 1) % 10) + text[at + 1 :])
 
 
 def edited_by_hand(path):
   path.write_text(json.dumps({**json.loads(path.read_text()), "eta": 0.25}, indent=2))
 
 
-CORRUPTIONS = {"flip text": flip_text, "edited by hand": edited_by_hand, "truncate": truncate, "flip bytes": flip_middle, "delete": lambda p: p.unlink(),
-               "wrong shape": wrong_shape, "NaN values": nan_values, "bad JSON": bad_json,
-               "non-UTF-8": non_utf8}
+CORRUPTIONS = {
+  "flip text": flip_text,
+  "edited by hand": edited_by_hand,
+  "truncate": truncate,
+  "flip bytes": flip_middle,
+  "delete": lambda p: p.unlink(),
+  "wrong shape": wrong_shape,
+  "NaN values": nan_values,
+  "bad JSON": bad_json,
+  "non-UTF-8": non_utf8,
+}
 
 
 def applicable(name: str) -> list[str]:
@@ -150,8 +169,16 @@ def test_every_damaged_file_is_refused_naming_it(tmp_path, backend):
   pristine = full_index(backend).save(tmp_path / "pristine")
   assert len(CentroidIndex.load(pristine)) == N
   names = sorted(p.relative_to(pristine).as_posix() for p in pristine.rglob("*") if p.is_file())
-  expected = {"manifest.json", "centroids.npy", "labels.npy", "cluster_sizes.npy",
-              "label_map.json", "landmarks.csv", "validation_embeddings.npy", "validation.json"}
+  expected = {
+    "manifest.json",
+    "centroids.npy",
+    "labels.npy",
+    "cluster_sizes.npy",
+    "label_map.json",
+    "landmarks.csv",
+    "validation_embeddings.npy",
+    "validation.json",
+  }
   assert expected <= set(names) and (backend == "exact") == (set(names) == expected)
   loaded = []
   for name in names:
@@ -233,35 +260,38 @@ def manifest_change(**changes):
     folder = raw_index(eta=0.5).save(folder)
     edit_manifest(folder, **changes)
     return folder, "manifest.json"
+
   return case
 
 
 def eta(value):
   def case(folder):
     return raw_index(eta=value).save(folder), "manifest.json"
+
   return case
 
 
 INCONSISTENT = {
-    "labels shorter than centroids": labels_shorter,
-    "all-NaN centroids": all_nan_centroids,
-    "an infinite centroid": one_infinite_centroid,
-    "label beyond the label map": label_beyond_label_map,
-    "negative label": negative_label,
-    "empty cluster": empty_cluster,
-    "float labels": float_labels,
-    "float64 centroids": float64_centroids,
-    "eta NaN": eta(math.nan),
-    "eta Infinity": eta(math.inf),
-    "eta 1.5": eta(1.5),
-    "eta a string": eta("0.5"),
-    "num_centroids wrong": manifest_change(num_centroids=N - 1),
-    "embedding_dim wrong": manifest_change(embedding_dim=DIM + 1),
-    "num_landmarks wrong": manifest_change(num_landmarks=LANDMARKS + 1),
-    "format_version true": manifest_change(format_version=True),
-    "no checksums in a v2 manifest": manifest_change(files=None),
-    "a checksum outside the folder": manifest_change(
-        files={"../outside.npy": {"bytes": 1, "sha256": "0" * 64}}),
+  "labels shorter than centroids": labels_shorter,
+  "all-NaN centroids": all_nan_centroids,
+  "an infinite centroid": one_infinite_centroid,
+  "label beyond the label map": label_beyond_label_map,
+  "negative label": negative_label,
+  "empty cluster": empty_cluster,
+  "float labels": float_labels,
+  "float64 centroids": float64_centroids,
+  "eta NaN": eta(math.nan),
+  "eta Infinity": eta(math.inf),
+  "eta 1.5": eta(1.5),
+  "eta a string": eta("0.5"),
+  "num_centroids wrong": manifest_change(num_centroids=N - 1),
+  "embedding_dim wrong": manifest_change(embedding_dim=DIM + 1),
+  "num_landmarks wrong": manifest_change(num_landmarks=LANDMARKS + 1),
+  "format_version true": manifest_change(format_version=True),
+  "no checksums in a v2 manifest": manifest_change(files=None),
+  "a checksum outside the folder": manifest_change(
+    files={"../outside.npy": {"bytes": 1, "sha256": "0" * 64}}
+  ),
 }
 
 
@@ -325,14 +355,13 @@ def test_stored_validation_photos_round_trip_and_are_checked_when_read(tmp_path)
   rewrite_with_checksum(folder, "validation_embeddings.npy", np.zeros((6, DIM + 1), np.float32))
   loaded = CentroidIndex.load(folder)  # serving never reads them
   with pytest.raises(IndexFormatError, match=r"validation_embeddings\.npy.*expected float32"):
-    loaded.validation
+    _ = loaded.validation
   # Replaced after the index was loaded (another save swapped the folder): refused too.
   full_index("exact").save(tmp_path / "other")
   loaded = CentroidIndex.load(tmp_path / "other")
   np.save(tmp_path / "other" / "validation_embeddings.npy", np.zeros((6, DIM), np.float32))
   with pytest.raises(IndexFormatError, match="validation_embeddings.npy: damaged"):
-    loaded.validation
-
+    _ = loaded.validation
 
 
 def test_a_saved_index_is_readable_by_others_as_the_umask_allows(tmp_path):

@@ -13,22 +13,28 @@ from landmark_jax.index.landmarks import LandmarkInfo, find_landmark, merge_meta
 from landmark_jax.index.validation import ValidationSet
 from tests.helpers import clustered_vectors
 
-DEMO = {0: LandmarkInfo("astronaut", 48.0, 2.0), 1: LandmarkInfo("coffee", 45.0, 12.0),
-        2: LandmarkInfo("camera", 40.0, -3.0), 3: LandmarkInfo("rocket", 28.5, -80.6)}
+DEMO = {
+  0: LandmarkInfo("astronaut", 48.0, 2.0),
+  1: LandmarkInfo("coffee", 45.0, 12.0),
+  2: LandmarkInfo("camera", 40.0, -3.0),
+  3: LandmarkInfo("rocket", 28.5, -80.6),
+}
 # A user's CSV for two new landmarks whose folders are named by name, reusing ids 2 and 3.
-USER_CSV = {2: LandmarkInfo("sacre_coeur_paris", 48.88671, 2.34305),
-            3: LandmarkInfo("st_pauls_cathedral_london", 51.51383, -0.09836)}
+USER_CSV = {
+  2: LandmarkInfo("sacre_coeur_paris", 48.88671, 2.34305),
+  3: LandmarkInfo("st_pauls_cathedral_london", 51.51383, -0.09836),
+}
 
 
 def demo_index(validation=None) -> CentroidIndex:
   vectors, _ = clustered_vectors(8, dim=16, clusters=4)
-  return CentroidIndex.build(vectors, np.arange(8) // 2, label_map=LabelMap.from_ids(range(4)),
-                             landmarks=DEMO).with_validation(validation)
+  return CentroidIndex.build(
+    vectors, np.arange(8) // 2, label_map=LabelMap.from_ids(range(4)), landmarks=DEMO
+  ).with_validation(validation)
 
 
 def test_new_landmarks_take_their_rows_by_name_and_existing_ones_are_untouched():
-  merge = merge_metadata(DEMO, DEMO, ["sacre_coeur_paris", "st_pauls_cathedral_london"],
-                         USER_CSV)
+  merge = merge_metadata(DEMO, DEMO, ["sacre_coeur_paris", "st_pauls_cathedral_london"], USER_CSV)
   assert {k: merge.landmarks[k] for k in DEMO} == DEMO  # ids 2 and 3 keep their metadata
   assert merge.landmarks["sacre_coeur_paris"] == USER_CSV[2]
   assert merge.landmarks["st_pauls_cathedral_london"] == USER_CSV[3]
@@ -37,8 +43,11 @@ def test_new_landmarks_take_their_rows_by_name_and_existing_ones_are_untouched()
 
 
 def test_rows_by_id_and_existing_rows_need_update_metadata():
-  table = {"eiffel": LandmarkInfo("Tour Eiffel", 48.858, 2.294),
-           1: LandmarkInfo("espresso", 1.0, 1.0), 99: LandmarkInfo("nowhere")}
+  table = {
+    "eiffel": LandmarkInfo("Tour Eiffel", 48.858, 2.294),
+    1: LandmarkInfo("espresso", 1.0, 1.0),
+    99: LandmarkInfo("nowhere"),
+  }
   kept = merge_metadata(DEMO, DEMO, ["eiffel", "louvre"], table)
   assert kept.landmarks[1] == DEMO[1] and kept.not_updated == (1,)
   assert kept.by_id == ("eiffel",) and kept.without_row == ("louvre",) and kept.unused == (99,)
@@ -61,8 +70,9 @@ def test_a_row_for_an_existing_folder_landmark_is_found_by_name_or_refused_if_am
   # A name that is a numeric id is a name, not a pointer (only folder landmarks have
   # string ids): `7,3` renames 7 to "3" — refused, since "3" is landmark 3's id.
   with pytest.raises(DataError, match="'3' would name 3 and 7"):
-    merge_metadata({**DEMO, 7: LandmarkInfo("ihc")}, [*DEMO, 7], [], {7: LandmarkInfo("3")},
-                   update_existing=True)
+    merge_metadata(
+      {**DEMO, 7: LandmarkInfo("ihc")}, [*DEMO, 7], [], {7: LandmarkInfo("3")}, update_existing=True
+    )
   # A row equal to the landmark's metadata changes nothing and is not reported.
   same = merge_metadata(DEMO, DEMO, [], {1: DEMO[1]}, update_existing=True)
   assert same.updated == () and same.not_updated == ()
@@ -75,19 +85,21 @@ def test_a_merge_that_gives_two_landmarks_one_name_is_refused():
     merge_metadata(DEMO, DEMO, ["new"], {"new": LandmarkInfo("astronaut")})
   with_eiffel = {**DEMO, "eiffel": LandmarkInfo()}  # a name equal to another's id, too
   with pytest.raises(DataError, match="'Eiffel' would name 2 and eiffel"):
-    merge_metadata(with_eiffel, with_eiffel, [], {2: LandmarkInfo("Eiffel")},
-                   update_existing=True)
+    merge_metadata(with_eiffel, with_eiffel, [], {2: LandmarkInfo("Eiffel")}, update_existing=True)
 
 
 def test_add_centroids_keeps_existing_metadata_and_records_the_merge():
   index = demo_index()
   new, _ = clustered_vectors(2, dim=16, clusters=2, seed=3)
-  added = add_centroids(index, new, ["sacre_coeur_paris", "st_pauls_cathedral_london"],
-                        np.array([6, 2]), USER_CSV, {})
+  added = add_centroids(
+    index, new, ["sacre_coeur_paris", "st_pauls_cathedral_london"], np.array([6, 2]), USER_CSV, {}
+  )
   assert {k: added.landmarks[k] for k in DEMO} == DEMO
   assert added.landmarks["sacre_coeur_paris"].name == "sacre_coeur_paris"
   assert added.metadata["edits"][-1]["metadata"]["by_name"] == {
-      "sacre_coeur_paris": "2", "st_pauls_cathedral_london": "3"}
+    "sacre_coeur_paris": "2",
+    "st_pauls_cathedral_london": "3",
+  }
 
 
 def test_a_clash_names_the_landmark_and_does_not_suggest_removing_it():
@@ -132,12 +144,24 @@ def test_update_landmarks_renames_by_id_or_folder_name_and_keeps_the_rest(tmp_pa
   index = demo_index()
   new, _ = clustered_vectors(1, dim=16, clusters=1, seed=3)
   add_centroids(index, new, ["berliner_dom"], np.array([3]), None, {}).save(tmp_path / "index")
-  (tmp_path / "fix.csv").write_text("landmark_id,name,latitude,longitude\n"
-                                    "0,Astronaut (NASA),28.5,-80.6\n"
-                                    "berliner_dom,berliner_dom,52.51908,13.40107\n"
-                                    "42,nowhere,,\n")
-  assert main(["update-landmarks", "--index", str(tmp_path / "index"), "--landmarks-csv",
-               str(tmp_path / "fix.csv")]) == 0
+  (tmp_path / "fix.csv").write_text(
+    "landmark_id,name,latitude,longitude\n"
+    "0,Astronaut (NASA),28.5,-80.6\n"
+    "berliner_dom,berliner_dom,52.51908,13.40107\n"
+    "42,nowhere,,\n"
+  )
+  assert (
+    main(
+      [
+        "update-landmarks",
+        "--index",
+        str(tmp_path / "index"),
+        "--landmarks-csv",
+        str(tmp_path / "fix.csv"),
+      ]
+    )
+    == 0
+  )
   out = capsys.readouterr().out
   assert "landmark 0 (astronaut) → Astronaut (NASA)" in out and "matching no landmark: 42" in out
   updated = CentroidIndex.load(tmp_path / "index")
@@ -146,16 +170,50 @@ def test_update_landmarks_renames_by_id_or_folder_name_and_keeps_the_rest(tmp_pa
   np.testing.assert_array_equal(updated.centroids, CentroidIndex.load(tmp_path / "index").centroids)
   assert updated.metadata["edits"][-1]["op"] == "metadata"
   (tmp_path / "clash.csv").write_text("landmark_id,name\n2,coffee\n")
-  assert main(["update-landmarks", "--index", str(tmp_path / "index"), "--landmarks-csv",
-               str(tmp_path / "clash.csv")]) == 2
+  assert (
+    main(
+      [
+        "update-landmarks",
+        "--index",
+        str(tmp_path / "index"),
+        "--landmarks-csv",
+        str(tmp_path / "clash.csv"),
+      ]
+    )
+    == 2
+  )
   assert "'coffee' would name 1 and 2" in capsys.readouterr().err
   (tmp_path / "ambiguous.csv").write_text("landmark_id,name\n1,berliner_dom\n")
-  assert main(["update-landmarks", "--index", str(tmp_path / "index"), "--landmarks-csv",
-               str(tmp_path / "ambiguous.csv")]) == 2
+  assert (
+    main(
+      [
+        "update-landmarks",
+        "--index",
+        str(tmp_path / "index"),
+        "--landmarks-csv",
+        str(tmp_path / "ambiguous.csv"),
+      ]
+    )
+    == 2
+  )
   assert "rows 1,berliner_dom" in capsys.readouterr().err
 
 
 def test_hold_back_without_recalibrate_is_a_usage_error(tmp_path, capsys):
-  assert main(["add-landmarks", "--checkpoint", str(tmp_path), "--index", str(tmp_path),
-               "--folder", str(tmp_path), "--hold-back", "0.5"]) == 2
+  assert (
+    main(
+      [
+        "add-landmarks",
+        "--checkpoint",
+        str(tmp_path),
+        "--index",
+        str(tmp_path),
+        "--folder",
+        str(tmp_path),
+        "--hold-back",
+        "0.5",
+      ]
+    )
+    == 2
+  )
   assert "give it with --recalibrate" in capsys.readouterr().err

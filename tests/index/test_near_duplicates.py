@@ -7,7 +7,13 @@ import pytest
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.stages.centroids import write_cleaning
 from landmark_jax.stages.cleaning import (
-    NEAR_DUPLICATE, CleaningConfig, clean_dataset, clean_landmark, distinct_photos, medoid)
+  NEAR_DUPLICATE,
+  CleaningConfig,
+  clean_dataset,
+  clean_landmark,
+  distinct_photos,
+  medoid,
+)
 
 
 def unit(x):
@@ -42,8 +48,12 @@ def test_a_planted_near_duplicate_is_removed_and_counted(tmp_path):
   write_cleaning(result, LabelMap.from_ids(["tower"]), tmp_path)
   assert "p6" not in (tmp_path / "train_clean.csv").read_text()
   # Turned off, the copy stays.
-  off = clean_dataset([f"p{i}" for i in range(7)], ["tower"] * 7, x,
-                      CleaningConfig(distance_threshold=0.5, remove_near_duplicates=False))
+  off = clean_dataset(
+    [f"p{i}" for i in range(7)],
+    ["tower"] * 7,
+    x,
+    CleaningConfig(distance_threshold=0.5, remove_near_duplicates=False),
+  )
   assert off.keep.all() and off.report()["near_duplicates_dropped"] == 0
 
 
@@ -71,13 +81,20 @@ def test_references_are_the_cluster_medoids_unless_given():
   config = CleaningConfig(distance_threshold=0.5, min_cluster_size=3)
   result = clean_dataset([f"p{i}" for i in range(14)], landmarks, x, config)
   assert result.reference_landmarks == ["tower", "tower", "gate"]
-  expected = [x[medoid(x, np.arange(0, 5))], x[medoid(x, np.arange(5, 10))],
-              x[medoid(x, np.arange(10, 14))]]
+  expected = [
+    x[medoid(x, np.arange(0, 5))],
+    x[medoid(x, np.arange(5, 10))],
+    x[medoid(x, np.arange(10, 14))],
+  ]
   np.testing.assert_allclose(result.references, expected, atol=1e-6)
   given = {"gate": unit(rng.standard_normal((2, 16)))}
-  with_given = clean_dataset([f"p{i}" for i in range(14)], landmarks, x,
-                             CleaningConfig(distance_threshold=0.5, reference_similarity=-1),
-                             references=given)
+  with_given = clean_dataset(
+    [f"p{i}" for i in range(14)],
+    landmarks,
+    x,
+    CleaningConfig(distance_threshold=0.5, reference_similarity=-1),
+    references=given,
+  )
   assert with_given.reference_landmarks == ["tower", "tower", "gate", "gate"]
   assert with_given.report()["references_given"] == 2 and result.report()["references_given"] == 0
   np.testing.assert_allclose(with_given.references[2:], given["gate"], atol=1e-6)

@@ -59,9 +59,12 @@ def user_folder(tiny_trained, index_dir, landmarks_mini, tmp_path, monkeypatch):
   (demo / "train").symlink_to(tiny_trained[0])
   shutil.copytree(index_dir / "index", demo / "index")
   # The demo's index is calibrated on its validation split, which it keeps (`make demo`).
-  assert main(["calibrate", "--checkpoint", str(demo / "train"), "--index",
-               str(demo / "index")]) == 0
-  names = {row["landmark_id"]: row for row in csv.DictReader(open(landmarks_mini / "landmarks.csv"))}
+  assert (
+    main(["calibrate", "--checkpoint", str(demo / "train"), "--index", str(demo / "index")]) == 0
+  )
+  names = {
+    row["landmark_id"]: row for row in csv.DictReader(open(landmarks_mini / "landmarks.csv"))
+  }
   by_name = {row["name"]: row["landmark_id"] for row in names.values()}
   rows = list(csv.DictReader(open(landmarks_mini / "train.csv")))
   with open(tmp_path / "my_landmarks.csv", "w", newline="") as f:
@@ -103,7 +106,12 @@ def test_the_walkthrough_as_written(user_folder, capsys):
   before = user_folder
   commands = doc_commands()
   assert [c[1] if c[0] == "landmark-jax" else c[0] for c in commands] == [
-      "cp", "add-landmarks", "calibrate", "recognize", "remove-landmarks"]
+    "cp",
+    "add-landmarks",
+    "calibrate",
+    "recognize",
+    "remove-landmarks",
+  ]
   run(commands.pop(0), capsys)  # a copy of the demo's index, which must stay as it is
   index_dir = pathlib.Path("my_index")
   stored = before.validation.counts()
@@ -117,8 +125,10 @@ def test_the_walkthrough_as_written(user_folder, capsys):
   for name in NEW:
     info = added.landmarks[name]
     assert info.name == name and info.has_location
-  assert (added.landmarks["sacre_coeur_paris"].latitude,
-          added.landmarks["sacre_coeur_paris"].longitude) == (48.88671, 2.34305)
+  assert (
+    added.landmarks["sacre_coeur_paris"].latitude,
+    added.landmarks["sacre_coeur_paris"].longitude,
+  ) == (48.88671, 2.34305)
   assert "matched by name" in out
   labels = added.label_map.to_landmark_ids(added.labels)
   sizes = {name: added.cluster_sizes[[l == name for l in labels]] for name in NEW}
@@ -128,10 +138,15 @@ def test_the_walkthrough_as_written(user_folder, capsys):
   assert edit["held_back"] == 2 and sorted(edit["landmarks"]) == sorted(NEW)
   calibration = added.metadata["calibration"]
   assert (calibration["landmark_images"], calibration["non_landmark_images"]) == (
-      stored[0] + 2, stored[1])
+    stored[0] + 2,
+    stored[1],
+  )
   assert added.validation.counts() == (stored[0] + 2, stored[1])
-  held = [i for i, l in zip(added.validation.ids, added.validation.landmark_ids)
-          if l == "sacre_coeur_paris"]
+  held = [
+    i
+    for i, l in zip(added.validation.ids, added.validation.landmark_ids)
+    if l == "sacre_coeur_paris"
+  ]
   assert len(held) == 2 and all(i.startswith("sacre_coeur_paris/") for i in held)
   assert added.metadata["eta"] == calibration["eta"]
 
@@ -143,8 +158,11 @@ def test_the_walkthrough_as_written(user_folder, capsys):
   validation = calibrated.validation
   streets = len(list(pathlib.Path("street_photos").iterdir()))
   assert validation.counts() == (stored[0] + 2, streets)
-  best = (validation.embeddings.astype(np.float64) @ calibrated.centroids.T.astype(np.float64)
-          ).max(1).astype(np.float32)
+  best = (
+    (validation.embeddings.astype(np.float64) @ calibrated.centroids.T.astype(np.float64))
+    .max(1)
+    .astype(np.float32)
+  )
   street = np.sort(best[validation.is_non_landmark])
   needed = int(np.ceil(0.95 * streets))
   eta = calibrated.metadata["eta"]
@@ -164,8 +182,9 @@ def test_the_walkthrough_as_written(user_folder, capsys):
     near = rho is None or np.float32(line["reference_similarity"]) >= np.float32(rho)
     accepted = clears and near
     assert line["landmark_id"] == ("sacre_coeur_paris" if accepted else None), line
-    assert line["reason"] == (None if accepted else "below_threshold" if not clears
-                              else "far_from_references"), line
+    assert line["reason"] == (
+      None if accepted else "below_threshold" if not clears else "far_from_references"
+    ), line
 
   # remove-landmarks by name: that landmark goes, every other keeps its metadata.
   run(commands[3], capsys)

@@ -30,8 +30,10 @@ def test_eta_for_specificity_by_hand():
 def test_restored_model_equals_the_trained_state(tiny_trained, trained):
   _, result = tiny_trained
   assert trained.step == result.steps and trained.model.num_classes == 8
-  np.testing.assert_array_equal(trained.variables["params"]["classifier"]["kernel"],
-                                np.asarray(result.state.params["classifier"]["kernel"]))
+  np.testing.assert_array_equal(
+    trained.variables["params"]["classifier"]["kernel"],
+    np.asarray(result.state.params["classifier"]["kernel"]),
+  )
 
 
 def test_embed_is_resumable_and_normalised(trained, tmp_path):
@@ -44,6 +46,7 @@ def test_embed_is_resumable_and_normalised(trained, tmp_path):
   assert len(shards) == 6  # 6×18 + 2×9 landmark + 240 non-landmark = 366 images, 64 a shard
   kept = {s.name: os.stat(s / "embeddings.npy").st_mtime_ns for s in shards}
   import shutil
+
   shutil.rmtree(shards[1])  # as if killed before the second shard was renamed into place
   second = embed_source(trained, source, tmp_path / "e", shard_size=64, progress=False)
   np.testing.assert_allclose(second.embeddings, first.embeddings, atol=1e-6)
@@ -71,8 +74,9 @@ def test_calibration_reaches_the_target_and_recognition_is_end_to_end(trained, i
 
   # η from calibrate recomputed independently: the share of validation non-landmarks below it.
   embedded = recognizer.embed_source(validation)
-  scores = np.array([p.score for p in recognizer.predict_embeddings(embedded.embeddings,
-                                                                    eta=-math.inf)])
+  scores = np.array(
+    [p.score for p in recognizer.predict_embeddings(embedded.embeddings, eta=-math.inf)]
+  )
   non_landmark = embedded.labels == trained.label_map.non_landmark_label
   assert np.mean(scores[non_landmark] < result["eta"]) >= 0.9
 
@@ -95,31 +99,67 @@ def test_calibration_reaches_the_target_and_recognition_is_end_to_end(trained, i
 def test_cli_pipeline_stores_eta_and_recognizes(tiny_trained, trained, tmp_path, capsys):
   workdir = str(tiny_trained[0])
   assert main(["embed", "--checkpoint", workdir, "--out", str(tmp_path / "embeddings")]) == 0
-  assert main(["clean", "--embeddings", str(tmp_path / "embeddings"), "--out",
-               str(tmp_path / "clean"), "distance_threshold=0.3"]) == 0
-  assert main(["build-index", "--clean", str(tmp_path / "clean"), "--out",
-               str(tmp_path / "index")]) == 0
+  assert (
+    main(
+      [
+        "clean",
+        "--embeddings",
+        str(tmp_path / "embeddings"),
+        "--out",
+        str(tmp_path / "clean"),
+        "distance_threshold=0.3",
+      ]
+    )
+    == 0
+  )
+  assert (
+    main(["build-index", "--clean", str(tmp_path / "clean"), "--out", str(tmp_path / "index")]) == 0
+  )
   # The first calibration's target defaults to the model's own config (tiny_cpu: 0.95).
   assert main(["calibrate", "--checkpoint", workdir, "--index", str(tmp_path / "index")]) == 0
   manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
-  assert manifest["calibration"]["target_specificity"] == trained.config.calibration.target_specificity == 0.95
-  assert main(["calibrate", "--checkpoint", workdir, "--index", str(tmp_path / "index"),
-               "--target-specificity", "0.9"]) == 0
+  assert (
+    manifest["calibration"]["target_specificity"]
+    == trained.config.calibration.target_specificity
+    == 0.95
+  )
+  assert (
+    main(
+      [
+        "calibrate",
+        "--checkpoint",
+        workdir,
+        "--index",
+        str(tmp_path / "index"),
+        "--target-specificity",
+        "0.9",
+      ]
+    )
+    == 0
+  )
   manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
   assert manifest["eta"] == manifest["calibration"]["eta"]
   assert manifest["checkpoint"] == trained.checkpoint_id  # carried from embed through clean
   photo = GLDv2Source(demo_dataset(), csv="test.csv").paths[0]
   capsys.readouterr()
-  assert main(["recognize", "--checkpoint", workdir, "--index", str(tmp_path / "index"),
-               "--json", photo]) == 0
+  assert (
+    main(
+      ["recognize", "--checkpoint", workdir, "--index", str(tmp_path / "index"), "--json", photo]
+    )
+    == 0
+  )
   line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert line["path"] == photo and len(line["candidates"]) == 5
   # An unreadable photo among readable ones: the others are still recognised, the bad one is
   # named on stderr (one line), and the status says something went wrong.
   broken = tmp_path / "broken.jpg"
   broken.write_bytes(b"\xff\xd8 not really a jpeg")
-  assert main(["recognize", "--checkpoint", workdir, "--index", str(tmp_path / "index"),
-               photo, str(broken)]) == 2
+  assert (
+    main(
+      ["recognize", "--checkpoint", workdir, "--index", str(tmp_path / "index"), photo, str(broken)]
+    )
+    == 2
+  )
   captured = capsys.readouterr()
   assert captured.out.startswith(photo + "\t") and len(captured.out.splitlines()) == 1
   (error,) = captured.err.strip().splitlines()

@@ -39,10 +39,14 @@ def hand_index():
   reference photos are e0 ± 0.8·e2 (cosine 0.6 to e0 each: the mean lies between them).
   Landmark "dome" (label 1): centroid e1, reference photo e1 itself."""
   references = References(unit([mix(e(0), e(2), 0.6), mix(e(0), -e(2), 0.6), e(1)]), [0, 0, 1])
-  return CentroidIndex.build(unit([e(0), e(1)]), [0, 1], IndexConfig(backend="exact"),
-                             label_map=LabelMap(("arch", "dome")),
-                             metadata={"eta": 0.8, "reference_threshold": 0.7},
-                             references=references)
+  return CentroidIndex.build(
+    unit([e(0), e(1)]),
+    [0, 1],
+    IndexConfig(backend="exact"),
+    label_map=LabelMap(("arch", "dome")),
+    metadata={"eta": 0.8, "reference_threshold": 0.7},
+    references=references,
+  )
 
 
 def test_a_planted_candidate_near_the_centroid_but_far_from_the_references_is_rejected(trained):
@@ -55,7 +59,8 @@ def test_a_planted_candidate_near_the_centroid_but_far_from_the_references_is_re
   # Query 3: the dome, cosine 0.85 to its centroid, which is also its reference.
   dome = mix(e(1), e(4), 0.85)
   planted_answer, view_answer, dome_answer = recognizer.predict_embeddings(
-      unit([planted, view, dome]).astype(np.float32))
+    unit([planted, view, dome]).astype(np.float32)
+  )
   assert planted_answer.candidates[0].landmark_id == "arch"
   assert planted_answer.score == pytest.approx(0.95, abs=1e-6)
   assert planted_answer.reference_similarity == pytest.approx(0.95 * 0.6, abs=1e-6)
@@ -82,7 +87,8 @@ def test_a_landmark_without_references_is_not_rejected_by_them(trained):
   index = hand_index()
   index = index.with_references(References(index.references.vectors[:2], [0, 0]))  # dome: none
   answer = Recognizer(trained, index).predict_embeddings(
-      unit([mix(e(1), e(4), 0.85)]).astype(np.float32))[0]
+    unit([mix(e(1), e(4), 0.85)]).astype(np.float32)
+  )[0]
   assert answer.landmark_id == "dome" and answer.reference_similarity is None
 
 
@@ -122,8 +128,9 @@ def test_rho_and_eta_are_calibrated_together_for_the_target(trained):
   assert result["specificity_with_references"] == 0.8
   # Stored, the recognizer applies both: every arch photo is recognised, and 8 of the 10
   # non-landmarks are still rejected (now by ρ).
-  calibrated = index.with_metadata(eta=result["eta"], **{
-      k: result[k] for k in ("reference_threshold", "eta_with_references")})
+  calibrated = index.with_metadata(
+    eta=result["eta"], **{k: result[k] for k in ("reference_threshold", "eta_with_references")}
+  )
   recognizer = Recognizer(trained, calibrated)
   answers = recognizer.predict_embeddings(vectors)
   assert [a.landmark_id for a in answers[10:]] == ["arch"] * 10
@@ -171,5 +178,7 @@ def test_an_index_of_another_model_is_named_in_a_warning(trained, caplog):
   Recognizer(trained, hand_index().with_metadata(checkpoint=moved))
   assert "built from the embeddings of" not in caplog.text
   Recognizer(trained, hand_index().with_metadata(checkpoint="/runs/other/train@5"))
-  assert f"built from the embeddings of /runs/other/train@5, and this model is " \
-         f"{trained.checkpoint_id}" in caplog.text
+  assert (
+    f"built from the embeddings of /runs/other/train@5, and this model is "
+    f"{trained.checkpoint_id}" in caplog.text
+  )

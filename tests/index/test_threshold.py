@@ -13,11 +13,9 @@ from landmark_jax.index import CentroidIndex, IndexConfig, threshold
 from landmark_jax.recognize import Recognizer
 from tests.helpers import clustered_vectors
 
-
 # ScaNN's tree mode (≥ 20,000 centroids) is approximate: which neighbours it finds can vary
 # with the batch, so the guarantee is for the two exact modes.
-CONFIGS = {"scann brute force": IndexConfig(backend="scann"),
-           "exact": IndexConfig(backend="exact")}
+CONFIGS = {"scann brute force": IndexConfig(backend="scann"), "exact": IndexConfig(backend="exact")}
 
 
 @pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
@@ -28,12 +26,13 @@ def test_a_query_scores_the_same_alone_and_in_any_batch(config):
   labels, scores, ids = index.search(queries, 8)
   for size in (1, 2, 3, 8, 16):
     for start in range(0, 37, size):
-      _, part, part_ids = index.search(queries[start:start + size], 8)
-      np.testing.assert_array_equal(part, scores[start:start + size])  # bit for bit
-      np.testing.assert_array_equal(part_ids, ids[start:start + size])
+      _, part, part_ids = index.search(queries[start : start + size], 8)
+      np.testing.assert_array_equal(part, scores[start : start + size])  # bit for bit
+      np.testing.assert_array_equal(part_ids, ids[start : start + size])
   # Each score is the float64 dot product rounded to float32, best first.
-  expected = np.einsum("qkd,qd->qk", centroids[ids].astype(np.float64),
-                       queries.astype(np.float64)).astype(np.float32)
+  expected = np.einsum(
+    "qkd,qd->qk", centroids[ids].astype(np.float64), queries.astype(np.float64)
+  ).astype(np.float32)
   np.testing.assert_array_equal(scores, expected)
   assert (np.diff(scores, axis=1) <= 0).all()
   exact = (queries.astype(np.float64) @ centroids.T.astype(np.float64)).max(1)
@@ -62,8 +61,10 @@ def test_a_non_landmark_photo_exactly_at_the_threshold(trained, index_dir):
   result = calibrate_on(recognizer, validation, 1.0)  # every non-landmark photo rejected
   assert result["specificity"] == 1.0
   non_landmark = np.flatnonzero(validation.is_non_landmark)
-  scores = np.array([p.score for p in recognizer.predict_embeddings(
-      validation.embeddings[non_landmark])], np.float32)
+  scores = np.array(
+    [p.score for p in recognizer.predict_embeddings(validation.embeddings[non_landmark])],
+    np.float32,
+  )
   boundary = non_landmark[scores.argmax()]
   assert result["eta"] == float(np.nextafter(scores.max(), np.float32(2)))  # one step above
   path = validation_source.paths[list(validation_source.ids).index(validation.ids[boundary])]

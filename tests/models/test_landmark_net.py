@@ -47,13 +47,13 @@ def test_embed_is_the_l2_normalised_bn_output(tiny):
   # The classifier reads the (unnormalised) BN output: logits = e·W + b.
   head = variables["params"]["classifier"]
   np.testing.assert_allclose(
-      logits, np.asarray(embedding) @ head["kernel"] + head["bias"], rtol=1e-4, atol=1e-4)
+    logits, np.asarray(embedding) @ head["kernel"] + head["bias"], rtol=1e-4, atol=1e-4
+  )
 
 
 def test_embedding_bn_normalises_in_training_mode(tiny):
   model, variables = tiny
-  (embedding, _), _ = model.apply(
-      variables, make_batch(16)[0], train=True, mutable=["batch_stats"])
+  (embedding, _), _ = model.apply(variables, make_batch(16)[0], train=True, mutable=["batch_stats"])
   # BN with scale 1, bias 0 at init: each feature has zero mean and unit variance over the batch.
   np.testing.assert_allclose(np.mean(embedding, axis=0), 0, atol=1e-4)
   np.testing.assert_allclose(np.var(embedding, axis=0), 1, atol=1e-2)
@@ -80,8 +80,8 @@ def test_bf16_compute_keeps_float32_params(tiny):
 
 def loss_fn(params, batch_stats, model, images, labels):
   (embedding, logits), updates = model.apply(
-      {"params": params, "batch_stats": batch_stats}, images, train=True,
-      mutable=["batch_stats"])
+    {"params": params, "batch_stats": batch_stats}, images, train=True, mutable=["batch_stats"]
+  )
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
   loss += 1e-3 * jnp.mean(jnp.sum(embedding**2, axis=-1))
   return loss, (embedding, logits, updates["batch_stats"])
@@ -89,8 +89,9 @@ def loss_fn(params, batch_stats, model, images, labels):
 
 def forward_backward(model, variables, images, labels, mesh):
   step = jax.jit(
-      jax.value_and_grad(functools.partial(loss_fn, model=model), has_aux=True),
-      out_shardings=sharding.replicated_sharding(mesh))
+    jax.value_and_grad(functools.partial(loss_fn, model=model), has_aux=True),
+    out_shardings=sharding.replicated_sharding(mesh),
+  )
   params = sharding.replicate(variables["params"], mesh)
   batch_stats = sharding.replicate(variables["batch_stats"], mesh)
   images, labels = sharding.shard_batch((images, labels), mesh)
@@ -107,7 +108,9 @@ def test_data_parallel_forward_backward_equals_single_device(tiny):
   assert len(images8.addressable_shards) == 8
   assert images8.addressable_shards[0].data.shape == (2, 32, 32, 3)
 
-  single = forward_backward(model, variables, images, labels, sharding.make_data_mesh(jax.devices()[:1]))
+  single = forward_backward(
+    model, variables, images, labels, sharding.make_data_mesh(jax.devices()[:1])
+  )
   parallel = forward_backward(model, variables, images, labels, mesh8)
   (loss1, aux1), grads1 = single
   (loss8, aux8), grads8 = parallel

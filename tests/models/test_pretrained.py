@@ -12,8 +12,11 @@ from flax import traverse_util
 
 from landmark_jax.models import get_backbone
 from landmark_jax.models.pretrained import (
-    CheckpointMismatchError, backbone_variables_from_state_dict, load_pretrained_backbone,
-    load_state_dict)
+  CheckpointMismatchError,
+  backbone_variables_from_state_dict,
+  load_pretrained_backbone,
+  load_state_dict,
+)
 from tests.helpers import count_params
 
 torch = pytest.importorskip("torch", reason="PyTorch is installed by `make test` (extra [torch])")
@@ -88,6 +91,7 @@ def test_param_count_equals_timm(name):
 @pytest.mark.torch
 def test_safetensors_loads_without_torch(tmp_path):
   from safetensors.numpy import save_file
+
   torch.manual_seed(0)
   model = randomize_batchnorm(torchvision.models.resnet50(weights=None))
   state = {k: v.numpy() for k, v in model.state_dict().items()}
@@ -110,8 +114,13 @@ def test_safetensors_loads_without_torch(tmp_path):
       reference = np.load({str(tmp_path / "reference.npy")!r})
       print(float(np.max(np.abs(features - reference)) / np.max(np.abs(reference))))
       """)
-  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env={"XLA_FLAGS": "", "PATH": ""}, check=False)
+  result = subprocess.run(
+    [sys.executable, "-c", script],
+    capture_output=True,
+    text=True,
+    env={"XLA_FLAGS": "", "PATH": ""},
+    check=False,
+  )
   assert result.returncode == 0, result.stderr
   assert float(result.stdout.strip().splitlines()[-1]) < 1e-4
 
@@ -119,10 +128,15 @@ def test_safetensors_loads_without_torch(tmp_path):
 @pytest.mark.torch
 def test_wrong_architecture_names_the_key():
   state = {k: v.numpy() for k, v in torchvision.models.resnet50(weights=None).state_dict().items()}
-  with pytest.raises(CheckpointMismatchError, match=r"another architecture\? layer1\.0\.bn1\.bias \(checkpoint \(64,\)"):
+  with pytest.raises(
+    CheckpointMismatchError,
+    match=r"another architecture\? layer1\.0\.bn1\.bias \(checkpoint \(64,\)",
+  ):
     backbone_variables_from_state_dict(state, get_backbone("wide_resnet50_2"))
   # ResNet-101 has 17 more layer3 blocks, each 3 convs + 3 BNs × 4 tensors = 15 keys.
-  with pytest.raises(CheckpointMismatchError, match=r"\(255 missing, 0 unexpected\); missing keys: layer3\.10\."):
+  with pytest.raises(
+    CheckpointMismatchError, match=r"\(255 missing, 0 unexpected\); missing keys: layer3\.10\."
+  ):
     backbone_variables_from_state_dict(state, get_backbone("resnet101"))
 
 
@@ -130,14 +144,24 @@ def tiny_state_dict():
   """A torch-layout state dict for resnet_tiny, built from the Flax shapes by hand."""
   backbone = get_backbone("resnet_tiny")
   shapes = jax.eval_shape(lambda: backbone.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
-  leaf_names = {"kernel": "weight", "scale": "weight", "bias": "bias",
-                "mean": "running_mean", "var": "running_var"}
+  leaf_names = {
+    "kernel": "weight",
+    "scale": "weight",
+    "bias": "bias",
+    "mean": "running_mean",
+    "var": "running_var",
+  }
   state = {}
   for path, leaf in traverse_util.flatten_dict(dict(shapes)).items():
-    modules = [m.replace("layer1_0", "layer1.0").replace("layer2_0", "layer2.0")
-               .replace("layer3_0", "layer3.0").replace("layer4_0", "layer4.0")
-               .replace("downsample_0", "downsample.0").replace("downsample_1", "downsample.1")
-               for m in path[1:-1]]
+    modules = [
+      m.replace("layer1_0", "layer1.0")
+      .replace("layer2_0", "layer2.0")
+      .replace("layer3_0", "layer3.0")
+      .replace("layer4_0", "layer4.0")
+      .replace("downsample_0", "downsample.0")
+      .replace("downsample_1", "downsample.1")
+      for m in path[1:-1]
+    ]
     shape = leaf.shape if len(leaf.shape) != 4 else (leaf.shape[3], leaf.shape[2], *leaf.shape[:2])
     state[".".join([*modules, leaf_names[path[-1]]])] = np.ones(shape, np.float32)
   state["fc.weight"] = np.ones((10, 256), np.float32)  # ignored: the classifier is replaced

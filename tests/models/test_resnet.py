@@ -6,17 +6,16 @@ import pytest
 from landmark_jax.models import BACKBONES, get_backbone
 from tests.helpers import count_params
 
-
 # torchvision's `sum(p.numel() for p in model.parameters())` minus the fc layer
 # (2048 × 1000 + 1000 = 2,049,000); for resnet200 / seresnext101_32x4d the same for timm's
 # models (64,673,832 and 48,955,416 in total). The torch-backed test below re-derives them.
 REFERENCE_PARAM_COUNTS = {
-    "resnet50": 23_508_032,
-    "resnet101": 42_500_160,
-    "resnet152": 58_143_808,
-    "wide_resnet50_2": 66_834_240,
-    "resnet200": 62_624_832,
-    "seresnext101_32x4d": 46_906_416,
+  "resnet50": 23_508_032,
+  "resnet101": 42_500_160,
+  "resnet152": 58_143_808,
+  "wide_resnet50_2": 66_834_240,
+  "resnet200": 62_624_832,
+  "seresnext101_32x4d": 46_906_416,
 }
 
 
@@ -33,8 +32,8 @@ def test_resnet50_count_by_hand():
   for planes, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
     for block in range(blocks):
       cin = inplanes if block == 0 else planes * 4
-      total += cin * planes + 2 * planes            # 1x1 + BN
-      total += 9 * planes * planes + 2 * planes     # 3x3 + BN
+      total += cin * planes + 2 * planes  # 1x1 + BN
+      total += 9 * planes * planes + 2 * planes  # 3x3 + BN
       total += planes * planes * 4 + 2 * planes * 4  # 1x1 + BN
       if block == 0:
         total += cin * planes * 4 + 2 * planes * 4  # projection shortcut + BN
@@ -54,7 +53,8 @@ def test_tiny_backbones_forward(name):
 
 def test_wide_variant_doubles_inner_width_only():
   params = jax.eval_shape(
-      lambda: get_backbone("wide_resnet50_2").init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+    lambda: get_backbone("wide_resnet50_2").init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  )
   block = params["params"]["layer1_0"]
   assert block["conv2"]["kernel"].shape == (3, 3, 128, 128)  # 2 × 64 inside
   assert block["conv3"]["kernel"].shape == (1, 1, 128, 256)  # block output stays 256

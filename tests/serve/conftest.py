@@ -19,21 +19,34 @@ def free_port() -> int:
 
 
 # Small limits, so that tests reach each of them quickly.
-SERVE_CONFIG = ServeConfig(max_batch=8, max_wait_ms=20, max_bytes=2_000_000,
-                           max_batch_bytes=4_000_000, max_pixels=20_000_000,
-                           max_decoded_pixels=4_000_000, decode_workers=2, max_batch_request=8,
-                           read_timeout_s=2.0)
+SERVE_CONFIG = ServeConfig(
+  max_batch=8,
+  max_wait_ms=20,
+  max_bytes=2_000_000,
+  max_batch_bytes=4_000_000,
+  max_pixels=20_000_000,
+  max_decoded_pixels=4_000_000,
+  decode_workers=2,
+  max_batch_request=8,
+  read_timeout_s=2.0,
+)
 
 
 @pytest.fixture(scope="module")
 def server(trained, index_dir):
   """The real app under uvicorn on a free loopback port: (base URL, its Recognizer)."""
   config = SERVE_CONFIG
-  recognizer = Recognizer(trained, CentroidIndex.load(index_dir / "index"), eta=0.9,
-                          names={0: "astronaut"}, batch_size=config.max_batch)
+  recognizer = Recognizer(
+    trained,
+    CentroidIndex.load(index_dir / "index"),
+    eta=0.9,
+    names={0: "astronaut"},
+    batch_size=config.max_batch,
+  )
   port = free_port()
-  uv = uvicorn.Server(uvicorn.Config(create_app(recognizer, config), host="127.0.0.1",
-                                     port=port, log_level="warning"))
+  uv = uvicorn.Server(
+    uvicorn.Config(create_app(recognizer, config), host="127.0.0.1", port=port, log_level="warning")
+  )
   thread = threading.Thread(target=uv.run, daemon=True)
   thread.start()
   deadline = time.monotonic() + 120

@@ -25,7 +25,9 @@ def test_recognize_real_photos_multipart_and_raw(server, landmarks_mini):
     body = response.json()
     assert body["landmark_id"] == expected.landmark_id
     assert body["score"] == pytest.approx(expected.score, abs=1e-5)
-    assert [c["landmark_id"] for c in body["candidates"]] == [c.landmark_id for c in expected.candidates]
+    assert [c["landmark_id"] for c in body["candidates"]] == [
+      c.landmark_id for c in expected.candidates
+    ]
     assert body["timing_ms"]["total"] > 0 and body["batch_size"] >= 1
     assert body["is_landmark"] == (body["score"] >= 0.9)
     # Why not a landmark: under η, or (a photo whose EXIF GPS is far from every demo
@@ -42,9 +44,11 @@ def test_batch_endpoint_health_info_and_page(server, landmarks_mini):
   url, _ = server
   photos = mini_photos(landmarks_mini, 3)
   with httpx.Client(base_url=url, timeout=60) as client:
-    response = client.post("/v1/recognize:batch", files=[
-        ("images", (p.name, p.read_bytes(), "image/jpeg")) for p in photos] + [
-        ("images", ("broken.jpg", b"not a photo", "image/jpeg"))])
+    response = client.post(
+      "/v1/recognize:batch",
+      files=[("images", (p.name, p.read_bytes(), "image/jpeg")) for p in photos]
+      + [("images", ("broken.jpg", b"not a photo", "image/jpeg"))],
+    )
     assert response.status_code == 200
     results = response.json()["results"]
     assert [r["file"] for r in results] == [p.name for p in photos] + ["broken.jpg"]
@@ -65,26 +69,57 @@ def test_batch_endpoint_health_info_and_page(server, landmarks_mini):
     assert all(code in page.text for code in ("below_threshold", "no_landmark_nearby"))
 
 
-@pytest.mark.parametrize("kind, content, content_type, status, code, message", [
-    ("not an image", b"hello, this is text", "image/jpeg", 400, "undecodable_image", "not an image"),
-    ("truncated", encode(gradient_image(400, 300), quality=95)[:2500], "image/jpeg", 400,
-     "undecodable_image", "truncated"),
+@pytest.mark.parametrize(
+  "kind, content, content_type, status, code, message",
+  [
+    (
+      "not an image",
+      b"hello, this is text",
+      "image/jpeg",
+      400,
+      "undecodable_image",
+      "not an image",
+    ),
+    (
+      "truncated",
+      encode(gradient_image(400, 300), quality=95)[:2500],
+      "image/jpeg",
+      400,
+      "undecodable_image",
+      "truncated",
+    ),
     ("empty", b"", "image/png", 400, "empty_body", "empty body"),
-    ("wrong type", b"{}", "application/json", 415, "unsupported_media_type",
-     "unsupported Content-Type 'application/json'"),
-    ("too many bytes", b"\xff" * 2_000_001, "image/jpeg", 413, "body_too_large",
-     "over the limit of 2,000,000"),
+    (
+      "wrong type",
+      b"{}",
+      "application/json",
+      415,
+      "unsupported_media_type",
+      "unsupported Content-Type 'application/json'",
+    ),
+    (
+      "too many bytes",
+      b"\xff" * 2_000_001,
+      "image/jpeg",
+      413,
+      "body_too_large",
+      "over the limit of 2,000,000",
+    ),
     ("too many pixels", huge_png_header(), "image/png", 413, "image_too_large", "pixels"),
-])
-def test_bad_input_gets_a_named_4xx_and_the_service_goes_on(server, landmarks_mini, kind, content,
-                                                             content_type, status, code, message):
+  ],
+)
+def test_bad_input_gets_a_named_4xx_and_the_service_goes_on(
+  server, landmarks_mini, kind, content, content_type, status, code, message
+):
   url, _ = server
   photo = mini_photos(landmarks_mini, 1)[0]
   with httpx.Client(base_url=url, timeout=60) as client:
     response = client.post("/v1/recognize", content=content, headers={"content-type": content_type})
     assert response.status_code == status, response.text
     assert response.json()["error"] == code and message in response.json()["message"]
-    good = client.post("/v1/recognize", files={"image": (photo.name, photo.read_bytes(), "image/jpeg")})
+    good = client.post(
+      "/v1/recognize", files={"image": (photo.name, photo.read_bytes(), "image/jpeg")}
+    )
     assert good.status_code == 200
 
 
@@ -105,8 +140,9 @@ def test_load_200_requests_16_clients(server, landmarks_mini):
   def one(i):
     with httpx.Client(base_url=url, timeout=60) as client:
       start = time.perf_counter()
-      response = client.post("/v1/recognize", content=photos[i % len(photos)],
-                             headers={"content-type": "image/jpeg"})
+      response = client.post(
+        "/v1/recognize", content=photos[i % len(photos)], headers={"content-type": "image/jpeg"}
+      )
       return response.status_code, time.perf_counter() - start
 
   start = time.perf_counter()
@@ -120,8 +156,12 @@ def test_load_200_requests_16_clients(server, landmarks_mini):
     after = client.get("/v1/info").json()["batching"]
   batches, photos_done = after["batches"] - before["batches"], after["photos"] - before["photos"]
   mean_batch = photos_done / batches
-  figures = {"requests/s": 200 / elapsed, "p50 ms": 1000 * statistics.median(latencies),
-             "p99 ms": 1000 * latencies[int(0.99 * len(latencies)) - 1], "mean batch": mean_batch}
+  figures = {
+    "requests/s": 200 / elapsed,
+    "p50 ms": 1000 * statistics.median(latencies),
+    "p99 ms": 1000 * latencies[int(0.99 * len(latencies)) - 1],
+    "mean batch": mean_batch,
+  }
   print("load test:", {k: round(v, 2) for k, v in figures.items()})
   assert photos_done == 200
   assert mean_batch > 1  # concurrent requests did share device calls
@@ -131,14 +171,22 @@ def test_location_query_parameters(server, landmarks_mini):
   url, recognizer = server
   photo = mini_photos(landmarks_mini, 1)[0].read_bytes()
   with httpx.Client(base_url=url, timeout=60) as client:
-    far = client.post("/v1/recognize", params={"lat": -82.0, "lon": 0.0}, content=photo,
-                      headers={"content-type": "image/jpeg"})
+    far = client.post(
+      "/v1/recognize",
+      params={"lat": -82.0, "lon": 0.0},
+      content=photo,
+      headers={"content-type": "image/jpeg"},
+    )
     assert far.status_code == 200
     body = far.json()
     assert body["location"] == {"latitude": -82.0, "longitude": 0.0}
     assert body["landmark_id"] is None and body["candidates"] == []  # nothing near the pole
     assert body["reason"] == "no_landmark_nearby" and body["radius_km"] == 50
-    bad = client.post("/v1/recognize", params={"lat": "north"}, content=photo,
-                      headers={"content-type": "image/jpeg"})
+    bad = client.post(
+      "/v1/recognize",
+      params={"lat": "north"},
+      content=photo,
+      headers={"content-type": "image/jpeg"},
+    )
     assert bad.status_code == 400 and bad.json()["error"] == "bad_location"
     assert "lat and lon must both be given" in bad.json()["message"]

@@ -40,17 +40,33 @@ class _MemorySampler(threading.Thread):
       time.sleep(0.02)
 
 
-def test_burst_of_maximum_size_pngs_keeps_memory_bounded(tiny_trained, index_dir, landmarks_mini,
-                                                         tmp_path):
+def test_burst_of_maximum_size_pngs_keeps_memory_bounded(
+  tiny_trained, index_dir, landmarks_mini, tmp_path
+):
   if not os.path.exists("/proc/self/status"):
     pytest.skip("reads the server's memory from /proc (Linux)")
   port = free_port()
   log = open(tmp_path / "server.log", "w")
   server = subprocess.Popen(
-      [sys.executable, "-m", "landmark_jax.cli", "serve", "--checkpoint", str(tiny_trained[0]),
-       "--index", str(index_dir / "index"), "--port", str(port),
-       "--decode-workers", str(DECODE_WORKERS), "--max-decoded-pixels", str(MAX_DECODED_PIXELS)],
-      stdout=log, stderr=subprocess.STDOUT)
+    [
+      sys.executable,
+      "-m",
+      "landmark_jax.cli",
+      "serve",
+      "--checkpoint",
+      str(tiny_trained[0]),
+      "--index",
+      str(index_dir / "index"),
+      "--port",
+      str(port),
+      "--decode-workers",
+      str(DECODE_WORKERS),
+      "--max-decoded-pixels",
+      str(MAX_DECODED_PIXELS),
+    ],
+    stdout=log,
+    stderr=subprocess.STDOUT,
+  )
   url = f"http://127.0.0.1:{port}"
   try:
     deadline = time.monotonic() + 300
@@ -81,8 +97,11 @@ def test_burst_of_maximum_size_pngs_keeps_memory_bounded(tiny_trained, index_dir
       answers = []
       with httpx.Client(base_url=url, timeout=300) as client:
         while not burst_done.is_set() or len(answers) < 4:
-          response = client.post("/v1/recognize", content=valid[len(answers) % len(valid)],
-                                 headers={"content-type": "image/jpeg"})
+          response = client.post(
+            "/v1/recognize",
+            content=valid[len(answers) % len(valid)],
+            headers={"content-type": "image/jpeg"},
+          )
           answers.append(response.status_code)
       return answers
 
@@ -107,10 +126,12 @@ def test_burst_of_maximum_size_pngs_keeps_memory_bounded(tiny_trained, index_dir
       assert response.json()["error"] == "image_too_large"
     assert valid_statuses and set(valid_statuses) == {200}
     mb = 2**20
-    print(f"\nburst: 8 PNGs of {side}×{side} decoded + 8 over budget refused, "
-          f"{len(valid_statuses)} valid requests answered, {burst_s:.1f} s; server RSS "
-          f"before {baseline / mb:.0f} MB, peak {peak / mb:.0f} MB (+{(peak - baseline) / mb:.0f}), "
-          f"1 s after {after / mb:.0f} MB (+{(after - baseline) / mb:.0f})")
+    print(
+      f"\nburst: 8 PNGs of {side}×{side} decoded + 8 over budget refused, "
+      f"{len(valid_statuses)} valid requests answered, {burst_s:.1f} s; server RSS "
+      f"before {baseline / mb:.0f} MB, peak {peak / mb:.0f} MB (+{(peak - baseline) / mb:.0f}), "
+      f"1 s after {after / mb:.0f} MB (+{(after - baseline) / mb:.0f})"
+    )
     budget = DECODE_WORKERS * MAX_DECODED_PIXELS * BYTES_PER_DECODED_PIXEL
     # Eight decodes at once would take 4× this; the budget lets two run.
     assert peak - baseline < 1.5 * budget, (peak - baseline) / mb

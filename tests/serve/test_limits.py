@@ -18,8 +18,9 @@ from tests.serve.conftest import SERVE_CONFIG
 # `server` (the running service) is tests/serve/conftest.py's.
 
 
-def _raw_request(url: str, head: bytes, body_chunks=(), pause_s: float = 0.0
-                 ) -> tuple[int, dict, int]:
+def _raw_request(
+  url: str, head: bytes, body_chunks=(), pause_s: float = 0.0
+) -> tuple[int, dict, int]:
   """Sends `head` then `body_chunks` over a raw socket until the server answers or closes:
   (status, JSON body, body bytes sent before the answer)."""
   host, port = url.removeprefix("http://").split(":")
@@ -65,8 +66,10 @@ def _complete(answer: bytes) -> bool:
 
 def test_declared_oversize_body_is_refused_before_it_is_sent(server):
   url, _ = server
-  head = (b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-          b"Content-Length: 200000000\r\n\r\n")
+  head = (
+    b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    b"Content-Length: 200000000\r\n\r\n"
+  )
   status, body, sent = _raw_request(url, head)
   assert status == 413 and body["error"] == "body_too_large" and sent == 0
   assert "200,000,000" in body["message"]
@@ -74,8 +77,10 @@ def test_declared_oversize_body_is_refused_before_it_is_sent(server):
 
 def test_chunked_body_is_cut_at_the_limit(server):
   url, _ = server
-  head = (b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-          b"Transfer-Encoding: chunked\r\n\r\n")
+  head = (
+    b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+  )
   chunk = b"%x\r\n" % 65536 + b"\xff" * 65536 + b"\r\n"
   status, body, sent = _raw_request(url, head, [chunk] * 700)  # 46 MB offered
   assert status == 413 and body["error"] == "body_too_large"
@@ -85,8 +90,10 @@ def test_chunked_body_is_cut_at_the_limit(server):
 
 def test_stalled_upload_gets_408(server):
   url, _ = server
-  head = (b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-          b"Content-Length: 5000\r\n\r\n")
+  head = (
+    b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    b"Content-Length: 5000\r\n\r\n"
+  )
   start = time.monotonic()
   status, body, _ = _raw_request(url, head, [b"\xff\xd8" * 10])
   assert status == 408 and body["error"] == "body_timeout"
@@ -97,16 +104,29 @@ def test_framework_errors_are_json_with_codes(server):
   url, _ = server
   photo = encode(gradient_image(120, 90))
   with httpx.Client(base_url=url, timeout=60) as client:
-    two = client.post("/v1/recognize", files=[("image", ("a.jpg", photo, "image/jpeg")),
-                                              ("image", ("b.jpg", photo, "image/jpeg"))])
-    many = client.post("/v1/recognize:batch", files=[
-        ("images", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(SERVE_CONFIG.max_batch_request + 1)])
-    long_name = client.post("/v1/recognize", files={"image": ("n" * 70_000 + ".jpg", photo, "image/jpeg")})
+    two = client.post(
+      "/v1/recognize",
+      files=[("image", ("a.jpg", photo, "image/jpeg")), ("image", ("b.jpg", photo, "image/jpeg"))],
+    )
+    many = client.post(
+      "/v1/recognize:batch",
+      files=[
+        ("images", (f"{i}.jpg", b"x", "image/jpeg"))
+        for i in range(SERVE_CONFIG.max_batch_request + 1)
+      ],
+    )
+    long_name = client.post(
+      "/v1/recognize", files={"image": ("n" * 70_000 + ".jpg", photo, "image/jpeg")}
+    )
     wrong_method = client.get("/v1/recognize")
     unknown = client.get("/v1/nothing")
-  expected = {"two": (two, 400, "too_many_files"), "many": (many, 413, "too_many_files"),
-              "long name": (long_name, None, None), "405": (wrong_method, 405, "method_not_allowed"),
-              "404": (unknown, 404, "not_found")}
+  expected = {
+    "two": (two, 400, "too_many_files"),
+    "many": (many, 413, "too_many_files"),
+    "long name": (long_name, None, None),
+    "405": (wrong_method, 405, "method_not_allowed"),
+    "404": (unknown, 404, "not_found"),
+  }
   for what, (response, status, code) in expected.items():
     assert response.headers["content-type"] == "application/json", (what, response.text)
     body = response.json()
@@ -122,7 +142,9 @@ def test_framework_errors_are_json_with_codes(server):
 
 def test_batch_endpoint_takes_and_checks_the_location(server, landmarks_mini):
   url, _ = server
-  files = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in mini_photos(landmarks_mini, 2)]
+  files = [
+    ("images", (p.name, p.read_bytes(), "image/jpeg")) for p in mini_photos(landmarks_mini, 2)
+  ]
   with httpx.Client(base_url=url, timeout=60) as client:
     bad = client.post("/v1/recognize:batch", params={"lat": 999, "lon": "abc"}, files=files)
     far = client.post("/v1/recognize:batch", params={"lat": -82.0, "lon": 0.0}, files=files)
@@ -175,6 +197,7 @@ def test_healthz_is_ready_only_after_a_warm_up_recognition(trained, index_dir):
   from landmark_jax.index import CentroidIndex
   from landmark_jax.recognize import Recognizer
   from landmark_jax.serve.app import create_app
+
   index = CentroidIndex.load(index_dir / "index")
   app = create_app(Recognizer(trained, index, eta=0.5, batch_size=2), SERVE_CONFIG)
 
@@ -186,8 +209,9 @@ def test_healthz_is_ready_only_after_a_warm_up_recognition(trained, index_dir):
   app.state.service.warm_up()
   assert asyncio.run(health()) == 200
   # An index whose labels do not cover its centroids answers nothing: the warm-up says so.
-  broken = CentroidIndex(index.centroids, index.labels[:1], index.cluster_sizes, index.config,
-                         label_map=index.label_map)
+  broken = CentroidIndex(
+    index.centroids, index.labels[:1], index.cluster_sizes, index.config, label_map=index.label_map
+  )
   broken_app = create_app(Recognizer(trained, broken, eta=0.5, batch_size=2), SERVE_CONFIG)
   with pytest.raises(IndexError):
     broken_app.state.service.warm_up()
@@ -198,11 +222,27 @@ def test_serve_refuses_to_start_on_an_inconsistent_index(tiny_trained, index_dir
   from landmark_jax.cli import main
   from landmark_jax.index import CentroidIndex
   from tests.serve.conftest import free_port
+
   index = CentroidIndex.load(index_dir / "index")
   # Saved by the library, so its checksums are valid: only the parts disagree.
-  CentroidIndex(index.centroids, index.labels[:-1], index.cluster_sizes, index.config,
-                label_map=index.label_map, metadata=index.metadata).save(tmp_path / "bad")
-  status = main(["serve", "--checkpoint", str(tiny_trained[0]), "--index", str(tmp_path / "bad"),
-                 "--port", str(free_port())])
+  CentroidIndex(
+    index.centroids,
+    index.labels[:-1],
+    index.cluster_sizes,
+    index.config,
+    label_map=index.label_map,
+    metadata=index.metadata,
+  ).save(tmp_path / "bad")
+  status = main(
+    [
+      "serve",
+      "--checkpoint",
+      str(tiny_trained[0]),
+      "--index",
+      str(tmp_path / "bad"),
+      "--port",
+      str(free_port()),
+    ]
+  )
   err = capsys.readouterr().err.strip()
   assert status == 2 and len(err.splitlines()) == 1 and "labels.npy" in err, err

@@ -27,10 +27,16 @@ def browser():
     pytest.skip(message)
   webdriver = pytest.importorskip("selenium.webdriver")
   from selenium.webdriver.chrome.service import Service
+
   options = webdriver.ChromeOptions()
   options.binary_location = CHROMIUM
-  for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-               "--window-size=1000,1100"):
+  for flag in (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--window-size=1000,1100",
+  ):
     options.add_argument(flag)
   return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
 
@@ -39,6 +45,7 @@ def test_choose_a_photo_and_see_the_answer(server, landmarks_mini):
   from selenium.webdriver.common.by import By
   from selenium.webdriver.support import expected_conditions
   from selenium.webdriver.support.ui import WebDriverWait
+
   url, recognizer = server
   # A photo without EXIF GPS: a located one far from every demo landmark has no candidates.
   photo = next(p for p in mini_photos(landmarks_mini, 26) if exif_location(p) is None)
@@ -49,8 +56,9 @@ def test_choose_a_photo_and_see_the_answer(server, landmarks_mini):
     driver.get(url + "/")
     assert "Which landmark" in driver.find_element(By.TAG_NAME, "h1").text
     driver.find_element(By.ID, "photo").send_keys(str(photo))
-    WebDriverWait(driver, 60).until(expected_conditions.visibility_of_element_located(
-        (By.ID, "candidates")))
+    WebDriverWait(driver, 60).until(
+      expected_conditions.visibility_of_element_located((By.ID, "candidates"))
+    )
     answer = driver.find_element(By.ID, "answer").text
     rows = driver.find_elements(By.CSS_SELECTOR, "#candidates tbody tr")
     assert len(rows) == len(expected.candidates)

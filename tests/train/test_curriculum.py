@@ -19,7 +19,9 @@ def trained_state():
   opt_state = state.opt_state
   for i in range(2):
     grads = jax.tree.map(lambda p, i=i: jnp.full_like(p, 0.1 * (i + 1)), params)
-    grads["classifier"]["kernel"] = jax.random.normal(jax.random.PRNGKey(i), params["classifier"]["kernel"].shape)
+    grads["classifier"]["kernel"] = jax.random.normal(
+      jax.random.PRNGKey(i), params["classifier"]["kernel"].shape
+    )
     updates, opt_state = tx.update(grads, opt_state, params)
     params = jax.tree.map(lambda p, u: p + u, params, updates)
   centers = jax.random.normal(jax.random.PRNGKey(5), (3, 8))
@@ -48,7 +50,9 @@ def test_old_rows_bit_identical_new_rows_as_configured(trained_state, init):
     column_norm = np.linalg.norm(old_kernel[:, :3], axis=0).mean()
     expected = (means / np.linalg.norm(means, axis=1, keepdims=True)).T * column_norm
     np.testing.assert_allclose(kernel[:, 3:5], expected, rtol=1e-5)
-    np.testing.assert_allclose(bias[3:5], np.asarray(state.params["classifier"]["bias"])[:3].mean(), rtol=1e-6)
+    np.testing.assert_allclose(
+      bias[3:5], np.asarray(state.params["classifier"]["bias"])[:3].mean(), rtol=1e-6
+    )
     np.testing.assert_allclose(grown.centers[3:], means)
   else:
     expected = jax.nn.initializers.lecun_normal()(jax.random.PRNGKey(9), (8, 2), jnp.float32)
@@ -71,8 +75,9 @@ def test_grown_state_trains_with_the_bigger_model(trained_state):
   model = LandmarkNet("resnet_tiny", num_classes=5, embedding_dim=8)
   updates, _ = tx.update(jax.tree.map(jnp.ones_like, grown.params), grown.opt_state, grown.params)
   assert updates["classifier"]["kernel"].shape == (8, 6)
-  logits = model.apply({"params": grown.params, "batch_stats": grown.batch_stats},
-                       jnp.zeros((1, 32, 32, 3), jnp.uint8))[1]
+  logits = model.apply(
+    {"params": grown.params, "batch_stats": grown.batch_stats}, jnp.zeros((1, 32, 32, 3), jnp.uint8)
+  )[1]
   assert logits.shape == (1, 6)
 
 
@@ -94,8 +99,9 @@ def test_a_classifier_without_bias_grows_too():
   assert set(grown.params["classifier"]) == {"kernel"}
   assert grown.params["classifier"]["kernel"].shape == (8, 4)
   wider = LandmarkNet("resnet_tiny", num_classes=3, embedding_dim=8, classifier_bias=False)
-  _, logits = wider.apply({"params": grown.params, "batch_stats": grown.batch_stats},
-                          np.zeros((1, 32, 32, 3), np.uint8))
+  _, logits = wider.apply(
+    {"params": grown.params, "batch_stats": grown.batch_stats}, np.zeros((1, 32, 32, 3), np.uint8)
+  )
   assert logits.shape == (1, 4)
 
 
@@ -103,6 +109,7 @@ def test_too_few_epochs_or_images_name_the_setting(demo_cache):
   from landmark_jax.config import load_config
   from landmark_jax.data import source_for
   from landmark_jax.errors import ConfigError, DataError
+
   with pytest.raises(ConfigError, match="num_epochs must be at least 1, got 0"):
     curriculum.split_epochs(0, 1, ())
   with pytest.raises(ConfigError, match="3 epochs cannot cover 4 curriculum stages"):

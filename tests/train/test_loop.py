@@ -45,8 +45,16 @@ def test_tiny_config_learns_in_one_stage(full_run):
   assert holdout["non_landmark_accuracy"] > 0.4, holdout
   lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert {l["stage"] for l in lines} == {0}
-  assert {"loss", "softmax", "center", "accuracy", "grad_norm", "param_norm",
-          "images_per_second", "lr_backbone"} <= set(lines[-1])
+  assert {
+    "loss",
+    "softmax",
+    "center",
+    "accuracy",
+    "grad_norm",
+    "param_norm",
+    "images_per_second",
+    "lr_backbone",
+  } <= set(lines[-1])
   assert any(p.name.startswith("events.out.tfevents") for p in (workdir / "tensorboard").iterdir())
   assert json.loads((workdir / "label_map.json").read_text())["stage_sizes"] == [4, 8]
 
@@ -109,7 +117,8 @@ def test_metrics_log_drops_rows_past_the_resumed_step_and_torn_lines(tmp_path):
   log.write(3, {"loss": 0.5})
   log.close()
   assert (tmp_path / "metrics.jsonl").read_text() == (
-      rows[0] + "\n" + rows[1] + "\n" + json.dumps({"step": 3, "loss": 0.5}) + "\n")
+    rows[0] + "\n" + rows[1] + "\n" + json.dumps({"step": 3, "loss": 0.5}) + "\n"
+  )
   assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
   # A fresh run (nothing to resume from) keeps what is there and appends.
   log = MetricsLog(tmp_path, resume_step=None)
@@ -118,12 +127,21 @@ def test_metrics_log_drops_rows_past_the_resumed_step_and_torn_lines(tmp_path):
   assert logged_steps(tmp_path) == [1, 2, 3, 4]
 
 
-def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(demo_cache, tmp_path):
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
+  demo_cache, tmp_path
+):
   good = tiny("max_steps=2", "checkpoint_every_steps=2", "async_checkpointing=False")
   train(good, tmp_path, progress=False)
   # Resume with a learning rate that overflows the parameters at the first update.
-  exploding = apply_overrides(good, ["max_steps=6", "optim.lr_backbone=1e38",
-                                     "optim.lr_embedding=1e38", "optim.lr_classifier=1e38"])
+  exploding = apply_overrides(
+    good,
+    [
+      "max_steps=6",
+      "optim.lr_backbone=1e38",
+      "optim.lr_embedding=1e38",
+      "optim.lr_classifier=1e38",
+    ],
+  )
   with pytest.raises(NonFiniteLossError, match="at step 3"):
     train(exploding, tmp_path, progress=False)
   checkpointer = Checkpointer(tmp_path / "checkpoints")
@@ -136,8 +154,13 @@ def test_corrupt_files_train_through_an_epoch(tmp_path, caplog):
     gradient_image(70 + i, 50).save(tmp_path / "images" / "7" / f"good{i}.jpg")
   (tmp_path / "images" / "non_landmark").mkdir()
   gradient_image(64, 64).save(tmp_path / "images" / "non_landmark" / "n.jpg")
-  config = tiny("data.kind='folder'", f"data.root='{tmp_path / 'images'}'", "num_epochs=1",
-                "pipeline.batch_size=8", "curriculum.enabled=False")
+  config = tiny(
+    "data.kind='folder'",
+    f"data.root='{tmp_path / 'images'}'",
+    "num_epochs=1",
+    "pipeline.batch_size=8",
+    "curriculum.enabled=False",
+  )
   result = train(config, tmp_path / "work", progress=False)
   assert result.skipped_images == 4
   # 17 files planned as 2 batches of 8; 13 are readable, so one full batch, and the stage

@@ -41,10 +41,26 @@ def start(command, workdir, port, process_id, *extra):
   """`landmark-jax <command>` as process `process_id` of 2, with 4 of the 8 devices."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
   return subprocess.Popen(
-      [sys.executable, "-m", "landmark_jax.cli", command, *extra,
-       "--coordinator-address", f"127.0.0.1:{port}", "--num-processes", "2",
-       "--process-id", str(process_id), "--heartbeat-timeout", str(HEARTBEAT_TIMEOUT)],
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=workdir.parent)
+    [
+      sys.executable,
+      "-m",
+      "landmark_jax.cli",
+      command,
+      *extra,
+      "--coordinator-address",
+      f"127.0.0.1:{port}",
+      "--num-processes",
+      "2",
+      "--process-id",
+      str(process_id),
+      "--heartbeat-timeout",
+      str(HEARTBEAT_TIMEOUT),
+    ],
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    env=env,
+    cwd=workdir.parent,
+  )
 
 
 def train_command(workdir):
@@ -89,8 +105,15 @@ def runs(curriculum_run, tmp_path_factory):
 
   port = free_port()
   resumed = finish([start("train", workdir, port, i, *train_command(workdir)) for i in (0, 1)])
-  return dict(workdir=workdir, survivor=survivor, killed=killed, stopped_after=stopped_after,
-              resumed=resumed, reference=curriculum_run[1], folder=folder)
+  return dict(
+    workdir=workdir,
+    survivor=survivor,
+    killed=killed,
+    stopped_after=stopped_after,
+    resumed=resumed,
+    reference=curriculum_run[1],
+    folder=folder,
+  )
 
 
 def test_a_dead_process_stops_the_other_with_an_error_naming_it(runs):
@@ -114,11 +137,19 @@ def test_both_processes_resume_and_end_where_one_process_with_8_devices_ends(run
   two = load_trained(runs["workdir"])
   reference = runs["reference"]
   assert two.step == reference.steps == 12 and int(reference.state.stage) == 1
-  assert_close_variables(two.variables, {"params": jax.device_get(reference.state.params),
-                                         "batch_stats": jax.device_get(reference.state.batch_stats)})
+  assert_close_variables(
+    two.variables,
+    {
+      "params": jax.device_get(reference.state.params),
+      "batch_stats": jax.device_get(reference.state.batch_stats),
+    },
+  )
   # The last checkpoint holds each process's data position.
-  written = sorted(p.name for p in (runs["workdir"] / "checkpoints" / "12" / "data").iterdir()
-                   if p.suffix == ".json")
+  written = sorted(
+    p.name
+    for p in (runs["workdir"] / "checkpoints" / "12" / "data").iterdir()
+    if p.suffix == ".json"
+  )
   assert written == ["process_0-of-2.json", "process_1-of-2.json"]
   # Process 0 alone prints the summary (gloo prints its own connection lines on both).
   assert "trained 12 steps" in runs["resumed"][0][1] and "trained" not in runs["resumed"][1][1]
@@ -132,13 +163,29 @@ def test_resuming_with_another_process_count_is_refused(runs):
 def test_two_processes_embed_what_one_process_embeds(runs, tmp_path):
   from landmark_jax.data import source_for
   from landmark_jax.stages.embed import embed_source, load_embeddings
+
   trained = load_trained(runs["workdir"])
   source = source_for(trained.config.data, "train", trained.label_map)
   one = embed_source(trained, source, tmp_path / "one", shard_size=64, progress=False)
   port = free_port()
   out = tmp_path / "two"
-  results = finish([start("embed", tmp_path / "x", port, i, "--checkpoint", str(runs["workdir"]),
-                          "--out", str(out), "--shard-size", "64") for i in (0, 1)])
+  results = finish(
+    [
+      start(
+        "embed",
+        tmp_path / "x",
+        port,
+        i,
+        "--checkpoint",
+        str(runs["workdir"]),
+        "--out",
+        str(out),
+        "--shard-size",
+        "64",
+      )
+      for i in (0, 1)
+    ]
+  )
   for status, _, stderr in results:
     assert status == 0, stderr[-3000:]
   two = load_embeddings(out)

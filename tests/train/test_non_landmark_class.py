@@ -20,13 +20,16 @@ from landmark_jax.embedding import Embedder
 
 def embeddings(trained, split):
   source = source_for(trained.config.data, split, trained.label_map)
-  embedder = Embedder(trained.model, trained.variables,
-                      sharding.make_data_mesh(jax.local_devices()))
+  embedder = Embedder(
+    trained.model, trained.variables, sharding.make_data_mesh(jax.local_devices())
+  )
   pipeline = PipelineConfig(batch_size=32, num_workers=0, image=trained.config.pipeline.image)
   batches = list(embedder.iterate(eval_dataset(source, pipeline)))
   assert all(b["mask"].all() for b in batches)
-  return (np.concatenate([b["embedding"] for b in batches]),
-          np.concatenate([b["label"] for b in batches]))
+  return (
+    np.concatenate([b["embedding"] for b in batches]),
+    np.concatenate([b["label"] for b in batches]),
+  )
 
 
 def test_held_out_non_landmarks_land_among_the_non_landmark_class(trained):

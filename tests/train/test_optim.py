@@ -8,10 +8,10 @@ from landmark_jax.config import OptimConfig
 from landmark_jax.train import optim
 
 PARAMS = {
-    "backbone": {"conv": {"kernel": jnp.full((2, 2), 1.0)}, "bn": {"scale": jnp.full((2,), 2.0)}},
-    "embedding_fc": {"kernel": jnp.full((2, 3), 1.0), "bias": jnp.full((3,), 1.0)},
-    "embedding_bn": {"scale": jnp.full((3,), 1.0)},
-    "classifier": {"kernel": jnp.full((3, 4), -1.0), "bias": jnp.full((4,), 0.5)},
+  "backbone": {"conv": {"kernel": jnp.full((2, 2), 1.0)}, "bn": {"scale": jnp.full((2,), 2.0)}},
+  "embedding_fc": {"kernel": jnp.full((2, 3), 1.0), "bias": jnp.full((3,), 1.0)},
+  "embedding_bn": {"scale": jnp.full((3,), 1.0)},
+  "classifier": {"kernel": jnp.full((3, 4), -1.0), "bias": jnp.full((4,), 0.5)},
 }
 RATES = {"backbone": 0.01, "embedding_fc": 0.1, "embedding_bn": 0.1, "classifier": 1.0}
 
@@ -46,16 +46,29 @@ def assert_tree_close(ours, reference):
 
 
 def test_three_groups_momentum_and_coupled_weight_decay_match_pytorch_sgd():
-  config = OptimConfig(lr_backbone=0.01, lr_embedding=0.1, lr_classifier=1.0, momentum=0.9,
-                       weight_decay=5e-3, lr_decay_epochs=())
+  config = OptimConfig(
+    lr_backbone=0.01,
+    lr_embedding=0.1,
+    lr_classifier=1.0,
+    momentum=0.9,
+    weight_decay=5e-3,
+    lr_decay_epochs=(),
+  )
   steps = [grads(i) for i in range(3)]
-  assert_tree_close(run(optim.make_optimizer(config, []), steps),
-                    pytorch_sgd(PARAMS, steps, RATES, 0.9, 5e-3))
+  assert_tree_close(
+    run(optim.make_optimizer(config, []), steps), pytorch_sgd(PARAMS, steps, RATES, 0.9, 5e-3)
+  )
 
 
 def test_norm_and_bias_excluded_from_weight_decay_when_configured():
-  config = OptimConfig(lr_backbone=0.01, lr_embedding=0.1, lr_classifier=1.0,
-                       weight_decay=5e-2, decay_norm_and_bias=False, lr_decay_epochs=())
+  config = OptimConfig(
+    lr_backbone=0.01,
+    lr_embedding=0.1,
+    lr_classifier=1.0,
+    weight_decay=5e-2,
+    decay_norm_and_bias=False,
+    lr_decay_epochs=(),
+  )
   steps = [grads(i) for i in range(2)]
   reference = pytorch_sgd(PARAMS, steps, RATES, 0.9, 5e-2, decay=lambda key: key[-1] == "kernel")
   assert_tree_close(run(optim.make_optimizer(config, []), steps), reference)
@@ -68,7 +81,8 @@ def test_learning_rates_divide_by_ten_at_the_decay_steps():
   assert decay_steps == [120, 240]
   schedule = optim.learning_rate_schedules(config, decay_steps)["backbone"]
   assert [float(schedule(s)) for s in (0, 119, 120, 239, 240, 299)] == pytest_approx(
-      [0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001])
+    [0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001]
+  )
   # And the optimizer applies it: at step 120 the same gradient moves params 10× less.
   steps = [grads(0)] * 2
   config1 = OptimConfig(lr_decay_epochs=(1,), momentum=0.0, weight_decay=0.0)
@@ -82,6 +96,7 @@ def test_learning_rates_divide_by_ten_at_the_decay_steps():
 
 def pytest_approx(values):
   import pytest
+
   return pytest.approx(values, rel=1e-6)
 
 
@@ -96,8 +111,16 @@ def test_per_stage_schedule_restarts_and_decays_inside_each_stage():
   config = OptimConfig(lr_backbone=0.1, lr_decay_epochs=(12, 24))
   factors = optim.stage_rate_factors(config, [4] * 15 + [6] * 15, [15, 15], 30)
   schedule = optim.learning_rate_schedules(config, factors)["backbone"]
-  by_hand = np.concatenate([np.full(24, 0.1), np.full(24, 0.01), np.full(12, 0.001),
-                            np.full(36, 0.1), np.full(36, 0.01), np.full(18, 0.001)])
+  by_hand = np.concatenate(
+    [
+      np.full(24, 0.1),
+      np.full(24, 0.01),
+      np.full(12, 0.001),
+      np.full(36, 0.1),
+      np.full(36, 0.01),
+      np.full(18, 0.001),
+    ]
+  )
   np.testing.assert_allclose([float(schedule(s)) for s in range(150)], by_hand, rtol=1e-6)
   # The global reading decays at epochs 12 and 24 of the run: the second stage (from step
   # 60) never trains at the base rate.

@@ -48,8 +48,9 @@ def test_no_non_landmark_photos_is_refused_naming_both_settings(tmp_path):
 
 
 def test_declining_the_non_landmark_class_is_accepted():
-  config = _tiny("data.kind='gldv2'", f"data.root='{demo_dataset()}'",
-                 "loss.non_landmark_class=False")
+  config = _tiny(
+    "data.kind='gldv2'", f"data.root='{demo_dataset()}'", "loss.non_landmark_class=False"
+  )
   recipe.check_recipe(config, source_for(config.data, "train"))  # no error
 
 
@@ -65,28 +66,47 @@ def test_a_folder_dataset_names_its_own_setting(tmp_path):
 
 def test_curriculum_without_regions_is_refused(tmp_path):
   root = demo_dataset()
-  config = _tiny("curriculum.enabled=True", "data.kind='gldv2'", f"data.root='{root}'",
-                 "data.non_landmark_csv='non_landmark.csv'")
-  _refused(config, tmp_path / "run",
-           r"data\.regions_csv is not set.*landmark-jax regions.*curriculum\.enabled=False")
+  config = _tiny(
+    "curriculum.enabled=True",
+    "data.kind='gldv2'",
+    f"data.root='{root}'",
+    "data.non_landmark_csv='non_landmark.csv'",
+  )
+  _refused(
+    config,
+    tmp_path / "run",
+    r"data\.regions_csv is not set.*landmark-jax regions.*curriculum\.enabled=False",
+  )
 
 
 def test_curriculum_with_one_region_is_refused_and_a_corrected_rerun_uses_its_regions(tmp_path):
   root = demo_dataset()
   landmarks = _landmark_ids(root)
   one_region = tmp_path / "one_region.csv"
-  one_region.write_text("landmark_id,region\n"
-                        + "".join(f"{lid},europe_russia\n" for lid in landmarks))
-  base = ["curriculum.enabled=True", "data.kind='gldv2'", f"data.root='{root}'",
-          "data.non_landmark_csv='non_landmark.csv'"]
+  one_region.write_text(
+    "landmark_id,region\n" + "".join(f"{lid},europe_russia\n" for lid in landmarks)
+  )
+  base = [
+    "curriculum.enabled=True",
+    "data.kind='gldv2'",
+    f"data.root='{root}'",
+    "data.non_landmark_csv='non_landmark.csv'",
+  ]
   workdir = tmp_path / "run"
-  _refused(_tiny(*base, f"data.regions_csv='{one_region}'"), workdir,
-           r"every landmark of the training data is in one region")
+  _refused(
+    _tiny(*base, f"data.regions_csv='{one_region}'"),
+    workdir,
+    r"every landmark of the training data is in one region",
+  )
   # The same workdir with two regions: accepted, with a label map grouped by region (a label
   # map left by the refused run would have had one stage).
   two_regions = tmp_path / "two_regions.csv"
-  two_regions.write_text("landmark_id,region\n" + "".join(
-      f"{lid},{'europe_russia' if i % 2 else 'far_east'}\n" for i, lid in enumerate(landmarks)))
+  two_regions.write_text(
+    "landmark_id,region\n"
+    + "".join(
+      f"{lid},{'europe_russia' if i % 2 else 'far_east'}\n" for i, lid in enumerate(landmarks)
+    )
+  )
   config = _tiny(*base, f"data.regions_csv='{two_regions}'")
   source = source_for(config.data, "train")
   recipe.check_recipe(config, source)  # no error
@@ -95,8 +115,11 @@ def test_curriculum_with_one_region_is_refused_and_a_corrected_rerun_uses_its_re
 
 
 def test_a_fine_tuning_config_without_weights_is_refused(tmp_path):
-  _refused(_tiny("model.fine_tune=True"), tmp_path / "run",
-           r"model\.pretrained is not set.*model\.pretrained=none")
+  _refused(
+    _tiny("model.fine_tune=True"),
+    tmp_path / "run",
+    r"model\.pretrained is not set.*model\.pretrained=none",
+  )
 
 
 def test_pretrained_none_says_from_scratch():
@@ -109,9 +132,19 @@ def test_pretrained_none_says_from_scratch():
 def test_the_paper_config_on_the_command_line_says_what_is_missing_in_one_line(tmp_path, capsys):
   # `default` as its docstring's laptop check, minus model.pretrained=none: refused before
   # the data is read or a step runs.
-  status = main(["train", "--config", "default", "--workdir", str(tmp_path / "wrn"),
-                 "data.kind=demo", "model.dtype=float32", "pipeline.batch_size=8",
-                 "max_steps=1"])
+  status = main(
+    [
+      "train",
+      "--config",
+      "default",
+      "--workdir",
+      str(tmp_path / "wrn"),
+      "data.kind=demo",
+      "model.dtype=float32",
+      "pipeline.batch_size=8",
+      "max_steps=1",
+    ]
+  )
   err = capsys.readouterr().err
   assert status == 2
   assert len(err.strip().splitlines()) == 1
@@ -127,13 +160,18 @@ def test_the_paper_configs_have_every_part_on(name):
 
 
 def test_missing_weights_are_named_before_anything_is_written(tmp_path):
-  _refused_with(MissingFileError, _tiny("model.pretrained='/no/such/wrn.pth'"), tmp_path / "run",
-                r"model\.pretrained: backbone checkpoint not found: /no/such/wrn\.pth")
+  _refused_with(
+    MissingFileError,
+    _tiny("model.pretrained='/no/such/wrn.pth'"),
+    tmp_path / "run",
+    r"model\.pretrained: backbone checkpoint not found: /no/such/wrn\.pth",
+  )
 
 
 def test_a_batch_larger_than_the_data_is_refused_before_anything_is_written(tmp_path):
-  _refused_with(DataError, _tiny("pipeline.batch_size=4096"), tmp_path / "run",
-                r"fewer than one batch of 4096")
+  _refused_with(
+    DataError, _tiny("pipeline.batch_size=4096"), tmp_path / "run", r"fewer than one batch of 4096"
+  )
 
 
 def _refused_with(error, config, workdir, match):

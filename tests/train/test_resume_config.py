@@ -19,13 +19,16 @@ def workdir(tmp_path):
   return tmp_path
 
 
-@pytest.mark.parametrize("override, key", [
+@pytest.mark.parametrize(
+  "override, key",
+  [
     ("model.embedding_dim=128", "model.embedding_dim"),
     ("model.backbone='resnet_tiny'", "model.backbone"),
     ("pipeline.image.crop_size=32", "pipeline.image.crop_size"),
     ("curriculum.enabled=True", "curriculum.enabled"),  # tiny_cpu trains in one stage
     ("loss.kind='arcface'", "loss.kind"),
-])
+  ],
+)
 def test_a_changed_shape_or_dataset_is_refused(workdir, override, key):
   config = apply_overrides(load_config("tiny_cpu"), [override])
   with pytest.raises(ConfigError, match=key):
@@ -33,12 +36,24 @@ def test_a_changed_shape_or_dataset_is_refused(workdir, override, key):
 
 
 def test_what_a_resumed_run_may_change_is_accepted(workdir):
-  config = apply_overrides(load_config("tiny_cpu"), [
-      "max_steps=3", "num_epochs=40", "optim.lr_backbone=0.01", "log_every_steps=1",
-      "pipeline.num_workers=2", "calibration.target_specificity=0.99"])
+  config = apply_overrides(
+    load_config("tiny_cpu"),
+    [
+      "max_steps=3",
+      "num_epochs=40",
+      "optim.lr_backbone=0.01",
+      "log_every_steps=1",
+      "pipeline.num_workers=2",
+      "calibration.target_specificity=0.99",
+    ],
+  )
   check_resumable(workdir, config)  # no error
-  check_resumable(workdir.parent / "fresh", apply_overrides(  # nothing to resume: no check
-      load_config("tiny_cpu"), ["model.embedding_dim=128"]))
+  check_resumable(
+    workdir.parent / "fresh",
+    apply_overrides(  # nothing to resume: no check
+      load_config("tiny_cpu"), ["model.embedding_dim=128"]
+    ),
+  )
 
 
 def test_a_workdir_without_a_checkpoint_is_not_a_run_to_resume(workdir):

@@ -56,30 +56,52 @@ def _loss(head: AttentionClassifier, params, feature_map, labels):
   return loss, jnp.mean(jnp.argmax(logits, -1) == labels)
 
 
-def _train_step(backbone: ResNet, head: AttentionClassifier, tx, backbone_variables, params,
-                opt_state, images, labels):
+def _train_step(
+  backbone: ResNet,
+  head: AttentionClassifier,
+  tx,
+  backbone_variables,
+  params,
+  opt_state,
+  images,
+  labels,
+):
   # The backbone is frozen: its map is an input to the attention, not a function of it.
-  feature_map = jax.lax.stop_gradient(backbone.apply(
-      backbone_variables, normalize_images(images), train=False).astype(jnp.float32))
-  (loss, accuracy), grads = jax.value_and_grad(
-      functools.partial(_loss, head), has_aux=True)(params, feature_map, labels)
+  feature_map = jax.lax.stop_gradient(
+    backbone.apply(backbone_variables, normalize_images(images), train=False).astype(jnp.float32)
+  )
+  (loss, accuracy), grads = jax.value_and_grad(functools.partial(_loss, head), has_aux=True)(
+    params, feature_map, labels
+  )
   updates, opt_state = tx.update(grads, opt_state, params)
   return optax.apply_updates(params, updates), opt_state, loss, accuracy
 
 
-def train_attention(backbone: ResNet, backbone_variables: dict, source: ImageSource,
-                    config: DelfConfig, *, seed: int = 0, progress: bool = True) -> dict:
+def train_attention(
+  backbone: ResNet,
+  backbone_variables: dict,
+  source: ImageSource,
+  config: DelfConfig,
+  *,
+  seed: int = 0,
+  progress: bool = True,
+) -> dict:
   """Trains the attention head on the landmark photos of `source`; returns its parameters.
 
-  `backbone` is cut at ``config.feature_stage`` here. Non-landmark photos are left out: DELF's attention learns what distinguishes landmarks.
+  `backbone` is cut at ``config.feature_stage`` here. Non-landmark photos are left out:
+  DELF's attention learns what distinguishes landmarks.
   """
   landmark = np.flatnonzero(source.labels != source.label_map.non_landmark_label)
   if not len(landmark):
     raise ValueError("attention training needs landmark photos; the source has none")
   crop = config.attention_crop or config.image_size
   batch_size = min(config.attention_batch_size, len(landmark))
-  pipeline = PipelineConfig(batch_size=batch_size, num_workers=0, seed=seed,
-                            image=ImageConfig(resize_size=crop, crop_size=crop))
+  pipeline = PipelineConfig(
+    batch_size=batch_size,
+    num_workers=0,
+    seed=seed,
+    image=ImageConfig(resize_size=crop, crop_size=crop),
+  )
   batches, _ = train_dataset(source.subset(landmark), pipeline, num_epochs=None)
   backbone = backbone.clone(output_stage=config.feature_stage)
   head = AttentionClassifier(source.label_map.num_classes, config.attention_hidden)
@@ -88,11 +110,13 @@ def train_attention(backbone: ResNet, backbone_variables: dict, source: ImageSou
   tx = optax.adam(config.attention_learning_rate)
   opt_state = tx.init(params)
   step = jax.jit(functools.partial(_train_step, backbone, head, tx))
-  bar = tqdm(total=config.attention_steps, desc="attention", disable=not progress,
-             dynamic_ncols=True)
+  bar = tqdm(
+    total=config.attention_steps, desc="attention", disable=not progress, dynamic_ncols=True
+  )
   for _, batch in zip(range(config.attention_steps), batches):
-    params, opt_state, loss, accuracy = step(backbone_variables, params, opt_state,
-                                             batch["image"], batch["label"])
+    params, opt_state, loss, accuracy = step(
+      backbone_variables, params, opt_state, batch["image"], batch["label"]
+    )
     bar.update()
     bar.set_postfix(loss=f"{float(loss):.3f}", accuracy=f"{float(accuracy):.2f}")
   bar.close()

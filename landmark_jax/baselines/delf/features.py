@@ -48,8 +48,10 @@ class LocalFeatures:
 
 def backbone_variables(landmark_net_variables: dict[str, Any]) -> dict[str, Any]:
   """A LandmarkNet's variables → its backbone's ``{"params", "batch_stats"}``."""
-  return {collection: landmark_net_variables[collection]["backbone"]
-          for collection in ("params", "batch_stats")}
+  return {
+    collection: landmark_net_variables[collection]["backbone"]
+    for collection in ("params", "batch_stats")
+  }
 
 
 def fit_to_square(image: Image.Image, size: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -63,7 +65,7 @@ def fit_to_square(image: Image.Image, size: int) -> tuple[np.ndarray, tuple[int,
   resized = np.asarray(image.resize(shape, Image.BILINEAR, reducing_gap=3.0))
   pixels = np.empty((size, size, 3), np.uint8)
   pixels[:] = np.round(IMAGENET_MEAN).astype(np.uint8)
-  pixels[:shape[1], :shape[0]] = resized
+  pixels[: shape[1], : shape[0]] = resized
   return pixels, (shape[1], shape[0])
 
 
@@ -71,9 +73,17 @@ def _pyramid_level_side(size: int, scale: float, stride: int) -> int:
   return max(stride, int(round(size * scale)))
 
 
-def _extract(backbone: ResNet, head: AttentionHead | None, scales: tuple[float, ...],
-             max_features: int, variables, attention_params, pca: Pca | None, pixels,
-             photo_hw):
+def _extract(
+  backbone: ResNet,
+  head: AttentionHead | None,
+  scales: tuple[float, ...],
+  max_features: int,
+  variables,
+  attention_params,
+  pca: Pca | None,
+  pixels,
+  photo_hw,
+):
   """(B, S, S, 3) uint8 + (B, 2) photo sizes → per photo the top `max_features` locations:
   descriptors (B, N, d), keypoints (B, N, 2), scores (B, N) (−inf where fewer exist), scales."""
   batch, size = pixels.shape[0], pixels.shape[1]
@@ -82,10 +92,14 @@ def _extract(backbone: ResNet, head: AttentionHead | None, scales: tuple[float, 
   descriptors, keypoints, scores, levels = [], [], [], []
   for scale in scales:
     side = _pyramid_level_side(size, scale, stride)
-    level = images if side == size else jax.image.resize(
-        images, (batch, side, side, 3), "linear", antialias=True)
-    feature_map = backbone.apply(variables, normalize_images(level),
-                                 train=False).astype(jnp.float32)
+    level = (
+      images
+      if side == size
+      else jax.image.resize(images, (batch, side, side, 3), "linear", antialias=True)
+    )
+    feature_map = backbone.apply(variables, normalize_images(level), train=False).astype(
+      jnp.float32
+    )
     height, width = feature_map.shape[1:3]
     if head is None:
       score = jnp.linalg.norm(feature_map, axis=-1)
@@ -95,17 +109,20 @@ def _extract(backbone: ResNet, head: AttentionHead | None, scales: tuple[float, 
     y = (stride * jnp.arange(height) + 0.5) * ratio - 0.5
     x = (stride * jnp.arange(width) + 0.5) * ratio - 0.5
     xy = jnp.stack(jnp.meshgrid(x, y, indexing="xy"), axis=-1).reshape(-1, 2)
-    inside = ((xy[None, :, 0] < photo_hw[:, None, 1].astype(jnp.float32))
-              & (xy[None, :, 1] < photo_hw[:, None, 0].astype(jnp.float32)))
+    inside = (xy[None, :, 0] < photo_hw[:, None, 1].astype(jnp.float32)) & (
+      xy[None, :, 1] < photo_hw[:, None, 0].astype(jnp.float32)
+    )
     descriptors.append(feature_map.reshape(batch, height * width, -1))
     keypoints.append(jnp.broadcast_to(xy, (batch, *xy.shape)))
     scores.append(jnp.where(inside, score.reshape(batch, -1), -jnp.inf))
     levels.append(jnp.full((batch, height * width), scale, jnp.float32))
   scores = jnp.concatenate(scores, axis=1)
   top_scores, top = jax.lax.top_k(scores, min(max_features, scores.shape[1]))
-  pick = lambda parts: jnp.take_along_axis(  # noqa: E731
-      jnp.concatenate(parts, axis=1), top.reshape(*top.shape, *([1] * (parts[0].ndim - 2))),
-      axis=1)
+
+  def pick(parts):
+    gather = top.reshape(*top.shape, *([1] * (parts[0].ndim - 2)))
+    return jnp.take_along_axis(jnp.concatenate(parts, axis=1), gather, axis=1)
+
   chosen = l2_normalize(pick(descriptors))
   if pca is not None:
     chosen = pca.project(chosen)
@@ -124,22 +141,31 @@ class LocalFeatureExtractor:
       needed to fit the PCA.
   """
 
-  def __init__(self, backbone: ResNet, variables: dict[str, Any], config: DelfConfig, *,
-               attention_params: dict | None = None, pca: Pca | None = None,
-               batch_size: int = 8):
+  def __init__(
+    self,
+    backbone: ResNet,
+    variables: dict[str, Any],
+    config: DelfConfig,
+    *,
+    attention_params: dict | None = None,
+    pca: Pca | None = None,
+    batch_size: int = 8,
+  ):
     if config.attention == "trained" and attention_params is None:
-      raise ValueError("attention='trained' needs attention_params: train them with "
-                       "train_attention, or use attention='feature_norm'")
+      raise ValueError(
+        "attention='trained' needs attention_params: train them with "
+        "train_attention, or use attention='feature_norm'"
+      )
     self.config = config
     self.backbone = backbone.clone(output_stage=config.feature_stage)
-    self.variables = jax.device_put(model_variables(variables["params"],
-                                                    variables["batch_stats"]))
+    self.variables = jax.device_put(model_variables(variables["params"], variables["batch_stats"]))
     self.attention_params = attention_params
     self.pca = pca
     self.batch_size = batch_size
     head = AttentionHead(config.attention_hidden) if config.attention == "trained" else None
-    self._extract = jax.jit(functools.partial(
-        _extract, self.backbone, head, tuple(config.scales), config.max_features))
+    self._extract = jax.jit(
+      functools.partial(_extract, self.backbone, head, tuple(config.scales), config.max_features)
+    )
 
   @classmethod
   def from_trained(cls, trained, config: DelfConfig, **kwargs) -> "LocalFeatureExtractor":
@@ -147,9 +173,14 @@ class LocalFeatureExtractor:
     return cls(trained.model.backbone, backbone_variables(trained.variables), config, **kwargs)
 
   def with_pca(self, pca: Pca | None) -> "LocalFeatureExtractor":
-    return LocalFeatureExtractor(self.backbone, self.variables, self.config,
-                                 attention_params=self.attention_params, pca=pca,
-                                 batch_size=self.batch_size)
+    return LocalFeatureExtractor(
+      self.backbone,
+      self.variables,
+      self.config,
+      attention_params=self.attention_params,
+      pca=pca,
+      batch_size=self.batch_size,
+    )
 
   @property
   def descriptor_dim(self) -> int:
@@ -180,12 +211,19 @@ class LocalFeatureExtractor:
       padded[:count] = pixels[chunk]
       sizes = np.zeros((bucket, 2), np.int32)  # padding rows: no location inside
       sizes[:count] = photo_hw[chunk]
-      batch = jax.device_get(self._extract(self.variables, self.attention_params, self.pca,
-                                           padded, sizes))
+      batch = jax.device_get(
+        self._extract(self.variables, self.attention_params, self.pca, padded, sizes)
+      )
       for row in range(count):
         keep = np.isfinite(batch[2][row])
-        out.append(LocalFeatures(*(np.asarray(part[row][keep], np.float32) for part in
-                                   (batch[1], batch[0], batch[2], batch[3]))))
+        out.append(
+          LocalFeatures(
+            *(
+              np.asarray(part[row][keep], np.float32)
+              for part in (batch[1], batch[0], batch[2], batch[3])
+            )
+          )
+        )
     return out
 
   def extract(self, images) -> list[LocalFeatures]:
@@ -193,5 +231,6 @@ class LocalFeatureExtractor:
     prepared = [self.prepare(image) for image in images]
     if not prepared:
       return []
-    return self.extract_prepared(np.stack([p for p, _ in prepared]),
-                                 np.array([hw for _, hw in prepared], np.int32))
+    return self.extract_prepared(
+      np.stack([p for p, _ in prepared]), np.array([hw for _, hw in prepared], np.int32)
+    )

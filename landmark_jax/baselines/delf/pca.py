@@ -13,8 +13,9 @@ from landmark_jax.models import l2_normalize
 
 
 # A pytree, so that the extractor's compiled program takes the projection as an argument.
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["mean", "components"],
-                   meta_fields=[])
+@functools.partial(
+  jax.tree_util.register_dataclass, data_fields=["mean", "components"], meta_fields=[]
+)
 @dataclasses.dataclass(frozen=True)
 class Pca:
   mean: np.ndarray  # (C,)
@@ -25,8 +26,7 @@ class Pca:
     return self.components.shape[1]
 
   @classmethod
-  def fit(cls, vectors: np.ndarray, dim: int, *, whiten: bool = False,
-          eps: float = 1e-8) -> "Pca":
+  def fit(cls, vectors: np.ndarray, dim: int, *, whiten: bool = False, eps: float = 1e-8) -> "Pca":
     """The `dim` directions of largest variance of `vectors` (n, C), by eigendecomposition of
     the covariance in float64. Each direction's sign makes its largest entry positive, so a
     refit on the same data gives the same projection."""

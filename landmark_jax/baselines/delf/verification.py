@@ -25,8 +25,9 @@ class Verification:
   inlier_mask: np.ndarray  # (m,) bool
 
 
-def match_descriptors(query: np.ndarray, database: np.ndarray, max_distance: float,
-                      mutual: bool = False) -> np.ndarray:
+def match_descriptors(
+  query: np.ndarray, database: np.ndarray, max_distance: float, mutual: bool = False
+) -> np.ndarray:
   """(m, 2) pairs (query row, database row): each query descriptor's nearest database
   descriptor, kept when their L2 distance is at most `max_distance` (unit descriptors:
   ‖a − b‖² = 2 − 2 a·b)."""
@@ -48,18 +49,28 @@ def _plausible(linear: np.ndarray, max_scale_change: float) -> np.ndarray:
   check RANSAC happily "explains" many matches of an unrelated pair with a map that
   collapses the photo onto a line."""
   singular = np.linalg.svd(linear, compute_uv=False)
-  return ((np.linalg.det(linear) > 0) & (singular[..., -1] >= 1 / max_scale_change)
-          & (singular[..., 0] <= max_scale_change))
+  return (
+    (np.linalg.det(linear) > 0)
+    & (singular[..., -1] >= 1 / max_scale_change)
+    & (singular[..., 0] <= max_scale_change)
+  )
 
 
 def _skimage_ransac(source, target, residual_threshold, max_trials, seed, max_scale_change):
   """scikit-image's RANSAC: the reference, one Python-level model fit per trial."""
+
   def plausible(model, *_):
     return bool(_plausible(model.params[:2, :2], max_scale_change))
-  model, inlier_mask = ransac((source, target), AffineTransform,
-                              min_samples=AFFINE_MIN_SAMPLES,
-                              residual_threshold=residual_threshold, max_trials=max_trials,
-                              rng=seed, is_model_valid=plausible)
+
+  model, inlier_mask = ransac(
+    (source, target),
+    AffineTransform,
+    min_samples=AFFINE_MIN_SAMPLES,
+    residual_threshold=residual_threshold,
+    max_trials=max_trials,
+    rng=seed,
+    is_model_valid=plausible,
+  )
   if model is None or inlier_mask is None:
     return None, np.zeros(len(source), bool)
   return model, np.asarray(inlier_mask, bool)
@@ -74,8 +85,9 @@ def _numpy_ransac(source, target, residual_threshold, max_trials, seed, max_scal
   rng = np.random.default_rng(seed)
   count = len(source)
   # Three distinct matches per trial: the indices of the 3 smallest of uniform draws.
-  samples = np.argpartition(rng.random((max_trials, count)), AFFINE_MIN_SAMPLES - 1,
-                            axis=1)[:, :AFFINE_MIN_SAMPLES]
+  samples = np.argpartition(rng.random((max_trials, count)), AFFINE_MIN_SAMPLES - 1, axis=1)[
+    :, :AFFINE_MIN_SAMPLES
+  ]
   homogeneous = np.concatenate([source, np.ones((count, 1))], axis=1)  # (m, 3)
   design = homogeneous[samples]  # (T, 3, 3): rows [x, y, 1]
   solvable = np.abs(np.linalg.det(design)) > 1e-9  # collinear samples fix no affine map
@@ -97,10 +109,17 @@ def _numpy_ransac(source, target, residual_threshold, max_trials, seed, max_scal
 RANSAC_BACKENDS = {"numpy": _numpy_ransac, "skimage": _skimage_ransac}
 
 
-def verify_affine(query_keypoints: np.ndarray, database_keypoints: np.ndarray,
-                  matches: np.ndarray, *, residual_threshold: float, max_trials: int = 1000,
-                  seed: int = 0, max_scale_change: float = 4.0,
-                  backend: str = "numpy") -> Verification:
+def verify_affine(
+  query_keypoints: np.ndarray,
+  database_keypoints: np.ndarray,
+  matches: np.ndarray,
+  *,
+  residual_threshold: float,
+  max_trials: int = 1000,
+  seed: int = 0,
+  max_scale_change: float = 4.0,
+  backend: str = "numpy",
+) -> Verification:
   """RANSAC affine fit to matched keypoints ((x, y) pixels); deterministic for a seed.
 
   `backend`: "numpy" (vectorised, the default) or "skimage" (scikit-image's `ransac`)."""
@@ -111,17 +130,33 @@ def verify_affine(query_keypoints: np.ndarray, database_keypoints: np.ndarray,
     return Verification(0, None, matches, np.zeros(len(matches), bool))
   source = np.asarray(query_keypoints, np.float64)[matches[:, 0]]
   target = np.asarray(database_keypoints, np.float64)[matches[:, 1]]
-  model, mask = RANSAC_BACKENDS[backend](source, target, residual_threshold, max_trials, seed,
-                                         max_scale_change)
+  model, mask = RANSAC_BACKENDS[backend](
+    source, target, residual_threshold, max_trials, seed, max_scale_change
+  )
   return Verification(int(mask.sum()), model, matches, mask)
 
 
-def verify_pair(query, database, *, max_descriptor_distance: float, residual_threshold: float,
-                mutual: bool = True, max_trials: int = 1000, seed: int = 0,
-                backend: str = "numpy") -> Verification:
+def verify_pair(
+  query,
+  database,
+  *,
+  max_descriptor_distance: float,
+  residual_threshold: float,
+  mutual: bool = True,
+  max_trials: int = 1000,
+  seed: int = 0,
+  backend: str = "numpy",
+) -> Verification:
   """Two photos' `LocalFeatures` → their geometric verification."""
-  matches = match_descriptors(query.descriptors, database.descriptors, max_descriptor_distance,
-                              mutual)
-  return verify_affine(query.keypoints, database.keypoints, matches,
-                       residual_threshold=residual_threshold, max_trials=max_trials, seed=seed,
-                       backend=backend)
+  matches = match_descriptors(
+    query.descriptors, database.descriptors, max_descriptor_distance, mutual
+  )
+  return verify_affine(
+    query.keypoints,
+    database.keypoints,
+    matches,
+    residual_threshold=residual_threshold,
+    max_trials=max_trials,
+    seed=seed,
+    backend=backend,
+  )
