@@ -5,7 +5,7 @@ use, so that ``from landmark_jax import Recognizer`` (or the HTTP service) loads
 alone: no training loop, no optimizer.
 """
 
-import importlib
+from landmark_jax.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -26,17 +26,5 @@ _EXPORTS = {
   "sharding": "landmark_jax.sharding",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
-
-
-def __getattr__(name: str):
-  if name not in _EXPORTS:
-    raise AttributeError(f"module 'landmark_jax' has no attribute {name!r}")
-  module = importlib.import_module(_EXPORTS[name])
-  value = module if module.__name__.rsplit(".", 1)[-1] == name else getattr(module, name)
-  globals()[name] = value  # later lookups skip __getattr__
-  return value
-
-
-def __dir__():
-  return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [*__dir__(), "__version__"]

@@ -3,9 +3,11 @@
 `get_config()`, then overridden with ``key=value`` strings (``optim.lr_backbone=0.01``,
 ``pipeline.batch_size=64``, ``curriculum.enabled=False``).
 
-One config describes a whole run, training and the offline steps after it: the sections'
-classes live beside the code that reads them (`DataConfig` in `data/`, `CleaningConfig` in
-`stages/`, `IndexConfig` in `index/`, `DelfConfig` in the baseline) and are composed here.
+One config describes a whole run, training and the offline steps after it. Each section's
+class lives in the ``config`` module of the package that reads it (`DataConfig` in
+`data/config.py`, `CleaningConfig` in `cleaning/config.py`, `IndexConfig` in
+`index/config.py`, `DelfConfig` in `baselines/delf/config.py`, …): those modules import
+nothing of the package but its errors, so this one, which composes them, loads no algorithm.
 """
 
 from __future__ import annotations
@@ -15,123 +17,19 @@ import dataclasses
 import importlib
 import importlib.util
 import pathlib
+import pkgutil
 import types
 import typing
 from typing import Any, Sequence
 
 from landmark_jax.baselines.delf.config import DelfConfig
-from landmark_jax.configs import config_names
-from landmark_jax.data.catalog import DataConfig
-from landmark_jax.data.pipeline import PipelineConfig
-from landmark_jax.data.transforms import ImageConfig
+from landmark_jax.cleaning.config import CleaningConfig
+from landmark_jax.data.config import DataConfig, ImageConfig, PipelineConfig
 from landmark_jax.errors import ConfigError
-from landmark_jax.index.centroid_index import IndexConfig
-from landmark_jax.models.resnet import BACKBONES
-from landmark_jax.stages.cleaning import CleaningConfig
-
-LOSS_KINDS = ("softmax_center", "softmax", "arcface", "contrastive")
-LR_SCHEDULES = ("per_stage", "global")
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-  backbone: str = "wide_resnet50_2"  # a name from landmark_jax.models.BACKBONES
-  embedding_dim: int = 512  # the paper: 512
-  dtype: str = "float32"  # compute dtype: "bfloat16" on accelerators; params stay float32
-  classifier_bias: bool = True  # False: a classifier without bias (issue 16's probe)
-  # torchvision/timm backbone checkpoint (.pth/.safetensors) to start from; "none": from
-  # scratch, said explicitly (a `fine_tune` config refuses to train with this left empty)
-  pretrained: str = ""
-  # The config's rates assume a pretrained backbone (the paper's α1 = 0.01 < α2, α3):
-  # training refuses to start without model.pretrained (train/recipe.py)
-  fine_tune: bool = False
-
-  def __post_init__(self):
-    if self.backbone not in BACKBONES:
-      raise ConfigError(
-        f"unknown model.backbone {self.backbone!r}: one of {', '.join(sorted(BACKBONES))}"
-      )
-    if self.embedding_dim < 1:
-      raise ConfigError(f"model.embedding_dim must be positive, got {self.embedding_dim}")
-    if self.dtype not in ("float32", "bfloat16", "float16"):
-      raise ConfigError(f"model.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
-
-  @property
-  def pretrained_weights(self) -> str | None:
-    """The backbone checkpoint to start from, or None (from scratch)."""
-    return None if self.pretrained in ("", "none") else self.pretrained
-
-
-@dataclasses.dataclass(frozen=True)
-class LossConfig:
-  kind: str = "softmax_center"  # "softmax_center", "softmax", "arcface" or "contrastive"
-  center_weight: float = 5e-5  # λ (the paper: 5e-5)
-  center_alpha: float = 0.5  # α of the center update rule (ours: 0.5, Wen et al.'s value)
-  center_reduction: str = "mean"  # "mean" over landmark samples, or "sum"
-  arcface_scale: float = 30.0
-  arcface_margin: float = 0.3
-  contrastive_margin: float = 0.5
-  contrastive_weight: float = 1.0  # contrastive: added to the softmax loss with this weight
-  # False: train on the landmark photos only, so the non-landmark output is never a target
-  # (the ablation's "softmax over n landmarks"; the output stays, so shapes do not change)
-  non_landmark_class: bool = True
-
-  def __post_init__(self):
-    if self.kind not in LOSS_KINDS:
-      raise ConfigError(f"unknown loss.kind {self.kind!r}: one of {', '.join(LOSS_KINDS)}")
-    if self.center_weight < 0 or not 0 <= self.center_alpha <= 1:
-      raise ConfigError("loss.center_weight must be ≥ 0 and loss.center_alpha in [0, 1]")
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimConfig:
-  lr_backbone: float = 0.01  # α1 (ours: the pretrained backbone learns slowest)
-  lr_embedding: float = 0.1  # α2: the embedding layer (FC + BN)
-  lr_classifier: float = 0.1  # α3: the classification layer
-  momentum: float = 0.9  # the paper: 0.9
-  weight_decay: float = 5e-3  # the paper: 5e-3, coupled L2 like PyTorch's SGD
-  decay_norm_and_bias: bool = True  # False: no weight decay on BN parameters and biases
-  lr_decay_epochs: tuple[int, ...] = (12, 24)  # the paper: ÷10 at epochs 12 and 24 of 30
-  lr_decay_factor: float = 0.1
-
-  def __post_init__(self):
-    for name in (
-      "lr_backbone",
-      "lr_embedding",
-      "lr_classifier",
-      "momentum",
-      "weight_decay",
-      "lr_decay_factor",
-    ):
-      if not getattr(self, name) >= 0:
-        raise ConfigError(f"optim.{name} must be ≥ 0, got {getattr(self, name)}")
-
-
-@dataclasses.dataclass(frozen=True)
-class CurriculumConfig:
-  enabled: bool = True  # train part by part when the data has regions
-  epochs_per_stage: tuple[int, ...] = ()  # () = num_epochs split evenly over the stages
-  new_class_init: str = "mean"  # new classifier rows/centers: "mean" embedding or "random"
-  # "per_stage": every stage restarts at the base rates and decays 40 % and 80 % into its
-  # own epochs; "global": optim.lr_decay_epochs counted over the whole run (docs/decisions.md)
-  lr_schedule: str = "per_stage"
-
-  def __post_init__(self):
-    if self.lr_schedule not in LR_SCHEDULES:
-      raise ConfigError(
-        f"curriculum.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
-      )
-
-
-@dataclasses.dataclass(frozen=True)
-class CalibrationConfig:
-  target_specificity: float = 0.99  # η is chosen so this share of non-landmarks is rejected
-
-  def __post_init__(self):
-    if not 0 < self.target_specificity <= 1:
-      raise ConfigError(
-        f"calibration.target_specificity must be in (0, 1], got {self.target_specificity}"
-      )
+from landmark_jax.eval.config import CalibrationConfig
+from landmark_jax.index.config import IndexConfig
+from landmark_jax.models.config import ModelConfig
+from landmark_jax.train.config import CurriculumConfig, LossConfig, OptimConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +55,16 @@ class TrainConfig:
   index: IndexConfig = IndexConfig()
   calibration: CalibrationConfig = CalibrationConfig()
   delf: DelfConfig = DelfConfig()
+
+  def __post_init__(self):
+    # Checked here, where the sections meet, so that models/config.py stays plain data; the
+    # registry is imported when a config is built, never when this module is.
+    from landmark_jax.models.resnet import BACKBONES
+
+    if self.model.backbone not in BACKBONES:
+      raise ConfigError(
+        f"unknown model.backbone {self.model.backbone!r}: one of {', '.join(sorted(BACKBONES))}"
+      )
 
 
 def _resolve_type(hint):
@@ -226,6 +134,13 @@ def _replace_path(node, path: list[str], value, full_key: str):
 
 
 CONFIGS_PACKAGE = "landmark_jax.configs"
+
+
+def config_names() -> list[str]:
+  """The configs shipped with the library (the modules of `landmark_jax.configs`). Cheap:
+  found on disk, nothing imported, so ``landmark-jax --help`` can list them."""
+  folder = pathlib.Path(__file__).parent / CONFIGS_PACKAGE.rsplit(".", 1)[1]
+  return sorted(m.name for m in pkgutil.iter_modules([str(folder)]) if not m.name.startswith("_"))
 
 
 def _config_module(path_or_name: str):

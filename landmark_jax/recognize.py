@@ -32,8 +32,8 @@ from PIL import Image
 
 from landmark_jax import sharding
 from landmark_jax.data import ImageSource, LabelMap
+from landmark_jax.data.config import ImageConfig
 from landmark_jax.data.transforms import (
-  ImageConfig,
   ImageDecodeError,
   eval_crop,
   eval_photo,

@@ -1,11 +1,12 @@
 """The direction of imports inside the package (docs/architecture.md, "Which way imports go"),
-and what a serving process loads.
+and what a process loads.
 
 The rules are checked on the source, by an AST scan of every ``import`` and ``from … import``
-in landmark_jax/ — those inside functions too, since a function-level import is still a
-dependency, only a later one. A fresh interpreter then checks the consequence that matters
-at run time: the service and ``from landmark_jax import Recognizer`` restore a model without
-loading the training loop or an optimizer.
+in landmark_jax/ — those inside functions and under ``if TYPE_CHECKING`` too, since a
+function-level import is still a dependency, only a later one. Fresh interpreters then check
+the consequences that matter at run time: loading a config loads no algorithm, and the
+service and ``from landmark_jax import Recognizer`` restore a model without loading the
+training loop or an optimizer.
 """
 
 import ast
@@ -14,110 +15,37 @@ import pathlib
 import subprocess
 import sys
 import textwrap
-import typing
 
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[1] / "landmark_jax"
 ROOT = "landmark_jax"
 
-
-class Rule(typing.NamedTuple):
-  forbidden: tuple[str, ...]  # what the package may not import (module or package names)
-  allowed: tuple[str, ...] = ()  # exceptions inside `forbidden`
-  exempt: tuple[str, ...] = ()  # importers inside the package the rule does not bind
-
-
-# The layers above the shared forward pass (`embedding`), bottom to top.
-_ABOVE_EMBEDDING = (
-  "train",
-  "stages",
-  "index",
-  "recognize",
-  "eval",
-  "serve",
-  "baselines",
-  "benchmarks",
-  "experiment",
-  "demo",
-  "ablation",
-  "cli",
+# The layers, bottom to top (names relative to landmark_jax; "" is the package's own
+# __init__). A module may import modules of its own package and of lower layers: never of a
+# higher layer, and never of another package in its own layer (packages side by side know
+# nothing of each other), except in the first layer, whose single modules may use each
+# other. Every package's ``config`` module (``data.config``, ``index.config``, …: one
+# section of a run's config) belongs to the first layer, whatever its package's layer: plain
+# data, so anything may import it and it may import only the first layer. Change
+# docs/architecture.md and this table together.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+  ("leaves", ("", "errors", "lazy", "folders", "geo", "sharding", "distributed", "runtime")),
+  ("foundations", ("models", "data")),
+  ("algorithms", ("losses", "prepare", "cleaning", "embedding", "config")),
+  ("training and the index", ("configs", "train", "index")),
+  ("the DELF-style baseline", ("baselines",)),
+  ("recognition", ("recognize",)),
+  ("evaluation", ("eval",)),
+  ("offline stages", ("stages",)),
+  ("runners", ("experiment", "serve")),
+  ("programs", ("demo", "ablation")),
+  ("benchmarks", ("benchmarks",)),
+  ("the command line", ("cli",)),
 )
-# Everything a model, loss or data module could wrongly reach up to (config composes their
-# dataclasses, so it sits above them too).
-_ABOVE_DATA = ("config", "configs", "embedding", *_ABOVE_EMBEDDING)
-
-# The import rules of docs/architecture.md, one row per importing package (names relative to
-# landmark_jax). Change the page and this table together.
-RULES: dict[str, Rule] = {
-  # The leaves import nothing of ours but each other.
-  **{
-    leaf: Rule(("models", "losses", "data", *_ABOVE_DATA))
-    for leaf in ("errors", "folders", "geo", "sharding", "distributed", "runtime")
-  },
-  "models": Rule(_ABOVE_DATA),
-  "data": Rule(_ABOVE_DATA),
-  # Downloading and packing GLDv2: beside data (it packs with data.packed), used by the CLI.
-  "prepare": Rule(_ABOVE_DATA),
-  "losses": Rule(_ABOVE_DATA),
-  # The one inference forward pass, shared by training, the stages and recognition.
-  "embedding": Rule(_ABOVE_EMBEDDING),
-  # The search artifact: built from centroids, knows nothing of how they were made.
-  "index": Rule(
-    (
-      "train",
-      "stages",
-      "recognize",
-      "eval",
-      "serve",
-      "baselines",
-      "benchmarks",
-      "cli",
-      "experiment",
-      "demo",
-      "ablation",
-    )
-  ),
-  # Training imports no stage, index or recognition.
-  "train": Rule(
-    (
-      "stages",
-      "index",
-      "recognize",
-      "eval",
-      "serve",
-      "baselines",
-      "benchmarks",
-      "cli",
-      "experiment",
-      "demo",
-      "ablation",
-    )
-  ),
-  # The offline steps restore a model (train.checkpoints) and build indexes, but never
-  # reach into the training loop, recognition, evaluation or serving.
-  "stages": Rule(
-    (
-      "train",
-      "recognize",
-      "serve",
-      "eval",
-      "baselines",
-      "benchmarks",
-      "cli",
-      "experiment",
-      "demo",
-      "ablation",
-    ),
-    allowed=("train.checkpoints",),
-  ),
-  # The front door sits below everything that uses it.
-  "recognize": Rule(
-    ("eval", "serve", "baselines", "benchmarks", "cli", "experiment", "demo", "ablation", "stages")
-  ),
-  # The pipeline runner sits below the two commands that run it.
-  "experiment": Rule(("demo", "ablation", "cli")),
-  # The command line is imported by nothing (but itself, and `python -m landmark_jax`).
-  "": Rule(("cli",), exempt=("__main__",)),
-}
+# Of the training package, what the layers between training and the runners may import:
+# restoring a trained model and the config's section. The loop, the step and the optimizer
+# are the runners' and the command line's.
+TRAIN_FOR_INFERENCE = ("train.checkpoints", "train.config")
+TRAINING_LOOP_USERS = ("train", "experiment", "demo", "ablation", "benchmarks", "cli")
 
 
 def qualified(name: str) -> str:
@@ -177,47 +105,135 @@ def package_imports() -> list[tuple[str, pathlib.Path, int, str]]:
   return edges
 
 
-def violations(edges, rules=RULES) -> list[str]:
+def is_config_leaf(module: str) -> bool:
+  """A package's section of the run's config (``landmark_jax.data.config``), not the
+  module that assembles them (``landmark_jax.config``)."""
+  return module != qualified("config") and module.rsplit(".", 1)[-1] == "config"
+
+
+def unit(module: str) -> str:
+  """The package (relative name) `module` belongs to for the layer rules; a config leaf is
+  its own unit."""
+  if is_config_leaf(module):
+    return module[len(ROOT) + 1 :]
+  return module[len(ROOT) + 1 :].split(".")[0] if module != ROOT else ""
+
+
+def layer_of(module: str) -> int:
+  if is_config_leaf(module):
+    return 0
+  name = unit(module)
+  for rank, (_, packages) in enumerate(LAYERS):
+    if name in packages:
+      return rank
+  raise KeyError(f"{module}: its package is in no layer of LAYERS")
+
+
+def edge_problem(importer: str, target: str) -> str | None:
+  """What is wrong with `importer` importing `target`, in words, or None."""
+  mine, theirs = layer_of(importer), layer_of(target)
+  if unit(importer) == unit(target) and not is_config_leaf(importer):
+    return None
+  if theirs > mine:
+    return f"{LAYERS[mine][0]} may not import {LAYERS[theirs][0]} (a higher layer)"
+  if theirs == mine and mine != 0:
+    return f"{unit(importer)} and {unit(target)} sit side by side in {LAYERS[mine][0]}"
+  if (
+    within(target, qualified("train"))
+    and not any(within(target, qualified(m)) for m in TRAIN_FOR_INFERENCE)
+    and unit(importer) not in TRAINING_LOOP_USERS
+  ):
+    return f"only {', '.join(TRAINING_LOOP_USERS)} may import the training loop"
+  return None
+
+
+def violations(edges) -> list[str]:
   found = []
   for importer, path, line, target in edges:
-    for scope, rule in rules.items():
-      if not within(importer, qualified(scope)):
-        continue
-      if any(within(importer, qualified(e)) for e in rule.exempt):
-        continue
-      for forbidden in map(qualified, rule.forbidden):
-        if (
-          within(target, forbidden)
-          and not within(importer, forbidden)
-          and not any(within(target, qualified(a)) for a in rule.allowed)
-        ):
-          where = path.relative_to(PACKAGE_DIR.parent)
-          found.append(
-            f"{where}:{line} imports {target}: {qualified(scope)} may not import "
-            f"{forbidden}"
-            + (f" (except {', '.join(map(qualified, rule.allowed))})" if rule.allowed else "")
-          )
+    problem = edge_problem(importer, target)
+    if problem:
+      where = path.relative_to(PACKAGE_DIR.parent)
+      found.append(f"{where}:{line} imports {target}: {problem}")
   return found
 
 
-def test_every_rule_names_modules_that_exist():
-  # A renamed package would otherwise make its rule match nothing and pass forever.
-  names = {
-    name
-    for rule_scope, rule in RULES.items()
-    for name in (rule_scope, *rule.forbidden, *rule.allowed)
-  }
+def cycles(edges) -> list[list[str]]:
+  """The import cycles among modules: each strongly connected component of more than one
+  module (Tarjan's algorithm), sorted."""
+  graph: dict[str, set[str]] = {}
+  for importer, _, _, target in edges:
+    graph.setdefault(importer, set()).add(target)
+    graph.setdefault(target, set())
+  index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+  def visit(node: str) -> None:
+    index[node] = low[node] = len(index)
+    stack.append(node)
+    on_stack.add(node)
+    for neighbour in sorted(graph[node]):
+      if neighbour not in index:
+        visit(neighbour)
+        low[node] = min(low[node], low[neighbour])
+      elif neighbour in on_stack:
+        low[node] = min(low[node], index[neighbour])
+    if low[node] == index[node]:
+      component = []
+      while True:
+        member = stack.pop()
+        on_stack.discard(member)
+        component.append(member)
+        if member == node:
+          break
+      if len(component) > 1:
+        found.append(sorted(component))
+
+  for node in sorted(graph):
+    if node not in index:
+      visit(node)
+  return sorted(found)
+
+
+def edge(importer: str, target: str, line: int = 7):
+  path = PACKAGE_DIR.joinpath(*importer.split(".")).with_suffix(".py")
+  return qualified(importer), path, line, qualified(target)
+
+
+def test_every_layer_names_packages_that_exist():
+  # A renamed package would otherwise make its row match nothing and pass forever.
+  names = [name for _, packages in LAYERS for name in packages]
+  assert len(names) == len(set(names)), "a package is in two layers"
   missing = sorted(name for name in names if not is_module(qualified(name)))
-  assert not missing, f"the layering table names modules that do not exist: {missing}"
+  assert not missing, f"LAYERS names modules that do not exist: {missing}"
+  for name in (*TRAIN_FOR_INFERENCE, *TRAINING_LOOP_USERS):
+    assert is_module(qualified(name)), name
+
+
+def test_every_module_belongs_to_a_layer():
+  modules = [module_name(path) for path in PACKAGE_DIR.rglob("*.py")]
+  for module in modules:
+    layer_of(module)  # raises naming a module whose package is in no layer
+  leaves = sorted(m for m in modules if is_config_leaf(m))
+  # The sections the run's config assembles are all config leaves.
+  assert {
+    "landmark_jax.data.config",
+    "landmark_jax.models.config",
+    "landmark_jax.train.config",
+    "landmark_jax.cleaning.config",
+    "landmark_jax.index.config",
+    "landmark_jax.eval.config",
+    "landmark_jax.baselines.delf.config",
+  } <= set(leaves), leaves
 
 
 def test_the_scanner_resolves_every_kind_of_import():
   source = textwrap.dedent("""
       import landmark_jax.index
       from landmark_jax.train import optim, TrainResult
-      from .cleaning import CleaningConfig
+      from .clean import write_cleaning
       from .. import sharding
       from ..data import catalog
+      if TYPE_CHECKING:
+        from landmark_jax.index.centroid_index import CentroidIndex
 
       def later():
         from landmark_jax.eval.calibration import calibrate
@@ -227,11 +243,12 @@ def test_the_scanner_resolves_every_kind_of_import():
     (2, "landmark_jax.index"),
     (3, "landmark_jax.train"),  # TrainResult: a name, not a module
     (3, "landmark_jax.train.optim"),
-    (4, "landmark_jax.stages.cleaning"),
+    (4, "landmark_jax.stages.clean"),
     (5, "landmark_jax.sharding"),
     (6, "landmark_jax.data.catalog"),
-    (9, "landmark_jax.eval.calibration"),  # inside a function
-    (10, "optax"),
+    (8, "landmark_jax.index.centroid_index"),  # for the type checker only: still an edge
+    (11, "landmark_jax.eval.calibration"),  # inside a function
+    (12, "optax"),
   ]
   # In a package's __init__, "." is the package itself.
   assert imports_of("from . import embed", "landmark_jax.stages", is_package=True) == [
@@ -239,59 +256,116 @@ def test_the_scanner_resolves_every_kind_of_import():
   ]
 
 
-def test_the_table_flags_wrong_imports_and_only_those():
-  def edge(importer, target, line=7):
-    path = PACKAGE_DIR.parent.joinpath(*importer.split(".")).with_suffix(".py")
-    return importer, path, line, target
-
+def test_the_rules_flag_wrong_imports_and_only_those():
   edges = [
-    edge("landmark_jax.stages.embed", "landmark_jax.train.checkpoints"),  # allowed
-    edge("landmark_jax.stages.embed", "landmark_jax.train.loop"),
-    edge("landmark_jax.cli.offline", "landmark_jax.cli.common"),  # its own package
-    edge("landmark_jax.eval.report", "landmark_jax.cli", line=3),
-    edge("landmark_jax.data.catalog", "landmark_jax.embedding"),
-    edge("landmark_jax.recognize", "landmark_jax.index"),
-  ]  # allowed
-  assert violations(edges) == [
-    "landmark_jax/stages/embed.py:7 imports landmark_jax.train.loop: landmark_jax.stages "
-    "may not import landmark_jax.train (except landmark_jax.train.checkpoints)",
-    "landmark_jax/eval/report.py:3 imports landmark_jax.cli: landmark_jax may not import "
-    "landmark_jax.cli",
-    "landmark_jax/data/catalog.py:7 imports landmark_jax.embedding: landmark_jax.data may "
-    "not import landmark_jax.embedding",
+    edge("stages.embed", "train.checkpoints"),  # restoring a model: allowed
+    edge("stages.embed", "train.loop"),  # the training loop: not below the runners
+    edge("cli.offline", "cli.common"),  # its own package
+    edge("eval.report", "cli", line=3),  # up
+    edge("data.catalog", "embedding"),  # up
+    edge("recognize.recognizer", "index.centroid_index"),  # down
+    edge("eval.calibration", "recognize.decision"),  # down
+    edge("train.loop", "index.centroid_index"),  # side by side
+    edge("config", "cleaning.config"),  # a config leaf: anyone may import it
+    edge("config", "baselines.delf.config"),  # even one of a higher package
+    edge("data.config", "data.catalog"),  # a config leaf imports leaves only
+    edge("folders", "errors"),  # leaves use each other
   ]
+  assert violations(edges) == [
+    "landmark_jax/stages/embed.py:7 imports landmark_jax.train.loop: only train, experiment, "
+    "demo, ablation, benchmarks, cli may import the training loop",
+    "landmark_jax/eval/report.py:3 imports landmark_jax.cli: evaluation may not import the "
+    "command line (a higher layer)",
+    "landmark_jax/data/catalog.py:7 imports landmark_jax.embedding: foundations may not import "
+    "algorithms (a higher layer)",
+    "landmark_jax/train/loop.py:7 imports landmark_jax.index.centroid_index: train and index "
+    "sit side by side in training and the index",
+    "landmark_jax/data/config.py:7 imports landmark_jax.data.catalog: leaves may not import "
+    "foundations (a higher layer)",
+  ]
+
+
+def test_the_rules_flag_the_imports_that_once_went_up_and_the_cycle():
+  # The tree before the configs became leaves (main at 6008fac): the run's config took
+  # CleaningConfig from the cleaning stage's algorithm module, and the list of shipped
+  # configs from the configs package, whose configs import it back; the DELF baseline took
+  # η's rule from evaluation; the index's modules imported each other for IndexConfig and
+  # SearchSetting.
+  upward = [
+    edge("config", "stages.cleaning", line=30),
+    edge("config", "configs", line=23),
+    edge("baselines.delf.retrieval", "eval.calibration", line=29),
+  ]
+  assert len(violations(upward)) == 3, violations(upward)
+  index = [
+    edge("index.centroid_index", "index.tuning"),
+    edge("index.centroid_index", "index.scann_backend"),
+    edge("index.scann_backend", "index.centroid_index"),
+    edge("index.tuning", "index.centroid_index"),
+  ]
+  assert cycles(index) == [
+    [
+      "landmark_jax.index.centroid_index",
+      "landmark_jax.index.scann_backend",
+      "landmark_jax.index.tuning",
+    ]
+  ]
+  # One edge less and the cycle is gone; the others stand alone.
+  assert cycles(index[1:2] + index[3:]) == []
 
 
 def test_imports_go_one_way():
   edges = package_imports()
   # The scan sees the package: the front door does use the index, and most modules import
   # some other (an empty scan, or one that missed the package's imports, cannot pass).
-  assert ("landmark_jax.recognize", "landmark_jax.index") in {(i, t) for i, _, _, t in edges}
+  assert any(
+    within(i, qualified("recognize")) and within(t, qualified("index")) for i, _, _, t in edges
+  )
   assert len({importer for importer, *_ in edges}) > 40
   problems = violations(edges)
   assert not problems, "imports against docs/architecture.md:\n  " + "\n  ".join(problems)
 
 
-def test_serving_loads_no_training_code_and_no_optimizer():
-  script = textwrap.dedent("""
-      import json, sys
-      import landmark_jax.serve.app
-      from landmark_jax import Recognizer
-      print(json.dumps(sorted(sys.modules)))
-      """)
+def test_no_import_cycles():
+  found = cycles(package_imports())
+  assert not found, "modules that import each other:\n  " + "\n  ".join(map(str, found))
+
+
+def loaded_modules(script: str) -> set[str]:
+  """The modules a fresh interpreter has loaded after `script`."""
+  script = textwrap.dedent(script) + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
   result = subprocess.run(
     [sys.executable, "-c", script], capture_output=True, text=True, check=False
   )
   assert result.returncode == 0, result.stderr
-  loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
+  return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_loading_the_config_loads_no_algorithm():
+  loaded = loaded_modules("import landmark_jax.config")
+  ours = {m for m in loaded if within(m, ROOT)}
+  # Positive control: the config and its sections were loaded.
+  assert {qualified("config"), qualified("cleaning.config"), qualified("index.config")} <= ours
+  heavy = sorted(
+    m for m in ours if not is_config_leaf(m) and layer_of(m) != 0 and not is_package_init(m)
+  )
+  assert heavy == [qualified("config")], heavy
+  assert not {"jax", "numpy", "scipy", "scann", "grain", "flax"} & loaded
+
+
+def is_package_init(module: str) -> bool:
+  return (PACKAGE_DIR.parent.joinpath(*module.split(".")) / "__init__.py").is_file()
+
+
+def test_serving_loads_no_training_code_and_no_optimizer():
+  loaded = loaded_modules("""
+      import landmark_jax.serve.app
+      from landmark_jax import Recognizer
+      """)
   # Positive control: the import did load inference, and the checkpoint reader with it.
-  assert {"landmark_jax.recognize", "landmark_jax.train.checkpoints"} <= loaded
+  assert {qualified("recognize"), qualified("train.checkpoints")} <= loaded
   training = {
-    "landmark_jax.train.loop",
-    "landmark_jax.train.optim",
-    "landmark_jax.train.step",
-    "landmark_jax.train.state",
-    "landmark_jax.train.curriculum",
+    qualified(f"train.{name}") for name in ("loop", "optim", "step", "state", "curriculum")
   }
   unwanted = sorted(
     name for name in loaded if name in training or name == "optax" or name.startswith("optax.")

@@ -457,8 +457,8 @@ def _embeddings(run: _Run) -> dict:
 
 
 def _cleaning(run: _Run) -> dict:
+  from landmark_jax.cleaning.dataset import clean_dataset
   from landmark_jax.config import load_config
-  from landmark_jax.stages.cleaning import clean_dataset
 
   s = run.settings
   source = run.clean_source

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from landmark_jax.config import LossConfig, OptimConfig
 from landmark_jax.models.landmark_net import IMAGENET_MEAN, IMAGENET_STD
+from landmark_jax.train.config import LossConfig, OptimConfig
 
 
 def torch_backbone(name: str, stage_sizes, width_per_group: int):

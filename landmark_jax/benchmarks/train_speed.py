@@ -17,9 +17,9 @@ import numpy as np
 
 from landmark_jax import sharding
 from landmark_jax.benchmarks.timing import compiled_flops
-from landmark_jax.config import LossConfig, OptimConfig
 from landmark_jax.models import LandmarkNet
 from landmark_jax.train import optim
+from landmark_jax.train.config import LossConfig, OptimConfig
 from landmark_jax.train.state import create_train_state
 from landmark_jax.train.step import make_train_step
 

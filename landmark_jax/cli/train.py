@@ -91,7 +91,7 @@ def _ablation(args) -> int:
 
 
 def register(commands, debug) -> None:
-  from landmark_jax.configs import config_names  # not landmark_jax.config: --help stays fast
+  from landmark_jax.config import config_names
 
   demo = commands.add_parser(
     "demo",

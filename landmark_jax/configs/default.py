@@ -39,12 +39,11 @@ from landmark_jax.config import (
   DelfConfig,
   ImageConfig,
   IndexConfig,
-  LossConfig,
   ModelConfig,
-  OptimConfig,
   PipelineConfig,
   TrainConfig,
 )
+from landmark_jax.train.config import LossConfig, OptimConfig
 
 
 def get_config() -> TrainConfig:

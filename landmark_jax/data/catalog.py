@@ -12,51 +12,11 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 
+from landmark_jax.data.config import SPLITS, DataConfig
 from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.data.sources import GLDv2Source, ImageFolderSource, ImageSource, TfdsSource
 from landmark_jax.errors import ConfigError, DataError
-
-SPLITS = ("train", "val", "test", "holdout")
-DATA_KINDS = ("demo", "gldv2", "folder", "tfds")
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-  """Where the photos come from."""
-
-  kind: str = "demo"  # "demo" (embedded dataset), "gldv2", "folder" or "tfds"
-  root: str = ""  # dataset folder (gldv2, folder)
-  csv: str = "train.csv"  # gldv2: id,url,landmark_id
-  image_dir: str = ""  # gldv2: folder of <a>/<b>/<c>/<id>.jpg ("" = images/ or train/)
-  # landmark_id,images (GLDv2's train_clean.csv, or `landmark-jax clean`'s): train on these
-  # landmark photos and every non-landmark one; in root or from the working directory (all
-  # kinds but tfds)
-  clean_csv: str = ""
-  non_landmark_csv: str = ""  # gldv2: id[,url] of photos without a landmark
-  regions_csv: str = ""  # landmark_id,region for curriculum learning ("" = one stage)
-  categories_csv: str = ""  # landmark_id,category (train_label_to_category.csv)
-  non_landmark_dir: str = "non_landmark"  # folder: the subfolder of non-landmark photos
-  tfds_name: str = ""  # tfds: a prepared dataset's name
-  tfds_split: str = "train"
-  tfds_data_dir: str = ""
-  tfds_image_key: str = "image"
-  tfds_label_key: str = "label"
-  tfds_non_landmark_value: int = -1  # tfds: the label value meaning non-landmark (-1: none)
-  holdout_csv: str = ""  # gldv2-format held-out set, classified after training ("" = none)
-  val_csv: str = ""  # gldv2-format validation set for calibrating η ("" = none)
-  test_csv: str = ""  # gldv2-format test set for `evaluate` ("" = none)
-  # demo, gldv2: read every split's photos from this folder of ArrayRecord shards
-  # (`landmark-jax prepare gldv2 --pack` writes <root>/packed) instead of the JPEG files; in
-  # root or from the working directory ("" = the files)
-  packed_dir: str = ""
-
-  def __post_init__(self):
-    if self.kind not in DATA_KINDS:
-      raise ConfigError(f"unknown data.kind {self.kind!r}: {', '.join(DATA_KINDS)}")
-    if self.packed_dir and self.kind not in ("demo", "gldv2"):
-      raise ConfigError(f"data.packed_dir works with data.kind=demo or gldv2, not {self.kind}")
-
 
 # The embedded dataset's CSV of each split.
 _DEMO_CSV = {"val": "val.csv", "test": "test.csv", "holdout": "test.csv"}

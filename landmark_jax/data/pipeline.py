@@ -16,7 +16,6 @@ one compiled function serves every batch, the last one included.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
 import logging
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
@@ -27,8 +26,8 @@ from absl import flags
 
 from landmark_jax import sharding
 from landmark_jax.data import transforms
+from landmark_jax.data.config import ImageConfig, PipelineConfig
 from landmark_jax.data.sources import ImageSource
-from landmark_jax.errors import ConfigError
 
 # grain is imported where a dataset is built, not here: the configs import this module, and
 # `benchmark device` must run on an accelerator machine that has no grain installed.
@@ -36,24 +35,6 @@ if TYPE_CHECKING:
   import grain
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class PipelineConfig:
-  """Input pipeline settings."""
-
-  batch_size: int = 256  # global batch: split over processes, then over each one's devices
-  num_workers: int = 8  # grain worker processes per host; 0 decodes in the main process
-  worker_buffer_size: int = 2  # batches each worker prepares ahead
-  seed: int = 0  # the one seed: shuffling and every augmentation derive from it
-  image: transforms.ImageConfig = transforms.ImageConfig()
-
-  def __post_init__(self):
-    if self.batch_size < 1 or self.num_workers < 0 or self.worker_buffer_size < 1:
-      raise ConfigError(
-        f"pipeline.batch_size must be ≥ 1 (got {self.batch_size}), "
-        f"num_workers ≥ 0 (got {self.num_workers}), worker_buffer_size ≥ 1"
-      )
 
 
 class SkippedImages:
@@ -135,7 +116,7 @@ def _with_epoch(epoch_length: int, index: int, record: Mapping[str, Any]) -> dic
   return {**record, "epoch": index // epoch_length}
 
 
-def _train_decode(config: transforms.ImageConfig, record, rng: np.random.Generator):
+def _train_decode(config: ImageConfig, record, rng: np.random.Generator):
   return {**transforms.decode_train_record(record, rng, config), "epoch": record["epoch"]}
 
 

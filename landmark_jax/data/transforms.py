@@ -9,7 +9,6 @@ straight to a downscaled image (1/2, 1/4 or 1/8 size) when the photo is much lar
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
 import os
@@ -19,12 +18,9 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from landmark_jax.data.config import DEFAULT_MAX_PIXELS, ImageConfig
 from landmark_jax.errors import UserError
 from landmark_jax.geo import Location, exif_location
-
-# Pillow's own default (~89 Mpx, a 1 GB RGBA buffer); beyond it an image is refused before
-# its pixels are decoded, so a decompression bomb costs a header read, not the machine.
-DEFAULT_MAX_PIXELS = 89_478_485
 
 
 class ImageDecodeError(UserError, ValueError):
@@ -33,26 +29,6 @@ class ImageDecodeError(UserError, ValueError):
 
 class ImageTooLargeError(ImageDecodeError):
   """An image refused from its header for its pixel count, before its pixels are decoded."""
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageConfig:
-  """How images become network inputs; the defaults are the paper's."""
-
-  resize_size: int = 256  # both sides resized to this first (the paper: 256×256)
-  crop_size: int = 224  # the network's input side
-  crop_scale: tuple[float, float] = (0.25, 1.0)  # random-resized-crop area range (ours)
-  crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # its aspect-ratio range (torchvision's)
-  color_jitter: float = 0.4  # brightness/contrast/saturation factors in [1 - j, 1 + j]
-  horizontal_flip: bool = True
-  jpeg_draft: bool = True  # decode large JPEGs at a reduced DCT scale
-  # Refuse larger images (decompression bombs) from their header. Pillow's own global
-  # limit (`PIL.Image.MAX_IMAGE_PIXELS`) still applies above this one.
-  max_pixels: int = DEFAULT_MAX_PIXELS
-  # Refuse images that would be decoded at more than this many pixels (None: max_pixels).
-  # Checked after JPEG draft mode has picked its scale, so a 48 Mpx phone JPEG decoded at
-  # 1/8 passes while a 48 Mpx PNG, which has no reduced decode, is refused from its header.
-  max_decoded_pixels: int | None = None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -11,24 +11,9 @@ import math
 import numpy as np
 
 from landmark_jax.data import ImageSource
-from landmark_jax.errors import ConfigError, DataError
+from landmark_jax.errors import DataError
 from landmark_jax.index import CentroidIndex, threshold
 from landmark_jax.index.validation import ValidationSet
-
-
-def eta_for_specificity(non_landmark_scores: np.ndarray, target: float) -> float:
-  """The smallest η with share(score < η) ≥ target among non-landmark photos.
-
-  With m scores sorted ascending, at least ⌈target·m⌉ of them must fall below η, so η is
-  just above the ⌈target·m⌉-th smallest score.
-  """
-  scores = np.sort(np.asarray(non_landmark_scores, np.float64))
-  if not len(scores):
-    raise DataError("calibration needs non-landmark photos in the validation set")
-  if not 0 < target <= 1:
-    raise ConfigError(f"target specificity must be in (0, 1], got {target}")
-  needed = math.ceil(target * len(scores) - 1e-9)
-  return threshold.threshold_rejecting(scores[needed - 1])
 
 
 def embed_validation(recognizer, source: ImageSource) -> ValidationSet:
@@ -54,7 +39,7 @@ def calibrate_on(
   )
   scores = np.array([p.score for p in predictions], np.float32)
   non_landmark = validation.is_non_landmark
-  eta = eta_for_specificity(scores[non_landmark], target_specificity)
+  eta = threshold.eta_for_specificity(scores[non_landmark], target_specificity)
   nearest = [p.candidates[0].landmark_id if p.candidates else None for p in predictions]
   correct = np.array(
     [n is not None and n == t for n, t in zip(nearest, validation.landmark_ids)], bool

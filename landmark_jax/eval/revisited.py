@@ -28,7 +28,7 @@ reported beside the standard numbers, never in their place:
   without the trailing ``_NNNNNN`` (`landmark_of`), except the generic searches
   (``oxford``, ``paris_general``: `GENERIC_PREFIXES`), which name no landmark; each group
   is cleaned and clustered into centroids with the library's own rules
-  (`landmark_jax.stages.cleaning.clean_dataset`, the checkpoint's ``cleaning`` settings) and
+  (`landmark_jax.cleaning.dataset.clean_dataset`, the checkpoint's ``cleaning`` settings) and
   indexed (`CentroidIndex.build`). The ranking, for the official mAP: when the recognizer
   names a landmark, the database images named after that landmark come first, in order of
   similarity to the query, then every other database image (generic searches' and
@@ -56,12 +56,14 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from landmark_jax.cleaning.config import CleaningConfig
+from landmark_jax.cleaning.dataset import clean_dataset
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.data.transforms import open_image
 from landmark_jax.errors import DataError, MissingFileError
 from landmark_jax.eval.metrics import PROTOCOLS, crop_query, load_revisited_gnd, revisited_map
-from landmark_jax.index.centroid_index import CentroidIndex, IndexConfig
-from landmark_jax.stages.cleaning import CleaningConfig, clean_dataset
+from landmark_jax.index.centroid_index import CentroidIndex
+from landmark_jax.index.config import IndexConfig
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 

@@ -1,6 +1,18 @@
 """The search artifact: centroids and their landmarks, searched by dot product (ScaNN or
-exact), saved as one folder, with landmark metadata, and edited without retraining."""
+exact), saved as one folder, with landmark metadata, and edited without retraining.
 
-from landmark_jax.index.centroid_index import CentroidIndex, IndexConfig, IndexFormatError
+Names are imported on first use (`landmark_jax.lazy`): the run's config imports
+``index.config`` without loading ScaNN."""
 
-__all__ = ["CentroidIndex", "IndexConfig", "IndexFormatError"]
+from landmark_jax.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+  __name__,
+  {
+    "CentroidIndex": ".centroid_index",
+    "IndexFormatError": ".integrity",
+    "IndexConfig": ".config",
+    "SearchSetting": ".config",
+  },
+)
+__all__ = __dir__()

@@ -29,6 +29,7 @@ from landmark_jax.data.labels import LabelMap
 from landmark_jax.errors import ConfigError
 from landmark_jax.folders import atomic_folder, exclusive_writer, readable_folder
 from landmark_jax.index import integrity, scann_backend
+from landmark_jax.index.config import IndexConfig, SearchSetting
 from landmark_jax.index.exact import ExactSearcher
 from landmark_jax.index.integrity import (
   FORMAT_VERSION,
@@ -41,30 +42,9 @@ from landmark_jax.index.landmarks import LandmarkInfo, load_landmarks_csv, save_
 from landmark_jax.index.references import FILES as REFERENCE_FILES
 from landmark_jax.index.references import VECTORS_FILE as REFERENCE_VECTORS
 from landmark_jax.index.references import References
-from landmark_jax.index.tuning import SearchSetting
 from landmark_jax.index.validation import EMBEDDINGS_FILE as VALIDATION_EMBEDDINGS
 from landmark_jax.index.validation import FILES as VALIDATION_FILES
 from landmark_jax.index.validation import ValidationSet
-
-BACKENDS = ("auto", "scann", "exact")
-
-
-@dataclasses.dataclass(frozen=True)
-class IndexConfig:
-  """How the index is built. ScaNN's settings follow its own guidance for each size."""
-
-  backend: str = "auto"  # "auto" (ScaNN, exact if unavailable), "scann" or "exact"
-  brute_force_below: int = 20_000  # ScaNN brute force (exact scores) under this many vectors
-  num_leaves: int = 0  # partitions; 0 = round(√n)
-  leaves_to_search: int = 0  # partitions probed per query; 0 = max(num_leaves / 5, 16)
-  reorder: int = 100  # candidates re-scored exactly after asymmetric hashing
-  anisotropic_threshold: float = 0.2  # ScaNN's recommended value for dot product
-  dims_per_block: int = 2  # asymmetric-hashing block size (2: ScaNN's default)
-  training_sample_size: int = 100_000  # vectors used to train the partitioner
-
-  def __post_init__(self):
-    if self.backend not in BACKENDS:
-      raise ConfigError(f"unknown index backend {self.backend!r}: one of {', '.join(BACKENDS)}")
 
 
 class CentroidIndex:

@@ -7,7 +7,7 @@ spread cluster). The recognizer accepts its best candidate only if the photo is 
 to one of that landmark's references (`Recognizer`, threshold ρ calibrated like η).
 
 References come from the cleaning: the photos a references CSV names, or else the medoid of
-each valid cluster (`stages.cleaning`). Files: ``references.npy`` (float32 (r, D), unit
+each valid cluster (`landmark_jax.cleaning`). Files: ``references.npy`` (float32 (r, D), unit
 rows) and ``reference_labels.npy`` (int64 (r,), the index's dense labels), both listed with
 their checksums in the index manifest.
 """

@@ -7,12 +7,10 @@ import math
 import os
 import pathlib
 import re
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-  from landmark_jax.index.centroid_index import IndexConfig
+from landmark_jax.index.config import IndexConfig
 
 ASSETS_FILE = "scann_assets.pbtxt"
 

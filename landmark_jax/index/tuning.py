@@ -25,12 +25,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:
-  from landmark_jax.index.centroid_index import CentroidIndex
+from landmark_jax.index.centroid_index import CentroidIndex
+from landmark_jax.index.config import SearchSetting
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +42,6 @@ REORDERS = (20, 50, 100, 200, 500)
 # Queries made from centroids when no embedded photos are at hand: each at this cosine
 # similarity to its centroid (photos within a cleaned cluster sit around 0.5-0.9 of it).
 PERTURBED_SIMILARITY = 0.7
-
-
-@dataclasses.dataclass(frozen=True, order=True)
-class SearchSetting:
-  leaves_to_search: int  # partitions probed per query
-  reorder: int  # candidates re-scored exactly (ScaNN's pre_reorder_num_neighbors)
 
 
 @dataclasses.dataclass(frozen=True)

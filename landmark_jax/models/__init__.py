@@ -1,19 +1,20 @@
-"""Model zoo: residual backbones, LandmarkNet heads, pretrained-weight import."""
+"""Model zoo: residual backbones, LandmarkNet heads, pretrained-weight import.
 
-from landmark_jax.models.landmark_net import (
-  LandmarkNet,
-  l2_normalize,
-  model_variables,
-  normalize_images,
+Names are imported on first use (`landmark_jax.lazy`): the run's config imports
+``models.config`` without loading Flax."""
+
+from landmark_jax.lazy import lazy_exports
+
+__getattr__, __dir__ = lazy_exports(
+  __name__,
+  {
+    "BACKBONES": ".resnet",
+    "ResNet": ".resnet",
+    "get_backbone": ".resnet",
+    "LandmarkNet": ".landmark_net",
+    "l2_normalize": ".landmark_net",
+    "model_variables": ".landmark_net",
+    "normalize_images": ".landmark_net",
+  },
 )
-from landmark_jax.models.resnet import BACKBONES, ResNet, get_backbone
-
-__all__ = [
-  "BACKBONES",
-  "LandmarkNet",
-  "ResNet",
-  "get_backbone",
-  "l2_normalize",
-  "model_variables",
-  "normalize_images",
-]
+__all__ = __dir__()

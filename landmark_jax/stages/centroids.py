@@ -19,15 +19,18 @@ from typing import Hashable, Sequence
 
 import numpy as np
 
+from landmark_jax.cleaning.config import CleaningConfig
+from landmark_jax.cleaning.dataset import clean_dataset
+from landmark_jax.cleaning.result import CleaningResult
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.data.sources import read_csv
 from landmark_jax.errors import DataError, MissingFileError
-from landmark_jax.index.centroid_index import CentroidIndex, IndexConfig
+from landmark_jax.index.centroid_index import CentroidIndex
+from landmark_jax.index.config import IndexConfig
 from landmark_jax.index.landmarks import load_landmarks_csv
 from landmark_jax.index.references import FILES as REFERENCE_FILES
 from landmark_jax.index.references import References
 from landmark_jax.index.tuning import PERTURBED_SIMILARITY, perturbed_queries
-from landmark_jax.stages.cleaning import CleaningConfig, CleaningResult, clean_dataset
 from landmark_jax.stages.embed import Embeddings
 
 

@@ -15,13 +15,15 @@ from typing import Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
+from landmark_jax.cleaning.config import CleaningConfig
+from landmark_jax.cleaning.dataset import clean_dataset
+from landmark_jax.cleaning.result import CleaningResult
 from landmark_jax.data import ImageSource
 from landmark_jax.errors import ConfigError
 from landmark_jax.index.centroid_index import CentroidIndex
 from landmark_jax.index.editing import add_centroids, refuse_present
 from landmark_jax.index.landmarks import LandmarkInfo, merge_metadata
 from landmark_jax.index.validation import ValidationSet
-from landmark_jax.stages.cleaning import CleaningConfig, CleaningResult, clean_dataset
 
 
 @dataclasses.dataclass

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from landmark_jax.config import OptimConfig
+from landmark_jax.train.config import OptimConfig
 
 # Top-level LandmarkNet parameter collections → learning-rate group.
 PARAM_GROUPS = {

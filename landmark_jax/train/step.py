@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import optax
 
 from landmark_jax import losses, sharding
-from landmark_jax.config import LossConfig
 from landmark_jax.models import LandmarkNet, model_variables
+from landmark_jax.train.config import LossConfig
 from landmark_jax.train.state import TrainState
 
 

@@ -140,7 +140,8 @@ def test_tfds_refuses_clean_csv():
 def test_a_file_found_from_the_working_directory_is_saved_by_its_absolute_path(
   tmp_path, monkeypatch
 ):
-  from landmark_jax.data.catalog import DataConfig, with_found_files
+  from landmark_jax.data.catalog import with_found_files
+  from landmark_jax.data.config import DataConfig
 
   root = tmp_path / "dataset"
   root.mkdir()

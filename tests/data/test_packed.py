@@ -12,7 +12,7 @@ from PIL import Image, ImageOps
 
 from landmark_jax.config import load_config
 from landmark_jax.data import GLDv2Source, PipelineConfig, eval_dataset, open_image, source_for
-from landmark_jax.data.catalog import DataConfig
+from landmark_jax.data.config import DataConfig
 from landmark_jax.data.packed import PackedImages, pack_folder, shrink_image
 from landmark_jax.errors import ConfigError
 from tests.helpers import encode, gradient_image

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from landmark_jax.data.config import ImageConfig
 from landmark_jax.data.transforms import (
-  ImageConfig,
   ImageDecodeError,
   ImageTooLargeError,
   center_crop_box,

@@ -8,8 +8,10 @@ import collections
 import numpy as np
 import pytest
 
-from landmark_jax.stages import cleaning
-from landmark_jax.stages.cleaning import CleaningConfig, clean_dataset, clean_landmark, group_rows
+from landmark_jax.cleaning import dataset as cleaning
+from landmark_jax.cleaning.clusters import clean_landmark
+from landmark_jax.cleaning.config import CleaningConfig
+from landmark_jax.cleaning.dataset import clean_dataset, group_rows
 
 
 def unit(x):

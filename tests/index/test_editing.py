@@ -5,13 +5,13 @@ import json
 
 import pytest
 
+from landmark_jax.cleaning.config import CleaningConfig
 from landmark_jax.cli import main
 from landmark_jax.data import GLDv2Source, ImageFolderSource
 from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.index import CentroidIndex
 from landmark_jax.index.editing import remove_landmarks
 from landmark_jax.recognize import PhotoEmbedder, Recognizer
-from landmark_jax.stages.cleaning import CleaningConfig
 from landmark_jax.stages.new_landmarks import add_landmarks
 
 

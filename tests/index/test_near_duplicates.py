@@ -4,16 +4,12 @@ report) and keeps each valid cluster's medoid as a class reference for recogniti
 import numpy as np
 import pytest
 
+from landmark_jax.cleaning.clusters import clean_landmark, distinct_photos, medoid
+from landmark_jax.cleaning.config import CleaningConfig
+from landmark_jax.cleaning.dataset import clean_dataset
+from landmark_jax.cleaning.result import NEAR_DUPLICATE
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.stages.centroids import write_cleaning
-from landmark_jax.stages.cleaning import (
-  NEAR_DUPLICATE,
-  CleaningConfig,
-  clean_dataset,
-  clean_landmark,
-  distinct_photos,
-  medoid,
-)
 
 
 def unit(x):

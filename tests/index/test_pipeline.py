@@ -10,8 +10,9 @@ import pytest
 from landmark_jax.cli import main
 from landmark_jax.data import GLDv2Source, source_for
 from landmark_jax.data.demo_dataset import demo_dataset
-from landmark_jax.eval.calibration import calibrate, eta_for_specificity
+from landmark_jax.eval.calibration import calibrate
 from landmark_jax.index import CentroidIndex
+from landmark_jax.index.threshold import eta_for_specificity
 from landmark_jax.recognize import Recognizer
 from landmark_jax.stages.embed import embed_source
 

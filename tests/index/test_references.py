@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from landmark_jax.data import LabelMap
-from landmark_jax.eval.calibration import calibrate_on, eta_for_specificity
+from landmark_jax.eval.calibration import calibrate_on
 from landmark_jax.index import CentroidIndex, IndexConfig
 from landmark_jax.index.editing import remove_landmarks
 from landmark_jax.index.integrity import IndexFormatError
 from landmark_jax.index.references import References
+from landmark_jax.index.threshold import eta_for_specificity
 from landmark_jax.index.validation import ValidationSet
 from landmark_jax.recognize import REASON_FAR_FROM_REFERENCES, Recognizer
 

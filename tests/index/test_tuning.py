@@ -16,9 +16,9 @@ import pytest
 from landmark_jax.benchmarks.index_speed import write_synthetic_clean, write_synthetic_embeddings
 from landmark_jax.cli.main import main
 from landmark_jax.index import CentroidIndex, IndexConfig, IndexFormatError, tuning
+from landmark_jax.index.config import SearchSetting
 from landmark_jax.index.editing import remove_landmarks
 from landmark_jax.index.integrity import sealed
-from landmark_jax.index.tuning import SearchSetting
 from landmark_jax.stages.centroids import tuning_queries
 
 NUM_CENTROIDS, DIM, PHOTOS, ETA, TARGET = 4000, 64, 1500, 0.6, 0.99

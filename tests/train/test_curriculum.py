@@ -3,9 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from landmark_jax.config import OptimConfig
 from landmark_jax.models import LandmarkNet
 from landmark_jax.train import curriculum, optim
+from landmark_jax.train.config import OptimConfig
 from landmark_jax.train.state import create_train_state
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from landmark_jax.config import OptimConfig
 from landmark_jax.train import optim
+from landmark_jax.train.config import OptimConfig
 
 PARAMS = {
   "backbone": {"conv": {"kernel": jnp.full((2, 2), 1.0)}, "bn": {"scale": jnp.full((2,), 2.0)}},

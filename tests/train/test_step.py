@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from landmark_jax import losses, sharding
-from landmark_jax.config import LossConfig, OptimConfig
 from landmark_jax.models import LandmarkNet
 from landmark_jax.train import optim
+from landmark_jax.train.config import LossConfig, OptimConfig
 from landmark_jax.train.state import create_train_state
 from landmark_jax.train.step import make_train_step, stage_labels
 

@@ -9,52 +9,28 @@ package lets a user rerun that comparison (`landmark-jax benchmark compare`).
     delf.recognize(["photo.jpg"])
 """
 
-import importlib
+from landmark_jax.lazy import lazy_exports
 
 # Name → its module, imported on first use: `DelfConfig` (part of every run's config) must
 # not pull in the attention trainer and its optimizer.
 _EXPORTS = {
-  "AttentionHead": "attention",
-  "train_attention": "attention",
-  "DelfConfig": "config",
-  "LocalFeatureExtractor": "features",
-  "LocalFeatures": "features",
-  "Pca": "pca",
-  "DelfDatabase": "retrieval",
-  "DelfPrediction": "retrieval",
-  "DelfRecognizer": "retrieval",
-  "build_delf": "retrieval",
-  "calibrate_min_inliers": "retrieval",
-  "min_inliers_for_specificity": "retrieval",
-  "Verification": "verification",
-  "match_descriptors": "verification",
-  "verify_affine": "verification",
-  "verify_pair": "verification",
+  "AttentionHead": ".attention",
+  "train_attention": ".attention",
+  "DelfConfig": ".config",
+  "LocalFeatureExtractor": ".features",
+  "LocalFeatures": ".features",
+  "Pca": ".pca",
+  "DelfDatabase": ".retrieval",
+  "DelfPrediction": ".retrieval",
+  "DelfRecognizer": ".retrieval",
+  "build_delf": ".retrieval",
+  "calibrate_min_inliers": ".retrieval",
+  "min_inliers_for_specificity": ".retrieval",
+  "Verification": ".verification",
+  "match_descriptors": ".verification",
+  "verify_affine": ".verification",
+  "verify_pair": ".verification",
 }
 
-__all__ = [
-  "AttentionHead",
-  "DelfConfig",
-  "DelfDatabase",
-  "DelfPrediction",
-  "DelfRecognizer",
-  "LocalFeatureExtractor",
-  "LocalFeatures",
-  "Pca",
-  "Verification",
-  "build_delf",
-  "calibrate_min_inliers",
-  "match_descriptors",
-  "min_inliers_for_specificity",
-  "train_attention",
-  "verify_affine",
-  "verify_pair",
-]
-
-
-def __getattr__(name: str):
-  if name not in _EXPORTS:
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-  value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-  globals()[name] = value
-  return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = __dir__()

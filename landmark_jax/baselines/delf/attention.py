@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from landmark_jax.baselines.delf.config import DelfConfig
 from landmark_jax.data import ImageSource, PipelineConfig, train_dataset
-from landmark_jax.data.transforms import ImageConfig
+from landmark_jax.data.config import ImageConfig
 from landmark_jax.models import l2_normalize, normalize_images
 from landmark_jax.models.resnet import ResNet
 

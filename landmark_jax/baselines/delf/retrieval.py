@@ -28,8 +28,8 @@ from landmark_jax.baselines.delf.pca import Pca
 from landmark_jax.baselines.delf.verification import Verification, verify_pair
 from landmark_jax.data import ImageSource
 from landmark_jax.data.transforms import ImageDecodeError, record_data
-from landmark_jax.eval.calibration import eta_for_specificity
 from landmark_jax.index import CentroidIndex, IndexConfig
+from landmark_jax.index.threshold import eta_for_specificity
 
 logger = logging.getLogger(__name__)
 
