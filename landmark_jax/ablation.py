@@ -27,8 +27,8 @@ from landmark_jax.data import source_for
 from landmark_jax.data.catalog import has_split
 from landmark_jax.data.labels import UnknownLandmarkError
 from landmark_jax.errors import ConfigError, DataError
+from landmark_jax.eval.collection import MIN_PHOTOS
 from landmark_jax.eval.plots import plot_ablation
-from landmark_jax.eval.report import MIN_PHOTOS
 from landmark_jax.experiment import check_same_config, run_pipeline
 from landmark_jax.folders import atomic_write_text
 

@@ -23,7 +23,7 @@ import time
 
 from landmark_jax.config import load_config
 from landmark_jax.data.demo_dataset import demo_dataset
-from landmark_jax.eval.report import load_locations
+from landmark_jax.eval.scoring import load_locations
 from landmark_jax.experiment import ROUND1, check_same_config, run_pipeline
 from landmark_jax.index import CentroidIndex
 

@@ -1,4 +1,5 @@
-"""Batched, sharded inference of a LandmarkNet: the one forward pass every consumer shares.
+"""Batched, sharded inference of a LandmarkNet: the one forward pass every consumer shares,
+and what it gives for a source's photos (`EmbeddedPhotos`).
 
 Curriculum learning (class-mean initialisation), the offline stages (embed, clean) and
 recognition all embed through `Embedder`, so it sits below all of them.
@@ -6,6 +7,7 @@ recognition all embed through `Embedder`, so it sits below all of them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Iterator, Sequence
 
@@ -13,8 +15,30 @@ import jax
 import numpy as np
 
 from landmark_jax import sharding
+from landmark_jax.data.labels import LabelMap
 from landmark_jax.data.pipeline import DeviceIterator
+from landmark_jax.geo import Location
 from landmark_jax.models import LandmarkNet, l2_normalize, model_variables
+
+
+@dataclasses.dataclass
+class EmbeddedPhotos:
+  """A source's readable photos, embedded: what cleaning, calibration and evaluation read,
+  whether embedded in memory (`recognize.PhotoEmbedder.embed_source`) or read back from an
+  ``embed`` folder (`stages.embed.load_embeddings`)."""
+
+  ids: np.ndarray  # (n,) record ids
+  labels: np.ndarray  # (n,) dense labels
+  embeddings: np.ndarray  # (n, D) unit embeddings
+  label_map: LabelMap  # the source's: what the labels mean
+  skipped: list[str]  # ids of unreadable photos
+  # Each photo's EXIF GPS location (None: none), when the photos were decoded for it; None
+  # when they were not read (an ``embed`` folder keeps no locations)
+  locations: list[Location | None] | None = None
+  checkpoint: str | None = None  # the model that produced them (`TrainedModel.checkpoint_id`)
+
+  def landmark_ids(self) -> list:
+    return self.label_map.to_landmark_ids(self.labels)
 
 
 def _forward(model: LandmarkNet, normalize: bool, variables, images):

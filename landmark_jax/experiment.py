@@ -17,8 +17,6 @@ resumes from its checkpoint).
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import pathlib
 import time
@@ -27,15 +25,16 @@ from typing import Any, Callable, Mapping
 from landmark_jax.config import TrainConfig
 from landmark_jax.data import ImageSource, source_for
 from landmark_jax.errors import ConfigError
-from landmark_jax.eval.calibration import calibrated_index, embed_validation
-from landmark_jax.eval.report import MIN_PHOTOS, evaluate_recognizer
+from landmark_jax.eval.calibration import calibrated_index, embed_validation, is_calibrated
+from landmark_jax.eval.collection import MIN_PHOTOS
+from landmark_jax.eval.report import evaluate_source
 from landmark_jax.geo import Location
 from landmark_jax.index import CentroidIndex
-from landmark_jax.recognize import Recognizer
-from landmark_jax.stages.centroids import build_centroid_index, clean_embeddings, write_cleaning
-from landmark_jax.stages.embed import embed_source
+from landmark_jax.recognize.decision import Decision
+from landmark_jax.recognize.embedder import PhotoEmbedder
+from landmark_jax.stages import build_index, clean, embed
+from landmark_jax.train import loop
 from landmark_jax.train.checkpoints import CONFIG_FILE, TrainedModel, load_trained
-from landmark_jax.train.loop import changed_settings, train
 
 # What a run says as it goes: a step starting (and whether its output was reused), then
 # lines about it. The demo prints; the ablation stays quiet.
@@ -88,7 +87,7 @@ def check_same_config(
   )
   for run_dir, run_config in runs:
     path = run_dir / "train" / CONFIG_FILE
-    changed = changed_settings(path, run_config) if path.is_file() else ""
+    changed = loop.changed_settings(path, run_config) if path.is_file() else ""
     if changed:
       raise ConfigError(
         f"{workdir} holds a run made with other settings ({changed}): use "
@@ -154,35 +153,41 @@ def run_pipeline(
     # report's breakdown is then the same with and without the second round.
     training_photos = all_photos
 
-  clean_dir = workdir / "clean"
   index_dir = workdir / "index"
-  index_done = (index_dir / "manifest.json").is_file()
+  index_done = build_index.is_done(index_dir)
   t = _timed(announce, "index", index_done)
   if not index_done:
-    build_centroid_index(clean_dir, config.index, landmarks_csv=landmarks_csv).save(index_dir)
+    build_index.build_centroid_index(
+      workdir / "clean", config.index, landmarks_csv=landmarks_csv
+    ).save(index_dir)
   index = CentroidIndex.load(index_dir)
   say(f"{len(index)} centroids, {index.backend} backend")
   check_index(index)
   timings["index"] = time.perf_counter() - t
 
-  calibrated = "eta" in index.metadata
+  # One embedder for the validation and the test photos: the model goes to the devices once.
+  embedder = PhotoEmbedder(trained)
+  calibrated = is_calibrated(index)
   t = _timed(announce, "calibrate", calibrated)
   if not calibrated:
     # Kept with the index (as embeddings), so that `add-landmarks --recalibrate` and
     # `calibrate` without photos can choose η again after an edit.
-    validation = embed_validation(
-      Recognizer(trained, index, eta=-math.inf), source_for(config.data, "val", trained.label_map)
-    )
+    validation = embed_validation(embedder, source_for(config.data, "val", trained.label_map))
     index, _ = calibrated_index(
-      trained, index, validation, config.calibration.target_specificity, validation_photos
+      index,
+      validation,
+      config.calibration.target_specificity,
+      validation_photos,
+      label_map=trained.label_map,
     )
     index.save(index_dir)
   say(f"η = {index.metadata['eta']:.4f}")
   timings["calibrate"] = time.perf_counter() - t
 
   t = _timed(announce, "evaluate", False)
-  evaluation = evaluate_recognizer(
-    Recognizer(trained, index),
+  evaluation = evaluate_source(
+    embedder,
+    Decision(index, label_map=index.label_map or trained.label_map),
     source_for(config.data, "test", trained.label_map),
     workdir / "report",
     training_source=training_photos,
@@ -209,8 +214,8 @@ def _train_embed_clean(
   done; the steps are named `prefix` + train, embed, clean. Returns the model, its training
   photos and the cleaning report."""
   train_dir = workdir / "train"
-  t = _timed(announce, f"{prefix}train", (train_dir / "holdout.json").is_file())
-  result = train(config, train_dir, progress=progress)
+  t = _timed(announce, f"{prefix}train", loop.is_done(train_dir))
+  result = loop.train(config, train_dir, progress=progress)
   if result.holdout:
     say(
       f"{result.steps} steps; held-out classification: "
@@ -222,23 +227,24 @@ def _train_embed_clean(
   trained = load_trained(train_dir)
   training_photos = source_for(config.data, "train", trained.label_map)
 
-  t = _timed(announce, f"{prefix}embed", (workdir / "embeddings" / "embeddings.json").is_file())
-  embeddings = embed_source(trained, training_photos, workdir / "embeddings", progress=progress)
+  embed_dir = workdir / "embeddings"
+  t = _timed(announce, f"{prefix}embed", embed.is_done(embed_dir))
+  embeddings = embed.embed_to_folder(trained, training_photos, embed_dir, progress=progress)
   timings[f"{prefix}embed"] = time.perf_counter() - t
 
   clean_dir = workdir / "clean"
-  clean_done = (clean_dir / "report.json").is_file()
+  clean_done = clean.is_done(clean_dir)
   t = _timed(announce, f"{prefix}clean", clean_done)
   if not clean_done:
     # The embeddings folder is recorded: `build-index --target-recall` samples its photos.
-    write_cleaning(
-      clean_embeddings(embeddings, config.cleaning),
+    clean.write_cleaning(
+      clean.clean_embeddings(embeddings, config.cleaning),
       embeddings.label_map,
       clean_dir,
       embeddings.checkpoint,
-      workdir / "embeddings",
+      embed_dir,
     )
-  report = json.loads((clean_dir / "report.json").read_text())
+  report = clean.load_report(clean_dir)
   say(
     f"{report['images_before']} → {report['images_after']} landmark photos, "
     f"{report['centroids']} centroids for {report['landmarks_after']} landmarks"

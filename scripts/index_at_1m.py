@@ -26,7 +26,7 @@ from landmark_jax.benchmarks.index_speed import (
   write_synthetic_embeddings,
 )
 from landmark_jax.benchmarks.timing import format_table, machine_description
-from landmark_jax.stages.centroids import tuning_queries
+from landmark_jax.stages.build_index import tuning_queries
 
 
 def folders(root: pathlib.Path) -> None:

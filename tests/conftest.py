@@ -87,12 +87,13 @@ def index_dir(trained, tmp_path_factory):
   cleaning and index settings of the run's own config (tiny_cpu), as the CLI uses them."""
   from landmark_jax.data import source_for
   from landmark_jax.data.demo_dataset import demo_dataset
-  from landmark_jax.stages.centroids import build_centroid_index, clean_embeddings, write_cleaning
-  from landmark_jax.stages.embed import embed_source
+  from landmark_jax.stages.build_index import build_centroid_index
+  from landmark_jax.stages.clean import clean_embeddings, write_cleaning
+  from landmark_jax.stages.embed import embed_to_folder
 
   out = tmp_path_factory.mktemp("pipeline")
   source = source_for(trained.config.data, "train", trained.label_map)
-  embeddings = embed_source(trained, source, out / "embeddings", progress=False)
+  embeddings = embed_to_folder(trained, source, out / "embeddings", progress=False)
   result = clean_embeddings(embeddings, trained.config.cleaning)
   write_cleaning(result, embeddings.label_map, out / "clean", embeddings.checkpoint)
   build_centroid_index(

@@ -66,7 +66,7 @@ def test_one_compilation_per_bucket_and_padding_changes_no_answer(
   assert expected >= 2, f"buckets {buckets} put every batch size in one: nothing to check"
   # The index search is not what is counted here: run it once first (an exact index jits its
   # matmul + top-k once, for a fixed padded query batch; ScaNN compiles nothing).
-  recognizer.predict_embeddings(np.zeros((1, recognizer.index.dim), np.float32))
+  recognizer.decision.predict(np.zeros((1, recognizer.index.dim), np.float32))
 
   def recognize_all():
     return {n: recognizer.recognize(photos[:n], use_exif=False) for n in BATCH_SIZES}
@@ -104,7 +104,7 @@ def test_a_warm_up_compiles_every_bucket_and_calls_compile_nothing(
   """`warm_up` compiles ahead of time without running; the calls after it reuse those
   executables (the service's start-up relies on it)."""
   recognizer = Recognizer(trained, CentroidIndex.load(index_dir / "index"), batch_size=16)
-  recognizer.predict_embeddings(np.zeros((1, recognizer.index.dim), np.float32))
+  recognizer.decision.predict(np.zeros((1, recognizer.index.dim), np.float32))
   start = len(compilations.names)
   recognizer.photos.warm_up()
   assert len(compilations.since(start)) == len(recognizer.photos.buckets)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import pathlib
 import statistics
 import tempfile
@@ -21,13 +22,22 @@ import numpy as np
 from tqdm import tqdm
 
 from landmark_jax.baselines.delf import DelfConfig, build_delf, calibrate_min_inliers
+from landmark_jax.baselines.delf.config import PRESETS
 from landmark_jax.benchmarks.timing import directory_bytes, format_table, machine_description, timed
 from landmark_jax.data import ImageSource
 from landmark_jax.data.transforms import ImageDecodeError, record_data
-from landmark_jax.eval.calibration import calibrate
+from landmark_jax.errors import UsageError
+from landmark_jax.eval.calibration import (
+  calibrate_on,
+  embed_validation,
+  is_calibrated,
+  target_specificity_for,
+)
 from landmark_jax.eval.metrics import sensitivity_specificity
 from landmark_jax.index import CentroidIndex
-from landmark_jax.recognize import Recognizer, decode_photo
+from landmark_jax.recognize.decision import Decision
+from landmark_jax.recognize.embedder import PhotoEmbedder
+from landmark_jax.recognize.photos import decode_photo
 
 PARTS = ("forward", "search", "verification")
 
@@ -51,14 +61,17 @@ def benchmark_compare(
 ) -> dict[str, Any]:
   """Both recognizers on `test`; `database` holds the photos the DELF baseline indexes (the
   centroid index's own training photos). Returns rows, ratios and the settings used."""
-  calibration = index.metadata.get("calibration", {})
-  target = target_specificity or calibration.get("target_specificity", 0.99)
-  if target_specificity is not None or "eta" not in index.metadata:
-    centroid = Recognizer(trained, index, batch_size=1, eta=-math.inf)
-    centroid.eta = calibrate(centroid, validation, target)["eta"]
-  else:
-    centroid = Recognizer(trained, index, batch_size=1)
-  eta = centroid.eta
+  default = trained.config.calibration.target_specificity
+  target = target_specificity_for(index, default, target_specificity)
+  # One photo at a time, a user's request: the embedder's one bucket is a single photo.
+  embedder = PhotoEmbedder(trained, batch_size=1)
+  label_map = index.label_map or trained.label_map
+  eta = None  # the index's own η, when it was calibrated for this target
+  if target_specificity is not None or not is_calibrated(index):
+    decision = Decision(index, label_map=label_map, eta=-math.inf)
+    eta = calibrate_on(decision, embed_validation(embedder, validation), target)["eta"]
+  decision = Decision(index, label_map=label_map, eta=eta)
+  eta = decision.eta
 
   delf, build_seconds = timed(lambda: build_delf(trained, database, delf_config, progress=progress))
   delf_calibration = calibrate_min_inliers(delf, validation, target)
@@ -76,14 +89,14 @@ def benchmark_compare(
   for i in tqdm(queries, desc="compare", disable=not progress, dynamic_ncols=True):
     data = record_data(test[i])
     try:  # decoding is the same work for both, and not what is compared
-      crop = decode_photo(data, centroid.photos.image_config, read_exif=False).pixels[None]
+      crop = decode_photo(data, embedder.image_config, read_exif=False).pixels[None]
       pixels, photo_hw = delf.extractor.prepare(data)
     except ImageDecodeError:
       skipped.append(str(test.ids[i]))
       continue
     for _ in range(1 if warmed_up else 2):  # the first pass compiles
-      embedding, forward = timed(lambda: centroid.embed_arrays(crop))
-      (prediction,), search = timed(lambda: centroid.predict_embeddings(embedding))
+      embedding, forward = timed(lambda: embedder.embed_arrays(crop))
+      (prediction,), search = timed(lambda: decision.predict(embedding))
       (features,), delf_forward = timed(
         lambda: delf.extractor.extract_prepared(pixels[None], np.array([photo_hw]))
       )
@@ -271,3 +284,73 @@ def benchmark_full_size_forward(
     "DELF ms": 1000 * delf,
     "ratio": delf / centroid,
   }
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareSettings:
+  """What `compare` runs on (`landmark-jax benchmark compare`'s options)."""
+
+  checkpoint: str | os.PathLike | None = None  # with index and root; none of them: the demo
+  index: str | os.PathLike | None = None
+  root: str | os.PathLike | None = None  # a GLDv2-layout folder with the CSVs below
+  val_csv: str = "val.csv"  # the photos that calibrate both thresholds
+  test_csv: str = "test.csv"  # the photos both recognizers answer
+  non_landmark_csv: str | None = None  # non-landmark photo ids added to both splits
+  attention: str = "trained"  # DELF's keypoint attention
+  preset: str | None = None  # a `PRESETS` name; None: the checkpoint config's `delf` section
+  overrides: tuple[str, ...] = ()  # DelfConfig fields, key=value
+  target_specificity: float | None = None  # None: the index's calibration target
+  max_queries: int | None = None
+  full_size_backbone: str | None = None  # also time one photo's full-size forward passes
+  demo_workdir: str | os.PathLike = "workdir/demo"  # the demo's, run first if it has no index
+  out: str | os.PathLike = "workdir/compare"
+
+
+def compare(settings: CompareSettings) -> str:
+  """The comparison on a model + index + dataset, or on the demo's (run first where it has
+  no index yet; every finished step is reused); writes compare.md/.json/.png to
+  `settings.out` and returns the report (`write_comparison`)."""
+  from landmark_jax.config import apply_overrides, load_config
+  from landmark_jax.data import GLDv2Source, source_for
+  from landmark_jax.train.checkpoints import load_trained
+
+  checkpoint, index_dir, root = settings.checkpoint, settings.index, settings.root
+  if checkpoint is None and index_dir is None:
+    from landmark_jax.data.demo_dataset import demo_dataset
+    from landmark_jax.demo import run_demo
+    from landmark_jax.stages import build_index
+
+    demo_dir = pathlib.Path(settings.demo_workdir)
+    if not build_index.is_done(demo_dir / "index"):
+      run_demo(demo_dir)  # reuses every finished step
+    checkpoint, index_dir, root = demo_dir / "train", demo_dir / "index", root or demo_dataset()
+  elif checkpoint is None or index_dir is None or root is None:
+    raise UsageError("give --checkpoint, --index and --root together (or none: the demo)")
+  trained = load_trained(checkpoint)
+  index = CentroidIndex.load(index_dir, expected_dim=trained.model.embedding_dim)
+
+  def split(csv):
+    return GLDv2Source(
+      root, csv=csv, non_landmark_csv=settings.non_landmark_csv, label_map=trained.label_map
+    )
+
+  # The DELF settings: a preset's (a shipped config's `delf` section), else the model's own
+  # config's (the demo model's is tiny_cpu: sized for the embedded 128-px photos).
+  base = load_config(PRESETS[settings.preset]).delf if settings.preset else trained.config.delf
+  delf_config = apply_overrides(
+    dataclasses.replace(base, attention=settings.attention), settings.overrides
+  )
+  result = benchmark_compare(
+    trained,
+    index,
+    source_for(trained.config.data, "train", trained.label_map),
+    split(settings.val_csv),
+    split(settings.test_csv),
+    delf_config,
+    target_specificity=settings.target_specificity,
+    max_queries=settings.max_queries,
+  )
+  full_size = None
+  if settings.full_size_backbone:
+    full_size = benchmark_full_size_forward(settings.full_size_backbone)
+  return write_comparison(result, settings.out, full_size)

@@ -154,7 +154,7 @@ def _source(run: _Run, clean: bool) -> dict:
 
 def _label_map(run: _Run) -> dict:
   from landmark_jax.data.labels import LabelMap
-  from landmark_jax.data.sources import read_landmark_table
+  from landmark_jax.data.tables import read_landmark_table
 
   landmark_ids = run.source.landmark_ids()  # outside the timing below: the step's input
   regions = read_landmark_table(run.settings.out / "regions.csv", "region")

@@ -174,7 +174,7 @@ def write_synthetic_clean(
   centroids_per_landmark: int = 5,
   seed: int = 0,
 ) -> np.ndarray:
-  """A `clean` output folder (`stages.centroids.write_cleaning`'s layout, without class
+  """A `clean` output folder (`stages.clean.write_cleaning`'s layout, without class
   references) of `num_centroids` clustered unit vectors, `centroids_per_landmark` per
   landmark; returns the centroids."""
   from landmark_jax.data.labels import LabelMap

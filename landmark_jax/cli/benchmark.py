@@ -7,6 +7,7 @@ import argparse
 import os
 import pathlib
 
+from landmark_jax.baselines.delf.config import PRESETS
 from landmark_jax.cli.common import (
   non_negative_int,
   positive_float,
@@ -15,9 +16,6 @@ from landmark_jax.cli.common import (
   setup_logging,
 )
 from landmark_jax.errors import UsageError
-
-# `benchmark compare --preset`: the shipped config whose `delf` section gives the settings.
-PRESETS = {"demo": "tiny_cpu", "delf": "default"}
 
 
 def _benchmark_model(args) -> int:
@@ -61,7 +59,7 @@ def _benchmark_data(args) -> int:
   if args.packed_dir:
     from landmark_jax.benchmarks.data_speed import benchmark_packed
     from landmark_jax.data.packed import PackedImages
-    from landmark_jax.data.sources import find_data_file
+    from landmark_jax.data.tables import find_data_file
 
     packed = {}
     for name in args.packed_dir:
@@ -140,57 +138,26 @@ def _benchmark_index(args) -> int:
 
 
 def _benchmark_compare(args) -> int:
-  import dataclasses
-
-  from landmark_jax.benchmarks.compare import (
-    benchmark_compare,
-    benchmark_full_size_forward,
-    write_comparison,
-  )
-  from landmark_jax.config import apply_overrides, load_config
-  from landmark_jax.data import GLDv2Source, source_for
-  from landmark_jax.index import CentroidIndex
-  from landmark_jax.train.checkpoints import load_trained
+  from landmark_jax.benchmarks.compare import CompareSettings, compare
 
   setup_logging()
-  on_demo = args.checkpoint is None and args.index is None
-  if on_demo:
-    from landmark_jax.data.demo_dataset import demo_dataset
-    from landmark_jax.demo import run_demo
-
-    demo_dir = pathlib.Path(args.demo_workdir)
-    if not (demo_dir / "index" / "manifest.json").is_file():
-      run_demo(demo_dir)  # reuses every finished step
-    args.checkpoint, args.index = demo_dir / "train", demo_dir / "index"
-    args.root = args.root or demo_dataset()
-  elif args.checkpoint is None or args.index is None or args.root is None:
-    raise UsageError("give --checkpoint, --index and --root together (or none: the demo)")
-  trained = load_trained(args.checkpoint)
-  index = CentroidIndex.load(args.index, expected_dim=trained.model.embedding_dim)
-
-  def split(csv):
-    return GLDv2Source(
-      args.root, csv=csv, non_landmark_csv=args.non_landmark_csv, label_map=trained.label_map
-    )
-
-  # The DELF settings: a preset's (a shipped config's `delf` section), else the model's own
-  # config's (the demo model's is tiny_cpu: sized for the embedded 128-px photos).
-  base = load_config(PRESETS[args.preset]).delf if args.preset else trained.config.delf
-  config = apply_overrides(dataclasses.replace(base, attention=args.attention), args.overrides)
-  result = benchmark_compare(
-    trained,
-    index,
-    source_for(trained.config.data, "train", trained.label_map),
-    split(args.val_csv),
-    split(args.test_csv),
-    config,
+  settings = CompareSettings(
+    checkpoint=args.checkpoint,
+    index=args.index,
+    root=args.root,
+    val_csv=args.val_csv,
+    test_csv=args.test_csv,
+    non_landmark_csv=args.non_landmark_csv,
+    attention=args.attention,
+    preset=args.preset,
+    overrides=tuple(args.overrides),
     target_specificity=args.target_specificity,
     max_queries=args.max_queries,
+    full_size_backbone=args.full_size_backbone,
+    demo_workdir=args.demo_workdir,
+    out=args.out,
   )
-  full_size = None
-  if args.full_size_backbone:
-    full_size = benchmark_full_size_forward(args.full_size_backbone)
-  print(write_comparison(result, args.out, full_size))
+  print(compare(settings))
   return 0
 
 

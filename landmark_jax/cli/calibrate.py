@@ -11,71 +11,9 @@ from __future__ import annotations
 import sys
 
 from landmark_jax.cli.common import add_source_args, probability, source_from_args
-from landmark_jax.errors import DataError
 
 # Below this many photos a rate is too uncertain to act on (as `evaluate`'s --min-photos).
 FEW_PHOTOS = 20
-
-
-def validation_photos(args, trained, index, recognizer):
-  """The validation set to calibrate on, embedded, and where it came from.
-
-  Photos given replace the stored ones of their kind: landmark photos (--folder,
-  --root/--csv) the stored landmark photos, non-landmark photos (--non-landmark-folder, a
-  folder's non_landmark/, --non-landmark-csv) the stored non-landmark ones; a kind not given
-  is kept from the index's stored set. With nothing given and nothing stored: the
-  validation split of the checkpoint's data.
-  """
-  from landmark_jax.data import source_for
-  from landmark_jax.data.sources import non_landmark_folder_source
-  from landmark_jax.eval.calibration import embed_validation
-
-  label_map = recognizer.label_map
-  given = [source_from_args(args, label_map)]
-  if args.non_landmark_folder:
-    given.append(non_landmark_folder_source(args.non_landmark_folder, label_map))
-  given = [embed_validation(recognizer, source) for source in given if source is not None]
-  stored = index.validation
-  if given:
-    photos = given[0]
-    for more in given[1:]:
-      photos = photos.joined(more)
-    return _with_stored_kinds(photos, stored)
-  if stored is not None:
-    return stored, "the validation photos stored with the index"
-  try:
-    source = source_for(trained.config.data, "val", label_map)
-  except DataError:
-    raise DataError(
-      "no validation photos: give landmark photos (--folder or --root/--csv) and "
-      "non-landmark photos (--non-landmark-folder, or --non-landmark-csv with "
-      "--root); the index keeps none and the checkpoint's data has no validation "
-      "split"
-    ) from None
-  return embed_validation(recognizer, source), "the validation split of the checkpoint's data"
-
-
-def _with_stored_kinds(given, stored):
-  """`given`, joined by the `stored` photos of the kind it lacks, and words saying which
-  stored photos it replaced and which it kept."""
-  if stored is None:
-    return given, "the photos given"
-  kinds = ("landmark", "non-landmark")
-  gives = [count > 0 for count in given.counts()]
-  replaced = [
-    f"{count} {kind}" for kind, count, g in zip(kinds, stored.counts(), gives) if g and count
-  ]
-  where = "the photos given" + (
-    f" (replacing the {' and '.join(replaced)} photos stored with the index)" if replaced else ""
-  )
-  kept = [row for row, none in enumerate(stored.is_non_landmark) if not gives[int(none)]]
-  if not kept:
-    return given, where
-  kept_kind = kinds[int(stored.is_non_landmark[kept[0]])]
-  return (
-    given.joined(stored.subset(kept)),
-    f"{where}, with the {kept_kind} photos stored with the index",
-  )
 
 
 def report_calibration(result: dict, where: str, index_dir) -> None:
@@ -128,26 +66,19 @@ def report_calibration(result: dict, where: str, index_dir) -> None:
 
 
 def _calibrate(args) -> int:
-  import math
-
-  from landmark_jax.eval.calibration import calibrated_index
-  from landmark_jax.index.editing import locked_index
-  from landmark_jax.recognize import Recognizer
+  from landmark_jax.data.sources import non_landmark_folder_source
+  from landmark_jax.eval.calibration import calibrate_index
   from landmark_jax.train.checkpoints import load_trained
 
-  trained = load_trained(args.checkpoint)
-  # Locked from loading to storing η: an add or remove meanwhile would be lost otherwise, or
-  # get an η chosen without its landmarks.
-  with locked_index(args.index, expected_dim=trained.model.embedding_dim) as index:
-    recognizer = Recognizer(trained, index, eta=-math.inf)  # η is being chosen
-    photos, where = validation_photos(args, trained, index, recognizer)
-    target = (
-      args.target_specificity
-      or index.metadata.get("calibration", {}).get("target_specificity")
-      or trained.config.calibration.target_specificity
-    )
-    calibrated, result = calibrated_index(trained, index, photos, target, where)
-    calibrated.save(args.index)
+  def given(label_map):
+    sources = [source_from_args(args, label_map)]
+    if args.non_landmark_folder:
+      sources.append(non_landmark_folder_source(args.non_landmark_folder, label_map))
+    return [source for source in sources if source is not None]
+
+  result, where = calibrate_index(
+    args.index, load_trained(args.checkpoint), given, target_specificity=args.target_specificity
+  )
   report_calibration(result, where, args.index)
   return 0
 

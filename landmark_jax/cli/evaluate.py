@@ -23,17 +23,14 @@ def _open_share(text: str) -> float:
 
 def _evaluate(args) -> int:
   from landmark_jax.data import source_for
-  from landmark_jax.eval.report import (
-    check_collection_size,
-    emulate_collection,
-    evaluate_recognizer,
-    load_locations,
-  )
+  from landmark_jax.eval.collection import check_collection_size, emulate_collection
+  from landmark_jax.eval.report import evaluate_recognizer
+  from landmark_jax.eval.scoring import load_locations
   from landmark_jax.recognize import Recognizer
 
   recognizer = Recognizer.load(args.checkpoint, args.index, eta=args.eta)
   trained = recognizer.trained
-  source = photos(args, trained, "test", recognizer.label_map)
+  source = photos(args, trained, "test", recognizer.decision.label_map)
   if args.landmark_share is not None:
     # From the labels alone: a collection too small is refused before any photo is embedded.
     check_collection_size(source, args.landmark_share, args.min_photos)
@@ -54,7 +51,6 @@ def _evaluate(args) -> int:
 
 
 def _evaluate_revisited(args) -> int:
-  import math
 
   from landmark_jax.cli.common import config_section
   from landmark_jax.errors import UsageError
@@ -65,7 +61,7 @@ def _evaluate_revisited(args) -> int:
     move_pairs_to_junk,
     read_junk_pairs,
   )
-  from landmark_jax.recognize import PhotoEmbedder, Recognizer
+  from landmark_jax.recognize import PhotoEmbedder
   from landmark_jax.train.checkpoints import load_trained
 
   if not args.through_centroids:
@@ -93,7 +89,6 @@ def _evaluate_revisited(args) -> int:
   through = None
   if args.through_centroids:
     cleaning = config_section(None, trained.config, "cleaning", args.overrides)
-    eta = -math.inf if args.eta is None else args.eta  # none: every query its nearest landmark
     prefixes = (
       {}
       if args.generic_prefixes is None
@@ -101,12 +96,8 @@ def _evaluate_revisited(args) -> int:
         "generic_prefixes": tuple(p.strip() for p in args.generic_prefixes.split(",") if p.strip())
       }
     )
-    through = ThroughCentroids(
-      lambda index: Recognizer(trained, index, eta=eta, batch_size=args.batch_size),
-      cleaning,
-      trained.config.index,
-      **prefixes,
-    )
+    # No η: every query gets its nearest landmark.
+    through = ThroughCentroids(args.eta, cleaning, trained.config.index, **prefixes)
   result = evaluate_revisited(
     embedder.embed,
     args.root,
@@ -146,7 +137,7 @@ def register(commands, debug) -> None:
     "landmark photos sensitivity rests on; it matters for GAP, which ranks "
     "both kinds of photo together",
   )
-  # 20 = eval.report.MIN_PHOTOS, written out so that parsing does not import matplotlib.
+  # 20 = eval.collection.MIN_PHOTOS, written out so that parsing does not import matplotlib.
   ev.add_argument(
     "--min-photos",
     type=non_negative_int,

@@ -18,21 +18,22 @@ from landmark_jax.cli.common import (
   similarity,
   source_from_args,
 )
-from landmark_jax.errors import DataError, UsageError
+from landmark_jax.errors import DataError
 
-# The share of each new landmark's photos `add-landmarks --recalibrate` keeps for measuring.
+# stages.new_landmarks.HOLD_BACK, written out so that parsing the command line imports no
+# library module (`--help` stays fast).
 HOLD_BACK = 0.25
 
 
 def _embed(args) -> int:
   from landmark_jax import distributed
-  from landmark_jax.stages.embed import embed_source
+  from landmark_jax.stages.embed import embed_to_folder
   from landmark_jax.train.checkpoints import load_trained
 
   setup_logging()
   join_processes(args)
   trained = load_trained(args.checkpoint)
-  result = embed_source(
+  result = embed_to_folder(
     trained,
     photos(args, trained, "train"),
     args.out,
@@ -50,23 +51,13 @@ def _embed(args) -> int:
 
 
 def _clean(args) -> int:
-  from landmark_jax.stages.centroids import (
-    clean_embeddings,
-    read_reference_ids,
-    report_markdown,
-    write_cleaning,
-  )
-  from landmark_jax.stages.embed import load_embeddings
+  from landmark_jax.stages.clean import clean_folder, report_markdown
 
-  cleaning = config_section(args.config, "default", "cleaning", args.overrides)
-  reference_ids = read_reference_ids(args.references_csv) if args.references_csv else []
-  embeddings = load_embeddings(args.embeddings)
-  report = write_cleaning(
-    clean_embeddings(embeddings, cleaning, reference_ids),
-    embeddings.label_map,
-    args.out,
-    embeddings.checkpoint,
+  report = clean_folder(
     args.embeddings,
+    args.out,
+    config_section(args.config, "default", "cleaning", args.overrides),
+    args.references_csv,
   )
   print(report_markdown(report))
   print(f"cleaned dataset, report and centroids written to {args.out}")
@@ -74,34 +65,32 @@ def _clean(args) -> int:
 
 
 def _build_index(args) -> int:
-  from landmark_jax.stages.centroids import build_centroid_index
+  from landmark_jax.stages.build_index import build_index_folder
 
-  if args.target_recall is None and (
-    args.embeddings or args.eta is not None or args.tuning_queries is not None
-  ):
-    raise UsageError(
-      "--embeddings, --eta and --tuning-queries choose how --target-recall is "
-      "measured: give --target-recall too"
-    )
   setup_logging()
-  index_config = config_section(args.config, "default", "index", args.overrides)
-  index = build_centroid_index(args.clean, index_config, args.checkpoint_id, args.landmarks_csv)
-  if args.target_recall is not None:
-    index = _tuned(index, args)
-  index.save(args.out)
+  built = build_index_folder(
+    args.clean,
+    args.out,
+    config_section(args.config, "default", "index", args.overrides),
+    checkpoint_id=args.checkpoint_id,
+    landmarks_csv=args.landmarks_csv,
+    target_recall=args.target_recall,
+    embeddings_dir=args.embeddings,
+    eta=args.eta,
+    tuning_queries_count=args.tuning_queries,
+  )
+  if built.tuning is not None:
+    _report_tuning(built, args)
+  index = built.index
   print(f"index of {len(index)} centroids ({index.backend}) written to {args.out}")
   return 0
 
 
-def _tuned(index, args):
-  """`index` searching with the cheapest settings meeting --target-recall; prints them."""
-  from landmark_jax.index.tuning import describe, tuned_index
-  from landmark_jax.stages.centroids import TUNING_QUERIES, tuning_queries
+def _report_tuning(built, args) -> None:
+  """The search settings --target-recall chose, and the recall they reach."""
+  from landmark_jax.index.tuning import describe
 
-  queries, source = tuning_queries(
-    index.centroids, args.clean, args.embeddings, args.tuning_queries or TUNING_QUERIES
-  )
-  index, tuning = tuned_index(index, queries, args.target_recall, eta=args.eta, query_source=source)
+  index, tuning, source = built.index, built.tuning, built.query_source
   chosen = tuning.chosen
   if chosen.setting is None:
     searcher = "exact search" if index.backend == "exact" else "ScaNN's brute force"
@@ -112,7 +101,7 @@ def _tuned(index, args):
       f"{describe(chosen.setting, index.scann_info['num_leaves'])} "
       f"({len(tuning.measured)} settings measured against exact search)"
     )
-  print(f"  recall@1 {chosen.recall:.4f} on all {len(queries)} queries")
+  print(f"  recall@1 {chosen.recall:.4f} on all {built.queries} queries")
   if args.eta is None:
     print(
       "  no η: the index is not calibrated yet, so the target applied to all queries; "
@@ -125,7 +114,6 @@ def _tuned(index, args):
       f"  recall@1 {chosen.recall_above_eta:.4f} on the {tuning.queries_above_eta} whose "
       f"best score clears η {args.eta} (the target's)"
     )
-  return index
 
 
 def _landmark_list(ids, index) -> str:
@@ -196,62 +184,31 @@ def _report_rows(merge: dict, csv_name: str, before, after) -> None:
 
 
 def _add_landmarks(args) -> int:
-  from landmark_jax.eval.calibration import calibrated_index
-  from landmark_jax.index.editing import locked_index
   from landmark_jax.index.landmarks import load_landmarks_csv
-  from landmark_jax.recognize import PhotoEmbedder
-  from landmark_jax.stages.new_landmarks import add_landmarks
+  from landmark_jax.stages.new_landmarks import add_to_index, check_hold_back
   from landmark_jax.train.checkpoints import load_trained
 
   setup_logging()
-  if args.hold_back is not None and not args.recalibrate:
-    raise UsageError(
-      "--hold-back keeps photos out of the centroids to measure them when η is "
-      "chosen again: give it with --recalibrate"
-    )
+  check_hold_back(args.hold_back, args.recalibrate)  # before the photos are looked for
   source = source_from_args(args, None)
   if source is None:
     raise DataError("add-landmarks needs the new landmarks' photos: --folder or --root/--csv")
   landmarks = load_landmarks_csv(args.landmarks_csv) if args.landmarks_csv else None
   trained = load_trained(args.checkpoint)
-  cleaning = config_section(args.config, trained.config, "cleaning", args.overrides)
-  # Locked from reading to writing: a concurrent add or remove waits, then sees this one.
-  with locked_index(args.index, expected_dim=trained.model.embedding_dim) as index:
-    if args.recalibrate and index.validation is None:
-      raise DataError(
-        f"--recalibrate: {args.index} keeps no validation photos; calibrate it "
-        "once with `landmark-jax calibrate --folder … --non-landmark-folder …` "
-        "(or --root), then edits can recalibrate"
-      )
-    hold_back = 0.0  # photos held back only to measure the new landmarks when recalibrating
-    if args.recalibrate:
-      hold_back = HOLD_BACK if args.hold_back is None else args.hold_back
-    addition = add_landmarks(
-      index,
-      PhotoEmbedder(trained).embed_source,
-      source,
-      cleaning,
-      landmarks,
-      update_metadata=args.update_metadata,
-      hold_back=hold_back,
-    )
-    edited = addition.index
-    if args.recalibrate:
-      target = (
-        index.metadata.get("calibration", {}).get("target_specificity")
-        or trained.config.calibration.target_specificity
-      )
-      edited, result = calibrated_index(
-        trained,
-        edited,
-        index.validation.joined(addition.held_back),
-        target,
-        "the stored validation photos and photos held back from added landmarks",
-      )
-    edited.save(args.index)
-  _report_addition(addition, args, index)
-  old_eta = index.metadata.get("eta")
-  if args.recalibrate:
+  addition = add_to_index(
+    args.index,
+    trained,
+    source,
+    config_section(args.config, trained.config, "cleaning", args.overrides),
+    landmarks,
+    update_metadata=args.update_metadata,
+    recalibrate=args.recalibrate,
+    hold_back=args.hold_back,
+  )
+  _report_addition(addition, args, addition.before)
+  old_eta = addition.before.metadata.get("eta")
+  if addition.calibration is not None:
+    result = addition.calibration
     held = addition.index.metadata["edits"][-1]["held_back"]
     print(
       f"recalibrated with {_count(held, 'held-back photo')} of the new landmarks: η "

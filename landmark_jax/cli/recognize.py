@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from landmark_jax.cli.common import (
@@ -19,19 +18,6 @@ from landmark_jax.errors import UsageError
 def _label(landmark_id, name) -> str:
   # A landmark added from a folder is often named by its own id: say it once.
   return f"{name} ({landmark_id})" if name and name != str(landmark_id) else str(landmark_id)
-
-
-def _path_problem(path: str) -> str | None:
-  """What makes `path` no photo file at all, in words (None: a file, to be decoded)."""
-  if os.path.isdir(path):
-    return "is a folder, not a photo"
-  if not os.path.lexists(path):
-    return "no such file"
-  if not os.path.exists(path):
-    return "a link to a missing file"
-  if not os.access(path, os.R_OK):
-    return "not readable (permission denied)"
-  return None
 
 
 def _answer(prediction) -> str:
@@ -57,23 +43,9 @@ def _report_error(path: str, problem: str, as_json: bool) -> None:
     print(f"landmark-jax recognize: error: {path}: {problem}", file=sys.stderr)
 
 
-def _decode(recognizer, path: str, location, read_exif: bool):
-  """The photo at `path`, or what is wrong with it in words: one bad photo is reported and
-  the others still recognised."""
-  from landmark_jax.data import ImageDecodeError
-
-  problem = _path_problem(path)
-  if problem is not None:
-    return problem
-  try:
-    return recognizer.decode([path], [location], read_exif=read_exif)[0]
-  except ImageDecodeError as e:
-    return str(e)
-
-
 def _recognize(args) -> int:
   from landmark_jax.geo import Location
-  from landmark_jax.recognize import Recognizer
+  from landmark_jax.recognize import Prediction, Recognizer
 
   if (args.latitude is None) != (args.longitude is None):
     raise UsageError("give --latitude and --longitude together")
@@ -85,21 +57,15 @@ def _recognize(args) -> int:
     args.checkpoint, args.index, top_k=args.top_k, radius_km=args.radius_km
   )
   failed = 0
-  # A device call per chunk, not per photo; answers and errors come out in the paths' order.
-  step = recognizer.photos.batch_size
-  for first in range(0, len(args.paths), step):
-    results = [
-      (path, _decode(recognizer, path, location, not args.no_exif))
-      for path in args.paths[first : first + step]
-    ]
-    photos = [photo for _, photo in results if not isinstance(photo, str)]
-    predictions = iter(recognizer.recognize_photos(photos) if photos else ())
-    for path, photo in results:
-      if isinstance(photo, str):
-        failed += 1
-        _report_error(path, photo, args.json)
-      else:
-        _report(path, next(predictions), args.json)
+  answers = recognizer.recognize_files(
+    args.paths, [location] * len(args.paths), use_exif=not args.no_exif
+  )
+  for path, answer in answers:
+    if isinstance(answer, Prediction):
+      _report(path, answer, args.json)
+    else:
+      failed += 1
+      _report_error(path, answer, args.json)
   return 2 if failed else 0
 
 

@@ -9,7 +9,7 @@ from landmark_jax.errors import UsageError
 
 
 def _regions(args) -> int:
-  from landmark_jax.data.regions import assign_regions, write_regions_csv
+  from landmark_jax.data.region_assignment import assign_regions, write_regions_csv
 
   source, out = pathlib.Path(args.landmarks_csv), pathlib.Path(args.out)
   if out.resolve() == source.resolve():

@@ -30,7 +30,7 @@ def _check_port_free(host: str, port: int) -> None:
 def _serve(args) -> int:
   import uvicorn
 
-  from landmark_jax.data.sources import read_landmark_table
+  from landmark_jax.data.tables import read_landmark_table
   from landmark_jax.recognize import Recognizer
   from landmark_jax.serve.app import ServeConfig, create_app
 

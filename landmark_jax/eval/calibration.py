@@ -2,39 +2,52 @@
 specificity on a validation set (photos with and without landmarks); and, when the index
 keeps class references, ρ — the threshold on the similarity to the best candidate's
 reference photos — with the η that goes with it, for the same target on the same photos
-(docs/decisions.md, "Class references")."""
+(docs/decisions.md, "Class references").
+
+Calibration scores embedded photos with the index's `Decision` alone: the model is needed
+only to embed photos that are not embedded yet, and is then placed on the devices once.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+from typing import Callable, Sequence
 
 import numpy as np
 
-from landmark_jax.data import ImageSource
+from landmark_jax.data import ImageSource, source_for
+from landmark_jax.data.labels import LabelMap
 from landmark_jax.errors import DataError
 from landmark_jax.index import CentroidIndex, threshold
+from landmark_jax.index.editing import locked_index
 from landmark_jax.index.validation import ValidationSet
+from landmark_jax.recognize.decision import Decision
+from landmark_jax.recognize.embedder import PhotoEmbedder
+from landmark_jax.train.checkpoints import TrainedModel
 
 
-def embed_validation(recognizer, source: ImageSource) -> ValidationSet:
+def embed_validation(embedder: PhotoEmbedder, source: ImageSource) -> ValidationSet:
   """The photos of a validation source (landmark and non-landmark), embedded once, as the
   index keeps them (`CentroidIndex.validation`)."""
-  embedded = recognizer.embed_source(source, read_exif=False)
+  embedded = embedder.embed_source(source, read_exif=False)
   non_landmark = embedded.labels == source.label_map.non_landmark_label
   landmarks = [None if n else l for n, l in zip(non_landmark, embedded.landmark_ids())]
   return ValidationSet(tuple(map(str, embedded.ids)), tuple(landmarks), embedded.embeddings)
 
 
 def calibrate_on(
-  recognizer, validation: ValidationSet, target_specificity: float = 0.99
+  decision: Decision, validation: ValidationSet, target_specificity: float = 0.99
 ) -> dict[str, float]:
-  """Chooses η for `recognizer` (a `landmark_jax.Recognizer`) on embedded validation photos
-  for a target specificity: the share of non-landmark photos answered "no landmark" is at
-  least the target, with the same rule (`threshold.accepted`) and the same float32 scores
-  that recognition applies. η is not applied; the caller stores it."""
+  """Chooses η for `decision`'s index on embedded validation photos for a target
+  specificity: the share of non-landmark photos answered "no landmark" is at least the
+  target, with the same rule (`threshold.accepted`) and the same float32 scores that
+  recognition applies. The decision's own η and ρ play no part, and are not changed; the
+  caller stores what is chosen."""
   if not len(validation):
     raise DataError("calibration needs validation photos, with and without landmarks")
-  predictions = recognizer.predict_embeddings(
+  predictions = decision.predict(
     validation.embeddings, eta=-math.inf, reference_threshold=-math.inf
   )
   scores = np.array([p.score for p in predictions], np.float32)
@@ -53,7 +66,7 @@ def calibrate_on(
     "non_landmark_images": int(non_landmark.sum()),
     "landmark_images": int(landmark.sum()),
   }
-  if recognizer.index.references is not None:
+  if decision.index.references is not None:
     result.update(
       _reference_calibration(predictions, scores, correct, non_landmark, target_specificity)
     )
@@ -132,24 +145,42 @@ def _reference_calibration(
 def calibrate(
   recognizer, source: ImageSource, target_specificity: float = 0.99
 ) -> dict[str, float]:
-  """Chooses η for `recognizer` on a validation source (landmark and non-landmark photos):
-  `calibrate_on` its photos, embedded."""
-  return calibrate_on(recognizer, embed_validation(recognizer, source), target_specificity)
+  """Chooses η for `recognizer` (a `landmark_jax.Recognizer`) on a validation source
+  (landmark and non-landmark photos): `calibrate_on` its photos, embedded."""
+  return calibrate_on(
+    recognizer.decision, embed_validation(recognizer.photos, source), target_specificity
+  )
+
+
+def is_calibrated(index: CentroidIndex) -> bool:
+  """Whether η was ever chosen for `index` (stored in its manifest)."""
+  return "eta" in index.metadata
+
+
+def target_specificity_for(
+  index: CentroidIndex, default: float, given: float | None = None
+) -> float:
+  """The specificity η is chosen for: the one `given`, else the target of the index's last
+  calibration, else `default` (a config's ``calibration.target_specificity``)."""
+  return given or index.metadata.get("calibration", {}).get("target_specificity") or default
 
 
 def calibrated_index(
-  trained,
   index: CentroidIndex,
   validation: ValidationSet,
   target_specificity: float,
   photos: str = "",
+  *,
+  label_map: LabelMap | None = None,
 ) -> tuple[CentroidIndex, dict[str, float]]:
   """`index` with η chosen on `validation` for the target, keeping `validation` so that a
   later edit can recalibrate without the photos; and the calibration's figures (with
-  `photos`, words saying where the validation photos came from)."""
-  from landmark_jax.recognize import Recognizer
-
-  result = calibrate_on(Recognizer(trained, index, eta=-math.inf), validation, target_specificity)
+  `photos`, words saying where the validation photos came from). `label_map`: what the
+  index's labels mean, when it keeps no map of its own (the model's)."""
+  decision = Decision(
+    index, label_map=index.label_map or label_map, eta=-math.inf, reference_threshold=-math.inf
+  )
+  result = calibrate_on(decision, validation, target_specificity)
   result["index_edits"] = len(index.metadata.get("edits", []))  # η is as old as this edit
   if photos:
     result["validation_photos"] = photos
@@ -162,3 +193,92 @@ def calibrated_index(
     "eta_with_references": result.get("eta_with_references"),
   }
   return index.with_metadata(**values).with_validation(validation), result
+
+
+def validation_photos(
+  trained: TrainedModel,
+  index: CentroidIndex,
+  given: Sequence[ImageSource] = (),
+  embedder: Callable[[], PhotoEmbedder] | None = None,
+) -> tuple[ValidationSet, str]:
+  """The validation set to calibrate `index` on, embedded, and where it came from.
+
+  Photos given replace the stored ones of their kind: landmark photos the stored landmark
+  photos, non-landmark photos the stored non-landmark ones; a kind not given is kept from
+  the index's stored set. With nothing given and nothing stored: the validation split of
+  the checkpoint's data. Photos are embedded by `embedder()` (default: a `PhotoEmbedder`
+  of `trained`, made once, when a photo must be embedded at all)."""
+  embedder = embedder or functools.cache(lambda: PhotoEmbedder(trained))
+  stored = index.validation
+  if given:
+    photos = embed_validation(embedder(), given[0])
+    for more in given[1:]:
+      photos = photos.joined(embed_validation(embedder(), more))
+    return _with_stored_kinds(photos, stored)
+  if stored is not None:
+    return stored, "the validation photos stored with the index"
+  try:
+    source = source_for(trained.config.data, "val", index.label_map or trained.label_map)
+  except DataError:
+    raise DataError(
+      "no validation photos: give landmark photos (--folder or --root/--csv) and "
+      "non-landmark photos (--non-landmark-folder, or --non-landmark-csv with "
+      "--root); the index keeps none and the checkpoint's data has no validation "
+      "split"
+    ) from None
+  return embed_validation(embedder(), source), "the validation split of the checkpoint's data"
+
+
+def _with_stored_kinds(
+  given: ValidationSet, stored: ValidationSet | None
+) -> tuple[ValidationSet, str]:
+  """`given`, joined by the `stored` photos of the kind it lacks, and words saying which
+  stored photos it replaced and which it kept."""
+  if stored is None:
+    return given, "the photos given"
+  kinds = ("landmark", "non-landmark")
+  gives = [count > 0 for count in given.counts()]
+  replaced = [
+    f"{count} {kind}" for kind, count, g in zip(kinds, stored.counts(), gives) if g and count
+  ]
+  where = "the photos given" + (
+    f" (replacing the {' and '.join(replaced)} photos stored with the index)" if replaced else ""
+  )
+  kept = [row for row, none in enumerate(stored.is_non_landmark) if not gives[int(none)]]
+  if not kept:
+    return given, where
+  kept_kind = kinds[int(stored.is_non_landmark[kept[0]])]
+  return (
+    given.joined(stored.subset(kept)),
+    f"{where}, with the {kept_kind} photos stored with the index",
+  )
+
+
+def calibrate_index(
+  index_dir: str | os.PathLike,
+  trained: TrainedModel,
+  given: Callable[[LabelMap], Sequence[ImageSource]] = lambda label_map: (),
+  *,
+  target_specificity: float | None = None,
+) -> tuple[dict[str, float], str]:
+  """Chooses η (and ρ) for the index at `index_dir` and stores them in it, with the
+  validation photos' embeddings (`validation_photos`), for `target_specificity`
+  (`target_specificity_for`). The index is locked from loading to storing η: an add or
+  remove meanwhile would otherwise be lost, or get an η chosen without its landmarks.
+
+  Args:
+    given: the index's label map → the validation photos given as sources (none: the
+      stored photos, else the checkpoint's validation split).
+
+  Returns:
+    The calibration's figures, and where its photos came from, in words.
+  """
+  with locked_index(index_dir, expected_dim=trained.model.embedding_dim) as index:
+    label_map = index.label_map or trained.label_map
+    photos, where = validation_photos(trained, index, given(label_map))
+    target = target_specificity_for(
+      index, trained.config.calibration.target_specificity, target_specificity
+    )
+    calibrated, result = calibrated_index(index, photos, target, where, label_map=label_map)
+    calibrated.save(index_dir)
+  return result, where

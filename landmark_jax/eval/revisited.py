@@ -48,11 +48,11 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
-import logging
+import math
 import os
 import pathlib
 import re
-from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -62,8 +62,10 @@ from landmark_jax.data.labels import LabelMap
 from landmark_jax.data.transforms import open_image
 from landmark_jax.errors import DataError, MissingFileError
 from landmark_jax.eval.metrics import PROTOCOLS, crop_query, load_revisited_gnd, revisited_map
+from landmark_jax.index import threshold
 from landmark_jax.index.centroid_index import CentroidIndex
 from landmark_jax.index.config import IndexConfig
+from landmark_jax.recognize.decision import Decision
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -282,18 +284,18 @@ def rank_through_centroids(
 
 @dataclasses.dataclass(frozen=True)
 class ThroughCentroids:
-  """How `evaluate_revisited` answers queries through the recognizer (module docstring).
+  """How `evaluate_revisited` answers queries through the recognizer's decision (module
+  docstring).
 
   Attributes:
-    recognizer_for: a `CentroidIndex` → an object with ``predict_embeddings(embeddings)``
-      returning one prediction (with ``landmark_id``, None for "no landmark", and
-      ``score``) per row: e.g. ``lambda index: Recognizer(trained, index, eta=0.8)``.
+    eta: the threshold below which a query is "no landmark" (None: every query gets its
+      nearest landmark).
     cleaning: the cleaning settings the database's landmarks are cleaned with.
     index: the index settings.
     generic_prefixes: image-name prefixes that name no landmark.
   """
 
-  recognizer_for: Callable[[CentroidIndex], Any]
+  eta: float | None = None
   cleaning: CleaningConfig = CleaningConfig()
   index: IndexConfig = IndexConfig()
   generic_prefixes: tuple[str, ...] = GENERIC_PREFIXES
@@ -335,13 +337,6 @@ def database_centroid_index(
   return index, result
 
 
-class _QuietLabelMapWarning(logging.Filter):
-  # The index is the database's own, so its label map differs from the model's by design:
-  # the recognizer's warning about that would only alarm.
-  def filter(self, record: logging.LogRecord) -> bool:
-    return "label maps differ" not in record.getMessage()
-
-
 def _scores(ranks: np.ndarray, gnd, protocols, kappas) -> dict[str, Any]:
   results = {p: revisited_map(ranks, gnd, p, kappas) for p in protocols}
   return {
@@ -366,14 +361,9 @@ def _through_centroids(
     how.index,
     how.generic_prefixes,
   )
-  logger = logging.getLogger("landmark_jax.recognize")
-  quiet = _QuietLabelMapWarning()
-  logger.addFilter(quiet)
-  try:
-    recognizer = how.recognizer_for(index)
-  finally:
-    logger.removeFilter(quiet)
-  predictions = recognizer.predict_embeddings(query_embeddings)
+  # The database's own index and label map: the decision needs nothing of the model.
+  eta = -math.inf if how.eta is None else how.eta
+  predictions = Decision(index, eta=eta).predict(query_embeddings)
   recognised = [p.landmark_id for p in predictions]
   distractors = len(database_embeddings) - len(database_names)
   named = [landmark_of(name, how.generic_prefixes) for name in database_names]
@@ -385,14 +375,13 @@ def _through_centroids(
     "rejected" if got is None else "correct" if got == own else "wrong"
     for got, own in zip(recognised, own_landmarks)
   )
-  eta = getattr(recognizer, "eta", None)
   return {
     **_scores(ranks, gnd["gnd"], protocols, kappas),
     "recognised_correctly": outcome["correct"],
     "recognised_wrongly": outcome["wrong"],
     "rejected": outcome["rejected"],
     "query_landmark_not_in_index": sum(own not in indexed for own in own_landmarks),
-    "eta": None if eta is None or not np.isfinite(eta) else float(eta),
+    "eta": None if how.eta is None else threshold.as_threshold(how.eta),
     "index": {
       "landmarks": len(indexed),
       "centroids": len(index),

@@ -14,7 +14,7 @@ import math
 import os
 from typing import Hashable, Iterable, Mapping
 
-from landmark_jax.data.sources import parse_id, read_csv
+from landmark_jax.data.tables import parse_id, read_csv
 from landmark_jax.errors import DataError
 from landmark_jax.geo import Location
 

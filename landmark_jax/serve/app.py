@@ -188,7 +188,7 @@ class RecognitionService:
         "backend": index.backend,
       },
       "eta": None if math.isinf(self.recognizer.eta) else self.recognizer.eta,
-      "top_k": self.recognizer.top_k,
+      "top_k": self.recognizer.decision.top_k,
       "batching": {
         "max_batch": self.config.max_batch,
         "max_wait_ms": self.config.max_wait_ms,

@@ -1,4 +1,5 @@
-"""`landmark-jax embed`: a trained model + an image source → L2-normalised embeddings on disk.
+"""`landmark-jax embed`: a trained model + an image source → L2-normalised embeddings on disk
+(`embed_to_folder`; `PhotoEmbedder.embed_source` embeds into memory instead).
 
 Output: ``shard-NNNNN/`` folders, each holding ``embeddings.npy`` (float32, (m, D)),
 ``ids.npy`` (unicode), ``labels.npy`` (dense labels, int32), and ``skipped.json`` (images
@@ -12,7 +13,6 @@ every shard is there.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -25,7 +25,7 @@ from tqdm import tqdm
 from landmark_jax import distributed
 from landmark_jax.data import ImageSource, PipelineConfig, eval_dataset
 from landmark_jax.data.labels import LabelMap
-from landmark_jax.embedding import Embedder, eval_batch_size
+from landmark_jax.embedding import EmbeddedPhotos, Embedder, eval_batch_size
 from landmark_jax.errors import MissingFileError
 from landmark_jax.folders import atomic_folder
 from landmark_jax.train.checkpoints import TrainedModel
@@ -33,24 +33,19 @@ from landmark_jax.train.checkpoints import TrainedModel
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
-class Embeddings:
-  ids: np.ndarray
-  labels: np.ndarray  # dense labels
-  embeddings: np.ndarray
-  label_map: LabelMap
-  skipped: list[str]
-  checkpoint: str | None = None  # the model that produced them (`TrainedModel.checkpoint_id`)
+MANIFEST_FILE = "embeddings.json"  # written last, by process 0
 
-  def landmark_ids(self) -> list:
-    return self.label_map.to_landmark_ids(self.labels)
+
+def is_done(out_dir: str | os.PathLike) -> bool:
+  """Whether `out_dir` holds every shard of a finished `embed_to_folder`."""
+  return (pathlib.Path(out_dir) / MANIFEST_FILE).is_file()
 
 
 def _shard_dir(out: pathlib.Path, shard: int) -> pathlib.Path:
   return out / f"shard-{shard:05d}"
 
 
-def embed_source(
+def embed_to_folder(
   trained: TrainedModel,
   source: ImageSource,
   out_dir: str | os.PathLike,
@@ -59,7 +54,7 @@ def embed_source(
   shard_size: int = 8192,
   num_workers: int = 0,
   progress: bool = True,
-) -> Embeddings:
+) -> EmbeddedPhotos:
   """Embeds every record of `source` (resumable; see the module docstring)."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +96,7 @@ def embed_source(
   distributed.barrier("embed: every shard written")
   if distributed.is_main_process():
     source.label_map.save(out / "label_map.json")
-    (out / "embeddings.json").write_text(
+    (out / MANIFEST_FILE).write_text(
       json.dumps(
         {
           "checkpoint": trained.checkpoint_id,
@@ -124,7 +119,7 @@ def embed_source(
   return result
 
 
-def load_embeddings(directory: str | os.PathLike) -> Embeddings:
+def load_embeddings(directory: str | os.PathLike) -> EmbeddedPhotos:
   directory = pathlib.Path(directory)
   shards = sorted(p for p in directory.glob("shard-*") if p.is_dir())
   if not shards:
@@ -134,13 +129,13 @@ def load_embeddings(directory: str | os.PathLike) -> Embeddings:
     return np.concatenate([np.load(s / name, allow_pickle=False) for s in shards])
 
   skipped = [i for s in shards for i in json.loads((s / "skipped.json").read_text())]
-  manifest = directory / "embeddings.json"
+  manifest = directory / MANIFEST_FILE
   checkpoint = json.loads(manifest.read_text()).get("checkpoint") if manifest.is_file() else None
-  return Embeddings(
-    load("ids.npy"),
-    load("labels.npy"),
-    load("embeddings.npy"),
-    LabelMap.load(directory / "label_map.json"),
-    skipped,
-    checkpoint,
+  return EmbeddedPhotos(
+    ids=load("ids.npy"),
+    labels=load("labels.npy"),
+    embeddings=load("embeddings.npy"),
+    label_map=LabelMap.load(directory / "label_map.json"),
+    skipped=skipped,
+    checkpoint=checkpoint,
   )

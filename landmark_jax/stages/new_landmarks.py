@@ -10,6 +10,7 @@ can be held back from the centroids, to measure the new landmarks when η is cho
 from __future__ import annotations
 
 import dataclasses
+import os
 import zlib
 from typing import Callable, Hashable, Mapping, Sequence
 
@@ -19,11 +20,18 @@ from landmark_jax.cleaning.config import CleaningConfig
 from landmark_jax.cleaning.dataset import clean_dataset
 from landmark_jax.cleaning.result import CleaningResult
 from landmark_jax.data import ImageSource
-from landmark_jax.errors import ConfigError
+from landmark_jax.errors import ConfigError, DataError, UsageError
+from landmark_jax.eval.calibration import calibrated_index, target_specificity_for
 from landmark_jax.index.centroid_index import CentroidIndex
-from landmark_jax.index.editing import add_centroids, refuse_present
+from landmark_jax.index.editing import add_centroids, locked_index, refuse_present
 from landmark_jax.index.landmarks import LandmarkInfo, merge_metadata
 from landmark_jax.index.validation import ValidationSet
+from landmark_jax.recognize.embedder import PhotoEmbedder
+from landmark_jax.train.checkpoints import TrainedModel
+
+# The share of each new landmark's photos held back to measure it when η is chosen again
+# (`add-landmarks --recalibrate`), unless another is given.
+HOLD_BACK = 0.25
 
 
 @dataclasses.dataclass
@@ -33,6 +41,8 @@ class Addition:
   index: CentroidIndex
   cleaning: CleaningResult  # of the photos that made the centroids
   held_back: ValidationSet  # photos kept out of the centroids (and the source's non-landmarks)
+  before: CentroidIndex | None = None  # the index as it was (`add_to_index`)
+  calibration: dict | None = None  # η chosen again (`add_to_index(recalibrate=True)`)
 
 
 def held_back_rows(
@@ -129,3 +139,69 @@ def add_landmarks(
     reference_landmarks=result.reference_landmarks,
   )
   return Addition(edited, result, held_back)
+
+
+def check_hold_back(hold_back: float | None, recalibrate: bool) -> None:
+  """Raises `UsageError` for a held-back share without recalibration, which would keep
+  photos out of the centroids for nothing."""
+  if hold_back is not None and not recalibrate:
+    raise UsageError(
+      "--hold-back keeps photos out of the centroids to measure them when η is "
+      "chosen again: give it with --recalibrate"
+    )
+
+
+def add_to_index(
+  index_dir: str | os.PathLike,
+  trained: TrainedModel,
+  source: ImageSource,
+  cleaning: CleaningConfig,
+  landmarks: Mapping[Hashable, LandmarkInfo] | None = None,
+  *,
+  update_metadata: bool = False,
+  recalibrate: bool = False,
+  hold_back: float | None = None,
+) -> Addition:
+  """Adds the landmarks of `source` to the index at `index_dir` (`add_landmarks`, embedded
+  by `trained`, the index's model) and saves it, locked from reading to writing: a
+  concurrent add or remove waits, then sees this one.
+
+  With `recalibrate`, η (and ρ) are chosen again for the index's last target, on the
+  validation photos it keeps joined by a share of each new landmark's photos held back
+  from its centroids (`hold_back`, default `HOLD_BACK`) and the source's non-landmark
+  photos; `Addition.calibration` has the figures.
+
+  Raises:
+    UsageError: `hold_back` without `recalibrate`.
+    DataError: `recalibrate` on an index that keeps no validation photos.
+  """
+  check_hold_back(hold_back, recalibrate)
+  with locked_index(index_dir, expected_dim=trained.model.embedding_dim) as index:
+    if recalibrate and index.validation is None:
+      raise DataError(
+        f"--recalibrate: {index_dir} keeps no validation photos; calibrate it "
+        "once with `landmark-jax calibrate --folder … --non-landmark-folder …` "
+        "(or --root), then edits can recalibrate"
+      )
+    share = (HOLD_BACK if hold_back is None else hold_back) if recalibrate else 0.0
+    addition = add_landmarks(
+      index,
+      PhotoEmbedder(trained).embed_source,
+      source,
+      cleaning,
+      landmarks,
+      update_metadata=update_metadata,
+      hold_back=share,
+    )
+    addition.before = index
+    if recalibrate:
+      target = target_specificity_for(index, trained.config.calibration.target_specificity)
+      addition.index, addition.calibration = calibrated_index(
+        addition.index,
+        index.validation.joined(addition.held_back),
+        target,
+        "the stored validation photos and photos held back from added landmarks",
+        label_map=trained.label_map,
+      )
+    addition.index.save(index_dir)
+  return addition

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import pathlib
 import time
 from typing import Any, Callable, Sequence
@@ -71,6 +72,13 @@ MUST_MATCH_ON_RESUME = (
   "pipeline.batch_size",
   "pipeline.image",
 )
+
+
+def is_done(workdir: str | os.PathLike) -> bool:
+  """Whether training in `workdir` ran to its end: its last act, classifying the held-out
+  photos, is written (a dataset without a held-out split never reads as done, and `train`
+  then finds its last checkpoint at the end and returns at once)."""
+  return (pathlib.Path(workdir) / HOLDOUT_FILE).is_file()
 
 
 def flat_keys(tree: dict, prefix: str = "") -> dict:

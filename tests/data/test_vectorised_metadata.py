@@ -7,14 +7,8 @@ import numpy as np
 import pytest
 
 from landmark_jax.data.labels import LabelMap, UnknownLandmarkError
-from landmark_jax.data.sources import (
-  GLDv2Source,
-  parse_id,
-  parse_ids,
-  read_csv,
-  read_csv_columns,
-  select_clean,
-)
+from landmark_jax.data.sources import GLDv2Source
+from landmark_jax.data.tables import parse_id, parse_ids, read_csv, read_csv_columns, select_clean
 from landmark_jax.errors import DataError
 
 MAP = LabelMap.from_ids(

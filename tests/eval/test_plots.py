@@ -6,7 +6,7 @@ import pytest
 
 from landmark_jax.eval.metrics import sensitivity_specificity
 from landmark_jax.eval.plots import plot_sensitivity_specificity, plot_threshold_sweep
-from landmark_jax.eval.report import ScoredPhotos, threshold_sweep
+from landmark_jax.eval.scoring import ScoredPhotos, threshold_sweep
 
 
 def scored(landmark: int, non_landmark: int) -> ScoredPhotos:

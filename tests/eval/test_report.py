@@ -12,17 +12,15 @@ from landmark_jax.cli import main
 from landmark_jax.data import GLDv2Source
 from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.errors import ConfigError, DataError
-from landmark_jax.eval.metrics import revisited_map
-from landmark_jax.eval.report import (
-  ScoredPhotos,
+from landmark_jax.eval.collection import (
   check_collection_size,
   emulate_collection,
-  evaluate_recognizer,
-  evaluate_scored,
   landmark_photos_wanted,
-  write_report,
 )
+from landmark_jax.eval.metrics import revisited_map
+from landmark_jax.eval.report import evaluate_source, write_report
 from landmark_jax.eval.revisited import evaluate_revisited
+from landmark_jax.eval.scoring import ScoredPhotos, evaluate_scored
 from landmark_jax.recognize import PhotoEmbedder
 
 
@@ -110,21 +108,19 @@ def test_no_photos_at_all_is_refused_even_with_the_check_off():
 
 
 class NoEmbedding:
-  """A recognizer that must not be asked to embed anything."""
-
-  eta = 0.9
+  """A photo embedder that must not be asked to embed anything."""
 
   def embed_source(self, *args, **kwargs):
     raise AssertionError("photos were embedded before the photo counts were checked")
 
 
-def test_evaluate_recognizer_checks_the_counts_before_embedding(demo_cache, tmp_path):
+def test_evaluate_source_checks_the_counts_before_embedding(demo_cache, tmp_path):
   source = GLDv2Source(demo_dataset(), csv="test.csv")
   landmark = np.flatnonzero(source.labels != source.label_map.non_landmark_label)
   non_landmark = np.flatnonzero(source.labels == source.label_map.non_landmark_label)
   small = source.subset(np.concatenate([landmark[:10], non_landmark]))
   with pytest.raises(DataError, match="10 landmark photos and specificity on 120 non-landmark"):
-    evaluate_recognizer(NoEmbedding(), small, tmp_path)
+    evaluate_source(NoEmbedding(), None, small, tmp_path)
 
 
 def test_report_shows_n_and_wilson_intervals_and_marks_small_rows(tmp_path, caplog):

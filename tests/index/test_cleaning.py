@@ -12,7 +12,7 @@ from landmark_jax.cleaning.clusters import clean_landmark, cluster_embeddings
 from landmark_jax.cleaning.dataset import clean_dataset
 from landmark_jax.cleaning.result import LandmarkOutcome
 from landmark_jax.data.labels import LabelMap
-from landmark_jax.stages.centroids import write_cleaning
+from landmark_jax.stages.clean import write_cleaning
 
 # The clusters here are tight (cosine ≥ 0.995 within many of them), which near-duplicate
 # removal would thin: these tests check the clustering, so they turn it off;

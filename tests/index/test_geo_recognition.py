@@ -28,7 +28,7 @@ def london_photos():
 def test_index_carries_names_and_coordinates(recognizer):
   info = recognizer.index.landmarks[1]
   assert info.name == "chelsea" and info.latitude == pytest.approx(51.5007)
-  assert recognizer.names[0] == "astronaut"
+  assert recognizer.decision.names[0] == "astronaut"
 
 
 def test_paris_location_excludes_london_and_no_location_is_unchanged(recognizer):
@@ -62,12 +62,12 @@ def test_far_from_every_landmark_is_non_landmark(recognizer):
 
 def test_below_threshold_and_landmark_answers_carry_their_reason(recognizer):
   photos = london_photos()[:4]
-  embeddings = recognizer.embed(photos)
-  everything = recognizer.predict_embeddings(embeddings, eta=-1.0)  # any score is a landmark
+  embeddings = recognizer.photos.embed(photos)
+  everything = recognizer.decision.predict(embeddings, eta=-1.0)  # any score is a landmark
   for prediction in everything:
     assert prediction.is_landmark and prediction.reason is None
     assert prediction.reason_text is None and prediction.to_json()["reason"] is None
-  nothing = recognizer.predict_embeddings(embeddings, eta=1.0)  # no score reaches 1
+  nothing = recognizer.decision.predict(embeddings, eta=1.0)  # no score reaches 1
   for prediction, accepted in zip(nothing, everything):
     assert not prediction.is_landmark and prediction.candidates == accepted.candidates
     assert prediction.reason == "below_threshold" and prediction.radius_km is None
@@ -76,7 +76,7 @@ def test_below_threshold_and_landmark_answers_carry_their_reason(recognizer):
     )
     assert prediction.to_json()["reason"] == "below_threshold"
   # With a location near the candidates (Paris), still below η: the same reason.
-  near = recognizer.predict_embeddings(embeddings, eta=1.0, locations=[PARIS] * len(photos))
+  near = recognizer.decision.predict(embeddings, eta=1.0, locations=[PARIS] * len(photos))
   assert all(p.candidates and p.reason == "below_threshold" and p.radius_km == 50 for p in near)
 
 

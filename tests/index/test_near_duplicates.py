@@ -9,7 +9,7 @@ from landmark_jax.cleaning.config import CleaningConfig
 from landmark_jax.cleaning.dataset import clean_dataset
 from landmark_jax.cleaning.result import NEAR_DUPLICATE
 from landmark_jax.data.labels import LabelMap
-from landmark_jax.stages.centroids import write_cleaning
+from landmark_jax.stages.clean import write_cleaning
 
 
 def unit(x):

@@ -14,7 +14,7 @@ from landmark_jax.eval.calibration import calibrate
 from landmark_jax.index import CentroidIndex
 from landmark_jax.index.threshold import eta_for_specificity
 from landmark_jax.recognize import Recognizer
-from landmark_jax.stages.embed import embed_source
+from landmark_jax.stages.embed import embed_to_folder
 
 
 def test_eta_for_specificity_by_hand():
@@ -39,7 +39,7 @@ def test_restored_model_equals_the_trained_state(tiny_trained, trained):
 
 def test_embed_is_resumable_and_normalised(trained, tmp_path):
   source = source_for(trained.config.data, "train", trained.label_map)
-  first = embed_source(trained, source, tmp_path / "e", shard_size=64, progress=False)
+  first = embed_to_folder(trained, source, tmp_path / "e", shard_size=64, progress=False)
   assert first.embeddings.shape == (len(source), 64)
   np.testing.assert_allclose(np.linalg.norm(first.embeddings, axis=1), 1.0, atol=1e-5)
   assert list(first.ids) == list(source.ids)
@@ -49,7 +49,7 @@ def test_embed_is_resumable_and_normalised(trained, tmp_path):
   import shutil
 
   shutil.rmtree(shards[1])  # as if killed before the second shard was renamed into place
-  second = embed_source(trained, source, tmp_path / "e", shard_size=64, progress=False)
+  second = embed_to_folder(trained, source, tmp_path / "e", shard_size=64, progress=False)
   np.testing.assert_allclose(second.embeddings, first.embeddings, atol=1e-6)
   for shard in shards[:1] + shards[2:]:
     assert os.stat(shard / "embeddings.npy").st_mtime_ns == kept[shard.name]  # not redone
@@ -74,9 +74,9 @@ def test_calibration_reaches_the_target_and_recognition_is_end_to_end(trained, i
   print("calibration:", result)
 
   # η from calibrate recomputed independently: the share of validation non-landmarks below it.
-  embedded = recognizer.embed_source(validation)
+  embedded = recognizer.photos.embed_source(validation)
   scores = np.array(
-    [p.score for p in recognizer.predict_embeddings(embedded.embeddings, eta=-math.inf)]
+    [p.score for p in recognizer.decision.predict(embedded.embeddings, eta=-math.inf)]
   )
   non_landmark = embedded.labels == trained.label_map.non_landmark_label
   assert np.mean(scores[non_landmark] < result["eta"]) >= 0.9

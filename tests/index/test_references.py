@@ -16,7 +16,7 @@ from landmark_jax.index.integrity import IndexFormatError
 from landmark_jax.index.references import References
 from landmark_jax.index.threshold import eta_for_specificity
 from landmark_jax.index.validation import ValidationSet
-from landmark_jax.recognize import REASON_FAR_FROM_REFERENCES, Recognizer
+from landmark_jax.recognize import REASON_FAR_FROM_REFERENCES, Decision, Recognizer
 
 DIM = 64  # the session's tiny model
 
@@ -59,7 +59,7 @@ def test_a_planted_candidate_near_the_centroid_but_far_from_the_references_is_re
   view = mix(unit(mix(e(0), e(2), 0.6)), e(3), 0.9)
   # Query 3: the dome, cosine 0.85 to its centroid, which is also its reference.
   dome = mix(e(1), e(4), 0.85)
-  planted_answer, view_answer, dome_answer = recognizer.predict_embeddings(
+  planted_answer, view_answer, dome_answer = recognizer.decision.predict(
     unit([planted, view, dome]).astype(np.float32)
   )
   assert planted_answer.candidates[0].landmark_id == "arch"
@@ -73,7 +73,7 @@ def test_a_planted_candidate_near_the_centroid_but_far_from_the_references_is_re
   assert view_answer.landmark_id is None and view_answer.reason == "below_threshold"
   assert view_answer.reference_threshold is None
   # A photo below η and far from the references too is "below_threshold" as well.
-  far_and_low = recognizer.predict_embeddings(unit([mix(e(0), e(5), 0.5)]).astype(np.float32))[0]
+  far_and_low = recognizer.decision.predict(unit([mix(e(0), e(5), 0.5)]).astype(np.float32))[0]
   assert far_and_low.reference_similarity == pytest.approx(0.3, abs=1e-6)
   assert far_and_low.reason == "below_threshold"
   assert view_answer.reference_similarity == pytest.approx(0.9, abs=1e-6)
@@ -81,13 +81,13 @@ def test_a_planted_candidate_near_the_centroid_but_far_from_the_references_is_re
   assert dome_answer.reference_similarity == pytest.approx(0.85, abs=1e-6)
   # Without the references check (ρ = -inf) the planted candidate is accepted.
   unchecked = Recognizer(trained, hand_index(), reference_threshold=-math.inf)
-  assert unchecked.predict_embeddings(unit([planted]).astype(np.float32))[0].landmark_id == "arch"
+  assert unchecked.decision.predict(unit([planted]).astype(np.float32))[0].landmark_id == "arch"
 
 
 def test_a_landmark_without_references_is_not_rejected_by_them(trained):
   index = hand_index()
   index = index.with_references(References(index.references.vectors[:2], [0, 0]))  # dome: none
-  answer = Recognizer(trained, index).predict_embeddings(
+  answer = Recognizer(trained, index).decision.predict(
     unit([mix(e(1), e(4), 0.85)]).astype(np.float32)
   )[0]
   assert answer.landmark_id == "dome" and answer.reference_similarity is None
@@ -113,7 +113,7 @@ def test_rho_and_eta_are_calibrated_together_for_the_target(trained):
   vectors = unit(np.concatenate([non_landmarks, arch])).astype(np.float32)
   validation = ValidationSet([f"v{i}" for i in range(20)], [None] * 10 + ["arch"] * 10, vectors)
   index = hand_index()
-  result = calibrate_on(Recognizer(trained, index, eta=-math.inf), validation, 0.8)
+  result = calibrate_on(Decision(index, eta=-math.inf), validation, 0.8)
   # η alone must reject 8 of the 10 non-landmarks, all at 0.9: it lands above 0.9 and rejects
   # every arch photo too.
   assert result["eta"] == eta_for_specificity(np.full(10, np.float32(0.9)), 0.8)
@@ -133,10 +133,10 @@ def test_rho_and_eta_are_calibrated_together_for_the_target(trained):
     eta=result["eta"], **{k: result[k] for k in ("reference_threshold", "eta_with_references")}
   )
   recognizer = Recognizer(trained, calibrated)
-  answers = recognizer.predict_embeddings(vectors)
+  answers = recognizer.decision.predict(vectors)
   assert [a.landmark_id for a in answers[10:]] == ["arch"] * 10
   assert sum(a.landmark_id is None for a in answers[:10]) == 8
-  assert recognizer.eta_without_references == result["eta"]
+  assert recognizer.decision.eta_without_references == result["eta"]
 
 
 def test_references_that_buy_nothing_are_not_applied(trained):
@@ -146,7 +146,7 @@ def test_references_that_buy_nothing_are_not_applied(trained):
   others = [mix(e(1), e(50 + i), 0.5) for i in range(5)]
   vectors = unit(np.array(dome + others)).astype(np.float32)
   validation = ValidationSet([f"v{i}" for i in range(10)], ["dome"] * 5 + [None] * 5, vectors)
-  result = calibrate_on(Recognizer(trained, hand_index(), eta=-math.inf), validation, 0.8)
+  result = calibrate_on(Decision(hand_index(), eta=-math.inf), validation, 0.8)
   assert result["sensitivity"] == 1.0
   assert result["reference_threshold"] is None and result["eta_with_references"] is None
 

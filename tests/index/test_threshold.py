@@ -8,7 +8,7 @@ import pytest
 
 from landmark_jax.data import source_for
 from landmark_jax.eval.calibration import calibrate_on, embed_validation
-from landmark_jax.eval.report import ScoredPhotos
+from landmark_jax.eval.scoring import ScoredPhotos
 from landmark_jax.index import CentroidIndex, IndexConfig, threshold
 from landmark_jax.recognize import Recognizer
 from tests.helpers import clustered_vectors
@@ -57,13 +57,12 @@ def test_a_non_landmark_photo_exactly_at_the_threshold(trained, index_dir):
   index = CentroidIndex.load(index_dir / "index")
   recognizer = Recognizer(trained, index, eta=-math.inf)
   validation_source = source_for(trained.config.data, "val", trained.label_map)
-  validation = embed_validation(recognizer, validation_source)
-  result = calibrate_on(recognizer, validation, 1.0)  # every non-landmark photo rejected
+  validation = embed_validation(recognizer.photos, validation_source)
+  result = calibrate_on(recognizer.decision, validation, 1.0)  # every non-landmark photo rejected
   assert result["specificity"] == 1.0
   non_landmark = np.flatnonzero(validation.is_non_landmark)
   scores = np.array(
-    [p.score for p in recognizer.predict_embeddings(validation.embeddings[non_landmark])],
-    np.float32,
+    [p.score for p in recognizer.decision.predict(validation.embeddings[non_landmark])], np.float32
   )
   boundary = non_landmark[scores.argmax()]
   assert result["eta"] == float(np.nextafter(scores.max(), np.float32(2)))  # one step above

@@ -19,7 +19,7 @@ from landmark_jax.index import CentroidIndex, IndexConfig, IndexFormatError, tun
 from landmark_jax.index.config import SearchSetting
 from landmark_jax.index.editing import remove_landmarks
 from landmark_jax.index.integrity import sealed
-from landmark_jax.stages.centroids import tuning_queries
+from landmark_jax.stages.build_index import tuning_queries
 
 NUM_CENTROIDS, DIM, PHOTOS, ETA, TARGET = 4000, 64, 1500, 0.6, 0.99
 

@@ -162,11 +162,11 @@ def test_resuming_with_another_process_count_is_refused(runs):
 
 def test_two_processes_embed_what_one_process_embeds(runs, tmp_path):
   from landmark_jax.data import source_for
-  from landmark_jax.stages.embed import embed_source, load_embeddings
+  from landmark_jax.stages.embed import embed_to_folder, load_embeddings
 
   trained = load_trained(runs["workdir"])
   source = source_for(trained.config.data, "train", trained.label_map)
-  one = embed_source(trained, source, tmp_path / "one", shard_size=64, progress=False)
+  one = embed_to_folder(trained, source, tmp_path / "one", shard_size=64, progress=False)
   port = free_port()
   out = tmp_path / "two"
   results = finish(

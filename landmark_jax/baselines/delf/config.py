@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 ATTENTION_KINDS = ("trained", "feature_norm")
+# `benchmark compare --preset`: the shipped config whose `delf` section gives the settings.
+PRESETS = {"demo": "tiny_cpu", "delf": "default"}
 
 
 @dataclasses.dataclass(frozen=True)

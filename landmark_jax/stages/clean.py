@@ -1,11 +1,12 @@
-"""From embeddings to a centroid index: clean, write the cleaned dataset and report, build.
+"""`landmark-jax clean`: embedded photos → the cleaned dataset, its report and the centroids.
 
-``clean`` output folder: ``train_clean.csv`` (GLDv2 format: ``landmark_id,images``),
-``report.json`` / ``report.md``, ``dropped.csv`` (every landmark that lost photos or was kept
-whole: ``landmark_id,photos,kept,dropped,centroids,reason``), ``centroids.npy``
-(L2-normalised), ``centroid_labels.npy`` (dense labels), ``cluster_sizes.npy``,
-``references.npy`` / ``reference_labels.npy`` (the class references: given reference photos,
-else each valid cluster's medoid) and ``label_map.json``.
+Output folder: ``train_clean.csv`` (GLDv2 format: ``landmark_id,images``), ``report.json`` /
+``report.md``, ``dropped.csv`` (every landmark that lost photos or was kept whole:
+``landmark_id,photos,kept,dropped,centroids,reason``), ``centroids.npy`` (L2-normalised),
+``centroid_labels.npy`` (dense labels), ``cluster_sizes.npy``, ``references.npy`` /
+``reference_labels.npy`` (the class references: given reference photos, else each valid
+cluster's medoid), ``label_map.json`` and, last, ``clean.json`` (the model and the
+embeddings it came from): a folder without it is an unfinished cleaning (`is_done`).
 """
 
 from __future__ import annotations
@@ -23,19 +24,28 @@ from landmark_jax.cleaning.config import CleaningConfig
 from landmark_jax.cleaning.dataset import clean_dataset
 from landmark_jax.cleaning.result import CleaningResult
 from landmark_jax.data.labels import LabelMap
-from landmark_jax.data.sources import read_csv
-from landmark_jax.errors import DataError, MissingFileError
-from landmark_jax.index.centroid_index import CentroidIndex
-from landmark_jax.index.config import IndexConfig
-from landmark_jax.index.landmarks import load_landmarks_csv
-from landmark_jax.index.references import FILES as REFERENCE_FILES
+from landmark_jax.data.tables import read_csv
+from landmark_jax.embedding import EmbeddedPhotos
+from landmark_jax.errors import DataError
 from landmark_jax.index.references import References
-from landmark_jax.index.tuning import PERTURBED_SIMILARITY, perturbed_queries
-from landmark_jax.stages.embed import Embeddings
+from landmark_jax.stages.embed import load_embeddings
+
+REPORT_FILE = "report.json"
+RECORD_FILE = "clean.json"  # written last
+
+
+def is_done(out_dir: str | os.PathLike) -> bool:
+  """Whether `out_dir` holds a finished cleaning (`write_cleaning`)."""
+  return (pathlib.Path(out_dir) / RECORD_FILE).is_file()
+
+
+def load_report(out_dir: str | os.PathLike) -> dict:
+  """The report of the cleaning in `out_dir` (`CleaningResult.report`)."""
+  return json.loads((pathlib.Path(out_dir) / REPORT_FILE).read_text())
 
 
 def clean_embeddings(
-  embeddings: Embeddings,
+  embeddings: EmbeddedPhotos,
   config: CleaningConfig = CleaningConfig(),
   reference_ids: Sequence[str] = (),
 ) -> CleaningResult:
@@ -51,7 +61,7 @@ def clean_embeddings(
 
 
 def reference_embeddings(
-  embeddings: Embeddings, reference_ids: Sequence[str]
+  embeddings: EmbeddedPhotos, reference_ids: Sequence[str]
 ) -> dict[Hashable, np.ndarray]:
   """Landmark id → the embeddings of its photos among `reference_ids`.
 
@@ -85,6 +95,8 @@ def read_reference_ids(path: str | os.PathLike) -> list[str]:
 
 
 REPORT_MD_ROWS = 50  # affected landmarks shown in report.md; dropped.csv has them all
+
+
 DROPPED_CSV_COLUMNS = ("landmark_id", "photos", "kept", "dropped", "centroids", "reason")
 
 
@@ -180,7 +192,7 @@ def write_cleaning(
     writer.writerow(["landmark_id", "images"])
     writer.writerows(result.clean_rows())
   report = result.report()
-  (out / "report.json").write_text(json.dumps(report, indent=2))
+  (out / REPORT_FILE).write_text(json.dumps(report, indent=2))
   (out / "report.md").write_text(report_markdown(report))
   _write_dropped_csv(report, out / "dropped.csv")
   np.save(out / "centroids.npy", result.centroids.astype(np.float32))
@@ -196,107 +208,24 @@ def write_cleaning(
   record = {"checkpoint": checkpoint}
   if embeddings_dir is not None:
     record["embeddings"] = str(pathlib.Path(embeddings_dir).absolute())
-  (out / "clean.json").write_text(json.dumps(record))
+  (out / RECORD_FILE).write_text(json.dumps(record))
   return report
 
 
-def build_centroid_index(
-  clean_dir: str | os.PathLike,
-  config: IndexConfig = IndexConfig(),
-  checkpoint_id: str | None = None,
-  landmarks_csv: str | os.PathLike | None = None,
-) -> CentroidIndex:
-  """The index over a `write_cleaning` folder's centroids; the manifest records
-  `checkpoint_id` (default: the one the cleaning recorded)."""
-  clean = pathlib.Path(clean_dir)
-  if not (clean / "centroids.npy").is_file():
-    raise MissingFileError(
-      f"no cleaning output in {clean} (centroids.npy missing): run `landmark-jax clean` first"
-    )
-  if checkpoint_id is None and (clean / "clean.json").is_file():
-    checkpoint_id = json.loads((clean / "clean.json").read_text()).get("checkpoint")
-  centroids = np.load(clean / "centroids.npy", allow_pickle=False)
-  labels = np.load(clean / "centroid_labels.npy", allow_pickle=False)
-  references = None  # a cleaning from before class references existed has none
-  if all((clean / name).is_file() for name in REFERENCE_FILES):
-    references = References.load(clean, centroids.shape[1], labels)
-  return CentroidIndex.build(
-    centroids,
-    labels,
-    config,
-    references=references,
-    cluster_sizes=np.load(clean / "cluster_sizes.npy", allow_pickle=False),
-    label_map=LabelMap.load(clean / "label_map.json"),
-    metadata={"checkpoint": checkpoint_id} if checkpoint_id else None,
-    landmarks=load_landmarks_csv(landmarks_csv) if landmarks_csv else None,
-  )
-
-
-TUNING_QUERIES = 2000  # recall@1 of 0.99 measured ± 0.002 (binomial standard error)
-
-
-def tuning_queries(
-  centroids: np.ndarray,
-  clean_dir: str | os.PathLike,
-  embeddings_dir: str | os.PathLike | None = None,
-  count: int = TUNING_QUERIES,
-  seed: int = 0,
-) -> tuple[np.ndarray, str]:
-  """Queries for tuning an index's search (`index.tuning`), and where they came from.
-
-  Photos, if their embeddings are at hand: `embeddings_dir` (an `embed` folder), by default
-  the one the cleaning was made from (``clean.json``). They are the queries' real
-  distribution, non-landmark photos included. `count` are drawn at random, read from the
-  shards by memory map (GLDv2's 4.1 M embeddings are 8 GB). Without them, centroids
-  perturbed to a fixed similarity (`tuning.perturbed_queries`).
-
-  Raises:
-    MissingFileError: `embeddings_dir` given and not an `embed` folder.
-    DataError: embeddings of another dimension than the centroids.
-  """
-  rng = np.random.default_rng(seed)
-  given = embeddings_dir is not None
-  if not given and (pathlib.Path(clean_dir) / "clean.json").is_file():
-    embeddings_dir = json.loads((pathlib.Path(clean_dir) / "clean.json").read_text()).get(
-      "embeddings"
-    )
-  shards = []
-  if embeddings_dir is not None:
-    shards = sorted(
-      p / "embeddings.npy"
-      for p in pathlib.Path(embeddings_dir).glob("shard-*")
-      if (p / "embeddings.npy").is_file()
-    )
-    if given and not shards:
-      raise MissingFileError(
-        f"no embedding shards in {embeddings_dir}: give the output folder of `landmark-jax embed`"
-      )
-  if not shards:
-    why = (
-      f"the cleaning's embeddings at {embeddings_dir} are gone"
-      if embeddings_dir
-      else "no embedded photos at hand, --embeddings names them"
-    )
-    return (
-      perturbed_queries(centroids, count, rng),
-      f"{min(count, len(centroids))} centroids perturbed to cosine {PERTURBED_SIMILARITY} ({why})",
-    )
-  arrays = [np.load(path, mmap_mode="r", allow_pickle=False) for path in shards]
-  if arrays[0].ndim != 2 or arrays[0].shape[1] != centroids.shape[1]:
-    raise DataError(
-      f"{shards[0]}: embeddings of shape {arrays[0].shape}, the centroids are "
-      f"{centroids.shape[1]}-d"
-    )
-  total = sum(len(a) for a in arrays)
-  rows = np.sort(rng.choice(total, min(count, total), replace=False))
-  starts = np.cumsum([0] + [len(a) for a in arrays])
-  queries = np.concatenate(
-    [
-      arrays[i][rows[(rows >= starts[i]) & (rows < starts[i + 1])] - starts[i]]
-      for i in range(len(arrays))
-    ]
-  )
-  return (
-    np.ascontiguousarray(queries, np.float32),
-    f"{len(rows)} of {total} embedded photos in {pathlib.Path(embeddings_dir)}",
+def clean_folder(
+  embeddings_dir: str | os.PathLike,
+  out_dir: str | os.PathLike,
+  config: CleaningConfig = CleaningConfig(),
+  references_csv: str | os.PathLike | None = None,
+) -> dict:
+  """Cleans the photos of an ``embed`` folder into `out_dir` (`write_cleaning`); a
+  references CSV (`read_reference_ids`) names reference photos. Returns the report."""
+  reference_ids = read_reference_ids(references_csv) if references_csv else []
+  embeddings = load_embeddings(embeddings_dir)
+  return write_cleaning(
+    clean_embeddings(embeddings, config, reference_ids),
+    embeddings.label_map,
+    out_dir,
+    embeddings.checkpoint,
+    embeddings_dir,
   )
