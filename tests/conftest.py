@@ -23,6 +23,19 @@ os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
 
 import pytest  # noqa: E402
 
+# A test that needs a trained model is slow, whatever else it does: the session's first
+# such test trains it (tens of seconds on 2 cores). `make test-fast` (`-m "not slow"`) leaves
+# these out; tests slow for other reasons (several processes, full-size networks, long
+# loops) carry `@pytest.mark.slow` themselves. CI runs everything.
+TRAINED_MODEL_FIXTURES = frozenset({"tiny_trained", "curriculum_run", "trained", "index_dir"})
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if TRAINED_MODEL_FIXTURES & set(item.fixturenames):
+      item.add_marker(pytest.mark.slow)
+
+
 # ../shared beside the checkout: present on every developer machine and in CI, absent in a
 # user's clone. Tests that need it skip with this reason when it is missing.
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -11,6 +11,9 @@ from landmark_jax.ablation import VARIANTS, check_overrides, variants_named
 from landmark_jax.cli.main import main
 from landmark_jax.errors import ConfigError
 
+# Slow as a whole: trains every variant of the ablation, once for the module.
+pytestmark = pytest.mark.slow
+
 SEEDS = (0, 1)
 RUN_VARIANTS = ("softmax_n", "center_loss")
 BUDGET = ("max_steps=2", "checkpoint_every_steps=100")

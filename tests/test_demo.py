@@ -13,6 +13,10 @@ import landmark_jax.train.loop
 from landmark_jax.cli.main import main
 from landmark_jax.stages.embed import load_embeddings
 
+# Slow as a whole: the demo's two rounds, trained once for the module (its tests read
+# each other's run).
+pytestmark = pytest.mark.slow
+
 STEPS = tuple(f"{i}/10" for i in range(1, 11))
 
 

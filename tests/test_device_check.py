@@ -18,6 +18,9 @@ import pytest
 
 from landmark_jax.benchmarks import device_check
 
+# Slow as a whole: runs the device check's train and inference steps.
+pytestmark = pytest.mark.slow
+
 # Our dependencies the GPU machine lacks (scripts/device_check.sh): it has jax, flax, optax,
 # orbax, torch, torchvision, timm and what they depend on (NumPy, SciPy, Pillow, tqdm, …).
 MISSING_THERE = (

@@ -18,6 +18,8 @@ import sysconfig
 import textwrap
 import zipfile
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # What a build reads besides the package itself (pyproject's `readme`, and the files
 # setuptools would read if they existed).
@@ -124,6 +126,7 @@ CHECK = textwrap.dedent("""
     """)
 
 
+@pytest.mark.slow
 def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
   wheel = build_wheel(tmp_path)
   names = set(zipfile.ZipFile(wheel).namelist())

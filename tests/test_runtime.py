@@ -59,6 +59,7 @@ def probe(**env) -> dict:
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not MEASURED_HERE, reason="the kernel flag is set on jaxlib 0.10 / x86-64")
 def test_convolutions_leave_ynnpack_and_dots_stay():
   assert probe(**{runtime.KEEP_XLA_DEFAULTS: "1"}) == {"convolution": True, "dot": True}

@@ -18,6 +18,7 @@ def tiny_backbone():
   return backbone, variables
 
 
+@pytest.mark.slow
 def test_output_stage_returns_the_map_the_full_network_computes_there(tiny_backbone):
   backbone, variables = tiny_backbone
   images = np.random.default_rng(0).uniform(0, 1, (2, 96, 80, 3)).astype(np.float32)

@@ -107,6 +107,7 @@ def test_trained_attention_builds_a_working_recognizer(trained, splits):
   assert np.mean([p == t for p, t in landmark]) >= 0.5
 
 
+@pytest.mark.slow
 def test_unreadable_database_photos_are_skipped_and_named(tmp_path):
   import jax
 

@@ -149,6 +149,7 @@ def _mistakes(tmp_path, corrupt_index, busy_port):
   }
 
 
+@pytest.mark.slow
 def test_each_mistake_is_one_line_and_status_2(tmp_path, corrupt_index):
   failures = []
   with socket.socket() as busy:
@@ -171,6 +172,7 @@ def test_each_mistake_is_one_line_and_status_2(tmp_path, corrupt_index):
   assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tmp_path):
   for args, env in (
     (["--debug", "train", "--config", "tiny_gpu", "--workdir", tmp_path / "w"], {}),

@@ -95,6 +95,7 @@ def test_a_rotated_photo_is_shrunk_upright(tmp_path):
   assert shrink_image(data, 300) == data  # not larger than asked: kept as it is
 
 
+@pytest.mark.slow
 def test_the_packed_source_reads_the_files_images_through_grain_workers(landmarks_mini, packed):
   files = GLDv2Source(
     landmarks_mini, non_landmark_csv="non_landmark.csv", regions_csv="landmarks.csv"

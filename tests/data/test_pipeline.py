@@ -38,6 +38,7 @@ def assert_same_batches(a, b):
     np.testing.assert_array_equal(x["id"], y["id"])
 
 
+@pytest.mark.slow
 def test_same_seed_same_batches_whatever_the_worker_count(mini_source):
   config = PipelineConfig(batch_size=8, num_workers=2, seed=3, image=SMALL)
   first = take(train_dataset(mini_source, config, num_epochs=2)[0], 8)
@@ -67,6 +68,7 @@ def test_each_epoch_is_a_new_permutation_of_every_image(mini_source):
   assert ids[:n] != ids[n:]
 
 
+@pytest.mark.slow
 def test_resume_mid_epoch_gives_the_uninterrupted_batches(mini_source):
   config = PipelineConfig(batch_size=4, num_workers=2, image=SMALL)
   dataset, _ = train_dataset(mini_source, config, num_epochs=2)
@@ -113,6 +115,7 @@ def test_processes_together_deliver_the_one_process_batches(mini_source, epochs)
     np.testing.assert_array_equal(joined["label"], batch["label"])
 
 
+@pytest.mark.slow
 def test_corrupt_files_are_skipped_and_counted(tmp_path, caplog):
   write_bad_folder(tmp_path)
   source = ImageFolderSource(tmp_path)

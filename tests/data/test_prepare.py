@@ -139,6 +139,7 @@ def decoded(source, config):
   return images
 
 
+@pytest.mark.slow
 def test_prepare_verifies_refetches_resumes_extracts_and_packs(landmarks_mini, tmp_path):
   files, tars, photos = gldv2_files(landmarks_mini)
   out = tmp_path / "gldv2"

@@ -29,6 +29,7 @@ def test_exact_searcher_equals_numpy_with_chunks_and_padding():
   )
 
 
+@pytest.mark.slow
 def test_scann_recall_at_1_on_100k_clustered_vectors():
   vectors, rng = clustered_vectors(100_000)
   index = CentroidIndex.build(vectors, np.arange(100_000) % 977)
@@ -108,6 +109,7 @@ def test_pickled_arrays_are_refused_even_with_valid_checksums(tmp_path):
     CentroidIndex.load(tmp_path / "i")
 
 
+@pytest.mark.slow
 def test_killed_while_saving_leaves_a_readable_index(tmp_path):
   target = tmp_path / "index"
   small_index("scann", n=3000, seed=1).save(target)

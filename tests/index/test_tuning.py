@@ -107,6 +107,7 @@ def test_measured_recall_equals_numpy(folders):
   assert 0 < result.chosen.recall < 1  # a case that tells right from wrong
 
 
+@pytest.mark.slow
 def test_build_index_target_recall_cheapest_setting_kept_and_used(folders, tmp_path, capsys):
   out = tmp_path / "index"
   assert (

@@ -27,6 +27,7 @@ def tiny():
   return model, variables
 
 
+@pytest.mark.slow
 def test_heads_shapes_and_non_landmark_class(tiny):
   model, variables = tiny
   params = variables["params"]
@@ -51,6 +52,7 @@ def test_embed_is_the_l2_normalised_bn_output(tiny):
   )
 
 
+@pytest.mark.slow
 def test_embedding_bn_normalises_in_training_mode(tiny):
   model, variables = tiny
   (embedding, _), _ = model.apply(variables, make_batch(16)[0], train=True, mutable=["batch_stats"])
@@ -65,6 +67,7 @@ def test_normalize_images_matches_imagenet_statistics():
   np.testing.assert_allclose(normalize_images(pixel), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_bf16_compute_keeps_float32_params(tiny):
   _, variables = tiny
   model = LandmarkNet("resnet_tiny", NUM_CLASSES, embedding_dim=32, dtype=jnp.bfloat16)
@@ -98,6 +101,7 @@ def forward_backward(model, variables, images, labels, mesh):
   return jax.device_get(step(params, batch_stats, images=images, labels=labels))
 
 
+@pytest.mark.slow
 def test_data_parallel_forward_backward_equals_single_device(tiny):
   assert jax.device_count() == 8, "conftest sets 8 simulated CPU devices"
   model, variables = tiny

@@ -46,6 +46,7 @@ def torch_features(model, images_nchw):
     return model(torch.from_numpy(images_nchw)).numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 @pytest.mark.parametrize("name", ["resnet50", "wide_resnet50_2"])
 def test_forward_equals_torchvision(name, tmp_path):
@@ -64,6 +65,7 @@ def test_forward_equals_torchvision(name, tmp_path):
   assert relative_error(features, reference) < 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 def test_forward_equals_timm_seresnext(tmp_path):
   timm = pytest.importorskip("timm")
@@ -79,6 +81,7 @@ def test_forward_equals_timm_seresnext(tmp_path):
   assert relative_error(features, reference) < 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 @pytest.mark.parametrize("name", ["resnet200", "seresnext101_32x4d"])
 def test_param_count_equals_timm(name):
@@ -88,6 +91,7 @@ def test_param_count_equals_timm(name):
   assert count_params(name) == expected
 
 
+@pytest.mark.slow
 @pytest.mark.torch
 def test_safetensors_loads_without_torch(tmp_path):
   from safetensors.numpy import save_file

@@ -41,6 +41,7 @@ def test_resnet50_count_by_hand():
   assert total == count_params("resnet50") == 23_508_032
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet_tiny", "wide_resnet_tiny", "seresnext_tiny"])
 def test_tiny_backbones_forward(name):
   backbone = get_backbone(name)

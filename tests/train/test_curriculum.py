@@ -33,6 +33,7 @@ def momentum_of(opt_state, name):
   return np.asarray(trace["classifier"][name])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("init", ["mean", "random"])
 def test_old_rows_bit_identical_new_rows_as_configured(trained_state, init):
   state, tx = trained_state

@@ -127,6 +127,7 @@ def test_metrics_log_drops_rows_past_the_resumed_step_and_torn_lines(tmp_path):
   assert logged_steps(tmp_path) == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
   demo_cache, tmp_path
 ):
@@ -148,6 +149,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
   assert checkpointer.all_steps() == [2]
 
 
+@pytest.mark.slow
 def test_corrupt_files_train_through_an_epoch(tmp_path, caplog):
   write_bad_folder(tmp_path / "images")
   for i in range(6, 12):  # 12 good + 4 bad images

@@ -2,6 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import traverse_util
 
 from landmark_jax.train import optim
@@ -45,6 +46,7 @@ def assert_tree_close(ours, reference):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), ours, reference)
 
 
+@pytest.mark.slow
 def test_three_groups_momentum_and_coupled_weight_decay_match_pytorch_sgd():
   config = OptimConfig(
     lr_backbone=0.01,

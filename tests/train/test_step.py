@@ -41,6 +41,7 @@ def run_steps(mesh, data, loss_config=LossConfig(center_weight=1e-2)):
   return jax.device_get(state), history
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_steps", [1, 3])
 def test_eight_devices_equal_one_device(num_steps):
   data = batches(num_steps)
@@ -60,6 +61,7 @@ def test_eight_devices_equal_one_device(num_steps):
     jax.tree.map(close, a, b)
 
 
+@pytest.mark.slow
 def test_centers_follow_the_update_rule_not_the_gradient():
   mesh = sharding.make_data_mesh()
   data = batches(1)
@@ -81,6 +83,7 @@ def test_centers_follow_the_update_rule_not_the_gradient():
   assert {"loss", "softmax", "center", "accuracy", "grad_norm", "param_norm"} <= set(metrics)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["softmax", "arcface", "contrastive"])
 def test_ablation_losses_train(kind):
   state, history = run_steps(
