@@ -1,5 +1,6 @@
 """One million centroids through `landmark-jax build-index --target-recall`, and the recall/QPS
-table of every search setting against exact search (docs/benchmarks.md, issue 18).
+table of every search setting against exact search (docs/benchmarks.md, "A recall target at
+1 M centroids").
 
     python scripts/index_at_1m.py folders DIR            # clean/ (1 M × 512) + embeddings/
     /usr/bin/time -v landmark-jax build-index --clean DIR/clean --out DIR/index \\

@@ -1,5 +1,6 @@
 """Start-up of `landmark-jax serve` and `landmark-jax recognize`, with a cold and a warm
-compilation cache, against no cache at all (docs/benchmarks.md, "CPU serving").
+compilation cache, against no cache at all (docs/benchmarks.md, "Start-up of `serve` and
+`recognize`").
 
     python scripts/startup_times.py --checkpoint workdir/demo/train --index workdir/demo/index \
         [--photo PHOTO] [--repeats 3] [--max-batch 16]

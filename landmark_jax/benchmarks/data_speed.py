@@ -6,9 +6,11 @@ reading the original JPEG files, at the same worker counts; the baseline is the 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from landmark_jax.data import ImageConfig, ImageSource, PipelineConfig, train_dataset
 
@@ -93,3 +95,51 @@ def benchmark_packed(
         }
       )
   return rows
+
+
+@dataclasses.dataclass
+class DataBenchmark:
+  """`benchmark data`'s measurements and what they were made on."""
+
+  root: str  # the dataset folder
+  images: int  # photos in the source
+  draft: list[dict]  # `benchmark_data`'s rows
+  packed: list[dict]  # `benchmark_packed`'s rows (none without packed folders)
+
+
+def run_data_benchmark(
+  root: str | os.PathLike | None,
+  *,
+  csv: str = "train.csv",
+  non_landmark_csv: str | None = None,
+  packed_dirs: Sequence[str] = (),
+  crop_size: int = 224,
+  num_images: int = 240,
+  batch_size: int = 8,
+) -> DataBenchmark:
+  """`benchmark data`: the JPEG files of a GLDv2-layout folder (default: the embedded demo
+  dataset) with and without draft decoding, and, for each of `packed_dirs` (folders of
+  ArrayRecord shards, under `root` or from the working directory), the same photos read from
+  the shards."""
+  from landmark_jax.data import GLDv2Source
+  from landmark_jax.data.demo_dataset import demo_dataset
+  from landmark_jax.data.packed import PackedImages
+  from landmark_jax.data.tables import find_data_file
+
+  root = root or demo_dataset()
+  source = GLDv2Source(root, csv=csv, non_landmark_csv=non_landmark_csv)
+  draft = benchmark_data(source, crop_size=crop_size, num_images=num_images, batch_size=batch_size)
+  packed = {}
+  for name in packed_dirs:
+    folder = find_data_file(root, name, "--packed-dir", folder=True)
+    resize = PackedImages(folder).resize
+    label = f"ArrayRecord, longest side {resize}" if resize else "ArrayRecord, as is"
+    packed[label if label not in packed else f"{label} ({name})"] = GLDv2Source(
+      root, csv=csv, non_landmark_csv=non_landmark_csv, packed_dir=folder
+    )
+  packed_rows = []
+  if packed:
+    packed_rows = benchmark_packed(
+      source, packed, crop_size=crop_size, num_images=num_images, batch_size=batch_size
+    )
+  return DataBenchmark(str(root), len(source), draft, packed_rows)

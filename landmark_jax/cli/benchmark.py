@@ -41,44 +41,38 @@ def _benchmark_model(args) -> int:
 
 
 def _benchmark_data(args) -> int:
-  from landmark_jax.benchmarks.data_speed import benchmark_data
+  from landmark_jax.benchmarks.data_speed import run_data_benchmark
   from landmark_jax.benchmarks.timing import format_table, machine_description, write_json
-  from landmark_jax.data import GLDv2Source
-  from landmark_jax.data.demo_dataset import demo_dataset
 
-  root = args.root or demo_dataset()
-  source = GLDv2Source(root, csv=args.csv, non_landmark_csv=args.non_landmark_csv)
-  rows = benchmark_data(
-    source, crop_size=args.crop_size, num_images=args.num_images, batch_size=DATA_BATCH
+  measured = run_data_benchmark(
+    args.root,
+    csv=args.csv,
+    non_landmark_csv=args.non_landmark_csv,
+    packed_dirs=args.packed_dir or (),
+    crop_size=args.crop_size,
+    num_images=args.num_images,
+    batch_size=DATA_BATCH,
   )
-  print(f"# {len(source)} images from {root}, crop {args.crop_size}: {machine_description()}")
   print(
-    format_table(rows, ["workers", "jpeg draft", "images/s", "images/s per process", "vs no draft"])
+    f"# {measured.images} images from {measured.root}, crop {args.crop_size}: "
+    f"{machine_description()}"
   )
-  packed_rows = []
-  if args.packed_dir:
-    from landmark_jax.benchmarks.data_speed import benchmark_packed
-    from landmark_jax.data.packed import PackedImages
-    from landmark_jax.data.tables import find_data_file
-
-    packed = {}
-    for name in args.packed_dir:
-      folder = find_data_file(root, name, "--packed-dir", folder=True)
-      resize = PackedImages(folder).resize
-      label = f"ArrayRecord, longest side {resize}" if resize else "ArrayRecord, as is"
-      packed[label if label not in packed else f"{label} ({name})"] = GLDv2Source(
-        root, csv=args.csv, non_landmark_csv=args.non_landmark_csv, packed_dir=folder
-      )
-    packed_rows = benchmark_packed(
-      source, packed, crop_size=args.crop_size, num_images=args.num_images, batch_size=DATA_BATCH
+  print(
+    format_table(
+      measured.draft, ["workers", "jpeg draft", "images/s", "images/s per process", "vs no draft"]
     )
+  )
+  if args.packed_dir:
     print(
-      f"\n# the training pipeline (jpeg draft on), the same {len(source)} images from "
+      f"\n# the training pipeline (jpeg draft on), the same {measured.images} images from "
       f"the JPEG files and from {', '.join(args.packed_dir)}"
     )
-    print(format_table(packed_rows, ["source", "workers", "images/s", "vs JPEG files"]))
+    print(format_table(measured.packed, ["source", "workers", "images/s", "vs JPEG files"]))
   if args.json:
-    write_json(args.json, {"draft": rows, "packed": packed_rows} if args.packed_dir else rows)
+    rows = (
+      {"draft": measured.draft, "packed": measured.packed} if args.packed_dir else measured.draft
+    )
+    write_json(args.json, rows)
   return 0
 
 

@@ -22,27 +22,19 @@ def _open_share(text: str) -> float:
 
 
 def _evaluate(args) -> int:
-  from landmark_jax.data import source_for
-  from landmark_jax.eval.collection import check_collection_size, emulate_collection
-  from landmark_jax.eval.report import evaluate_recognizer
-  from landmark_jax.eval.scoring import load_locations
-  from landmark_jax.recognize import Recognizer
+  from landmark_jax.eval.report import evaluate_index
 
-  recognizer = Recognizer.load(args.checkpoint, args.index, eta=args.eta)
-  trained = recognizer.trained
-  source = photos(args, trained, "test", recognizer.decision.label_map)
-  if args.landmark_share is not None:
-    # From the labels alone: a collection too small is refused before any photo is embedded.
-    check_collection_size(source, args.landmark_share, args.min_photos)
-    source = emulate_collection(source, args.landmark_share, seed=args.seed)
-  evaluate_recognizer(
-    recognizer,
-    source,
+  evaluate_index(
+    args.checkpoint,
+    args.index,
     args.out,
-    training_source=source_for(trained.config.data, "train", trained.label_map),
+    lambda trained, label_map: photos(args, trained, "test", label_map),
+    eta=args.eta,
+    landmark_share=args.landmark_share,
+    seed=args.seed,
+    locations_csv=args.locations_csv,
     rare_threshold=args.rare_threshold,
     geo=args.geo,
-    locations=load_locations(args.locations_csv) if args.locations_csv else None,
     min_photos=args.min_photos,
   )
   print((pathlib.Path(args.out) / "report.md").read_text())
@@ -51,18 +43,8 @@ def _evaluate(args) -> int:
 
 
 def _evaluate_revisited(args) -> int:
-
-  from landmark_jax.cli.common import config_section
   from landmark_jax.errors import UsageError
-  from landmark_jax.eval.metrics import load_revisited_gnd, refuse_untrusted_pickle
-  from landmark_jax.eval.revisited import (
-    ThroughCentroids,
-    evaluate_revisited,
-    move_pairs_to_junk,
-    read_junk_pairs,
-  )
-  from landmark_jax.recognize import PhotoEmbedder
-  from landmark_jax.train.checkpoints import load_trained
+  from landmark_jax.eval.revisited import evaluate_revisited_checkpoint
 
   if not args.through_centroids:
     given = [
@@ -76,38 +58,22 @@ def _evaluate_revisited(args) -> int:
     ]
     if given:
       raise UsageError(f"{', '.join(given)} only apply with --through-centroids")
-  # Before the model loads: an untrusted pickle, an unknown name in the junk pairs, are
-  # refused at once, not minutes later.
-  refuse_untrusted_pickle(args.gnd, args.trust_pickle)
-  gnd = load_revisited_gnd(args.gnd, trust_pickle=args.trust_pickle)
-  pairs = None
-  if args.junk_pairs:
-    pairs = read_junk_pairs(args.junk_pairs)
-    move_pairs_to_junk(gnd, pairs)
-  trained = load_trained(args.checkpoint)
-  embedder = PhotoEmbedder(trained, batch_size=args.batch_size)
-  through = None
-  if args.through_centroids:
-    cleaning = config_section(None, trained.config, "cleaning", args.overrides)
-    prefixes = (
-      {}
-      if args.generic_prefixes is None
-      else {
-        "generic_prefixes": tuple(p.strip() for p in args.generic_prefixes.split(",") if p.strip())
-      }
-    )
-    # No η: every query gets its nearest landmark.
-    through = ThroughCentroids(args.eta, cleaning, trained.config.index, **prefixes)
-  result = evaluate_revisited(
-    embedder.embed,
+  prefixes = None
+  if args.generic_prefixes is not None:
+    prefixes = [p.strip() for p in args.generic_prefixes.split(",") if p.strip()]
+  result = evaluate_revisited_checkpoint(
+    args.checkpoint,
     args.root,
-    gnd,
+    args.gnd,
+    trust_pickle=args.trust_pickle,
     distractors=args.distractors,
-    junk_pairs=pairs,
-    through_centroids=through,
+    junk_pairs=args.junk_pairs,
+    through_centroids=args.through_centroids,
+    eta=args.eta,
+    cleaning_overrides=args.overrides,
+    generic_prefixes=prefixes,
+    batch_size=args.batch_size,
   )
-  if args.junk_pairs:
-    result["junk_pairs"] = {"file": args.junk_pairs, **result["junk_pairs"]}
   print(json.dumps(result, indent=2))
   if args.out:
     pathlib.Path(args.out).write_text(json.dumps(result, indent=2))

@@ -10,7 +10,8 @@ Everything is small so it runs anywhere: it shows the pipeline working, not the 
 accuracy.
 
 Unlike `default`, no curriculum: on 8 landmarks in two parts it costs sensitivity
-(`landmark-jax ablation --config tiny_cpu` shows it; docs/decisions.md, issue 16).
+(`landmark-jax ablation --config tiny_cpu` shows it; docs/decisions.md, "Why the demo
+rejected most landmarks").
 """
 
 import dataclasses

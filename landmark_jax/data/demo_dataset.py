@@ -80,7 +80,8 @@ class DemoDatasetConfig:
   test_views: int = 6  # held-out views per landmark, for evaluation
   val_views: int = 4  # more held-out views per landmark, for calibrating η
   # Many crops of the non-landmark photos: with 60 the network learned those crops, not
-  # "non-landmark", and unseen crops of the same scenes scored as landmarks (issue 16).
+  # "non-landmark", and unseen crops of the same scenes scored as landmarks
+  # (docs/decisions.md, "Why the demo rejected most landmarks").
   train_non_landmarks: int = 240
   test_non_landmarks: int = 120
   val_non_landmarks: int = 80

@@ -9,12 +9,19 @@ import logging
 import math
 import os
 import pathlib
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from landmark_jax.data import ImageSource
-from landmark_jax.eval.collection import MIN_PHOTOS, check_enough_photos, photo_counts
+from landmark_jax.data import ImageSource, source_for
+from landmark_jax.data.labels import LabelMap
+from landmark_jax.eval.collection import (
+  MIN_PHOTOS,
+  check_collection_size,
+  check_enough_photos,
+  emulate_collection,
+  photo_counts,
+)
 from landmark_jax.eval.markdown import report_markdown
 from landmark_jax.eval.metrics import sensitivity_specificity
 from landmark_jax.eval.plots import (
@@ -25,6 +32,7 @@ from landmark_jax.eval.plots import (
 from landmark_jax.eval.scoring import (
   ScoredPhotos,
   evaluate_scored,
+  load_locations,
   photo_locations,
   score_embedded,
   score_groups,
@@ -33,6 +41,8 @@ from landmark_jax.eval.scoring import (
 from landmark_jax.geo import Location
 from landmark_jax.recognize.decision import Decision
 from landmark_jax.recognize.embedder import PhotoEmbedder
+from landmark_jax.recognize.recognizer import Recognizer
+from landmark_jax.train.checkpoints import TrainedModel
 
 logger = logging.getLogger(__name__)
 
@@ -255,3 +265,42 @@ def evaluate_source(
 def evaluate_recognizer(recognizer, source: ImageSource, out_dir: str | os.PathLike, **options):
   """`evaluate_source` with a `landmark_jax.Recognizer`'s embedder and decision."""
   return evaluate_source(recognizer.photos, recognizer.decision, source, out_dir, **options)
+
+
+def evaluate_index(
+  checkpoint: str | os.PathLike,
+  index_dir: str | os.PathLike,
+  out_dir: str | os.PathLike,
+  photos: Callable[[TrainedModel, LabelMap], ImageSource],
+  *,
+  eta: float | None = None,
+  landmark_share: float | None = None,
+  seed: int = 0,
+  locations_csv: str | os.PathLike | None = None,
+  **options,
+) -> dict[str, Any]:
+  """`landmark-jax evaluate`: a model and its index on test photos (`evaluate_source`).
+
+  Args:
+    photos: the model and the index's label map → the test photos.
+    eta: the threshold (default: the index's calibrated η).
+    landmark_share: emulate a user's collection where this share of photos show a landmark
+      (`emulate_collection`, seeded by `seed`); refused from the labels alone, before any
+      photo is embedded, when it keeps too few landmark photos.
+    locations_csv: ``id,latitude,longitude`` of the test photos (geo-information).
+    options: `evaluate_source`'s (``geo``, ``rare_threshold``, ``min_photos``, ``title``).
+  """
+  recognizer = Recognizer.load(checkpoint, index_dir, eta=eta)
+  trained = recognizer.trained
+  source = photos(trained, recognizer.decision.label_map)
+  if landmark_share is not None:
+    check_collection_size(source, landmark_share, options.get("min_photos", MIN_PHOTOS))
+    source = emulate_collection(source, landmark_share, seed=seed)
+  return evaluate_recognizer(
+    recognizer,
+    source,
+    out_dir,
+    training_source=source_for(trained.config.data, "train", trained.label_map),
+    locations=load_locations(locations_csv) if locations_csv else None,
+    **options,
+  )

@@ -58,14 +58,23 @@ import numpy as np
 
 from landmark_jax.cleaning.config import CleaningConfig
 from landmark_jax.cleaning.dataset import clean_dataset
+from landmark_jax.config import apply_overrides
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.data.transforms import open_image
 from landmark_jax.errors import DataError, MissingFileError
-from landmark_jax.eval.metrics import PROTOCOLS, crop_query, load_revisited_gnd, revisited_map
+from landmark_jax.eval.metrics import (
+  PROTOCOLS,
+  crop_query,
+  load_revisited_gnd,
+  refuse_untrusted_pickle,
+  revisited_map,
+)
 from landmark_jax.index import threshold
 from landmark_jax.index.centroid_index import CentroidIndex
 from landmark_jax.index.config import IndexConfig
 from landmark_jax.recognize.decision import Decision
+from landmark_jax.recognize.embedder import PhotoEmbedder
+from landmark_jax.train.checkpoints import load_trained
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -468,4 +477,48 @@ def evaluate_revisited(
       protocols,
       kappas,
     )
+  return result
+
+
+def evaluate_revisited_checkpoint(
+  checkpoint: str | os.PathLike,
+  root: str | os.PathLike,
+  gnd: str | os.PathLike,
+  *,
+  trust_pickle: bool = False,
+  distractors: str | os.PathLike | None = None,
+  junk_pairs: str | os.PathLike | None = None,
+  through_centroids: bool = False,
+  eta: float | None = None,
+  cleaning_overrides: Sequence[str] = (),
+  generic_prefixes: Sequence[str] | None = None,
+  batch_size: int = 16,
+) -> dict[str, Any]:
+  """`landmark-jax evaluate-revisited`: `evaluate_revisited` with a trained model's
+  embeddings. An untrusted pickle and an unknown name in the junk pairs (a CSV) are
+  refused before the model loads; `through_centroids` cleans the database with the
+  checkpoint's ``cleaning`` settings (`cleaning_overrides`, key=value, change them) and
+  answers at `eta` (None: every query gets its nearest landmark)."""
+  refuse_untrusted_pickle(gnd, trust_pickle)
+  truth = load_revisited_gnd(gnd, trust_pickle=trust_pickle)
+  pairs = None
+  if junk_pairs:
+    pairs = read_junk_pairs(junk_pairs)
+    move_pairs_to_junk(truth, pairs)  # names checked now, not after the embedding
+  trained = load_trained(checkpoint)
+  through = None
+  if through_centroids:
+    prefixes = {} if generic_prefixes is None else {"generic_prefixes": tuple(generic_prefixes)}
+    cleaning = apply_overrides(trained.config.cleaning, cleaning_overrides)
+    through = ThroughCentroids(eta, cleaning, trained.config.index, **prefixes)
+  result = evaluate_revisited(
+    PhotoEmbedder(trained, batch_size=batch_size).embed,
+    root,
+    truth,
+    distractors=distractors,
+    junk_pairs=pairs,
+    through_centroids=through,
+  )
+  if junk_pairs:
+    result["junk_pairs"] = {"file": str(junk_pairs), **result["junk_pairs"]}
   return result

@@ -168,22 +168,7 @@ class CentroidIndex:
       config = dataclasses.replace(
         config, leaves_to_search=settings.leaves_to_search, reorder=settings.reorder
       )
-    fields = {
-      "label_map": self.label_map,
-      "metadata": self.metadata,
-      "landmarks": self.landmarks,
-      "validation": self._validation,
-      "references": self.references,
-    }
-    return CentroidIndex(
-      self.centroids,
-      self.labels,
-      self.cluster_sizes,
-      config,
-      **fields,
-      _scann=self._scann,
-      _scann_info=info,
-    )
+    return self._replaced(config=config, scann_info=info)
 
   def exact_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(centroid ids, scores) by exact dot product."""
@@ -365,7 +350,9 @@ class CentroidIndex:
       )
     return self._replaced(references=references)
 
-  def _replaced(self, **changes) -> "CentroidIndex":
+  def _replaced(
+    self, *, config: IndexConfig | None = None, scann_info: dict[str, Any] | None = None, **changes
+  ) -> "CentroidIndex":
     # The searcher is shared: nothing here changes the centroids.
     fields = {
       "label_map": self.label_map,
@@ -379,10 +366,10 @@ class CentroidIndex:
       self.centroids,
       self.labels,
       self.cluster_sizes,
-      self.config,
+      config or self.config,
       **fields,
       _scann=self._scann,
-      _scann_info=self._scann_info,
+      _scann_info=self._scann_info if scann_info is None else scann_info,
     )
 
 

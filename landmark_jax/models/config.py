@@ -13,7 +13,8 @@ class ModelConfig:
   backbone: str = "wide_resnet50_2"  # a name from landmark_jax.models.BACKBONES
   embedding_dim: int = 512  # the paper: 512
   dtype: str = "float32"  # compute dtype: "bfloat16" on accelerators; params stay float32
-  classifier_bias: bool = True  # False: a classifier without bias (issue 16's probe)
+  # False: a classifier without bias (docs/decisions.md, "Why the demo rejected most landmarks")
+  classifier_bias: bool = True
   # torchvision/timm backbone checkpoint (.pth/.safetensors) to start from; "none": from
   # scratch, said explicitly (a `fine_tune` config refuses to train with this left empty)
   pretrained: str = ""

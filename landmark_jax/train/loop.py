@@ -151,7 +151,8 @@ def warn_if_thin_non_landmark_class(source: ImageSource) -> None:
   """Says so when the non-landmark class has fewer photos than the landmarks: specificity
   rests on that class's variety. On the demo, 60 non-landmark photos against 126 landmark
   ones left held-out non-landmarks scoring like landmarks (sensitivity 0.27 at 95 %
-  specificity, 3 seeds); 240 lifted it (docs/decisions.md, issue 16)."""
+  specificity, 3 seeds); 240 lifted it (docs/decisions.md, "Why the demo rejected most
+  landmarks")."""
   counts = source.images_per_class()
   non_landmark, landmark = int(counts[-1]), int(counts[:-1].sum())
   if non_landmark < landmark:

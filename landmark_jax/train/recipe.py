@@ -1,7 +1,8 @@
 """The paper's recipe, or a departure the config states: checked before the first step.
 
 Three parts of the method are easy to lose without noticing, because training runs fine
-without them and only the results tell (issue 17):
+without them and only the results tell (docs/decisions.md, "Three parts of the method
+are required unless the config declines them"):
 
 - the non-landmark class (label n + 1): with no non-landmark photos, the modified center loss
   is the plain one and nothing learns what "no landmark" looks like;

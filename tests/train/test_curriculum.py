@@ -90,7 +90,7 @@ def test_split_epochs():
 
 
 def test_a_classifier_without_bias_grows_too():
-  # model.classifier_bias=False (issue 16's probe of the bias): no bias to copy or extend.
+  # model.classifier_bias=False (the probe of the bias, docs/decisions.md): nothing to extend.
   model = LandmarkNet("resnet_tiny", num_classes=2, embedding_dim=8, classifier_bias=False)
   tx = optim.make_optimizer(OptimConfig(lr_decay_epochs=()), [])
   state = create_train_state(model, tx, jax.random.PRNGKey(0), 32)

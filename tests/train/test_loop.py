@@ -34,7 +34,7 @@ def full_run(tiny_trained):
 
 def test_tiny_config_learns_in_one_stage(full_run):
   workdir, result = full_run
-  # The data has two curriculum parts; the demo's config trains them in one stage (issue 16).
+  # The data has two curriculum parts; the demo's config trains them in one stage.
   assert result.label_map.num_stages == 2
   assert int(result.state.stage) == 0 and result.model.num_classes == 8
   assert result.state.params["classifier"]["kernel"].shape == (64, 9)

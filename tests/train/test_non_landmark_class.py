@@ -1,4 +1,4 @@
-"""Why the demo rejected most landmarks (issue 16), as a property of a trained model.
+"""Why the demo rejected most landmarks (docs/decisions.md), as a property of a trained model.
 
 The cause measured: with 60 training crops of its 13 non-landmark scenes, the network learned
 those crops, not "no landmark". Unseen crops of the same scenes were embedded among the
