@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
   "Photo": "landmark_jax.recognize",
   "Recognizer": "landmark_jax.recognize",
+  # Embeddings → answers by an index, η and ρ alone: no model, no device.
+  "Decision": "landmark_jax.recognize",
   "decode_photo": "landmark_jax.recognize",
   # A training workdir → the model, weights, label map and config (no optimizer loaded).
   "TrainedModel": "landmark_jax.train.checkpoints",

@@ -28,6 +28,7 @@ def test_python_interface_names():
   for name in ("build", "search", "save", "load"):
     assert callable(getattr(lj.index.CentroidIndex, name))
   assert callable(lj.Recognizer.recognize)
+  assert callable(lj.Decision.predict)  # the device-free half of the recognizer
   for name in ("Photo", "decode_photo", "calibrate"):  # the front door of inference
     assert callable(getattr(lj, name))
   for name in ("sensitivity_specificity", "gap", "revisited_map"):
