@@ -10,6 +10,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 SOURCES := landmark_jax tests scripts
+# ruff as pyproject.toml pins it (the `test` extra), installed alone for the lint targets:
+# checking the format needs neither the library nor PyTorch.
+RUFF := $(shell grep -o '"ruff==[^"]*"' pyproject.toml)
 
 .PHONY: demo test test-fast lint format install install-test clean
 
@@ -24,6 +27,10 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install -e ".[test,torch]"
 	touch $@
 
+$(VENV)/.installed-lint: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install $(RUFF)
+	touch $@
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
@@ -36,11 +43,11 @@ test: install-test
 test-fast: install-test
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: install-test
+lint: $(VENV)/.installed-lint
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
 
-format: install-test
+format: $(VENV)/.installed-lint
 	$(BIN)/ruff format $(SOURCES)
 	$(BIN)/ruff check --fix $(SOURCES)
 

@@ -20,6 +20,7 @@ import numpy as np
 from landmark_jax.data import ImageSource, source_for
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.errors import DataError
+from landmark_jax.eval.config import CalibrationConfig
 from landmark_jax.index import CentroidIndex, threshold
 from landmark_jax.index.editing import locked_index
 from landmark_jax.index.validation import ValidationSet
@@ -38,13 +39,17 @@ def embed_validation(embedder: PhotoEmbedder, source: ImageSource) -> Validation
 
 
 def calibrate_on(
-  decision: Decision, validation: ValidationSet, target_specificity: float = 0.99
+  decision: Decision, validation: ValidationSet, target_specificity: float | None = None
 ) -> dict[str, float]:
   """Chooses η for `decision`'s index on embedded validation photos for a target
   specificity: the share of non-landmark photos answered "no landmark" is at least the
   target, with the same rule (`threshold.accepted`) and the same float32 scores that
-  recognition applies. The decision's own η and ρ play no part, and are not changed; the
-  caller stores what is chosen."""
+  recognition applies. The target: the one given, else `target_specificity_for` the index
+  (its last calibration's, else `CalibrationConfig`'s). The decision's own η and ρ play no
+  part, and are not changed; the caller stores what is chosen."""
+  target_specificity = target_specificity_for(
+    decision.index, CalibrationConfig().target_specificity, target_specificity
+  )
   if not len(validation):
     raise DataError("calibration needs validation photos, with and without landmarks")
   predictions = decision.predict(
@@ -143,13 +148,15 @@ def _reference_calibration(
 
 
 def calibrate(
-  recognizer, source: ImageSource, target_specificity: float = 0.99
+  recognizer, source: ImageSource, target_specificity: float | None = None
 ) -> dict[str, float]:
   """Chooses η for `recognizer` (a `landmark_jax.Recognizer`) on a validation source
-  (landmark and non-landmark photos): `calibrate_on` its photos, embedded."""
-  return calibrate_on(
-    recognizer.decision, embed_validation(recognizer.photos, source), target_specificity
-  )
+  (landmark and non-landmark photos): `calibrate_on` its photos, embedded, for the target
+  given, else the index's last, else the model's config's (`target_specificity_for`). The
+  figures are returned; `calibrated_index` is what stores them with an index."""
+  default = recognizer.trained.config.calibration.target_specificity
+  target = target_specificity_for(recognizer.index, default, target_specificity)
+  return calibrate_on(recognizer.decision, embed_validation(recognizer.photos, source), target)
 
 
 def is_calibrated(index: CentroidIndex) -> bool:

@@ -172,3 +172,19 @@ def test_cli_pipeline_stores_eta_and_recognizes(tiny_trained, trained, tmp_path,
   again = json.loads((tmp_path / "index" / "manifest.json").read_text())
   assert again["calibration"]["target_specificity"] == 0.9
   assert again["eta"] == manifest["eta"]  # the same photos, the same η
+
+
+def test_calibrate_without_a_target_takes_the_indexs_then_the_models(trained, index_dir):
+  # One rule everywhere (`target_specificity_for`): the target given, else that of the
+  # index's last calibration, else the model config's (tiny_cpu: 0.95, not the 0.99 that
+  # `calibrate` once assumed).
+  index = CentroidIndex.load(index_dir / "index")
+  validation = source_for(trained.config.data, "val", trained.label_map)
+  assert "calibration" not in index.metadata
+  uncalibrated = Recognizer(trained, index, eta=-math.inf)
+  result = calibrate(uncalibrated, validation)
+  assert result["target_specificity"] == trained.config.calibration.target_specificity == 0.95
+  calibrated_before = index.with_metadata(calibration={"target_specificity": 0.9})
+  result = calibrate(Recognizer(trained, calibrated_before, eta=-math.inf), validation)
+  assert result["target_specificity"] == 0.9 and result["specificity"] >= 0.9
+  assert calibrate(uncalibrated, validation, 0.8)["target_specificity"] == 0.8
