@@ -232,11 +232,9 @@ def _add_landmarks(args) -> int:
 
 
 def _remove_landmarks(args) -> int:
-  from landmark_jax.index.editing import locked_index, remove_landmarks
+  from landmark_jax.index.editing import edit_index, remove_landmarks
 
-  with locked_index(args.index) as index:
-    edited = remove_landmarks(index, args.landmarks)
-    edited.save(args.index)
+  index, edited = edit_index(args.index, lambda index: remove_landmarks(index, args.landmarks))
   edit = edited.metadata["edits"][-1]
   print(
     f"removed {_landmark_list(edit['landmarks'], index)}: "
@@ -252,13 +250,11 @@ def _remove_landmarks(args) -> int:
 
 
 def _update_landmarks(args) -> int:
-  from landmark_jax.index.editing import locked_index, update_landmarks
+  from landmark_jax.index.editing import edit_index, update_landmarks
   from landmark_jax.index.landmarks import load_landmarks_csv
 
   table = load_landmarks_csv(args.landmarks_csv)
-  with locked_index(args.index) as index:
-    edited = update_landmarks(index, table)
-    edited.save(args.index)
+  index, edited = edit_index(args.index, lambda index: update_landmarks(index, table))
   _report_rows(edited.metadata["edits"][-1]["metadata"], args.landmarks_csv, index, edited)
   return 0
 

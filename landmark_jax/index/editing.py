@@ -49,6 +49,17 @@ def locked_index(
     yield CentroidIndex.load(directory, expected_dim=expected_dim)
 
 
+def edit_index(
+  directory: str | os.PathLike, edit: Callable[[CentroidIndex], CentroidIndex]
+) -> tuple[CentroidIndex, CentroidIndex]:
+  """The index at `directory` edited by `edit` and saved, under its write lock from loading
+  to saving (`locked_index`); returns it as it was and as it is now."""
+  with locked_index(directory) as index:
+    edited = edit(index)
+    edited.save(directory)
+  return index, edited
+
+
 def _edited(
   index: CentroidIndex,
   centroids,
