@@ -203,19 +203,16 @@ def calibrated_index(
 
 
 def validation_photos(
-  trained: TrainedModel,
-  index: CentroidIndex,
-  given: Sequence[ImageSource] = (),
-  embedder: Callable[[], PhotoEmbedder] | None = None,
+  trained: TrainedModel, index: CentroidIndex, given: Sequence[ImageSource] = ()
 ) -> tuple[ValidationSet, str]:
   """The validation set to calibrate `index` on, embedded, and where it came from.
 
   Photos given replace the stored ones of their kind: landmark photos the stored landmark
   photos, non-landmark photos the stored non-landmark ones; a kind not given is kept from
   the index's stored set. With nothing given and nothing stored: the validation split of
-  the checkpoint's data. Photos are embedded by `embedder()` (default: a `PhotoEmbedder`
-  of `trained`, made once, when a photo must be embedded at all)."""
-  embedder = embedder or functools.cache(lambda: PhotoEmbedder(trained))
+  the checkpoint's data. Photos are embedded by one `PhotoEmbedder` of `trained`, made
+  when a photo must be embedded at all (stored photos need none)."""
+  embedder = functools.cache(lambda: PhotoEmbedder(trained))
   stored = index.validation
   if given:
     photos = embed_validation(embedder(), given[0])
