@@ -15,8 +15,10 @@ class ModelConfig:
   dtype: str = "float32"  # compute dtype: "bfloat16" on accelerators; params stay float32
   # False: a classifier without bias (docs/decisions.md, "Why the demo rejected most landmarks")
   classifier_bias: bool = True
-  # torchvision/timm backbone checkpoint (.pth/.safetensors) to start from; "none": from
-  # scratch, said explicitly (a `fine_tune` config refuses to train with this left empty)
+  # The backbone weights to start from: "torchvision" (its ImageNet weights of `backbone`),
+  # "timm:NAME" (e.g. timm:resnet50.a1_in1k), both through the library's own cache
+  # (models/pretrained_sources.py), or a torchvision/timm .pth/.safetensors file; "none":
+  # from scratch, said explicitly (a `fine_tune` config refuses to train with this left empty)
   pretrained: str = ""
   # The config's rates assume a pretrained backbone (the paper's α1 = 0.01 < α2, α3):
   # training refuses to start without model.pretrained (train/recipe.py)

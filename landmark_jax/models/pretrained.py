@@ -1,10 +1,11 @@
 """Import torchvision / timm ResNet-family checkpoints into Flax variables.
 
-No weights can be downloaded by the library; a user who has a checkpoint file (a
-torchvision ``.pth`` state dict, or a timm ``.pth`` / ``.safetensors`` file) converts it
-here. `ResNet` names its layers after the PyTorch modules (``layer1_0/downsample_0`` is
-``layer1.0.downsample.0``), so the mapping is mechanical and every key is accounted for:
-a missing, extra or wrongly-shaped tensor raises an error that names it.
+The weights are a checkpoint file (a torchvision ``.pth`` state dict, or a timm ``.pth`` /
+``.safetensors`` file) or a library's name for them (``torchvision``, ``timm:NAME``, fetched
+through that library's cache: `pretrained_sources`). `ResNet` names its layers after the
+PyTorch modules (``layer1_0/downsample_0`` is ``layer1.0.downsample.0``), so the mapping is
+mechanical and every key is accounted for: a missing, extra or wrongly-shaped tensor raises
+an error that names it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ import numpy as np
 from flax import traverse_util
 
 from landmark_jax.errors import MissingFileError, UserError
+from landmark_jax.models.pretrained_sources import (
+  is_named_source,
+  named_state_dict,
+  tensors_to_numpy,
+)
 from landmark_jax.models.resnet import ResNet
 
 # The classifier is removed (the paper replaces it by the embedding and landmark heads), and
@@ -66,10 +72,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
       if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
         state = state[key]
         break
-    state = {
-      k: v.detach().float().numpy() if v.is_floating_point() else v.numpy()
-      for k, v in state.items()
-    }
+    state = tensors_to_numpy(state)
   return {k.removeprefix("module."): np.asarray(v) for k, v in state.items()}
 
 
@@ -137,9 +140,22 @@ def backbone_variables_from_state_dict(
   return traverse_util.unflatten_dict(flat)
 
 
-def load_pretrained_backbone(path: str | os.PathLike, backbone: ResNet) -> dict[str, Any]:
-  """`load_state_dict` + `backbone_variables_from_state_dict`."""
-  return backbone_variables_from_state_dict(load_state_dict(path), backbone)
+def resolve_pretrained(
+  spec: str | os.PathLike, backbone_name: str | None = None
+) -> dict[str, np.ndarray]:
+  """The state dict that ``model.pretrained`` names: ``torchvision`` (the ImageNet weights of
+  `backbone_name`), ``timm:NAME``, or a checkpoint file."""
+  if isinstance(spec, str) and is_named_source(spec):
+    return named_state_dict(spec, backbone_name)
+  return load_state_dict(spec)
+
+
+def load_pretrained_backbone(
+  spec: str | os.PathLike, backbone: ResNet, backbone_name: str | None = None
+) -> dict[str, Any]:
+  """`resolve_pretrained` + `backbone_variables_from_state_dict`; ``torchvision`` needs
+  `backbone_name` (a registry name) to pick its weights."""
+  return backbone_variables_from_state_dict(resolve_pretrained(spec, backbone_name), backbone)
 
 
 def with_pretrained_backbone(

@@ -237,3 +237,20 @@ def load_trained(workdir: str | pathlib.Path, step: int | None = None) -> Traine
   finally:
     checkpointer.close()
   return TrainedModel(model, variables, label_map, config, step, workdir)
+
+
+def is_training_workdir(path: str | pathlib.Path) -> bool:
+  return (pathlib.Path(path) / CONFIG_FILE).is_file()
+
+
+def backbone_of_workdir(workdir: str | pathlib.Path, backbone: str) -> dict:
+  """``{"params", "batch_stats"}`` of the backbone a training workdir trained (its latest
+  checkpoint): a start for another run (``model.pretrained=<workdir>``), which must use the
+  same `backbone`."""
+  trained = load_trained(workdir)
+  if trained.config.model.backbone != backbone:
+    raise ConfigError(
+      f"model.pretrained: {workdir} trained a {trained.config.model.backbone}, not this "
+      f"config's {backbone}"
+    )
+  return {k: trained.variables[k]["backbone"] for k in ("params", "batch_stats")}

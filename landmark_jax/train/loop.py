@@ -35,6 +35,8 @@ from landmark_jax.train.checkpoints import (
   CONFIG_FILE,
   LABEL_MAP_FILE,
   Checkpointer,
+  backbone_of_workdir,
+  is_training_workdir,
   make_model,
 )
 from landmark_jax.train.holdout import HOLDOUT_FILE, evaluate_holdout
@@ -190,8 +192,13 @@ def _initial_state(config: TrainConfig, model: LandmarkNet, tx, mesh) -> TrainSt
     out_shardings=sharding.replicated_sharding(mesh),
   )
   state = create(jax.random.PRNGKey(config.seed))
-  if config.model.pretrained_weights:
-    backbone = load_pretrained_backbone(config.model.pretrained_weights, model.backbone)
+  weights = config.model.pretrained_weights
+  if weights:
+    backbone = (
+      backbone_of_workdir(weights, config.model.backbone)
+      if is_training_workdir(weights)
+      else load_pretrained_backbone(weights, model.backbone, backbone_name=config.model.backbone)
+    )
     variables = with_pretrained_backbone(model_variables(state.params, state.batch_stats), backbone)
     state = state.replace(params=variables["params"], batch_stats=variables["batch_stats"])
     state = sharding.replicate(state.replace(opt_state=tx.init(state.params)), mesh)

@@ -23,6 +23,8 @@ from landmark_jax.config import TrainConfig
 from landmark_jax.data import ImageSource
 from landmark_jax.data.labels import REGIONS
 from landmark_jax.errors import ConfigError, MissingFileError
+from landmark_jax.models.pretrained_sources import check_named_source, is_named_source
+from landmark_jax.train.checkpoints import is_training_workdir
 
 # Where each data kind's non-landmark photos come from.
 _NON_LANDMARK_SETTING = {
@@ -37,18 +39,22 @@ def check_pretrained(config: TrainConfig) -> None:
   """A config that fine-tunes (``model.fine_tune``) needs backbone weights, or
   ``model.pretrained=none`` to train from scratch at its fine-tuning rates anyway."""
   weights = config.model.pretrained_weights
-  if weights and not pathlib.Path(weights).is_file():
+  if weights and is_named_source(weights):
+    # Whether the weights are cached or can be downloaded is found when they are loaded.
+    check_named_source(weights, config.model.backbone)
+  elif weights and not (pathlib.Path(weights).is_file() or is_training_workdir(weights)):
     raise MissingFileError(
-      f"model.pretrained: backbone checkpoint not found: {weights} (a "
-      "torchvision/timm .pth or .safetensors file; model.pretrained=none "
-      "trains from scratch)"
+      f"model.pretrained: backbone checkpoint not found: {weights} (give torchvision, "
+      "timm:NAME, a torchvision/timm .pth or .safetensors file, or a training workdir; "
+      "model.pretrained=none trains from scratch)"
     )
   if config.model.fine_tune and not config.model.pretrained:
     raise ConfigError(
       f"this config fine-tunes a pretrained {config.model.backbone} (model.fine_tune=True, "
       f"backbone rate optim.lr_backbone={config.optim.lr_backbone}) but model.pretrained is "
-      "not set: give model.pretrained=<torchvision/timm checkpoint .pth or .safetensors>, or "
-      "model.pretrained=none to train the backbone from scratch"
+      "not set: give model.pretrained=torchvision (its ImageNet weights), timm:NAME, or a "
+      "torchvision/timm .pth or .safetensors file, or model.pretrained=none to train the "
+      "backbone from scratch"
     )
 
 
