@@ -12,19 +12,17 @@ The first round lives in ``round1/`` (``train``, ``embeddings``, ``clean``); ``t
 ``train/`` is the model behind ``index/``. `second_round=False` (``--single-round``) trains
 once, as `landmark-jax ablation` does. Every step writes into one workdir and is skipped on
 a second run when its output is there (`fresh=True` starts over).
+
+The demo is `landmark-jax fit` on the embedded dataset (`fit.run_fit` with no photos): the
+same steps, printed the same way, as a user's own photos take.
 """
 
 from __future__ import annotations
 
-import json
 import pathlib
-import shutil
-import time
 
-from landmark_jax.config import load_config
-from landmark_jax.data.demo_dataset import demo_dataset
-from landmark_jax.eval.scoring import load_locations
-from landmark_jax.experiment import ROUND1, check_same_config, run_pipeline
+from landmark_jax.eval.collection import MIN_PHOTOS
+from landmark_jax.fit import run_fit, say_line
 from landmark_jax.index import CentroidIndex
 
 DEMO_CONFIG = "tiny_cpu"  # its cleaning, index and calibration sections are the demo's too
@@ -47,54 +45,10 @@ def _changed_since_built(index: CentroidIndex) -> str:
   return ""
 
 
-# The demo's headline for each of the pipeline's steps (`experiment.run_pipeline`'s names),
-# in order, after "embedded dataset"; the second round's first.
-_SECOND_ROUND_STEPS = {
-  "round1/train": "train the tiny model on every training photo",
-  "round1/embed": "embed the training photos",
-  "round1/clean": "clean: per-landmark clustering into shooting angles; photos outside a "
-  "valid cluster are dropped",
-  "train": "train again from scratch on the photos cleaning kept (+ the non-landmark ones)",
-  "embed": "embed those photos with the new model",
-  "clean": "clean them again into per-angle centroids",
-}
-_SINGLE_ROUND_STEPS = {
-  "train": "train the tiny model",
-  "embed": "embed the training photos",
-  "clean": "clean: per-landmark clustering into shooting angles",
-}
-_LAST_STEPS = {
-  "index": "build the centroid index",
-  "calibrate": "calibrate η for {target:.0%} specificity on the validation split",
-  "evaluate": "recognise held-out views and unseen non-landmark photos",
-}
-
-
-def demo_steps(second_round: bool, target: float) -> dict[str, str]:
-  """Step name → its numbered headline ("2/10 train …"); step 1 is the dataset."""
-  steps = {**(_SECOND_ROUND_STEPS if second_round else _SINGLE_ROUND_STEPS), **_LAST_STEPS}
-  total = len(steps) + 1
-  return {
-    "dataset": f"1/{total} embedded dataset",
-    **{
-      name: f"{i}/{total} {text.format(target=target)}"
-      for i, (name, text) in enumerate(steps.items(), start=2)
-    },
-  }
-
-
-def _announce(name: str, done: bool) -> None:
-  print(f"\n== {name}" + (" (done before: reused)" if done else ""), flush=True)
-
-
-def _say(text: str) -> None:
-  print(f"   {text}", flush=True)
-
-
 def _note_changes(index: CentroidIndex) -> None:
   changed = _changed_since_built(index)
   if changed:
-    _say(
+    say_line(
       f"note: {changed}; the figures below include that (`landmark-jax demo --fresh` starts over)"
     )
 
@@ -106,51 +60,19 @@ def run_demo(
   overrides: tuple[str, ...] = (),
   second_round: bool = True,
 ) -> dict:
-  workdir = pathlib.Path(workdir)
-  config = load_config(DEMO_CONFIG, overrides)  # a mistake in an override costs nothing
-  if fresh and workdir.exists():
-    shutil.rmtree(workdir)
-  check_same_config(workdir, config, "`landmark-jax demo --fresh`", second_round=second_round)
-  workdir.mkdir(parents=True, exist_ok=True)
-  start = time.perf_counter()
-  steps = demo_steps(second_round, config.calibration.target_specificity)
-
-  _announce(steps["dataset"], False)
-  root = demo_dataset()
-  _say(str(root))
-  dataset_seconds = time.perf_counter() - start
-
-  result = run_pipeline(
-    config,
+  """`fit` on the embedded dataset, with the tiny config: one code path (`run_fit`)."""
+  return run_fit(
+    None,
     workdir,
-    validation_photos=DEMO_VALIDATION,
     second_round=second_round,
-    landmarks_csv=root / "landmarks.csv",
-    locations=load_locations(root / "locations.csv"),
+    first_step="embedded dataset",
+    model="tiny model",
+    config=DEMO_CONFIG,
+    overrides=tuple(overrides),
+    fresh=fresh,
+    fresh_flag="`landmark-jax demo --fresh`",
+    validation_photos=DEMO_VALIDATION,
     title="Demo",
-    rare_threshold=10,
-    announce=lambda step, done: _announce(steps[step], done),
-    say=_say,
+    min_photos=MIN_PHOTOS,
     check_index=_note_changes,
   )
-  timings = {"dataset": dataset_seconds, **result.timings, "total": time.perf_counter() - start}
-
-  report = workdir / "report"
-  print("\n" + (report / "report.md").read_text().split("![")[0].rstrip())
-  print(f"\nReport: {report / 'report.md'}")
-  print(
-    "Plots:  "
-    + ", ".join(
-      str(report / name)
-      for name in ("threshold_sweep.png", "sensitivity_specificity.png", "score_distributions.png")
-    )
-  )
-  rounds = (workdir / ROUND1, workdir) if second_round else (workdir,)
-  print("Cleaning: " + ", ".join(str(folder / "clean" / "report.md") for folder in rounds))
-  print(
-    f"Took {timings['total']:.0f} s ("
-    + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items() if k != "total")
-    + ")"
-  )
-  (workdir / "timings.json").write_text(json.dumps(timings, indent=2))
-  return {"evaluation": result.evaluation, "timings": timings}

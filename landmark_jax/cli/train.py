@@ -1,4 +1,4 @@
-"""``landmark-jax demo`` and ``landmark-jax train``."""
+"""``landmark-jax demo``, ``landmark-jax fit`` and ``landmark-jax train``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import pathlib
 
 from landmark_jax.cli.common import (
+  IntermixedParser,
   add_process_group_args,
   join_processes,
   non_negative_int,
@@ -25,6 +26,28 @@ def _demo(args) -> int:
     fresh=args.fresh,
     overrides=tuple(args.overrides),
     second_round=not args.single_round,
+  )
+  return 0
+
+
+def _fit(args) -> int:
+  from landmark_jax.fit import run_fit
+
+  setup_logging()
+  use_compilation_cache()
+  run_fit(
+    args.photos,
+    args.workdir,
+    train=not args.no_train,
+    second_round=not args.single_round,
+    config=args.config,
+    overrides=tuple(args.overrides),
+    non_landmarks=args.non_landmarks,
+    landmarks_csv=args.landmarks_csv,
+    pretrained=args.pretrained,
+    split_seed=args.split_seed,
+    min_photos=args.min_photos,
+    fresh=args.fresh,
   )
   return 0
 
@@ -116,6 +139,69 @@ def register(commands, debug) -> None:
     "overrides", nargs="*", metavar="key=value", help="overrides of the tiny_cpu config"
   )
   demo.set_defaults(run=_demo)
+
+  fit = commands.add_parser(
+    "fit",
+    parents=[debug],
+    help="your own photos to a calibrated recognizer in one command: split, train, clean, "
+    "train again, index, calibrate η, evaluate (the demo's steps)",
+    description="The whole recipe on your photos. PHOTOS is a folder with one subfolder of "
+    "photos per landmark (named by the landmark) and non_landmark/ for photos that show no "
+    "landmark, a GLDv2-layout folder (train.csv, images/), or a CSV of path,landmark_id "
+    "(blank landmark_id: no landmark). Each landmark's photos are split 60/20/20 into "
+    "training, validation (η) and test photos, written to WORKDIR/split. A second run "
+    "reuses every finished step.",
+  )
+  fit.add_argument(
+    "photos", metavar="PHOTOS", help="folder of <landmark>/*.jpg, GLDv2 folder or CSV"
+  )
+  fit.add_argument("--workdir", required=True, help="every step's output; a second run reuses it")
+  fit.add_argument(
+    "--non-landmarks", metavar="DIR", help="a folder of further photos that show no landmark"
+  )
+  fit.add_argument(
+    "--landmarks-csv",
+    metavar="CSV",
+    help="landmark_id,name,region,latitude,longitude for the index (default: landmarks.csv "
+    "beside the photos, if there is one)",
+  )
+  fit.add_argument(
+    "--config",
+    default="tiny_cpu",
+    help="tiny_cpu (default: minutes on a CPU), default (the paper's WRN-50-2, for an "
+    f"accelerator; give --pretrained), or a config file; shipped: {', '.join(config_names())}",
+  )
+  fit.add_argument(
+    "--pretrained",
+    metavar="WEIGHTS",
+    help="the backbone's starting weights: torchvision, timm:NAME, a .pth/.safetensors file, "
+    "a training workdir, or none (sets model.pretrained)",
+  )
+  fit.add_argument(
+    "--no-train",
+    action="store_true",
+    help="no training (no accelerator needed): embed with the pretrained backbone's features, "
+    "whitened on your photos; needs --pretrained",
+  )
+  fit.add_argument(
+    "--single-round",
+    action="store_true",
+    help="train once, instead of again on the photos the first cleaning kept",
+  )
+  fit.add_argument(
+    "--split-seed", type=non_negative_int, default=0, help="seed of the split (default 0)"
+  )
+  fit.add_argument(
+    "--min-photos",
+    type=non_negative_int,
+    default=5,
+    help="fewest landmark and non-landmark photos in each of the validation and test splits "
+    "(default 5; 0 turns the check off)",
+  )
+  fit.add_argument("--fresh", action="store_true", help="delete the workdir and start over")
+  fit.add_argument("overrides", nargs="*", metavar="key=value", help="overrides of the config")
+  fit.set_defaults(run=_fit)
+  fit.__class__ = IntermixedParser  # PHOTOS first, key=value overrides after the options
 
   train = commands.add_parser(
     "train",

@@ -70,7 +70,9 @@ class GLDv2Source(ImageSource):
 
   Args:
     root: the dataset folder.
-    csv: ``id,url,landmark_id`` rows (GLDv2's ``train.csv``), relative to `root`.
+    csv: ``id,url,landmark_id`` rows (GLDv2's ``train.csv``), relative to `root`. A
+      ``path`` column, where there is one, names each photo's file (relative to `root`, or
+      absolute) instead of the layout below.
     image_dir: folder holding ``<a>/<b>/<c>/<id>.jpg`` (default: ``images`` if it exists,
       else ``train``, as GLDv2's archives unpack), where a, b, c are the id's first three
       characters. An id that ends in an image extension (``.jpg .jpeg .png .webp``, any
@@ -114,16 +116,28 @@ class GLDv2Source(ImageSource):
       image_dir = "images" if (self.root / "images").is_dir() else "train"
     self.image_dir = self.root / image_dir
 
-    columns = read_csv_columns(self.root / csv, ["id", "landmark_id"])
+    columns = read_csv_columns(self.root / csv, ["id", "landmark_id"], optional=["path"])
     ids = list(map(str.strip, columns["id"]))
     landmark_ids: list = parse_ids(columns.pop("landmark_id"))
+    # A `path` column names each photo's file (relative to root): the split of a user's
+    # folder that `landmark-jax fit` writes lists photos where they are.
+    listed_paths = (
+      [str(self.root / p.strip()) for p in columns["path"]] if "path" in columns else None
+    )
     del columns
     if clean_csv:
       selected = select_clean(
         ids, landmark_ids, find_data_file(self.root, clean_csv, "clean CSV"), self.root / csv
       )
       ids, landmark_ids = [ids[i] for i in selected], [landmark_ids[i] for i in selected]
+      if listed_paths is not None:
+        listed_paths = [listed_paths[i] for i in selected]
     if non_landmark_csv:
+      if listed_paths is not None:
+        raise DataError(
+          f"{csv} lists its photos by path: add non-landmark photos to it, not "
+          "through a non-landmark CSV"
+        )
       extra = [
         row["id"].strip()
         for row in read_csv(
@@ -135,6 +149,8 @@ class GLDv2Source(ImageSource):
 
     self.missing = 0
     images, keys, paths = None, None, None
+    if packed_dir and listed_paths is not None:
+      raise DataError(f"{csv} lists its photos by path: they cannot be read from packed shards")
     if packed_dir:
       # Imported here: the packed reader loads grain's ArrayRecord support, which sources
       # of JPEG files do not need.
@@ -147,7 +163,7 @@ class GLDv2Source(ImageSource):
       )
       images = packed.records
     else:
-      paths = self.image_paths(ids)
+      paths = self.image_paths(ids) if listed_paths is None else listed_paths
       if check_files:
         ids, landmark_ids, paths, self.missing = _drop_missing(ids, landmark_ids, paths, csv)
 

@@ -1,0 +1,472 @@
+"""`landmark-jax fit`: a user's photos to a calibrated, evaluated recognizer in one command,
+and the demo (`fit` on the embedded dataset: one code path).
+
+photos → split each landmark's photos into training, validation and test photos (seeded,
+written to ``<workdir>/split/``; a dataset that brings its own validation and test CSVs
+keeps them) → `experiment.run_pipeline`: train, embed, clean, train again on the cleaned
+photos, embed, clean into per-angle centroids, index, calibrate η on the validation photos,
+evaluate on the test photos → the paper's table, and the `recognize` and `serve` lines for
+the result. With ``train=False`` (``--no-train``) the model is the pretrained backbone's
+whitened features (`stages.whiten`), in one round.
+
+Every step is reused on a second run; a run with other settings or other photos in the same
+workdir is refused, naming what changed and the way to start over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+import shlex
+import shutil
+import time
+from typing import Callable, Mapping
+
+from landmark_jax.config import TrainConfig, load_config
+from landmark_jax.data import DataConfig, photo_split, source_for
+from landmark_jax.data.demo_dataset import demo_dataset
+from landmark_jax.errors import ConfigError
+from landmark_jax.eval.collection import photo_counts
+from landmark_jax.eval.scoring import load_locations
+from landmark_jax.experiment import ROUND1, PipelineResult, check_same_config, run_pipeline
+from landmark_jax.geo import Location
+from landmark_jax.index import CentroidIndex
+from landmark_jax.stages import whiten
+from landmark_jax.train import loop
+
+FIT_CONFIG = "tiny_cpu"  # trains in minutes on a CPU; `default` is the paper's, for accelerators
+# Fewest landmark and non-landmark photos in each of the validation and test splits. The
+# table shows every figure with its n and 95 % interval; below 5 one photo moves a figure
+# by more than 20 points. `evaluate` asks 20 of a test set it is given (`MIN_PHOTOS`).
+FIT_MIN_PHOTOS = 5
+SPLIT_DIR = "split"
+FIT_FILE = "fit.json"  # what the workdir's run was made from: photos, split, no-train
+
+
+@dataclasses.dataclass
+class FitResult(PipelineResult):
+  workdir: pathlib.Path = pathlib.Path()
+  not_evaluated: list = dataclasses.field(default_factory=list)  # too few photos to split
+
+
+# Where the photos of a run come from: the data section and what the run records of it.
+@dataclasses.dataclass(frozen=True)
+class FitData:
+  data: DataConfig
+  landmarks_csv: pathlib.Path | None
+  locations: Mapping[str, Location] | None
+  not_evaluated: list
+  record: dict  # written to fit.json
+  summary: str  # said after the first step's headline
+
+
+def _landmarks_file(root: pathlib.Path, given) -> pathlib.Path | None:
+  if given:
+    return pathlib.Path(given).absolute()
+  found = root / "landmarks.csv"
+  return found.absolute() if found.is_file() else None
+
+
+def _regions_csv(landmarks_csv: pathlib.Path | None) -> str:
+  """The landmarks CSV as the curriculum's regions, when it has a region column."""
+  if landmarks_csv is None or not landmarks_csv.is_file():
+    return ""
+  header = landmarks_csv.read_text().splitlines()[:1]
+  return str(landmarks_csv) if header and "region" in header[0].split(",") else ""
+
+
+def _embedded_data() -> FitData:
+  root = demo_dataset()
+  return FitData(
+    DataConfig(kind="demo"),
+    root / "landmarks.csv",
+    load_locations(root / "locations.csv"),
+    [],
+    {"photos": "the embedded dataset"},
+    str(root),
+  )
+
+
+def _own_split_data(root: pathlib.Path, landmarks_csv) -> FitData:
+  landmarks = _landmarks_file(root, landmarks_csv)
+  locations = root / "locations.csv"
+  return FitData(
+    DataConfig(
+      kind="gldv2",
+      root=str(root.absolute()),
+      val_csv="val.csv",
+      test_csv="test.csv",
+      holdout_csv="test.csv",
+      non_landmark_csv="non_landmark.csv" if (root / "non_landmark.csv").is_file() else "",
+      regions_csv=_regions_csv(landmarks),
+    ),
+    landmarks,
+    load_locations(locations) if locations.is_file() else None,
+    [],
+    {"photos": str(root.absolute()), "split": "the dataset's own val.csv and test.csv"},
+    f"{root}: its own validation and test photos (val.csv, test.csv)",
+  )
+
+
+def _digest(photos: photo_split.PhotoList) -> str:
+  rows = sorted(zip(photos.ids, photos.paths, map(str, photos.landmark_ids)))
+  return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+
+
+def _split_data(
+  photos, non_landmarks, landmarks_csv, workdir: pathlib.Path, seed: int, min_photos: int
+) -> FitData:
+  listed = photo_split.list_photos(photos, non_landmarks)
+  photo_split.check_splittable(listed, min_photos)
+  folder = workdir / SPLIT_DIR
+  info_path = folder / photo_split.SPLIT_INFO
+  record = {
+    "photos": str(pathlib.Path(photos).absolute()),
+    "non_landmarks": str(pathlib.Path(non_landmarks).absolute()) if non_landmarks else None,
+    "split_seed": seed,
+    "photo_list": _digest(listed),
+  }
+  not_evaluated = photo_split.unsplit_landmarks(listed)
+  split = photo_split.split_photos(listed, seed)
+  if not info_path.is_file():
+    photo_split.write_split(
+      split,
+      folder,
+      {
+        **record,
+        "fractions": photo_split.SPLIT_FRACTIONS,
+        "counts": photo_split.split_counts(split),
+        "not_evaluated": [str(lid) for lid in not_evaluated],
+      },
+    )
+  root = pathlib.Path(photos)
+  landmarks = _landmarks_file(root if root.is_dir() else root.parent, landmarks_csv)
+  return FitData(
+    DataConfig(
+      kind="gldv2",
+      root=str(folder.absolute()),
+      val_csv="val.csv",
+      test_csv="test.csv",
+      holdout_csv="test.csv",
+      regions_csv=_regions_csv(landmarks),
+    ),
+    landmarks,
+    None,  # the photos' own EXIF GPS, where they have it
+    not_evaluated,
+    record,
+    f"{folder}: "
+    + "; ".join(
+      f"{name} {c['landmark_photos']} landmark + {c['non_landmark_photos']} non-landmark photos"
+      for name, c in photo_split.split_counts(split).items()
+    )
+    + (
+      f"; {len(not_evaluated)} landmark(s) with fewer than {photo_split.MIN_PHOTOS_TO_SPLIT} "
+      "photos train only"
+      if not_evaluated
+      else ""
+    ),
+  )
+
+
+def _check_same_photos(workdir: pathlib.Path, record: dict, fresh_flag: str) -> None:
+  path = workdir / FIT_FILE
+  if not path.is_file():
+    return
+  before = json.loads(path.read_text())
+  changed = [key for key in sorted(set(before) | set(record)) if before.get(key) != record.get(key)]
+  if changed:
+    what = ", ".join(f"{key} {before.get(key)!r} → {record.get(key)!r}" for key in changed)
+    raise ConfigError(
+      f"{workdir} holds a run made from other photos or settings ({what}): use "
+      f"{fresh_flag} to start over, or another --workdir"
+    )
+
+
+def fit_config(
+  config: str, overrides=(), *, pretrained: str | None = None, data: DataConfig
+) -> TrainConfig:
+  """The named config with `overrides`, trained on `data` (from `pretrained`, if given)."""
+  given_data = [o.split("=", 1)[0] for o in overrides if o.strip().startswith("data.")]
+  if given_data:
+    raise ConfigError(
+      f"{given_data[0]}: fit takes its photos from PHOTOS (the data section is set from "
+      "it); give the photos as a folder of <landmark>/*.jpg, a GLDv2-layout folder or a CSV"
+    )
+  loaded = load_config(config, overrides)
+  model = loaded.model
+  if pretrained is not None:
+    model = dataclasses.replace(model, pretrained=pretrained)
+  return dataclasses.replace(loaded, data=data, model=model)
+
+
+def _silent(*_args) -> None:
+  pass
+
+
+def fit(
+  photos: str | pathlib.Path | None,
+  workdir: str | pathlib.Path,
+  *,
+  config: str = FIT_CONFIG,
+  overrides: tuple[str, ...] = (),
+  non_landmarks: str | pathlib.Path | None = None,
+  landmarks_csv: str | pathlib.Path | None = None,
+  pretrained: str | None = None,
+  train: bool = True,
+  second_round: bool = True,
+  split_seed: int = 0,
+  min_photos: int = FIT_MIN_PHOTOS,
+  fresh: bool = False,
+  fresh_flag: str = "--fresh",
+  validation_photos: str | None = None,
+  title: str = "Evaluation",
+  progress: bool = True,
+  announce: Callable[[str, bool], None] = _silent,
+  say: Callable[[str], None] = _silent,
+  check_index: Callable[[CentroidIndex], None] = _silent,
+) -> FitResult:
+  """Runs (or finishes) the whole recipe on `photos` in `workdir` (see the module).
+
+  Args:
+    photos: a folder of ``<landmark>/*.jpg`` (``non_landmark/`` for photos of none), a
+      GLDv2-layout folder, a ``path,landmark_id`` CSV, or None: the embedded demo dataset.
+    non_landmarks: a folder of further photos that show no landmark.
+    landmarks_csv: ``landmark_id,name,region,latitude,longitude`` for the index (default:
+      ``landmarks.csv`` beside the photos, if there is one).
+    pretrained: the backbone's starting weights (``model.pretrained``: ``torchvision``,
+      ``timm:NAME``, a weights file, a training workdir, or ``none``).
+    train: False makes the model without training (`stages.whiten`), in one round.
+    second_round: train again on the photos the first cleaning kept (the paper's recipe).
+    min_photos: fewest landmark and non-landmark photos in each of the validation and test
+      splits (0: no check).
+
+  Raises:
+    DataError: no non-landmark photos, or too few to calibrate and test on (before any
+      training), naming how many would be enough.
+    ConfigError: the workdir holds a run of other photos or settings.
+  """
+  workdir = pathlib.Path(workdir)
+  fit_config(config, overrides, data=DataConfig())  # a mistake in an override costs nothing
+  if photos is not None and workdir.absolute().is_relative_to(pathlib.Path(photos).absolute()):
+    raise ConfigError(
+      f"--workdir {workdir} is inside the photos {photos}: its files would be taken for "
+      "photos; put it beside them"
+    )
+  if fresh and workdir.exists():
+    shutil.rmtree(workdir)
+  started = time.perf_counter()
+  if photos is None:
+    source = _embedded_data()
+  elif photo_split.has_own_split(pathlib.Path(photos)):
+    source = _own_split_data(pathlib.Path(photos), landmarks_csv)
+  else:
+    source = _split_data(photos, non_landmarks, landmarks_csv, workdir, split_seed, min_photos)
+  say(source.summary)
+  dataset_seconds = time.perf_counter() - started
+  run_config = fit_config(config, overrides, pretrained=pretrained, data=source.data)
+  if not any(o.strip().startswith("pipeline.batch_size=") for o in overrides):
+    run_config = _batch_for_few_photos(run_config, say)
+  second_round = second_round and train
+  record = {**source.record, "train": train}
+  _check_same_photos(workdir, record, fresh_flag)
+  check_same_config(workdir, run_config, fresh_flag, second_round=second_round)
+  if photos is not None and min_photos:
+    _check_held_out(run_config, min_photos)
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / FIT_FILE).write_text(json.dumps(record, indent=2))
+
+  result = run_pipeline(
+    run_config,
+    workdir,
+    validation_photos=validation_photos or f"the validation split of {source.record['photos']}",
+    second_round=second_round,
+    landmarks_csv=source.landmarks_csv,
+    locations=source.locations,
+    title=title,
+    min_photos=min_photos,
+    progress=progress,
+    announce=announce,
+    say=say,
+    check_index=check_index,
+    trainer=loop if train else whiten,
+  )
+  if source.not_evaluated:
+    _note_not_evaluated(workdir / "report" / "report.md", source.not_evaluated)
+  timings = {"dataset": dataset_seconds, **result.timings}
+  return FitResult(result.evaluation, timings, result.index, workdir, list(source.not_evaluated))
+
+
+def _batch_for_few_photos(config: TrainConfig, say) -> TrainConfig:
+  """`config` with a batch of at most half its training photos (a multiple of the
+  devices): a few dozen photos would otherwise not fill one batch once cleaning has dropped
+  some, and the second round could not start."""
+  import jax
+
+  photos = len(source_for(config.data, "train"))
+  devices = jax.device_count()
+  batch = max(devices, photos // 2 // devices * devices)
+  if batch >= config.pipeline.batch_size:
+    return config
+  say(
+    f"batch size {batch}, not {config.pipeline.batch_size}: {photos} training photos "
+    "(pipeline.batch_size=… to choose)"
+  )
+  return dataclasses.replace(
+    config, pipeline=dataclasses.replace(config.pipeline, batch_size=batch)
+  )
+
+
+def _check_held_out(config: TrainConfig, min_photos: int) -> None:
+  """A dataset's own validation and test CSVs hold at least `min_photos` of each kind."""
+  from landmark_jax.eval.collection import check_enough_photos
+
+  train_source = source_for(config.data, "train")
+  for split in ("val", "test"):
+    check_enough_photos(
+      *photo_counts(source_for(config.data, split, train_source.label_map)), min_photos
+    )
+
+
+def _note_not_evaluated(report: pathlib.Path, landmarks: list) -> None:
+  if report.is_file() and "Not evaluated" not in report.read_text():
+    with open(report, "a") as f:
+      f.write(
+        f"\n## Not evaluated\n\n{len(landmarks)} landmark(s) had fewer than "
+        f"{photo_split.MIN_PHOTOS_TO_SPLIT} photos to split: trained on and indexed, but in "
+        f"neither the validation nor the test photos: {photo_split.describe(landmarks)}\n"
+      )
+
+
+# What the demo and `fit` print as they go: numbered steps, each with its outcome.
+_SECOND_ROUND_STEPS = {
+  "round1/train": "train the {model} on every training photo",
+  "round1/embed": "embed the training photos",
+  "round1/clean": "clean: per-landmark clustering into shooting angles; photos outside a "
+  "valid cluster are dropped",
+  "train": "train again from scratch on the photos cleaning kept (+ the non-landmark ones)",
+  "embed": "embed those photos with the new model",
+  "clean": "clean them again into per-angle centroids",
+}
+_SINGLE_ROUND_STEPS = {
+  "train": "train the {model}",
+  "embed": "embed the training photos",
+  "clean": "clean: per-landmark clustering into shooting angles",
+}
+_NO_TRAIN_STEPS = {
+  "train": "whiten the pretrained backbone's features of the training photos (no training)",
+  "embed": "embed the training photos",
+  "clean": "clean: per-landmark clustering into shooting angles",
+}
+_LAST_STEPS = {
+  "index": "build the centroid index",
+  "calibrate": "calibrate η for {target:.0%} specificity on the validation split",
+  "evaluate": "recognise the test photos: held-out views of the landmarks and non-landmark photos",
+}
+
+
+def step_headlines(
+  first: str, *, train: bool, second_round: bool, target: float, model: str = "model"
+) -> dict[str, str]:
+  """Step name → its numbered headline ("2/10 train …"); step 1 (``dataset``) is `first`."""
+  if not train:
+    steps = _NO_TRAIN_STEPS
+  else:
+    steps = _SECOND_ROUND_STEPS if second_round else _SINGLE_ROUND_STEPS
+  steps = {**steps, **_LAST_STEPS}
+  total = len(steps) + 1
+  return {
+    "dataset": f"1/{total} {first}",
+    **{
+      name: f"{i}/{total} {text.format(target=target, model=model)}"
+      for i, (name, text) in enumerate(steps.items(), start=2)
+    },
+  }
+
+
+def announce_step(name: str, done: bool) -> None:
+  print(f"\n== {name}" + (" (done before: reused)" if done else ""), flush=True)
+
+
+def say_line(text: str) -> None:
+  print(f"   {text}", flush=True)
+
+
+def print_outcome(result: FitResult, started: float, second_round: bool) -> dict:
+  """The table, where the report and plots are, the timings (also ``timings.json``)."""
+  workdir = result.workdir
+  report = workdir / "report"
+  print("\n" + (report / "report.md").read_text().split("![")[0].rstrip())
+  print(f"\nReport: {report / 'report.md'}")
+  print(
+    "Plots:  "
+    + ", ".join(
+      str(report / name)
+      for name in ("threshold_sweep.png", "sensitivity_specificity.png", "score_distributions.png")
+    )
+  )
+  rounds = (workdir / ROUND1, workdir) if second_round else (workdir,)
+  print("Cleaning: " + ", ".join(str(folder / "clean" / "report.md") for folder in rounds))
+  timings = {**result.timings, "total": time.perf_counter() - started}
+  print(
+    f"Took {timings['total']:.0f} s ("
+    + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items() if k != "total")
+    + ")"
+  )
+  (workdir / "timings.json").write_text(json.dumps(timings, indent=2))
+  return timings
+
+
+def next_commands(workdir: pathlib.Path) -> list[str]:
+  """The commands that use the result: recognise a photo, serve the recognizer."""
+  checkpoint = shlex.quote(str(workdir / "train"))
+  index = shlex.quote(str(workdir / "index"))
+  return [
+    f"landmark-jax recognize --checkpoint {checkpoint} --index {index} PHOTO.jpg",
+    f"landmark-jax serve --checkpoint {checkpoint} --index {index}",
+  ]
+
+
+def run_fit(
+  photos,
+  workdir,
+  *,
+  train: bool = True,
+  second_round: bool = True,
+  first_step: str = "split the photos into training, validation and test photos",
+  model: str = "model",
+  **options,
+) -> dict:
+  """`fit`, printing its steps, the table, and the commands that use the result. The demo
+  is this on the embedded dataset (``photos=None``)."""
+  workdir = pathlib.Path(workdir)
+  started = time.perf_counter()
+  config = load_config(options.get("config", FIT_CONFIG), options.get("overrides", ()))
+  headlines = step_headlines(
+    first_step,
+    train=train,
+    second_round=second_round and train,
+    target=config.calibration.target_specificity,
+    model=model,
+  )
+  announce_step(headlines["dataset"], False)
+  result = fit(
+    photos,
+    workdir,
+    train=train,
+    second_round=second_round,
+    announce=lambda step, done: announce_step(headlines[step], done),
+    say=say_line,
+    **options,
+  )
+  timings = print_outcome(result, started, second_round and train)
+  if result.not_evaluated:
+    print(
+      f"Not evaluated (fewer than {photo_split.MIN_PHOTOS_TO_SPLIT} photos): "
+      + photo_split.describe(result.not_evaluated)
+    )
+  print("\nRecognise a photo, or serve the recognizer:")
+  for line in next_commands(workdir):
+    print(f"  {line}")
+  return {"evaluation": result.evaluation, "timings": timings}
