@@ -13,9 +13,13 @@ __version__ = "0.1.0"
 _EXPORTS = {
   "Photo": "landmark_jax.recognize",
   "Recognizer": "landmark_jax.recognize",
+  # One photo's answer: `landmark_id` (always a str, None for no landmark), score, reason.
+  "Prediction": "landmark_jax.recognize",
   # Embeddings → answers by an index, η and ρ alone: no model, no device.
   "Decision": "landmark_jax.recognize",
   "decode_photo": "landmark_jax.recognize",
+  # Where a photo was taken: `Recognizer.recognize(photo, lj.Location(lat, lon))`.
+  "Location": "landmark_jax.geo",
   # A training workdir → the model, weights, label map and config (no optimizer loaded).
   "TrainedModel": "landmark_jax.train.checkpoints",
   "load_trained": "landmark_jax.train.checkpoints",

@@ -110,6 +110,7 @@ def run_pipeline(
   announce: Announce = _silent,
   say: Say = _silent,
   check_index: Callable[[CentroidIndex], None] = _silent,
+  trainer: Any = loop,
 ) -> PipelineResult:
   """Runs (or finishes) the pipeline in `workdir`: ``train/``, ``embeddings/``, ``clean/``,
   ``index/`` and ``report/`` (and first ``round1/{train,embeddings,clean}/`` with
@@ -124,13 +125,16 @@ def run_pipeline(
     landmarks_csv: names and coordinates of the landmarks, for the index.
     locations: photo id → where it was taken, for the report's geo table.
     check_index: called with the index before calibration (the demo notes edits in it).
+    trainer: what makes the model in ``train/``: a module with `is_done(workdir)` and
+      `train(config, workdir, progress=…)`, `train.loop` (training) or `stages.whiten`
+      (`fit --no-train`'s whitened pretrained backbone).
   """
   workdir = pathlib.Path(workdir)
   timings = {}
 
   if second_round:
     _, all_photos, report = _train_embed_clean(
-      config, workdir / ROUND1, f"{ROUND1}/", progress, announce, say, timings
+      config, workdir / ROUND1, f"{ROUND1}/", progress, announce, say, timings, trainer
     )
     if report["landmarks_dropped"]:
       # The retrained model would not know them, yet the validation and test photos name them.
@@ -146,7 +150,7 @@ def run_pipeline(
     )
     config = retrain_config(config, workdir)
   trained, training_photos, _ = _train_embed_clean(
-    config, workdir, "", progress, announce, say, timings
+    config, workdir, "", progress, announce, say, timings, trainer
   )
   if second_round:
     # Rare and frequent landmarks by the dataset's photo counts, not the cleaned ones: the
@@ -181,7 +185,8 @@ def run_pipeline(
       label_map=trained.label_map,
     )
     index.save(index_dir)
-  say(f"η = {index.metadata['eta']:.4f}")
+  rho = index.metadata.get("reference_threshold")
+  say(f"η = {index.metadata['eta']:.4f}" + (f" with ρ = {rho:.4f}" if rho is not None else ""))
   timings["calibrate"] = time.perf_counter() - t
 
   t = _timed(announce, "evaluate", False)
@@ -208,14 +213,15 @@ def _train_embed_clean(
   announce: Announce,
   say: Say,
   timings: dict[str, float],
+  trainer: Any,
 ) -> tuple[TrainedModel, ImageSource, dict]:
   """Trains `config` in ``workdir/train``, embeds its training photos into
   ``workdir/embeddings`` and cleans them into ``workdir/clean``, each step reused when
   done; the steps are named `prefix` + train, embed, clean. Returns the model, its training
   photos and the cleaning report."""
   train_dir = workdir / "train"
-  t = _timed(announce, f"{prefix}train", loop.is_done(train_dir))
-  result = loop.train(config, train_dir, progress=progress)
+  t = _timed(announce, f"{prefix}train", trainer.is_done(train_dir))
+  result = trainer.train(config, train_dir, progress=progress)
   if result.holdout:
     say(
       f"{result.steps} steps; held-out classification: "

@@ -74,13 +74,14 @@ def test_the_demo_runs_every_step_and_writes_its_report(demo_run, capsys, monkey
   assert recognised == figures["recognised"]
   rejected = sum(not r["predicted_landmark_id"] for r in rows if not r["landmark_id"])
   assert rejected == figures["rejected"]
-  # A prediction is made exactly when the score clears the calibrated η and, when the
-  # calibration found class references worth a threshold ρ (then with the η calibrated
-  # alongside it), the similarity to the nearest landmark's reference photos clears ρ.
+  # A prediction is made exactly when the score clears the calibrated η (the manifest's
+  # `eta`, calibrated with ρ when there is one) and, when the calibration found class
+  # references worth a threshold ρ, the similarity to the nearest landmark's reference
+  # photos clears ρ.
   manifest = json.loads((workdir / "index" / "manifest.json").read_text())
-  rho = manifest["reference_threshold"]
-  eta = manifest["eta"] if rho is None else manifest["eta_with_references"]
+  rho, eta = manifest["reference_threshold"], manifest["eta"]
   assert figures["eta"] == pytest.approx(eta)
+  assert figures["reference_threshold"] == (None if rho is None else pytest.approx(rho))
   assert all(row["reference_similarity"] for row in rows)  # every landmark has references
   for row in rows:
     expected = float(row["score"]) >= eta and (

@@ -24,6 +24,9 @@ PRETRAINED_FILE = "wide_resnet50_2-9ba9bcbe.pth"
 # Checks run after a section's blocks, in the same script: that the examples did their work
 # (a loop over no batch, or no prediction, would otherwise pass unseen).
 CHECKS = {
+  "Quick start (a fresh machine with Python 3.11)": """
+assert isinstance(p, lj.Prediction) and p.reason in (None, "below_threshold", "far_from_references")
+""",
   "Models": """
 assert embedding.shape == (len(images), 512) and logits.shape == (len(images), 1001)
 assert variables["params"]["backbone"] is backbone_vars["params"]

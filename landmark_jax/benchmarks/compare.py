@@ -35,7 +35,7 @@ from landmark_jax.eval.calibration import (
 )
 from landmark_jax.eval.metrics import sensitivity_specificity
 from landmark_jax.index import CentroidIndex
-from landmark_jax.recognize.decision import Decision
+from landmark_jax.recognize.decision import Decision, public_landmark_id
 from landmark_jax.recognize.embedder import PhotoEmbedder
 from landmark_jax.recognize.photos import decode_photo
 
@@ -115,8 +115,9 @@ def benchmark_compare(
     ):
       times[name][part].append(seconds)
     answers["centroid"].append(prediction.landmark_id)
-    answers["delf"].append(delf_prediction.landmark_id)
-    truth.append(true_ids[i])
+    # Compared as the centroid answer's ids are: their text (`public_landmark_id`).
+    answers["delf"].append(public_landmark_id(delf_prediction.landmark_id))
+    truth.append(public_landmark_id(true_ids[i]))
 
   memory = {"centroid": index.centroids.nbytes + index.labels.nbytes, "delf": delf.database.nbytes}
   on_disk = {

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import sys
 
-from landmark_jax.cli.common import add_source_args, probability, source_from_args
+from landmark_jax.cli.common import (
+  add_allow_other_model_arg,
+  add_source_args,
+  probability,
+  source_from_args,
+)
 
 # Below this many photos a rate is too uncertain to act on (as `evaluate`'s --min-photos).
 FEW_PHOTOS = 20
@@ -29,17 +34,22 @@ def report_calibration(result: dict, where: str, index_dir) -> None:
     if math.isnan(result["sensitivity"])
     else f"{result['sensitivity']:.1%} (n = {result['landmark_images']})"
   )
+  rho = result.get("reference_threshold")
+  # η first, as the decision applies it; ρ beside it when it applies too.
   print(
-    f"η = {result['eta']:.4f} for a target specificity of {result['target_specificity']:.1%}: "
+    f"η = {result['eta']:.4f}"
+    + (f" with ρ = {rho:.4f}" if rho is not None else "")
+    + f" for a target specificity of {result['target_specificity']:.1%}: "
     f"specificity {result['specificity']:.1%} (n = {result['non_landmark_images']}), "
     f"sensitivity {sensitivity}"
   )
-  if result.get("reference_threshold") is not None:
+  if rho is not None:
     print(
-      f"class references: ρ = {result['reference_threshold']:.4f} with η = "
-      f"{result['eta_with_references']:.4f} (calibrated together for the same target): "
-      f"specificity {result['specificity_with_references']:.1%}, sensitivity "
-      f"{result['sensitivity_with_references']:.1%}; recognition applies both"
+      f"class references: η and ρ were calibrated together for the same target, and "
+      f"recognition applies both; η alone would be "
+      f"{result['eta_without_references']:.4f} (specificity "
+      f"{result['specificity_without_references']:.1%}, sensitivity "
+      f"{result['sensitivity_without_references']:.1%})"
     )
   elif "reference_threshold" in result:
     print(
@@ -77,7 +87,11 @@ def _calibrate(args) -> int:
     return [source for source in sources if source is not None]
 
   result, where = calibrate_index(
-    args.index, load_trained(args.checkpoint), given, target_specificity=args.target_specificity
+    args.index,
+    load_trained(args.checkpoint),
+    given,
+    target_specificity=args.target_specificity,
+    allow_other_model=args.allow_other_model,
   )
   report_calibration(result, where, args.index)
   return 0
@@ -114,4 +128,5 @@ def register(commands, debug) -> None:
     help="a folder of photos that show no landmark (subfolders too): the "
     "non-landmark half of the validation set",
   )
+  add_allow_other_model_arg(cal)
   cal.set_defaults(run=_calibrate)

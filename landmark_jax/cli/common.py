@@ -21,6 +21,23 @@ class OneLineErrorParser(argparse.ArgumentParser):
     sys.exit(2)
 
 
+class IntermixedParser(OneLineErrorParser):
+  """A subcommand whose positionals may come before, between and after its options
+  (``fit PHOTOS --workdir W key=value``): plain argparse stops at the first option and
+  calls the later ``key=value`` unrecognised."""
+
+  _intermixing = False
+
+  def parse_known_args(self, args=None, namespace=None):
+    if self._intermixing:  # the two passes of parse_known_intermixed_args
+      return super().parse_known_args(args, namespace)
+    self._intermixing = True
+    try:
+      return self.parse_known_intermixed_args(args, namespace)
+    finally:
+      self._intermixing = False
+
+
 def debug_flag() -> argparse.ArgumentParser:
   """A parent parser giving a subcommand ``--debug`` too (``landmark-jax train --debug``)."""
   parent = argparse.ArgumentParser(add_help=False)
@@ -45,6 +62,27 @@ def setup_logging(level: int = logging.WARNING) -> None:
   # orbax already configured the root logger (absl calls basicConfig), which makes a later
   # basicConfig a no-op, and `train` showed none of its INFO lines ("resumed from step").
   logging.getLogger("landmark_jax").setLevel(level)
+
+
+def add_allow_other_model_arg(parser: argparse.ArgumentParser) -> None:
+  """--allow-other-model, for a command that scores photos against an index with a model."""
+  parser.add_argument(
+    "--allow-other-model",
+    action="store_true",
+    help="use an index built from another model's embeddings (refused by default: its "
+    "scores mean nothing unless the two are the same model, e.g. a workdir copied "
+    "under another name)",
+  )
+
+
+def add_ignore_unmatched_arg(parser: argparse.ArgumentParser) -> None:
+  """--ignore-unmatched, for a command that reads a landmarks CSV."""
+  parser.add_argument(
+    "--ignore-unmatched",
+    action="store_true",
+    help="skip rows of --landmarks-csv that match no landmark, with one warning "
+    "line (refused by default: their landmarks would get no names or coordinates)",
+  )
 
 
 # Argument types: a value out of range is a usage error, found before any work starts.

@@ -6,7 +6,13 @@ import argparse
 import json
 import pathlib
 
-from landmark_jax.cli.common import add_source_args, non_negative_int, photos, positive_int
+from landmark_jax.cli.common import (
+  add_allow_other_model_arg,
+  add_source_args,
+  non_negative_int,
+  photos,
+  positive_int,
+)
 
 
 def _open_share(text: str) -> float:
@@ -36,6 +42,7 @@ def _evaluate(args) -> int:
     rare_threshold=args.rare_threshold,
     geo=args.geo,
     min_photos=args.min_photos,
+    allow_other_model=args.allow_other_model,
   )
   print((pathlib.Path(args.out) / "report.md").read_text())
   print(f"report and plots written to {args.out}")
@@ -137,6 +144,7 @@ def register(commands, debug) -> None:
     "--geo; photos not listed fall back to EXIF)",
   )
   add_source_args(ev, "the test split of the checkpoint's data")
+  add_allow_other_model_arg(ev)
   ev.set_defaults(run=_evaluate)
 
   evr = commands.add_parser(

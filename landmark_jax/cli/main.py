@@ -42,6 +42,31 @@ USER_MISTAKES = (
 )
 
 
+def version() -> str:
+  """The installed distribution's version, else (a source tree not installed) the
+  package's own."""
+  from importlib import metadata
+
+  try:
+    return metadata.version("landmark-jax")
+  except metadata.PackageNotFoundError:
+    import landmark_jax
+
+    return landmark_jax.__version__
+
+
+class _PrintVersion(argparse.Action):
+  """``--version``: argparse's own action, but the version is looked up only when asked, so
+  no other command reads the distribution's metadata."""
+
+  def __init__(self, option_strings, dest, **kwargs):
+    super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+  def __call__(self, parser, namespace, values, option_string=None):
+    print(f"landmark-jax {version()}")
+    parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = OneLineErrorParser(
     prog="landmark-jax",
@@ -51,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
   )
   parser.add_argument(
     "--debug", action="store_true", help="show tracebacks instead of one-line errors"
+  )
+  parser.add_argument(
+    "--version", action=_PrintVersion, help="print landmark-jax's version and exit"
   )
   commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
   for group in GROUPS:

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from landmark_jax.cli.common import (
+  add_allow_other_model_arg,
   add_config_arg,
+  add_ignore_unmatched_arg,
   add_process_group_args,
   add_source_args,
   config_section,
@@ -78,6 +80,7 @@ def _build_index(args) -> int:
     embeddings_dir=args.embeddings,
     eta=args.eta,
     tuning_queries_count=args.tuning_queries,
+    ignore_unmatched=args.ignore_unmatched,
   )
   if built.tuning is not None:
     _report_tuning(built, args)
@@ -168,8 +171,6 @@ def _report_rows(merge: dict, csv_name: str, before, after) -> None:
       f"{csv_name}: landmark {_landmark_list([landmark], before)} → "
       f"{by_text.get(landmark).name or '(no name)'}"
     )
-  if merge["unused"]:
-    print(f"{csv_name}: rows matching no landmark: {', '.join(merge['unused'])}")
   if merge["without_row"]:
     print(
       f"{csv_name}: no row (by id or name) for {', '.join(merge['without_row'])}: "
@@ -204,6 +205,9 @@ def _add_landmarks(args) -> int:
     update_metadata=args.update_metadata,
     recalibrate=args.recalibrate,
     hold_back=args.hold_back,
+    allow_other_model=args.allow_other_model,
+    ignore_unmatched=args.ignore_unmatched,
+    csv_name=args.landmarks_csv or "the landmarks CSV",
   )
   _report_addition(addition, args, addition.before)
   old_eta = addition.before.metadata.get("eta")
@@ -212,8 +216,8 @@ def _add_landmarks(args) -> int:
     held = addition.index.metadata["edits"][-1]["held_back"]
     print(
       f"recalibrated with {_count(held, 'held-back photo')} of the new landmarks: η "
-      + (f"{old_eta:.4f} → " if old_eta is not None else "")
-      + f"{result['eta']:.4f} (specificity {result['specificity']:.1%}, sensitivity "
+      + (f"{_thresholds(addition.before.metadata)} → " if old_eta is not None else "")
+      + f"{_thresholds(result)} (specificity {result['specificity']:.1%}, sensitivity "
       f"{result['sensitivity']:.1%} on {result['landmark_images']} landmark and "
       f"{result['non_landmark_images']} non-landmark photos)"
     )
@@ -224,11 +228,19 @@ def _add_landmarks(args) -> int:
       )
   elif old_eta is not None:
     print(
-      f"η = {old_eta:.4f} was calibrated without these landmarks: run `landmark-jax "
+      f"η = {_thresholds(addition.before.metadata)} was calibrated without these landmarks: "
+      "run `landmark-jax "
       f"calibrate --checkpoint {args.checkpoint} --index {args.index}` (it reuses the "
       "stored validation photos), or add with --recalibrate"
     )
   return 0
+
+
+def _thresholds(calibrated: dict) -> str:
+  """``0.9305`` or ``0.9305 with ρ = 0.8102``: η as recognition applies it, from a
+  manifest or a calibration's figures (both keep it as ``eta``)."""
+  rho = calibrated.get("reference_threshold")
+  return f"{calibrated['eta']:.4f}" + (f" with ρ = {rho:.4f}" if rho is not None else "")
 
 
 def _remove_landmarks(args) -> int:
@@ -253,8 +265,14 @@ def _update_landmarks(args) -> int:
   from landmark_jax.index.editing import edit_index, update_landmarks
   from landmark_jax.index.landmarks import load_landmarks_csv
 
+  setup_logging()  # the warning of --ignore-unmatched
   table = load_landmarks_csv(args.landmarks_csv)
-  index, edited = edit_index(args.index, lambda index: update_landmarks(index, table))
+  index, edited = edit_index(
+    args.index,
+    lambda index: update_landmarks(
+      index, table, ignore_unmatched=args.ignore_unmatched, csv_name=args.landmarks_csv
+    ),
+  )
   _report_rows(edited.metadata["edits"][-1]["metadata"], args.landmarks_csv, index, edited)
   return 0
 
@@ -321,8 +339,10 @@ def register(commands, debug) -> None:
   build.add_argument(
     "--landmarks-csv",
     help="landmark_id,name,latitude,longitude[,category]: kept with the index "
-    "for names and geo filtering",
+    "for names and geo filtering; a row for no landmark of the cleaning, a landmark "
+    "with two rows or a misnamed column (lat, lon) is refused",
   )
+  add_ignore_unmatched_arg(build)
   build.add_argument(
     "--target-recall",
     type=probability,
@@ -380,8 +400,11 @@ def register(commands, debug) -> None:
     "--landmarks-csv",
     help="landmark_id,name,latitude,longitude[,category]: a row describes a new "
     "landmark by its id or by its name (a folder's name); rows of "
-    "landmarks already in the index apply only with --update-metadata",
+    "landmarks already in the index apply only with --update-metadata; a row "
+    "that describes no landmark is refused",
   )
+  add_ignore_unmatched_arg(add)
+  add_allow_other_model_arg(add)
   add.add_argument(
     "--update-metadata",
     action="store_true",
@@ -420,12 +443,14 @@ def register(commands, debug) -> None:
     description="Applies the rows of a landmarks CSV to the landmarks of the index they "
     "describe (by id; a landmark added from a folder also by its id as the "
     "row's name). Centroids and η are untouched; rows matching no landmark are "
-    "listed; a change that would give two landmarks one name is refused.",
+    "refused (--ignore-unmatched skips them); a change that would give two landmarks "
+    "one name is refused.",
   )
   update.add_argument("--index", required=True, help="the index to edit (rewritten atomically)")
   update.add_argument(
     "--landmarks-csv", required=True, help="landmark_id,name,latitude,longitude[,category]"
   )
+  add_ignore_unmatched_arg(update)
   update.set_defaults(run=_update_landmarks)
 
   remove = commands.add_parser(

@@ -7,6 +7,7 @@ import json
 import sys
 
 from landmark_jax.cli.common import (
+  add_allow_other_model_arg,
   add_compilation_cache_args,
   non_negative_float,
   positive_int,
@@ -28,7 +29,7 @@ def _answer(prediction) -> str:
 
 def _report(path: str, prediction, as_json: bool) -> None:
   if as_json:
-    print(json.dumps({"path": path, **prediction.to_json()}))
+    print(json.dumps({"path": path, **prediction.to_dict()}))
     return
   others = ", ".join(
     f"{_label(c.landmark_id, c.name)} {c.score:.3f}" for c in prediction.candidates
@@ -54,7 +55,11 @@ def _recognize(args) -> int:
     location = Location(args.latitude, args.longitude)
   use_compilation_cache(args)
   recognizer = Recognizer.load(
-    args.checkpoint, args.index, top_k=args.top_k, radius_km=args.radius_km
+    args.checkpoint,
+    args.index,
+    allow_other_model=args.allow_other_model,
+    top_k=args.top_k,
+    radius_km=args.radius_km,
   )
   failed = 0
   answers = recognizer.recognize_files(
@@ -113,6 +118,7 @@ def register(commands, debug) -> None:
     help="with a location, only landmarks this close are candidates (default: 50)",
   )
   rec.add_argument("--no-exif", action="store_true", help="ignore EXIF GPS positions")
+  add_allow_other_model_arg(rec)
   add_compilation_cache_args(rec)
   rec.add_argument(
     "paths",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 from landmark_jax.cli.common import (
+  add_allow_other_model_arg,
   add_compilation_cache_args,
   non_negative_float,
   port,
@@ -42,7 +43,12 @@ def _serve(args) -> int:
   names = read_landmark_table(args.landmarks_csv, "name") if args.landmarks_csv else None
   use_compilation_cache(args)
   recognizer = Recognizer.load(
-    args.checkpoint, args.index, names=names, batch_size=config.max_batch, radius_km=args.radius_km
+    args.checkpoint,
+    args.index,
+    allow_other_model=args.allow_other_model,
+    names=names,
+    batch_size=config.max_batch,
+    radius_km=args.radius_km,
   )
   app = create_app(recognizer, config)
   try:  # here, so that a model and index that cannot answer stop the start with one line
@@ -139,5 +145,6 @@ def register(commands, debug) -> None:
     default=30.0,
     help="an upload that sends nothing for this long gets a 408 (default: 30)",
   )
+  add_allow_other_model_arg(srv)
   add_compilation_cache_args(srv)
   srv.set_defaults(run=_serve)

@@ -23,8 +23,9 @@ from landmark_jax.errors import DataError
 from landmark_jax.eval.config import CalibrationConfig
 from landmark_jax.index import CentroidIndex, threshold
 from landmark_jax.index.editing import locked_index
+from landmark_jax.index.provenance import check_same_model
 from landmark_jax.index.validation import ValidationSet
-from landmark_jax.recognize.decision import Decision
+from landmark_jax.recognize.decision import Decision, public_landmark_id
 from landmark_jax.recognize.embedder import PhotoEmbedder
 from landmark_jax.train.checkpoints import TrainedModel
 
@@ -45,8 +46,10 @@ def calibrate_on(
   specificity: the share of non-landmark photos answered "no landmark" is at least the
   target, with the same rule (`threshold.accepted`) and the same float32 scores that
   recognition applies. The target: the one given, else `target_specificity_for` the index
-  (its last calibration's, else `CalibrationConfig`'s). The decision's own η and ρ play no
-  part, and are not changed; the caller stores what is chosen."""
+  (its last calibration's, else `CalibrationConfig`'s). With class references, ρ is chosen
+  with its own η (`_reference_calibration`), and ``eta`` is the η that goes with it
+  (`_with_references`). The decision's own η and ρ play no part, and are not changed; the
+  caller stores what is chosen."""
   target_specificity = target_specificity_for(
     decision.index, CalibrationConfig().target_specificity, target_specificity
   )
@@ -60,7 +63,10 @@ def calibrate_on(
   eta = threshold.eta_for_specificity(scores[non_landmark], target_specificity)
   nearest = [p.candidates[0].landmark_id if p.candidates else None for p in predictions]
   correct = np.array(
-    [n is not None and n == t for n, t in zip(nearest, validation.landmark_ids)], bool
+    [
+      n is not None and n == public_landmark_id(t) for n, t in zip(nearest, validation.landmark_ids)
+    ],
+    bool,
   )
   landmark = ~non_landmark
   accepted = threshold.accepted(scores, eta)
@@ -72,9 +78,26 @@ def calibrate_on(
     "landmark_images": int(landmark.sum()),
   }
   if decision.index.references is not None:
-    result.update(
-      _reference_calibration(predictions, scores, correct, non_landmark, target_specificity)
+    result = _with_references(
+      result, _reference_calibration(predictions, scores, correct, non_landmark, target_specificity)
     )
+  return result
+
+
+def _with_references(alone: dict, references: dict) -> dict:
+  """The figures of η alone (`alone`) joined by those of the references' calibration: when
+  it chose a ρ, the headline ``eta``, ``specificity`` and ``sensitivity`` become those of
+  the rule recognition applies (η and ρ), and η alone's move to ``*_without_references``,
+  so that what `calibrate` prints, the manifest's ``eta`` and the decision's η are one
+  number (`index.calibration_fields`)."""
+  if not references:
+    return alone
+  result = {**alone, "reference_threshold": references["reference_threshold"]}
+  if references["reference_threshold"] is None:
+    return {**result, "eta_without_references": None}
+  for name in ("eta", "specificity", "sensitivity"):
+    result[f"{name}_without_references"] = alone[name]
+    result[name] = references[name]
   return result
 
 
@@ -109,7 +132,9 @@ def _reference_calibration(
   target_specificity: float,
   max_candidates: int = 512,
 ) -> dict:
-  """ρ and η together, for the target specificity, with the most validation sensitivity.
+  """ρ and η together, for the target specificity, with the most validation sensitivity
+  (``reference_threshold``, ``eta``, ``specificity``, ``sensitivity``; ρ and η None when η
+  alone does as well).
 
   ρ's candidates are the thresholds just above each non-landmark photo's similarity to its
   best candidate's references (the values where the rule changes, as for η; quantiles of
@@ -139,12 +164,7 @@ def _reference_calibration(
   rho, eta, rates = best
   if rho == -math.inf:  # the references bought nothing on these photos: not applied
     rho = eta = None
-  return {
-    "reference_threshold": rho,
-    "eta_with_references": eta,
-    "specificity_with_references": rates["specificity"],
-    "sensitivity_with_references": rates["sensitivity"],
-  }
+  return {"reference_threshold": rho, "eta": eta, **rates}
 
 
 def calibrate(
@@ -191,13 +211,13 @@ def calibrated_index(
   result["index_edits"] = len(index.metadata.get("edits", []))  # η is as old as this edit
   if photos:
     result["validation_photos"] = photos
-  # ρ (and the η that goes with it) from this calibration, or none: those of an earlier
-  # calibration would not fit this index.
+  # ρ (and η alone beside it) from this calibration, or none: those of an earlier
+  # calibration would not fit this index. `eta` is the one recognition applies.
   values = {
     "eta": result["eta"],
     "calibration": result,
     "reference_threshold": result.get("reference_threshold"),
-    "eta_with_references": result.get("eta_with_references"),
+    "eta_without_references": result.get("eta_without_references"),
   }
   return index.with_metadata(**values).with_validation(validation), result
 
@@ -264,6 +284,7 @@ def calibrate_index(
   given: Callable[[LabelMap], Sequence[ImageSource]] = lambda label_map: (),
   *,
   target_specificity: float | None = None,
+  allow_other_model: bool = False,
 ) -> tuple[dict[str, float], str]:
   """Chooses η (and ρ) for the index at `index_dir` and stores them in it, with the
   validation photos' embeddings (`validation_photos`), for `target_specificity`
@@ -273,11 +294,19 @@ def calibrate_index(
   Args:
     given: the index's label map → the validation photos given as sources (none: the
       stored photos, else the checkpoint's validation split).
+    allow_other_model: calibrate even when the index was built from another model's
+      embeddings (`provenance.check_same_model` refuses it otherwise).
 
   Returns:
     The calibration's figures, and where its photos came from, in words.
   """
   with locked_index(index_dir, expected_dim=trained.model.embedding_dim) as index:
+    check_same_model(
+      index.metadata.get("checkpoint"),
+      trained.checkpoint_id,
+      allow_other_model=allow_other_model,
+      index=index_dir,
+    )
     label_map = index.label_map or trained.label_map
     photos, where = validation_photos(trained, index, given(label_map))
     target = target_specificity_for(

@@ -60,7 +60,13 @@ def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
     f"# {title}",
     "",
     f"{images} test photos, {landmark} with a landmark "
-    f"({_pct(result['landmark_share'])}); threshold η = {result['eta']:.4f}. "
+    f"({_pct(result['landmark_share'])}); threshold η = {result['eta']:.4f}"
+    + (
+      f" with ρ = {result['reference_threshold']:.4f} (class references)"
+      if result.get("reference_threshold") is not None
+      else ""
+    )
+    + ". "
     "Rates with their 95 % Wilson score interval and n, the photos they rest on."
     + (
       f" {result['photos_of_landmarks_not_in_index']} of the landmark photos show "

@@ -197,6 +197,8 @@ def write_report(
     }
   if scored.near_references is None and scored.reference_similarity is not None:
     result["references_not_applied"] = True  # kept by the index, but calibration chose no ρ
+  # ρ beside η, as the decision applied them (None: references not checked).
+  result["reference_threshold"] = None if scored.near_references is None else reference_threshold
   if scored.near_references is not None:
     alone = eta if eta_without_references is None else eta_without_references
     without = sensitivity_specificity(scored.without_references().predictions(alone), scored.truth)
@@ -277,6 +279,7 @@ def evaluate_index(
   landmark_share: float | None = None,
   seed: int = 0,
   locations_csv: str | os.PathLike | None = None,
+  allow_other_model: bool = False,
   **options,
 ) -> dict[str, Any]:
   """`landmark-jax evaluate`: a model and its index on test photos (`evaluate_source`).
@@ -288,9 +291,10 @@ def evaluate_index(
       (`emulate_collection`, seeded by `seed`); refused from the labels alone, before any
       photo is embedded, when it keeps too few landmark photos.
     locations_csv: ``id,latitude,longitude`` of the test photos (geo-information).
+    allow_other_model: as `Recognizer.load`.
     options: `evaluate_source`'s (``geo``, ``rare_threshold``, ``min_photos``, ``title``).
   """
-  recognizer = Recognizer.load(checkpoint, index_dir, eta=eta)
+  recognizer = Recognizer.load(checkpoint, index_dir, eta=eta, allow_other_model=allow_other_model)
   trained = recognizer.trained
   source = photos(trained, recognizer.decision.label_map)
   if landmark_share is not None:

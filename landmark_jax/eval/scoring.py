@@ -91,7 +91,11 @@ def score_embedded(
   return ScoredPhotos(
     [str(i) for i in embedded.ids],
     embedded.landmark_ids(),
-    [p.candidates[0].landmark_id if p.candidates else None for p in predictions],
+    # Back to the label map's ids, as the truth is (and the counts and categories keyed).
+    [
+      decision.label_map_id(p.candidates[0].landmark_id) if p.candidates else None
+      for p in predictions
+    ],
     np.array([p.score for p in predictions]),
     sum(l is not None for l in locations) if locations is not None else 0,
     near_references,

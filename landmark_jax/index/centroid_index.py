@@ -29,6 +29,7 @@ from landmark_jax.data.labels import LabelMap
 from landmark_jax.errors import ConfigError
 from landmark_jax.folders import atomic_folder, exclusive_writer, readable_folder
 from landmark_jax.index import integrity, scann_backend
+from landmark_jax.index.calibration_fields import migrated as migrated_calibration
 from landmark_jax.index.config import IndexConfig, SearchSetting
 from landmark_jax.index.exact import ExactSearcher
 from landmark_jax.index.integrity import (
@@ -317,7 +318,9 @@ class CentroidIndex:
       arrays["cluster_sizes.npy"],
       config,
       label_map=label_map,
-      metadata={k: v for k, v in manifest.items() if k not in known},
+      # An older index's thresholds read as today's (`calibration_fields`); the file
+      # itself changes at its next save.
+      metadata=migrated_calibration({k: v for k, v in manifest.items() if k not in known}),
       landmarks=landmarks,
       validation=_validation_reader(directory, manifest, dim),
       references=references,

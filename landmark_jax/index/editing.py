@@ -23,7 +23,13 @@ from landmark_jax.data import LabelMap
 from landmark_jax.errors import DataError
 from landmark_jax.folders import exclusive_writer
 from landmark_jax.index.centroid_index import CentroidIndex
-from landmark_jax.index.landmarks import LandmarkInfo, describe, find_landmark, merge_metadata
+from landmark_jax.index.landmarks import (
+  LandmarkInfo,
+  describe,
+  find_landmark,
+  merge_metadata,
+  refuse_unmatched_rows,
+)
 from landmark_jax.index.references import References
 
 
@@ -204,20 +210,27 @@ def remove_landmarks(index: CentroidIndex, landmarks: Iterable[Hashable]) -> Cen
 
 
 def update_landmarks(
-  index: CentroidIndex, landmarks: Mapping[Hashable, LandmarkInfo]
+  index: CentroidIndex,
+  landmarks: Mapping[Hashable, LandmarkInfo],
+  *,
+  ignore_unmatched: bool = False,
+  csv_name: str = "the landmarks CSV",
 ) -> CentroidIndex:
   """The index with its landmarks' names, coordinates and categories replaced by the rows
   of `landmarks` that describe them (`merge_metadata`: by a folder landmark's id as name,
-  else by id); centroids, labels and η are untouched, so nothing is rebuilt.
+  else by id); centroids, labels and η are untouched, so nothing is rebuilt. A row that
+  describes no landmark of the index is refused, or left out with a warning with
+  `ignore_unmatched` (`refuse_unmatched_rows`, naming `csv_name`).
 
   Raises:
-    DataError: no row describes a landmark of the index, or two landmarks would share a
-      name.
+    DataError: a row describes no landmark of the index (without `ignore_unmatched`), no
+      row describes one, or two landmarks would share a name.
   """
   if index.label_map is None:
     raise DataError("the index has no label map; rebuild it with `build-index`")
   present = index.label_map.to_landmark_ids(np.unique(index.labels))
   merge = merge_metadata(index.landmarks, present, [], landmarks, update_existing=True)
+  refuse_unmatched_rows(merge.unused, csv_name, ignore_unmatched=ignore_unmatched)
   if not merge.updated:
     raise DataError(
       "no row of the landmarks CSV describes a landmark of the index (by its id, "

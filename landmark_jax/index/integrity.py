@@ -224,10 +224,11 @@ def _check_search_settings(path: pathlib.Path, manifest: dict[str, Any]) -> None
 
 
 def _check_eta(path: pathlib.Path, manifest: dict[str, Any]) -> None:
-  """A calibrated η (and ρ with its η, with class references) is a cosine similarity.
+  """A calibrated η (and ρ with η alone beside it, with class references; an older index's
+  `eta_with_references`, `calibration_fields`) is a cosine similarity.
   Python's JSON parses NaN and Infinity, and an η of NaN (or above 1) would quietly answer
   "no landmark" to every photo."""
-  for key in ("eta", "reference_threshold", "eta_with_references"):
+  for key in ("eta", "reference_threshold", "eta_without_references", "eta_with_references"):
     value = manifest.get(key)
     if value is None:  # never calibrated: `Recognizer` answers the nearest landmark, and warns
       continue

@@ -1,8 +1,10 @@
 """Landmark metadata: name, coordinates and category per landmark, kept with the index.
 
-Read from a ``landmarks.csv`` with ``landmark_id`` and any of ``name``, ``latitude``,
-``longitude``, ``category`` (extra columns are ignored); saved into the index folder so
-predictions carry names and the geo filter has coordinates wherever the index goes.
+Read from a ``landmarks.csv`` with ``landmark_id`` and any of ``name``, ``latitude`` with
+``longitude``, ``category`` (other columns are ignored, but not a misspelt one: ``lat``,
+``Name``); saved into the index folder so predictions carry names and the geo filter has
+coordinates wherever the index goes. A row must describe a landmark (`refuse_unmatched_rows`)
+and a landmark has one row.
 """
 
 from __future__ import annotations
@@ -10,13 +12,27 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import logging
 import math
 import os
-from typing import Hashable, Iterable, Mapping
+import pathlib
+from typing import Hashable, Iterable, Mapping, Sequence
 
-from landmark_jax.data.tables import parse_id, read_csv
-from landmark_jax.errors import DataError
+from landmark_jax.data.tables import parse_id
+from landmark_jax.errors import DataError, MissingFileError
 from landmark_jax.geo import Location
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ("landmark_id", "name", "latitude", "longitude", "category")
+EXPECTED_HEADER = (
+  f"expected a header like {','.join(COLUMNS)}: landmark_id is required; name, latitude "
+  "with longitude, and category are optional; other columns (region, …) are ignored"
+)
+# Columns a user meant as one of `COLUMNS` (beside any of them in other case or spacing),
+# which would otherwise be ignored with everything in them.
+_MEANT = {"lat": "latitude", "lon": "longitude", "lng": "longitude", "long": "longitude"}
+SHOWN = 5  # rows named in a message, before "and N more"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,10 +54,62 @@ def _float(value: str | None) -> float | None:
   return number if math.isfinite(number) else None
 
 
+def _few(items: Sequence) -> str:
+  """The first `SHOWN` items, and how many more."""
+  shown = ", ".join(map(str, items[:SHOWN]))
+  return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+
+
+def check_landmarks_header(path: str | os.PathLike, header: Sequence[str]) -> None:
+  """Raises DataError for a header whose columns would be read wrong: no landmark_id, a
+  column meant as one of `COLUMNS` under another spelling (``lat,lon``: the coordinates
+  would be dropped), or one coordinate column without the other."""
+  known = {column.casefold(): column for column in COLUMNS}
+  meant = {}
+  for column in header:
+    key = column.strip().casefold()
+    if column not in COLUMNS and (key in _MEANT or key in known):
+      meant[column] = _MEANT.get(key, known.get(key))
+  if meant:
+    raise DataError(
+      f"{path}: column(s) {', '.join(repr(c) for c in meant)} would be ignored: name them "
+      f"{', '.join(meant.values())}; {EXPECTED_HEADER}"
+    )
+  if "landmark_id" not in header:
+    raise DataError(
+      f"{path} has no landmark_id column (its header: {','.join(header) or 'none'}); "
+      f"{EXPECTED_HEADER}"
+    )
+  coordinates = [c for c in ("latitude", "longitude") if c in header]
+  if len(coordinates) == 1:
+    missing = "longitude" if coordinates == ["latitude"] else "latitude"
+    raise DataError(f"{path} has a {coordinates[0]} column but no {missing}; {EXPECTED_HEADER}")
+
+
 def load_landmarks_csv(path: str | os.PathLike) -> dict[Hashable, LandmarkInfo]:
-  """``landmark_id → LandmarkInfo``; out-of-range coordinates are an error naming the row."""
+  """``landmark_id → LandmarkInfo``. A header read wrong (`check_landmarks_header`), a
+  landmark with several rows, out-of-range coordinates: an error naming the columns or
+  rows."""
+  if not pathlib.Path(path).is_file():
+    raise MissingFileError(f"CSV file not found: {path}")
+  with open(path, newline="") as f:
+    reader = csv.DictReader(f)
+    check_landmarks_header(path, reader.fieldnames or [])
+    numbered = [(reader.line_num, row) for row in reader]  # the line a row ends on
+  rows = [row for _, row in numbered]
+  lines: dict[Hashable, list[int]] = {}
+  for line, row in numbered:
+    lines.setdefault(parse_id(row["landmark_id"]), []).append(line)
+  repeated = [
+    f"{lid} (lines {', '.join(map(str, at))})" for lid, at in lines.items() if len(at) > 1
+  ]
+  if repeated:
+    raise DataError(
+      f"{path}: {len(repeated)} landmark_id(s) have several rows, which would overwrite each "
+      f"other: {_few(repeated)}; give each landmark one row"
+    )
   table = {}
-  for row in read_csv(path, ["landmark_id"]):
+  for row in rows:
     info = LandmarkInfo(
       name=(row.get("name") or "").strip() or None,
       latitude=_float(row.get("latitude")),
@@ -55,6 +123,28 @@ def load_landmarks_csv(path: str | os.PathLike) -> dict[Hashable, LandmarkInfo]:
       )
     table[parse_id(row["landmark_id"])] = info
   return table
+
+
+def refuse_unmatched_rows(
+  unmatched: Sequence[Hashable],
+  csv_name: str | os.PathLike,
+  *,
+  ignore_unmatched: bool = False,
+  among: str = "of the index (by landmark_id, or by name for a landmark added from a folder)",
+) -> None:
+  """The one check of a landmarks CSV's rows against the landmarks they are for
+  (`build-index`, `add-landmarks`, `update-landmarks`): rows that describe no landmark
+  (`unmatched`, by their landmark_id; `among` says what they were matched against) are a
+  DataError, since the landmarks they were meant for are left without names or
+  coordinates; with `ignore_unmatched`, one warning line, and the caller leaves them out."""
+  if not unmatched:
+    return
+  rows = f"{len(unmatched)} row(s) match no landmark {among}: landmark_id {_few(list(unmatched))}"
+  if not ignore_unmatched:
+    raise DataError(
+      f"{csv_name}: {rows}; correct their landmark_id, or pass --ignore-unmatched to skip them"
+    )
+  logger.warning("%s: %s; skipped (--ignore-unmatched)", csv_name, rows)
 
 
 def save_landmarks_csv(table: Mapping[Hashable, LandmarkInfo], path: str | os.PathLike) -> None:

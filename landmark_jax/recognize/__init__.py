@@ -1,8 +1,8 @@
 """Recognition: photos → landmarks, or "no landmark".
 
-`photos` (decoding), `embedder` (photos → embeddings on the device), `decision` (embeddings →
-answers, device-free), `recognizer` (the two together: the front door). Names are imported
-on first use (`landmark_jax.lazy`).
+`inputs` (what the front door takes, checked), `photos` (decoding), `embedder` (photos →
+embeddings on the device), `decision` (embeddings → answers, device-free), `recognizer` (the
+two together: the front door). Names are imported on first use (`landmark_jax.lazy`).
 """
 
 from landmark_jax.lazy import lazy_exports
@@ -18,6 +18,7 @@ __getattr__, __dir__ = lazy_exports(
     "Candidate": ".decision",
     "Decision": ".decision",
     "Prediction": ".decision",
+    "public_landmark_id": ".decision",
     "Thresholds": ".decision",
     "calibrated_thresholds": ".decision",
     "REASON_BELOW_THRESHOLD": ".decision",

@@ -10,6 +10,7 @@ have, and `Recognizer` puts a photo embedder in front of it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from typing import Any, Hashable, Mapping, Sequence
@@ -19,14 +20,24 @@ import numpy as np
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.geo import Location, great_circle_km
 from landmark_jax.index import threshold
+from landmark_jax.index.calibration_fields import stored_eta
 from landmark_jax.index.centroid_index import CentroidIndex
+from landmark_jax.recognize.inputs import location_list
 
 logger = logging.getLogger(__name__)
 
 
+def public_landmark_id(landmark_id: Hashable | None) -> str | None:
+  """A label map's landmark id as every answer gives it: its text (GLDv2's numeric ids as
+  their decimal digits, folder names as they are); None stays None. Label maps keep ints
+  where a folder name parses as one; one type in answers means a JSON consumer never sees
+  ``3`` beside ``"sacre_coeur"``, nor ``3`` here and ``"3"`` in a CSV."""
+  return None if landmark_id is None else str(landmark_id)
+
+
 @dataclasses.dataclass(frozen=True)
 class Candidate:
-  landmark_id: Hashable
+  landmark_id: str  # `public_landmark_id`
   score: float
   name: str | None = None
 
@@ -44,9 +55,14 @@ REASON_FAR_FROM_REFERENCES = "far_from_references"
 
 @dataclasses.dataclass(frozen=True)
 class Prediction:
-  """One photo's answer: `landmark_id` is None for "no landmark", and `reason` says why."""
+  """One photo's answer: `landmark_id` is None for "no landmark", and `reason` says why.
 
-  landmark_id: Hashable | None
+  `landmark_id` (and each candidate's) is always a str: the label map's id as text
+  (`public_landmark_id`: ``"3"`` for GLDv2's landmark 3, a folder's name as it is), in
+  Python, ``recognize --json`` and the HTTP service alike; compare it with a label map's
+  id as ``public_landmark_id(id)``, or map it back with `Decision.label_map_id`."""
+
+  landmark_id: str | None
   score: float  # the best centroid similarity (cosine), whatever the decision; -1: none
   candidates: tuple[Candidate, ...]  # top-k landmarks, best first (max over their centroids)
   name: str | None = None
@@ -102,7 +118,12 @@ class Prediction:
       )
     return None
 
-  def to_json(self) -> dict[str, Any]:
+  def to_json(self) -> str:
+    """`to_dict` as a JSON string."""
+    return json.dumps(self.to_dict())
+
+  def to_dict(self) -> dict[str, Any]:
+    """The answer as plain JSON-ready values (what the CLI and the service send)."""
     return {
       "landmark_id": self.landmark_id,
       "name": self.name,
@@ -133,10 +154,10 @@ def calibrated_thresholds(
   """The thresholds for `index`: those given, else its calibrated ones.
 
   ρ is the one given, else the index's ``reference_threshold``; None there, -inf, or an
-  index without class references: not checked. η is the one given, else the index's:
-  ``eta_with_references`` when ρ applies (calibrated together, η rejects only what the
-  references do not), else ``eta``; an index never calibrated gives -inf (every photo gets
-  its nearest landmark), with a warning."""
+  index without class references: not checked. η is the one given, else the index's
+  (`calibration_fields.stored_eta`): its ``eta``, calibrated with ρ when ρ applies (η then
+  rejects only what the references do not), and η alone when ρ is switched off; an index
+  never calibrated gives -inf (every photo gets its nearest landmark), with a warning."""
   if reference_threshold is None:
     reference_threshold = index.metadata.get("reference_threshold")
   rho = (
@@ -144,17 +165,16 @@ def calibrated_thresholds(
     if reference_threshold is None or index.references is None or reference_threshold == -math.inf
     else threshold.as_threshold(reference_threshold)
   )
-  alone = eta if eta is not None else index.metadata.get("eta", -math.inf)
+  alone = eta if eta is not None else stored_eta(index.metadata, references_applied=False)
   if eta is None:
-    eta = index.metadata.get("eta")
-    if rho is not None:
-      eta = index.metadata.get("eta_with_references", eta)
+    eta = stored_eta(index.metadata, references_applied=rho is not None)
     if eta is None:
       logger.warning(
         "the index has no calibrated eta: every photo gets its nearest landmark "
         "(run `landmark-jax calibrate`)"
       )
       eta = -math.inf
+  alone = -math.inf if alone is None else alone
   return Thresholds(threshold.as_threshold(eta), threshold.as_threshold(alone), rho)
 
 
@@ -169,7 +189,8 @@ class Decision:
     top_k: landmarks returned as candidates.
     radius_km: with a photo's location, only landmarks within this great-circle distance
       stay candidates (landmarks without coordinates always stay).
-    names: landmark id → name, returned with predictions (default: the index's landmarks).
+    names: landmark id (the label map's, or its text) → name, returned with predictions
+      (default: the index's landmarks).
   """
 
   def __init__(
@@ -186,6 +207,14 @@ class Decision:
     label_map = label_map or index.label_map
     if label_map is None:
       raise ValueError("the index keeps no label map: give the model's (`label_map=`)")
+    self._label_map_ids: dict[str, Hashable] = {}
+    for landmark_id in label_map.landmark_ids:
+      public = public_landmark_id(landmark_id)
+      if self._label_map_ids.setdefault(public, landmark_id) != landmark_id:
+        raise ValueError(
+          f"landmark ids {self._label_map_ids[public]!r} and {landmark_id!r} both read "
+          f"{public!r} in answers: rename one"
+        )
     self.index = index
     self.label_map = label_map
     thresholds = calibrated_thresholds(index, eta, reference_threshold)
@@ -194,11 +223,9 @@ class Decision:
     self.reference_threshold = thresholds.reference_threshold
     self.top_k = top_k
     self.radius_km = radius_km
-    self.names = (
-      dict(names)
-      if names
-      else {lid: info.name for lid, info in index.landmarks.items() if info.name}
-    )
+    # Keyed as answers name landmarks, so that a caller's names may use either form.
+    names = names or {lid: info.name for lid, info in index.landmarks.items() if info.name}
+    self.names = {public_landmark_id(lid): name for lid, name in names.items()}
     located = [
       (label_map.to_label(lid), info)
       for lid, info in index.landmarks.items()
@@ -210,8 +237,12 @@ class Decision:
     ).reshape(-1, 2)
     self._warned_no_coordinates = False
 
-  def _landmark(self, label: int) -> Hashable:
-    return self.label_map.to_landmark_id(int(label))
+  def _landmark(self, label: int) -> str:
+    return public_landmark_id(self.label_map.to_landmark_id(int(label)))
+
+  def label_map_id(self, landmark_id: str) -> Hashable:
+    """A prediction's `landmark_id` → the label map's id it stands for (KeyError: none)."""
+    return self._label_map_ids[landmark_id]
 
   def _excluded_labels(self, location: Location | None) -> set[int]:
     """Labels of landmarks too far from `location` (none without a location)."""
@@ -234,10 +265,10 @@ class Decision:
     each photo's candidates to landmarks within `radius_km`; `reference_threshold`
     overrides ρ for this call (-inf: references not checked)."""
     eta = self.eta if eta is None else eta
+    locations = location_list(locations, len(embeddings))
     rho = self.reference_threshold if reference_threshold is None else reference_threshold
     if rho == -math.inf or self.index.references is None:
       rho = None
-    locations = list(locations) if locations is not None else [None] * len(embeddings)
     geo = any(location is not None for location in locations)
     if geo and not len(self._located_labels) and not self._warned_no_coordinates:
       self._warned_no_coordinates = True

@@ -13,7 +13,7 @@ from landmark_jax import sharding
 from landmark_jax.data import ImageSource
 from landmark_jax.data.transforms import ImageDecodeError
 from landmark_jax.embedding import EmbeddedPhotos, Embedder, power_of_two_buckets
-from landmark_jax.geo import Location
+from landmark_jax.recognize.inputs import decoded_list, location_list, photo_list
 from landmark_jax.recognize.photos import Photo, decode_photo, decode_records
 from landmark_jax.train.checkpoints import TrainedModel
 
@@ -48,33 +48,36 @@ class PhotoEmbedder:
     """(N, S, S, 3) uint8 eval crops → (N, D) unit embeddings."""
     return self.embedder.embed_pixels(np.asarray(pixels))
 
-  def embed_photos(self, photos: Sequence[Photo]) -> np.ndarray:
-    if not len(photos):
+  def embed_photos(self, photos: Photo | Sequence[Photo]) -> np.ndarray:
+    """One decoded `Photo` → its (D,) unit embedding; a list of them → (N, D)."""
+    photos, one_photo = decoded_list(photos, Photo)
+    if not photos:
       return self.embed_arrays(np.zeros((0, 1, 1, 3), np.uint8))
-    return self.embed_arrays(np.stack([photo.pixels for photo in photos]))
+    embeddings = self.embed_arrays(np.stack([photo.pixels for photo in photos]))
+    return embeddings[0] if one_photo else embeddings
 
   def decode(
-    self,
-    images: Sequence[Any],
-    locations: Sequence[Location | None] | None = None,
-    *,
-    read_exif: bool = True,
-  ) -> list[Photo]:
-    """Photos (paths, bytes, PIL images or uint8 arrays) → `Photo`s; raises
-    `ImageDecodeError` naming the first unreadable one."""
-    locations = list(locations) if locations is not None else [None] * len(images)
-    if len(locations) != len(images):
-      raise ValueError(f"{len(images)} photos but {len(locations)} locations")
-    return [
+    self, images: Any, locations: Any = None, *, read_exif: bool = True
+  ) -> Photo | list[Photo]:
+    """One photo (a path, bytes, a PIL image or a uint8 array: `inputs.check_photo`) →
+    its `Photo`; a list of them → a list. Locations as `inputs.location_list`: one for one
+    photo, one per photo (or None) for a list. Everything is checked before anything is
+    decoded (`TypeError`, `ValueError`); an unreadable photo raises `ImageDecodeError`."""
+    checked, one_photo = photo_list(images)
+    locations = location_list(locations, len(checked), one_photo=one_photo)
+    photos = [
       decode_photo(image, self.image_config, location=location, read_exif=read_exif)
-      for image, location in zip(images, locations)
+      for image, location in zip(checked, locations)
     ]
+    return photos[0] if one_photo else photos
 
-  def embed(self, images: Sequence[Any]) -> np.ndarray:
-    """Photos (paths, bytes, PIL images or uint8 arrays) → (N, D) unit embeddings.
+  def embed(self, images: Any) -> np.ndarray:
+    """One photo (as `decode`) → its (D,) unit embedding; a list of them → (N, D).
 
     Raises `ImageDecodeError` naming the first unreadable photo."""
-    return self.embed_photos(self.decode(images, read_exif=False))
+    checked, one_photo = photo_list(images)
+    embeddings = self.embed_photos(self.decode(checked, read_exif=False))
+    return embeddings[0] if one_photo else embeddings
 
   def embed_source(self, source: ImageSource, *, read_exif: bool = True) -> EmbeddedPhotos:
     """Every readable record of a source, embedded (unreadable ones skipped and named)."""

@@ -22,6 +22,7 @@ from landmark_jax.data.transforms import (
   to_rgb,
 )
 from landmark_jax.geo import Location, exif_location
+from landmark_jax.recognize.inputs import as_location, check_photo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,18 +36,22 @@ class Photo:
 def decode_photo(
   image: Any, config: ImageConfig, *, location: Location | None = None, read_exif: bool = True
 ) -> Photo:
-  """A path, encoded bytes, PIL image or HWC uint8 array → `Photo`, decoding it once.
+  """A path, encoded bytes, PIL image or uint8 array (`inputs.ARRAY_KINDS`) → `Photo`,
+  decoding it once.
 
-  `location`, when given, is the photo's; otherwise (with `read_exif`) its EXIF GPS position
-  is read from the same opened file. Arrays carry no EXIF.
+  `location` (`inputs.as_location`), when given, is the photo's; otherwise (with
+  `read_exif`) its EXIF GPS position is read from the same opened file. Arrays carry no
+  EXIF; grayscale and RGBA arrays are converted as files are (RGBA over white).
 
   Raises:
-    ImageDecodeError: naming what is wrong with the photo.
+    ImageDecodeError: naming what is wrong with the photo's file or bytes.
+    TypeError, ValueError: not a photo of an accepted kind (`inputs.check_photo`), or not a
+      location.
   """
+  image = check_photo(image)
+  location = as_location(location)
   if isinstance(image, np.ndarray):
-    if image.ndim != 3 or image.shape[-1] != 3:
-      raise ImageDecodeError(f"an array photo must be (H, W, 3) RGB, got shape {image.shape}")
-    image = Image.fromarray(image.astype(np.uint8))
+    image = Image.fromarray(image)  # mode L, RGB or RGBA, from the checked shape
   if isinstance(image, Image.Image):
     found = exif_location(image) if read_exif and location is None else None
     # The same colour conversion as files get (alpha over white, 16-bit scaled).

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import logging
 import os
-import pathlib
 from typing import Any, Iterator, Sequence
 
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.data.transforms import ImageDecodeError
 from landmark_jax.geo import Location
 from landmark_jax.index.centroid_index import CentroidIndex
+from landmark_jax.index.provenance import check_same_model, same_model
 from landmark_jax.recognize.decision import Decision, Prediction
 from landmark_jax.recognize.embedder import PhotoEmbedder
+from landmark_jax.recognize.inputs import decoded_list, location_list, path_list
 from landmark_jax.recognize.photos import Photo, decode_photo, file_problem
 from landmark_jax.train.checkpoints import TrainedModel, load_trained
 
@@ -45,21 +46,12 @@ _warned_model_pairs: set = set()
 
 
 def _warn_if_another_model(built_from: str | None, checkpoint_id: str) -> None:
-  """Warns (once per pair) when the index's centroids come from another model's embeddings:
-  they then score nothing meaningful. Checkpoint ids are ``<workdir>@<step>``; a copied or
-  moved workdir keeps its folder name and step, so only those are compared (a demo's
-  round1/train@343 against train@340 differs; two different runs that stopped at the same
-  step in folders of the same name are not told apart)."""
+  """Warns (once per pair) when the index's centroids come from another model's embeddings
+  (`provenance.same_model`): they then score nothing meaningful. `Recognizer.load` refuses
+  such a pair unless told otherwise; a recognizer made from loaded parts warns."""
   if not built_from:
     return
-
-  def short(checkpoint):
-    folder, _, step = checkpoint.rpartition("@")
-    return pathlib.PurePath(folder).name, step
-
-  if (
-    short(built_from) == short(checkpoint_id) or (built_from, checkpoint_id) in _warned_model_pairs
-  ):
+  if same_model(built_from, checkpoint_id) or (built_from, checkpoint_id) in _warned_model_pairs:
     return
   _warned_model_pairs.add((built_from, checkpoint_id))
   logger.warning(
@@ -86,8 +78,9 @@ class Recognizer:
       candidates (landmarks without coordinates always stay).
     reference_threshold: ρ, the similarity to one of its landmark's reference photos that
       the best candidate must also reach (class references, kept by the index); default:
-      the index's calibrated ``reference_threshold`` (and then the default η is the one
-      calibrated with it, ``eta_with_references``); None there, or -inf: not checked. A
+      the index's calibrated ``reference_threshold`` (the index's ``eta`` is the one
+      calibrated with it); None there, or -inf: not checked (and the default η is the one
+      calibrated alone, ``eta_without_references``). A
       landmark without reference photos is never rejected by it.
   """
 
@@ -125,11 +118,27 @@ class Recognizer:
     )
 
   @classmethod
-  def load(cls, checkpoint: str | os.PathLike, index: str | os.PathLike, **kwargs) -> "Recognizer":
+  def load(
+    cls,
+    checkpoint: str | os.PathLike,
+    index: str | os.PathLike,
+    *,
+    allow_other_model: bool = False,
+    **kwargs,
+  ) -> "Recognizer":
+    """The recognizer of a training workdir and an index folder (`kwargs`: the
+    constructor's). Raises `OtherModelError` when the index was built from another model's
+    embeddings, unless `allow_other_model` (the user knows them to be the same model; a
+    warning still says so)."""
     trained = load_trained(checkpoint)
-    return cls(
-      trained, CentroidIndex.load(index, expected_dim=trained.model.embedding_dim), **kwargs
+    loaded = CentroidIndex.load(index, expected_dim=trained.model.embedding_dim)
+    check_same_model(
+      loaded.metadata.get("checkpoint"),
+      trained.checkpoint_id,
+      allow_other_model=allow_other_model,
+      index=index,
     )
+    return cls(trained, loaded, **kwargs)
 
   @property
   def index(self) -> CentroidIndex:
@@ -137,43 +146,65 @@ class Recognizer:
 
   @property
   def eta(self) -> float:
-    """The threshold η the decision applies."""
+    """The threshold η the decision applies: by default the index's ``eta``, which is the
+    one calibrated with ρ when the decision checks ρ too (`decision.reference_threshold`)."""
     return self.decision.eta
 
   def recognize_photos(
-    self, photos: Sequence[Photo], *, eta: float | None = None, use_locations: bool = True
-  ) -> list[Prediction]:
-    """Decoded photos → predictions; each photo's location (if any, and `use_locations`)
-    restricts its candidates to nearby landmarks."""
+    self, photos: Photo | Sequence[Photo], *, eta: float | None = None, use_locations: bool = True
+  ) -> Prediction | list[Prediction]:
+    """One decoded `Photo` → its prediction; a list of them → a list. Each photo's location
+    (if any, and `use_locations`) restricts its candidates to nearby landmarks."""
+    photos, one_photo = decoded_list(photos, Photo)
     locations = [photo.location for photo in photos] if use_locations else None
-    return self.decision.predict(self.photos.embed_photos(photos), eta=eta, locations=locations)
+    predictions = self.decision.predict(
+      self.photos.embed_photos(photos), eta=eta, locations=locations
+    )
+    return predictions[0] if one_photo else predictions
 
   def recognize(
-    self,
-    images: Sequence[Any],
-    locations: Sequence[Location | None] | None = None,
-    *,
-    use_exif: bool = True,
-  ) -> list[Prediction]:
-    """Photos (paths, bytes, PIL images or uint8 arrays) → predictions. A photo's location
-    is the one passed for it, else (with `use_exif`) its EXIF GPS position, else unknown —
-    and then it is recognised as always.
+    self, images: Any, locations: Any = None, *, use_exif: bool = True
+  ) -> Prediction | list[Prediction]:
+    """One photo → its `Prediction`; a list (or tuple, or other ordered iterable) of
+    photos → a list of predictions, in order.
 
-    Raises `ImageDecodeError` naming the first unreadable photo."""
-    return self.recognize_photos(self.photos.decode(images, locations, read_exif=use_exif))
+    A photo is a path (str or os.PathLike), encoded bytes, a PIL image or a uint8 NumPy
+    array of shape (H, W, 3) RGB, (H, W) grayscale or (H, W, 4) RGBA (over white).
+    A photo's location is the one passed for it — for one photo a `Location` or a
+    ``(latitude, longitude)`` pair, for a list one of those (or None) per photo — else
+    (with `use_exif`) its EXIF GPS position, else unknown, and then it is recognised as
+    always.
+
+    Raises:
+      TypeError, ValueError: a photo or location of a kind not accepted, an unusable array
+        (float, another integer dtype, the wrong shape, no pixels), a latitude or
+        longitude out of range, or not one location per photo; checked before anything is
+        decoded.
+      ImageDecodeError: naming the first unreadable photo.
+    """
+    photos = self.photos.decode(images, locations, read_exif=use_exif)
+    return self.recognize_photos(photos)
 
   def recognize_files(
     self,
-    paths: Sequence[str],
-    locations: Sequence[Location | None] | None = None,
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    locations: Any = None,
     *,
     use_exif: bool = True,
   ) -> Iterator[tuple[str, Prediction | str]]:
     """Each photo file's prediction, or what makes it no readable photo, in words:
-    ``(path, Prediction or str)`` in the paths' order. One device call per `batch_size`
-    photos, not per photo; a missing, unreadable or damaged file is answered and the others
-    are still recognised."""
-    locations = list(locations) if locations is not None else [None] * len(paths)
+    ``(path, Prediction or str)`` in the paths' order (one path: one pair). Locations as
+    `recognize`. One device call per `batch_size` photos, not per photo; a missing,
+    unreadable or damaged file is answered and the others are still recognised."""
+    paths, one_photo = path_list(paths)
+    locations = location_list(locations, len(paths), one_photo=one_photo)
+    return self._recognize_files(paths, locations, use_exif)
+
+  def _recognize_files(
+    self, paths: list, locations: list[Location | None], use_exif: bool
+  ) -> Iterator[tuple[str, Prediction | str]]:
+    # Apart from `recognize_files`, so that its arguments are checked when it is called,
+    # not when the first answer is asked for.
     step = self.photos.batch_size
     for first in range(0, len(paths), step):
       decoded = [

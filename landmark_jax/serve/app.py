@@ -9,7 +9,7 @@
     GET  /v1/info              model, index size, η, version, batching figures, limits
     GET  /                     an upload page for people
 
-An answer is `Prediction.to_json()`: for "no landmark", ``reason`` says why
+An answer is `Prediction.to_dict()`: for "no landmark", ``reason`` says why
 (``below_threshold``, ``no_landmark_nearby`` or ``far_from_references``), and the upload
 page words it from that code.
 
@@ -151,7 +151,7 @@ class RecognitionService:
     prediction, batch_size = await self.batcher.submit(photo)
     done = time.perf_counter()
     return {
-      **prediction.to_json(),
+      **prediction.to_dict(),
       "timing_ms": {
         "decode": 1000 * (decoded - start),
         "recognize": 1000 * (done - decoded),
@@ -188,6 +188,8 @@ class RecognitionService:
         "backend": index.backend,
       },
       "eta": None if math.isinf(self.recognizer.eta) else self.recognizer.eta,
+      # ρ beside η when the decision checks class references too (None: it does not).
+      "reference_threshold": self.recognizer.decision.reference_threshold,
       "top_k": self.recognizer.decision.top_k,
       "batching": {
         "max_batch": self.config.max_batch,

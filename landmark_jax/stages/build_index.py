@@ -15,7 +15,7 @@ from landmark_jax.errors import DataError, MissingFileError, UsageError
 from landmark_jax.index.centroid_index import CentroidIndex
 from landmark_jax.index.config import IndexConfig
 from landmark_jax.index.integrity import MANIFEST
-from landmark_jax.index.landmarks import load_landmarks_csv
+from landmark_jax.index.landmarks import load_landmarks_csv, refuse_unmatched_rows
 from landmark_jax.index.references import FILES as REFERENCE_FILES
 from landmark_jax.index.references import References
 from landmark_jax.index.tuning import PERTURBED_SIMILARITY, Tuning, perturbed_queries, tuned_index
@@ -32,9 +32,14 @@ def build_centroid_index(
   config: IndexConfig = IndexConfig(),
   checkpoint_id: str | None = None,
   landmarks_csv: str | os.PathLike | None = None,
+  *,
+  ignore_unmatched: bool = False,
 ) -> CentroidIndex:
   """The index over a `write_cleaning` folder's centroids; the manifest records
-  `checkpoint_id` (default: the one the cleaning recorded)."""
+  `checkpoint_id` (default: the one the cleaning recorded). `landmarks_csv`: the landmarks'
+  names and coordinates, one row per landmark of the cleaning's label map; a row of another
+  landmark is refused, or left out with a warning with `ignore_unmatched`
+  (`refuse_unmatched_rows`)."""
   clean = pathlib.Path(clean_dir)
   if not (clean / "centroids.npy").is_file():
     raise MissingFileError(
@@ -47,15 +52,28 @@ def build_centroid_index(
   references = None  # a cleaning from before class references existed has none
   if all((clean / name).is_file() for name in REFERENCE_FILES):
     references = References.load(clean, centroids.shape[1], labels)
+  label_map = LabelMap.load(clean / "label_map.json")
+  landmarks = None
+  if landmarks_csv:
+    landmarks = load_landmarks_csv(landmarks_csv)
+    known = set(label_map.landmark_ids)
+    unmatched = [lid for lid in landmarks if lid not in known]
+    refuse_unmatched_rows(
+      unmatched,
+      landmarks_csv,
+      ignore_unmatched=ignore_unmatched,
+      among=f"of the cleaning's label map ({clean / 'label_map.json'})",
+    )
+    landmarks = {lid: info for lid, info in landmarks.items() if lid in known}
   return CentroidIndex.build(
     centroids,
     labels,
     config,
     references=references,
     cluster_sizes=np.load(clean / "cluster_sizes.npy", allow_pickle=False),
-    label_map=LabelMap.load(clean / "label_map.json"),
+    label_map=label_map,
     metadata={"checkpoint": checkpoint_id} if checkpoint_id else None,
-    landmarks=load_landmarks_csv(landmarks_csv) if landmarks_csv else None,
+    landmarks=landmarks,
   )
 
 
@@ -150,11 +168,13 @@ def build_index_folder(
   embeddings_dir: str | os.PathLike | None = None,
   eta: float | None = None,
   tuning_queries_count: int | None = None,
+  ignore_unmatched: bool = False,
 ) -> BuiltIndex:
   """The index over a cleaning's centroids (`build_centroid_index`), saved to `out_dir`;
   with `target_recall`, searching with the cheapest settings that reach it
   (`index.tuning.tuned_index`) on queries sampled from `embeddings_dir` (`tuning_queries`),
-  measured on those whose best score clears `eta` when it is given."""
+  measured on those whose best score clears `eta` when it is given. `ignore_unmatched`: as
+  `build_centroid_index`."""
   if target_recall is None and (
     embeddings_dir or eta is not None or tuning_queries_count is not None
   ):
@@ -162,7 +182,9 @@ def build_index_folder(
       "--embeddings, --eta and --tuning-queries choose how --target-recall is "
       "measured: give --target-recall too"
     )
-  index = build_centroid_index(clean_dir, config, checkpoint_id, landmarks_csv)
+  index = build_centroid_index(
+    clean_dir, config, checkpoint_id, landmarks_csv, ignore_unmatched=ignore_unmatched
+  )
   built = BuiltIndex(index)
   if target_recall is not None:
     queries, source = tuning_queries(

@@ -24,7 +24,8 @@ from landmark_jax.errors import ConfigError, DataError, UsageError
 from landmark_jax.eval.calibration import calibrated_index, target_specificity_for
 from landmark_jax.index.centroid_index import CentroidIndex
 from landmark_jax.index.editing import add_centroids, locked_index, refuse_present
-from landmark_jax.index.landmarks import LandmarkInfo, merge_metadata
+from landmark_jax.index.landmarks import LandmarkInfo, merge_metadata, refuse_unmatched_rows
+from landmark_jax.index.provenance import check_same_model
 from landmark_jax.index.validation import ValidationSet
 from landmark_jax.recognize.embedder import PhotoEmbedder
 from landmark_jax.train.checkpoints import TrainedModel
@@ -75,6 +76,8 @@ def add_landmarks(
   *,
   update_metadata: bool = False,
   hold_back: float = 0.0,
+  ignore_unmatched: bool = False,
+  csv_name: str = "the landmarks CSV",
 ) -> Addition:
   """The index with the landmarks of `source` added.
 
@@ -88,24 +91,29 @@ def add_landmarks(
       `update_metadata`.
     hold_back: the share of each landmark's photos kept out of its centroids
       (`held_back_rows`) and returned for calibration.
+    ignore_unmatched: let rows of `landmarks` that describe no landmark (neither new nor in
+      the index, by id or by name) pass with a warning, instead of refusing them
+      (`refuse_unmatched_rows`; `csv_name` names the file in both).
 
   Every landmark gets at least one centroid: one whose photos form no valid cluster keeps
   one centroid of all its photos (`CleaningConfig`), and the cleaning result says so.
 
   Raises:
-    DataError: a landmark that the index already has.
+    DataError: a landmark that the index already has; rows of `landmarks` that match no
+      landmark (without `ignore_unmatched`).
   """
-  # Before embedding, the slow part: a clash or a CSV that would give two landmarks one
-  # name fails now, not after it.
+  # Before embedding, the slow part: a clash, a row for no landmark or a CSV that would
+  # give two landmarks one name fails now, not after it.
   new_ids = [l for l in dict.fromkeys(source.landmark_ids()) if l is not None]
   refuse_present(index, new_ids)
-  merge_metadata(
+  merge = merge_metadata(
     index.landmarks,
     index.label_map.to_landmark_ids(np.unique(index.labels)),
     new_ids,
     landmarks,
     update_existing=update_metadata,
   )
+  refuse_unmatched_rows(merge.unused, csv_name, ignore_unmatched=ignore_unmatched)
   embedded = embed_source(source)
   landmark_ids = embedded.landmark_ids()
   held = held_back_rows(landmark_ids, hold_back, cleaning.seed)
@@ -161,6 +169,9 @@ def add_to_index(
   update_metadata: bool = False,
   recalibrate: bool = False,
   hold_back: float | None = None,
+  allow_other_model: bool = False,
+  ignore_unmatched: bool = False,
+  csv_name: str = "the landmarks CSV",
 ) -> Addition:
   """Adds the landmarks of `source` to the index at `index_dir` (`add_landmarks`, embedded
   by `trained`, the index's model) and saves it, locked from reading to writing: a
@@ -171,12 +182,23 @@ def add_to_index(
   from its centroids (`hold_back`, default `HOLD_BACK`) and the source's non-landmark
   photos; `Addition.calibration` has the figures.
 
+  `allow_other_model`: add to an index built from another model's embeddings
+  (`provenance.check_same_model` refuses it otherwise). `ignore_unmatched`, `csv_name`:
+  as `add_landmarks`.
+
   Raises:
     UsageError: `hold_back` without `recalibrate`.
     DataError: `recalibrate` on an index that keeps no validation photos.
+    OtherModelError: the index is another model's.
   """
   check_hold_back(hold_back, recalibrate)
   with locked_index(index_dir, expected_dim=trained.model.embedding_dim) as index:
+    check_same_model(
+      index.metadata.get("checkpoint"),
+      trained.checkpoint_id,
+      allow_other_model=allow_other_model,
+      index=index_dir,
+    )
     if recalibrate and index.validation is None:
       raise DataError(
         f"--recalibrate: {index_dir} keeps no validation photos; calibrate it "
@@ -192,6 +214,8 @@ def add_to_index(
       landmarks,
       update_metadata=update_metadata,
       hold_back=share,
+      ignore_unmatched=ignore_unmatched,
+      csv_name=csv_name,
     )
     addition.before = index
     if recalibrate:

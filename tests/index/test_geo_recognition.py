@@ -28,18 +28,18 @@ def london_photos():
 def test_index_carries_names_and_coordinates(recognizer):
   info = recognizer.index.landmarks[1]
   assert info.name == "chelsea" and info.latitude == pytest.approx(51.5007)
-  assert recognizer.decision.names[0] == "astronaut"
+  assert recognizer.decision.names["0"] == "astronaut"  # keyed as answers name landmarks
 
 
 def test_paris_location_excludes_london_and_no_location_is_unchanged(recognizer):
   photos = london_photos()
   plain = recognizer.recognize(photos, use_exif=False)
-  assert any(p.landmark_id == 1 for p in plain)  # usually recognised as chelsea
+  assert any(p.landmark_id == "1" for p in plain)  # usually recognised as chelsea
   in_paris = recognizer.recognize(photos, [PARIS] * len(photos))
   for prediction in in_paris:
-    assert prediction.landmark_id != 1
+    assert prediction.landmark_id != "1"
     for candidate in prediction.candidates:  # only landmarks near Paris remain
-      info = recognizer.index.landmarks[candidate.landmark_id]
+      info = recognizer.index.landmarks[recognizer.decision.label_map_id(candidate.landmark_id)]
       assert (
         float(great_circle_km(PARIS.latitude, PARIS.longitude, info.latitude, info.longitude)) <= 50
       )
@@ -55,7 +55,7 @@ def test_far_from_every_landmark_is_non_landmark(recognizer):
   # The answer says why, for machines and for people.
   assert prediction.reason == "no_landmark_nearby" and prediction.radius_km == 50
   assert prediction.reason_text == "no landmark in the index within 50 km of (-82.00, 0.00)"
-  answer = prediction.to_json()
+  answer = prediction.to_dict()
   assert answer["reason"] == "no_landmark_nearby" and answer["radius_km"] == 50
   assert answer["location"] == {"latitude": -82.0, "longitude": 0.0}
 
@@ -66,7 +66,7 @@ def test_below_threshold_and_landmark_answers_carry_their_reason(recognizer):
   everything = recognizer.decision.predict(embeddings, eta=-1.0)  # any score is a landmark
   for prediction in everything:
     assert prediction.is_landmark and prediction.reason is None
-    assert prediction.reason_text is None and prediction.to_json()["reason"] is None
+    assert prediction.reason_text is None and prediction.to_dict()["reason"] is None
   nothing = recognizer.decision.predict(embeddings, eta=1.0)  # no score reaches 1
   for prediction, accepted in zip(nothing, everything):
     assert not prediction.is_landmark and prediction.candidates == accepted.candidates
@@ -74,7 +74,7 @@ def test_below_threshold_and_landmark_answers_carry_their_reason(recognizer):
     assert prediction.reason_text == (
       f"best similarity {accepted.score:.3f} is below the threshold η"
     )
-    assert prediction.to_json()["reason"] == "below_threshold"
+    assert prediction.to_dict()["reason"] == "below_threshold"
   # With a location near the candidates (Paris), still below η: the same reason.
   near = recognizer.decision.predict(embeddings, eta=1.0, locations=[PARIS] * len(photos))
   assert all(p.candidates and p.reason == "below_threshold" and p.radius_km == 50 for p in near)
@@ -86,5 +86,5 @@ def test_exif_gps_is_used_when_no_location_is_given(recognizer):
   prediction = recognizer.recognize([tagged])[0]
   assert prediction.location is not None
   assert abs(prediction.location.latitude - PARIS.latitude) < 1e-6
-  assert prediction.landmark_id != 1
+  assert prediction.landmark_id != "1"
   assert recognizer.recognize([tagged], use_exif=False)[0].location is None

@@ -140,7 +140,7 @@ def test_remove_by_name_drops_its_validation_photos_too():
     remove_landmarks(removed, ["coffee"])
 
 
-def test_update_landmarks_renames_by_id_or_folder_name_and_keeps_the_rest(tmp_path, capsys):
+def test_update_landmarks_renames_by_id_or_folder_name_and_keeps_the_rest(tmp_path, capsys, caplog):
   index = demo_index()
   new, _ = clustered_vectors(1, dim=16, clusters=1, seed=3)
   add_centroids(index, new, ["berliner_dom"], np.array([3]), None, {}).save(tmp_path / "index")
@@ -150,20 +150,16 @@ def test_update_landmarks_renames_by_id_or_folder_name_and_keeps_the_rest(tmp_pa
     "berliner_dom,berliner_dom,52.51908,13.40107\n"
     "42,nowhere,,\n"
   )
-  assert (
-    main(
-      [
-        "update-landmarks",
-        "--index",
-        str(tmp_path / "index"),
-        "--landmarks-csv",
-        str(tmp_path / "fix.csv"),
-      ]
-    )
-    == 0
-  )
+  argv = ["update-landmarks", "--index", str(tmp_path / "index")]
+  argv += ["--landmarks-csv", str(tmp_path / "fix.csv")]
+  # Row 42 describes no landmark: refused, naming it, and nothing is applied.
+  assert main(argv) == 2
+  assert "1 row(s) match no landmark of the index" in capsys.readouterr().err
+  assert CentroidIndex.load(tmp_path / "index").landmarks[0] == DEMO[0]
+  assert main([*argv, "--ignore-unmatched"]) == 0
   out = capsys.readouterr().out
-  assert "landmark 0 (astronaut) → Astronaut (NASA)" in out and "matching no landmark: 42" in out
+  assert "landmark 0 (astronaut) → Astronaut (NASA)" in out
+  assert "landmark_id 42; skipped (--ignore-unmatched)" in caplog.text
   updated = CentroidIndex.load(tmp_path / "index")
   assert updated.landmarks[0] == LandmarkInfo("Astronaut (NASA)", 28.5, -80.6)
   assert updated.landmarks["berliner_dom"] == LandmarkInfo("berliner_dom", 52.51908, 13.40107)

@@ -116,27 +116,30 @@ def test_rho_and_eta_are_calibrated_together_for_the_target(trained):
   result = calibrate_on(Decision(index, eta=-math.inf), validation, 0.8)
   # η alone must reject 8 of the 10 non-landmarks, all at 0.9: it lands above 0.9 and rejects
   # every arch photo too.
-  assert result["eta"] == eta_for_specificity(np.full(10, np.float32(0.9)), 0.8)
-  assert result["sensitivity"] == 0.0
+  alone = eta_for_specificity(np.full(10, np.float32(0.9)), 0.8)
+  assert result["eta_without_references"] == alone
+  assert result["sensitivity_without_references"] == 0.0
   # By hand: the non-landmarks' best similarities to the references (r1 or r2, whichever
   # they lean to). The lowest ρ that rejects 8 of them meets the target by itself, so η can
   # drop to accept everything, and every arch photo (0.95 to a reference) is recognised.
+  # That pair is the headline: what recognition applies.
   references = index.references.vectors.astype(np.float64)[:2]
   best = np.sort((non_landmarks @ references.T).max(1).astype(np.float32))
   assert result["reference_threshold"] == eta_for_specificity(best, 0.8)
-  assert result["eta_with_references"] == -1.0
-  assert result["sensitivity_with_references"] == 1.0
-  assert result["specificity_with_references"] == 0.8
+  assert result["eta"] == -1.0
+  assert result["sensitivity"] == 1.0
+  assert result["specificity"] == 0.8
   # Stored, the recognizer applies both: every arch photo is recognised, and 8 of the 10
   # non-landmarks are still rejected (now by ρ).
   calibrated = index.with_metadata(
-    eta=result["eta"], **{k: result[k] for k in ("reference_threshold", "eta_with_references")}
+    **{k: result[k] for k in ("eta", "reference_threshold", "eta_without_references")}
   )
   recognizer = Recognizer(trained, calibrated)
+  assert recognizer.eta == result["eta"]
   answers = recognizer.decision.predict(vectors)
   assert [a.landmark_id for a in answers[10:]] == ["arch"] * 10
   assert sum(a.landmark_id is None for a in answers[:10]) == 8
-  assert recognizer.decision.eta_without_references == result["eta"]
+  assert recognizer.decision.eta_without_references == alone
 
 
 def test_references_that_buy_nothing_are_not_applied(trained):
@@ -148,7 +151,7 @@ def test_references_that_buy_nothing_are_not_applied(trained):
   validation = ValidationSet([f"v{i}" for i in range(10)], ["dome"] * 5 + [None] * 5, vectors)
   result = calibrate_on(Decision(hand_index(), eta=-math.inf), validation, 0.8)
   assert result["sensitivity"] == 1.0
-  assert result["reference_threshold"] is None and result["eta_with_references"] is None
+  assert result["reference_threshold"] is None and result["eta_without_references"] is None
 
 
 def test_references_survive_save_load_and_leave_with_a_removed_landmark(tmp_path):
