@@ -103,6 +103,7 @@ def run_pipeline(
   second_round: bool = False,
   landmarks_csv: str | os.PathLike | None = None,
   locations: Mapping[str, Location] | None = None,
+  geo: bool = False,
   title: str = "Evaluation",
   rare_threshold: int = 10,
   min_photos: int = MIN_PHOTOS,
@@ -124,6 +125,7 @@ def run_pipeline(
       round's cleaning kept (plus every non-landmark photo), and index that model.
     landmarks_csv: names and coordinates of the landmarks, for the index.
     locations: photo id → where it was taken, for the report's geo table.
+    geo: the geo table from the test photos' own EXIF GPS, where `locations` is not given.
     check_index: called with the index before calibration (the demo notes edits in it).
     trainer: what makes the model in ``train/``: a module with `is_done(workdir)` and
       `train(config, workdir, progress=…)`, `train.loop` (training) or `stages.whiten`
@@ -198,6 +200,7 @@ def run_pipeline(
     training_source=training_photos,
     rare_threshold=rare_threshold,
     locations=locations,
+    geo=geo,
     title=title,
     min_photos=min_photos,
   )

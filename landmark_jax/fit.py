@@ -15,6 +15,7 @@ workdir is refused, naming what changed and the way to start over.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
@@ -60,6 +61,7 @@ class FitData:
   not_evaluated: list
   record: dict  # written to fit.json
   summary: str  # said after the first step's headline
+  geo: bool = False  # the geo table from the test photos' EXIF GPS (landmarks have coordinates)
 
 
 def _landmarks_file(root: pathlib.Path, given) -> pathlib.Path | None:
@@ -69,12 +71,34 @@ def _landmarks_file(root: pathlib.Path, given) -> pathlib.Path | None:
   return found.absolute() if found.is_file() else None
 
 
+def _columns(landmarks_csv: pathlib.Path | None) -> list[str]:
+  if landmarks_csv is None or not landmarks_csv.is_file():
+    return []
+  with open(landmarks_csv, newline="") as f:
+    return [name.strip() for name in next(csv.reader(f), [])]
+
+
 def _regions_csv(landmarks_csv: pathlib.Path | None) -> str:
   """The landmarks CSV as the curriculum's regions, when it has a region column."""
-  if landmarks_csv is None or not landmarks_csv.is_file():
-    return ""
-  header = landmarks_csv.read_text().splitlines()[:1]
-  return str(landmarks_csv) if header and "region" in header[0].split(",") else ""
+  return str(landmarks_csv) if "region" in _columns(landmarks_csv) else ""
+
+
+def _has_coordinates(landmarks_csv: pathlib.Path | None) -> bool:
+  return {"latitude", "longitude"} <= set(_columns(landmarks_csv))
+
+
+def _names_from_folders(photos: photo_split.PhotoList, folder: pathlib.Path) -> pathlib.Path:
+  """``landmarks.csv`` naming each landmark by its folder: without a landmarks CSV the
+  answers would carry the id alone (``"name": null``), while the folder's name is the one
+  the user gave. Numeric ids (GLDv2's) get no name."""
+  path = folder / "landmarks.csv"
+  named = sorted({lid for lid in photos.landmark_ids if isinstance(lid, str)})
+  folder.mkdir(parents=True, exist_ok=True)
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["landmark_id", "name"])
+    writer.writerows([lid, lid] for lid in named)
+  return path
 
 
 def _embedded_data() -> FitData:
@@ -107,6 +131,7 @@ def _own_split_data(root: pathlib.Path, landmarks_csv) -> FitData:
     [],
     {"photos": str(root.absolute()), "split": "the dataset's own val.csv and test.csv"},
     f"{root}: its own validation and test photos (val.csv, test.csv)",
+    geo=not locations.is_file() and _has_coordinates(landmarks),
   )
 
 
@@ -126,6 +151,7 @@ def _split_data(
     "photos": str(pathlib.Path(photos).absolute()),
     "non_landmarks": str(pathlib.Path(non_landmarks).absolute()) if non_landmarks else None,
     "split_seed": seed,
+    "photos_listed": len(listed),
     "photo_list": _digest(listed),
   }
   not_evaluated = photo_split.unsplit_landmarks(listed)
@@ -143,6 +169,8 @@ def _split_data(
     )
   root = pathlib.Path(photos)
   landmarks = _landmarks_file(root if root.is_dir() else root.parent, landmarks_csv)
+  if landmarks is None and not photo_split.is_gldv2_folder(root):
+    landmarks = _names_from_folders(listed, folder)
   return FitData(
     DataConfig(
       kind="gldv2",
@@ -167,6 +195,7 @@ def _split_data(
       if not_evaluated
       else ""
     ),
+    geo=_has_coordinates(landmarks),
   )
 
 
@@ -177,7 +206,15 @@ def _check_same_photos(workdir: pathlib.Path, record: dict, fresh_flag: str) -> 
   before = json.loads(path.read_text())
   changed = [key for key in sorted(set(before) | set(record)) if before.get(key) != record.get(key)]
   if changed:
-    what = ", ".join(f"{key} {before.get(key)!r} → {record.get(key)!r}" for key in changed)
+    what = ", ".join(
+      # A digest says nothing to a person: the photos changed, and how many there are.
+      f"the photos themselves ({before.get('photos_listed', '?')} listed then, "
+      f"{record.get('photos_listed')} now, or the same number changed)"
+      if key == "photo_list"
+      else f"{key} {before.get(key)!r} → {record.get(key)!r}"
+      for key in changed
+      if key != "photos_listed"
+    )
     raise ConfigError(
       f"{workdir} holds a run made from other photos or settings ({what}): use "
       f"{fresh_flag} to start over, or another --workdir"
@@ -191,8 +228,9 @@ def fit_config(
   given_data = [o.split("=", 1)[0] for o in overrides if o.strip().startswith("data.")]
   if given_data:
     raise ConfigError(
-      f"{given_data[0]}: fit takes its photos from PHOTOS (the data section is set from "
-      "it); give the photos as a folder of <landmark>/*.jpg, a GLDv2-layout folder or a CSV"
+      f"{given_data[0]}: the data section comes from the photos, not from overrides: "
+      "`landmark-jax fit PHOTOS --workdir W` takes yours (a folder of <landmark>/*.jpg, a "
+      "GLDv2-layout folder or a CSV); the demo's are the embedded dataset's"
     )
   loaded = load_config(config, overrides)
   model = loaded.model
@@ -284,6 +322,7 @@ def fit(
     second_round=second_round,
     landmarks_csv=source.landmarks_csv,
     locations=source.locations,
+    geo=source.geo,
     title=title,
     min_photos=min_photos,
     progress=progress,

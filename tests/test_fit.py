@@ -68,7 +68,11 @@ def test_too_few_held_out_photos_are_refused_naming_enough(tmp_path, capsys):
 def test_a_data_override_is_refused_naming_photos(tmp_path, capsys):
   photos = write_photos(tmp_path / "photos", {"tower": 3, "non_landmark": 3})
   assert main(["fit", str(photos), "--workdir", str(tmp_path / "w"), "data.root=/x"]) == 2
-  assert "data.root: fit takes its photos from PHOTOS" in capsys.readouterr().err
+  assert "data.root: the data section comes from the photos" in capsys.readouterr().err
+  # The demo too, before it generates or trains anything.
+  assert main(["demo", "--workdir", str(tmp_path / "d"), "data.kind=folder"]) == 2
+  assert "landmark-jax fit PHOTOS --workdir W" in capsys.readouterr().err
+  assert not (tmp_path / "d").exists()
 
 
 def test_missing_photos_are_one_line(tmp_path, capsys):

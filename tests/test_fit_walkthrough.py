@@ -107,6 +107,11 @@ def test_the_walkthrough_runs_as_written(user_folder, capsys):
   assert main(recognize) == 0
   answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert isinstance(answer["landmark_id"], (str, type(None)))
+  # Without a landmarks CSV each landmark is named by its folder.
+  assert all(c["name"] == c["landmark_id"] for c in answer["candidates"])
+  assert {c["landmark_id"] for c in answer["candidates"]} <= {
+    p.name for p in (user_folder / "my_photos").iterdir()
+  }
 
   (python,) = doc_blocks("python")
   exec(python, {})

@@ -14,7 +14,13 @@ from landmark_jax.errors import ConfigError, UsageError
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
-  """argparse, but a usage mistake is one line (and status 2), like every other mistake."""
+  """argparse, but a usage mistake is one line (and status 2), like every other mistake, and
+  a flag is spelt out: argparse's default takes a prefix (``--non-landmark`` for
+  ``--non-landmarks``), so a misspelt flag would run silently."""
+
+  def __init__(self, *args, **kwargs):
+    kwargs.setdefault("allow_abbrev", False)
+    super().__init__(*args, **kwargs)
 
   def error(self, message: str):
     print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)

@@ -54,11 +54,15 @@ def _embed(args) -> int:
 
 def _clean(args) -> int:
   from landmark_jax.stages.clean import clean_folder, report_markdown
+  from landmark_jax.stages.embed import run_config_of
 
+  # Without --config, the cleaning rules the model was trained with (its run's config),
+  # not `default`'s: a tiny model's embeddings are cleaned at its own distance threshold.
+  fallback = "default" if args.config else run_config_of(args.embeddings) or "default"
   report = clean_folder(
     args.embeddings,
     args.out,
-    config_section(args.config, "default", "cleaning", args.overrides),
+    config_section(args.config, fallback, "cleaning", args.overrides),
     args.references_csv,
   )
   print(report_markdown(report))
@@ -319,7 +323,11 @@ def register(commands, debug) -> None:
     "of its landmark's, and they are the landmark's class references in "
     "the index. Default: each valid cluster's medoid is its reference",
   )
-  add_config_arg(clean, "default (the paper's); its `cleaning` section is used")
+  add_config_arg(
+    clean,
+    "the embeddings' model's own training config, else default (the paper's); its "
+    "`cleaning` section is used",
+  )
   clean.add_argument(
     "overrides",
     nargs="*",

@@ -28,7 +28,7 @@ from landmark_jax.data.labels import LabelMap
 from landmark_jax.embedding import EmbeddedPhotos, Embedder, eval_batch_size
 from landmark_jax.errors import MissingFileError
 from landmark_jax.folders import atomic_folder
-from landmark_jax.train.checkpoints import TrainedModel
+from landmark_jax.train.checkpoints import CONFIG_FILE, TrainedModel, load_run_config
 
 logger = logging.getLogger(__name__)
 
@@ -139,3 +139,16 @@ def load_embeddings(directory: str | os.PathLike) -> EmbeddedPhotos:
     skipped=skipped,
     checkpoint=checkpoint,
   )
+
+
+def run_config_of(directory: str | os.PathLike):
+  """The training config of the model whose embeddings `directory` holds (its manifest's
+  checkpoint, ``<workdir>@<step>``), or None when that workdir is not there to read."""
+  manifest = pathlib.Path(directory) / MANIFEST_FILE
+  if not manifest.is_file():
+    return None
+  checkpoint = json.loads(manifest.read_text()).get("checkpoint") or ""
+  workdir = pathlib.Path(checkpoint.rpartition("@")[0])
+  if not checkpoint or not (workdir / CONFIG_FILE).is_file():
+    return None
+  return load_run_config(workdir)

@@ -436,3 +436,32 @@ def test_settings_out_of_range_are_one_line_before_any_work(tmp_path, capsys, ov
   )
   (line,) = capsys.readouterr().err.strip().splitlines()
   assert named in line and "cleaning:" in line
+
+
+def test_clean_without_a_config_uses_the_models_own_cleaning(index_dir, trained, tmp_path):
+  from landmark_jax.cli import main
+  from landmark_jax.stages.clean import load_report
+
+  assert (
+    main(["clean", "--embeddings", str(index_dir / "embeddings"), "--out", str(tmp_path / "c")])
+    == 0
+  )
+  settings = load_report(tmp_path / "c")["settings"]
+  # The tiny model's run config cleans at 0.3 and needs 3 photos a cluster; `default`: 0.5.
+  assert settings["distance_threshold"] == trained.config.cleaning.distance_threshold == 0.3
+  assert settings["min_cluster_size"] == trained.config.cleaning.min_cluster_size
+  assert (
+    main(
+      [
+        "clean",
+        "--embeddings",
+        str(index_dir / "embeddings"),
+        "--out",
+        str(tmp_path / "d"),
+        "--config",
+        "default",
+      ]
+    )
+    == 0
+  )
+  assert load_report(tmp_path / "d")["settings"]["distance_threshold"] == 0.5
