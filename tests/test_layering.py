@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
   ("algorithms", ("losses", "prepare", "cleaning", "embedding", "config")),
   ("training and the index", ("configs", "train", "index")),
   ("the DELF-style baseline", ("baselines",)),
+  ("the inference bundle", ("bundle",)),
   ("recognition", ("recognize",)),
   ("evaluation", ("eval",)),
   ("offline stages", ("stages",)),

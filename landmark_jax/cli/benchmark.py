@@ -1,4 +1,5 @@
-"""``landmark-jax benchmark model | train | index | compare | data | gldv2-dry-run | device``:
+"""``landmark-jax benchmark model | train | index | compare | data | gldv2-dry-run | device |
+serve``:
 speed and memory, reported as ratios against a baseline measured in the same run."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import pathlib
 
 from landmark_jax.baselines.delf.config import PRESETS
 from landmark_jax.cli.common import (
+  non_negative_float,
   non_negative_int,
   positive_float,
   positive_int,
@@ -240,6 +242,62 @@ def _benchmark_device(args) -> int:
   pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
   write_json(args.json, payload)
   print(f"\n{args.json}")
+  return 0
+
+
+def _benchmark_serve(args) -> int:
+  from landmark_jax.benchmarks.serve_speed import ServeBenchSettings, benchmark_serve, phase_rows
+  from landmark_jax.benchmarks.timing import format_table, machine_description, write_json
+
+  settings = ServeBenchSettings(
+    seconds=args.seconds,
+    warmup_seconds=args.warmup_seconds,
+    clients=args.clients,
+    max_batch=args.max_batch,
+    max_wait_ms=args.max_wait_ms,
+    decode_workers=args.decode_workers,
+    backbone=args.backbone,
+    image_size=args.image_size,
+    repeats=args.repeats,
+  )
+  result = benchmark_serve(settings)
+  gap = result["gap"]
+  print(
+    f"# {args.backbone} at {args.image_size}², 640×480 JPEGs, {args.clients} clients, "
+    f"{result['window_s']:.0f} s: {machine_description()}; load average "
+    + ", ".join(f"{x:.2f}" for x in result["load_average"])
+  )
+  print(format_table(result["rows"], ["what", "photos/s", "vs raw"]))
+  print(
+    format_table(
+      [
+        {
+          "service / raw": result["ratio"],
+          "decode share of the per-photo budget": result["decode_share_of_budget"],
+          "mean batch": result["mean_batch_size"],
+          "device busy share": gap["device_busy_share"],
+          "full-batch call, service / raw": gap["full_batch_slowdown_vs_raw"],
+          "p50 ms": result["latency_p50_ms"],
+          "p99 ms": result["latency_p99_ms"],
+          "answered": result["requests_answered"],
+        }
+      ],
+      [
+        "service / raw",
+        "decode share of the per-photo budget",
+        "mean batch",
+        "device busy share",
+        "full-batch call, service / raw",
+        "p50 ms",
+        "p99 ms",
+        "answered",
+      ],
+    )
+  )
+  print("\n# what the gap is made of (means)")
+  print(format_table(phase_rows(result), ["part", "ms"]))
+  if args.json:
+    write_json(args.json, result)
   return 0
 
 
@@ -674,3 +732,57 @@ def register(commands, debug) -> None:
     help="the JSON report (default: workdir/device-check.json)",
   )
   device.set_defaults(run=_benchmark_device)
+
+  serve = suites.add_parser(
+    "serve",
+    parents=[debug],
+    help="the service's photos/s under concurrent clients against the raw batched forward, "
+    "and what the gap is made of (decode, batching wait, transfer, HTTP)",
+  )
+  serve.add_argument(
+    "--seconds", type=positive_float, default=30.0, help="the measured window (default: 30)"
+  )
+  serve.add_argument(
+    "--warmup-seconds",
+    type=non_negative_float,
+    default=5.0,
+    help="load before the window (default: 5)",
+  )
+  serve.add_argument(
+    "--clients", type=positive_int, default=16, help="concurrent clients (default: 16)"
+  )
+  serve.add_argument(
+    "--max-batch",
+    type=positive_int,
+    default=8,
+    help="the service's --max-batch and the raw forward's batch (default: 8)",
+  )
+  serve.add_argument(
+    "--max-wait-ms",
+    type=non_negative_float,
+    default=5.0,
+    help="the service's --max-wait-ms (default: 5, the service's)",
+  )
+  serve.add_argument(
+    "--decode-workers",
+    type=positive_int,
+    default=None,
+    help="the service's --decode-workers (default: the service's, the cores up to 8)",
+  )
+  serve.add_argument(
+    "--backbone",
+    type=backbone,
+    default="wide_resnet50_2",
+    help="a registered backbone, random weights (default: wide_resnet50_2)",
+  )
+  serve.add_argument(
+    "--image-size", type=positive_int, default=224, help="the crop side (default: 224)"
+  )
+  serve.add_argument(
+    "--repeats",
+    type=positive_int,
+    default=10,
+    help="raw forward calls timed before and after the load, each (default: 10)",
+  )
+  serve.add_argument("--json", help="also write every figure to this JSON file")
+  serve.set_defaults(run=_benchmark_serve)

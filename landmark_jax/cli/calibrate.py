@@ -16,6 +16,7 @@ from landmark_jax.cli.common import (
   probability,
   source_from_args,
 )
+from landmark_jax.cli.export import add_model_and_index_args
 
 # Below this many photos a rate is too uncertain to act on (as `evaluate`'s --min-photos).
 FEW_PHOTOS = 20
@@ -76,9 +77,9 @@ def report_calibration(result: dict, where: str, index_dir) -> None:
 
 
 def _calibrate(args) -> int:
+  from landmark_jax.bundle import editing, model_and_index
   from landmark_jax.data.sources import non_landmark_folder_source
   from landmark_jax.eval.calibration import calibrate_index
-  from landmark_jax.train.checkpoints import load_trained
 
   def given(label_map):
     sources = [source_from_args(args, label_map)]
@@ -86,14 +87,16 @@ def _calibrate(args) -> int:
       sources.append(non_landmark_folder_source(args.non_landmark_folder, label_map))
     return [source for source in sources if source is not None]
 
-  result, where = calibrate_index(
-    args.index,
-    load_trained(args.checkpoint),
-    given,
-    target_specificity=args.target_specificity,
-    allow_other_model=args.allow_other_model,
-  )
-  report_calibration(result, where, args.index)
+  trained, index_dir = model_and_index(args.checkpoint, args.index, args.bundle)
+  with editing(args.bundle):
+    result, where = calibrate_index(
+      index_dir,
+      trained,
+      given,
+      target_specificity=args.target_specificity,
+      allow_other_model=args.allow_other_model,
+    )
+  report_calibration(result, where, index_dir)
   return 0
 
 
@@ -110,8 +113,7 @@ def register(commands, debug) -> None:
     "with none given, the validation photos the index keeps from its last "
     "calibration, else the validation split of the checkpoint's data.",
   )
-  cal.add_argument("--checkpoint", required=True, help="a training workdir")
-  cal.add_argument("--index", required=True, help="its centroid index (η is written into it)")
+  add_model_and_index_args(cal, index_help="its centroid index (η is written into it)")
   cal.add_argument(
     "--target-specificity",
     type=probability,

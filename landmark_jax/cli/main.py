@@ -17,6 +17,7 @@ from landmark_jax.cli import (
   benchmark,
   calibrate,
   evaluate,
+  export,
   offline,
   prepare,
   recognize,
@@ -28,7 +29,18 @@ from landmark_jax.cli.common import OneLineErrorParser, debug_flag
 from landmark_jax.errors import UserError
 
 # Command groups, in the order `--help` lists them.
-GROUPS = (prepare, train, regions, offline, calibrate, recognize, evaluate, serve, benchmark)
+GROUPS = (
+  prepare,
+  train,
+  regions,
+  offline,
+  calibrate,
+  recognize,
+  evaluate,
+  export,
+  serve,
+  benchmark,
+)
 
 # Besides the library's own `UserError`s: what the operating system says about a path the
 # user gave (a checkpoint folder that is a file, an unreadable output folder, …).
@@ -99,6 +111,7 @@ INFERENCE_COMMANDS = {
   "add-landmarks",
   ("benchmark", "index"),
   ("benchmark", "compare"),
+  ("benchmark", "serve"),
 }
 
 

@@ -20,6 +20,7 @@ from landmark_jax.cli.common import (
   similarity,
   source_from_args,
 )
+from landmark_jax.cli.export import add_model_and_index_args
 from landmark_jax.errors import DataError
 
 # stages.new_landmarks.HOLD_BACK, written out so that parsing the command line imports no
@@ -150,7 +151,15 @@ def _report_addition(addition, args, before) -> None:
     print(line + (f"; {outcome.explain(result.config)}" if outcome.reasons else ""))
   if args.landmarks_csv:
     _report_rows(edit["metadata"], args.landmarks_csv, before, edited)
-  print(f"index now {_count(len(edited), 'centroid')} ({args.index})")
+  print(f"index now {_count(len(edited), 'centroid')} ({args.bundle or args.index})")
+
+
+def _model_flags(args, checkpoint: str = "MODEL") -> str:
+  """How a later command names the same model and index: ``--bundle B``, or
+  ``--checkpoint C --index I``."""
+  if args.bundle:
+    return f"--bundle {args.bundle}"
+  return f"--checkpoint {getattr(args, 'checkpoint', None) or checkpoint} --index {args.index}"
 
 
 def _count(n: int, noun: str) -> str:
@@ -189,30 +198,32 @@ def _report_rows(merge: dict, csv_name: str, before, after) -> None:
 
 
 def _add_landmarks(args) -> int:
+  from landmark_jax.bundle import check_model_args, editing, model_and_index
   from landmark_jax.index.landmarks import load_landmarks_csv
   from landmark_jax.stages.new_landmarks import add_to_index, check_hold_back
-  from landmark_jax.train.checkpoints import load_trained
 
   setup_logging()
+  check_model_args(args.checkpoint, args.index, args.bundle)
   check_hold_back(args.hold_back, args.recalibrate)  # before the photos are looked for
   source = source_from_args(args, None)
   if source is None:
     raise DataError("add-landmarks needs the new landmarks' photos: --folder or --root/--csv")
   landmarks = load_landmarks_csv(args.landmarks_csv) if args.landmarks_csv else None
-  trained = load_trained(args.checkpoint)
-  addition = add_to_index(
-    args.index,
-    trained,
-    source,
-    config_section(args.config, trained.config, "cleaning", args.overrides),
-    landmarks,
-    update_metadata=args.update_metadata,
-    recalibrate=args.recalibrate,
-    hold_back=args.hold_back,
-    allow_other_model=args.allow_other_model,
-    ignore_unmatched=args.ignore_unmatched,
-    csv_name=args.landmarks_csv or "the landmarks CSV",
-  )
+  trained, index_dir = model_and_index(args.checkpoint, args.index, args.bundle)
+  with editing(args.bundle):
+    addition = add_to_index(
+      index_dir,
+      trained,
+      source,
+      config_section(args.config, trained.config, "cleaning", args.overrides),
+      landmarks,
+      update_metadata=args.update_metadata,
+      recalibrate=args.recalibrate,
+      hold_back=args.hold_back,
+      allow_other_model=args.allow_other_model,
+      ignore_unmatched=args.ignore_unmatched,
+      csv_name=args.landmarks_csv or "the landmarks CSV",
+    )
   _report_addition(addition, args, addition.before)
   old_eta = addition.before.metadata.get("eta")
   if addition.calibration is not None:
@@ -233,8 +244,7 @@ def _add_landmarks(args) -> int:
   elif old_eta is not None:
     print(
       f"η = {_thresholds(addition.before.metadata)} was calibrated without these landmarks: "
-      "run `landmark-jax "
-      f"calibrate --checkpoint {args.checkpoint} --index {args.index}` (it reuses the "
+      f"run `landmark-jax calibrate {_model_flags(args)}` (it reuses the "
       "stored validation photos), or add with --recalibrate"
     )
   return 0
@@ -248,35 +258,41 @@ def _thresholds(calibrated: dict) -> str:
 
 
 def _remove_landmarks(args) -> int:
+  from landmark_jax.bundle import editing, model_and_index
   from landmark_jax.index.editing import edit_index, remove_landmarks
 
-  index, edited = edit_index(args.index, lambda index: remove_landmarks(index, args.landmarks))
+  _, index_dir = model_and_index(None, args.index, args.bundle, model=False)
+  with editing(args.bundle):
+    index, edited = edit_index(index_dir, lambda index: remove_landmarks(index, args.landmarks))
   edit = edited.metadata["edits"][-1]
   print(
     f"removed {_landmark_list(edit['landmarks'], index)}: "
     f"{_count(edit['centroids'], 'centroid')}; index now "
-    f"{_count(len(edited), 'centroid')} ({args.index})"
+    f"{_count(len(edited), 'centroid')} ({args.bundle or args.index})"
   )
   if "eta" in edited.metadata:
     print(
-      "η was calibrated with these landmarks: `landmark-jax calibrate --checkpoint MODEL "
-      f"--index {args.index}` chooses it again on the stored validation photos"
+      f"η was calibrated with these landmarks: `landmark-jax calibrate {_model_flags(args)}` "
+      "chooses it again on the stored validation photos"
     )
   return 0
 
 
 def _update_landmarks(args) -> int:
+  from landmark_jax.bundle import editing, model_and_index
   from landmark_jax.index.editing import edit_index, update_landmarks
   from landmark_jax.index.landmarks import load_landmarks_csv
 
   setup_logging()  # the warning of --ignore-unmatched
+  _, index_dir = model_and_index(None, args.index, args.bundle, model=False)
   table = load_landmarks_csv(args.landmarks_csv)
-  index, edited = edit_index(
-    args.index,
-    lambda index: update_landmarks(
-      index, table, ignore_unmatched=args.ignore_unmatched, csv_name=args.landmarks_csv
-    ),
-  )
+  with editing(args.bundle):
+    index, edited = edit_index(
+      index_dir,
+      lambda index: update_landmarks(
+        index, table, ignore_unmatched=args.ignore_unmatched, csv_name=args.landmarks_csv
+      ),
+    )
   _report_rows(edited.metadata["edits"][-1]["metadata"], args.landmarks_csv, index, edited)
   return 0
 
@@ -402,8 +418,7 @@ def register(commands, debug) -> None:
     "photos plus held-back photos of the new landmarks (and any photos in a "
     "non_landmark/ subfolder of --folder); see docs/your-own-landmarks.md.",
   )
-  add.add_argument("--checkpoint", required=True, help="the model the index was built with")
-  add.add_argument("--index", required=True, help="the index to edit (rewritten atomically)")
+  add_model_and_index_args(add, index_help="the index to edit (rewritten atomically)")
   add.add_argument(
     "--landmarks-csv",
     help="landmark_id,name,latitude,longitude[,category]: a row describes a new "
@@ -454,7 +469,9 @@ def register(commands, debug) -> None:
     "refused (--ignore-unmatched skips them); a change that would give two landmarks "
     "one name is refused.",
   )
-  update.add_argument("--index", required=True, help="the index to edit (rewritten atomically)")
+  add_model_and_index_args(
+    update, model=False, index_help="the index to edit (rewritten atomically)"
+  )
   update.add_argument(
     "--landmarks-csv", required=True, help="landmark_id,name,latitude,longitude[,category]"
   )
@@ -464,7 +481,9 @@ def register(commands, debug) -> None:
   remove = commands.add_parser(
     "remove-landmarks", parents=[debug], help="remove landmarks from a built index"
   )
-  remove.add_argument("--index", required=True, help="the index to edit (rewritten atomically)")
+  add_model_and_index_args(
+    remove, model=False, index_help="the index to edit (rewritten atomically)"
+  )
   remove.add_argument(
     "landmarks",
     nargs="+",

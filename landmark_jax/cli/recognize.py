@@ -13,6 +13,7 @@ from landmark_jax.cli.common import (
   positive_int,
   use_compilation_cache,
 )
+from landmark_jax.cli.export import add_model_and_index_args
 from landmark_jax.errors import UsageError
 
 
@@ -45,9 +46,11 @@ def _report_error(path: str, problem: str, as_json: bool) -> None:
 
 
 def _recognize(args) -> int:
+  from landmark_jax.bundle import check_model_args
   from landmark_jax.geo import Location
   from landmark_jax.recognize import Prediction, Recognizer
 
+  check_model_args(args.checkpoint, args.index, args.bundle)
   if (args.latitude is None) != (args.longitude is None):
     raise UsageError("give --latitude and --longitude together")
   location = None
@@ -55,8 +58,7 @@ def _recognize(args) -> int:
     location = Location(args.latitude, args.longitude)
   use_compilation_cache(args)
   recognizer = Recognizer.load(
-    args.checkpoint,
-    args.index,
+    *([args.bundle] if args.bundle else [args.checkpoint, args.index]),
     allow_other_model=args.allow_other_model,
     top_k=args.top_k,
     radius_km=args.radius_km,
@@ -90,8 +92,7 @@ def longitude(text: str) -> float:
 
 def register(commands, debug) -> None:
   rec = commands.add_parser("recognize", parents=[debug], help="recognise photos")
-  rec.add_argument("--checkpoint", required=True, help="a training workdir")
-  rec.add_argument("--index", required=True, help="its centroid index")
+  add_model_and_index_args(rec)
   rec.add_argument(
     "--top-k",
     type=positive_int,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import pathlib
 import socket
 
 from landmark_jax.cli.common import (
@@ -13,6 +15,7 @@ from landmark_jax.cli.common import (
   positive_int,
   use_compilation_cache,
 )
+from landmark_jax.cli.export import add_model_and_index_args
 from landmark_jax.errors import UsageError, UserError
 
 
@@ -29,28 +32,43 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _serve(args) -> int:
-  import uvicorn
-
+  from landmark_jax.bundle import check_model_args
   from landmark_jax.data.tables import read_landmark_table
   from landmark_jax.recognize import Recognizer
+  from landmark_jax.serve.admin import admin_key
   from landmark_jax.serve.app import ServeConfig, create_app
+  from landmark_jax.serve.reload import IndexSource, read_version
+  from landmark_jax.serve.shutdown import serve_until_drained
 
   # Every argument and the port are checked before the model loads, not after.
+  check_model_args(args.checkpoint, args.index, args.bundle)
   config = ServeConfig(
     **{field: getattr(args, field) for field in SERVE_OPTIONS if getattr(args, field) is not None}
   )
   _check_port_free(args.host, args.port)
+  key = admin_key(args.admin_key_file)
   names = read_landmark_table(args.landmarks_csv, "name") if args.landmarks_csv else None
   use_compilation_cache(args)
+  source = None
+  if args.index and not getattr(args, "bundle", None):  # a bundle's index is not edited live
+    try:  # read before the index loads: an edit meanwhile is then seen as one (`IndexSource`)
+      version = read_version(args.index)
+    except Exception:  # no readable index: the load below says so in its own words
+      version = None
+    source = IndexSource(
+      pathlib.Path(args.index),
+      version,
+      {"names": names, "radius_km": args.radius_km},
+      allow_other_model=args.allow_other_model,
+    )
   recognizer = Recognizer.load(
-    args.checkpoint,
-    args.index,
+    *([args.bundle] if args.bundle else [args.checkpoint, args.index]),
     allow_other_model=args.allow_other_model,
     names=names,
     batch_size=config.max_batch,
     radius_km=args.radius_km,
   )
-  app = create_app(recognizer, config)
+  app = create_app(recognizer, config, source=source, admin_key=key)
   try:  # here, so that a model and index that cannot answer stop the start with one line
     app.state.service.warm_up()
   except Exception as e:
@@ -59,7 +77,10 @@ def _serve(args) -> int:
     ) from e
   if args.host not in ("127.0.0.1", "localhost", "::1"):
     print(f"warning: serving on {args.host}, reachable from other machines")
-  uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+  # Reloads and the drain say what they do at INFO (a refused reload: a warning).
+  logging.getLogger("landmark_jax.serve").setLevel(logging.INFO)
+  if not serve_until_drained(app, args.host, args.port):
+    raise UserError(f"the service did not start on {args.host}:{args.port} (see above)")
   return 0
 
 
@@ -73,6 +94,8 @@ SERVE_OPTIONS = (
   "max_decoded_pixels",
   "decode_workers",
   "read_timeout_s",
+  "reload_poll_s",
+  "drain_timeout_s",
 )
 
 
@@ -80,8 +103,7 @@ def register(commands, debug) -> None:
   srv = commands.add_parser(
     "serve", parents=[debug], help="the HTTP recognition service (loopback by default)"
   )
-  srv.add_argument("--checkpoint", required=True, help="a training workdir")
-  srv.add_argument("--index", required=True, help="its centroid index")
+  add_model_and_index_args(srv)
   srv.add_argument(
     "--host",
     default="127.0.0.1",
@@ -144,6 +166,27 @@ def register(commands, debug) -> None:
     type=positive_float,
     default=30.0,
     help="an upload that sends nothing for this long gets a 408 (default: 30)",
+  )
+  srv.add_argument(
+    "--reload-poll-s",
+    type=non_negative_float,
+    default=2.0,
+    help="how often the index's manifest is checked for edits (add-landmarks, calibrate, …), "
+    "which are then served without a restart; 0: only on SIGHUP or the admin route "
+    "(default: 2)",
+  )
+  srv.add_argument(
+    "--admin-key-file",
+    help="a file whose first line is the admin key (else $LANDMARK_JAX_ADMIN_KEY): "
+    "POST /v1/admin/reload exists only with a key, and wants 'Authorization: Bearer <key>' "
+    "(default: no admin route)",
+  )
+  srv.add_argument(
+    "--drain-timeout-s",
+    type=positive_float,
+    default=20.0,
+    help="on SIGTERM, new requests get 503 and those in flight get this long to finish "
+    "before the service exits (default: 20)",
   )
   add_allow_other_model_arg(srv)
   add_compilation_cache_args(srv)

@@ -60,17 +60,20 @@ def read_file(path: pathlib.Path, reader):
     raise IndexFormatError(f"damaged index file {path}: {reason}") from None
 
 
-def _sha256(path: pathlib.Path) -> str:
+def sha256_of(path: pathlib.Path) -> str:
   with open(path, "rb") as f:
     return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def file_records(folder: pathlib.Path) -> dict[str, dict[str, Any]]:
-  """Size and sha256 of every file under `folder` but the manifest, by relative posix path."""
+def file_records(
+  folder: pathlib.Path, manifest: str | None = MANIFEST
+) -> dict[str, dict[str, Any]]:
+  """Size and sha256 of every file under `folder` but its `manifest` (an index's, or another
+  checksummed folder's: an inference bundle's; None: every file), by relative posix path."""
   return {
-    path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size, "sha256": sha256_of(path)}
     for path in sorted(folder.rglob("*"))
-    if path.is_file() and path != folder / MANIFEST
+    if path.is_file() and (manifest is None or path != folder / manifest)
   }
 
 
@@ -127,42 +130,56 @@ def check_format_version(path: pathlib.Path, manifest: dict[str, Any]) -> None:
     )
 
 
-def _listed_files(path: pathlib.Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-  """The manifest's ``files``: each a size and a sha256 of a file inside the index folder
-  (a manifest naming ``../x`` must not make `load` read outside it)."""
+def listed_files(
+  path: pathlib.Path,
+  manifest: dict[str, Any],
+  *,
+  required: tuple[str, ...] = REQUIRED_FILES,
+  error: type[UserError] = IndexFormatError,
+) -> dict[str, dict[str, Any]]:
+  """The manifest's (at `path`) ``files``: each a size and a sha256 of a file inside its
+  folder (a manifest naming ``../x`` must not make `load` read outside it), `required` among
+  them."""
   files = manifest.get("files")
   if not isinstance(files, dict):
-    raise IndexFormatError(f"{path}: format_version 2 without its 'files' table of checksums")
+    raise error(
+      f"{path}: format_version {manifest.get('format_version')} without its "
+      "'files' table of checksums"
+    )
   for name, record in files.items():
     parts = pathlib.PurePosixPath(name).parts
     if (
       not parts
       or parts[0] == "/"
       or ".." in parts
-      or name == MANIFEST
+      or name == path.name
       or not isinstance(record, dict)
       or type(record.get("bytes")) is not int
       or not isinstance(record.get("sha256"), str)
     ):
-      raise IndexFormatError(f"{path}: files: malformed entry {name!r}: {record!r}")
-  unlisted = [name for name in REQUIRED_FILES if name not in files]
+      raise error(f"{path}: files: malformed entry {name!r}: {record!r}")
+  unlisted = [name for name in required if name not in files]
   if unlisted:
-    raise IndexFormatError(f"{path}: files does not list {', '.join(unlisted)}")
+    raise error(f"{path}: files does not list {', '.join(unlisted)}")
   return files
 
 
-def check_file(path: pathlib.Path, record: dict[str, Any]) -> None:
+def check_file(
+  path: pathlib.Path,
+  record: dict[str, Any],
+  *,
+  what: str = "index",
+  error: type[UserError] = IndexFormatError,
+) -> None:
+  """`path` is there, of its manifest `record`'s size and sha256; else `error` naming it
+  (`what`: whose file, for the message)."""
   if not path.is_file():
-    raise IndexFormatError(f"index file missing: {path}")
+    raise error(f"{what} file missing: {path}")
   size = path.stat().st_size
   if size != record["bytes"]:
-    raise IndexFormatError(
-      f"{path}: truncated or extended: {size} bytes, manifest says {record['bytes']}"
-    )
-  if _sha256(path) != record["sha256"]:
-    raise IndexFormatError(
-      f"{path}: damaged: checksum mismatch (sha256 differs from the manifest's)"
-    )
+    raise error(f"{path}: truncated or extended: {size} bytes, manifest says {record['bytes']}")
+  if sha256_of(path) != record["sha256"]:
+    raise error(f"{path}: damaged: checksum mismatch (sha256 differs from the manifest's)")
 
 
 def check_files(directory: pathlib.Path, manifest: dict[str, Any]) -> None:
@@ -174,7 +191,7 @@ def check_files(directory: pathlib.Path, manifest: dict[str, Any]) -> None:
       if not (directory / name).is_file():
         raise IndexFormatError(f"index file missing: {directory / name}")
     return
-  listed = _listed_files(directory / MANIFEST, manifest)
+  listed = listed_files(directory / MANIFEST, manifest)
   for name, record in listed.items():
     check_file(directory / name, record)
   stray = [name for name in _index_files(directory) if name not in listed]

@@ -121,16 +121,22 @@ class Recognizer:
   def load(
     cls,
     checkpoint: str | os.PathLike,
-    index: str | os.PathLike,
+    index: str | os.PathLike | None = None,
     *,
     allow_other_model: bool = False,
     **kwargs,
   ) -> "Recognizer":
-    """The recognizer of a training workdir and an index folder (`kwargs`: the
-    constructor's). Raises `OtherModelError` when the index was built from another model's
-    embeddings, unless `allow_other_model` (the user knows them to be the same model; a
-    warning still says so)."""
-    trained = load_trained(checkpoint)
+    """The recognizer of a training workdir and an index folder, or of one inference
+    bundle folder (`landmark-jax export`; every file checked against its manifest first)
+    (`kwargs`: the constructor's). Raises `OtherModelError` when the index was built from
+    another model's embeddings, unless `allow_other_model` (the user knows them to be the
+    same model; a warning still says so)."""
+    if index is None:
+      from landmark_jax.bundle import load_bundle
+
+      trained, index = load_bundle(checkpoint)
+    else:
+      trained = load_trained(checkpoint)
     loaded = CentroidIndex.load(index, expected_dim=trained.model.embedding_dim)
     check_same_model(
       loaded.metadata.get("checkpoint"),

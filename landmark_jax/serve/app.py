@@ -6,12 +6,15 @@
     POST /v1/recognize:batch   several photos: multipart fields "images"; ?lat=&lon= apply
                                to each
     GET  /healthz              ready (200) once a warm-up recognition succeeded, else 503
-    GET  /v1/info              model, index size, η, version, batching figures, limits
+    GET  /v1/info              model, index (version, size), η, batching figures, limits
+    GET  /metrics              Prometheus text format (`metrics`)
+    POST /v1/admin/reload      only with an admin key (`admin`): reload the index now
     GET  /                     an upload page for people
 
 An answer is `Prediction.to_dict()`: for "no landmark", ``reason`` says why
 (``below_threshold``, ``no_landmark_nearby`` or ``far_from_references``), and the upload
-page words it from that code.
+page words it from that code; ``index_version`` names the index version that answered
+(an edited index is swapped in while serving: `reload`). SIGTERM drains (`shutdown`).
 
 Hostile or careless input costs bounded memory and time: bodies are read against a byte
 limit and a read timeout (`body.BodyLimit`), images are refused from their header above a
@@ -44,13 +47,18 @@ from landmark_jax.data.transforms import ImageDecodeError, ImageTooLargeError
 from landmark_jax.errors import ConfigError
 from landmark_jax.geo import Location
 from landmark_jax.recognize import Photo, Recognizer, decode_photo
+from landmark_jax.serve.admin import check_bearer
 from landmark_jax.serve.batcher import Batcher
 from landmark_jax.serve.body import BodyLimit
 from landmark_jax.serve.decoding import DecodeBudget, default_decode_workers
 from landmark_jax.serve.errors import EXCEPTION_HANDLERS, RequestError
+from landmark_jax.serve.metrics import RequestMetrics, ServiceMetrics
+from landmark_jax.serve.reload import IndexReloader, IndexSource, ReloadResult, ServedIndex
+from landmark_jax.serve.shutdown import Drain, DrainGate
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 BATCH_PATH = "/v1/recognize:batch"
+ADMIN_RELOAD_PATH = "/v1/admin/reload"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +75,8 @@ class ServeConfig:
   decode_workers: int = dataclasses.field(default_factory=default_decode_workers)
   max_batch_request: int = 32  # photos in one /v1/recognize:batch request
   read_timeout_s: float = 30.0  # a body that stalls this long is answered 408
+  reload_poll_s: float = 2.0  # how often the index's manifest is checked for edits; 0: never
+  drain_timeout_s: float = 20.0  # on SIGTERM, how long requests in flight may still take
 
   def __post_init__(self):
     for name in (
@@ -82,20 +92,40 @@ class ServeConfig:
         raise ConfigError(f"serve: {name} must be a positive integer, got {getattr(self, name)!r}")
     if not (math.isfinite(self.max_wait_ms) and self.max_wait_ms >= 0):
       raise ConfigError(f"serve: max_wait_ms must be ≥ 0, got {self.max_wait_ms!r}")
-    if not (math.isfinite(self.read_timeout_s) and self.read_timeout_s > 0):
-      raise ConfigError(f"serve: read_timeout_s must be > 0, got {self.read_timeout_s!r}")
+    for name in ("read_timeout_s", "drain_timeout_s"):
+      if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+        raise ConfigError(f"serve: {name} must be > 0, got {getattr(self, name)!r}")
+    if not (math.isfinite(self.reload_poll_s) and self.reload_poll_s >= 0):
+      raise ConfigError(f"serve: reload_poll_s must be ≥ 0, got {self.reload_poll_s!r}")
 
   def body_limit(self, path: str) -> int:
     return self.max_batch_bytes if path == BATCH_PATH else self.max_bytes
 
 
 class RecognitionService:
-  """The state behind the routes: the recognizer, its limits, the decode budget and the
-  batcher."""
+  """The state behind the routes: the recognizer's embedder, the index version served, the
+  limits, the decode budget, the batcher, the metrics and the drain.
 
-  def __init__(self, recognizer: Recognizer, config: ServeConfig = ServeConfig()):
+  With `source` (the index's folder), an edited index is swapped in while serving
+  (`reload`); `recognizer.decision` is then only the first version served."""
+
+  def __init__(
+    self,
+    recognizer: Recognizer,
+    config: ServeConfig = ServeConfig(),
+    source: IndexSource | None = None,
+  ):
     self.recognizer = recognizer
     self.config = config
+    self.metrics = ServiceMetrics(config.max_batch)
+    self.drain = Drain(config.drain_timeout_s)
+    served = ServedIndex(recognizer.decision, None if source is None else source.version)
+    self.reloads = {"ok": 0, "refused": 0, "last_refusal": None}
+    self.reloader = None
+    if source is not None:
+      self.reloader = IndexReloader(source, recognizer.trained, served, on_result=self._reload_done)
+    self._served = served
+    self._show_index(served)
     self.image_config = dataclasses.replace(
       recognizer.photos.image_config,
       max_pixels=config.max_pixels,
@@ -105,8 +135,45 @@ class RecognitionService:
     self.batcher = Batcher(self._run_batch, config.max_batch, config.max_wait_ms / 1000)
     self.ready = False
 
-  def _run_batch(self, photos: list[Photo]) -> list:
-    return self.recognizer.recognize_photos(photos)
+  @property
+  def served(self) -> ServedIndex:
+    """The index version answering now."""
+    return self.reloader.served if self.reloader is not None else self._served
+
+  def _reload_done(self, result: ReloadResult) -> None:
+    if result.outcome == "refused":
+      self.reloads["refused"] += 1
+      self.reloads["last_refusal"] = result.reason
+      self.metrics.reloads.labels("refused").inc()
+    else:
+      self.reloads["ok"] += 1
+      self.metrics.reloads.labels("ok").inc()
+      self._show_index(result.served)
+
+  def _show_index(self, served: ServedIndex) -> None:
+    info = served.info()
+    self.metrics.index.info(
+      {"version": str(info["version"]), "edits": str(info["edits"]), "backend": info["backend"]}
+    )
+    self.metrics.index_loaded.set(served.loaded_at)
+
+  def _run_batch(self, items: list[tuple[Photo, ServedIndex]]) -> list:
+    """(photo, the index version its request took) → (prediction, that version). The
+    embedder is the same for every version, so one device call serves them all; only the
+    device-free decision differs, and a batch that straddles a reload is split there."""
+    embeddings = self.recognizer.photos.embed_photos([photo for photo, _ in items])
+    rows_by_version: dict[int, tuple[ServedIndex, list[int]]] = {}
+    for row, (_, served) in enumerate(items):
+      rows_by_version.setdefault(id(served), (served, []))[1].append(row)
+    results: list = [None] * len(items)
+    for served, rows in rows_by_version.values():
+      predictions = served.decision.predict(
+        embeddings[rows], locations=[items[row][0].location for row in rows]
+      )
+      for row, prediction in zip(rows, predictions):
+        results[row] = (prediction, served)
+    self.metrics.batch_size.observe(len(items))
+    return results
 
   def warm_up(self) -> None:
     """Compiles every batch size and recognises one photo end to end (model, index, η and
@@ -124,8 +191,12 @@ class RecognitionService:
   async def startup(self) -> None:
     await asyncio.to_thread(self.warm_up)
     await self.batcher.start()
+    if self.reloader is not None:
+      await self.reloader.start(self.config.reload_poll_s)
 
   async def shutdown(self) -> None:
+    if self.reloader is not None:
+      await self.reloader.stop()
     await self.batcher.stop()
     self.decodes.shutdown()
 
@@ -142,16 +213,29 @@ class RecognitionService:
       raise RequestError(400, "undecodable_image", f"{what}: {e}") from None
 
   async def recognize(
-    self, data: bytes, what: str, location: Location | None = None
+    self,
+    data: bytes,
+    what: str,
+    location: Location | None = None,
+    served: ServedIndex | None = None,
   ) -> dict[str, Any]:
-    """A photo's answer; its location is the caller's, else its EXIF GPS, else unknown."""
+    """A photo's answer; its location is the caller's, else its EXIF GPS, else unknown.
+    `served`: the index version to answer from (a batch request's photos share one);
+    default: the one served when the photo is decoded."""
     start = time.perf_counter()
-    photo = await self.decodes.run(lambda: self._decode(data, what, location))
+    try:
+      photo = await self.decodes.run(lambda: self._decode(data, what, location))
+    except RequestError as error:
+      self.metrics.decode_refusals.labels(error.code).inc()
+      raise
     decoded = time.perf_counter()
-    prediction, batch_size = await self.batcher.submit(photo)
+    (prediction, served), batch_size = await self.batcher.submit((photo, served or self.served))
     done = time.perf_counter()
+    answer = prediction.to_dict()
+    self.metrics.observe_answer(answer)
     return {
-      **prediction.to_dict(),
+      **answer,
+      "index_version": None if served.version is None else served.version.short,
       "timing_ms": {
         "decode": 1000 * (decoded - start),
         "recognize": 1000 * (done - decoded),
@@ -162,7 +246,8 @@ class RecognitionService:
 
   def info(self) -> dict[str, Any]:
     trained = self.recognizer.trained
-    index = self.recognizer.index
+    served = self.served
+    decision = served.decision
     limits = (
       "max_bytes",
       "max_batch_bytes",
@@ -171,6 +256,7 @@ class RecognitionService:
       "max_batch_request",
       "decode_workers",
       "read_timeout_s",
+      "drain_timeout_s",
     )
     return {
       "version": landmark_jax.__version__,
@@ -182,15 +268,17 @@ class RecognitionService:
         "run": trained.workdir.name,
         "step": trained.step,
       },
-      "index": {
-        "centroids": len(index),
-        "landmarks": int(len(np.unique(index.labels))),
-        "backend": index.backend,
-      },
-      "eta": None if math.isinf(self.recognizer.eta) else self.recognizer.eta,
+      # version: the first 16 hex digits of the manifest's manifest_sha256, as answers
+      # carry it in index_version; loaded_at in UTC.
+      "index": served.info(),
+      "eta": None if math.isinf(decision.eta) else decision.eta,
       # ρ beside η when the decision checks class references too (None: it does not).
-      "reference_threshold": self.recognizer.decision.reference_threshold,
-      "top_k": self.recognizer.decision.top_k,
+      "reference_threshold": decision.reference_threshold,
+      "top_k": decision.top_k,
+      "reloads": {
+        "poll_s": self.config.reload_poll_s if self.reloader is not None else None,
+        **self.reloads,
+      },
       "batching": {
         "max_batch": self.config.max_batch,
         "max_wait_ms": self.config.max_wait_ms,
@@ -259,8 +347,17 @@ def _degrees(name: str, text: str) -> float:
     ) from None
 
 
-def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> Starlette:
-  service = RecognitionService(recognizer, config)
+def create_app(
+  recognizer: Recognizer,
+  config: ServeConfig = ServeConfig(),
+  *,
+  source: IndexSource | None = None,
+  admin_key: str | None = None,
+) -> Starlette:
+  """The service's app. With `source` (the index's folder, `reload.IndexSource`), edits of
+  the index are served without a restart; with `admin_key`, ``POST /v1/admin/reload``
+  exists (without one it is 404, like any unknown route: nothing to guess a key for)."""
+  service = RecognitionService(recognizer, config, source)
 
   async def recognize(request: Request):
     location = _query_location(request)
@@ -270,8 +367,10 @@ def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> S
   async def recognize_batch(request: Request):
     location = _query_location(request)
     uploads = await _upload_bytes(request, "images", config.max_batch_request)
+    served = service.served  # one index version for every photo of the request
     results = await asyncio.gather(
-      *(service.recognize(data, name, location) for name, data in uploads), return_exceptions=True
+      *(service.recognize(data, name, location, served) for name, data in uploads),
+      return_exceptions=True,
     )
     out = []
     for (name, _), result in zip(uploads, results):
@@ -296,22 +395,44 @@ def create_app(recognizer: Recognizer, config: ServeConfig = ServeConfig()) -> S
   async def index_page(request: Request):
     return HTMLResponse(page)
 
+  async def admin_reload(request: Request):
+    check_bearer(request, admin_key)
+    if service.reloader is None:
+      raise RequestError(409, "no_index_folder", "this service was given no index folder to reload")
+    result = await service.reloader.reload("admin request")
+    if result.outcome == "refused":
+      raise RequestError(
+        422,
+        "index_refused",
+        f"the index was refused, still serving version {result.served.info()['version']}: "
+        f"{result.reason}",
+      )
+    return JSONResponse({"outcome": result.outcome, "index": result.served.info()})
+
   @contextlib.asynccontextmanager
   async def lifespan(app):
     await service.startup()
     yield
     await service.shutdown()
 
+  routes = [
+    Route("/v1/recognize", recognize, methods=["POST"]),
+    Route(BATCH_PATH, recognize_batch, methods=["POST"]),
+    Route("/healthz", healthz),
+    Route("/v1/info", info),
+    Route("/metrics", service.metrics.endpoint),
+    Route("/", index_page),
+  ]
+  if admin_key is not None:
+    routes.append(Route(ADMIN_RELOAD_PATH, admin_reload, methods=["POST"]))
   app = Starlette(
-    routes=[
-      Route("/v1/recognize", recognize, methods=["POST"]),
-      Route(BATCH_PATH, recognize_batch, methods=["POST"]),
-      Route("/healthz", healthz),
-      Route("/v1/info", info),
-      Route("/", index_page),
-    ],
+    routes=routes,
+    # Outermost first: every request is counted (503s of the drain too); the drain gate
+    # refuses before a body is read.
     middleware=[
-      Middleware(BodyLimit, limit_for=config.body_limit, read_timeout_s=config.read_timeout_s)
+      Middleware(RequestMetrics, metrics=service.metrics, routes=[r.path for r in routes]),
+      Middleware(DrainGate, drain=service.drain),
+      Middleware(BodyLimit, limit_for=config.body_limit, read_timeout_s=config.read_timeout_s),
     ],
     exception_handlers=EXCEPTION_HANDLERS,
     lifespan=lifespan,

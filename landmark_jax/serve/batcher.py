@@ -1,7 +1,8 @@
 """Dynamic batching: concurrent requests share one device call.
 
-Requests put their item on a queue and await a future. One background task takes the
-first waiting item, gathers more until `max_batch` items or `max_wait_s` have passed, runs
+Requests put their item on a queue and await a future. One background task takes every
+waiting item (up to `max_batch`), gathers more until `max_batch` items or `max_wait_s` have
+passed, runs
 the batch in a worker thread (the event loop keeps accepting requests meanwhile) and hands
 each request its own result.
 """
@@ -58,6 +59,11 @@ class Batcher:
     loop = asyncio.get_running_loop()
     while True:
       batch = [await self._queue.get()]
+      # What already waits joins at once: awaiting it item by item costs an event-loop turn
+      # each, shared with the answers of the batch before, and the deadline below passed
+      # with photos still queued (batches of 6.2 of 8 on average with 16 clients).
+      while len(batch) < self.max_batch and not self._queue.empty():
+        batch.append(self._queue.get_nowait())
       deadline = time.monotonic() + self.max_wait_s
       while len(batch) < self.max_batch:
         remaining = deadline - time.monotonic()

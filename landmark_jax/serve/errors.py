@@ -19,25 +19,27 @@ _STATUS_CODES = {
   413: "body_too_large",
   500: "internal_error",
 }
-# The request cannot go on after these (its body is unread): the connection is closed.
-_CLOSE_CODES = {"body_too_large", "body_timeout"}
+# The request cannot go on after these (its body is unread), or the service is going away:
+# the connection is closed.
+_CLOSE_CODES = {"body_too_large", "body_timeout", "shutting_down"}
 
 
 class RequestError(Exception):
   """A request the service refuses: HTTP `status`, stable `code`, and a message naming why."""
 
-  def __init__(self, status: int, code: str, message: str):
+  def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
     super().__init__(message)
     self.status = status
     self.code = code
     self.message = message
+    self.headers = headers or {}  # e.g. a 401's WWW-Authenticate
 
   def to_json(self) -> dict:
     return {"error": self.code, "message": self.message, "status": self.status}
 
 
 def error_response(error: RequestError) -> JSONResponse:
-  headers = {"connection": "close"} if error.code in _CLOSE_CODES else None
+  headers = {**error.headers, **({"connection": "close"} if error.code in _CLOSE_CODES else {})}
   return JSONResponse(error.to_json(), status_code=error.status, headers=headers)
 
 

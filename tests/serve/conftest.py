@@ -4,12 +4,32 @@ import socket
 import threading
 import time
 
+import httpx
 import pytest
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 from landmark_jax.index import CentroidIndex
 from landmark_jax.recognize import Recognizer
 from landmark_jax.serve.app import ServeConfig, create_app
+
+
+def scrape(client: httpx.Client) -> dict:
+  """`GET /metrics` parsed: {(sample name, sorted labels): value}."""
+  response = client.get("/metrics")
+  assert response.status_code == 200
+  assert response.headers["content-type"].startswith("text/plain")
+  return {
+    (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+    for family in text_string_to_metric_families(response.text)
+    for sample in family.samples
+  }
+
+
+def metric_delta(before: dict, after: dict, name: str, **labels) -> float:
+  """How much a sample of two scrapes grew."""
+  key = (name, tuple(sorted(labels.items())))
+  return after.get(key, 0.0) - before.get(key, 0.0)
 
 
 def free_port() -> int:
