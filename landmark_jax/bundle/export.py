@@ -52,6 +52,12 @@ def _check_out(out: pathlib.Path, force: bool, sources: tuple[pathlib.Path, ...]
     raise BundleError(
       f"--out {out} exists and is not empty: choose another folder, or pass --force to replace it"
     )
+  # --force replaces a bundle, never a folder of something else: it is deleted whole.
+  if force and out.is_dir() and any(out.iterdir()) and not (out / layout.MANIFEST).is_file():
+    raise BundleError(
+      f"--out {out} is not a bundle (no {layout.MANIFEST}): --force replaces only a bundle; "
+      "choose another folder"
+    )
 
 
 def embedding_program(trained: TrainedModel) -> bytes:

@@ -19,6 +19,12 @@ from landmark_jax.cli.export import add_model_and_index_args
 from landmark_jax.errors import UsageError, UserError
 
 
+def bundle_index_dir(bundle) -> pathlib.Path:
+  from landmark_jax.bundle.manifest import INDEX_DIR
+
+  return pathlib.Path(bundle) / INDEX_DIR
+
+
 def _check_port_free(host: str, port: int) -> None:
   family = socket.AF_INET6 if ":" in host else socket.AF_INET
   with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -49,18 +55,19 @@ def _serve(args) -> int:
   key = admin_key(args.admin_key_file)
   names = read_landmark_table(args.landmarks_csv, "name") if args.landmarks_csv else None
   use_compilation_cache(args)
-  source = None
-  if args.index and not getattr(args, "bundle", None):  # a bundle's index is not edited live
-    try:  # read before the index loads: an edit meanwhile is then seen as one (`IndexSource`)
-      version = read_version(args.index)
-    except Exception:  # no readable index: the load below says so in its own words
-      version = None
-    source = IndexSource(
-      pathlib.Path(args.index),
-      version,
-      {"names": names, "radius_km": args.radius_km},
-      allow_other_model=args.allow_other_model,
-    )
+  # A bundle's index is its `index/` folder, which `add-landmarks --bundle` and the other
+  # edit commands save as they save any index: served live the same way.
+  index_dir = pathlib.Path(args.index) if args.index else bundle_index_dir(args.bundle)
+  try:  # read before the index loads: an edit meanwhile is then seen as one (`IndexSource`)
+    version = read_version(index_dir)
+  except Exception:  # no readable index: the load below says so in its own words
+    version = None
+  source = IndexSource(
+    index_dir,
+    version,
+    {"names": names, "radius_km": args.radius_km},
+    allow_other_model=args.allow_other_model,
+  )
   recognizer = Recognizer.load(
     *([args.bundle] if args.bundle else [args.checkpoint, args.index]),
     allow_other_model=args.allow_other_model,

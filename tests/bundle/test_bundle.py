@@ -114,7 +114,9 @@ def test_a_workdir_given_as_a_bundle_is_told_apart(tiny_trained):
     Recognizer.load(tiny_trained[0])
 
 
-def test_export_refuses_a_non_empty_folder_unless_forced(tiny_trained, index_dir, tmp_path):
+def test_export_refuses_a_non_empty_folder_and_forces_over_a_bundle_only(
+  tiny_trained, index_dir, tmp_path
+):
   out = tmp_path / "out"
   out.mkdir()
   (out / "mine.txt").write_text("keep")
@@ -123,8 +125,15 @@ def test_export_refuses_a_non_empty_folder_unless_forced(tiny_trained, index_dir
   assert files_under(out) == {"mine.txt"}
   with pytest.raises(BundleError, match="holds"):  # the bundle would replace its own source
     export_bundle(tiny_trained[0], index_dir / "index", index_dir, force=True)
+  # --force replaces a bundle only: a folder of something else is never deleted.
+  with pytest.raises(BundleError, match="is not a bundle"):
+    export_bundle(tiny_trained[0], index_dir / "index", out, force=True)
+  assert files_under(out) == {"mine.txt"}
+  (out / "mine.txt").unlink()
+  export_bundle(tiny_trained[0], index_dir / "index", out)
+  (out / "extra.txt").write_text("stale")
   export_bundle(tiny_trained[0], index_dir / "index", out, force=True)
-  assert "mine.txt" not in files_under(out) and (out / "bundle.json").is_file()
+  assert "extra.txt" not in files_under(out) and (out / "bundle.json").is_file()
   assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
   load_bundle(out)
 

@@ -3,14 +3,22 @@
 manifest true (the bundle loads after it, and damage after it is still caught)."""
 
 import json
+import shutil
+import subprocess
+import sys
+import time
 
+import httpx
 import pytest
 
 from landmark_jax.bundle import BundleError, load_bundle
 from landmark_jax.cli.main import main
 from landmark_jax.data import source_for
+from landmark_jax.index import CentroidIndex
 from landmark_jax.recognize import Recognizer
+from landmark_jax.serve.reload import read_version
 from tests.bundle.helpers import files_under, flip_byte, sha256
+from tests.serve.conftest import free_port
 
 
 def run(argv, capsys):
@@ -130,3 +138,41 @@ def test_an_edit_does_not_bless_a_damaged_weights_file(bundle_copy, tmp_path, ca
     assert (bundle_copy / "index" / "manifest.json").read_bytes() == before  # not edited
   with pytest.raises(BundleError, match="weights.safetensors: damaged"):
     load_bundle(bundle_copy)
+
+
+def test_a_served_bundle_takes_an_edit_made_through_it(bundle, tmp_path):
+  served = tmp_path / "bundle"
+  shutil.copytree(bundle, served)
+  port = free_port()
+  url = f"http://127.0.0.1:{port}"
+  log = open(tmp_path / "server.log", "w")
+  server = subprocess.Popen(
+    [sys.executable, "-m", "landmark_jax", "serve", "--bundle", str(served), "--port", str(port)]
+    + ["--reload-poll-s", "0.2", "--max-batch", "2"],
+    stdout=log,
+    stderr=subprocess.STDOUT,
+  )
+  try:
+    deadline = time.monotonic() + 300
+    while True:
+      try:
+        if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+          break
+      except httpx.TransportError:
+        assert server.poll() is None, (tmp_path / "server.log").read_text()
+      assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+      time.sleep(0.5)
+    before = httpx.get(f"{url}/v1/info").json()["index"]
+    assert before["version"] == read_version(served / "index").short
+    removed = str(CentroidIndex.load(served / "index").label_map.landmark_ids[0])
+    assert main(["remove-landmarks", "--bundle", str(served), removed]) == 0
+    edited = read_version(served / "index").short
+    assert edited != before["version"]
+    deadline = time.monotonic() + 30
+    while (info := httpx.get(f"{url}/v1/info").json()["index"])["version"] != edited:
+      assert time.monotonic() < deadline, "the edited bundle index was not served"
+      time.sleep(0.2)
+    assert info["landmarks"] == before["landmarks"] - 1
+  finally:
+    server.terminate()
+    server.wait(60)
