@@ -37,6 +37,10 @@ def _jaxlib_version() -> str | None:
     return None
 
 
+# Set in the environment when `set_cpu_kernel_flag` added the flag (not the user).
+KERNEL_FLAG_ADDED = "LANDMARK_JAX_CPU_KERNEL_FLAG_ADDED"
+
+
 def set_cpu_kernel_flag(environ=os.environ) -> bool:
   """Adds `CPU_KERNEL_FLAG` to XLA_FLAGS unless the user chose this setting themselves, asked
   for XLA's defaults (``LANDMARK_JAX_XLA_DEFAULTS=1``), or this is a jaxlib version or a
@@ -53,6 +57,7 @@ def set_cpu_kernel_flag(environ=os.environ) -> bool:
   ):
     return False
   environ["XLA_FLAGS"] = f"{flags} {CPU_KERNEL_FLAG}".strip()
+  environ[KERNEL_FLAG_ADDED] = "1"  # so a training run started from here can take it out
   return True
 
 

@@ -210,3 +210,21 @@ def test_a_cache_folder_that_cannot_be_made_means_no_cache(tmp_path):
   )
   assert result.returncode == 0, result.stderr
   assert result.stdout.strip() == "None" and blocker.is_file()
+
+
+def test_the_demo_that_benchmark_compare_runs_trains_without_the_flag_it_added(monkeypatch):
+  from landmark_jax.benchmarks.compare import demo_environment
+
+  monkeypatch.setattr(runtime, "_jaxlib_version", lambda: "0.10.2")
+  monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+  environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "HOME": "/h"}
+  assert runtime.set_cpu_kernel_flag(environ)  # what `benchmark compare`'s start does
+  # The demo's process gets the environment as `landmark-jax demo` would have it.
+  assert demo_environment(environ) == {
+    "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+    "HOME": "/h",
+  }
+  # A flag the user set themselves is theirs: `landmark-jax demo` would train with it too.
+  own = {"XLA_FLAGS": runtime.CPU_KERNEL_FLAG}
+  assert not runtime.set_cpu_kernel_flag(own)
+  assert demo_environment(own) == own

@@ -1,8 +1,12 @@
-"""The default: the paper's setup. Wide ResNet-50-2 fine-tuned from ImageNet weights, 512-d
+"""The default: the paper's model and recipe. Wide ResNet-50-2 fine-tuned from ImageNet
+weights (the paper's backbone was pretrained on datasets like its own, which it does not
+name; ImageNet's are the weights a user can get), 512-d
 embedding, softmax over n landmarks + the non-landmark class + the modified center loss
-(λ = 5e-5), SGD momentum 0.9, weight decay 5e-3, 30 epochs with learning rates ÷10 at epochs
-12 and 24 (of each curriculum stage: `curriculum.lr_schedule`), curriculum over the four
-geographic parts, on Google Landmarks v2 (or any GLDv2-layout set).
+(λ = 5e-5), SGD momentum 0.9, weight decay 5e-3, 30 epochs with learning rates ÷10 at 12/30 and
+24/30 of each curriculum stage's epochs (`curriculum.lr_schedule=per_stage`; `global` decays
+at epochs 12 and 24 of the whole run, the paper's literal words), curriculum over the four
+geographic parts, on Google Landmarks v2 (or any GLDv2-layout set; the paper trained on its
+own, unpublished data).
 
 Every input of the paper's method, in full (GLDv2 itself has no non-landmark photos and no
 coordinates: bring both, docs/decisions.md "The paper's recipe"):

@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import os
 from typing import Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from landmark_jax.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 # The four geographic parts of the paper's curriculum, in training order.
 REGIONS = ("europe_russia", "north_america_oceania", "middle_east_north_africa", "far_east")
@@ -36,6 +39,39 @@ class UnknownLandmarkError(DataError, KeyError):
     return str(self.args[0])
 
 
+# How many of the landmarks without a region `check_unassigned` names.
+UNASSIGNED_SHOWN = 10
+
+
+def check_unassigned(label_map: "LabelMap", policy: str) -> None:
+  """Refuses landmarks without a region (``curriculum.unassigned="refuse"``), or logs their
+  count (``"last"``: they train in the last stage). Call it only where the stages are used.
+
+  Raises:
+    DataError: ``policy="refuse"`` and `label_map.unassigned` is not empty.
+  """
+  missing = label_map.unassigned
+  if not missing:
+    return
+  if policy == "last":
+    logger.info(
+      "%d of %d landmarks have no region in data.regions_csv: they train in the last "
+      "curriculum stage (curriculum.unassigned=last)",
+      len(missing),
+      label_map.num_classes,
+    )
+    return
+  shown = ", ".join(map(str, missing[:UNASSIGNED_SHOWN]))
+  more = f" and {len(missing) - UNASSIGNED_SHOWN} more" if len(missing) > UNASSIGNED_SHOWN else ""
+  raise DataError(
+    f"{len(missing)} of {label_map.num_classes} landmarks have no region in "
+    f"data.regions_csv ({shown}{more}), so the curriculum cannot place them: add them "
+    "(`landmark-jax regions` makes the CSV from coordinates or country codes), or "
+    "curriculum.unassigned=last to train them in the last stage, or "
+    "curriculum.enabled=False"
+  )
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelMap:
   """`landmark_ids[label]` is the dataset's id of dense class `label`.
@@ -44,10 +80,13 @@ class LabelMap:
     landmark_ids: dataset ids (int or str) in label order.
     stage_sizes: number of classes in curriculum parts 1..k, cumulative, one per stage
       (a single stage holding every class when the data has no regions).
+    unassigned: the ids `from_ids` found no region for (in label order), put in the last
+      stage; what the curriculum checks (`check_unassigned`). Not saved, not compared.
   """
 
   landmark_ids: tuple[Hashable, ...]
   stage_sizes: tuple[int, ...] = ()
+  unassigned: tuple[Hashable, ...] = dataclasses.field(default=(), compare=False, repr=False)
 
   def __post_init__(self):
     if len(set(self.landmark_ids)) != len(self.landmark_ids):
@@ -67,7 +106,9 @@ class LabelMap:
   ) -> "LabelMap":
     """Dense labels for the distinct `landmark_ids`, grouped by region when `regions` is given.
 
-    Landmarks without a region entry join the last stage. Regions are the four `REGIONS`.
+    Landmarks without a region entry join the last stage and are listed in `unassigned`:
+    the curriculum refuses them unless ``curriculum.unassigned=last`` (`check_unassigned`);
+    without the curriculum the stages are unused. Regions are the four `REGIONS`.
     """
     unique = sorted(set(landmark_ids), key=_sort_key)
     if not regions:
@@ -81,7 +122,8 @@ class LabelMap:
     present = sorted(set(stage_of.values()))
     ordered = sorted(unique, key=lambda lid: (stage_of[lid], _sort_key(lid)))
     sizes = tuple(sum(1 for lid in unique if stage_of[lid] <= stage) for stage in present)
-    return cls(tuple(ordered), sizes)
+    unassigned = tuple(lid for lid in ordered if lid not in regions)
+    return cls(tuple(ordered), sizes, unassigned)
 
   @property
   def num_classes(self) -> int:

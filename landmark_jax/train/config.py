@@ -11,6 +11,7 @@ LOSS_KINDS = ("softmax_center", "softmax", "arcface", "contrastive")
 
 
 LR_SCHEDULES = ("per_stage", "global")
+UNASSIGNED_POLICIES = ("refuse", "last")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,12 +64,22 @@ class CurriculumConfig:
   enabled: bool = True  # train part by part when the data has regions
   epochs_per_stage: tuple[int, ...] = ()  # () = num_epochs split evenly over the stages
   new_class_init: str = "mean"  # new classifier rows/centers: "mean" embedding or "random"
-  # "per_stage": every stage restarts at the base rates and decays 40 % and 80 % into its
-  # own epochs; "global": optim.lr_decay_epochs counted over the whole run (docs/decisions.md)
+  # "per_stage": every stage restarts at the base rates and decays at the fractions
+  # optim.lr_decay_epochs are of num_epochs (12, 24 of 30: 40 % and 80 %) into its own
+  # epochs; "global": optim.lr_decay_epochs counted over the whole run, the paper's literal
+  # "÷10 at epochs 12 and 24" (docs/decisions.md)
   lr_schedule: str = "per_stage"
+  # Landmarks data.regions_csv gives no region, with the curriculum on: "refuse" to train
+  # (the error lists them), or "last": they join the last stage (logged with their count)
+  unassigned: str = "refuse"
 
   def __post_init__(self):
     if self.lr_schedule not in LR_SCHEDULES:
       raise ConfigError(
         f"curriculum.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+      )
+    if self.unassigned not in UNASSIGNED_POLICIES:
+      raise ConfigError(
+        f"curriculum.unassigned must be one of {', '.join(UNASSIGNED_POLICIES)}, "
+        f"got {self.unassigned!r}"
       )

@@ -20,6 +20,7 @@ import optax
 from landmark_jax import distributed, sharding
 from landmark_jax.config import TrainConfig
 from landmark_jax.data import ImageSource, eval_dataset
+from landmark_jax.data.labels import check_unassigned
 from landmark_jax.embedding import Embedder, class_embedding_sums, class_means, eval_batch_size
 from landmark_jax.errors import ConfigError, DataError
 from landmark_jax.models import LandmarkNet, model_variables
@@ -46,9 +47,16 @@ class StagePlan:
 
 def plan_stages(config: TrainConfig, source: ImageSource) -> StagePlan:
   """One stage per geographic part present in `source` (one stage without regions or with
-  the curriculum off); every process runs the same number of steps."""
+  the curriculum off); every process runs the same number of steps.
+
+  Raises:
+    DataError: with the curriculum in use, landmarks without a region and
+      ``curriculum.unassigned="refuse"`` (`check_unassigned`); a stage smaller than a batch.
+  """
   label_map = source.label_map
   use_curriculum = config.curriculum.enabled and label_map.num_stages > 1
+  if use_curriculum:
+    check_unassigned(label_map, config.curriculum.unassigned)
   num_classes = label_map.stage_sizes if use_curriculum else (label_map.num_classes,)
   sources = (
     tuple(source.stage_subset(k) for k in range(len(num_classes))) if use_curriculum else (source,)

@@ -170,10 +170,13 @@ def warn_if_thin_non_landmark_class(source: ImageSource) -> None:
 
 def rate_factors(config: TrainConfig, plan: curriculum.StagePlan):
   """The run's learning-rate decay: over the whole run (one stage, or
-  ``curriculum.lr_schedule="global"``) or restarted in each curriculum stage."""
+  ``curriculum.lr_schedule="global"``: ``optim.lr_decay_epochs`` counted over all stages) or
+  restarted in each curriculum stage, decaying at the fractions ``optim.lr_decay_epochs``
+  are of ``num_epochs`` (the setting, not the stages' sum: ``epochs_per_stage`` of 30 each
+  decay at each stage's epochs 12 and 24)."""
   if len(plan.epochs) > 1 and config.curriculum.lr_schedule == "per_stage":
     return optim.stage_rate_factors(
-      config.optim, plan.steps_per_epoch, plan.epochs, sum(plan.epochs)
+      config.optim, plan.steps_per_epoch, plan.epochs, config.num_epochs
     )
   return optim.decay_steps_for(config.optim, plan.steps_per_epoch)
 

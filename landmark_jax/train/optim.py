@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from landmark_jax.errors import ConfigError
 from landmark_jax.train.config import OptimConfig
 
 # Top-level LandmarkNet parameter collections → learning-rate group.
@@ -102,12 +103,22 @@ def stage_rate_factors(
   config: OptimConfig, steps_per_epoch: Sequence[int], stage_epochs: Sequence[int], num_epochs: int
 ) -> dict[int, float]:
   """The per-stage schedule: every curriculum stage starts again at the base rates and
-  decays at the same fractions of its own epochs as `lr_decay_epochs` are of `num_epochs`
-  (the paper's 12 and 24 of 30: 40 % and 80 % into each stage).
+  decays at the same fractions of its own epochs as `lr_decay_epochs` are of `num_epochs`,
+  the run's ``num_epochs`` setting (the paper's 12 and 24 of 30: 40 % and 80 % into each
+  stage), rounded to the nearest epoch (halves up). `num_epochs` is the setting, not the
+  stages' sum: with ``curriculum.epochs_per_stage=(30, 30, 30, 30)`` and ``num_epochs=30``
+  every stage decays at its epochs 12 and 24; the default split of 30 epochs into 8/8/7/7
+  decays at epochs 3 and 6 of each stage. A decay that lands on a stage's first epoch or
+  past its last is left out of that stage.
 
   Returns step → the factor in force from that step on (what `learning_rate_schedules`
   takes), with a factor of 1 at the start of every stage after the first.
+
+  Raises:
+    ConfigError: `num_epochs` below 1.
   """
+  if num_epochs < 1:
+    raise ConfigError(f"num_epochs must be at least 1, got {num_epochs}")
   starts = epoch_start_steps(steps_per_epoch)
   factors: dict[int, float] = {}
   first_epoch = 0
@@ -116,7 +127,8 @@ def stage_rate_factors(
       factors[starts[first_epoch]] = 1.0
     factor = 1.0
     for epoch in sorted(config.lr_decay_epochs):
-      local = round(epoch * epochs / num_epochs)
+      # round(epoch × epochs / num_epochs) in integers, halves up (no float ties)
+      local = (2 * epoch * epochs + num_epochs) // (2 * num_epochs)
       if 0 < local < epochs:
         factor *= config.lr_decay_factor
         factors[starts[first_epoch + local]] = factor

@@ -122,3 +122,43 @@ def test_too_few_epochs_or_images_name_the_setting(demo_cache):
   staged = load_config("tiny_cpu", ["pipeline.batch_size=1000", "curriculum.enabled=True"])
   with pytest.raises(DataError, match="a curriculum stage has 303 images"):
     curriculum.plan_stages(staged, source)
+
+
+class _RegionSource:
+  """What `plan_stages` reads: a label map from regions for 2 of 4 landmarks, 16 images a
+  stage."""
+
+  def __init__(self):
+    from landmark_jax.data.labels import LabelMap
+
+    self.label_map = LabelMap.from_ids(
+      [1, 2, 3, 4], {1: "europe_russia", 2: "north_america_oceania"}
+    )
+
+  def stage_subset(self, stage):
+    return range(16 * (stage + 1))
+
+  def __len__(self):
+    return 48
+
+
+def test_landmarks_without_a_region_are_refused_only_when_the_curriculum_uses_regions():
+  from landmark_jax.config import load_config
+  from landmark_jax.errors import ConfigError, DataError
+
+  def plan(*overrides):
+    config = load_config("default", ["pipeline.batch_size=8", "num_epochs=3", *overrides])
+    return curriculum.plan_stages(config, _RegionSource())
+
+  with pytest.raises(
+    DataError,
+    match=r"2 of 4 landmarks have no region .*\(3, 4\).*"
+    "curriculum.unassigned=last",
+  ):
+    plan()
+  # The way out keeps today's stages: the two without a region join the last one.
+  assert plan("curriculum.unassigned=last").num_classes == (1, 2, 4)
+  # Without the curriculum (tiny_cpu, `fit`) the regions are unused: one stage, no refusal.
+  assert plan("curriculum.enabled=False").num_classes == (4,)
+  with pytest.raises(ConfigError, match="curriculum.unassigned must be one of refuse, last"):
+    load_config("default", ["curriculum.unassigned=first"])
