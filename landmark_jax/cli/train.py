@@ -74,6 +74,13 @@ def _train(args) -> int:
           f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.holdout.items()
         )
       )
+    if not config.data.clean_csv:
+      # The paper trains twice: this was the first round, on photos nobody has cleaned.
+      print(
+        "this is the recipe's first round (uncleaned photos): `landmark-jax embed`, `clean`, "
+        "then train again with data.clean_csv=<clean>/train_clean.csv; `landmark-jax fit` "
+        "runs both rounds"
+      )
   return 0
 
 

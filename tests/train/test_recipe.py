@@ -178,3 +178,27 @@ def _refused_with(error, config, workdir, match):
   with pytest.raises(error, match=match):
     train(config, workdir, hooks=[_never_called], progress=False)
   assert not (workdir / CONFIG_FILE).exists() and not (workdir / LABEL_MAP_FILE).exists()
+
+
+def test_train_says_it_is_the_first_round_unless_it_trains_on_cleaned_photos(
+  tmp_path, capsys, demo_cache
+):
+  argv = ["train", "--config", "tiny_cpu", "--workdir", str(tmp_path / "w"), "max_steps=1"]
+  assert main(argv) == 0
+  assert "first round" in capsys.readouterr().out
+  # The second round (a clean CSV): nothing to add.
+  clean = tmp_path / "train_clean.csv"
+  from landmark_jax.config import load_config
+  from landmark_jax.data import source_for
+
+  source = source_for(load_config("tiny_cpu").data, "train")
+  by_landmark: dict = {}
+  for image_id, landmark in zip(source.ids, source.landmark_ids()):
+    if landmark is not None:
+      by_landmark.setdefault(landmark, []).append(str(image_id))
+  clean.write_text(
+    "landmark_id,images\n" + "".join(f"{k},{' '.join(v)}\n" for k, v in by_landmark.items())
+  )
+  argv = ["train", "--config", "tiny_cpu", "--workdir", str(tmp_path / "w2"), "max_steps=1"]
+  assert main([*argv, f"data.clean_csv={clean}"]) == 0
+  assert "first round" not in capsys.readouterr().out
