@@ -18,7 +18,7 @@ from landmark_jax.index import CentroidIndex
 from landmark_jax.recognize import Recognizer
 from landmark_jax.serve.reload import read_version
 from tests.bundle.helpers import files_under, flip_byte, sha256
-from tests.serve.conftest import free_port
+from tests.serve.conftest import free_port, wait_until_healthy
 
 
 def run(argv, capsys):
@@ -153,15 +153,7 @@ def test_a_served_bundle_takes_an_edit_made_through_it(bundle, tmp_path):
     stderr=subprocess.STDOUT,
   )
   try:
-    deadline = time.monotonic() + 300
-    while True:
-      try:
-        if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-          break
-      except httpx.TransportError:
-        assert server.poll() is None, (tmp_path / "server.log").read_text()
-      assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-      time.sleep(0.5)
+    wait_until_healthy(url, server, tmp_path / "server.log")
     before = httpx.get(f"{url}/v1/info").json()["index"]
     assert before["version"] == read_version(served / "index").short
     removed = str(CentroidIndex.load(served / "index").label_map.landmark_ids[0])

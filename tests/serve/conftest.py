@@ -1,5 +1,6 @@
 """The running service, shared by the API tests and the browser test."""
 
+import pathlib
 import socket
 import threading
 import time
@@ -36,6 +37,20 @@ def free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
+
+
+def wait_until_healthy(url: str, server, log_path, timeout_s: float = 300) -> None:
+  """Until `landmark-jax serve` (the process `server`, logging to `log_path`) answers
+  /healthz with 200; its log in the failure when it dies or never gets there."""
+  deadline = time.monotonic() + timeout_s
+  while time.monotonic() < deadline:
+    try:
+      if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+        return
+    except httpx.TransportError:
+      assert server.poll() is None, pathlib.Path(log_path).read_text()
+    time.sleep(0.5)
+  raise AssertionError("server not ready: " + pathlib.Path(log_path).read_text())
 
 
 # Small limits, so that tests reach each of them quickly.

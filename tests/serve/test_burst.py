@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import encode, mini_photos
-from tests.serve.conftest import free_port
+from tests.serve.conftest import free_port, wait_until_healthy
 
 DECODE_WORKERS = 2
 MAX_DECODED_PIXELS = 4096 * 4096  # the service's default
@@ -69,16 +69,7 @@ def test_burst_of_maximum_size_pngs_keeps_memory_bounded(
   )
   url = f"http://127.0.0.1:{port}"
   try:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-      try:
-        if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-          break
-      except httpx.TransportError:
-        assert server.poll() is None, (tmp_path / "server.log").read_text()
-      time.sleep(0.5)
-    else:
-      raise AssertionError("server not ready: " + (tmp_path / "server.log").read_text())
+    wait_until_healthy(url, server, tmp_path / "server.log")
 
     side = 4096  # exactly the decode budget; solid colour: ~50 KB on the wire
     at_budget = encode(Image.new("RGB", (side, side), (40, 90, 140)), "PNG")

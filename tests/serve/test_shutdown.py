@@ -28,7 +28,7 @@ from landmark_jax.index import CentroidIndex
 from landmark_jax.serve.reload import read_version
 from landmark_jax.serve.shutdown import Drain, DrainGate, DrainingServer
 from tests.helpers import mini_photos
-from tests.serve.conftest import free_port
+from tests.serve.conftest import free_port, wait_until_healthy
 
 
 def _start(drain_timeout_s: float):
@@ -150,16 +150,7 @@ def test_serve_process_reloads_on_sighup_and_drains_on_sigterm(
     stderr=subprocess.STDOUT,
   )
   try:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-      try:
-        if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-          break
-      except httpx.TransportError:
-        assert server.poll() is None, (tmp_path / "server.log").read_text()
-      time.sleep(0.5)
-    else:
-      raise AssertionError("server not ready: " + (tmp_path / "server.log").read_text())
+    wait_until_healthy(url, server, tmp_path / "server.log")
 
     # SIGHUP: an edit is served only once asked for (the poll is off).
     first = httpx.get(f"{url}/v1/info").json()["index"]
