@@ -57,6 +57,17 @@ def check_photo(value: Any) -> Any:
   raise TypeError(f"a photo must be {PHOTO_KINDS}, not {type(value).__name__}{hint}")
 
 
+def each_checked(items, check, what: str) -> list[Any]:
+  """`check` of every item; a refusal names the item's position (``photo 3: …``)."""
+  checked = []
+  for i, item in enumerate(items):
+    try:
+      checked.append(check(item))
+    except (TypeError, ValueError) as e:
+      raise type(e)(f"{what} {i}: {e}") from None
+  return checked
+
+
 def photo_list(photos: Any) -> tuple[list[Any], bool]:
   """One photo or many → ``(the photos, checked, as a list; whether it was one photo)``.
 
@@ -70,13 +81,7 @@ def photo_list(photos: Any) -> tuple[list[Any], bool]:
     raise TypeError(
       f"photos must be one photo ({PHOTO_KINDS}) or a list of them, not {type(photos).__name__}"
     )
-  checked = []
-  for i, photo in enumerate(photos):
-    try:
-      checked.append(check_photo(photo))
-    except (TypeError, ValueError) as e:
-      raise type(e)(f"photo {i}: {e}") from None
-  return checked, False
+  return each_checked(photos, check_photo, "photo"), False
 
 
 def path_list(paths: Any) -> tuple[list[Any], bool]:
@@ -149,10 +154,4 @@ def location_list(locations: Any, count: int, *, one_photo: bool = False) -> lis
     raise ValueError(
       f"{count} photos but {len(locations)} locations: give one location (or None) per photo"
     )
-  checked = []
-  for i, location in enumerate(locations):
-    try:
-      checked.append(as_location(location))
-    except (TypeError, ValueError) as e:
-      raise type(e)(f"location {i}: {e}") from None
-  return checked
+  return each_checked(locations, as_location, "location")
