@@ -101,6 +101,22 @@ def _names_from_folders(photos: photo_split.PhotoList, folder: pathlib.Path) -> 
   return path
 
 
+def _split_folder_data(
+  root: pathlib.Path, landmarks: pathlib.Path | None, non_landmark_csv: str = ""
+) -> DataConfig:
+  """A GLDv2-layout folder with ``train.csv``, ``val.csv`` and ``test.csv``; the test
+  photos are also the held-out set classified after training (as the demo's)."""
+  return DataConfig(
+    kind="gldv2",
+    root=str(root.absolute()),
+    val_csv="val.csv",
+    test_csv="test.csv",
+    holdout_csv="test.csv",
+    non_landmark_csv=non_landmark_csv,
+    regions_csv=_regions_csv(landmarks),
+  )
+
+
 def _embedded_data() -> FitData:
   root = demo_dataset()
   return FitData(
@@ -117,14 +133,10 @@ def _own_split_data(root: pathlib.Path, landmarks_csv) -> FitData:
   landmarks = _landmarks_file(root, landmarks_csv)
   locations = root / "locations.csv"
   return FitData(
-    DataConfig(
-      kind="gldv2",
-      root=str(root.absolute()),
-      val_csv="val.csv",
-      test_csv="test.csv",
-      holdout_csv="test.csv",
+    _split_folder_data(
+      root,
+      landmarks,
       non_landmark_csv="non_landmark.csv" if (root / "non_landmark.csv").is_file() else "",
-      regions_csv=_regions_csv(landmarks),
     ),
     landmarks,
     load_locations(locations) if locations.is_file() else None,
@@ -172,14 +184,7 @@ def _split_data(
   if landmarks is None and not photo_split.is_gldv2_folder(root):
     landmarks = _names_from_folders(listed, folder)
   return FitData(
-    DataConfig(
-      kind="gldv2",
-      root=str(folder.absolute()),
-      val_csv="val.csv",
-      test_csv="test.csv",
-      holdout_csv="test.csv",
-      regions_csv=_regions_csv(landmarks),
-    ),
+    _split_folder_data(folder, landmarks),
     landmarks,
     None,  # the photos' own EXIF GPS, where they have it
     not_evaluated,

@@ -174,3 +174,15 @@ def small_index(backend="auto", n=500, dim=32, seed=1):
     label_map=LabelMap.from_ids(range(n // 10)),
     metadata={"checkpoint": "run/step_100"},
   )
+
+
+def run_in_process(argv, capsys):
+  """`landmark-jax …` in this process: (status, stdout lines, stderr lines)."""
+  from landmark_jax.cli.main import main
+
+  try:
+    status = main([str(a) for a in argv])
+  except SystemExit as e:  # argparse's refusals
+    status = e.code
+  out, err = capsys.readouterr()
+  return status, out.splitlines(), err.splitlines()

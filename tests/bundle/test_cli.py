@@ -18,17 +18,10 @@ from landmark_jax.index import CentroidIndex
 from landmark_jax.recognize import Recognizer
 from landmark_jax.serve.reload import read_version
 from tests.bundle.helpers import files_under, flip_byte, sha256
+from tests.helpers import run_in_process
 from tests.serve.conftest import free_port, wait_until_healthy
 
-
-def run(argv, capsys):
-  """`landmark-jax …` in this process: (status, stdout lines, stderr lines)."""
-  try:
-    status = main([str(a) for a in argv])
-  except SystemExit as e:  # argparse's refusals
-    status = e.code
-  out, err = capsys.readouterr()
-  return status, out.splitlines(), err.splitlines()
+run = run_in_process
 
 
 def test_export_then_recognize_with_the_bundle_answers_as_the_workdir(

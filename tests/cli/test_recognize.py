@@ -8,22 +8,14 @@ import logging
 import numpy as np
 import pytest
 
-from landmark_jax.cli.main import main
 from landmark_jax.data import GLDv2Source, LabelMap
 from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.index import CentroidIndex
 from landmark_jax.index.editing import add_centroids
 from landmark_jax.recognize import Recognizer
+from tests.helpers import run_in_process
 
-
-def run(argv, capsys):
-  """`landmark-jax …` in this process: (status, stdout lines, stderr lines)."""
-  try:
-    status = main([str(a) for a in argv])
-  except SystemExit as e:  # argparse's refusals
-    status = e.code
-  out, err = capsys.readouterr()
-  return status, out.splitlines(), err.splitlines()
+run = run_in_process
 
 
 def a_test_photo() -> str:
