@@ -47,6 +47,9 @@ class TrainConfig:
   keep_checkpoints: int = 3  # the last N are kept
   async_checkpointing: bool = True  # write checkpoints in the background
   log_every_steps: int = 50
+  # One device's peak in TFLOP/s (dense bfloat16) for the train log's MFU; 0: the table of
+  # known chips in train/throughput.py (a CPU has none: no MFU).
+  peak_tflops_per_device: float = 0.0
   # Join the processes of a cluster JAX detects (SLURM, Open MPI, TPU pods) even when it finds
   # one; a detected multi-process cluster is joined anyway, and the CLI can name the group
   distributed: bool = False

@@ -106,11 +106,16 @@ def _launched_processes() -> int:
 _watchdog: "Watchdog | None" = None
 
 
-def initialize(group: ProcessGroup, *, force: bool = False) -> bool:
+def initialize(
+  group: ProcessGroup, *, force: bool = False, preemption_notices: bool = False
+) -> bool:
   """Joins the process group `group` describes; returns whether this run is distributed.
 
   `force` (the config's ``distributed=True``) calls JAX's auto-detection even when it finds
-  one process. Must run before anything touches a JAX device.
+  one process. `preemption_notices` (training): JAX's preemption service takes SIGTERM, so
+  that the processes agree on a step to checkpoint at (`train.preemption`); without it a
+  SIGTERM ends the process, as it does any other command. Must run before anything touches
+  a JAX device.
   """
   global _watchdog
   if _watchdog is not None or jax.distributed.is_initialized():
@@ -119,6 +124,8 @@ def initialize(group: ProcessGroup, *, force: bool = False) -> bool:
     return False
   # CPU collectives between processes; ignored by accelerator backends.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  # JAX's service, on by default, swallows SIGTERM: `kill` would not stop an `embed`.
+  jax.config.update("jax_enable_preemption_service", preemption_notices)
   kwargs = {}
   if group.explicit:
     kwargs = dict(

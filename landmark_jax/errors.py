@@ -25,3 +25,19 @@ class MissingFileError(UserError, FileNotFoundError):
 
 class UsageError(UserError, ValueError):
   """Arguments that do not fit together (given one without the other, or none of several)."""
+
+
+class TrainingStopped(Exception):
+  """Training stopped on a signal (SIGTERM: a preemption notice; SIGINT: Ctrl-C) after
+  writing a checkpoint at the step it reached; running the same command again resumes there.
+  Not a mistake: the command line prints it as one line and exits with 128 + the signal's
+  number, as a shell reports a process the signal ended, so a scheduler sees an unfinished
+  job."""
+
+  def __init__(self, message: str, *, step: int, signal_number: int):
+    super().__init__(message)
+    self.step, self.signal_number = step, signal_number
+
+  @property
+  def exit_status(self) -> int:
+    return 128 + self.signal_number

@@ -252,9 +252,10 @@ def add_process_group_args(parser: argparse.ArgumentParser) -> None:
   )
 
 
-def join_processes(args, force: bool = False) -> bool:
+def join_processes(args, force: bool = False, preemption_notices: bool = False) -> bool:
   """Joins the process group the command line names (see `add_process_group_args`);
-  whether this run has several processes."""
+  whether this run has several processes (`preemption_notices`: see
+  `distributed.initialize`)."""
   from landmark_jax import distributed
 
   return distributed.initialize(
@@ -262,6 +263,7 @@ def join_processes(args, force: bool = False) -> bool:
       args.coordinator_address, args.num_processes, args.process_id, args.heartbeat_timeout
     ),
     force=force,
+    preemption_notices=preemption_notices,
   )
 
 

@@ -26,7 +26,7 @@ from landmark_jax.cli import (
   train,
 )
 from landmark_jax.cli.common import OneLineErrorParser, debug_flag
-from landmark_jax.errors import UserError
+from landmark_jax.errors import TrainingStopped, UserError
 
 # Command groups, in the order `--help` lists them.
 GROUPS = (
@@ -130,6 +130,14 @@ def _one_line(error: BaseException) -> str:
   return " ".join(message.split())  # one line, whatever the message held
 
 
+def _is_main_process() -> bool:
+  if "landmark_jax.distributed" not in sys.modules:  # only a multi-host command imports it
+    return True
+  from landmark_jax import distributed
+
+  return distributed.is_main_process()
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
@@ -148,6 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     # Python's own flush at exit does not raise again.
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1
+  except TrainingStopped as stopped:
+    if _is_main_process():  # every process stopped at the same step: one of them says so
+      print(
+        f"landmark-jax {args.command}: {stopped}; run the same command again to resume "
+        f"from step {stopped.step}",
+        file=sys.stderr,
+      )
+    return stopped.exit_status
   except KeyboardInterrupt:
     print(f"landmark-jax {args.command}: interrupted", file=sys.stderr)
     return 130

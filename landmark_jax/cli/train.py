@@ -55,12 +55,17 @@ def _fit(args) -> int:
 def _train(args) -> int:
   from landmark_jax import distributed
   from landmark_jax.config import load_config
+  from landmark_jax.errors import TrainingStopped
   from landmark_jax.train.loop import train
 
   config = load_config(args.config, args.overrides)  # mistakes surface before any work
   setup_logging(logging.INFO)
-  join_processes(args, force=config.distributed)
-  result = train(config, args.workdir)
+  join_processes(args, force=config.distributed, preemption_notices=True)
+  try:
+    result = train(config, args.workdir, profile_steps=args.profile_steps)
+  except TrainingStopped:
+    distributed.finish()  # the others stop at the same step: not a death
+    raise  # said by `cli.main`
   distributed.finish()
   if distributed.is_main_process():
     print(
@@ -82,6 +87,16 @@ def _train(args) -> int:
         "runs both rounds"
       )
   return 0
+
+
+def _profile_steps(text: str) -> tuple[int, int]:
+  from landmark_jax.errors import UsageError
+  from landmark_jax.train.profiling import parse_profile_steps
+
+  try:
+    return parse_profile_steps(text)
+  except UsageError as error:
+    raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -169,14 +184,16 @@ def register(commands, debug) -> None:
   fit.add_argument(
     "--landmarks-csv",
     metavar="CSV",
-    help="landmark_id,name,region,latitude,longitude for the index (default: landmarks.csv "
-    "beside the photos, if there is one)",
+    help="landmark_id,name,region,latitude,longitude for the index; region: the curriculum's "
+    "part, which --config default needs (default: landmarks.csv beside the photos, if there "
+    "is one)",
   )
   fit.add_argument(
     "--config",
     default="tiny_cpu",
-    help="tiny_cpu (default: minutes on a CPU), default (the paper's WRN-50-2, for an "
-    f"accelerator; give --pretrained), or a config file; shipped: {', '.join(config_names())}",
+    help="tiny_cpu (default: minutes on a CPU), default (the paper's WRN-50-2 and curriculum, "
+    "for an accelerator; give --pretrained and regions in --landmarks-csv), or a config file; "
+    f"shipped: {', '.join(config_names())}",
   )
   fit.add_argument(
     "--pretrained",
@@ -227,6 +244,13 @@ def register(commands, debug) -> None:
     nargs="*",
     metavar="key=value",
     help="config overrides, e.g. optim.lr_backbone=0.01 pipeline.batch_size=64",
+  )
+  train.add_argument(
+    "--profile-steps",
+    type=_profile_steps,
+    metavar="A:B",
+    help="trace steps A to B with JAX's profiler into WORKDIR/profile (TensorBoard's profile "
+    "plugin or ui.perfetto.dev opens it), e.g. 10:20",
   )
   add_process_group_args(train)
   train.set_defaults(run=_train)

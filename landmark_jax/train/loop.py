@@ -4,8 +4,11 @@ Resumes automatically from the latest checkpoint in ``workdir/checkpoints``: the
 curriculum stage and the data iterator's position are restored, so a resumed run follows
 the same trajectory as an uninterrupted one. Metrics go to ``workdir/metrics.jsonl`` and
 TensorBoard event files in ``workdir/tensorboard``; a progress bar shows epoch, step,
-images/s and the loss parts. The pieces: `curriculum` (stage plan, growth), `state`,
-`step`, `optim`, `checkpoints` (the workdir), `metrics_log`, `holdout`.
+images/s, MFU where the chip's peak is known, and the loss parts. SIGTERM or SIGINT
+checkpoints at the next step boundary (every process at the same step) and raises
+`TrainingStopped`; the same call again resumes. The pieces: `curriculum` (stage plan,
+growth), `state`, `step`, `optim`, `checkpoints` (the workdir), `metrics_log`, `holdout`,
+`preemption`, `profiling`, `throughput`.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from landmark_jax import distributed, sharding
 from landmark_jax.config import TrainConfig, to_dict
 from landmark_jax.data import DeviceIterator, ImageSource, LabelMap, source_for, train_dataset
 from landmark_jax.data.catalog import has_split, with_found_files
-from landmark_jax.errors import ConfigError, DataError
+from landmark_jax.errors import ConfigError, DataError, TrainingStopped
 from landmark_jax.models import LandmarkNet, model_variables
 from landmark_jax.models.pretrained import load_pretrained_backbone, with_pretrained_backbone
-from landmark_jax.train import curriculum, optim, recipe
+from landmark_jax.train import curriculum, optim, recipe, throughput
 from landmark_jax.train.checkpoints import (
   CHECKPOINTS_DIR,
   CONFIG_FILE,
@@ -41,6 +44,8 @@ from landmark_jax.train.checkpoints import (
 )
 from landmark_jax.train.holdout import HOLDOUT_FILE, evaluate_holdout
 from landmark_jax.train.metrics_log import MetricsLog, NonFiniteLossError, check_finite
+from landmark_jax.train.preemption import StopOnSignal
+from landmark_jax.train.profiling import StepProfiler
 from landmark_jax.train.state import TrainState, abstract_train_state, create_train_state
 from landmark_jax.train.step import make_train_step
 
@@ -49,7 +54,7 @@ logger = logging.getLogger(__name__)
 # A hook is called after every step with (step, state, metrics); raising stops the run.
 Hook = Callable[[int, TrainState, dict], None]
 
-__all__ = ["Hook", "NonFiniteLossError", "TrainResult", "train"]
+__all__ = ["Hook", "NonFiniteLossError", "TrainResult", "TrainingStopped", "train"]
 
 
 @dataclasses.dataclass
@@ -222,6 +227,12 @@ class _Run:
   bar: tqdm
   hooks: Sequence[Hook]
   total_steps: int
+  stop: StopOnSignal
+  profiler: StepProfiler
+  peak_flops: float | None  # one device's; None: MFU unknown
+  flops_per_step: float | None = None  # found at each stage's first step when peak_flops is
+  # Images and time at the last logged step: images/s is the rate since then.
+  meter: tuple[int, float] = (0, 0.0)
 
   def save(self, step: int, state: TrainState, data_state: dict, stage: int, **meta) -> None:
     # Each process saves its own data position; `process_count` says how many to resume with.
@@ -253,7 +264,9 @@ def _run_stage(
   if data_state:
     iterator.set_state(data_state)
   stage_end = min(plan.first_step(stage) + plan.steps[stage], run.total_steps)
-  pending, started, images, saved = None, time.perf_counter(), 0, None
+  pending, images, saved, stopped = None, 0, None, False
+  run.meter = (0, time.perf_counter())
+  run.flops_per_step = None
   while step < stage_end:
     try:
       batch = next(iterator)
@@ -272,24 +285,34 @@ def _run_stage(
         "stage %d ran out of images at step %d (%d unreadable skipped)", stage, step, skipped.total
       )
       break
-    state, metrics = step_fn(state, {"image": batch["image"], "label": batch["label"]})
+    batch = {"image": batch["image"], "label": batch["label"]}
+    if run.peak_flops and run.flops_per_step is None:  # each stage's classifier differs
+      run.flops_per_step = throughput.step_flops(step_fn, state, batch)
+    run.profiler.before(step + 1)
+    state, metrics = step_fn(state, batch)
     step += 1
     images += config.pipeline.batch_size
+    run.profiler.after(step, metrics)
     # Read the previous step's metrics now: the host never waits for the step just queued.
     if pending is not None:
-      _report(*pending, run, stage, images, started)
-    pending = (step, metrics)
+      _report(*pending, run, stage)
+    pending = (step, metrics, images)
     for hook in run.hooks:
       hook(step, state, metrics)
-    if step % config.checkpoint_every_steps == 0 and step != stage_end:
-      _report(*pending, run, stage, images, started)
+    # Every process asks at every step, the stage's last included: the step they agree on
+    # may be any (`preemption`).
+    stopped = run.stop.requested(step)
+    if (stopped or step % config.checkpoint_every_steps == 0) and step != stage_end:
+      _report(*pending, run, stage)
       pending = None
       run.save(step, state, iterator.get_state(), stage)
       saved = step
+    if stopped:
+      break  # at the stage's end, `train` saves the stage boundary's checkpoint as usual
   if pending is not None:
-    _report(*pending, run, stage, images, started)
+    _report(*pending, run, stage)
   logger.info("stage %d done at step %d; %d unreadable images skipped", stage, step, skipped.total)
-  return state, step, skipped.total, saved
+  return state, step, skipped.total, saved, stopped
 
 
 def train(
@@ -298,15 +321,23 @@ def train(
   *,
   hooks: Sequence[Hook] = (),
   progress: bool = True,
+  profile_steps: tuple[int, int] | None = None,
 ) -> TrainResult:
   """Trains (or resumes training) in `workdir`; returns the final state and held-out accuracy.
+
+  SIGTERM or SIGINT during the steps writes a checkpoint at the next step boundary and
+  raises `TrainingStopped` (on several processes, at the step they agree on); calling
+  `train` again resumes from it. `profile_steps` (A, B): a profiler trace of steps A to B
+  in ``workdir/profile``.
 
   On several hosts every process calls this with the same arguments (the workdir on a
   shared filesystem); join them first with `distributed.initialize` (the CLI's
   ``--coordinator-address/--num-processes/--process-id``). Without that, a cluster JAX
   detects (SLURM, Open MPI, TPU pods), or ``config.distributed``, joins here.
   """
-  distributed.initialize(distributed.ProcessGroup(), force=config.distributed)
+  distributed.initialize(
+    distributed.ProcessGroup(), force=config.distributed, preemption_notices=True
+  )
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   # Files found from the working directory are saved by their absolute path: the later
@@ -365,14 +396,20 @@ def train(
     ),
     hooks,
     total_steps,
+    StopOnSignal(),
+    StepProfiler(profile_steps, workdir),
+    throughput.run_peak(config.peak_tflops_per_device),
   )
-  skipped_total, last_saved = 0, latest
+  skipped_total, last_saved, stopped = 0, latest, False
   try:
+    run.stop.__enter__()
     while stage < len(plan.num_classes) and step < total_steps:
-      state, step, skipped, saved = _run_stage(run, stage, state, step, data_state)
+      state, step, skipped, saved, stopped = _run_stage(run, stage, state, step, data_state)
       data_state = None
       skipped_total += skipped
       last_saved = saved or last_saved
+      if stopped and saved == step:
+        break  # stopped inside the stage: its checkpoint holds the data position
       cut_short = plan.first_step(stage) + plan.steps[stage] > total_steps
       if (cut_short and step >= total_steps) or stage + 1 == len(plan.num_classes):
         break  # max_steps reached inside this stage, or the last stage done
@@ -383,12 +420,23 @@ def train(
       # The new stage starts from the beginning of its own pipeline: an empty data state.
       run.save(step, state, {}, stage)
       last_saved = step
+      if stopped:
+        break
     if last_saved != step:
       run.save(step, state, {}, stage, finished=True)
   finally:
+    run.stop.__exit__()
+    run.profiler.stop()
     checkpointer.wait_until_finished()
     run.bar.close()
     run.log.close()
+  if stopped:
+    raise TrainingStopped(
+      f"stopped by {run.stop.signal_name} at step {step} of {total_steps}, after writing "
+      f"its checkpoint in {workdir / CHECKPOINTS_DIR}",
+      step=step,
+      signal_number=run.stop.signal_number,
+    )
 
   model = make_model(config, plan.num_classes[stage])
   holdout = None
@@ -402,22 +450,36 @@ def train(
   return TrainResult(state, model, source.label_map, step, skipped_total, holdout)
 
 
-def _report(step: int, metrics, run: _Run, stage: int, images: int, started: float) -> None:
+def _report(step: int, metrics, images: int, run: _Run, stage: int) -> None:
+  """Checks and shows step `step`'s metrics; logs them every ``log_every_steps``, with the
+  images/s (and MFU) since the last logged step (the first includes compilation)."""
   values = {k: float(v) for k, v in jax.device_get(metrics).items()}
   check_finite(step, values)
   run.bar.update(step - run.bar.n)
   if step % run.config.log_every_steps and step != 1:
     return
   plan = run.plan
-  seconds = time.perf_counter() - started
+  now = time.perf_counter()
+  images_per_second = (images - run.meter[0]) / max(now - run.meter[1], 1e-9)
+  run.meter = (images, now)
   first = plan.first_step(stage)
   per_epoch = plan.steps[stage] / plan.epochs[stage]
   values.update(
     stage=stage,
     epoch=sum(plan.epochs[:stage]) + int((step - 1 - first) // per_epoch),
-    images_per_second=images / max(seconds, 1e-9),
+    images_per_second=images_per_second,
     **{f"lr_{group}": float(s(step - 1)) for group, s in run.schedules.items()},
   )
+  shown = {}
+  if run.flops_per_step and run.peak_flops:
+    values["flops_per_step"] = run.flops_per_step
+    values["mfu"] = throughput.model_flops_utilization(
+      run.flops_per_step,
+      images_per_second / run.config.pipeline.batch_size,
+      run.peak_flops,
+      jax.device_count(),
+    )
+    shown["mfu"] = f"{values['mfu']:.1%}"
   run.log.write(step, values)
   run.bar.set_postfix(
     stage=stage,
@@ -425,4 +487,5 @@ def _report(step: int, metrics, run: _Run, stage: int, images: int, started: flo
     loss=f"{values['loss']:.3f}",
     acc=f"{values['accuracy']:.2f}",
     img_s=f"{values['images_per_second']:.0f}",
+    **shown,
   )

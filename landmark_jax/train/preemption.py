@@ -1,0 +1,104 @@
+"""Stopping `train` cleanly when the machine is taken away: SIGTERM or SIGINT asks for a
+checkpoint at the next step boundary, after which `train` raises `TrainingStopped`.
+
+Spot GPUs and TPU VMs give seconds of notice, with SIGTERM. One process: a Python handler
+notes the signal and the loop stops at the step it is on. Several processes must stop at
+the same step, or the checkpoint is torn (each process's data position from another step)
+and the collectives of the step one of them skips wait forever. JAX's preemption sync
+manager makes that agreement through the coordination service that
+`jax.distributed.initialize` started: its own SIGTERM handler tells every process of the
+notice, and ``multihost_utils.reached_preemption_sync_point(step)`` turns True on all of
+them at the same step, one past the furthest any had reached. SIGINT (Ctrl-C) is handed to
+it as a SIGTERM to this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+import jax
+
+logger = logging.getLogger(__name__)
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _sync_manager():
+  from jax._src import distributed
+
+  return distributed.global_state.preemption_sync_manager
+
+
+class StopOnSignal:
+  """A context in which SIGTERM and SIGINT ask `requested(step)` to say stop.
+
+  Called at every step boundary with the step just taken; on several processes it must be
+  called at every step by every process (JAX's sync protocol counts the calls).
+  """
+
+  def __init__(self):
+    self.signal_number: int | None = None
+    self._previous: dict[int, object] = {}
+    self._shared = jax.process_count() > 1
+
+  def __enter__(self) -> "StopOnSignal":
+    if threading.current_thread() is not threading.main_thread():
+      # Python handles signals in the main thread only: a `train` called from another
+      # thread is stopped the way its caller stops that thread.
+      logger.info("train runs outside the main thread: SIGTERM/SIGINT will not checkpoint")
+      return self
+    if self._shared:
+      if _sync_manager() is None:
+        logger.warning(
+          "JAX's preemption service is off in this process group: a SIGTERM will not "
+          "checkpoint before the run ends"
+        )
+        return self
+      # SIGTERM is JAX's own handler's (installed when the group was joined); SIGINT joins it.
+      self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._forward_to_sigterm)
+    else:
+      for number in _STOP_SIGNALS:
+        self._previous[number] = signal.signal(number, self._note)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    for number, handler in self._previous.items():
+      signal.signal(number, handler)
+    self._previous.clear()
+
+  def _note(self, number, frame) -> None:
+    if self.signal_number is None:
+      logger.warning(
+        "%s: stopping at the end of this step, after a checkpoint (again to stop at once)",
+        signal.Signals(number).name,
+      )
+      self.signal_number = number
+    else:  # a second signal: the user means it
+      self.__exit__()
+      os.kill(os.getpid(), number)
+
+  def _forward_to_sigterm(self, number, frame) -> None:
+    self.signal_number = number
+    os.kill(os.getpid(), signal.SIGTERM)
+
+  def requested(self, step: int) -> bool:
+    """Whether to checkpoint and stop after `step`: at once on one process; on several,
+    at the step they agree on."""
+    if not self._shared:
+      return self.signal_number is not None
+    if _sync_manager() is None:
+      return False
+    from jax.experimental import multihost_utils
+
+    if multihost_utils.reached_preemption_sync_point(step):
+      if self.signal_number is None:  # another process got the notice
+        self.signal_number = signal.SIGTERM
+      return True
+    return False
+
+  @property
+  def signal_name(self) -> str:
+    return signal.Signals(self.signal_number or signal.SIGTERM).name
