@@ -20,8 +20,9 @@ class ModelConfig:
   # (models/pretrained_sources.py), or a torchvision/timm .pth/.safetensors file; "none":
   # from scratch, said explicitly (a `fine_tune` config refuses to train with this left empty)
   pretrained: str = ""
-  # The config's rates assume a pretrained backbone (the paper's α1 = 0.01 < α2, α3):
-  # training refuses to start without model.pretrained (train/recipe.py)
+  # The config's rates assume a pretrained backbone (its α1 = 0.01 < α2, α3; the values are
+  # ours, the paper gives none): training refuses to start without model.pretrained
+  # (train/recipe.py)
   fine_tune: bool = False
 
   def __post_init__(self):
