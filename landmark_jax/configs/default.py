@@ -27,8 +27,9 @@ Accelerators: bf16 compute, global batch 256 over all devices of all hosts (set
 `distributed=True` on multi-host). `data.clean_csv=train_clean.csv` trains on GLDv2-clean.
 What to expect: the paper reports sensitivity at a fixed specificity on its own test set, its
 offline test using neither geo-information nor class references (`evaluate`'s headline is
-that test); GLDv2 figures are not in the paper. Throughput: see docs/benchmarks.md. A fast local check of this exact config on a
-laptop CPU (the embedded dataset has non-landmark photos and two regions):
+that test); GLDv2 figures are not in the paper. Throughput: see docs/benchmarks.md. A fast
+local check of this exact config on a laptop CPU (the embedded dataset has non-landmark
+photos and two regions):
 
     landmark-jax train --config default --workdir /tmp/wrn data.kind=demo data.root= \
         model.dtype=float32 model.pretrained=none pipeline.batch_size=8 \

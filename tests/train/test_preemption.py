@@ -120,8 +120,7 @@ def test_profile_and_mfu_in_the_train_log(tmp_path):
   images/s and the step's FLOPs."""
   peak_tflops = 0.5
   config = load_config(
-    "tiny_cpu",
-    ["max_steps=4", "log_every_steps=1", f"peak_tflops_per_device={peak_tflops}"],
+    "tiny_cpu", ["max_steps=4", "log_every_steps=1", f"peak_tflops_per_device={peak_tflops}"]
   )
   train(config, tmp_path, progress=False, profile_steps=(2, 3))
   traces = list((tmp_path / "profile" / "process_0").rglob("perfetto_trace.json.gz"))
