@@ -28,6 +28,7 @@ from typing import Callable, Mapping
 from landmark_jax.config import TrainConfig, load_config
 from landmark_jax.data import DataConfig, photo_split, source_for
 from landmark_jax.data.demo_dataset import demo_dataset
+from landmark_jax.data.labels import REGIONS
 from landmark_jax.errors import ConfigError
 from landmark_jax.eval.collection import photo_counts
 from landmark_jax.eval.scoring import load_locations
@@ -35,7 +36,7 @@ from landmark_jax.experiment import ROUND1, PipelineResult, check_same_config, r
 from landmark_jax.geo import Location
 from landmark_jax.index import CentroidIndex
 from landmark_jax.stages import whiten
-from landmark_jax.train import loop
+from landmark_jax.train import loop, recipe
 
 FIT_CONFIG = "tiny_cpu"  # trains in minutes on a CPU; `default` is the paper's, for accelerators
 # Fewest landmark and non-landmark photos in each of the validation and test splits. The
@@ -230,12 +231,17 @@ def fit_config(
   config: str, overrides=(), *, pretrained: str | None = None, data: DataConfig
 ) -> TrainConfig:
   """The named config with `overrides`, trained on `data` (from `pretrained`, if given)."""
-  given_data = [o.split("=", 1)[0] for o in overrides if o.strip().startswith("data.")]
+  given_data = [o.split("=", 1)[0].strip() for o in overrides if o.strip().startswith("data.")]
   if given_data:
     raise ConfigError(
       f"{given_data[0]}: the data section comes from the photos, not from overrides: "
       "`landmark-jax fit PHOTOS --workdir W` takes yours (a folder of <landmark>/*.jpg, a "
       "GLDv2-layout folder or a CSV); the demo's are the embedded dataset's"
+      + (
+        "; `fit` reads the curriculum's regions from a region column of --landmarks-csv"
+        if given_data[0] == "data.regions_csv"
+        else ""
+      )
     )
   loaded = load_config(config, overrides)
   model = loaded.model
@@ -291,7 +297,10 @@ def fit(
     ConfigError: the workdir holds a run of other photos or settings.
   """
   workdir = pathlib.Path(workdir)
-  fit_config(config, overrides, data=DataConfig())  # a mistake in an override costs nothing
+  # A mistake in an override, or a fine-tuning config without weights, costs nothing.
+  checked = fit_config(config, overrides, pretrained=pretrained, data=DataConfig())
+  if train:
+    recipe.check_pretrained(checked)
   if photos is not None and workdir.absolute().is_relative_to(pathlib.Path(photos).absolute()):
     raise ConfigError(
       f"--workdir {workdir} is inside the photos {photos}: its files would be taken for "
@@ -317,6 +326,8 @@ def fit(
   check_same_config(workdir, run_config, fresh_flag, second_round=second_round)
   if photos is not None and min_photos:
     _check_held_out(run_config, min_photos)
+  if train:
+    _check_regions(run_config, source.landmarks_csv, workdir / SPLIT_DIR)
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / FIT_FILE).write_text(json.dumps(record, indent=2))
 
@@ -373,6 +384,46 @@ def _check_held_out(config: TrainConfig, min_photos: int) -> None:
     )
 
 
+def _check_regions(
+  config: TrainConfig, landmarks_csv: pathlib.Path | None, made_here: pathlib.Path
+) -> None:
+  """Refuses, before any training, a config with the paper's curriculum (`default`) whose
+  landmarks are not all placed in two or more regions. Training refuses the same in `data.*`
+  words (`recipe.check_curriculum`, `labels.check_unassigned`), which `fit` does not take:
+  its regions are the region column of the landmarks CSV (``--landmarks-csv``, or
+  ``landmarks.csv`` beside the photos), and the refusal says so (docs/train-on-your-photos.md,
+  "The paper's recipe")."""
+  if not config.curriculum.enabled:
+    return
+  label_map = source_for(config.data, "train").label_map
+  decline = "or curriculum.enabled=False to train in one stage"
+  how = (
+    "give --landmarks-csv CSV with a region column placing the landmarks in two or more of "
+    f"{', '.join(REGIONS)} (`landmark-jax regions` assigns them from latitude,longitude or "
+    f"country codes), {decline}"
+  )
+  if label_map.unassigned and config.curriculum.unassigned == "refuse":
+    missing = label_map.unassigned
+    raise ConfigError(
+      f"{len(missing)} of {label_map.num_classes} landmarks have no region in "
+      f"{config.data.regions_csv} ({photo_split.describe(list(missing))}), so the "
+      "curriculum cannot place them: add their rows, or curriculum.unassigned=last to train "
+      f"them in the last stage, {decline}"
+    )
+  if label_map.num_stages > 1:
+    return
+  if config.data.regions_csv:
+    why = f"the training landmarks are all in one region of {config.data.regions_csv}"
+  elif landmarks_csv is None or landmarks_csv.absolute().is_relative_to(made_here.absolute()):
+    why = "the photos come without regions"
+  else:
+    why = f"{landmarks_csv} has no region column"
+  raise ConfigError(
+    f"this config trains with the paper's curriculum over geographic regions "
+    f"(curriculum.enabled=True), but {why}: {how}"
+  )
+
+
 def _note_not_evaluated(report: pathlib.Path, landmarks: list) -> None:
   if report.is_file() and "Not evaluated" not in report.read_text():
     with open(report, "a") as f:
@@ -389,7 +440,7 @@ _SECOND_ROUND_STEPS = {
   "round1/embed": "embed the training photos",
   "round1/clean": "clean: per-landmark clustering into shooting angles; photos outside a "
   "valid cluster are dropped",
-  "train": "train again from scratch on the photos cleaning kept (+ the non-landmark ones)",
+  "train": "train again {start} on the photos cleaning kept (+ the non-landmark ones)",
   "embed": "embed those photos with the new model",
   "clean": "clean them again into per-angle centroids",
 }
@@ -411,19 +462,27 @@ _LAST_STEPS = {
 
 
 def step_headlines(
-  first: str, *, train: bool, second_round: bool, target: float, model: str = "model"
+  first: str,
+  *,
+  train: bool,
+  second_round: bool,
+  target: float,
+  model: str = "model",
+  pretrained: bool = False,
 ) -> dict[str, str]:
-  """Step name → its numbered headline ("2/10 train …"); step 1 (``dataset``) is `first`."""
+  """Step name → its numbered headline ("2/10 train …"); step 1 (``dataset``) is `first`;
+  `pretrained`: the second round starts again from the backbone's pretrained weights."""
   if not train:
     steps = _NO_TRAIN_STEPS
   else:
     steps = _SECOND_ROUND_STEPS if second_round else _SINGLE_ROUND_STEPS
   steps = {**steps, **_LAST_STEPS}
+  start = "from the pretrained weights" if pretrained else "from scratch"
   total = len(steps) + 1
   return {
     "dataset": f"1/{total} {first}",
     **{
-      name: f"{i}/{total} {text.format(target=target, model=model)}"
+      name: f"{i}/{total} {text.format(target=target, model=model, start=start)}"
       for i, (name, text) in enumerate(steps.items(), start=2)
     },
   }
@@ -493,6 +552,7 @@ def run_fit(
     second_round=second_round and train,
     target=config.calibration.target_specificity,
     model=model,
+    pretrained=(options.get("pretrained") or config.model.pretrained) not in (None, "", "none"),
   )
   announce_step(headlines["dataset"], False)
   result = fit(

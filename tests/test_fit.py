@@ -2,8 +2,12 @@
 one line before anything is trained; `--no-train` makes a model whose embeddings are the
 backbone's whitened features, and the whitening is the one computed by hand."""
 
+import csv
 import json
 import pathlib
+import re
+import shlex
+import shutil
 
 import jax
 import numpy as np
@@ -173,3 +177,132 @@ def test_a_workdir_inside_the_photos_and_a_photo_file_are_refused(tmp_path, caps
   assert "is inside the photos" in capsys.readouterr().err
   assert main(["fit", str(photos / "tower" / "0.jpg"), "--workdir", str(tmp_path / "w")]) == 2
   assert "is a file but not a .csv" in capsys.readouterr().err
+
+
+def test_the_papers_config_without_weights_or_regions_is_refused_in_one_line(tmp_path, capsys):
+  counts = {"tower": 8, "bridge": 8, "arch": 8, "non_landmark": 30}
+  photos = write_photos(tmp_path / "photos", counts)
+  fit = ["fit", str(photos), "--config", "default"]
+  # No weights: refused before the split is written.
+  assert main([*fit, "--workdir", str(tmp_path / "a")]) == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and "model.pretrained=torchvision" in err
+  assert not (tmp_path / "a").exists()
+  # No regions: the curriculum has one part; refused naming fit's way to give them, not
+  # training's data.regions_csv (which fit refuses).
+  assert main([*fit, "--workdir", str(tmp_path / "b"), "model.pretrained=none"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1
+  assert "the photos come without regions: give --landmarks-csv CSV with a region column" in err
+  assert "curriculum.enabled=False" in err and "data.regions_csv" not in err
+  assert not (tmp_path / "b" / "round1").exists()
+  # Regions that put every landmark in one part, or miss one.
+  for name, rows, expected in (
+    ("one.csv", "tower,far_east\nbridge,far_east\narch,far_east\n", "all in one region"),
+    ("part.csv", "tower,far_east\nbridge,europe_russia\n", "1 of 3 landmarks have no region"),
+  ):
+    (tmp_path / name).write_text("landmark_id,region\n" + rows)
+    argv = [*fit, "--workdir", str(tmp_path / f"w-{name}"), "--landmarks-csv", str(tmp_path / name)]
+    assert main([*argv, "model.pretrained=none"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err
+  assert main([*fit, "--workdir", str(tmp_path / "c"), "data.regions_csv=regions.csv"]) == 2
+  assert "a region column of --landmarks-csv" in capsys.readouterr().err
+
+
+def papers_recipe_command() -> list[str]:
+  """The command of docs/train-on-your-photos.md's "The paper's recipe" (a ```sh block:
+  tests/test_fit_walkthrough.py runs the page's ```bash blocks, and this is not one)."""
+  doc = pathlib.Path(__file__).resolve().parents[1] / "docs" / "train-on-your-photos.md"
+  section = doc.read_text().split("## The paper's recipe\n", 1)[1]
+  (block,) = re.findall(r"```sh\n(.*?)```", section.split("\n## ", 1)[0], re.S)
+  argv = shlex.split(block.replace("\\\n", " "))
+  assert argv[:2] == ["landmark-jax", "fit"]
+  return argv[1:]
+
+
+# The page's command made cheap on a CPU: a tiny backbone on 64-pixel crops, two epochs (one
+# per region), from scratch (no weights can be downloaded here).
+CPU_OVERRIDES = (
+  "model.backbone=resnet_tiny",
+  "model.embedding_dim=64",
+  "model.dtype=float32",
+  "pipeline.image.resize_size=72",
+  "pipeline.image.crop_size=64",
+  "pipeline.num_workers=0",
+  "num_epochs=2",
+)
+
+
+@pytest.mark.slow
+def test_the_papers_recipe_trains_cleans_and_trains_again_on_the_cleaned_photos(
+  tmp_path, monkeypatch, capsys
+):
+  from landmark_jax.train.checkpoints import CONFIG_FILE
+
+  argv = papers_recipe_command()
+  assert "--config" in argv and argv[argv.index("--config") + 1] == "default"
+  assert "model.pretrained=torchvision" in argv
+  argv = [a.replace("model.pretrained=torchvision", "model.pretrained=none") for a in argv]
+  monkeypatch.chdir(tmp_path)
+  counts = {"my_photos/tower": 8, "my_photos/bridge": 8, "my_photos/arch": 8, "street_photos": 30}
+  write_photos(tmp_path, counts)
+  # Eight copies of one photo: round 1's cleaning drops the near-duplicates among arch's
+  # training photos, whatever the model learnt (identical photos embed identically).
+  for i in range(1, 8):
+    shutil.copy(tmp_path / "my_photos/arch/0.jpg", tmp_path / f"my_photos/arch/{i}.jpg")
+  # Two regions: the curriculum trains tower and bridge, then all three.
+  (tmp_path / "my_landmarks.csv").write_text(
+    "landmark_id,name,region\ntower,Tower,europe_russia\nbridge,Bridge,europe_russia\n"
+    "arch,Arch,far_east\n"
+  )
+  assert main([*argv, *CPU_OVERRIDES]) == 0
+  out = capsys.readouterr().out
+  assert "train again from scratch on the photos cleaning kept" in out and "| all photos |" in out
+
+  workdir = tmp_path / argv[argv.index("--workdir") + 1]
+  round1, round2 = workdir / "round1", workdir
+  clean_csv = round1 / "clean" / "train_clean.csv"
+  configs = [json.loads((r / "train" / CONFIG_FILE).read_text()) for r in (round1, round2)]
+  # Round 1 trained on every training photo, round 2 on what round 1's cleaning kept.
+  assert configs[0]["data"]["clean_csv"] == ""
+  assert configs[1]["data"]["clean_csv"] == str(clean_csv.resolve())
+  for config, r in zip(configs, (round1, round2)):
+    assert config["model"]["backbone"] == "resnet_tiny" and config["curriculum"]["enabled"]
+    assert len(json.loads((r / "train" / "label_map.json").read_text())["stage_sizes"]) == 2
+
+  # The cleaned CSV is round 1's landmark training photos less the ones cleaning dropped.
+  with open(workdir / "split" / "train.csv", newline="") as f:
+    rows = list(csv.DictReader(f))
+  training = {r["id"]: r["landmark_id"] for r in rows if r["landmark_id"]}
+  with open(clean_csv, newline="") as f:
+    kept = {i: r["landmark_id"] for r in csv.DictReader(f) for i in r["images"].split()}
+  report = json.loads((round1 / "clean" / "report.json").read_text())
+  assert kept.items() <= training.items()
+  assert len(training) - len(kept) == report["images_dropped"]
+  # By hand: arch's training photos (8 - 2 validation - 2 test) are 4 copies: 3 dropped.
+  assert sum(lid == "arch" for lid in training.values()) == 4
+  assert sum(lid == "arch" for lid in kept.values()) == 1
+  assert report["near_duplicates_dropped"] >= 3
+
+  # And round 2's photos are those: the kept ones and every non-landmark training photo.
+  non_landmarks = {r["id"] for r in rows if not r["landmark_id"]}
+  assert embedded_ids(round1 / "embeddings") == set(training) | non_landmarks
+  assert embedded_ids(round2 / "embeddings") == set(kept) | non_landmarks
+
+
+def embedded_ids(folder: pathlib.Path) -> set[str]:
+  return {str(i) for shard in folder.glob("shard-*") for i in np.load(shard / "ids.npy")}
+
+
+def test_the_second_round_says_where_it_starts_again():
+  headlines = [
+    landmark_jax.fit.step_headlines(
+      "split", train=True, second_round=True, target=0.99, pretrained=pretrained
+    )["train"]
+    for pretrained in (False, True)
+  ]
+  assert headlines[0] == (
+    "5/10 train again from scratch on the photos cleaning kept (+ the non-landmark ones)"
+  )
+  assert "train again from the pretrained weights on the photos cleaning kept" in headlines[1]
