@@ -188,7 +188,13 @@ def run_pipeline(
     )
     index.save(index_dir)
   rho = index.metadata.get("reference_threshold")
-  say(f"η = {index.metadata['eta']:.4f}" + (f" with ρ = {rho:.4f}" if rho is not None else ""))
+  alone = index.metadata.get("eta_without_references")
+  say(
+    f"η = {index.metadata['eta']:.4f}"
+    + (f" with ρ = {rho:.4f}" if rho is not None else "")
+    # The evaluation's headline, the paper's offline test, applies η alone.
+    + (f" (η alone: {alone:.4f}, the paper's offline test)" if alone is not None else "")
+  )
   timings["calibrate"] = time.perf_counter() - t
 
   t = _timed(announce, "evaluate", False)

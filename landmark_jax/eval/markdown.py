@@ -1,6 +1,6 @@
 """The evaluation report in Markdown: the paper's table (sensitivity and specificity with
-their intervals and n), its breakdowns, GAP, and the with/without tables of geo-information
-and class references."""
+their intervals and n), its breakdowns and GAP, each for the paper's offline test (η alone)
+and beside it with class references and with geo-information where they apply."""
 
 from __future__ import annotations
 
@@ -26,19 +26,44 @@ def _rate_cell(rate: float, interval: Sequence[float], photos: int) -> str:
   return f"{100 * rate:.1f} % ({100 * low:.1f}–{100 * high:.1f} %), n = {photos}"
 
 
+def _thresholds(setting: Mapping[str, Any]) -> str:
+  """``η = 0.9806 alone`` or ``η = 0.9305, ρ = 0.7100``: what a setting applied."""
+  eta = f"η = {setting['eta']:.4f}"
+  if not setting["references"]:
+    return f"{eta} alone"
+  rho = setting["reference_threshold"]
+  return f"{eta}, ρ = {'—' if rho is None else f'{rho:.4f}'}"
+
+
+def _long_label(setting: Mapping[str, Any]) -> str:
+  """The setting's label with its thresholds: "with references (η = 0.9305, ρ = 0.7100)"."""
+  return f"{setting['label'].split(' (')[0]} ({_thresholds(setting)})"
+
+
 def _breakdown_table(
-  heading: str, rows: Mapping[str, Mapping[str, Any]], min_photos: int
+  heading: str, table: str, settings: Mapping[str, Mapping[str, Any]], min_photos: int
 ) -> list[str]:
+  """One row per group of `table` (``by_frequency``, ``by_category``), its sensitivity in
+  one column per setting: the groups are the same photos in every setting."""
+  columns = list(settings.values())
   lines = [
     "",
-    f"| {heading} | sensitivity (95 % interval), n photos | share of landmark photos | |",
-    "|---|---|---|---|",
+    f"| {heading} | photos | share of landmark photos | "
+    + " | ".join(f"sensitivity, {s['label']}" for s in columns)
+    + " | |",
+    "|---|---|---|" + "---|" * len(columns) + "---|",
   ]
-  for name, row in rows.items():
+  for name, row in columns[0][table].items():
     note = f"n < {min_photos}: indicative only" if row["images"] < min_photos else ""
+    cells = []
+    for setting in columns:
+      cell = setting[table][name]
+      low, high = cell["sensitivity_ci"]
+      cells.append(f"{100 * cell['sensitivity']:.1f} % ({100 * low:.1f}–{100 * high:.1f} %)")
     lines.append(
-      f"| {name} | {_rate_cell(row['sensitivity'], row['sensitivity_ci'], row['images'])} "
-      f"| {_pct(row['share'])} | {note} |"
+      f"| {name} | n = {row['images']} | {_pct(row['share'])} | "
+      + " | ".join(cells)
+      + f" | {note} |"
     )
   return lines
 
@@ -53,21 +78,36 @@ def _headline_row(label: str, figures: Mapping[str, Any]) -> str:
   return f"| {label} | {sensitivity} | {specificity} |"
 
 
+def _gap_row(label: str, figures: Mapping[str, Any], images: int, landmark: int) -> str:
+  return (
+    f"| {label} | {figures['gap']:.4f}, n = {images} | "
+    f"{figures['gap_without_threshold']:.4f}, n = {images} | "
+    f"{figures['gap_ignoring_non_landmarks']:.4f}, n = {landmark} | "
+    f"{_pct(figures['top1_accuracy'])}, n = {landmark} |"
+  )
+
+
 def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
+  """The report of `write_report`'s `result`: one row (or column) per setting of its
+  ``settings``, the paper's offline test first."""
   min_photos = result.get("min_photos", MIN_PHOTOS)
   landmark, images = result["landmark_images"], result["images"]
+  settings = result["settings"]
+  paper = settings[result.get("headline", "paper")]
+  applied = f"threshold η = {result['eta']:.4f}" + (
+    f" with ρ = {result['reference_threshold']:.4f} (class references)"
+    if result.get("reference_threshold") is not None
+    else ""
+  )
   lines = [
     f"# {title}",
     "",
     f"{images} test photos, {landmark} with a landmark "
-    f"({_pct(result['landmark_share'])}); threshold η = {result['eta']:.4f}"
-    + (
-      f" with ρ = {result['reference_threshold']:.4f} (class references)"
-      if result.get("reference_threshold") is not None
-      else ""
-    )
-    + ". "
-    "Rates with their 95 % Wilson score interval and n, the photos they rest on."
+    f"({_pct(result['landmark_share'])}); the recognizer applies {applied}. "
+    f"The headline is the paper's offline test: {_thresholds(paper)}, with neither "
+    "geo-information nor class references"
+    + ("; the rows below it add what recognition can also use" if len(settings) > 1 else "")
+    + ". Rates with their 95 % Wilson score interval and n, the photos they rest on."
     + (
       f" {result['photos_of_landmarks_not_in_index']} of the landmark photos show "
       "landmarks the index does not have (removed, or never added): they count as "
@@ -76,38 +116,23 @@ def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
       else ""
     ),
     "",
-    "| | sensitivity | specificity |",
+    "| all photos | sensitivity | specificity |",
     "|---|---|---|",
-    _headline_row("all photos", result),
+    *[_headline_row(_long_label(s), s) for s in settings.values()],
   ]
-  if "by_frequency" in result:
-    lines += ["", f"Rare landmarks: fewer than {result['rare_threshold']} training images."]
-    lines += _breakdown_table("landmarks", result["by_frequency"], min_photos)
-  if "by_category" in result:
-    lines += _breakdown_table("category", result["by_category"], min_photos)
-  if "gap" in result:
+  if "references" in result:
     lines += [
       "",
-      "| GAP (thresholded) | GAP (no threshold) | GAP (landmark photos only) | top-1 accuracy |",
-      "|---|---|---|---|",
-      f"| {result['gap']:.4f}, n = {images} | {result['gap_without_threshold']:.4f}, "
-      f"n = {images} | {result['gap_ignoring_non_landmarks']:.4f}, n = {landmark} | "
-      f"{_pct(result['top1_accuracy'])}, n = {landmark} |",
-      "",
-      f"GAP over all {images} test photos ({landmark} with a landmark); GAP over "
-      f"landmark photos only and top-1 accuracy over the {landmark} landmark photos.",
+      "With references: a photo whose best score clears η is also checked against its "
+      f"landmark's reference photos (ρ = {result['references']['reference_threshold']:.4f}, "
+      f"calibrated with η = {result['eta']:.4f} for the same target), as the recognizer "
+      "decides.",
     ]
   if "geo" in result:
-    geo = result["geo"]
     lines += [
       "",
-      f"With geo-information ({geo['located_photos']} photos with a location; "
-      "candidates restricted to nearby landmarks):",
-      "",
-      "| | sensitivity | specificity |",
-      "|---|---|---|",
-      _headline_row("without geo-information", geo["without"]),
-      _headline_row("with geo-information", geo["with"]),
+      f"With geo-information: {result['geo']['located_photos']} photos with a location; "
+      "candidates restricted to nearby landmarks.",
     ]
   if result.get("references_not_applied"):
     lines += [
@@ -117,22 +142,20 @@ def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
       "decides; `reference_similarity` in predictions.csv is each photo's similarity "
       "to its nearest landmark's reference photos.",
     ]
-  if "references" in result:
-    references = result["references"]
+  if "by_frequency" in result:
+    lines += ["", f"Rare landmarks: fewer than {result['rare_threshold']} training images."]
+    lines += _breakdown_table("landmarks", "by_frequency", settings, min_photos)
+  if "by_category" in result:
+    lines += _breakdown_table("category", "by_category", settings, min_photos)
+  if "gap" in result:
     lines += [
       "",
-      f"Class references: a photo whose best score clears η is also checked "
-      f"against its landmark's reference photos (ρ = "
-      f"{references['reference_threshold']:.4f}, calibrated with η for the same "
-      "target); the figures above apply both:",
+      "| | GAP (thresholded) | GAP (no threshold) | GAP (landmark photos only) | top-1 accuracy |",
+      "|---|---|---|---|---|",
+      *[_gap_row(s["label"], s, images, landmark) for s in settings.values()],
       "",
-      "| | sensitivity | specificity |",
-      "|---|---|---|",
-      _headline_row(
-        f"η = {references['eta_without_references']:.4f} alone (without references)",
-        references["without"],
-      ),
-      _headline_row(f"η = {result['eta']:.4f} and ρ (with references)", references["with"]),
+      f"GAP over all {images} test photos ({landmark} with a landmark); GAP over "
+      f"landmark photos only and top-1 accuracy over the {landmark} landmark photos.",
     ]
   if "plots" in result:
     lines += ["", *[f"![{name}]({path})" for name, path in result["plots"].items()]]

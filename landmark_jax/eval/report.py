@@ -1,5 +1,7 @@
 """`landmark-jax evaluate`: the paper's tables and plots for a model + index on a test set,
-written to one folder (report.md and .json, predictions.csv, the plots)."""
+written to one folder (report.md and .json, predictions.csv, the plots). The headline is the
+paper's offline test (η alone, no geo-information, no class references); the settings the
+recognizer adds (ρ, locations) stand beside it (`SETTINGS`)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ from landmark_jax.eval.collection import (
   photo_counts,
 )
 from landmark_jax.eval.markdown import report_markdown
-from landmark_jax.eval.metrics import sensitivity_specificity
 from landmark_jax.eval.plots import (
   plot_score_distributions,
   plot_sensitivity_specificity,
@@ -32,6 +33,8 @@ from landmark_jax.eval.plots import (
 from landmark_jax.eval.scoring import (
   ScoredPhotos,
   evaluate_scored,
+  figures_at,
+  flag_small_rows,
   load_locations,
   photo_locations,
   score_embedded,
@@ -53,14 +56,23 @@ PREDICTIONS_HEADER = (
   "nearest_landmark_id",
   "score",
   "predicted_landmark_id",
+  "predicted_with_references",
   "reference_similarity",
 )
 
 
-def write_predictions(scored: ScoredPhotos, eta: float, path: str | os.PathLike) -> None:
-  """One row per photo: its true landmark, nearest landmark, best score, the prediction at η
-  (and ρ, with class references; empty = none) and the similarity to the nearest landmark's
-  reference photos (empty: not kept): everything the report's figures are computed from."""
+def write_predictions(
+  scored: ScoredPhotos,
+  eta: float,
+  path: str | os.PathLike,
+  eta_without_references: float | None = None,
+) -> None:
+  """One row per photo: its true landmark, nearest landmark, best score, the prediction of
+  the paper's offline test (η alone: `eta_without_references`, else `eta`; empty = none),
+  the recognizer's (η and ρ, as `scored` applies them; the same where no ρ applies) and the
+  similarity to the nearest landmark's reference photos (empty: not kept): everything the
+  report's figures without geo-information are computed from."""
+  alone = eta if eta_without_references is None else eta_without_references
 
   def cell(value):
     return "" if value is None else value
@@ -78,6 +90,7 @@ def write_predictions(scored: ScoredPhotos, eta: float, path: str | os.PathLike)
       scored.truth,
       scored.nearest,
       scored.scores.tolist(),
+      scored.without_references().predictions(alone),
       scored.predictions(eta),
       similarity.tolist(),
     ):
@@ -88,7 +101,8 @@ def write_predictions(scored: ScoredPhotos, eta: float, path: str | os.PathLike)
           cell(row[2]),
           repr(float(row[3])),
           cell(row[4]),
-          "" if np.isnan(row[5]) else repr(float(row[5])),
+          cell(row[5]),
+          "" if np.isnan(row[6]) else repr(float(row[6])),
         ]
       )
 
@@ -107,7 +121,7 @@ def _jsonable(value):
   return value
 
 
-# The figures of a `sensitivity_specificity` result that the with/without geo table shows.
+# The figures of a `sensitivity_specificity` result that the with/without tables show.
 _HEADLINE = (
   "sensitivity",
   "sensitivity_ci",
@@ -118,6 +132,53 @@ _HEADLINE = (
   "rejected",
   "non_landmark_images",
 )
+
+# The settings `evaluate` measures, in the report's order: (key, label, geo-information,
+# class references). The first is the headline: the paper's offline test (Boiarov & Tyantov
+# 2019, §4), with neither geo-information nor landmark references.
+SETTINGS = (
+  ("paper", "paper's offline test (η alone)", False, False),
+  ("references", "with references (η, ρ)", False, True),
+  ("geo", "with geo-information (η alone)", True, False),
+  ("geo_references", "with geo-information and references (η, ρ)", True, True),
+)
+
+
+def measure_settings(
+  scored: ScoredPhotos,
+  eta: float,
+  *,
+  eta_without_references: float | None = None,
+  reference_threshold: float | None = None,
+  geo_scored: ScoredPhotos | None = None,
+  min_photos: int = MIN_PHOTOS,
+  **breakdowns,
+) -> dict[str, dict[str, Any]]:
+  """The figures (`figures_at`, breakdowns flagged as `evaluate_scored` does) of every
+  setting of `SETTINGS` the photos allow: η alone (`eta_without_references`, else `eta`)
+  without references, always; η and ρ where `scored` applies class references; the same
+  with geo-information when `geo_scored` is given. Each with its ``label``, ``eta``,
+  ``reference_threshold`` (None: not checked), ``geo`` and ``references`` (both booleans)."""
+  alone = eta if eta_without_references is None else eta_without_references
+  settings = {}
+  for key, label, geo, references in SETTINGS:
+    photos = geo_scored if geo else scored
+    if photos is None or (references and photos.near_references is None):
+      continue
+    if not references:
+      photos = photos.without_references()
+    threshold = eta if references else alone
+    figures = figures_at(photos, threshold, **breakdowns)
+    flag_small_rows(figures, min_photos)
+    settings[key] = {
+      "label": label,
+      "eta": threshold,
+      "reference_threshold": reference_threshold if references else None,
+      "geo": geo,
+      "references": references,
+      **figures,
+    }
+  return settings
 
 
 def write_report(
@@ -135,22 +196,35 @@ def write_report(
   reference_threshold: float | None = None,
   eta_without_references: float | None = None,
 ) -> dict[str, Any]:
-  """report.md, report.json, threshold_sweep.png and sensitivity_specificity.png; with
-  `geo_scored` (the same photos scored with their locations) a with/without geo table.
-  `min_photos` as `evaluate_scored`; `indexed`, the landmarks the index has, to count (and
-  say) how many landmark photos show one it does not have. When `scored` applies class
-  references (`near_references`, at `reference_threshold` ρ, with `eta` calibrated
-  alongside), a table of the figures with them and with η alone (`eta_without_references`)."""
+  """report.md, report.json, predictions.csv and the plots.
+
+  The headline figures (and the plots) are the paper's offline test: η alone
+  (`eta_without_references`, else `eta`), without class references or geo-information.
+  Beside them, for the headline and every breakdown (`measure_settings`, under
+  ``settings``): with references (`eta` and `reference_threshold` ρ, as the recognizer
+  decides) where `scored` applies them (`near_references`), and with geo-information where
+  `geo_scored` (the same photos scored with their locations) is given. ``eta`` and
+  ``reference_threshold`` stay what the recognizer applies. `min_photos` as
+  `evaluate_scored`; `indexed`, the landmarks the index has, to count (and say) how many
+  landmark photos show one it does not have."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  result = evaluate_scored(
+  alone = eta if eta_without_references is None else eta_without_references
+  rho = None if scored.near_references is None else reference_threshold
+  breakdowns = dict(train_counts=train_counts, rare_threshold=rare_threshold, categories=categories)
+  paper = scored.without_references()
+  result = evaluate_scored(paper, alone, min_photos=min_photos, **breakdowns)
+  settings = measure_settings(
     scored,
     eta,
-    train_counts=train_counts,
-    rare_threshold=rare_threshold,
-    categories=categories,
+    eta_without_references=alone,
+    reference_threshold=rho,
+    geo_scored=geo_scored,
     min_photos=min_photos,
+    **breakdowns,
   )
+  result["headline"] = "paper"  # the key in `settings` of the figures at the top level
+  result["settings"] = settings
   if indexed is not None:
     absent = sorted({t for t in scored.truth if t is not None and t not in indexed}, key=str)
     result["photos_of_landmarks_not_in_index"] = sum(t in set(absent) for t in scored.truth)
@@ -161,14 +235,14 @@ def write_report(
         result["photos_of_landmarks_not_in_index"],
         ", ".join(map(str, absent[:5])),
       )
-  sweep = threshold_sweep(scored)
+  sweep = threshold_sweep(paper)
   plot_threshold_sweep(
     sweep["eta"],
     sweep["sensitivity"],
     sweep["specificity"],
-    eta,
+    alone,
     out / "threshold_sweep.png",
-    f"{title}: sensitivity and specificity against η",
+    f"{title}: sensitivity and specificity against η (alone)",
     landmark_photos=result["landmark_images"],
     non_landmark_photos=result["non_landmark_images"],
   )
@@ -176,36 +250,34 @@ def write_report(
     sweep["sensitivity"],
     sweep["specificity"],
     result,
-    eta,
+    alone,
     out / "sensitivity_specificity.png",
-    f"{title}: sensitivity–specificity",
+    f"{title}: sensitivity–specificity (η alone)",
   )
   plot_score_distributions(
     score_groups(scored),
-    eta,
+    alone,
     out / "score_distributions.png",
     f"{title}: best similarity by kind of photo",
   )
-  write_predictions(scored, eta, out / "predictions.csv")
+  write_predictions(scored, eta, out / "predictions.csv", alone)
   if geo_scored is not None:
     # The same photos, so the same counts as above: only the rates can differ.
-    with_geo = sensitivity_specificity(geo_scored.predictions(eta), geo_scored.truth)
     result["geo"] = {
-      "with": {k: with_geo[k] for k in _HEADLINE},
+      "with": {k: settings["geo"][k] for k in _HEADLINE},
       "without": {k: result[k] for k in _HEADLINE},
       "located_photos": int(geo_scored.located),
     }
   if scored.near_references is None and scored.reference_similarity is not None:
     result["references_not_applied"] = True  # kept by the index, but calibration chose no ρ
-  # ρ beside η, as the decision applied them (None: references not checked).
-  result["reference_threshold"] = None if scored.near_references is None else reference_threshold
-  if scored.near_references is not None:
-    alone = eta if eta_without_references is None else eta_without_references
-    without = sensitivity_specificity(scored.without_references().predictions(alone), scored.truth)
+  # What the recognizer applies ("one η everywhere"); the headline's η is settings' "paper".
+  result["eta"] = eta
+  result["reference_threshold"] = rho
+  if "references" in settings:
     result["references"] = {
-      "with": {k: result[k] for k in _HEADLINE},
-      "without": {k: without[k] for k in _HEADLINE},
-      "reference_threshold": reference_threshold,
+      "with": {k: settings["references"][k] for k in _HEADLINE},
+      "without": {k: result[k] for k in _HEADLINE},
+      "reference_threshold": rho,
       "eta_without_references": alone,
     }
   result["plots"] = {

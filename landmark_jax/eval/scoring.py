@@ -126,25 +126,67 @@ def threshold_sweep(scored: ScoredPhotos, num: int = 201) -> dict[str, np.ndarra
   return {"eta": etas, "sensitivity": np.array(sensitivity), "specificity": np.array(specificity)}
 
 
-def _mark_small_rows(result: dict[str, Any], min_photos: int) -> None:
-  """Flags breakdown rows on fewer than `min_photos` photos (shown, but indicative only) and
-  logs each with its count; undefined headline figures are logged too."""
+def flag_small_rows(result: dict[str, Any], min_photos: int) -> list[tuple[str, dict]]:
+  """Flags breakdown rows on fewer than `min_photos` photos (``indicative_only``: shown, but
+  indicative only); returns the flagged (name, row) pairs."""
+  flagged = []
   for table in ("by_frequency", "by_category"):
     for name, row in result.get(table, {}).items():
       row["indicative_only"] = row["images"] < min_photos
       if row["indicative_only"]:
-        logger.warning(
-          "sensitivity of %r landmarks rests on %d photos, fewer than %d: indicative only",
-          name,
-          row["images"],
-          min_photos,
-        )
+        flagged.append((name, row))
+  return flagged
+
+
+def _mark_small_rows(result: dict[str, Any], min_photos: int) -> None:
+  """`flag_small_rows`, logging each flagged row with its count; undefined headline figures
+  are logged too."""
+  for name, row in flag_small_rows(result, min_photos):
+    logger.warning(
+      "sensitivity of %r landmarks rests on %d photos, fewer than %d: indicative only",
+      name,
+      row["images"],
+      min_photos,
+    )
   for count, rate, photos in (
     ("landmark_images", "sensitivity", "landmark"),
     ("non_landmark_images", "specificity", "non-landmark"),
   ):
     if result[count] == 0:
       logger.warning("no %s photos: %s is undefined", photos, rate)
+
+
+def figures_at(
+  scored: ScoredPhotos,
+  eta: float,
+  *,
+  train_counts: Mapping[Hashable, int] | None = None,
+  rare_threshold: int = 10,
+  categories: Mapping[Hashable, str] | None = None,
+) -> dict[str, Any]:
+  """`sensitivity_specificity` of ``scored.predictions(eta)`` (so with class references
+  where `scored` applies them) with its breakdowns, plus GAP and top-1 accuracy; no checks."""
+  predictions = scored.predictions(eta)
+  result = sensitivity_specificity(
+    predictions,
+    scored.truth,
+    train_counts=train_counts,
+    rare_threshold=rare_threshold,
+    categories=categories,
+  )
+  solution = {i: ([t] if t is not None else []) for i, t in zip(scored.ids, scored.truth)}
+  thresholded = {
+    i: (p, float(s)) for i, p, s in zip(scored.ids, predictions, scored.scores) if p is not None
+  }
+  everything = {
+    i: (n, float(s)) for i, n, s in zip(scored.ids, scored.nearest, scored.scores) if n is not None
+  }
+  if any(solution.values()):
+    result["gap"] = gap(thresholded, solution)
+    result["gap_without_threshold"] = gap(everything, solution)
+    result["gap_ignoring_non_landmarks"] = gap(everything, solution, ignore_non_landmarks=True)
+    result["top1_accuracy"] = top1_accuracy(everything, solution)
+  return result
 
 
 def evaluate_scored(
@@ -156,32 +198,13 @@ def evaluate_scored(
   categories: Mapping[Hashable, str] | None = None,
   min_photos: int = MIN_PHOTOS,
 ) -> dict[str, Any]:
-  """`sensitivity_specificity` at `eta` plus GAP and top-1 accuracy; refuses (`DataError`)
-  when a headline figure would rest on fewer than `min_photos` photos and flags breakdown
-  rows that do (``indicative_only``)."""
-  result = sensitivity_specificity(
-    scored.predictions(eta),
-    scored.truth,
-    train_counts=train_counts,
-    rare_threshold=rare_threshold,
-    categories=categories,
+  """`figures_at` `eta`; refuses (`DataError`) when a headline figure would rest on fewer
+  than `min_photos` photos and flags breakdown rows that do (``indicative_only``)."""
+  result = figures_at(
+    scored, eta, train_counts=train_counts, rare_threshold=rare_threshold, categories=categories
   )
   check_enough_photos(result["landmark_images"], result["non_landmark_images"], min_photos)
   _mark_small_rows(result, min_photos)
-  solution = {i: ([t] if t is not None else []) for i, t in zip(scored.ids, scored.truth)}
-  thresholded = {
-    i: (p, float(s))
-    for i, p, s in zip(scored.ids, scored.predictions(eta), scored.scores)
-    if p is not None
-  }
-  everything = {
-    i: (n, float(s)) for i, n, s in zip(scored.ids, scored.nearest, scored.scores) if n is not None
-  }
-  if any(solution.values()):
-    result["gap"] = gap(thresholded, solution)
-    result["gap_without_threshold"] = gap(everything, solution)
-    result["gap_ignoring_non_landmarks"] = gap(everything, solution, ignore_non_landmarks=True)
-    result["top1_accuracy"] = top1_accuracy(everything, solution)
   result["eta"] = eta
   result["images"] = len(scored.ids)
   result["min_photos"] = min_photos

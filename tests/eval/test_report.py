@@ -132,10 +132,14 @@ def test_report_shows_n_and_wilson_intervals_and_marks_small_rows(tmp_path, capl
   with caplog.at_level(logging.WARNING, logger="landmark_jax.eval.report"):
     result = write_report(scored, 0.9, tmp_path, train_counts=train_counts, geo_scored=scored)
   markdown = (tmp_path / "report.md").read_text()
-  assert "| all photos | 16.7 % (8.7–29.6 %), n = 48 | 97.5 % (92.9–99.1 %), n = 120 |" in markdown
+  assert "| all photos | sensitivity | specificity |" in markdown
   assert (
-    "| with geo-information | 16.7 % (8.7–29.6 %), n = 48 | 97.5 % (92.9–99.1 %), n = 120 |"
-    in markdown
+    "| paper's offline test (η = 0.9000 alone) | 16.7 % (8.7–29.6 %), n = 48 "
+    "| 97.5 % (92.9–99.1 %), n = 120 |" in markdown
+  )
+  assert (
+    "| with geo-information (η = 0.9000 alone) | 16.7 % (8.7–29.6 %), n = 48 "
+    "| 97.5 % (92.9–99.1 %), n = 120 |" in markdown
   )
   # Rare: landmarks 0 and 1, 6 photos each = 12, of which photos 0 and 1 are recognised;
   # frequent: the other 36, photos 2–7 recognised.
@@ -164,7 +168,10 @@ def test_undefined_figures_show_a_dash_and_n_0_never_nan(tmp_path):
     write_report(scored, 0.9, tmp_path)
   write_report(scored, 0.9, tmp_path, min_photos=0)
   markdown = (tmp_path / "report.md").read_text()
-  assert "| all photos | 20.8 % (9.2–40.5 %), n = 24 | —, n = 0 |" in markdown  # 5 of 24
+  # 5 of 24
+  assert "| paper's offline test (η = 0.9000 alone) | 20.8 % (9.2–40.5 %), n = 24 | —, n = 0 |" in (
+    markdown
+  )
   assert "nan" not in markdown.lower()
   report = json.loads((tmp_path / "report.json").read_text())
   assert report["specificity"] is None and report["non_landmark_images"] == 0
@@ -278,7 +285,7 @@ def test_evaluate_writes_report_and_plots(tiny_trained, index_dir, tmp_path, cap
       assert image.format == "PNG" and image.size[0] >= 600
   markdown = (tmp_path / "report.md").read_text()
   assert "| all photos |" in markdown and "GAP" in markdown and "threshold_sweep.png" in markdown
-  all_photos = next(line for line in markdown.splitlines() if line.startswith("| all photos |"))
+  all_photos = next(line for line in markdown.splitlines() if line.startswith("| paper's offline"))
   assert "n = 48" in all_photos and "n = 120" in all_photos
   rare = next(line for line in markdown.splitlines() if line.startswith("| rare |"))
   assert "n = 12" in rare and "n < 20: indicative only" in rare
@@ -392,7 +399,7 @@ def test_geo_information_side_by_side_never_hurts(tiny_trained, index_dir, tmp_p
   assert geo["with"]["sensitivity"] + geo["with"]["specificity"] > (
     geo["without"]["sensitivity"] + geo["without"]["specificity"]
   )  # it does help here
-  assert "| with geo-information |" in (tmp_path / "report.md").read_text()
+  assert "| with geo-information (η = 0.9000 alone) |" in (tmp_path / "report.md").read_text()
 
 
 def test_photos_of_landmarks_the_index_lacks_are_counted_and_said(tmp_path, caplog):
@@ -413,7 +420,7 @@ def test_photos_of_landmarks_the_index_lacks_are_counted_and_said(tmp_path, capl
 def test_references_change_the_answers_and_the_report_shows_both(tmp_path):
   # 48 landmark photos (8 recognised at η = 0.9) and 120 non-landmarks (3 accepted). With
   # references, 2 of the 8 recognised and 2 of the 3 accepted non-landmarks are far from
-  # their landmark's references: 6/48 recognised, 119/120 rejected.
+  # their landmark's references: 6/48 recognised, 119/120 rejected. The headline is η alone.
   scored = scored_photos(8, 48, 117, 120)
   accepted = np.flatnonzero(np.asarray(scored.scores) >= np.float32(0.9))
   landmark = [i for i in accepted if scored.truth[i] is not None]
@@ -426,16 +433,18 @@ def test_references_change_the_answers_and_the_report_shows_both(tmp_path):
   result = write_report(
     with_references, 0.9, tmp_path / "with", reference_threshold=0.5, eta_without_references=0.9
   )
-  assert (result["recognised"], result["rejected"]) == (6, 119)
-  assert (
-    result["references"]["without"]["recognised"],
-    result["references"]["without"]["rejected"],
-  ) == (8, 117)
+  assert (result["recognised"], result["rejected"]) == (8, 117)
+  assert (result["references"]["with"]["recognised"], result["references"]["with"]["rejected"]) == (
+    6,
+    119,
+  )
+  assert result["references"]["without"]["recognised"] == 8
   markdown = (tmp_path / "with" / "report.md").read_text()
-  assert "| η = 0.9000 and ρ (with references) | 12.5 %" in markdown
-  assert "| η = 0.9000 alone (without references) | 16.7 %" in markdown
+  assert "| with references (η = 0.9000, ρ = 0.5000) | 12.5 %" in markdown
+  assert "| paper's offline test (η = 0.9000 alone) | 16.7 %" in markdown
   # Kept but not applied (calibration chose no ρ): said in one sentence, figures unchanged.
   kept = dataclasses.replace(scored, reference_similarity=np.full(len(scored.ids), 0.5))
   result = write_report(kept, 0.9, tmp_path / "kept")
   assert result["recognised"] == 8 and "references" not in result
+  assert list(result["settings"]) == ["paper"]
   assert "calibration chose no threshold ρ" in (tmp_path / "kept" / "report.md").read_text()
