@@ -60,6 +60,11 @@ class TrainConfig:
   delf: DelfConfig = DelfConfig()
 
   def __post_init__(self):
+    if self.peak_tflops_per_device < 0:
+      raise ConfigError(
+        f"peak_tflops_per_device must be ≥ 0 (0: the chip's known peak), got "
+        f"{self.peak_tflops_per_device}"
+      )
     # Checked here, where the sections meet, so that models/config.py stays plain data; the
     # registry is imported when a config is built, never when this module is.
     from landmark_jax.models.resnet import BACKBONES

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import pathlib
 from typing import Any
 
@@ -33,6 +34,8 @@ from landmark_jax.config import TrainConfig, from_dict
 from landmark_jax.data import LabelMap
 from landmark_jax.errors import ConfigError, MissingFileError
 from landmark_jax.models import LandmarkNet, model_variables
+
+logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 LABEL_MAP_FILE = "label_map.json"
@@ -98,6 +101,16 @@ class ProcessStateRestore(ocp.args.CheckpointArgs):
 
 class Checkpointer:
   def __init__(self, directory: str | pathlib.Path, keep: int = 3, async_save: bool = True):
+    # orbax writes into a temporary folder and renames it when done; one left over is a
+    # write that was killed, which orbax passes over without a word.
+    unfinished = sorted(pathlib.Path(directory).glob("*.orbax-checkpoint-tmp*"))
+    if unfinished:
+      logger.warning(
+        "%s: %s, checkpoint writes that were interrupted, are ignored (the run resumes from "
+        "the last complete one)",
+        directory,
+        ", ".join(p.name for p in unfinished),
+      )
     options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, enable_async_checkpointing=async_save, create=True
     )

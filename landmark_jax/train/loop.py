@@ -302,6 +302,8 @@ def _run_stage(
     # Every process asks at every step, the stage's last included: the step they agree on
     # may be any (`preemption`).
     stopped = run.stop.requested(step)
+    if stopped:
+      run.stop.writing_checkpoint()
     if (stopped or step % config.checkpoint_every_steps == 0) and step != stage_end:
       _report(*pending, run, stage)
       pending = None
@@ -325,10 +327,10 @@ def train(
 ) -> TrainResult:
   """Trains (or resumes training) in `workdir`; returns the final state and held-out accuracy.
 
-  SIGTERM or SIGINT during the steps writes a checkpoint at the next step boundary and
-  raises `TrainingStopped` (on several processes, at the step they agree on); calling
-  `train` again resumes from it. `profile_steps` (A, B): a profiler trace of steps A to B
-  in ``workdir/profile``.
+  SIGTERM or SIGINT, from the start of the call to its last step, writes a checkpoint at
+  the next step boundary and raises `TrainingStopped` (on several processes, at the step
+  they agree on); calling `train` again resumes from it. `profile_steps` (A, B): a
+  profiler trace of steps A to B in ``workdir/profile``.
 
   On several hosts every process calls this with the same arguments (the workdir on a
   shared filesystem); join them first with `distributed.initialize` (the CLI's
@@ -338,7 +340,11 @@ def train(
   distributed.initialize(
     distributed.ProcessGroup(), force=config.distributed, preemption_notices=True
   )
-  workdir = pathlib.Path(workdir)
+  with StopOnSignal() as stop:
+    return _train(config, pathlib.Path(workdir), hooks, progress, profile_steps, stop)
+
+
+def _train(config, workdir, hooks, progress, profile_steps, stop: StopOnSignal) -> TrainResult:
   workdir.mkdir(parents=True, exist_ok=True)
   # Files found from the working directory are saved by their absolute path: the later
   # steps (embed, evaluate, a resume) may run from another folder.
@@ -396,13 +402,12 @@ def train(
     ),
     hooks,
     total_steps,
-    StopOnSignal(),
+    stop,
     StepProfiler(profile_steps, workdir),
     throughput.run_peak(config.peak_tflops_per_device),
   )
   skipped_total, last_saved, stopped = 0, latest, False
   try:
-    run.stop.__enter__()
     while stage < len(plan.num_classes) and step < total_steps:
       state, step, skipped, saved, stopped = _run_stage(run, stage, state, step, data_state)
       data_state = None
@@ -425,12 +430,14 @@ def train(
     if last_saved != step:
       run.save(step, state, {}, stage, finished=True)
   finally:
-    run.stop.__exit__()
-    run.profiler.stop()
+    run.profiler.close(step)
     checkpointer.wait_until_finished()
     run.bar.close()
     run.log.close()
-  if stopped:
+  # One process: a signal after the last step's check still stops here, before the
+  # held-out evaluation (every step is saved; the rerun evaluates). Several processes
+  # cannot agree on it any more, and evaluate (seconds) before leaving.
+  if stopped or (jax.process_count() == 1 and run.stop.signal_number is not None):
     raise TrainingStopped(
       f"stopped by {run.stop.signal_name} at step {step} of {total_steps}, after writing "
       f"its checkpoint in {workdir / CHECKPOINTS_DIR}",

@@ -35,14 +35,23 @@ def _sync_manager():
 class StopOnSignal:
   """A context in which SIGTERM and SIGINT ask `requested(step)` to say stop.
 
-  Called at every step boundary with the step just taken; on several processes it must be
-  called at every step by every process (JAX's sync protocol counts the calls).
+  Entered before training reads its data, so a signal during the start (compilation, the
+  first batches) stops after the first step too, rather than interrupting JAX or the data
+  workers mid-call. Called at every step boundary with the step just taken; on several
+  processes it must be called at every step by every process (JAX's sync protocol counts
+  the calls).
+
+  A repeated signal: a second SIGTERM is ignored (a wrapper and a supervisor may both
+  forward one notice, and the checkpoint is what the notice is for); a second SIGINT (Ctrl-C
+  twice) ends the process at once, unless the stop's checkpoint is being written
+  (`writing_checkpoint`), which it waits for.
   """
 
   def __init__(self):
     self.signal_number: int | None = None
     self._previous: dict[int, object] = {}
     self._shared = jax.process_count() > 1
+    self._writing = False
 
   def __enter__(self) -> "StopOnSignal":
     if threading.current_thread() is not threading.main_thread():
@@ -70,15 +79,23 @@ class StopOnSignal:
     self._previous.clear()
 
   def _note(self, number, frame) -> None:
+    name = signal.Signals(number).name
     if self.signal_number is None:
-      logger.warning(
-        "%s: stopping at the end of this step, after a checkpoint (again to stop at once)",
-        signal.Signals(number).name,
-      )
       self.signal_number = number
-    else:  # a second signal: the user means it
+      logger.warning(
+        "%s: stopping after this step, with a checkpoint%s",
+        name,
+        " (Ctrl-C again to stop at once, without it)" if number == signal.SIGINT else "",
+      )
+    elif number == signal.SIGINT and not self._writing:  # Ctrl-C twice: the user means it
       self.__exit__()
       os.kill(os.getpid(), number)
+    else:
+      logger.warning("%s again: still stopping, the checkpoint comes first", name)
+
+  def writing_checkpoint(self) -> None:
+    """From now on a repeated signal waits for the stop's checkpoint."""
+    self._writing = True
 
   def _forward_to_sigterm(self, number, frame) -> None:
     self.signal_number = number

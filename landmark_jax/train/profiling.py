@@ -41,22 +41,35 @@ class StepProfiler:
   def __init__(self, steps: tuple[int, int] | None, workdir: pathlib.Path):
     self.steps = steps
     self.folder = workdir / PROFILE_DIR / f"process_{jax.process_index()}"
-    self.tracing = False
+    self.tracing = self.traced = False
 
   def before(self, step: int) -> None:
     """Called before step `step` (counted from 1) is dispatched."""
     if self.steps and step == self.steps[0] and not self.tracing:
       self.folder.mkdir(parents=True, exist_ok=True)
       jax.profiler.start_trace(str(self.folder), create_perfetto_trace=True)
-      self.tracing = True
+      self.tracing = self.traced = True
 
   def after(self, step: int, outputs) -> None:
     """Called after step `step` was dispatched, with its outputs."""
     if self.tracing and step >= self.steps[1]:
       self.stop(outputs)
 
+  def close(self, last_step: int) -> None:
+    """At the run's end: ends a trace the run ended inside, or says that the run never
+    reached step A (a resume past it, or fewer steps)."""
+    if self.steps and not self.traced:
+      logger.warning(
+        "--profile-steps %d:%d: step %d did not run in this call (it ended at step %d, or "
+        "resumed past it): no trace",
+        *self.steps,
+        self.steps[0],
+        last_step,
+      )
+    self.stop()
+
   def stop(self, outputs=None) -> None:
-    """Ends the trace (at the run's end too, when it ended before step B)."""
+    """Ends the trace once `outputs` (step B's) are computed."""
     if not self.tracing:
       return
     if outputs is not None:

@@ -10,7 +10,6 @@ their multi-host checkpoint; the final state must equal a one-process, 8-device 
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,18 +22,12 @@ from landmark_jax.config import load_config
 from landmark_jax.errors import ConfigError
 from landmark_jax.train.checkpoints import load_trained
 from landmark_jax.train.loop import train
-from tests.helpers import CURRICULUM_RUN
+from tests.helpers import CURRICULUM_RUN, free_port
 
 # The session's curriculum run's config (tests.helpers: the stage boundary after step 9,
 # checkpoints every 2 steps, learning rates at which rounding differences do not grow).
 CONFIG = list(CURRICULUM_RUN)
 HEARTBEAT_TIMEOUT = 10
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 def start(command, workdir, port, process_id, *extra):

@@ -7,6 +7,7 @@ one of them, in tests/train/test_preemption_multihost.py.
 
 import gzip
 import json
+import logging
 import signal
 
 import jax
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from landmark_jax.config import load_config
-from landmark_jax.errors import TrainingStopped, UsageError
+from landmark_jax.errors import ConfigError, TrainingStopped, UsageError
 from landmark_jax.train import throughput
 from landmark_jax.train.checkpoints import Checkpointer
 from landmark_jax.train.loop import train
@@ -28,34 +29,37 @@ def assert_same_state(a, b):
     np.testing.assert_array_equal(x, y)
 
 
-def signal_at(step_to_signal, number):
-  """A hook that sends `number` to this process right after step `step_to_signal`."""
+def signal_at(step_to_signal, number, times=1):
+  """A hook that sends `number` to this process `times` times right after step
+  `step_to_signal`."""
   import os
 
   def hook(step, state, metrics):
     if step == step_to_signal:
-      os.kill(os.getpid(), number)
+      for _ in range(times):
+        os.kill(os.getpid(), number)
 
   return hook
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-  "number, at_step",
+  "number, at_step, times",
   [
-    # Inside stage 0, between the checkpoints every 2 steps: the stop writes its own.
-    (signal.SIGTERM, 5),
+    # Inside stage 0, between the checkpoints every 2 steps: the stop writes its own. Sent
+    # twice (a wrapper and a supervisor both forwarding the notice): the second waits.
+    (signal.SIGTERM, 5, 2),
     # The stage's last step (the boundary is after step 9): the stop writes the boundary's
     # checkpoint, stage 1's, with the grown classifier.
-    (signal.SIGINT, 9),
+    (signal.SIGINT, 9, 1),
   ],
 )
 def test_a_signal_checkpoints_at_the_step_and_the_resume_is_exact(
-  number, at_step, curriculum_run, tmp_path
+  number, at_step, times, curriculum_run, tmp_path
 ):
   config = load_config("tiny_cpu", list(CURRICULUM_RUN))
   with pytest.raises(TrainingStopped) as stopped:
-    train(config, tmp_path, hooks=[signal_at(at_step, number)], progress=False)
+    train(config, tmp_path, hooks=[signal_at(at_step, number, times)], progress=False)
   assert stopped.value.step == at_step and stopped.value.exit_status == 128 + number
   assert f"stopped by {signal.Signals(number).name} at step {at_step} of 12" in str(stopped.value)
   # The handlers are the caller's again once `train` returns.
@@ -71,6 +75,29 @@ def test_a_signal_checkpoints_at_the_step_and_the_resume_is_exact(
   assert_same_state(resumed.state, curriculum_run[1].state)
   rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [row["step"] for row in rows] == list(range(1, 13))
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_start_stops_after_the_first_step(tmp_path, monkeypatch):
+  """A SIGINT while the data is read and the step compiled: not a KeyboardInterrupt inside
+  JAX or the data workers (which ended in a segmentation fault at exit), but a stop with
+  a checkpoint after step 1."""
+  import os
+
+  from landmark_jax.train import curriculum
+
+  original = curriculum.plan_stages
+
+  def interrupted_plan(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    return original(*args, **kwargs)
+
+  monkeypatch.setattr(curriculum, "plan_stages", interrupted_plan)
+  with pytest.raises(TrainingStopped) as stopped:
+    train(load_config("tiny_cpu", list(CURRICULUM_RUN)), tmp_path, progress=False)
+  assert stopped.value.step == 1 and stopped.value.signal_number == signal.SIGINT
+  assert Checkpointer(tmp_path / "checkpoints").latest_step() == 1
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @pytest.mark.slow
@@ -114,7 +141,7 @@ def test_profile_steps_are_parsed_or_refused_in_one_line(capsys):
 
 
 @pytest.mark.slow
-def test_profile_and_mfu_in_the_train_log(tmp_path):
+def test_profile_and_mfu_in_the_train_log(tmp_path, caplog):
   """A trace of steps 2 to 3 that Perfetto reads (its JSON names the train step's XLA
   program), and the MFU the log derives from a given peak, recomputed here from the logged
   images/s and the step's FLOPs."""
@@ -140,6 +167,11 @@ def test_profile_and_mfu_in_the_train_log(tmp_path):
       row["mfu"], flops * steps_per_second / (peak_tflops * 1e12 * jax.device_count()), rtol=1e-6
     )
 
+  # A window the run does not reach is said, not passed over.
+  with caplog.at_level(logging.WARNING, logger="landmark_jax.train.profiling"):
+    train(config, tmp_path, progress=False, profile_steps=(6, 8))
+  assert "--profile-steps 6:8: step 6 did not run in this call (it ended at step 4" in caplog.text
+
 
 def test_step_flops_are_the_global_batchs():
   """XLA's count for a matmul sharded over 8 devices is the whole product's, 2·m·n·k, not
@@ -164,3 +196,5 @@ def test_mfu_and_the_peak_table():
   assert throughput.peak_flops_per_device("TPU v5p") == 459e12
   assert throughput.peak_flops_per_device("cpu") is None
   assert throughput.peak_flops_per_device("cpu", 2.5) == 2.5e12
+  with pytest.raises(ConfigError, match="peak_tflops_per_device must be ≥ 0"):
+    load_config("tiny_cpu", ["peak_tflops_per_device=-1"])

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from landmark_jax.train.checkpoints import Checkpointer, load_trained
-from tests.helpers import CURRICULUM_RUN
-from tests.train.test_multihost import finish, free_port, start
+from tests.helpers import CURRICULUM_RUN, free_port
+from tests.train.test_multihost import finish, start
 
 pytestmark = pytest.mark.slow
 
