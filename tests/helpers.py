@@ -8,6 +8,7 @@ nothing it does not run.
 import csv
 import io
 import pathlib
+import socket
 import struct
 import zlib
 from fractions import Fraction
@@ -186,3 +187,13 @@ def run_in_process(argv, capsys):
     status = e.code
   out, err = capsys.readouterr()
   return status, out.splitlines(), err.splitlines()
+
+
+# Several processes ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+  """A loopback port free now: the coordinator address of a multi-process run."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
