@@ -34,7 +34,7 @@ from landmark_jax.recognize.decision import Decision
 from landmark_jax.recognize.embedder import PhotoEmbedder
 from landmark_jax.stages import build_index, clean, embed
 from landmark_jax.train import loop
-from landmark_jax.train.checkpoints import CONFIG_FILE, TrainedModel, load_trained
+from landmark_jax.train.checkpoints import CHECKPOINTS_DIR, CONFIG_FILE, TrainedModel, load_trained
 
 # What a run says as it goes: a step starting (and whether its output was reused), then
 # lines about it. The demo prints; the ablation stays quiet.
@@ -87,7 +87,11 @@ def check_same_config(
   )
   for run_dir, run_config in runs:
     path = run_dir / "train" / CONFIG_FILE
-    changed = loop.changed_settings(path, run_config) if path.is_file() else ""
+    # A run stopped before its first checkpoint (weights it could not read, say) made
+    # nothing that other settings could contradict: it does not hold the workdir.
+    checkpoints = run_dir / "train" / CHECKPOINTS_DIR
+    trained = checkpoints.is_dir() and any(checkpoints.iterdir())
+    changed = loop.changed_settings(path, run_config) if path.is_file() and trained else ""
     if changed:
       raise ConfigError(
         f"{workdir} holds a run made with other settings ({changed}): use "

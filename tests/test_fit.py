@@ -306,3 +306,19 @@ def test_the_second_round_says_where_it_starts_again():
     "5/10 train again from scratch on the photos cleaning kept (+ the non-landmark ones)"
   )
   assert "train again from the pretrained weights on the photos cleaning kept" in headlines[1]
+
+
+def test_a_run_that_trained_nothing_does_not_hold_the_workdir(tmp_path):
+  """A `fit` stopped before its first checkpoint (weights it could not read) leaves its
+  config behind; a rerun with other settings may go on, one that trained may not."""
+  from landmark_jax.config import load_config, to_dict
+  from landmark_jax.errors import ConfigError
+  from landmark_jax.experiment import check_same_config
+
+  earlier = load_config("tiny_cpu", ["model.embedding_dim=32"])
+  (tmp_path / "train").mkdir()
+  (tmp_path / "train" / "config.json").write_text(json.dumps(to_dict(earlier)))
+  check_same_config(tmp_path, load_config("tiny_cpu"), "--fresh")
+  (tmp_path / "train" / "checkpoints" / "3").mkdir(parents=True)
+  with pytest.raises(ConfigError, match=r"other settings \(model.embedding_dim: 32 → 64"):
+    check_same_config(tmp_path, load_config("tiny_cpu"), "--fresh")
