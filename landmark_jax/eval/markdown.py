@@ -27,10 +27,11 @@ def _rate_cell(rate: float, interval: Sequence[float], photos: int) -> str:
 
 
 def _thresholds(setting: Mapping[str, Any]) -> str:
-  """``η = 0.9806 alone`` or ``η = 0.9305, ρ = 0.7100``: what a setting applied."""
+  """``η = 0.9806, no ρ`` or ``η = 0.9305, ρ = 0.7100``: what a setting applied ("alone"
+  would read as "without geo-information" too, which a geo row has)."""
   eta = f"η = {setting['eta']:.4f}"
   if not setting["references"]:
-    return f"{eta} alone"
+    return f"{eta}, no ρ"
   rho = setting["reference_threshold"]
   return f"{eta}, ρ = {'—' if rho is None else f'{rho:.4f}'}"
 
@@ -104,8 +105,8 @@ def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
     "",
     f"{images} test photos, {landmark} with a landmark "
     f"({_pct(result['landmark_share'])}); the recognizer applies {applied}. "
-    f"The headline is the paper's offline test: {_thresholds(paper)}, with neither "
-    "geo-information nor class references"
+    f"The headline is the paper's offline test: η = {paper['eta']:.4f} alone, with "
+    "neither geo-information nor class references"
     + ("; the rows below it add what recognition can also use" if len(settings) > 1 else "")
     + ". Rates with their 95 % Wilson score interval and n, the photos they rest on."
     + (

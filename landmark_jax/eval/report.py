@@ -137,9 +137,9 @@ _HEADLINE = (
 # class references). The first is the headline: the paper's offline test (Boiarov & Tyantov
 # 2019, §4), with neither geo-information nor landmark references.
 SETTINGS = (
-  ("paper", "paper's offline test (η alone)", False, False),
+  ("paper", "paper's offline test (η, no ρ)", False, False),
   ("references", "with references (η, ρ)", False, True),
-  ("geo", "with geo-information (η alone)", True, False),
+  ("geo", "with geo-information (η, no ρ)", True, False),
   ("geo_references", "with geo-information and references (η, ρ)", True, True),
 )
 

@@ -204,9 +204,9 @@ def test_the_markdown_names_the_paper_row_and_puts_the_others_beside_it(report):
   assert "the recognizer applies threshold η = 0.8000 with ρ = 0.5000" in markdown
   assert "The headline is the paper's offline test: η = 0.9000 alone" in markdown
   rows = {
-    "| paper's offline test (η = 0.9000 alone) |": "paper",
+    "| paper's offline test (η = 0.9000, no ρ) |": "paper",
     "| with references (η = 0.8000, ρ = 0.5000) |": "references",
-    "| with geo-information (η = 0.9000 alone) |": "geo",
+    "| with geo-information (η = 0.9000, no ρ) |": "geo",
     "| with geo-information and references (η = 0.8000, ρ = 0.5000) |": "geo_references",
   }
   lines = markdown.splitlines()
@@ -227,7 +227,7 @@ def test_the_markdown_names_the_paper_row_and_puts_the_others_beside_it(report):
     ]
     assert f"n = {by_hand(PHOTOS, ETA_ALONE)[group][1]}" in line
   frequent_header = lines[lines.index(row_of(markdown, "| landmarks |"))]
-  assert frequent_header.index("paper's offline test (η alone)") < frequent_header.index(
+  assert frequent_header.index("paper's offline test (η, no ρ)") < frequent_header.index(
     "with references (η, ρ)"
   )
 
@@ -252,5 +252,5 @@ def test_without_a_rho_the_headline_is_eta_and_stands_alone(tmp_path):
   assert list(result["settings"]) == ["paper"] and result["settings"]["paper"]["eta"] == ETA
   assert result["reference_threshold"] is None and "references" not in result
   markdown = (tmp_path / "report.md").read_text()
-  assert "| paper's offline test (η = 0.8000 alone) |" in markdown
+  assert "| paper's offline test (η = 0.8000, no ρ) |" in markdown
   assert "with references" not in markdown

@@ -134,11 +134,11 @@ def test_report_shows_n_and_wilson_intervals_and_marks_small_rows(tmp_path, capl
   markdown = (tmp_path / "report.md").read_text()
   assert "| all photos | sensitivity | specificity |" in markdown
   assert (
-    "| paper's offline test (η = 0.9000 alone) | 16.7 % (8.7–29.6 %), n = 48 "
+    "| paper's offline test (η = 0.9000, no ρ) | 16.7 % (8.7–29.6 %), n = 48 "
     "| 97.5 % (92.9–99.1 %), n = 120 |" in markdown
   )
   assert (
-    "| with geo-information (η = 0.9000 alone) | 16.7 % (8.7–29.6 %), n = 48 "
+    "| with geo-information (η = 0.9000, no ρ) | 16.7 % (8.7–29.6 %), n = 48 "
     "| 97.5 % (92.9–99.1 %), n = 120 |" in markdown
   )
   # Rare: landmarks 0 and 1, 6 photos each = 12, of which photos 0 and 1 are recognised;
@@ -169,7 +169,7 @@ def test_undefined_figures_show_a_dash_and_n_0_never_nan(tmp_path):
   write_report(scored, 0.9, tmp_path, min_photos=0)
   markdown = (tmp_path / "report.md").read_text()
   # 5 of 24
-  assert "| paper's offline test (η = 0.9000 alone) | 20.8 % (9.2–40.5 %), n = 24 | —, n = 0 |" in (
+  assert "| paper's offline test (η = 0.9000, no ρ) | 20.8 % (9.2–40.5 %), n = 24 | —, n = 0 |" in (
     markdown
   )
   assert "nan" not in markdown.lower()
@@ -399,7 +399,7 @@ def test_geo_information_side_by_side_never_hurts(tiny_trained, index_dir, tmp_p
   assert geo["with"]["sensitivity"] + geo["with"]["specificity"] > (
     geo["without"]["sensitivity"] + geo["without"]["specificity"]
   )  # it does help here
-  assert "| with geo-information (η = 0.9000 alone) |" in (tmp_path / "report.md").read_text()
+  assert "| with geo-information (η = 0.9000, no ρ) |" in (tmp_path / "report.md").read_text()
 
 
 def test_photos_of_landmarks_the_index_lacks_are_counted_and_said(tmp_path, caplog):
@@ -441,7 +441,7 @@ def test_references_change_the_answers_and_the_report_shows_both(tmp_path):
   assert result["references"]["without"]["recognised"] == 8
   markdown = (tmp_path / "with" / "report.md").read_text()
   assert "| with references (η = 0.9000, ρ = 0.5000) | 12.5 %" in markdown
-  assert "| paper's offline test (η = 0.9000 alone) | 16.7 %" in markdown
+  assert "| paper's offline test (η = 0.9000, no ρ) | 16.7 %" in markdown
   # Kept but not applied (calibration chose no ρ): said in one sentence, figures unchanged.
   kept = dataclasses.replace(scored, reference_similarity=np.full(len(scored.ids), 0.5))
   result = write_report(kept, 0.9, tmp_path / "kept")
