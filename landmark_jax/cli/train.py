@@ -57,6 +57,7 @@ def _train(args) -> int:
   from landmark_jax.config import load_config
   from landmark_jax.errors import TrainingStopped
   from landmark_jax.train.loop import train
+  from landmark_jax.train.profiling import PROFILE_DIR
 
   config = load_config(args.config, args.overrides)  # mistakes surface before any work
   setup_logging(logging.INFO)
@@ -72,6 +73,12 @@ def _train(args) -> int:
       f"trained {result.steps} step{'s' * (result.steps != 1)} in {args.workdir}; "
       f"{result.skipped_images} unreadable images skipped"
     )
+    if args.profile_steps and (pathlib.Path(args.workdir) / PROFILE_DIR).is_dir():
+      print(
+        f"profile of steps {args.profile_steps[0]}:{args.profile_steps[1]}: "
+        f"tensorboard --logdir {pathlib.Path(args.workdir) / PROFILE_DIR}, or its "
+        "perfetto_trace.json.gz at ui.perfetto.dev"
+      )
     if result.holdout:
       print(
         "held-out: "

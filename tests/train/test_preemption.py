@@ -198,3 +198,18 @@ def test_mfu_and_the_peak_table():
   assert throughput.peak_flops_per_device("cpu", 2.5) == 2.5e12
   with pytest.raises(ConfigError, match="peak_tflops_per_device must be ≥ 0"):
     load_config("tiny_cpu", ["peak_tflops_per_device=-1"])
+
+
+@pytest.mark.slow
+def test_the_command_line_names_the_trace(tmp_path, capsys):
+  workdir = tmp_path / "run"
+  status, out, err = run_in_process(
+    ["train", "--config", "tiny_cpu", "--workdir", workdir, "max_steps=2", "--profile-steps", "2"],
+    capsys,
+  )
+  assert status == 0, err[-20:]
+  assert (
+    f"profile of steps 2:2: tensorboard --logdir {workdir / 'profile'}, or its "
+    "perfetto_trace.json.gz at ui.perfetto.dev"
+  ) in out
+  assert list((workdir / "profile" / "process_0").rglob("*.xplane.pb"))
