@@ -43,32 +43,28 @@ def signal_at(step_to_signal, number, times=1):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-  "number, at_step, times",
-  [
+def test_signals_checkpoint_at_the_step_and_the_resumes_are_exact(curriculum_run, tmp_path):
+  """Stopped twice and resumed twice, the run ends where the uninterrupted one does."""
+  config = load_config("tiny_cpu", list(CURRICULUM_RUN))
+  for number, at_step, times, stage in [
     # Inside stage 0, between the checkpoints every 2 steps: the stop writes its own. Sent
     # twice (a wrapper and a supervisor both forwarding the notice): the second waits.
-    (signal.SIGTERM, 5, 2),
-    # The stage's last step (the boundary is after step 9): the stop writes the boundary's
-    # checkpoint, stage 1's, with the grown classifier.
-    (signal.SIGINT, 9, 1),
-  ],
-)
-def test_a_signal_checkpoints_at_the_step_and_the_resume_is_exact(
-  number, at_step, times, curriculum_run, tmp_path
-):
-  config = load_config("tiny_cpu", list(CURRICULUM_RUN))
-  with pytest.raises(TrainingStopped) as stopped:
-    train(config, tmp_path, hooks=[signal_at(at_step, number, times)], progress=False)
-  assert stopped.value.step == at_step and stopped.value.exit_status == 128 + number
-  assert f"stopped by {signal.Signals(number).name} at step {at_step} of 12" in str(stopped.value)
-  # The handlers are the caller's again once `train` returns.
-  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-  checkpoints = Checkpointer(tmp_path / "checkpoints")
-  assert checkpoints.latest_step() == at_step
-  meta = checkpoints.restore_meta(at_step)
-  assert meta["stage"] == (1 if at_step == 9 else 0)
+    (signal.SIGTERM, 5, 2, 0),
+    # Resumed, then the stage's last step (the boundary is after step 9): the stop writes
+    # the boundary's checkpoint, stage 1's, with the grown classifier.
+    (signal.SIGINT, 9, 1, 1),
+  ]:
+    with pytest.raises(TrainingStopped) as stopped:
+      train(config, tmp_path, hooks=[signal_at(at_step, number, times)], progress=False)
+    assert stopped.value.step == at_step and stopped.value.exit_status == 128 + number
+    name = signal.Signals(number).name
+    assert f"stopped by {name} at step {at_step} of 12" in str(stopped.value)
+    # The handlers are the caller's again once `train` returns.
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    checkpoints = Checkpointer(tmp_path / "checkpoints")  # reads the folder when made
+    assert checkpoints.latest_step() == at_step
+    assert checkpoints.restore_meta(at_step)["stage"] == stage
 
   resumed = train(config, tmp_path, progress=False)
   assert resumed.steps == 12
@@ -141,15 +137,22 @@ def test_profile_steps_are_parsed_or_refused_in_one_line(capsys):
 
 
 @pytest.mark.slow
-def test_profile_and_mfu_in_the_train_log(tmp_path, caplog):
-  """A trace of steps 2 to 3 that Perfetto reads (its JSON names the train step's XLA
-  program), and the MFU the log derives from a given peak, recomputed here from the logged
-  images/s and the step's FLOPs."""
+def test_profile_and_mfu_in_the_train_log(tmp_path, caplog, capsys):
+  """`train --profile-steps 2:3`: a trace that Perfetto reads (its JSON names the train
+  step's XLA program), named in the summary; and the MFU the log derives from a given peak,
+  recomputed here from the logged images/s and the step's FLOPs."""
   peak_tflops = 0.5
-  config = load_config(
-    "tiny_cpu", ["max_steps=4", "log_every_steps=1", f"peak_tflops_per_device={peak_tflops}"]
+  overrides = ["max_steps=4", "log_every_steps=1", f"peak_tflops_per_device={peak_tflops}"]
+  config = load_config("tiny_cpu", overrides)
+  status, out, err = run_in_process(
+    ["train", "--config", "tiny_cpu", "--workdir", tmp_path, *overrides, "--profile-steps", "2:3"],
+    capsys,
   )
-  train(config, tmp_path, progress=False, profile_steps=(2, 3))
+  assert status == 0, err[-20:]
+  assert (
+    f"profile of steps 2:3: tensorboard --logdir {tmp_path / 'profile'}, or its "
+    "perfetto_trace.json.gz at ui.perfetto.dev"
+  ) in out
   traces = list((tmp_path / "profile" / "process_0").rglob("perfetto_trace.json.gz"))
   assert len(traces) == 1, list((tmp_path / "profile").rglob("*"))
   events = json.loads(gzip.decompress(traces[0].read_bytes()))
@@ -198,18 +201,3 @@ def test_mfu_and_the_peak_table():
   assert throughput.peak_flops_per_device("cpu", 2.5) == 2.5e12
   with pytest.raises(ConfigError, match="peak_tflops_per_device must be ≥ 0"):
     load_config("tiny_cpu", ["peak_tflops_per_device=-1"])
-
-
-@pytest.mark.slow
-def test_the_command_line_names_the_trace(tmp_path, capsys):
-  workdir = tmp_path / "run"
-  status, out, err = run_in_process(
-    ["train", "--config", "tiny_cpu", "--workdir", workdir, "max_steps=2", "--profile-steps", "2"],
-    capsys,
-  )
-  assert status == 0, err[-20:]
-  assert (
-    f"profile of steps 2:2: tensorboard --logdir {workdir / 'profile'}, or its "
-    "perfetto_trace.json.gz at ui.perfetto.dev"
-  ) in out
-  assert list((workdir / "profile" / "process_0").rglob("*.xplane.pb"))
