@@ -10,13 +10,10 @@ rejects them all, η with ρ drops to -1. So a place that showed η alone would 
 import json
 import math
 import re
-import threading
-import time
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from landmark_jax.cli.main import main
 from landmark_jax.data import GLDv2Source
@@ -26,7 +23,7 @@ from landmark_jax.index.validation import ValidationSet
 from landmark_jax.recognize import Decision, Recognizer
 from landmark_jax.serve.app import create_app
 from tests.index.test_references import _non_landmarks_beside_the_arch, e, hand_index, mix, unit
-from tests.serve.conftest import SERVE_CONFIG, free_port
+from tests.serve.conftest import SERVE_CONFIG, app_in_thread
 
 
 def f32(value):
@@ -61,22 +58,9 @@ def printed_thresholds(text: str) -> tuple[str, str]:
 
 def info_of_the_running_service(recognizer) -> dict:
   """``GET /v1/info`` of the real app under uvicorn on a free loopback port."""
-  port = free_port()
-  server = uvicorn.Server(
-    # log_config=None: uvicorn would reconfigure logging, closing the handlers pytest reads.
-    uvicorn.Config(create_app(recognizer, SERVE_CONFIG), port=port, log_config=None)
-  )
-  thread = threading.Thread(target=server.run, daemon=True)
-  thread.start()
-  try:
-    deadline = time.monotonic() + 120
-    while not server.started and time.monotonic() < deadline:
-      time.sleep(0.05)
-    assert server.started, "server did not start"
-    return httpx.get(f"http://127.0.0.1:{port}/v1/info", timeout=60).json()
-  finally:
-    server.should_exit = True
-    thread.join(timeout=30)
+  # log_config=None: uvicorn would reconfigure logging, closing the handlers pytest reads.
+  with app_in_thread(create_app(recognizer, SERVE_CONFIG), log_config=None) as url:
+    return httpx.get(f"{url}/v1/info", timeout=60).json()
 
 
 def photo_folder(root):

@@ -1,7 +1,7 @@
 """The running service, shared by the API tests and the browser test."""
 
+import contextlib
 import pathlib
-import socket
 import threading
 import time
 
@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from landmark_jax.index import CentroidIndex
 from landmark_jax.recognize import Recognizer
 from landmark_jax.serve.app import ServeConfig, create_app
+from tests.helpers import free_port  # noqa: F401 (the serve tests import it from here)
 
 
 def scrape(client: httpx.Client) -> dict:
@@ -33,10 +34,23 @@ def metric_delta(before: dict, after: dict, name: str, **labels) -> float:
   return after.get(key, 0.0) - before.get(key, 0.0)
 
 
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+@contextlib.contextmanager
+def app_in_thread(app, **config):
+  """`app` under a real uvicorn on a free loopback port, in a thread: yields its base URL
+  once it listens; stops it on exit. `config`: more `uvicorn.Config` settings."""
+  port = free_port()
+  server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
+  thread = threading.Thread(target=server.run, daemon=True)
+  thread.start()
+  try:
+    deadline = time.monotonic() + 120
+    while not server.started and time.monotonic() < deadline:
+      time.sleep(0.05)
+    assert server.started, "server did not start"
+    yield f"http://127.0.0.1:{port}"
+  finally:
+    server.should_exit = True
+    thread.join(timeout=30)
 
 
 def wait_until_healthy(url: str, server, log_path, timeout_s: float = 300) -> None:
@@ -78,16 +92,5 @@ def server(trained, index_dir):
     names={0: "astronaut"},
     batch_size=config.max_batch,
   )
-  port = free_port()
-  uv = uvicorn.Server(
-    uvicorn.Config(create_app(recognizer, config), host="127.0.0.1", port=port, log_level="warning")
-  )
-  thread = threading.Thread(target=uv.run, daemon=True)
-  thread.start()
-  deadline = time.monotonic() + 120
-  while not uv.started and time.monotonic() < deadline:
-    time.sleep(0.05)
-  assert uv.started, "server did not start"
-  yield f"http://127.0.0.1:{port}", recognizer
-  uv.should_exit = True
-  thread.join(timeout=30)
+  with app_in_thread(create_app(recognizer, config), log_level="warning") as url:
+    yield url, recognizer

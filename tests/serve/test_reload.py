@@ -15,7 +15,6 @@ import time
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from landmark_jax.cli import main
 from landmark_jax.index import CentroidIndex
@@ -23,7 +22,7 @@ from landmark_jax.recognize import Recognizer
 from landmark_jax.recognize.decision import public_landmark_id
 from landmark_jax.serve.app import create_app
 from landmark_jax.serve.reload import IndexSource, read_version
-from tests.serve.conftest import SERVE_CONFIG, free_port, scrape
+from tests.serve.conftest import SERVE_CONFIG, app_in_thread, scrape
 from tests.serve.conftest import metric_delta as delta
 
 ADMIN_KEY = "k" * 8 + "0123456789abcdef"
@@ -51,17 +50,8 @@ def live(trained, tiny_trained, index_dir, tmp_path_factory):
     source=IndexSource(index, version),
     admin_key=ADMIN_KEY,
   )
-  port = free_port()
-  uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-  thread = threading.Thread(target=uv.run, daemon=True)
-  thread.start()
-  deadline = time.monotonic() + 120
-  while not uv.started and time.monotonic() < deadline:
-    time.sleep(0.05)
-  assert uv.started, "server did not start"
-  yield f"http://127.0.0.1:{port}", index, workdir
-  uv.should_exit = True
-  thread.join(timeout=30)
+  with app_in_thread(app, log_level="warning") as url:
+    yield url, index, workdir
 
 
 def wait_for_version(client: httpx.Client, version: str, timeout: float = 60) -> dict:
