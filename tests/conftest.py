@@ -113,3 +113,26 @@ def index_dir(trained, tmp_path_factory):
     out / "clean", trained.config.index, landmarks_csv=demo_dataset() / "landmarks.csv"
   ).save(out / "index")
   return out
+
+
+@pytest.fixture(scope="session")
+def verifying_index_dir(trained, index_dir, tmp_path_factory):
+  """`index_dir`'s index with local features (2 reference photos per landmark, attention
+  trained 3 steps: the wiring, not the quality, is under test), then calibrated as
+  `landmark-jax calibrate` does (η, then the verification band, on the demo's validation
+  split; budget 0.5): <dir>/index."""
+  import dataclasses
+
+  from landmark_jax.data import source_for
+  from landmark_jax.eval.calibration import calibrate_index
+  from landmark_jax.index import CentroidIndex
+  from landmark_jax.stages.local_features import build_local_features
+
+  out = tmp_path_factory.mktemp("verifying") / "index"
+  index = CentroidIndex.load(index_dir / "index")
+  source = source_for(trained.config.data, "train", trained.label_map)
+  config = dataclasses.replace(trained.config.delf, attention_steps=3)
+  store = build_local_features(trained, index, source, config, per_landmark=2, progress=False)
+  index.with_local_features(store).save(out)
+  calibrate_index(out, trained, target_specificity=0.9, verify_budget=0.5)
+  return out

@@ -13,6 +13,7 @@ import sys
 from landmark_jax.cli.common import (
   add_allow_other_model_arg,
   add_source_args,
+  positive_int,
   probability,
   source_from_args,
 )
@@ -76,6 +77,32 @@ def report_calibration(result: dict, where: str, index_dir) -> None:
   )
 
 
+def report_verification(verification: dict | None) -> None:
+  """What calibration did with the verification band (nothing: the index stores no local
+  features)."""
+  if verification is None:
+    return
+  if verification.get("off"):
+    print("verification: off (--verify-budget 0); the centroid answers stand everywhere")
+  elif "kept" in verification:
+    print(
+      "verification: "
+      + ("band kept from the last calibration" if verification["kept"] else "not calibrated")
+      + " (choosing the band needs the photos themselves: give --folder or --root)"
+    )
+  else:
+    print(
+      f"verification: scores in [η − {verification['below']:.4f}, η + "
+      f"{verification['above']:.4f}) are settled by local features, a landmark with ≥ "
+      f"{verification['min_inliers']} RANSAC inliers (best {verification['candidates']} "
+      f"candidates): {verification['verified_share']:.1%} of the validation photos "
+      f"verified (budget {verification['budget']:.0%}), sensitivity "
+      f"{verification['sensitivity']:.1%} at specificity {verification['specificity']:.1%} "
+      f"(without: {verification['sensitivity_without']:.1%} at "
+      f"{verification['specificity_without']:.1%})"
+    )
+
+
 def _calibrate(args) -> int:
   from landmark_jax.bundle import editing, model_and_index
   from landmark_jax.data.sources import non_landmark_folder_source
@@ -95,8 +122,11 @@ def _calibrate(args) -> int:
       given,
       target_specificity=args.target_specificity,
       allow_other_model=args.allow_other_model,
+      verify_budget=args.verify_budget,
+      verify_candidates=args.verify_candidates,
     )
   report_calibration(result, where, index_dir)
+  report_verification(result.get("verification"))
   return 0
 
 
@@ -129,6 +159,24 @@ def register(commands, debug) -> None:
     "--non-landmark-folder",
     help="a folder of photos that show no landmark (subfolders too): the "
     "non-landmark half of the validation set",
+  )
+  cal.add_argument(
+    "--verify-budget",
+    type=probability,
+    default=None,
+    metavar="SHARE",
+    help="for an index with local features (`landmark-jax local-features`): the most share "
+    "of queries that verification may settle; the band around η and the inliers needed are "
+    "chosen for the most sensitivity at the target specificity within it (default: the "
+    "last calibration's, else 0.3; 0: verification off)",
+  )
+  cal.add_argument(
+    "--verify-candidates",
+    type=positive_int,
+    default=None,
+    metavar="C",
+    help="how many of the best candidates verification matches (default: the last "
+    "calibration's, else 2)",
   )
   add_allow_other_model_arg(cal)
   cal.set_defaults(run=_calibrate)

@@ -1,5 +1,5 @@
-"""The offline steps: ``embed``, ``clean``, ``build-index``, ``add-landmarks``,
-``remove-landmarks``."""
+"""The offline steps: ``embed``, ``clean``, ``build-index``, ``local-features``,
+``add-landmarks``, ``remove-landmarks``."""
 
 from __future__ import annotations
 
@@ -50,6 +50,37 @@ def _embed(args) -> int:
       f"{len(result.ids)} embeddings ({result.embeddings.shape[1]}-d) in {args.out}; "
       f"{len(result.skipped)} unreadable images skipped"
     )
+  return 0
+
+
+def _local_features(args) -> int:
+  import dataclasses
+
+  from landmark_jax.bundle import editing, model_and_index
+  from landmark_jax.config import apply_overrides
+  from landmark_jax.stages.local_features import add_local_features
+
+  setup_logging()
+  trained, index_dir = model_and_index(args.checkpoint, args.index, args.bundle)
+  config = apply_overrides(
+    dataclasses.replace(trained.config.delf, attention=args.attention), args.overrides
+  )
+  with editing(args.bundle):
+    store = add_local_features(
+      index_dir,
+      trained,
+      photos(args, trained, "train"),
+      config,
+      per_landmark=args.per_landmark,
+      allow_other_model=args.allow_other_model,
+      seed=args.seed,
+    )
+  print(
+    f"local features of {len(store)} reference photos ({store.num_features} features, "
+    f"{store.nbytes / 1024:.0f} KiB, extractor {store.extractor_nbytes / 1024:.0f} KiB) "
+    f"stored in {index_dir}; next: `landmark-jax calibrate` chooses where verification "
+    "decides (--verify-budget)"
+  )
   return 0
 
 
@@ -405,6 +436,43 @@ def register(commands, debug) -> None:
     help="IndexConfig fields, e.g. backend=exact num_leaves=2000",
   )
   build.set_defaults(run=_build_index)
+
+  local = commands.add_parser(
+    "local-features",
+    parents=[debug],
+    help="store reference photos' local features in an index, to verify uncertain answers",
+    description="Learns the DELF-style local-feature extractor (attention head and PCA) "
+    "on the training photos, on the model's own backbone, and stores it in the index with "
+    "the local features of up to --per-landmark reference photos per landmark (the "
+    "cleaning's medoids first). Then `landmark-jax calibrate` chooses the band of scores "
+    "around η where RANSAC inliers decide (docs/verified-answers.md).",
+  )
+  add_model_and_index_args(local, index_help="the centroid index to store them in")
+  add_source_args(local, "the training split of the checkpoint's data")
+  local.add_argument(
+    "--per-landmark",
+    type=positive_int,
+    default=4,
+    metavar="R",
+    help="reference photos stored per landmark (default: 4)",
+  )
+  local.add_argument(
+    "--attention",
+    choices=("trained", "feature_norm"),
+    default="trained",
+    help="which locations become keypoints: DELF's trained attention (default) or the "
+    "feature norm (nothing to train)",
+  )
+  local.add_argument("--seed", type=non_negative_int, default=0, help="attention training seed")
+  add_allow_other_model_arg(local)
+  local.add_argument(
+    "overrides",
+    nargs="*",
+    metavar="key=value",
+    help="DelfConfig fields (default: the checkpoint config's `delf` section), e.g. "
+    "max_features=500 image_size=512",
+  )
+  local.set_defaults(run=_local_features)
 
   add = commands.add_parser(
     "add-landmarks",

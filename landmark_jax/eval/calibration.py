@@ -285,6 +285,8 @@ def calibrate_index(
   *,
   target_specificity: float | None = None,
   allow_other_model: bool = False,
+  verify_budget: float | None = None,
+  verify_candidates: int | None = None,
 ) -> tuple[dict[str, float], str]:
   """Chooses η (and ρ) for the index at `index_dir` and stores them in it, with the
   validation photos' embeddings (`validation_photos`), for `target_specificity`
@@ -296,6 +298,11 @@ def calibrate_index(
       stored photos, else the checkpoint's validation split).
     allow_other_model: calibrate even when the index was built from another model's
       embeddings (`provenance.check_same_model` refuses it otherwise).
+    verify_budget: for an index that stores local features, the most share of queries
+      verification may settle (`verify_calibration.calibrate_verification`; None: the
+      last calibration's, else its default; 0: verification off). The band is chosen after
+      η, on the photos given, else on the checkpoint's validation split (stored embeddings
+      cannot be matched); with neither, the band is kept as it was.
 
   Returns:
     The calibration's figures, and where its photos came from, in words.
@@ -313,5 +320,37 @@ def calibrate_index(
       index, trained.config.calibration.target_specificity, target_specificity
     )
     calibrated, result = calibrated_index(index, photos, target, where, label_map=label_map)
+    if calibrated.local_features is not None:
+      sources = list(given(label_map))
+      if not sources:  # stored embeddings cannot be matched: the photos they came from
+        try:
+          sources = [source_for(trained.config.data, "val", label_map)]
+        except DataError:
+          sources = []
+      calibrated, result["verification"] = _verification(
+        trained, calibrated, sources, target, verify_budget, verify_candidates, label_map
+      )
     calibrated.save(index_dir)
   return result, where
+
+
+def _verification(trained, index, sources, target, budget, candidates, label_map):
+  """`index` with its verification band chosen on `sources` (see `calibrate_index`), and
+  what was done, for the report."""
+  from landmark_jax.eval import verify_calibration
+
+  last = index.metadata.get("verification") or {}
+  if budget is None:
+    budget = last.get("budget", verify_calibration.DEFAULT_BUDGET)
+  if candidates is None:
+    candidates = last.get("candidates", verify_calibration.DEFAULT_CANDIDATES)
+  if not sources:
+    return index, {**last, "kept": True} if last else {"kept": False}
+  if budget == 0:
+    return index.with_local_features(None).with_local_features(index.local_features), {"off": True}
+  decision = Decision(index, label_map=index.label_map or label_map)
+  chosen = verify_calibration.calibrate_verification(
+    trained, decision, sources, target, budget, candidates=candidates
+  )
+  chosen["index_edits"] = len(index.metadata.get("edits", []))
+  return index.with_metadata(verification=chosen), chosen

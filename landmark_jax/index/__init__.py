@@ -12,6 +12,7 @@ __getattr__, __dir__ = lazy_exports(
     "CentroidIndex": ".centroid_index",
     "IndexFormatError": ".integrity",
     "IndexConfig": ".config",
+    "LocalFeatureStore": ".local_features",
     "SearchSetting": ".config",
   },
 )

@@ -5,8 +5,9 @@ settings, the model checkpoint it came from, the threshold η once calibrated, a
 and sha256 of every other file), ``centroids.npy`` / ``labels.npy`` / ``cluster_sizes.npy``
 (read with ``allow_pickle=False``), ``label_map.json`` and ``landmarks.csv`` (names,
 coordinates) when given, the class references (`references`: each landmark's reference
-photos, embedded) when the cleaning gave them, the embedded photos η was calibrated on
-(`validation`) once calibrated, and ``scann/`` (ScaNN's assets).
+photos, embedded) when the cleaning gave them, a few reference photos' local features
+(`local_features`, to verify uncertain answers) when given, the embedded photos η was
+calibrated on (`validation`) once calibrated, and ``scann/`` (ScaNN's assets).
 `save` writes everything into a temporary sibling and swaps it into place with renames, so
 a crash mid-write leaves the previous index readable.
 
@@ -40,6 +41,8 @@ from landmark_jax.index.integrity import (
   IndexFormatError,
 )
 from landmark_jax.index.landmarks import LandmarkInfo, load_landmarks_csv, save_landmarks_csv
+from landmark_jax.index.local_features import MANIFEST_FIELD as LOCAL_FEATURES
+from landmark_jax.index.local_features import LocalFeatureStore, read_local_features
 from landmark_jax.index.references import FILES as REFERENCE_FILES
 from landmark_jax.index.references import VECTORS_FILE as REFERENCE_VECTORS
 from landmark_jax.index.references import References
@@ -63,6 +66,7 @@ class CentroidIndex:
     landmarks: dict[Any, LandmarkInfo] | None = None,
     validation: ValidationSet | Callable[[], ValidationSet] | None = None,
     references: References | None = None,
+    local_features: LocalFeatureStore | None = None,
     _scann=None,
     _scann_info=None,
   ):
@@ -77,6 +81,8 @@ class CentroidIndex:
     # recognition never needs them, so loading an index for serving does not read them.
     self._validation = validation
     self.references = references  # each landmark's reference photos (None: none kept)
+    # A few reference photos' local features, for verifying uncertain answers (None: none).
+    self.local_features = local_features
     self._scann = _scann
     self._scann_info = _scann_info or {}
     self._exact = None
@@ -95,9 +101,11 @@ class CentroidIndex:
     metadata: dict[str, Any] | None = None,
     landmarks: dict[Any, LandmarkInfo] | None = None,
     references: References | None = None,
+    local_features: LocalFeatureStore | None = None,
   ) -> "CentroidIndex":
     """An index over `vectors` (n, d), each carrying `labels[i]`; `references`: the class
-    references of its landmarks (by the same labels)."""
+    references of its landmarks, `local_features`: local features of some of their photos
+    (both by the same labels)."""
     vectors = np.ascontiguousarray(vectors, np.float32)
     labels = np.asarray(labels)
     if vectors.ndim != 2 or len(vectors) != len(labels):
@@ -117,6 +125,7 @@ class CentroidIndex:
       metadata={"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(metadata or {})},
       landmarks=landmarks,
       references=references,
+      local_features=local_features,
       _scann=searcher,
       _scann_info=info,
     )
@@ -215,7 +224,7 @@ class CentroidIndex:
   # Persistence ------------------------------------------------------------------------
 
   def manifest(self) -> dict[str, Any]:
-    return {
+    manifest = {
       "format_version": FORMAT_VERSION,
       "embedding_dim": self.dim,
       "num_centroids": len(self),
@@ -225,6 +234,10 @@ class CentroidIndex:
       "config": dataclasses.asdict(self.config),
       **self.metadata,
     }
+    manifest.pop(LOCAL_FEATURES, None)  # the store's record, never the metadata's
+    if self.local_features is not None:
+      manifest[LOCAL_FEATURES] = self.local_features.summary()
+    return manifest
 
   def save(self, directory: str | os.PathLike) -> pathlib.Path:
     """Writes the index to `directory` atomically (see the module docstring), holding its
@@ -243,6 +256,8 @@ class CentroidIndex:
         self.validation.save(staging)
       if self.references is not None:
         self.references.save(staging)
+      if self.local_features is not None:
+        self.local_features.save(staging)
       if self._scann is not None:
         (staging / "scann").mkdir()
         self._scann.serialize(str(staging / "scann"))
@@ -289,6 +304,7 @@ class CentroidIndex:
         directory / REFERENCE_VECTORS,
         lambda _: References.load(directory, dim, arrays["labels.npy"]),
       )
+    local_features = read_local_features(directory, manifest, arrays["labels.npy"])
     scann_searcher = None
     if manifest["backend"] == "scann":
       if not (directory / SCANN_DIR / scann_backend.ASSETS_FILE).is_file():
@@ -306,6 +322,7 @@ class CentroidIndex:
       "scann",
       "config",
       "files",
+      LOCAL_FEATURES,
       integrity.MANIFEST_DIGEST,
     }
     try:
@@ -324,6 +341,7 @@ class CentroidIndex:
       landmarks=landmarks,
       validation=_validation_reader(directory, manifest, dim),
       references=references,
+      local_features=local_features,
       _scann=scann_searcher,
       _scann_info=manifest.get("scann"),
     )
@@ -353,6 +371,17 @@ class CentroidIndex:
       )
     return self._replaced(references=references)
 
+  def with_local_features(self, store: LocalFeatureStore | None) -> "CentroidIndex":
+    """The same index keeping `store`'s photos' local features (None: none; a calibrated
+    ``verification``, which needs them, leaves with them)."""
+    if store is None:
+      metadata = {k: v for k, v in self.metadata.items() if k != "verification"}
+      return self._replaced(local_features=None, metadata=metadata)
+    stray = np.setdiff1d(store.photo_labels, self.labels)
+    if len(stray):
+      raise ValueError(f"local features of label(s) {stray[:5].tolist()}, which have no centroid")
+    return self._replaced(local_features=store)
+
   def _replaced(
     self, *, config: IndexConfig | None = None, scann_info: dict[str, Any] | None = None, **changes
   ) -> "CentroidIndex":
@@ -363,6 +392,7 @@ class CentroidIndex:
       "landmarks": self.landmarks,
       "validation": self._validation,
       "references": self.references,
+      "local_features": self.local_features,
       **changes,
     }
     return CentroidIndex(

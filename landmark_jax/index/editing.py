@@ -30,6 +30,7 @@ from landmark_jax.index.landmarks import (
   merge_metadata,
   refuse_unmatched_rows,
 )
+from landmark_jax.index.local_features import LocalFeatureStore
 from landmark_jax.index.references import References
 
 
@@ -76,6 +77,7 @@ def _edited(
   edit,
   validation,
   references: References | None,
+  local_features: LocalFeatureStore | None,
 ) -> CentroidIndex:
   metadata = {k: v for k, v in index.metadata.items() if k != "created"}
   metadata["edits"] = [
@@ -91,6 +93,7 @@ def _edited(
     metadata=metadata,
     landmarks=landmarks,
     references=references,
+    local_features=local_features,
   ).with_validation(validation)
 
 
@@ -119,16 +122,21 @@ def add_centroids(
   update_metadata: bool = False,
   reference_vectors: np.ndarray | None = None,
   reference_landmarks: Sequence = (),
+  local_features: LocalFeatureStore | None = None,
+  local_feature_landmarks: Sequence = (),
 ) -> CentroidIndex:
   """A new index with centroids of new landmarks added (`centroid_landmarks`: each
   centroid's landmark id); unknown ids are appended to the label map. `landmarks` (a
   landmarks CSV) describes the new landmarks by id or by name; existing landmarks keep
   their metadata unless `update_metadata` (`index.landmarks.merge_metadata`). The new
   landmarks' class references (`reference_vectors`, one landmark id each in
-  `reference_landmarks`) join the index's, when it keeps references.
+  `reference_landmarks`) join the index's, when it keeps references. Their photos' local
+  features (`local_features`, one landmark id per photo in `local_feature_landmarks`,
+  which replace the store's own labels) join the index's store, or become it.
 
   Raises:
-    DataError: a landmark that the index already has.
+    DataError: a landmark that the index already has; local features of a landmark
+      without centroids, or of another extractor than the index's.
   """
   refuse_present(index, centroid_landmarks)
   new_ids = [l for l in dict.fromkeys(centroid_landmarks) if l not in index.label_map.landmark_ids]
@@ -165,7 +173,40 @@ def add_centroids(
     },
     index.validation,
     references,
+    _joined_local_features(index, label_map, new_labels, local_features, local_feature_landmarks),
   )
+
+
+def _joined_local_features(
+  index: CentroidIndex,
+  label_map: LabelMap,
+  new_labels: np.ndarray,
+  store: LocalFeatureStore | None,
+  photo_landmarks: Sequence,
+) -> LocalFeatureStore | None:
+  """The index's store with `store`'s photos after its own, labelled as the new centroids
+  are (by landmark id, through the grown label map)."""
+  if store is None:
+    return index.local_features
+  if len(photo_landmarks) != len(store):
+    raise ValueError(f"{len(photo_landmarks)} landmark ids for {len(store)} photos' local features")
+  labels = np.array([label_map.to_label(l) for l in photo_landmarks], np.int64)
+  stray = np.setdiff1d(labels, np.concatenate([index.labels, new_labels]))
+  if len(stray):
+    raise DataError(
+      f"local features of landmark(s) "
+      f"{', '.join(map(str, label_map.to_landmark_ids(stray)))}, which have no centroids"
+    )
+  store = store.relabelled(labels)
+  if index.local_features is None:
+    return store
+  try:
+    return index.local_features.joined(store)
+  except ValueError as e:
+    raise DataError(
+      f"the new landmarks' local features do not fit the index's ({e}): extract them with "
+      "the extractor the index keeps"
+    ) from None
 
 
 def remove_landmarks(index: CentroidIndex, landmarks: Iterable[Hashable]) -> CentroidIndex:
@@ -196,6 +237,9 @@ def remove_landmarks(index: CentroidIndex, landmarks: Iterable[Hashable]) -> Cen
   references = index.references
   if references is not None:
     references = references.without_labels(labels)
+  local_features = index.local_features
+  if local_features is not None:
+    local_features = local_features.without_labels(labels)
   return _edited(
     index,
     index.centroids[keep],
@@ -206,6 +250,7 @@ def remove_landmarks(index: CentroidIndex, landmarks: Iterable[Hashable]) -> Cen
     {"op": "remove", "landmarks": [str(l) for l in landmark_ids], "centroids": int((~keep).sum())},
     validation,
     references,
+    local_features,
   )
 
 

@@ -4,7 +4,8 @@ The manifest records the size and sha256 of every other file at save (format ver
 and its own sha256 over the rest of it; at load each file must match, no index file may be
 there that the manifest does not list, and
 the parts must agree (labels for as many centroids as there are, finite centroids, labels
-the label map covers, an η that is a similarity). Any failure is an `IndexFormatError`
+the label map covers, an η that is a similarity, a verification band beside the local
+features it verifies with). Any failure is an `IndexFormatError`
 naming the file, instead of an index that loads and then fails every query. The checksums
 cost one more read of every file at save and at load, 1-2 s per GB on one core;
 `hashlib.file_digest` streams, so memory does not grow. Version 1 indexes (no checksums)
@@ -36,6 +37,13 @@ OPTIONAL_FILES = (
   "validation.json",
   "references.npy",
   "reference_labels.npy",
+  # The reference photos' local features (`local_features`: all six or none).
+  "local_descriptors.npy",
+  "local_keypoints.npy",
+  "local_offsets.npy",
+  "local_photo_labels.npy",
+  "local_photos.json",
+  "local_extractor.safetensors",
 )
 SCANN_DIR = "scann"
 # Calibration puts η one float32 step above a similarity, and float32 dot products of unit
@@ -212,6 +220,8 @@ def check_manifest_fields(path: pathlib.Path, manifest: dict[str, Any]) -> None:
     raise IndexFormatError(f"{path}: backend {manifest.get('backend')!r}, expected scann or exact")
   _check_eta(path, manifest)
   _check_search_settings(path, manifest)
+  _check_local_features(path, manifest)
+  _check_verification(path, manifest)
 
 
 def _check_search_settings(path: pathlib.Path, manifest: dict[str, Any]) -> None:
@@ -254,6 +264,57 @@ def _check_eta(path: pathlib.Path, manifest: dict[str, Any]) -> None:
         f"{path}: {key} {value!r} is not a similarity threshold (a finite "
         "number in [-1, 1]); run `landmark-jax calibrate` again"
       )
+
+
+def _check_local_features(path: pathlib.Path, manifest: dict[str, Any]) -> None:
+  """The ``local_features`` record (`local_features.LocalFeatureStore.summary`): counts, and
+  settings that are JSON values; its loader checks the counts against the files."""
+  record = manifest.get("local_features")
+  if record is None:  # no stored local features
+    return
+  if not isinstance(record, dict):
+    raise IndexFormatError(f"{path}: local_features {record!r}, expected an object")
+  for key, least in (("photos", 0), ("features", 0), ("descriptor_dim", 1)):
+    if type(record.get(key)) is not int or record[key] < least:
+      raise IndexFormatError(
+        f"{path}: local_features.{key} {record.get(key)!r}, expected an integer ≥ {least}"
+      )
+  settings = record.get("settings")
+  try:  # Python's JSON parses NaN, which no setting is
+    valid = isinstance(settings, dict) and bool(json.dumps(settings, allow_nan=False))
+  except ValueError:
+    valid = False
+  if not valid:
+    raise IndexFormatError(
+      f"{path}: local_features.settings {settings!r}, expected an object of JSON values"
+    )
+
+
+def _check_verification(path: pathlib.Path, manifest: dict[str, Any]) -> None:
+  """The calibrated band of verified answers (`index.verify_rule.VerifyBand`, and the budget
+  it was chosen within), applied with the stored local features: a NaN edge would quietly
+  verify nothing, or everything."""
+  record = manifest.get("verification")
+  if record is None:  # never calibrated: recognition verifies nothing
+    return
+  if not isinstance(record, dict):
+    raise IndexFormatError(f"{path}: verification {record!r}, expected an object")
+  for key, low, high in (("below", 0, 2), ("above", 0, 2), ("budget", 0, 1)):
+    value = record.get(key)
+    if type(value) not in (int, float) or not math.isfinite(value) or not low <= value <= high:
+      raise IndexFormatError(
+        f"{path}: verification.{key} {value!r}, expected a number in [{low}, {high}]; "
+        "run `landmark-jax calibrate` again"
+      )
+  for key, least in (("min_inliers", 0), ("candidates", 1)):
+    if type(record.get(key)) is not int or record[key] < least:
+      raise IndexFormatError(
+        f"{path}: verification.{key} {record.get(key)!r}, expected an integer ≥ {least}"
+      )
+  if manifest.get("local_features") is None:
+    raise IndexFormatError(
+      f"{path}: verification calibrated, but the index stores no local features to verify with"
+    )
 
 
 def _all_finite(array: np.ndarray, rows: int = 65_536) -> bool:

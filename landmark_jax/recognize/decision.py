@@ -53,6 +53,11 @@ REASON_NO_LANDMARK_NEARBY = "no_landmark_nearby"  # the location filter left no 
 REASON_FAR_FROM_REFERENCES = "far_from_references"
 
 
+# the score fell in the verification band, and no stored photo of the verified candidates
+# matched it with k RANSAC inliers (`recognize.verifier`)
+REASON_TOO_FEW_INLIERS = "too_few_inliers"
+
+
 @dataclasses.dataclass(frozen=True)
 class Prediction:
   """One photo's answer: `landmark_id` is None for "no landmark", and `reason` says why.
@@ -72,6 +77,13 @@ class Prediction:
   # class references and that landmark has some (else None)
   reference_similarity: float | None = None
   reference_threshold: float | None = None  # ρ, when it was checked (the score cleared η)
+  # Verification (`recognize.verifier`): whether local features decided this answer (the
+  # score fell in the band around η), the RANSAC inliers of the reference photo that
+  # decided it (no photo reaching k: the most any reached), and that photo's id
+  verified: bool = False
+  inliers: int | None = None
+  verified_photo: str | None = None
+  min_inliers: int | None = None  # k, when verified
 
   @property
   def is_landmark(self) -> bool:
@@ -85,10 +97,14 @@ class Prediction:
     index being farther than `radius_km` from it; ``"below_threshold"``: the best
     candidate's similarity (`score`) is below the recognizer's threshold η;
     ``"far_from_references"``: the score clears η but the photo's similarity to the
-    candidate's reference photos (`reference_similarity`) is below ρ.
+    candidate's reference photos (`reference_similarity`) is below ρ;
+    ``"too_few_inliers"``: the score fell in the verification band and no stored photo of
+    the verified candidates matched it with k RANSAC inliers.
     """
     if self.is_landmark:
       return None
+    if self.verified:
+      return REASON_TOO_FEW_INLIERS
     if (
       self.reference_similarity is not None
       and self.reference_threshold is not None
@@ -103,6 +119,11 @@ class Prediction:
     """`reason` in words, for people (None when it is a landmark)."""
     if self.reason == REASON_BELOW_THRESHOLD:
       return f"best similarity {self.score:.3f} is below the threshold η"
+    if self.reason == REASON_TOO_FEW_INLIERS:
+      return (
+        f"best similarity {self.score:.3f} is uncertain, and local-feature verification found "
+        f"{max(self.inliers, 0)} matching points, fewer than the {self.min_inliers} needed"
+      )
     if self.reason == REASON_FAR_FROM_REFERENCES:
       return (
         f"similarity {self.reference_similarity:.3f} to the reference photos of the best "
@@ -136,6 +157,8 @@ class Prediction:
       else {"latitude": self.location.latitude, "longitude": self.location.longitude},
       "radius_km": self.radius_km,
       "reference_similarity": self.reference_similarity,
+      "verified": self.verified,
+      "inliers": self.inliers,
     }
 
 

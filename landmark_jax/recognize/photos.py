@@ -31,6 +31,9 @@ class Photo:
 
   pixels: np.ndarray  # (S, S, 3) uint8, the center crop the model takes
   location: Location | None = None  # from the caller, else the photo's EXIF GPS, else None
+  # What it was decoded from (path, bytes, PIL image or array): verification describes an
+  # uncertain photo again, whole and at its own size, from it (`recognize.verifier`)
+  source: Any = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def decode_photo(
@@ -50,19 +53,20 @@ def decode_photo(
   """
   image = check_photo(image)
   location = as_location(location)
+  source = image
   if isinstance(image, np.ndarray):
     image = Image.fromarray(image)  # mode L, RGB or RGBA, from the checked shape
   if isinstance(image, Image.Image):
     found = exif_location(image) if read_exif and location is None else None
     # The same colour conversion as files get (alpha over white, 16-bit scaled).
-    return Photo(eval_crop(to_rgb(image), config), location or found)
+    return Photo(eval_crop(to_rgb(image), config), location or found, source)
   if isinstance(image, os.PathLike):
-    image = os.fspath(image)
+    image = source = os.fspath(image)
   if location is not None or not read_exif:
     pixels, _ = eval_photo(image, config, read_location=False)
-    return Photo(pixels, location)
+    return Photo(pixels, location, source)
   pixels, found = eval_photo(image, config)
-  return Photo(pixels, found)
+  return Photo(pixels, found, source)
 
 
 def decode_records(

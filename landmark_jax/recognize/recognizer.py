@@ -25,6 +25,7 @@ from landmark_jax.data.transforms import ImageDecodeError
 from landmark_jax.geo import Location
 from landmark_jax.index.centroid_index import CentroidIndex
 from landmark_jax.index.provenance import check_same_model, same_model
+from landmark_jax.index.verify_rule import VerifyBand, stored_band
 from landmark_jax.recognize.decision import Decision, Prediction
 from landmark_jax.recognize.embedder import PhotoEmbedder
 from landmark_jax.recognize.inputs import decoded_list, location_list, path_list
@@ -63,6 +64,13 @@ def _warn_if_another_model(built_from: str | None, checkpoint_id: str) -> None:
   )
 
 
+def can_verify(index: CentroidIndex) -> bool:
+  """Whether `index` holds what verification needs: local features and a calibrated band."""
+  return getattr(index, "local_features", None) is not None and (
+    stored_band(index.metadata) is not None
+  )
+
+
 class Recognizer:
   """Photos → predictions: a trained model's photo embedder (`photos`, batched on the device)
   in front of an index's decision (`decision`, device-free).
@@ -82,6 +90,12 @@ class Recognizer:
       calibrated with it); None there, or -inf: not checked (and the default η is the one
       calibrated alone, ``eta_without_references``). A
       landmark without reference photos is never rejected by it.
+    verify: local-feature verification of the answers whose score falls in the band around
+      η (`recognize.verifier`): None (default) verifies when the index stores local features
+      and a calibrated band (`landmark-jax local-features`, then `calibrate
+      --verify-budget`), True requires them (`UsageError` naming the missing step), False
+      never verifies: the centroid answers, exactly as without them.
+    verify_band: the band and k to verify with instead of the index's calibrated ones.
   """
 
   def __init__(
@@ -96,6 +110,8 @@ class Recognizer:
     buckets: Sequence[int] | None = None,
     radius_km: float = 50.0,
     reference_threshold: float | None = None,
+    verify: bool | None = None,
+    verify_band: VerifyBand | None = None,
   ):
     if index.dim != trained.model.embedding_dim:
       raise ValueError(
@@ -116,6 +132,13 @@ class Recognizer:
       radius_km=radius_km,
       names=names,
     )
+    self.verifier = None
+    if verify or (verify is None and can_verify(index)):
+      # Imported here: the local-feature extractor and RANSAC cost a recognizer without
+      # verification nothing, not even their import.
+      from landmark_jax.recognize.verifier import Verifier
+
+      self.verifier = Verifier(trained, self.decision, verify_band)
 
   @classmethod
   def load(
@@ -166,6 +189,8 @@ class Recognizer:
     predictions = self.decision.predict(
       self.photos.embed_photos(photos), eta=eta, locations=locations
     )
+    if self.verifier is not None:
+      predictions = self.verifier.apply([photo.source for photo in photos], predictions, eta)
     return predictions[0] if one_photo else predictions
 
   def recognize(

@@ -15,11 +15,14 @@ import stat
 
 import numpy as np
 import pytest
+import safetensors.numpy
 
 from landmark_jax.data.labels import LabelMap
 from landmark_jax.index import CentroidIndex, IndexConfig, IndexFormatError
 from landmark_jax.index.integrity import sealed
 from landmark_jax.index.landmarks import LandmarkInfo
+from landmark_jax.index.local_features import FILES as LOCAL_FILES
+from landmark_jax.index.local_features import LocalFeatureStore
 from landmark_jax.index.validation import ValidationSet
 from tests.helpers import clustered_vectors
 
@@ -32,9 +35,27 @@ def parts(n=N, dim=DIM):
   return vectors, np.arange(n) // 10, np.arange(n) % 4 + 1, LabelMap.from_ids(range(n // 10))
 
 
+VERIFICATION = {"below": 0.1, "above": 0.05, "min_inliers": 8, "candidates": 2, "budget": 0.1}
+
+
+def local_store(labels=(0, 3, 3, 5)):
+  """Local features of four photos (4, 0, 3 and 5 features of 16 dimensions)."""
+  rng = np.random.default_rng(6)
+  counts = (4, 0, 3, 5)[: len(labels)]
+  descriptors = [rng.standard_normal((n, 16)).astype(np.float32) for n in counts]
+  return LocalFeatureStore.from_float(
+    [rng.uniform(0, 500, (n, 2)).astype(np.float32) for n in counts],
+    [d / np.linalg.norm(d, axis=1, keepdims=True) for d in descriptors],
+    labels,
+    [f"photo{i}" for i in range(len(labels))],
+    {"pca/mean": np.zeros(16, np.float32), "attention/conv1/kernel": np.ones((1, 1, 8, 2))},
+    {"max_features": 100, "scales": [0.5, 1.0]},
+  )
+
+
 def full_index(backend):
   """A small index with every file an index can have: label map, landmarks.csv, the stored
-  validation photos, scann/."""
+  validation photos, local features (and a verification band), scann/."""
   vectors, labels, sizes, label_map = parts()
   landmarks = {
     i: LandmarkInfo(name=f"landmark {i}", latitude=40.0 + i, longitude=2.0)
@@ -42,18 +63,25 @@ def full_index(backend):
   }
   photos, _ = clustered_vectors(6, DIM, clusters=3, seed=4)
   validation = ValidationSet([f"v{i}" for i in range(6)], [0, 1, None, None, "x", None], photos)
-  return CentroidIndex.build(
-    vectors,
-    labels,
-    IndexConfig(backend=backend),
-    cluster_sizes=sizes,
-    label_map=label_map,
-    landmarks=landmarks,
-    metadata={"eta": 0.5},
-  ).with_validation(validation)
+  return (
+    CentroidIndex.build(
+      vectors,
+      labels,
+      IndexConfig(backend=backend),
+      cluster_sizes=sizes,
+      label_map=label_map,
+      landmarks=landmarks,
+      metadata={"eta": 0.5},
+    )
+    .with_validation(validation)
+    .with_local_features(local_store())
+    .with_metadata(verification=VERIFICATION)
+  )
 
 
-def raw_index(centroids=None, labels=None, sizes=None, label_map=None, **metadata):
+def raw_index(
+  centroids=None, labels=None, sizes=None, label_map=None, local_features=None, **metadata
+):
   """An exact index from the given parts (the rest from `parts`), unchecked, as a buggy
   writer could make it: `save` records valid checksums of whatever it is given."""
   default = parts()
@@ -64,6 +92,7 @@ def raw_index(centroids=None, labels=None, sizes=None, label_map=None, **metadat
     IndexConfig(backend="exact"),
     label_map=default[3] if label_map is None else label_map,
     metadata=metadata,
+    local_features=local_features,
   )
 
 
@@ -76,9 +105,17 @@ def edit_manifest(folder, **changes):
 def rewrite_with_checksum(folder, name, array):
   """Replaces `name` by `array` and records its new size and sha256 in the manifest."""
   np.save(folder / name, array)
-  data = (folder / name).read_bytes()
+  record_checksum(folder, name)
+
+
+def record_checksum(folder, name):
+  """Records `name`'s size and sha256 in the manifest as they are now (None: unlisted)."""
   files = json.loads((folder / "manifest.json").read_text())["files"]
-  files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+  if (folder / name).is_file():
+    data = (folder / name).read_bytes()
+    files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+  else:
+    del files[name]
   edit_manifest(folder, files=files)
 
 
@@ -178,6 +215,7 @@ def test_every_damaged_file_is_refused_naming_it(tmp_path, backend):
     "landmarks.csv",
     "validation_embeddings.npy",
     "validation.json",
+    *LOCAL_FILES,
   }
   assert expected <= set(names) and (backend == "exact") == (set(names) == expected)
   loaded = []
@@ -200,6 +238,26 @@ def test_a_stray_index_file_is_refused(tmp_path):
   folder = raw_index().save(tmp_path / "i")
   (folder / "landmarks.csv").write_text("landmark_id,name\n0,Elsewhere\n")
   assert f"{folder / 'landmarks.csv'}: not listed in" in load_error(folder)
+
+
+def test_a_stray_local_features_file_is_refused(tmp_path):
+  # One file of another index's local features, in an index saved without any.
+  folder = raw_index().save(tmp_path / "i")
+  shutil.copy(full_index("exact").save(tmp_path / "f") / "local_descriptors.npy", folder)
+  assert f"{folder / 'local_descriptors.npy'}: not listed in" in load_error(folder)
+
+
+def test_a_partial_set_of_local_features_files_is_refused_naming_the_missing_one(tmp_path):
+  # A writer that stopped half-way, and sealed the manifest for what it had written.
+  folder = raw_index(local_features=local_store(), **{"verification": VERIFICATION}).save(
+    tmp_path / "i"
+  )
+  (folder / "local_keypoints.npy").unlink()
+  record_checksum(folder, "local_keypoints.npy")
+  assert f"index file missing: {folder / 'local_keypoints.npy'}" in load_error(folder)
+  # In a version-1 index, which lists no files, too.
+  as_version_1(folder)
+  assert f"index file missing: {folder / 'local_keypoints.npy'}" in load_error(folder)
 
 
 def test_an_exact_index_with_scann_files_is_refused(tmp_path):
@@ -271,6 +329,84 @@ def eta(value):
   return case
 
 
+def with_store(folder):
+  return raw_index(local_features=local_store()).save(folder)
+
+
+def local_rewrite(name, array):
+  def case(folder):
+    folder = with_store(folder)
+    rewrite_with_checksum(folder, name, array)
+    return folder, name
+
+  return case
+
+
+def local_file(name, write):
+  """The store's `name` rewritten by `write(path)`, its checksum recorded."""
+
+  def case(folder):
+    folder = with_store(folder)
+    write(folder / name)
+    record_checksum(folder, name)
+    return folder, name
+
+  return case
+
+
+def nan_keypoint(folder):
+  folder = with_store(folder)
+  keypoints = np.load(folder / "local_keypoints.npy")
+  keypoints[5, 1] = np.nan
+  rewrite_with_checksum(folder, "local_keypoints.npy", keypoints)
+  return folder, "local_keypoints.npy"
+
+
+def zero_descriptor(folder):
+  folder = with_store(folder)
+  descriptors = np.load(folder / "local_descriptors.npy")
+  descriptors[2] = 0
+  rewrite_with_checksum(folder, "local_descriptors.npy", descriptors)
+  return folder, "local_descriptors.npy"
+
+
+def float64_extractor(folder):
+  def write(path):
+    safetensors.numpy.save_file({"pca/mean": np.zeros(16)}, str(path))
+
+  return local_file("local_extractor.safetensors", write)(folder)
+
+
+def local_summary(**changes):
+  def case(folder):
+    folder = with_store(folder)
+    record = json.loads((folder / "manifest.json").read_text())["local_features"]
+    edit_manifest(folder, local_features={**record, **changes})
+    return folder, "manifest.json"
+
+  return case
+
+
+def files_without_summary(folder):
+  folder = with_store(folder)
+  manifest = json.loads((folder / "manifest.json").read_text())
+  del manifest["local_features"]
+  (folder / "manifest.json").write_text(json.dumps(sealed(manifest)))
+  return folder, "manifest.json"
+
+
+def verification(value=None, *, store=True, **changes):
+  def case(folder):
+    band = {**VERIFICATION, **changes} if value is None else value
+    folder = raw_index(local_features=local_store() if store else None).save(folder)
+    edit_manifest(folder, verification=band)
+    return folder, "manifest.json"
+
+  return case
+
+
+STORE_OFFSETS = [0, 4, 4, 7, 12]  # `local_store`'s, 12 features
+
 INCONSISTENT = {
   "labels shorter than centroids": labels_shorter,
   "all-NaN centroids": all_nan_centroids,
@@ -292,6 +428,51 @@ INCONSISTENT = {
   "a checksum outside the folder": manifest_change(
     files={"../outside.npy": {"bytes": 1, "sha256": "0" * 64}}
   ),
+  "float local descriptors": local_rewrite("local_descriptors.npy", np.zeros((12, 16))),
+  "a zero local descriptor": zero_descriptor,
+  "local descriptors beyond 127": local_rewrite(
+    "local_descriptors.npy", np.full((12, 16), -128, np.int8)
+  ),
+  "three-column keypoints": local_rewrite("local_keypoints.npy", np.zeros((12, 3), np.float16)),
+  "keypoints for fewer features": local_rewrite(
+    "local_keypoints.npy", np.zeros((11, 2), np.float16)
+  ),
+  "a NaN keypoint": nan_keypoint,
+  "offsets not from 0": local_rewrite("local_offsets.npy", np.array([1, 4, 4, 7, 12])),
+  "offsets short of M": local_rewrite("local_offsets.npy", np.array([0, 4, 4, 7, 11])),
+  "decreasing offsets": local_rewrite("local_offsets.npy", np.array([0, 4, 3, 7, 12])),
+  "float offsets": local_rewrite("local_offsets.npy", np.array(STORE_OFFSETS, float)),
+  "a photo label without centroid": local_rewrite(
+    "local_photo_labels.npy", np.array([0, 3, 3, LANDMARKS])
+  ),
+  "photo labels for fewer photos": local_rewrite("local_photo_labels.npy", np.array([0, 3, 3])),
+  "photo ids for fewer photos": local_file(
+    "local_photos.json", lambda p: p.write_text(json.dumps({"ids": ["a", "b", "c"]}))
+  ),
+  "photo ids not strings": local_file(
+    "local_photos.json", lambda p: p.write_text(json.dumps({"ids": [1, 2, 3, 4]}))
+  ),
+  "a float64 extractor array": float64_extractor,
+  "local_features counts too few photos": local_summary(photos=3),
+  "local_features counts too many features": local_summary(features=13),
+  "local_features of another width": local_summary(descriptor_dim=8),
+  "local_features a negative count": local_summary(photos=-1),
+  "local_features settings NaN": local_summary(settings={"x": math.nan}),
+  "local_features without its files": manifest_change(
+    local_features={"photos": 0, "features": 0, "descriptor_dim": 1, "settings": {}}
+  ),
+  "local features files without local_features": files_without_summary,
+  "verification below NaN": verification(below=math.nan),
+  "verification below negative": verification(below=-0.1),
+  "verification above beyond 2": verification(above=2.5),
+  "verification budget beyond 1": verification(budget=1.5),
+  "verification min_inliers a float": verification(min_inliers=8.0),
+  "verification candidates 0": verification(candidates=0),
+  "verification without budget": verification(
+    {k: v for k, v in VERIFICATION.items() if k != "budget"}
+  ),
+  "verification a list": verification([0.1, 0.05]),
+  "verification without local features": verification(store=False),
 }
 
 

@@ -34,7 +34,7 @@ from landmark_jax.index.threshold import eta_for_specificity
 logger = logging.getLogger(__name__)
 
 
-def _extract_source(
+def extract_source(
   extractor: LocalFeatureExtractor, source: ImageSource, *, desc: str, progress: bool
 ) -> tuple[list[int], list[LocalFeatures], list[str]]:
   """(record positions, features, unreadable ids) of every record, in fixed-size batches."""
@@ -214,7 +214,7 @@ class DelfRecognizer:
     self, source: ImageSource, *, progress: bool = False
   ) -> tuple[list[str], list[Hashable | None], list[DelfPrediction]]:
     """(ids, true landmark ids, predictions) of every readable record."""
-    positions, features, _ = _extract_source(
+    positions, features, _ = extract_source(
       self.extractor, source, desc="DELF query", progress=progress
     )
     truth = source.landmark_ids()
@@ -239,10 +239,39 @@ def build_delf(
   `LocalFeatureExtractor` without PCA. Trains the attention (``attention="trained"``),
   fits the PCA on the first `pca_fit_images` photos' raw descriptors, and indexes them all.
   """
-  landmark = np.flatnonzero(database_source.labels != database_source.label_map.non_landmark_label)
+  source = landmark_photos(database_source)
+  extractor, positions, features, skipped = fit_extractor(
+    backbone_model, source, config, progress=progress, seed=seed
+  )
+  fit_count = min(config.pca_fit_images, len(source))
+  more_positions, more, more_skipped = extract_source(
+    extractor, source.subset(range(fit_count, len(source))), desc="DELF database", progress=progress
+  )
+  positions += [fit_count + i for i in more_positions]
+  features += more
+  landmark_ids = source.landmark_ids()
+  database = DelfDatabase.from_features(
+    features, [str(source.ids[i]) for i in positions], [landmark_ids[i] for i in positions], config
+  )
+  database.skipped = skipped + more_skipped
+  return DelfRecognizer(extractor, database, config)
+
+
+def landmark_photos(source: ImageSource) -> ImageSource:
+  """`source` without its non-landmark photos (what local features are learnt from)."""
+  landmark = np.flatnonzero(source.labels != source.label_map.non_landmark_label)
   if not len(landmark):
     raise ValueError("the database source has no landmark photos")
-  source = database_source.subset(landmark)
+  return source.subset(landmark)
+
+
+def fit_extractor(
+  backbone_model, source: ImageSource, config: DelfConfig, *, progress: bool = True, seed: int = 0
+) -> tuple[LocalFeatureExtractor, list[int], list[LocalFeatures], list[str]]:
+  """The extractor with its PCA, learnt from `source`'s (landmark) photos: the attention
+  trained (``attention="trained"``) and the PCA fitted on the first `pca_fit_images` photos'
+  raw descriptors. Also returns those photos' positions and projected features (so they are
+  not described twice) and the ids it could not read."""
   if isinstance(backbone_model, LocalFeatureExtractor):
     if backbone_model.pca is not None:
       raise ValueError("build_delf fits its own PCA: pass an extractor without one")
@@ -262,7 +291,7 @@ def build_delf(
       backbone_model, config, attention_params=attention
     )
   fit_count = min(config.pca_fit_images, len(source))
-  positions, raw, skipped = _extract_source(
+  positions, raw, skipped = extract_source(
     extractor, source.subset(range(fit_count)), desc="DELF PCA", progress=progress
   )
   if not raw:
@@ -277,18 +306,7 @@ def build_delf(
   features = [
     dataclasses.replace(f, descriptors=np.asarray(pca.project(f.descriptors))) for f in raw
   ]
-  extractor = extractor.with_pca(pca)
-  more_positions, more, more_skipped = _extract_source(
-    extractor, source.subset(range(fit_count, len(source))), desc="DELF database", progress=progress
-  )
-  positions += [fit_count + i for i in more_positions]
-  features += more
-  landmark_ids = source.landmark_ids()
-  database = DelfDatabase.from_features(
-    features, [str(source.ids[i]) for i in positions], [landmark_ids[i] for i in positions], config
-  )
-  database.skipped = skipped + more_skipped
-  return DelfRecognizer(extractor, database, config)
+  return extractor.with_pca(pca), positions, features, skipped
 
 
 def min_inliers_for_specificity(
