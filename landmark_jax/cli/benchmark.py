@@ -150,6 +150,9 @@ def _benchmark_compare(args) -> int:
     target_specificity=args.target_specificity,
     max_queries=args.max_queries,
     full_size_backbone=args.full_size_backbone,
+    verify_budget=args.verify_budget,
+    verify_candidates=args.verify_candidates,
+    seeds=tuple(args.seeds or ()),
     demo_workdir=args.demo_workdir,
     out=args.out,
   )
@@ -502,6 +505,30 @@ def register(commands, debug) -> None:
     type=backbone,
     help="also time one photo's forward passes with this backbone at the "
     "paper's sizes (224² crop vs DELF's 512-px 7-scale pyramid)",
+  )
+  compare.add_argument(
+    "--verify-budget",
+    type=probability,
+    default=0.3,
+    metavar="SHARE",
+    help="verified answers: the most share of queries verification may settle, the band "
+    "around η and the inliers needed calibrated within it (default: 0.3)",
+  )
+  compare.add_argument(
+    "--verify-candidates",
+    type=positive_int,
+    default=2,
+    metavar="C",
+    help="verified answers: how many of the best candidates are matched (default: 2)",
+  )
+  compare.add_argument(
+    "--seeds",
+    nargs="+",
+    type=non_negative_int,
+    metavar="S",
+    help="without --checkpoint/--index: the demo trained once per seed (in "
+    "<demo-workdir>/seed-S, each comparison in <out>/seed-S) and the mean of their tables "
+    "in --out (default: the demo as it is, once)",
   )
   compare.add_argument(
     "--demo-workdir",
