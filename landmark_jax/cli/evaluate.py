@@ -13,6 +13,7 @@ from landmark_jax.cli.common import (
   photos,
   positive_int,
 )
+from landmark_jax.cli.recognize import add_verify_arg
 
 
 def _open_share(text: str) -> float:
@@ -43,6 +44,7 @@ def _evaluate(args) -> int:
     geo=args.geo,
     min_photos=args.min_photos,
     allow_other_model=args.allow_other_model,
+    verify=args.verify,
   )
   print((pathlib.Path(args.out) / "report.md").read_text())
   print(f"report and plots written to {args.out}")
@@ -145,6 +147,7 @@ def register(commands, debug) -> None:
   )
   add_source_args(ev, "the test split of the checkpoint's data")
   add_allow_other_model_arg(ev)
+  add_verify_arg(ev)
   ev.set_defaults(run=_evaluate)
 
   evr = commands.add_parser(

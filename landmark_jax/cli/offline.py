@@ -469,7 +469,7 @@ def register(commands, debug) -> None:
     "overrides",
     nargs="*",
     metavar="key=value",
-    help="DelfConfig fields (default: the checkpoint config's `delf` section), e.g. "
+    help="DelfConfig fields over the checkpoint config's `delf` section, e.g. "
     "max_features=500 image_size=512",
   )
   local.set_defaults(run=_local_features)

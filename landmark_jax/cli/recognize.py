@@ -45,6 +45,20 @@ def _report_error(path: str, problem: str, as_json: bool) -> None:
     print(f"landmark-jax recognize: error: {path}: {problem}", file=sys.stderr)
 
 
+def add_verify_arg(parser: argparse.ArgumentParser) -> None:
+  """--verify/--no-verify, for a command that answers photos with an index (default: the
+  index decides: it verifies when it stores local features and a calibrated band)."""
+  parser.add_argument(
+    "--verify",
+    action=argparse.BooleanOptionalAction,
+    default=None,
+    help="settle the answers whose score falls in the index's calibrated band around η by "
+    "matching local features with its stored reference photos; --verify refuses an index "
+    "without them (`landmark-jax local-features`, then `calibrate --verify-budget`), "
+    "--no-verify answers by the centroids alone (default: verify when the index can)",
+  )
+
+
 def _recognize(args) -> int:
   from landmark_jax.bundle import check_model_args
   from landmark_jax.geo import Location
@@ -62,6 +76,7 @@ def _recognize(args) -> int:
     allow_other_model=args.allow_other_model,
     top_k=args.top_k,
     radius_km=args.radius_km,
+    verify=args.verify,
   )
   failed = 0
   answers = recognizer.recognize_files(
@@ -119,6 +134,7 @@ def register(commands, debug) -> None:
     help="with a location, only landmarks this close are candidates (default: 50)",
   )
   rec.add_argument("--no-exif", action="store_true", help="ignore EXIF GPS positions")
+  add_verify_arg(rec)
   add_allow_other_model_arg(rec)
   add_compilation_cache_args(rec)
   rec.add_argument(

@@ -16,6 +16,7 @@ from landmark_jax.cli.common import (
   use_compilation_cache,
 )
 from landmark_jax.cli.export import add_model_and_index_args
+from landmark_jax.cli.recognize import add_verify_arg
 from landmark_jax.errors import UsageError, UserError
 
 
@@ -67,6 +68,7 @@ def _serve(args) -> int:
     version,
     {"names": names, "radius_km": args.radius_km},
     allow_other_model=args.allow_other_model,
+    verify=args.verify,
   )
   recognizer = Recognizer.load(
     *([args.bundle] if args.bundle else [args.checkpoint, args.index]),
@@ -74,6 +76,7 @@ def _serve(args) -> int:
     names=names,
     batch_size=config.max_batch,
     radius_km=args.radius_km,
+    verify=args.verify,
   )
   app = create_app(recognizer, config, source=source, admin_key=key)
   try:  # here, so that a model and index that cannot answer stop the start with one line
@@ -196,5 +199,6 @@ def register(commands, debug) -> None:
     "before the service exits (default: 20)",
   )
   add_allow_other_model_arg(srv)
+  add_verify_arg(srv)
   add_compilation_cache_args(srv)
   srv.set_defaults(run=_serve)

@@ -1,6 +1,7 @@
 """The evaluation report in Markdown: the paper's table (sensitivity and specificity with
 their intervals and n), its breakdowns and GAP, each for the paper's offline test (η alone)
-and beside it with class references and with geo-information where they apply."""
+and beside it with class references, with geo-information and with verification where they
+apply."""
 
 from __future__ import annotations
 
@@ -31,9 +32,21 @@ def _thresholds(setting: Mapping[str, Any]) -> str:
   would read as "without geo-information" too, which a geo row has)."""
   eta = f"η = {setting['eta']:.4f}"
   if not setting["references"]:
-    return f"{eta}, no ρ"
-  rho = setting["reference_threshold"]
-  return f"{eta}, ρ = {'—' if rho is None else f'{rho:.4f}'}"
+    thresholds = f"{eta}, no ρ"
+  else:
+    rho = setting["reference_threshold"]
+    thresholds = f"{eta}, ρ = {'—' if rho is None else f'{rho:.4f}'}"
+  if "verification" in setting:
+    thresholds += f", {_band(setting['verification'])}"
+  return thresholds
+
+
+def _band(verification: Mapping[str, Any]) -> str:
+  """``band [η − 0.0200, η + 0.0300), k = 12``."""
+  return (
+    f"band [η − {verification['below']:.4f}, η + {verification['above']:.4f}), "
+    f"k = {verification['min_inliers']}"
+  )
 
 
 def _long_label(setting: Mapping[str, Any]) -> str:
@@ -134,6 +147,18 @@ def report_markdown(result: dict[str, Any], title: str = "Evaluation") -> str:
       "",
       f"With geo-information: {result['geo']['located_photos']} photos with a location; "
       "candidates restricted to nearby landmarks.",
+    ]
+  if "verification" in result:
+    verification = result["verification"]
+    count = verification["candidates"]
+    candidates = "best candidate" if count == 1 else f"{count} best candidates"
+    lines += [
+      "",
+      f"With verification: the {verification['verified_photos']} photos "
+      f"({_pct(verification['verified_share'])}) whose best score fell in the "
+      f"{_band(verification)} were answered by matching their local features with the "
+      f"stored photos of their {candidates} (a landmark with at least k RANSAC inliers: "
+      f"{verification['accepted']} were), as the recognizer decides; the others as without it.",
     ]
   if result.get("references_not_applied"):
     lines += [

@@ -1,22 +1,26 @@
 """`landmark-jax evaluate`: the paper's tables and plots for a model + index on a test set,
 written to one folder (report.md and .json, predictions.csv, the plots). The headline is the
 paper's offline test (η alone, no geo-information, no class references); the settings the
-recognizer adds (ρ, locations) stand beside it (`SETTINGS`)."""
+recognizer adds (ρ, locations, verified answers) stand beside it (`SETTINGS`, and
+``verification`` when the recognizer verifies)."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
 import os
 import pathlib
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Hashable, Mapping
 
 import numpy as np
 
 from landmark_jax.data import ImageSource, source_for
 from landmark_jax.data.labels import LabelMap
+from landmark_jax.data.transforms import record_data
+from landmark_jax.embedding import EmbeddedPhotos
 from landmark_jax.eval.collection import (
   MIN_PHOTOS,
   check_collection_size,
@@ -42,6 +46,7 @@ from landmark_jax.eval.scoring import (
   threshold_sweep,
 )
 from landmark_jax.geo import Location
+from landmark_jax.index.verify_rule import VerifyBand
 from landmark_jax.recognize.decision import Decision
 from landmark_jax.recognize.embedder import PhotoEmbedder
 from landmark_jax.recognize.recognizer import Recognizer
@@ -59,6 +64,59 @@ PREDICTIONS_HEADER = (
   "predicted_with_references",
   "reference_similarity",
 )
+# After those when the recognizer verifies (`VerifiedPhotos`).
+VERIFICATION_HEADER = ("predicted_with_verification", "verified", "inliers")
+
+
+@dataclasses.dataclass
+class VerifiedPhotos(ScoredPhotos):
+  """Scored photos as the recognizer answers them when it verifies: where `verified` (the
+  score fell in `band` around the η verification ran at, and a candidate had stored
+  photos), the landmark local features found; elsewhere η and ρ, as `ScoredPhotos`. Its
+  `predictions` hold at that η only."""
+
+  verified: np.ndarray | None = None  # (n,) bool
+  verified_landmark: list[Hashable | None] | None = None  # where verified (None: rejected)
+  inliers: list[int | None] | None = None  # where verified: `Check.inliers`, else None
+  band: VerifyBand | None = None
+
+  def predictions(self, eta: float) -> list[Hashable | None]:
+    return [
+      answer if verified else base
+      for base, verified, answer in zip(
+        super().predictions(eta), self.verified, self.verified_landmark
+      )
+    ]
+
+
+def verify_scored(
+  verifier, scored: ScoredPhotos, embedded: EmbeddedPhotos, source: ImageSource
+) -> VerifiedPhotos:
+  """`scored` (the photos of `embedded`, from `source`, scored by ``verifier.decision``)
+  with the answers `verifier` settles: each photo it `needs` is read again from its record
+  and described whole, as recognition describes it (`recognize.verifier`)."""
+  decision = verifier.decision
+  predictions = decision.predict(embedded.embeddings)
+  position = {str(record_id): i for i, record_id in enumerate(source.ids)}
+  n = len(predictions)
+  verified, answers, inliers = np.zeros(n, bool), [None] * n, [None] * n
+  rows = [row for row, prediction in enumerate(predictions) if verifier.needs(prediction)]
+  logger.info("verifying the %d of %d photos whose score is in the band", len(rows), n)
+  for row in rows:
+    image = record_data(source[position[str(embedded.ids[row])]])
+    prediction = predictions[row]
+    answer = verifier.verified(prediction, verifier.check(verifier.describe(image), prediction))
+    verified[row] = True
+    inliers[row] = answer.inliers
+    if answer.landmark_id is not None:
+      answers[row] = decision.label_map_id(answer.landmark_id)
+  return VerifiedPhotos(
+    **{field.name: getattr(scored, field.name) for field in dataclasses.fields(ScoredPhotos)},
+    verified=verified,
+    verified_landmark=answers,
+    inliers=inliers,
+    band=verifier.band,
+  )
 
 
 def write_predictions(
@@ -66,12 +124,15 @@ def write_predictions(
   eta: float,
   path: str | os.PathLike,
   eta_without_references: float | None = None,
+  verified_scored: VerifiedPhotos | None = None,
 ) -> None:
   """One row per photo: its true landmark, nearest landmark, best score, the prediction of
   the paper's offline test (η alone: `eta_without_references`, else `eta`; empty = none),
   the recognizer's (η and ρ, as `scored` applies them; the same where no ρ applies) and the
   similarity to the nearest landmark's reference photos (empty: not kept): everything the
-  report's figures without geo-information are computed from."""
+  report's figures without geo-information are computed from. With `verified_scored`, also
+  the recognizer's answer with verification, whether verification settled it (true or
+  false) and its inliers (empty: not verified)."""
   alone = eta if eta_without_references is None else eta_without_references
 
   def cell(value):
@@ -82,9 +143,17 @@ def write_predictions(
     if scored.reference_similarity is not None
     else np.full(len(scored.ids), np.nan)
   )
+  verification_cells = [()] * len(scored.ids)
+  if verified_scored is not None:
+    verification_cells = [
+      (cell(answer), "true" if verified else "false", cell(inliers))
+      for answer, verified, inliers in zip(
+        verified_scored.predictions(eta), verified_scored.verified, verified_scored.inliers
+      )
+    ]
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
-    writer.writerow(PREDICTIONS_HEADER)
+    writer.writerow(PREDICTIONS_HEADER + (() if verified_scored is None else VERIFICATION_HEADER))
     for row in zip(
       scored.ids,
       scored.truth,
@@ -93,6 +162,7 @@ def write_predictions(
       scored.without_references().predictions(alone),
       scored.predictions(eta),
       similarity.tolist(),
+      verification_cells,
     ):
       writer.writerow(
         [
@@ -103,6 +173,7 @@ def write_predictions(
           cell(row[4]),
           cell(row[5]),
           "" if np.isnan(row[6]) else repr(float(row[6])),
+          *row[7],
         ]
       )
 
@@ -151,14 +222,18 @@ def measure_settings(
   eta_without_references: float | None = None,
   reference_threshold: float | None = None,
   geo_scored: ScoredPhotos | None = None,
+  verified_scored: VerifiedPhotos | None = None,
   min_photos: int = MIN_PHOTOS,
   **breakdowns,
 ) -> dict[str, dict[str, Any]]:
   """The figures (`figures_at`, breakdowns flagged as `evaluate_scored` does) of every
   setting of `SETTINGS` the photos allow: η alone (`eta_without_references`, else `eta`)
   without references, always; η and ρ where `scored` applies class references; the same
-  with geo-information when `geo_scored` is given. Each with its ``label``, ``eta``,
-  ``reference_threshold`` (None: not checked), ``geo`` and ``references`` (both booleans)."""
+  with geo-information when `geo_scored` is given; and last, with `verified_scored`, the
+  recognizer's answers with verification (``verification``: η, ρ where it applies, the
+  band and k). Each with its ``label``, ``eta``, ``reference_threshold`` (None: not
+  checked), ``geo`` and ``references`` (both booleans); the verified one also with its
+  ``verification`` (the band, k and how many photos it settled)."""
   alone = eta if eta_without_references is None else eta_without_references
   settings = {}
   for key, label, geo, references in SETTINGS:
@@ -178,7 +253,36 @@ def measure_settings(
       "references": references,
       **figures,
     }
+  if verified_scored is not None:
+    settings["verification"] = _verified_setting(
+      verified_scored, eta, reference_threshold, min_photos, breakdowns
+    )
   return settings
+
+
+def _verified_setting(verified_scored, eta, rho, min_photos, breakdowns) -> dict[str, Any]:
+  band = verified_scored.band
+  figures = figures_at(verified_scored, eta, **breakdowns)
+  flag_small_rows(figures, min_photos)
+  verified = np.asarray(verified_scored.verified, bool)
+  accepted = sum(a is not None for a, v in zip(verified_scored.verified_landmark, verified) if v)
+  return {
+    "label": f"with verification ({'η, ρ' if rho is not None else 'η'}, band, k)",
+    "eta": eta,
+    "reference_threshold": rho,
+    "geo": False,
+    "references": rho is not None,
+    "verification": {
+      "below": band.below,
+      "above": band.above,
+      "min_inliers": band.min_inliers,
+      "candidates": band.candidates,
+      "verified_photos": int(verified.sum()),
+      "verified_share": float(verified.mean()) if len(verified) else 0.0,
+      "accepted": int(accepted),
+    },
+    **figures,
+  }
 
 
 def write_report(
@@ -195,6 +299,7 @@ def write_report(
   indexed: set | None = None,
   reference_threshold: float | None = None,
   eta_without_references: float | None = None,
+  verified_scored: VerifiedPhotos | None = None,
 ) -> dict[str, Any]:
   """report.md, report.json, predictions.csv and the plots.
 
@@ -203,8 +308,10 @@ def write_report(
   Beside them, for the headline and every breakdown (`measure_settings`, under
   ``settings``): with references (`eta` and `reference_threshold` ρ, as the recognizer
   decides) where `scored` applies them (`near_references`), and with geo-information where
-  `geo_scored` (the same photos scored with their locations) is given. ``eta`` and
-  ``reference_threshold`` stay what the recognizer applies. `min_photos` as
+  `geo_scored` (the same photos scored with their locations) is given, and with
+  verification where `verified_scored` (the same photos as the recognizer answers them
+  when it verifies, at `eta`) is given. ``eta`` and ``reference_threshold`` stay what the
+  recognizer applies. `min_photos` as
   `evaluate_scored`; `indexed`, the landmarks the index has, to count (and say) how many
   landmark photos show one it does not have."""
   out = pathlib.Path(out_dir)
@@ -220,6 +327,7 @@ def write_report(
     eta_without_references=alone,
     reference_threshold=rho,
     geo_scored=geo_scored,
+    verified_scored=verified_scored,
     min_photos=min_photos,
     **breakdowns,
   )
@@ -260,7 +368,7 @@ def write_report(
     out / "score_distributions.png",
     f"{title}: best similarity by kind of photo",
   )
-  write_predictions(scored, eta, out / "predictions.csv", alone)
+  write_predictions(scored, eta, out / "predictions.csv", alone, verified_scored)
   if geo_scored is not None:
     # The same photos, so the same counts as above: only the rates can differ.
     result["geo"] = {
@@ -279,6 +387,14 @@ def write_report(
       "without": {k: result[k] for k in _HEADLINE},
       "reference_threshold": rho,
       "eta_without_references": alone,
+    }
+  if "verification" in settings:
+    # Beside the recognizer's answers without it: η and ρ where ρ applies, else η alone.
+    without = settings["references" if "references" in settings else "paper"]
+    result["verification"] = {
+      "with": {k: settings["verification"][k] for k in _HEADLINE},
+      "without": {k: without[k] for k in _HEADLINE},
+      **settings["verification"]["verification"],
     }
   result["plots"] = {
     "threshold sweep": "threshold_sweep.png",
@@ -303,6 +419,7 @@ def evaluate_source(
   locations: Mapping[str, Location] | None = None,
   title: str = "Evaluation",
   min_photos: int = MIN_PHOTOS,
+  verifier=None,
 ) -> dict[str, Any]:
   """Embeds every photo of `source` once, scores it with `decision` and writes the report
   (`write_report`).
@@ -314,14 +431,19 @@ def evaluate_source(
     min_photos: fewest landmark photos for sensitivity and non-landmark photos for
       specificity; fewer raise `DataError` (checked on the labels before any photo is
       embedded), 0 never.
+    verifier: a `recognize.verifier.Verifier` on `decision`: the report also gives the
+      answers with verification (`verify_scored`) beside the others.
   """
+  if verifier is not None and verifier.decision is not decision:
+    raise ValueError("the verifier must settle `decision`'s answers (Verifier(trained, decision))")
   check_enough_photos(*photo_counts(source), min_photos)
   embedded = embedder.embed_source(source, read_exif=geo or locations is not None)
   geo_scored = None
   if geo or locations is not None:
     geo_scored = score_embedded(decision, embedded, photo_locations(embedded, locations))
+  scored = score_embedded(decision, embedded)
   return write_report(
-    score_embedded(decision, embedded),
+    scored,
     decision.eta,
     out_dir,
     train_counts=training_source.images_per_landmark() if training_source else None,
@@ -333,11 +455,14 @@ def evaluate_source(
     reference_threshold=decision.reference_threshold,
     eta_without_references=decision.eta_without_references,
     indexed=set(decision.label_map.to_landmark_ids(np.unique(decision.index.labels))),
+    verified_scored=None if verifier is None else verify_scored(verifier, scored, embedded, source),
   )
 
 
 def evaluate_recognizer(recognizer, source: ImageSource, out_dir: str | os.PathLike, **options):
-  """`evaluate_source` with a `landmark_jax.Recognizer`'s embedder and decision."""
+  """`evaluate_source` with a `landmark_jax.Recognizer`'s embedder, decision and verifier
+  (None: it does not verify)."""
+  options.setdefault("verifier", recognizer.verifier)
   return evaluate_source(recognizer.photos, recognizer.decision, source, out_dir, **options)
 
 
@@ -352,6 +477,7 @@ def evaluate_index(
   seed: int = 0,
   locations_csv: str | os.PathLike | None = None,
   allow_other_model: bool = False,
+  verify: bool | None = None,
   **options,
 ) -> dict[str, Any]:
   """`landmark-jax evaluate`: a model and its index on test photos (`evaluate_source`).
@@ -363,10 +489,12 @@ def evaluate_index(
       (`emulate_collection`, seeded by `seed`); refused from the labels alone, before any
       photo is embedded, when it keeps too few landmark photos.
     locations_csv: ``id,latitude,longitude`` of the test photos (geo-information).
-    allow_other_model: as `Recognizer.load`.
+    allow_other_model, verify: as `Recognizer.load` and `Recognizer`.
     options: `evaluate_source`'s (``geo``, ``rare_threshold``, ``min_photos``, ``title``).
   """
-  recognizer = Recognizer.load(checkpoint, index_dir, eta=eta, allow_other_model=allow_other_model)
+  recognizer = Recognizer.load(
+    checkpoint, index_dir, eta=eta, allow_other_model=allow_other_model, verify=verify
+  )
   trained = recognizer.trained
   source = photos(trained, recognizer.decision.label_map)
   if landmark_share is not None:

@@ -6,15 +6,21 @@
     POST /v1/recognize:batch   several photos: multipart fields "images"; ?lat=&lon= apply
                                to each
     GET  /healthz              ready (200) once a warm-up recognition succeeded, else 503
-    GET  /v1/info              model, index (version, size), η, batching figures, limits
+    GET  /v1/info              model, index (version, size), η, the verification band,
+                               batching figures, limits
     GET  /metrics              Prometheus text format (`metrics`)
     POST /v1/admin/reload      only with an admin key (`admin`): reload the index now
     GET  /                     an upload page for people
 
 An answer is `Prediction.to_dict()`: for "no landmark", ``reason`` says why
-(``below_threshold``, ``no_landmark_nearby`` or ``far_from_references``), and the upload
-page words it from that code; ``index_version`` names the index version that answered
-(an edited index is swapped in while serving: `reload`). SIGTERM drains (`shutdown`).
+(``below_threshold``, ``no_landmark_nearby``, ``far_from_references`` or
+``too_few_inliers``), and the upload page words it from that code; ``index_version`` names
+the index version that answered (an edited index is swapped in while serving: `reload`).
+SIGTERM drains (`shutdown`).
+
+An index that stores local features and a calibrated band verifies the answers whose score
+falls in the band (`recognize.verifier`): after the device batch, on a thread of its own,
+so that answers outside the band never wait behind a verification.
 
 Hostile or careless input costs bounded memory and time: bodies are read against a byte
 limit and a read timeout (`body.BodyLimit`), images are refused from their header above a
@@ -27,6 +33,7 @@ stable code (`errors`), and the service keeps serving.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import importlib.resources
@@ -46,7 +53,7 @@ import landmark_jax
 from landmark_jax.data.transforms import ImageDecodeError, ImageTooLargeError
 from landmark_jax.errors import ConfigError
 from landmark_jax.geo import Location
-from landmark_jax.recognize import Photo, Recognizer, decode_photo
+from landmark_jax.recognize import Photo, Prediction, Recognizer, decode_photo
 from landmark_jax.serve.admin import check_bearer
 from landmark_jax.serve.batcher import Batcher
 from landmark_jax.serve.body import BodyLimit
@@ -119,7 +126,9 @@ class RecognitionService:
     self.config = config
     self.metrics = ServiceMetrics(config.max_batch)
     self.drain = Drain(config.drain_timeout_s)
-    served = ServedIndex(recognizer.decision, None if source is None else source.version)
+    served = ServedIndex(
+      recognizer.decision, None if source is None else source.version, verifier=recognizer.verifier
+    )
     self.reloads = {"ok": 0, "refused": 0, "last_refusal": None}
     self.reloader = None
     if source is not None:
@@ -133,6 +142,9 @@ class RecognitionService:
     )
     self.decodes = DecodeBudget(config.decode_workers)
     self.batcher = Batcher(self._run_batch, config.max_batch, config.max_wait_ms / 1000)
+    # One verification at a time (each describes a whole photo on the device), on a thread
+    # apart from the batcher's, so that no batch waits behind one.
+    self.verify_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="verify")
     self.ready = False
 
   @property
@@ -182,10 +194,14 @@ class RecognitionService:
       return
     self.recognizer.photos.warm_up()
     size = self.image_config.crop_size
-    photo = Photo(np.full((size, size, 3), 128, np.uint8), None)
-    (prediction,) = self.recognizer.recognize_photos([photo])
+    pixels = np.full((size, size, 3), 128, np.uint8)
+    served = self.served
+    (embedding,) = self.recognizer.photos.embed_photos([Photo(pixels)])
+    (prediction,) = served.decision.predict(embedding[None])
     if not math.isfinite(prediction.score):
       raise RuntimeError(f"warm-up recognition gave a non-finite score {prediction.score}")
+    if served.verifier is not None:  # compiles its single-photo program, reads its store
+      verify_one(served.verifier, pixels, prediction)
     self.ready = True
 
   async def startup(self) -> None:
@@ -198,6 +214,7 @@ class RecognitionService:
     if self.reloader is not None:
       await self.reloader.stop()
     await self.batcher.stop()
+    self.verify_pool.shutdown(wait=False, cancel_futures=True)
     self.decodes.shutdown()
 
   def _decode(self, data: bytes, what: str, location: Location | None) -> Photo:
@@ -230,17 +247,29 @@ class RecognitionService:
       raise
     decoded = time.perf_counter()
     (prediction, served), batch_size = await self.batcher.submit((photo, served or self.served))
-    done = time.perf_counter()
+    recognized = time.perf_counter()
+    timing = {"decode": 1000 * (decoded - start), "recognize": 1000 * (recognized - decoded)}
+    verifier = served.verifier
+    if verifier is not None and verifier.needs(prediction):
+      loop = asyncio.get_running_loop()
+      # The extractor decodes the photo again, whole, under the library's pixel limit (a
+      # --max-pixels above it lets a photo through the first decode only).
+      try:
+        prediction = await loop.run_in_executor(
+          self.verify_pool, verify_one, verifier, photo.source, prediction
+        )
+      except ImageTooLargeError as e:
+        raise RequestError(413, "image_too_large", f"{what}: {e}") from None
+      except ImageDecodeError as e:
+        raise RequestError(400, "undecodable_image", f"{what}: {e}") from None
+      timing["verify"] = 1000 * (time.perf_counter() - recognized)
+      self.metrics.verifications.labels("accepted" if prediction.is_landmark else "rejected").inc()
     answer = prediction.to_dict()
     self.metrics.observe_answer(answer)
     return {
       **answer,
       "index_version": None if served.version is None else served.version.short,
-      "timing_ms": {
-        "decode": 1000 * (decoded - start),
-        "recognize": 1000 * (done - decoded),
-        "total": 1000 * (done - start),
-      },
+      "timing_ms": {**timing, "total": 1000 * (time.perf_counter() - start)},
       "batch_size": batch_size,
     }
 
@@ -274,6 +303,8 @@ class RecognitionService:
       "eta": None if math.isinf(decision.eta) else decision.eta,
       # ρ beside η when the decision checks class references too (None: it does not).
       "reference_threshold": decision.reference_threshold,
+      # The band around η whose answers local features settle, and k (None: no verification).
+      "verification": None if served.verifier is None else _band_info(served.verifier.band),
       "top_k": decision.top_k,
       "reloads": {
         "poll_s": self.config.reload_poll_s if self.reloader is not None else None,
@@ -288,6 +319,21 @@ class RecognitionService:
       },
       "limits": {name: getattr(self.config, name) for name in limits},
     }
+
+
+def verify_one(verifier, image: Any, prediction: Prediction) -> Prediction:
+  """`prediction` settled by `verifier` with its photo (what the photo was decoded from):
+  describe, match, answer."""
+  return verifier.verified(prediction, verifier.check(verifier.describe(image), prediction))
+
+
+def _band_info(band) -> dict[str, Any]:
+  return {
+    "below": band.below,
+    "above": band.above,
+    "min_inliers": band.min_inliers,
+    "candidates": band.candidates,
+  }
 
 
 async def _upload_bytes(request: Request, field: str, limit: int) -> list[tuple[str, bytes]]:

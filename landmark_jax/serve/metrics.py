@@ -68,7 +68,7 @@ class ServiceMetrics:
     self.answers = Counter(
       "landmark_answers",
       "Photos answered: accepted (a landmark) or rejected (reason: below_threshold, "
-      "no_landmark_nearby, far_from_references)",
+      "no_landmark_nearby, far_from_references, too_few_inliers)",
       ["decision", "reason"],
       registry=r,
     )
@@ -94,6 +94,15 @@ class ServiceMetrics:
     )
     for result in ("ok", "refused"):  # both series exist from the start, at 0
       self.reloads.labels(result)
+    self.verifications = Counter(
+      "landmark_verifications",
+      "Photos whose score fell in the verification band, settled by local features: "
+      "accepted (a landmark) or rejected (too_few_inliers)",
+      ["outcome"],
+      registry=r,
+    )
+    for outcome in ("accepted", "rejected"):
+      self.verifications.labels(outcome)
 
   def observe_answer(self, prediction: dict) -> None:
     if prediction["is_landmark"]:

@@ -4,10 +4,11 @@ A reload is triggered by a change of the index's manifest (polled: one `stat` ev
 `reload_poll_s`), by SIGHUP, or by ``POST /v1/admin/reload``. The new index is loaded and
 checked beside the old one on a worker thread (every file against its manifest's checksums,
 `CentroidIndex.load`; built from this model's embeddings, `provenance`; a `Decision` made
-from it answers an embedding), and only then replaces the served `ServedIndex`: one
-reference, which a request reads once (a batch request once for all its photos), so every
-request is answered from exactly one index version, and the swap needs no lock. An index
-that fails any check is refused in one log line and the old one stays.
+from it answers an embedding; a `Verifier` for an index that verifies, its program compiled),
+and only then replaces the served `ServedIndex`: one reference, which a request reads once (a
+batch request once for all its photos), so every request is answered from exactly one index
+version, and the swap needs no lock. An index that fails any check is refused in one log
+line and the old one stays.
 
 Editors replace the index folder by renames (`folders.atomic_folder`) while a reload may be
 reading it: a load is kept only when the manifest's digest is the same before and after it
@@ -37,6 +38,7 @@ from landmark_jax.index import integrity
 from landmark_jax.index.centroid_index import CentroidIndex
 from landmark_jax.index.provenance import check_same_model
 from landmark_jax.recognize.decision import Decision
+from landmark_jax.recognize.recognizer import can_verify
 from landmark_jax.train.checkpoints import TrainedModel
 
 logger = logging.getLogger(__name__)
@@ -107,6 +109,9 @@ class ServedIndex:
   decision: Decision
   version: IndexVersion | None  # None: the service was given an index, not its folder
   loaded_at: float = dataclasses.field(default_factory=time.time)  # Unix time
+  # Settles this version's answers in its band (`recognize.verifier`), built on `decision`
+  # from this version's store and band; None: the index cannot verify, or verification is off
+  verifier: Any = None
 
   def info(self) -> dict[str, Any]:
     index = self.decision.index
@@ -138,6 +143,9 @@ class IndexSource:
   # η given on the command line stays; otherwise each index's own calibrated η applies.
   decision_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   allow_other_model: bool = False
+  # As `Recognizer`'s `verify`: None verifies each version that can (store and band), True
+  # refuses a version that cannot, False never verifies.
+  verify: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,7 +172,7 @@ def load_checked(source: IndexSource, trained: TrainedModel) -> ServedIndex:
         continue  # torn by a save that landed meanwhile: read the new one
       raise
     if _read_version_or_none(directory) == before:
-      return ServedIndex(decision, before)
+      return ServedIndex(decision, before, verifier=verifier_for(decision, trained, source.verify))
   read_version(directory)  # raises why there is no index to read, if that is the reason
   raise RuntimeError(f"{directory} kept changing while it was read; will try again")
 
@@ -187,6 +195,26 @@ def _decision(source: IndexSource, trained: TrainedModel) -> Decision:
   if not np.isfinite(prediction.score):
     raise ValueError(f"a probe query scored {prediction.score}")
   return decision
+
+
+def verifier_for(decision: Decision, trained: TrainedModel, verify: bool | None):
+  """The `Verifier` of `decision`'s index (None: off, or it cannot verify and `verify` is
+  None), its single-photo program compiled: a version swapped in must not make its first
+  uncertain request wait for a compile. `verify` True and an index that cannot verify:
+  `UsageError` naming the missing step (a reload is then refused)."""
+  if verify is False or (verify is None and not can_verify(decision.index)):
+    return None
+  from landmark_jax.recognize.verifier import Verifier
+
+  verifier = Verifier(trained, decision)
+  warm_up_verifier(verifier)
+  return verifier
+
+
+def warm_up_verifier(verifier) -> None:
+  """Compiles `verifier`'s single-photo program: every photo is fitted to one square size
+  first, so a small grey one compiles the program every query runs."""
+  verifier.describe(np.full((64, 64, 3), 128, np.uint8))
 
 
 class IndexReloader:

@@ -1,0 +1,61 @@
+"""`--verify/--no-verify` on the commands that answer photos: required verification on an index
+that cannot verify is one line naming the missing step; `recognize` answers as the Python API
+does with verification on, by default and off."""
+
+import json
+
+import pytest
+
+from tests.helpers import free_port, run_in_process
+from tests.recognize.verified_index import verified_index
+
+
+@pytest.fixture(scope="module")
+def built(trained, index_dir, tmp_path_factory):
+  return verified_index(trained, index_dir, tmp_path_factory)
+
+
+@pytest.mark.parametrize("command", ["recognize", "evaluate", "serve"])
+def test_verify_on_an_index_without_local_features_is_one_line(
+  tiny_trained, built, tmp_path, capsys, command
+):
+  index = ["--checkpoint", tiny_trained[0], "--index", built.plain, "--verify"]
+  extra = {
+    "recognize": [tmp_path / "photo.jpg"],
+    "evaluate": ["--out", tmp_path / "report"],
+    "serve": ["--port", free_port()],
+  }[command]
+  status, out, err = run_in_process([command, *index, *extra], capsys)
+  assert status == 2 and out == []
+  assert err == [
+    f"landmark-jax {command}: error: the index stores no local features to verify with: run "
+    "`landmark-jax local-features` on it first"
+  ]
+  assert not (tmp_path / "report").exists()
+
+
+def test_recognize_verifies_by_default_and_not_with_no_verify(
+  tiny_trained, trained, built, tmp_path, capsys
+):
+  from landmark_jax.index import CentroidIndex
+  from landmark_jax.recognize import Recognizer
+
+  photo = tmp_path / "reference.jpg"
+  photo.write_bytes(built.reference_photo)
+  expected = Recognizer(trained, CentroidIndex.load(built.verified)).recognize(str(photo))
+  assert expected.verified
+  index = ["--checkpoint", tiny_trained[0], "--index", built.verified, "--json"]
+  answers = {}
+  for flag in ([], ["--verify"], ["--no-verify"]):
+    status, out, _ = run_in_process(["recognize", *index, *flag, photo], capsys)
+    assert status == 0
+    (answers[tuple(flag)],) = [json.loads(line) for line in out]
+  for flag in ((), ("--verify",)):
+    assert answers[flag]["verified"] is True
+    assert answers[flag]["inliers"] == expected.inliers
+    assert answers[flag]["landmark_id"] == expected.landmark_id
+  off = answers[("--no-verify",)]
+  assert off["verified"] is False and off["inliers"] is None
+  # Off, the centroid answer of the same index without local features.
+  plain = Recognizer(trained, CentroidIndex.load(built.plain)).recognize(str(photo))
+  assert off["landmark_id"] == plain.landmark_id and off["reason"] == plain.reason
