@@ -78,6 +78,7 @@ def add_landmarks(
   hold_back: float = 0.0,
   ignore_unmatched: bool = False,
   csv_name: str = "the landmarks CSV",
+  trained: TrainedModel | None = None,
 ) -> Addition:
   """The index with the landmarks of `source` added.
 
@@ -94,6 +95,10 @@ def add_landmarks(
     ignore_unmatched: let rows of `landmarks` that describe no landmark (neither new nor in
       the index, by id or by name) pass with a warning, instead of refusing them
       (`refuse_unmatched_rows`; `csv_name` names the file in both).
+    trained: the index's model; when the index stores local features (verified answers),
+      the new landmarks' reference photos are described with the stored extractor on its
+      backbone and join the store (`new_local_features`). Without it they join nothing,
+      and answers for the new landmarks are never verified.
 
   Every landmark gets at least one centroid: one whose photos form no valid cluster keeps
   one centroid of all its photos (`CleaningConfig`), and the cleaning result says so.
@@ -145,8 +150,75 @@ def add_landmarks(
     update_metadata=update_metadata,
     reference_vectors=result.references,
     reference_landmarks=result.reference_landmarks,
+    **new_local_features(index, trained, result, source, embedded, np.flatnonzero(used)),
   )
   return Addition(edited, result, held_back)
+
+
+def new_local_features(
+  index: CentroidIndex,
+  trained: TrainedModel | None,
+  result: CleaningResult,
+  source: ImageSource,
+  embedded,
+  rows: np.ndarray,
+) -> dict:
+  """`add_centroids`' local-feature arguments for new landmarks (none when the index stores
+  no local features or no model is given): their reference photos chosen as
+  `local-features` chooses them (`stages.local_features.reference_photos`), as many per
+  landmark as the index stores at most, described with the index's stored extractor."""
+  store = index.local_features
+  if store is None or trained is None or not len(result.centroids):
+    return {}
+  from landmark_jax.baselines.delf.retrieval import extract_source
+  from landmark_jax.baselines.delf.stored import extractor_from_arrays
+  from landmark_jax.embedding import EmbeddedPhotos
+  from landmark_jax.index.local_features import LocalFeatureStore
+  from landmark_jax.index.references import References
+  from landmark_jax.stages.local_features import reference_photos
+
+  # The new landmarks as an index of their own, labelled 0..n-1, to choose photos in.
+  landmarks = list(dict.fromkeys(result.centroid_landmarks))
+  label_of = {landmark: label for label, landmark in enumerate(landmarks)}
+  references = None
+  if result.references is not None and len(result.references):
+    references = References(
+      result.references, np.array([label_of[l] for l in result.reference_landmarks])
+    )
+  new = CentroidIndex.build(
+    result.centroids,
+    np.array([label_of[l] for l in result.centroid_landmarks]),
+    cluster_sizes=result.cluster_sizes,
+    references=references,
+  )
+  photo_landmarks = [embedded.landmark_ids()[i] for i in rows]
+  photos = EmbeddedPhotos(
+    embedded.ids[rows], embedded.labels[rows], embedded.embeddings[rows], embedded.label_map, []
+  )
+  labels = np.array([label_of.get(l, -1) for l in photo_landmarks], np.int64)
+  per_landmark = max((len(store.photos_of(l)) for l in np.unique(store.photo_labels)), default=4)
+  chosen = reference_photos(new, photos, labels, per_landmark)
+  position = {str(record_id): i for i, record_id in enumerate(source.ids)}
+  extractor = extractor_from_arrays(trained, store.extractor, store.settings, batch_size=8)
+  described, features, _ = extract_source(
+    extractor,
+    source.subset([position[str(photos.ids[row])] for row, _ in chosen]),
+    desc="local features",
+    progress=False,
+  )
+  if not features:
+    return {}
+  return {
+    "local_features": LocalFeatureStore.from_float(
+      [f.keypoints for f in features],
+      [f.descriptors for f in features],
+      [chosen[p][1] for p in described],
+      [str(photos.ids[chosen[p][0]]) for p in described],
+      store.extractor,
+      store.settings,
+    ),
+    "local_feature_landmarks": [landmarks[chosen[p][1]] for p in described],
+  }
 
 
 def check_hold_back(hold_back: float | None, recalibrate: bool) -> None:
@@ -216,6 +288,7 @@ def add_to_index(
       hold_back=share,
       ignore_unmatched=ignore_unmatched,
       csv_name=csv_name,
+      trained=trained,
     )
     addition.before = index
     if recalibrate:

@@ -140,3 +140,55 @@ def test_reference_photos_are_the_medoids_then_one_per_centroid_then_the_nearest
   # the reference's photo (3), the bigger centroid's (5), the other's (0), then the photo
   # nearest either centroid of those left: 1 (10° from photo 0; 4 is 20° from photo 5).
   assert chosen == [(3, 0), (5, 0), (0, 0), (1, 0), (6, 1)]
+
+
+def test_add_landmarks_stores_the_new_landmarks_reference_photos_medoid_first(
+  trained, verifying_index_dir, tmp_path
+):
+  from landmark_jax.index.editing import remove_landmarks
+  from landmark_jax.recognize.embedder import PhotoEmbedder
+  from landmark_jax.stages.new_landmarks import add_to_index
+
+  index = CentroidIndex.load(verifying_index_dir)
+  store = index.local_features
+  label = int(store.photo_labels[0])
+  landmark = index.label_map.to_landmark_id(label)
+  other = next(int(l) for l in store.photo_labels if int(l) != label)
+  remove_landmarks(index, [landmark]).save(tmp_path / "index")
+  assert not len(CentroidIndex.load(tmp_path / "index").local_features.photos_of(label))
+
+  train = source_for(trained.config.data, "train", trained.label_map)
+  rows = [i for i, l in enumerate(train.landmark_ids()) if l == landmark]
+  photos = train.subset(rows)
+  add_to_index(tmp_path / "index", trained, photos, trained.config.cleaning)
+
+  after = CentroidIndex.load(tmp_path / "index")
+  stored = after.local_features
+  new_label = int(after.label_map.to_label(landmark))
+  added = stored.photos_of(new_label)
+  # as many as the index keeps for any landmark (2 here), of the landmark's own photos
+  assert 1 <= len(added) <= 2
+  ids = [stored.photo_ids[int(p)] for p in added]
+  assert set(ids) <= {str(i) for i in photos.ids}
+  # the first is the photo of the landmark's first class reference (the cleaning's medoid)
+  embedded = PhotoEmbedder(trained).embed_source(photos, read_exif=False)
+  medoid = after.references.vectors[after.references.labels == new_label][0]
+  assert ids[0] == str(embedded.ids[int(np.argmax(embedded.embeddings @ medoid))])
+  # described by the stored extractor: the photo matches its own stored features far better
+  # than another landmark's
+  verifier = Recognizer(trained, after).verifier
+  first = photos[[str(i) for i in photos.ids].index(ids[0])]
+  query = verifier.describe(record_data(first))
+  config = verifier.config
+
+  def inliers(photo):
+    return verify_pair(
+      query,
+      _stored(stored, photo),
+      max_descriptor_distance=config.max_descriptor_distance,
+      residual_threshold=config.residual_threshold,
+      max_trials=config.ransac_trials,
+      seed=config.ransac_seed,
+    ).inliers
+
+  assert inliers(int(added[0])) > 2 * max(inliers(int(p)) for p in stored.photos_of(other))
