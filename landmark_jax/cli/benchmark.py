@@ -537,7 +537,10 @@ def register(commands, debug) -> None:
     "it has no index (default: workdir/demo)",
   )
   compare.add_argument(
-    "--out", default="workdir/compare", help="compare.md, compare.json and compare.png go here"
+    "--out",
+    default="workdir/compare",
+    help="compare.md, compare.json and compare.png go here (default: workdir/compare, "
+    "under the current folder)",
   )
   compare.add_argument(
     "overrides",

@@ -13,6 +13,7 @@ import sys
 from landmark_jax.cli.common import (
   add_allow_other_model_arg,
   add_source_args,
+  budget_share,
   positive_int,
   probability,
   source_from_args,
@@ -90,9 +91,15 @@ def report_verification(verification: dict | None) -> None:
       + ("band kept from the last calibration" if verification["kept"] else "not calibrated")
       + " (choosing the band needs the photos themselves: give --folder or --root)"
     )
+  elif verification["below"] == verification["above"] == 0:
+    print(
+      f"verification: no band raised sensitivity at this specificity on "
+      f"{verification['photos']}, so η decides everywhere (verification is off)"
+    )
   else:
     print(
-      f"verification: scores in [η − {verification['below']:.4f}, η + "
+      f"verification, chosen on {verification['photos']}: scores in "
+      f"[η − {verification['below']:.4f}, η + "
       f"{verification['above']:.4f}) are settled by local features, a landmark with ≥ "
       f"{verification['min_inliers']} RANSAC inliers (best {verification['candidates']} "
       f"candidates): {verification['verified_share']:.1%} of the validation photos "
@@ -101,6 +108,13 @@ def report_verification(verification: dict | None) -> None:
       f"(without: {verification['sensitivity_without']:.1%} at "
       f"{verification['specificity_without']:.1%})"
     )
+    few = verification["non_landmark_photos_in_band"]
+    if few < FEW_PHOTOS:
+      print(
+        f"warning: k rests on {few} non-landmark photos in the band; {FEW_PHOTOS} or more "
+        "make it worth trusting (give more non-landmark photos, or a larger --verify-budget)",
+        file=sys.stderr,
+      )
 
 
 def _calibrate(args) -> int:
@@ -162,7 +176,7 @@ def register(commands, debug) -> None:
   )
   cal.add_argument(
     "--verify-budget",
-    type=probability,
+    type=budget_share,
     default=None,
     metavar="SHARE",
     help="for an index with local features (`landmark-jax local-features`): the most share "

@@ -114,6 +114,11 @@ def share(text: str) -> float:
   return _number(text, float, lambda v: 0 <= v < 1, "in [0, 1)")
 
 
+def budget_share(text: str) -> float:
+  """A share of the queries a verification may settle, in [0, 1] (0: verification off)."""
+  return _number(text, float, lambda v: 0 <= v <= 1, "in [0, 1] (0: verification off)")
+
+
 def similarity(text: str) -> float:
   """A cosine similarity (a threshold η)."""
   return _number(text, float, lambda v: -1 <= v <= 1, "a cosine similarity in [-1, 1]")

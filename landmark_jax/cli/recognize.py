@@ -24,7 +24,9 @@ def _label(landmark_id, name) -> str:
 
 def _answer(prediction) -> str:
   if prediction.is_landmark:
-    return _label(prediction.landmark_id, prediction.name)
+    answer = _label(prediction.landmark_id, prediction.name)
+    # The score column is the best centroid's, which verification may have overruled.
+    return answer + (f", verified by {prediction.inliers} inliers" if prediction.verified else "")
   return f"non-landmark — {prediction.reason_text}"
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from landmark_jax.data import ImageSource, source_for
 from landmark_jax.data.labels import LabelMap
-from landmark_jax.errors import DataError
+from landmark_jax.errors import DataError, UsageError
 from landmark_jax.eval.config import CalibrationConfig
 from landmark_jax.index import CentroidIndex, threshold
 from landmark_jax.index.editing import locked_index
@@ -314,6 +314,11 @@ def calibrate_index(
       allow_other_model=allow_other_model,
       index=index_dir,
     )
+    if verify_budget is not None and index.local_features is None:
+      raise UsageError(
+        f"--verify-budget: {index_dir} stores no local features to verify with; run "
+        "`landmark-jax local-features` on it first"
+      )
     label_map = index.label_map or trained.label_map
     photos, where = validation_photos(trained, index, given(label_map))
     target = target_specificity_for(
@@ -321,8 +326,9 @@ def calibrate_index(
     )
     calibrated, result = calibrated_index(index, photos, target, where, label_map=label_map)
     if calibrated.local_features is not None:
-      sources = list(given(label_map))
+      sources, band_photos = list(given(label_map)), "the photos given"
       if not sources:  # stored embeddings cannot be matched: the photos they came from
+        band_photos = "the validation split of the checkpoint's data"
         try:
           sources = [source_for(trained.config.data, "val", label_map)]
         except DataError:
@@ -330,6 +336,8 @@ def calibrate_index(
       calibrated, result["verification"] = _verification(
         trained, calibrated, sources, target, verify_budget, verify_candidates, label_map
       )
+      if sources and result["verification"].get("below") is not None:
+        result["verification"]["photos"] = band_photos
     calibrated.save(index_dir)
   return result, where
 

@@ -325,4 +325,11 @@ def calibrate_verification(
     budget,
     candidates=candidates,
   )
-  return {**result, "photos_verified_to_calibrate": int(len(rows))}
+  band = VerifyBand(result["below"], result["above"], result["min_inliers"], candidates)
+  held = in_band(scores, decision.eta, band) & verifiable
+  return {
+    **result,
+    "photos_verified_to_calibrate": int(len(rows)),
+    # What k rests on: the non-landmark photos the band verifies (few: k is a guess).
+    "non_landmark_photos_in_band": int((held & np.array([t is None for t in truth])).sum()),
+  }

@@ -77,9 +77,10 @@ class Prediction:
   # class references and that landmark has some (else None)
   reference_similarity: float | None = None
   reference_threshold: float | None = None  # ρ, when it was checked (the score cleared η)
-  # Verification (`recognize.verifier`): whether local features decided this answer (the
-  # score fell in the band around η), the RANSAC inliers of the reference photo that
-  # decided it (no photo reaching k: the most any reached), and that photo's id
+  # Verification (`recognize.verifier`): whether local features decided this answer — the
+  # score fell in the band around η, so `verified` is True for a "no landmark" they decided
+  # too —, the RANSAC inliers of the reference photo that decided it (no photo reaching k:
+  # the most any reached), and that photo's id
   verified: bool = False
   inliers: int | None = None
   verified_photo: str | None = None
@@ -159,6 +160,7 @@ class Prediction:
       "reference_similarity": self.reference_similarity,
       "verified": self.verified,
       "inliers": self.inliers,
+      "verified_photo": self.verified_photo,
     }
 
 

@@ -62,8 +62,8 @@ class Verifier:
     band = band or stored_band(decision.index.metadata)
     if band is None:
       raise UsageError(
-        "the index has no verification band: run `landmark-jax calibrate --verify-budget` on "
-        "it (after `landmark-jax local-features`)"
+        "the index has local features but no verification band yet: run `landmark-jax "
+        "calibrate` on it"
       )
     self.decision = decision
     self.store = store

@@ -59,3 +59,39 @@ def test_recognize_verifies_by_default_and_not_with_no_verify(
   # Off, the centroid answer of the same index without local features.
   plain = Recognizer(trained, CentroidIndex.load(built.plain)).recognize(str(photo))
   assert off["landmark_id"] == plain.landmark_id and off["reason"] == plain.reason
+
+
+def test_calibrate_verify_budget_needs_local_features_and_zero_turns_verification_off(
+  tiny_trained, built, tmp_path, capsys
+):
+  import shutil
+
+  from landmark_jax.index import CentroidIndex
+
+  plain = shutil.copytree(built.plain, tmp_path / "plain")
+  before = (plain / "manifest.json").read_bytes()
+  model = ["--checkpoint", tiny_trained[0]]
+  status, out, err = run_in_process(
+    ["calibrate", *model, "--index", plain, "--verify-budget", "0.3"], capsys
+  )
+  assert (status, out) == (2, [])
+  assert err == [
+    f"landmark-jax calibrate: error: --verify-budget: {plain} stores no local features to "
+    "verify with; run `landmark-jax local-features` on it first"
+  ]
+  assert (plain / "manifest.json").read_bytes() == before  # refused before anything changed
+
+  verified = shutil.copytree(built.verified, tmp_path / "verified")
+  status, out, _ = run_in_process(
+    ["calibrate", *model, "--index", verified, "--verify-budget", "0"], capsys
+  )
+  assert status == 0
+  assert "verification: off (--verify-budget 0); the centroid answers stand everywhere" in out
+  index = CentroidIndex.load(verified)
+  assert index.local_features is not None and "verification" not in index.metadata
+  photo = tmp_path / "reference.jpg"
+  photo.write_bytes(built.reference_photo)
+  status, out, _ = run_in_process(
+    ["recognize", *model, "--index", verified, "--json", photo], capsys
+  )
+  assert status == 0 and json.loads(out[0])["verified"] is False
