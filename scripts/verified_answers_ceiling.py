@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from landmark_jax.baselines.delf import build_delf, calibrate_min_inliers
-from landmark_jax.baselines.delf.verification import verify_pair
+from landmark_jax.baselines.delf.verification import verify_with
 from landmark_jax.data import GLDv2Source, source_for
 from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.data.transforms import record_data
@@ -74,14 +74,7 @@ def collect(workdir: str) -> dict:
       (features,) = delf.extractor.extract_prepared(pixels[None], np.array([hw]))
       inliers = {
         c.landmark_id: [
-          verify_pair(
-            features,
-            database.photo_features(k),
-            max_descriptor_distance=config.max_descriptor_distance,
-            residual_threshold=config.residual_threshold,
-            max_trials=config.ransac_trials,
-            seed=config.ransac_seed,
-          ).inliers
+          verify_with(features, database.photo_features(k), config).inliers
           for k in ranked[c.landmark_id]
         ]
         for c in prediction.candidates[:CANDIDATES]

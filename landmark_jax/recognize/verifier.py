@@ -23,7 +23,7 @@ import numpy as np
 
 from landmark_jax.baselines.delf.features import LocalFeatures
 from landmark_jax.baselines.delf.stored import extractor_from_arrays
-from landmark_jax.baselines.delf.verification import verify_pair
+from landmark_jax.baselines.delf.verification import verify_with
 from landmark_jax.errors import UsageError
 from landmark_jax.index.verify_rule import VerifyBand, in_band, stored_band
 from landmark_jax.recognize.decision import Decision, Prediction
@@ -157,15 +157,4 @@ class Verifier:
     reference = LocalFeatures(
       keypoints, descriptors, np.zeros(len(keypoints), np.float32), np.zeros(len(keypoints))
     )
-    config = self.config
-    return int(
-      verify_pair(
-        features,
-        reference,
-        max_descriptor_distance=config.max_descriptor_distance,
-        residual_threshold=config.residual_threshold,
-        max_trials=config.ransac_trials,
-        seed=config.ransac_seed,
-        backend=config.ransac_backend,
-      ).inliers
-    )
+    return int(verify_with(features, reference, self.config).inliers)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from landmark_jax.baselines.delf.features import LocalFeatures
-from landmark_jax.baselines.delf.verification import verify_pair
+from landmark_jax.baselines.delf.verification import verify_with
 from landmark_jax.data import source_for
 from landmark_jax.data.transforms import record_data
 from landmark_jax.embedding import EmbeddedPhotos
@@ -87,15 +87,7 @@ def test_every_answer_follows_the_rule_recomputed_by_hand(
     for candidate in today.candidates[: stored["candidates"]]:
       photos = np.flatnonzero(store.photo_labels == label_of[candidate.landmark_id])
       for p in photos:
-        inliers = verify_pair(
-          query,
-          _stored(store, p),
-          max_descriptor_distance=config.max_descriptor_distance,
-          residual_threshold=config.residual_threshold,
-          max_trials=config.ransac_trials,
-          seed=config.ransac_seed,
-          backend=config.ransac_backend,
-        ).inliers
+        inliers = verify_with(query, _stored(store, p), config).inliers
         counts.append(inliers)
         if expected is None and inliers >= k:
           expected = (candidate.landmark_id, inliers)
@@ -182,13 +174,6 @@ def test_add_landmarks_stores_the_new_landmarks_reference_photos_medoid_first(
   config = verifier.config
 
   def inliers(photo):
-    return verify_pair(
-      query,
-      _stored(stored, photo),
-      max_descriptor_distance=config.max_descriptor_distance,
-      residual_threshold=config.residual_threshold,
-      max_trials=config.ransac_trials,
-      seed=config.ransac_seed,
-    ).inliers
+    return verify_with(query, _stored(stored, photo), config).inliers
 
   assert inliers(int(added[0])) > 2 * max(inliers(int(p)) for p in stored.photos_of(other))

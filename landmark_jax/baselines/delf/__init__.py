@@ -30,6 +30,7 @@ _EXPORTS = {
   "match_descriptors": ".verification",
   "verify_affine": ".verification",
   "verify_pair": ".verification",
+  "verify_with": ".verification",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -25,7 +25,7 @@ from landmark_jax.baselines.delf.features import (
   backbone_variables,
 )
 from landmark_jax.baselines.delf.pca import Pca
-from landmark_jax.baselines.delf.verification import Verification, verify_pair
+from landmark_jax.baselines.delf.verification import Verification, verify_with
 from landmark_jax.data import ImageSource
 from landmark_jax.data.transforms import ImageDecodeError, record_data
 from landmark_jax.index import CentroidIndex, IndexConfig
@@ -143,18 +143,7 @@ class DelfDatabase:
   def verify(
     self, query: LocalFeatures, photos: Sequence[int], config: DelfConfig
   ) -> list[Verification]:
-    return [
-      verify_pair(
-        query,
-        self.photo_features(int(p)),
-        max_descriptor_distance=config.max_descriptor_distance,
-        residual_threshold=config.residual_threshold,
-        max_trials=config.ransac_trials,
-        seed=config.ransac_seed,
-        backend=config.ransac_backend,
-      )
-      for p in photos
-    ]
+    return [verify_with(query, self.photo_features(int(p)), config) for p in photos]
 
 
 @dataclasses.dataclass(frozen=True)

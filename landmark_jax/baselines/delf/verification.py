@@ -160,3 +160,17 @@ def verify_pair(
     seed=seed,
     backend=backend,
   )
+
+
+def verify_with(query, database, config) -> Verification:
+  """`verify_pair` with a `DelfConfig`'s matching and RANSAC settings: how the baseline, the
+  verifier of uncertain answers and their tests all verify a pair."""
+  return verify_pair(
+    query,
+    database,
+    max_descriptor_distance=config.max_descriptor_distance,
+    residual_threshold=config.residual_threshold,
+    max_trials=config.ransac_trials,
+    seed=config.ransac_seed,
+    backend=config.ransac_backend,
+  )
