@@ -355,7 +355,7 @@ def _verification(trained, index, sources, target, budget, candidates, label_map
   if not sources:
     return index, {**last, "kept": True} if last else {"kept": False}
   if budget == 0:
-    return index.with_local_features(None).with_local_features(index.local_features), {"off": True}
+    return index.without_metadata("verification"), {"off": True}
   decision = Decision(index, label_map=index.label_map or label_map)
   chosen = verify_calibration.calibrate_verification(
     trained, decision, sources, target, budget, candidates=candidates

@@ -350,6 +350,11 @@ class CentroidIndex:
     """The same index with manifest fields added/replaced (e.g. the calibrated ``eta``)."""
     return self._replaced(metadata={**self.metadata, **values})
 
+  def without_metadata(self, *names: str) -> "CentroidIndex":
+    """The same index without the manifest fields `names` (e.g. a ``verification`` band that
+    no longer applies)."""
+    return self._replaced(metadata={k: v for k, v in self.metadata.items() if k not in names})
+
   def with_landmarks(self, landmarks: dict[Any, LandmarkInfo]) -> "CentroidIndex":
     """The same index with other landmark metadata (names, coordinates, categories)."""
     return self._replaced(landmarks=dict(landmarks))
@@ -375,8 +380,7 @@ class CentroidIndex:
     """The same index keeping `store`'s photos' local features (None: none; a calibrated
     ``verification``, which needs them, leaves with them)."""
     if store is None:
-      metadata = {k: v for k, v in self.metadata.items() if k != "verification"}
-      return self._replaced(local_features=None, metadata=metadata)
+      return self._replaced(local_features=None).without_metadata("verification")
     stray = np.setdiff1d(store.photo_labels, self.labels)
     if len(stray):
       raise ValueError(f"local features of label(s) {stray[:5].tolist()}, which have no centroid")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Sequence
 
 import numpy as np
 
@@ -155,9 +154,8 @@ def add_local_features(
         f"{index_dir} gained or lost landmarks while their photos were described: run "
         "`landmark-jax local-features` again"
       )
-    # A band calibrated with another store's photos means nothing with these: dropping the
-    # store drops it too.
-    current.with_local_features(None).with_local_features(store).save(index_dir)
+    # A band calibrated with another store's photos means nothing with these.
+    current.with_local_features(store).without_metadata("verification").save(index_dir)
   return store
 
 
@@ -169,7 +167,3 @@ def _index_landmarks(index: CentroidIndex, label_map) -> dict[int, str]:
     int(label): public_landmark_id(label_map.to_landmark_id(int(label)))
     for label in np.unique(index.labels)
   }
-
-
-def stored_photo_ids(store: LocalFeatureStore, label: int) -> Sequence[str]:
-  return [store.photo_ids[int(p)] for p in store.photos_of(label)]

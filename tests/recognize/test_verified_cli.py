@@ -95,3 +95,49 @@ def test_calibrate_verify_budget_needs_local_features_and_zero_turns_verificatio
     ["recognize", *model, "--index", verified, "--json", photo], capsys
   )
   assert status == 0 and json.loads(out[0])["verified"] is False
+
+
+def test_local_features_stores_r_photos_per_landmark_and_drops_a_band_made_with_others(
+  tiny_trained, built, tmp_path, capsys
+):
+  import shutil
+
+  import numpy as np
+
+  from landmark_jax.index import CentroidIndex
+
+  index_dir = shutil.copytree(built.verified, tmp_path / "index")  # has a store and a band
+  before = CentroidIndex.load(index_dir)
+  status, out, err = run_in_process(
+    [
+      "local-features",
+      "--checkpoint",
+      tiny_trained[0],
+      "--index",
+      index_dir,
+      "--per-landmark",
+      "1",
+      "attention_steps=3",
+      "pca_fit_images=8",
+    ],
+    capsys,
+  )
+  assert status == 0, err
+  after = CentroidIndex.load(index_dir)
+  store = after.local_features
+  landmarks = np.unique(before.labels)
+  # one photo per landmark, each landmark's first photo as before (its medoid's), and the
+  # band calibrated with the old photos gone
+  assert sorted(store.photo_labels.tolist()) == landmarks.tolist()
+  first = {
+    int(l): before.local_features.photo_ids[int(before.local_features.photos_of(l)[0])]
+    for l in landmarks
+  }
+  assert {int(l): store.photo_ids[int(store.photos_of(l)[0])] for l in landmarks} == first
+  assert "verification" not in after.metadata and "verification" in before.metadata
+  assert out == [
+    f"local features of {len(landmarks)} reference photos ({store.num_features} features, "
+    f"{store.nbytes / 1024:.0f} KiB, extractor {store.extractor_nbytes / 1024:.0f} KiB) "
+    f"stored in {index_dir}; next: `landmark-jax calibrate` chooses where verification "
+    "decides (--verify-budget)"
+  ]
