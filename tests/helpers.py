@@ -92,9 +92,35 @@ def huge_png_header(width=100_000, height=100_000) -> bytes:
   )
 
 
+def exif_gps_jpeg(*, latitude_type: int = 5) -> bytes:
+  """A 16×8 JPEG whose EXIF says "rotate 90°" (orientation 6) and holds a GPS latitude
+  entry. `latitude_type` 5 (RATIONAL) is the valid one; 2 (ASCII) is the malformed entry
+  that makes Pillow's `ImageOps.exif_transpose` raise TypeError when it rewrites the EXIF,
+  while the pixels are fine."""
+  exif = Image.Exif()
+  exif[0x0112] = 6
+  exif[0x8825] = {1: "N", 2: (1.0, 2.0, 3.0)}
+  data = encode(gradient_image(16, 8), exif=exif)
+  tiff = data.find(b"MM\x00*")
+  order = ">"
+  if tiff < 0:
+    tiff, order = data.find(b"II*\x00"), "<"
+  entry = data.find(struct.pack(order + "HH", 2, 5), tiff)  # GPSLatitude, RATIONAL
+  return data[:entry] + struct.pack(order + "HH", 2, latitude_type) + data[entry + 4 :]
+
+
+def unknown_dds() -> bytes:
+  """A DDS file (a format Pillow opens) with a pixel format it does not implement: its
+  decoder raises NotImplementedError, not one of the usual decode errors."""
+  header = struct.pack("<7I", 124, 0x1007, 4, 4, 16, 0, 1) + b"\0" * 44
+  pixel_format = struct.pack("<2I4s5I", 32, 0x4, b"ZZZZ", 0, 0, 0, 0, 0)
+  return b"DDS " + header + pixel_format + struct.pack("<5I", 0x1000, 0, 0, 0, 0) + b"\0" * 64
+
+
 def write_bad_folder(root):
-  """An image folder with landmark 7: 6 good photos and 4 unreadable files (truncated,
-  empty, text named .jpg, a decompression bomb)."""
+  """An image folder with landmark 7: 6 good photos and 5 unreadable files (truncated,
+  empty, text named .jpg, a decompression bomb, a DDS named .jpg whose decoder raises
+  NotImplementedError)."""
   good = root / "7"
   good.mkdir(parents=True)
   for i in range(6):
@@ -103,6 +129,7 @@ def write_bad_folder(root):
   (good / "empty.jpg").write_bytes(b"")
   (good / "text.jpg").write_text("this is a text file named .jpg\n")
   (good / "bomb.png").write_bytes(huge_png_header())
+  (good / "odd.jpg").write_bytes(unknown_dds())
 
 
 # EXIF GPS ------------------------------------------------------------------------------

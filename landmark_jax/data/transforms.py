@@ -111,7 +111,7 @@ def open_photo(
       # pixels, so a refusal after it would cost the full decode it is there to prevent.
       _check_decoded_pixels(image, max_decoded_pixels)
       location = exif_location(image) if read_location else None
-      image = ImageOps.exif_transpose(image)
+      image = upright(image)
       image.load()
       return to_rgb(image), location
   except ImageDecodeError:
@@ -124,6 +124,36 @@ def open_photo(
     raise ImageDecodeError(f"file not found: {data}") from None
   except (OSError, ValueError, SyntaxError, EOFError) as e:
     raise ImageDecodeError(f"corrupt or truncated image: {e}") from None
+  except MemoryError:
+    raise ImageTooLargeError("not enough memory to decode the image") from None
+  except Exception as e:
+    # Pillow's plugins raise what they like on a file they cannot read (a damaged AVIF:
+    # RuntimeError; a DDS pixel format: NotImplementedError; a broken TIFF tag: KeyError):
+    # a photo that cannot be decoded is the sender's problem, named, never a crash.
+    raise ImageDecodeError(f"undecodable image ({type(e).__name__}: {e})") from None
+
+
+# EXIF orientation → the transpose that makes the photo upright (as `ImageOps.exif_transpose`).
+_UPRIGHT = {
+  2: Image.Transpose.FLIP_LEFT_RIGHT,
+  3: Image.Transpose.ROTATE_180,
+  4: Image.Transpose.FLIP_TOP_BOTTOM,
+  5: Image.Transpose.TRANSPOSE,
+  6: Image.Transpose.ROTATE_270,
+  7: Image.Transpose.TRANSVERSE,
+  8: Image.Transpose.ROTATE_90,
+}
+
+
+def upright(image: Image.Image) -> Image.Image:
+  """`image` turned as its EXIF orientation says. `ImageOps.exif_transpose` also rewrites the
+  EXIF block, and raises on an entry it cannot write back (a GPS latitude stored as text:
+  TypeError); the pixels are fine then, so the orientation is applied without it."""
+  try:
+    return ImageOps.exif_transpose(image)
+  except Exception:
+    orientation = image.getexif().get(0x0112)
+    return image.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else image
 
 
 def _check_decoded_pixels(image: Image.Image, limit: int | None) -> None:

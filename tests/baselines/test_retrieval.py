@@ -115,7 +115,7 @@ def test_unreadable_database_photos_are_skipped_and_named(tmp_path):
   from landmark_jax.data import ImageFolderSource
   from landmark_jax.models import get_backbone
 
-  write_bad_folder(tmp_path)  # 6 good photos, a truncated, an empty, a text and a bomb
+  write_bad_folder(tmp_path)  # 6 good photos, a truncated, an empty, a text, a bomb, a DDS
   backbone = get_backbone("resnet_tiny")
   variables = jax.jit(backbone.init)(jax.random.key(0), np.zeros((1, 64, 64, 3), np.float32))
   config = dataclasses.replace(CONFIG, image_size=64, scales=(1.0,))
@@ -126,6 +126,6 @@ def test_unreadable_database_photos_are_skipped_and_named(tmp_path):
     progress=False,
   )
   assert sorted(delf.database.image_ids) == [f"7/good{i}" for i in range(6)]
-  assert sorted(delf.database.skipped) == ["7/bomb", "7/empty", "7/text", "7/truncated"]
+  assert sorted(delf.database.skipped) == ["7/bomb", "7/empty", "7/odd", "7/text", "7/truncated"]
   with pytest.raises(ValueError, match="no landmark photos"):
     build_delf(delf.extractor, ImageFolderSource(tmp_path).subset([]), config)

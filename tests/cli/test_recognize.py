@@ -13,7 +13,7 @@ from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.index import CentroidIndex
 from landmark_jax.index.editing import add_centroids
 from landmark_jax.recognize import Recognizer
-from tests.helpers import run_in_process
+from tests.helpers import run_in_process, unknown_dds
 
 run = run_in_process
 
@@ -59,6 +59,21 @@ def test_a_missing_photo_or_a_folder_is_named_and_the_others_recognised(
   assert lines[2] == {"path": str(folder), "error": "is a folder, not a photo"}
 
   assert run(["recognize", *index, photo], capsys)[0] == 0  # nothing wrong: status 0
+
+
+def test_a_photo_no_decoder_can_read_is_named_and_the_others_recognised(
+  tiny_trained, index_dir, tmp_path, capsys
+):
+  photo, odd = a_test_photo(), tmp_path / "odd.dds"
+  odd.write_bytes(unknown_dds())
+  index = ["--checkpoint", tiny_trained[0], "--index", index_dir / "index"]
+  status, out, err = run(["recognize", *index, odd, photo], capsys)
+  assert status == 2 and not any("Traceback" in line for line in err)
+  assert [line for line in err if line.startswith("landmark-jax")] == [
+    f"landmark-jax recognize: error: {odd}: undecodable image (NotImplementedError: "
+    "Unimplemented pixel format 1515870810)"
+  ]
+  assert len(out) == 1 and out[0].startswith(f"{photo}\t")
 
 
 @pytest.mark.parametrize(

@@ -119,16 +119,17 @@ def test_processes_together_deliver_the_one_process_batches(mini_source, epochs)
 def test_corrupt_files_are_skipped_and_counted(tmp_path, caplog):
   write_bad_folder(tmp_path)
   source = ImageFolderSource(tmp_path)
-  assert len(source) == 10
+  assert len(source) == 11
   config = PipelineConfig(batch_size=2, num_workers=2, image=SMALL)
   dataset, skipped = train_dataset(source, config, num_epochs=1)
   batches = list(dataset)
   delivered = sorted(str(i) for b in batches for i in b["id"])
   assert delivered == [f"7/good{i}" for i in range(6)]
-  assert skipped.total == 4 and skipped.by_epoch[0] == 4
+  assert skipped.total == 5 and skipped.by_epoch[0] == 5
   reasons = dict(skipped.examples)
   assert "truncated" in reasons["7/truncated"] and "empty" in reasons["7/empty"]
   assert "not an image" in reasons["7/text"] and "decompression bomb" in reasons["7/bomb"]
+  assert "NotImplementedError" in reasons["7/odd"]
   assert "skipping image 7/bomb" in caplog.text
 
 
@@ -140,8 +141,8 @@ def test_eval_batches_are_padded_and_masked_in_order(tmp_path):
   assert [b["image"].shape for b in batches] == [(4, 32, 32, 3)] * 3
   ids = [str(i) for b in batches for i in b["id"]]
   mask = np.concatenate([b["mask"] for b in batches])
-  assert ids[:10] == list(source.ids)  # in source order, then 2 padding rows
-  assert mask.tolist() == [i.startswith("7/good") for i in ids[:10]] + [False, False]
+  assert ids[:11] == list(source.ids)  # in source order, then a padding row
+  assert mask.tolist() == [i.startswith("7/good") for i in ids[:11]] + [False]
 
 
 def test_device_iterator_shards_the_batch_over_the_mesh(mini_source):

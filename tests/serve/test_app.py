@@ -7,7 +7,14 @@ import time
 import httpx
 import pytest
 
-from tests.helpers import encode, gradient_image, huge_png_header, mini_photos
+from tests.helpers import (
+  encode,
+  exif_gps_jpeg,
+  gradient_image,
+  huge_png_header,
+  mini_photos,
+  unknown_dds,
+)
 
 # `server` (the running service) is tests/serve/conftest.py's.
 
@@ -106,6 +113,14 @@ def test_batch_endpoint_health_info_and_page(server, landmarks_mini):
       "over the limit of 2,000,000",
     ),
     ("too many pixels", huge_png_header(), "image/png", 413, "image_too_large", "pixels"),
+    (
+      "a decoder that raises its own error",
+      unknown_dds(),
+      "image/jpeg",
+      400,
+      "undecodable_image",
+      "NotImplementedError",
+    ),
   ],
 )
 def test_bad_input_gets_a_named_4xx_and_the_service_goes_on(
@@ -121,6 +136,18 @@ def test_bad_input_gets_a_named_4xx_and_the_service_goes_on(
       "/v1/recognize", files={"image": (photo.name, photo.read_bytes(), "image/jpeg")}
     )
     assert good.status_code == 200
+
+
+def test_a_photo_with_a_malformed_exif_entry_is_answered_as_the_same_photo_without_it(server):
+  url, _ = server
+  with httpx.Client(base_url=url, timeout=60) as client:
+    answers = [
+      client.post("/v1/recognize", content=data, headers={"content-type": "image/jpeg"})
+      for data in (exif_gps_jpeg(), exif_gps_jpeg(latitude_type=2))
+    ]
+  assert [a.status_code for a in answers] == [200, 200], answers[1].text
+  valid, broken = (a.json() for a in answers)
+  assert broken["score"] == valid["score"] and broken["candidates"] == valid["candidates"]
 
 
 def test_missing_file_field_is_named(server):
