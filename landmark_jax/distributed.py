@@ -103,6 +103,23 @@ def _launched_processes() -> int:
   return 1
 
 
+def launched_rank(group: ProcessGroup) -> tuple[int, int, str]:
+  """This process's index, the number of processes and who said so (``flags``, ``SLURM``,
+  ``Open MPI`` or ``alone``), read from the flags and the launcher's step variables without
+  starting JAX: a driver that starts JAX commands as children (`landmark-jax recipe`) must
+  leave the accelerators to them."""
+  if group.explicit:
+    return group.process_id, group.num_processes, "flags"
+  ranks = {"SLURM": "SLURM_PROCID", "Open MPI": "OMPI_COMM_WORLD_RANK"}
+  for launcher, (marker, _) in _LAUNCHERS.items():
+    if marker in os.environ:
+      try:
+        return int(os.environ.get(ranks[launcher], "0")), _launched_processes(), launcher
+      except ValueError:
+        break
+  return 0, 1, "alone"
+
+
 _watchdog: "Watchdog | None" = None
 
 

@@ -79,6 +79,42 @@ def test_launched_processes_are_read_from_the_launchers_variables(monkeypatch, e
   assert distributed._launched_processes() == expected
 
 
+@pytest.mark.parametrize(
+  "env, group, expected",
+  [
+    ({}, distributed.ProcessGroup(), (0, 1, "alone")),
+    # `salloc -n 4` without srun: one process, rank 0, whatever SLURM_PROCID says.
+    ({"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_PROCID": "2"}, None, (0, 1, "alone")),
+    (
+      {"SLURM_STEP_ID": "3", "SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "2"},
+      None,
+      (2, 4, "SLURM"),
+    ),
+    ({"OMPI_COMM_WORLD_RANK": "1", "OMPI_COMM_WORLD_SIZE": "2"}, None, (1, 2, "Open MPI")),
+    # The flags win over a launcher's variables.
+    (
+      {"SLURM_STEP_ID": "3", "SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "2"},
+      distributed.ProcessGroup("h:1", 3, 1),
+      (1, 3, "flags"),
+    ),
+  ],
+)
+def test_launched_rank_reads_flags_then_launchers(monkeypatch, env, group, expected):
+  for name in (
+    "SLURM_JOB_ID",
+    "SLURM_NTASKS",
+    "SLURM_PROCID",
+    "SLURM_STEP_ID",
+    "SLURM_STEP_NUM_TASKS",
+    "OMPI_COMM_WORLD_RANK",
+    "OMPI_COMM_WORLD_SIZE",
+  ):
+    monkeypatch.delenv(name, raising=False)
+  for name, value in env.items():
+    monkeypatch.setenv(name, value)
+  assert distributed.launched_rank(group or distributed.ProcessGroup()) == expected
+
+
 def test_one_process_keeps_its_own_values():
   # Alone, the "sum over processes" is the value itself, in float64; the part is everything.
   values = np.array([[0.1, 2.0], [3.0, 1e-9]], np.float32)

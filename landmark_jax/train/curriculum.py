@@ -45,9 +45,13 @@ class StagePlan:
     return sum(self.steps)
 
 
-def plan_stages(config: TrainConfig, source: ImageSource) -> StagePlan:
+def plan_stages(
+  config: TrainConfig, source: ImageSource, *, processes: int | None = None
+) -> StagePlan:
   """One stage per geographic part present in `source` (one stage without regions or with
-  the curriculum off); every process runs the same number of steps.
+  the curriculum off); every process runs the same number of steps. `processes`: plan for
+  that many processes instead of this run's (`landmark-jax recipe`'s estimate, which must
+  not start JAX's backends to ask).
 
   Raises:
     DataError: with the curriculum in use, landmarks without a region and
@@ -66,7 +70,7 @@ def plan_stages(config: TrainConfig, source: ImageSource) -> StagePlan:
     len(num_classes),
     config.curriculum.epochs_per_stage if use_curriculum else (),
   )
-  processes = jax.process_count()
+  processes = processes or jax.process_count()
   batch = config.pipeline.batch_size // processes
   steps, per_epoch = [], []
   for stage_source, stage_epochs in zip(sources, epochs):

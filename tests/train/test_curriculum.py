@@ -162,3 +162,16 @@ def test_landmarks_without_a_region_are_refused_only_when_the_curriculum_uses_re
   assert plan("curriculum.enabled=False").num_classes == (4,)
   with pytest.raises(ConfigError, match="curriculum.unassigned must be one of refuse, last"):
     load_config("default", ["curriculum.unassigned=first"])
+
+
+def test_stages_are_planned_for_a_given_number_of_processes():
+  from landmark_jax.config import load_config
+
+  config = load_config(
+    "default", ["pipeline.batch_size=8", "num_epochs=4", "curriculum.unassigned=last"]
+  )
+  # Stages of 16, 32 and 48 images, of 2, 1 and 1 epochs (the remainder goes to the first).
+  # 2 processes: each holds half a stage, in batches of 4 → 2·8/4, 16/4, 24/4 steps.
+  assert curriculum.plan_stages(config, _RegionSource(), processes=2).steps == (4, 4, 6)
+  # 3 processes: batches of 8 // 3 = 2 over shards of 5, 10 and 16 → 2·5/2, 10/2, 16/2.
+  assert curriculum.plan_stages(config, _RegionSource(), processes=3).steps == (5, 5, 8)
