@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
   ("offline stages", ("stages",)),
   ("runners", ("experiment", "serve")),
   ("the recipe on a user's photos", ("fit",)),
-  ("programs", ("demo", "ablation")),
+  ("programs", ("demo", "ablation", "recipe")),
   ("benchmarks", ("benchmarks",)),
   ("the command line", ("cli",)),
   ("`python -m landmark_jax`", ("__main__",)),
@@ -48,7 +48,16 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # restoring a trained model and the config's section. The loop, the step and the optimizer
 # are the runners' and the command line's.
 TRAIN_FOR_INFERENCE = ("train.checkpoints", "train.config")
-TRAINING_LOOP_USERS = ("train", "experiment", "fit", "demo", "ablation", "benchmarks", "cli")
+TRAINING_LOOP_USERS = (
+  "train",
+  "experiment",
+  "fit",
+  "demo",
+  "ablation",
+  "recipe",
+  "benchmarks",
+  "cli",
+)
 
 
 def qualified(name: str) -> str:
@@ -276,7 +285,7 @@ def test_the_rules_flag_wrong_imports_and_only_those():
   ]
   assert violations(edges) == [
     "landmark_jax/stages/embed.py:7 imports landmark_jax.train.loop: only train, experiment, fit, "
-    "demo, ablation, benchmarks, cli may import the training loop",
+    "demo, ablation, recipe, benchmarks, cli may import the training loop",
     "landmark_jax/eval/report.py:3 imports landmark_jax.cli: evaluation may not import the "
     "command line (a higher layer)",
     "landmark_jax/data/catalog.py:7 imports landmark_jax.embedding: foundations may not import "

@@ -20,6 +20,7 @@ from landmark_jax.cli import (
   export,
   offline,
   prepare,
+  recipe,
   recognize,
   regions,
   serve,
@@ -39,6 +40,7 @@ GROUPS = (
   evaluate,
   export,
   serve,
+  recipe,
   benchmark,
 )
 

@@ -1,0 +1,60 @@
+"""What the recipe needs before its first step, checked before any accelerator hour is
+spent: each lacking input named with the way to get it."""
+
+from __future__ import annotations
+
+from landmark_jax.data import photo_split
+from landmark_jax.errors import UserError
+from landmark_jax.recipe.options import RecipeOptions
+from landmark_jax.recipe.split import DataList, list_data
+from landmark_jax.train.recipe import check_pretrained
+
+SETTINGS = "settings"  # the lack of a config that does not load: no step can be planned
+
+
+def lacking_inputs(options: RecipeOptions) -> tuple[list[str], DataList | None]:
+  """The inputs `options` lacks, in words (empty: the recipe can run), and the data's list
+  of photos when it could be read."""
+  data, lacks = options.data, []
+  prepare = f"`landmark-jax prepare gldv2 --out {data}` downloads GLDv2 there"
+  train_csv = data / "train.csv"
+  if not train_csv.is_file():
+    lacks.append(f"{train_csv}: the list of training photos ({prepare})")
+  if not options.packed_dir and not any((data / d).is_dir() for d in ("images", "train")):
+    lacks.append(f"{data}/images/: the photos ({prepare}; or --packed-dir with --pack's shards)")
+  non_landmarks = options.non_landmark_list()
+  if non_landmarks is not None and not non_landmarks.is_file():
+    lacks.append(f"{non_landmarks}: the non-landmark list (--non-landmark-csv) is not there")
+    non_landmarks = None
+  config = None
+  try:
+    config = options.run_config()
+  except UserError as error:
+    lacks.append(f"{SETTINGS}: {error}")
+  if config is not None:
+    try:
+      check_pretrained(config)
+    except UserError as error:
+      lacks.append(f"weights: {error}")
+  if config is not None and options.needs_regions_step(options.user_config()):
+    columns = options.landmark_columns()
+    if not ({"latitude", "longitude"} <= set(columns) or "country_code" in columns):
+      lacks.append(
+        "the curriculum's regions: --landmarks-csv with a region column, or with "
+        "latitude,longitude or country_code for the regions step (or "
+        "curriculum.enabled=False to train in one stage)"
+      )
+  listed = None
+  if train_csv.is_file():
+    try:
+      listed = list_data(train_csv, non_landmarks)
+    except UserError as error:
+      lacks.append(f"{train_csv}: {error}")
+  if listed is not None and not options.own_split:
+    try:
+      photo_split.check_splittable(listed.photos, options.min_photos)
+    except UserError as error:
+      # GLDv2 has no photos without a landmark: the likeliest lack, said with its flag.
+      flag = "" if non_landmarks else " (give --non-landmark-csv: id[,url] of such photos)"
+      lacks.append(f"photos: {error}{flag}")
+  return lacks, listed
