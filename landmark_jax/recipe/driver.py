@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 
-from landmark_jax.errors import DataError, UsageError
+from landmark_jax.errors import DataError, UsageError, UserError
 from landmark_jax.experiment import check_same_config
 from landmark_jax.recipe import split
 from landmark_jax.recipe.inputs import SETTINGS, lacking_inputs
@@ -50,10 +50,22 @@ def _describe_data(options: RecipeOptions, listed) -> str:
   )
 
 
+def check_workdir(options: RecipeOptions) -> None:
+  """Refuses a workdir whose runs were made with other settings (`check_same_config`)."""
+  check_same_config(
+    options.workdir, options.run_config(), "another --workdir (or delete it)", second_round=True
+  )
+
+
 def dry_run(options: RecipeOptions, place: Place) -> int:
   """Prints the plan (process 0 only); 0 when the recipe can run, 2 when inputs lack."""
   lacks, listed = lacking_inputs(options)
   steps = [] if any(x.startswith(f"{SETTINGS}:") for x in lacks) else plan_steps(options)
+  if steps:
+    try:
+      check_workdir(options)
+    except UserError as error:
+      lacks.append(f"workdir: {error}")
   if place.rank != 0:
     return 2 if lacks else 0
   print(f"recipe: {place.count} process(es) ({place.launcher}); workdir {options.workdir}")
@@ -80,9 +92,7 @@ def run(options: RecipeOptions, place: Place, *, say=print) -> int:
   lacks, listed = lacking_inputs(options)
   if lacks:
     raise DataError(f"{len(lacks)} input(s) lacking (`--dry-run` lists them): " + "; ".join(lacks))
-  check_same_config(
-    options.workdir, options.run_config(), "another --workdir (or delete it)", second_round=True
-  )
+  check_workdir(options)
   layout = options.layout
   record = split.split_record(options.data, options.split_seed, options.held_out_max, listed)
   if not options.own_split:

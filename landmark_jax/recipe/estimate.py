@@ -167,8 +167,8 @@ def estimate(
   else:
     photos_2 = round(CLEAN_SHARE * landmark_1) + non_landmark
     notes.append(
-      f"round 2: cleaning assumed to keep {CLEAN_SHARE:.1%} of the landmark photos "
-      "(GLDv2-clean's share of GLDv2) until round 1's cleaning has run"
+      f"round 2: cleaning keeps {CLEAN_SHARE:.1%} of the landmark photos (GLDv2-clean's "
+      "share of GLDv2) until round 1's cleaning has run; its steps scale with its photos"
     )
   rounds = []
   for number, photos, steps in (
@@ -212,7 +212,8 @@ def format_estimate(rounds: list[RoundEstimate], notes: list[str], held: dict, r
     f"calibrate + evaluate: {evaluated} photos on one chip, "
     f"{evaluated / rates.inference * hours:.2f} h; cleaning and the index run on CPU "
     "(not estimated: docs/benchmarks.md, the GLDv2 dry run)",
-    *(f"assumed: {note}" for note in notes),
+    "Assumptions and notes:",
+    *(f"- {note}" for note in notes),
   ]
   return "\n".join(lines)
 

@@ -101,6 +101,8 @@ class Runner:
     self.child: subprocess.Popen | None = None
     self.stop_signal: int | None = None
     self.timings: dict[str, float] = {}
+    # No PATH or virtual environment assumed: the children run in this interpreter.
+    self.command: tuple[str, ...] = (sys.executable, "-m", "landmark_jax")
 
   # Files in <workdir>/recipe/ through which process 0 speaks to the waiting processes.
 
@@ -205,9 +207,7 @@ class Runner:
 
   def _run_child(self, step: Step, extra: tuple[str, ...]) -> int:
     env = child_environment(step, self.place, self.single_steps_platform)
-    self.child = subprocess.Popen(
-      [sys.executable, "-m", "landmark_jax", *step.args, *extra], env=env
-    )
+    self.child = subprocess.Popen([*self.command, *step.args, *extra], env=env)
     if self.stop_signal is not None:  # a signal came while it started
       self.child.send_signal(signal.SIGTERM)
     beat = time.monotonic()
