@@ -136,7 +136,7 @@ class Runner:
       return status
     last_joint = last_joint_step(self.steps)
     for step in self.steps:
-      if self.place.rank != 0 and step.number > last_joint:
+      if self.place.rank != 0 and step.number > last_joint > 0:
         return 0  # the rest runs on process 0
       if self.stop_signal is not None:
         return 128 + self.stop_signal

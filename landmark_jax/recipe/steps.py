@@ -188,7 +188,7 @@ def plan_steps(options: RecipeOptions) -> list[Step]:
 
 def last_joint_step(steps: list[Step]) -> int:
   """The number of the last step every process takes part in: the others stop after it."""
-  return max(step.number for step in steps if step.every_process)
+  return max((step.number for step in steps if step.every_process), default=0)
 
 
 def read_json(path: pathlib.Path) -> dict | None:

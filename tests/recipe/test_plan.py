@@ -1,0 +1,167 @@
+"""`landmark-jax recipe --dry-run`: every step in order with its command line, nothing
+written, and each lacking input named (status 2)."""
+
+import json
+import shlex
+
+import pytest
+
+from landmark_jax.cli.main import main
+from tests.recipe.helpers import listed_folder
+
+# The recipe's steps on a folder without its own val.csv/test.csv, whose landmarks CSV has
+# a region column (no regions step), with the bundle: docs/recipe.md's table.
+STEPS = [
+  ("split", "process 0"),
+  ("round1/train", "every process (2)"),
+  ("round1/embed", "every process (2)"),
+  ("round1/clean", "process 0"),
+  ("train", "every process (2)"),
+  ("embed", "every process (2)"),
+  ("clean", "process 0"),
+  ("index", "process 0"),
+  ("calibrate", "process 0"),
+  ("evaluate", "process 0"),
+  ("export", "process 0"),
+]
+
+
+def dry_run(capsys, data, workdir, *extra):
+  status = main(
+    [
+      "recipe",
+      "--data",
+      str(data),
+      "--workdir",
+      str(workdir),
+      "--config",
+      "tiny_cpu",
+      "--dry-run",
+      "--plan-processes",
+      "2",
+      "--min-photos",
+      "5",
+      *extra,
+    ]
+  )
+  out, err = capsys.readouterr()
+  return status, out, err
+
+
+def steps_of(out: str) -> list[tuple[str, str, str, list[str]]]:
+  """(name, who, state, argv) of each listed step."""
+  lines = out.splitlines()
+  found = []
+  for i, line in enumerate(lines):
+    head = line.split(". ", 1)
+    if len(head) == 2 and head[0].strip().isdigit():
+      name, who, state = head[1].split(" — ")
+      found.append((name, who, state, shlex.split(lines[i + 1])))
+  return found
+
+
+def flag(argv, name):
+  return argv[argv.index(name) + 1]
+
+
+def test_the_dry_run_lists_every_step_with_its_command_and_writes_nothing(tmp_path, capsys):
+  data = listed_folder(tmp_path / "data")
+  workdir = tmp_path / "w"
+  status, out, err = dry_run(capsys, data, workdir, "num_epochs=3", "index.backend=exact")
+  assert status == 0, err
+  steps = steps_of(out)
+  assert [(name, who) for name, who, _, _ in steps] == STEPS
+  assert all(state == "to do" for _, _, state, _ in steps)
+  by_name = {name: argv for name, _, _, argv in steps}
+  # Both rounds train the config with the overrides on the split's CSVs under the data.
+  for name, folder in (
+    ("round1/train", workdir / "round1" / "train"),
+    ("train", workdir / "train"),
+  ):
+    argv = by_name[name]
+    assert argv[:4] == ["landmark-jax", "train", "--workdir", str(folder)]
+    assert "num_epochs=3" in argv and f"data.root={data}" in argv
+    assert f"data.csv={workdir / 'split' / 'train.csv'}" in argv
+    assert f"data.holdout_csv={workdir / 'split' / 'val.csv'}" in argv
+  # Round 2 trains on round 1's cleaning, an absolute path (`experiment.retrain_config`).
+  clean_csv = workdir.resolve() / "round1" / "clean" / "train_clean.csv"
+  assert f"data.clean_csv={clean_csv}" in by_name["train"]
+  assert not any(a.startswith("data.clean_csv") for a in by_name["round1/train"])
+  assert flag(by_name["round1/embed"], "--checkpoint") == str(workdir / "round1" / "train")
+  assert flag(by_name["index"], "--target-recall") == "0.99"
+  assert by_name["index"][-1] == "backend=exact"  # the index.* overrides, as IndexConfig's
+  assert flag(by_name["evaluate"], "--min-photos") == "5"
+  assert flag(by_name["export"], "--out") == str(workdir / "bundle")
+  # Header: the data's counts (4 landmarks of 10 photos, 40 non-landmark photos).
+  assert "40 photos of 4 landmarks, 40 non-landmark photos" in out
+  assert "lacks:" not in out and not workdir.exists()
+
+
+def test_a_step_done_before_is_listed_as_reused(tmp_path, capsys):
+  data = listed_folder(tmp_path / "data")
+  workdir = tmp_path / "w"
+  (workdir / "split").mkdir(parents=True)
+  (workdir / "split" / "split.json").write_text("{}")
+  (workdir / "round1" / "train").mkdir(parents=True)
+  (workdir / "round1" / "train" / "holdout.json").write_text(json.dumps({}))
+  status, out, _ = dry_run(capsys, data, workdir)
+  states = {name: state for name, _, state, _ in steps_of(out)}
+  assert status == 0
+  assert states["split"] == states["round1/train"] == "done (reused)"
+  assert states["round1/embed"] == "to do"
+
+
+def test_lacking_inputs_are_named_and_the_status_is_2(tmp_path, capsys):
+  data = listed_folder(tmp_path / "data")
+  (data / "non_landmark.csv").unlink()  # GLDv2 has none
+  status, out, err = dry_run(capsys, data, tmp_path / "w")
+  assert status == 2
+  lacks = [line for line in out.splitlines() if line.startswith("lacks:")]
+  assert len(lacks) == 1 and "--non-landmark-csv" in lacks[0], lacks
+  assert "no photos without a landmark" in lacks[0]
+  assert err.strip() == "landmark-jax recipe: error: 1 input(s) lacking (the lacks: lines above)"
+  # The steps are still listed: what would run once the input is there.
+  assert len(steps_of(out)) == len(STEPS)
+
+
+def test_a_workdir_of_other_settings_is_a_lack(tmp_path, capsys):
+  data = listed_folder(tmp_path / "data")
+  workdir = tmp_path / "w"
+  status, _, err = dry_run(capsys, data, workdir, "num_epochs=3")
+  assert status == 0, err
+  # A first round trained with num_epochs=3: its config and a checkpoint, as `train` leaves.
+  from landmark_jax.config import to_dict
+  from landmark_jax.recipe.options import RecipeOptions
+
+  options = RecipeOptions(data, workdir, "tiny_cpu", ("num_epochs=3",))
+  train_dir = workdir / "round1" / "train"
+  (train_dir / "checkpoints" / "4").mkdir(parents=True)
+  (train_dir / "config.json").write_text(json.dumps(to_dict(options.run_config())))
+  assert dry_run(capsys, data, workdir, "num_epochs=3")[0] == 0  # the same settings: fine
+  status, out, _ = dry_run(capsys, data, workdir, "num_epochs=4")
+  assert status == 2
+  (lack,) = [line for line in out.splitlines() if line.startswith("lacks:")]
+  assert "num_epochs: 3 → 4" in lack and "another --workdir" in lack
+
+
+def status_of(argv) -> int:
+  """`main`'s status, whether it returns it or argparse exits with it."""
+  try:
+    return main(argv)
+  except SystemExit as exit_:
+    return exit_.code
+
+
+@pytest.mark.parametrize(
+  "argv, message",
+  [
+    (["data.csv=other.csv"], "data.csv: the recipe sets it from --data"),
+    (["--held-out-max", "0"], "argument --held-out-max: 0 is not a positive integer"),
+    (["--dry-run", "--estimate-only"], "not allowed with argument"),
+  ],
+)
+def test_a_mistake_is_one_line_and_status_2(tmp_path, capsys, argv, message):
+  data = listed_folder(tmp_path / "data")
+  status = status_of(["recipe", "--data", str(data), "--workdir", str(tmp_path / "w"), *argv])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert status == 2 and len(err) == 1 and message in err[0], err
