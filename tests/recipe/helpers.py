@@ -29,3 +29,25 @@ def listed_folder(root: pathlib.Path, per_landmark=(10, 10, 10, 10), non_landmar
     [(i, f"landmark_{i}", regions[i % 2], 48.0 + i, 2.0 + i) for i in range(len(per_landmark))],
   )
   return root
+
+
+def photo_folder(root: pathlib.Path) -> pathlib.Path:
+  """A small GLDv2-layout folder of real 64-px photos, as `prepare gldv2` leaves GLDv2 plus
+  a non-landmark list: the embedded demo's 8 landmarks × 10 views and 40 non-landmark
+  crops, without validation or test lists (the recipe splits them off)."""
+  from landmark_jax.data.demo_dataset import DemoDatasetConfig, generate
+
+  config = DemoDatasetConfig(
+    image_size=64,
+    train_views=10,
+    rare_train_views=10,
+    test_views=0,
+    val_views=0,
+    train_non_landmarks=40,
+    test_non_landmarks=0,
+    val_non_landmarks=0,
+  )
+  generate(root, config)
+  for name in ("val.csv", "test.csv", "locations.csv", "demo.json"):
+    (root / name).unlink()
+  return root
