@@ -91,6 +91,7 @@ def test_every_cli_command_has_help(capsys):
     "prepare gldv2",
     "regions",
     "benchmark gldv2-dry-run",
+    "recipe",
   ]
   for command in commands:
     with pytest.raises(SystemExit) as exit_:

@@ -8,6 +8,11 @@ at epochs 12 and 24 of the whole run, the paper's literal words), curriculum ove
 geographic parts, on Google Landmarks v2 (or any GLDv2-layout set; the paper trained on its
 own, unpublished data).
 
+The whole recipe, both rounds to a calibrated index, resumable, on one machine or a cluster
+(scripts/slurm/recipe.sbatch, scripts/tpu/recipe.sh; docs/recipe.md):
+
+    landmark-jax recipe --data /data/gldv2 --workdir runs/gldv2 --pretrained torchvision
+
 Every input of the paper's method, in full (GLDv2 itself has no non-landmark photos and no
 coordinates: bring both, docs/decisions.md "The paper's recipe"):
 
