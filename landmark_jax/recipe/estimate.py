@@ -22,12 +22,10 @@ import dataclasses
 import json
 import pathlib
 
-from landmark_jax.data.labels import LabelMap
-from landmark_jax.data.sources import ImageSource
-from landmark_jax.data.tables import parse_id, read_csv
+from landmark_jax.data.tables import read_csv
 from landmark_jax.errors import ConfigError, MissingFileError
 from landmark_jax.recipe import split
-from landmark_jax.recipe.inputs import lacking_inputs
+from landmark_jax.recipe.inputs import labelled_source, lacking_inputs
 from landmark_jax.recipe.options import RecipeOptions
 from landmark_jax.recipe.steps import read_json
 from landmark_jax.train.curriculum import plan_stages
@@ -104,24 +102,6 @@ class RoundEstimate:
   chip_hours: float
 
 
-def _round_one_source(options: RecipeOptions, config, photos) -> tuple[ImageSource, str | None]:
-  """The round's training photos as `plan_stages` reads them: labels and regions only."""
-  regions, note = None, None
-  if config.curriculum.enabled:
-    csv = pathlib.Path(config.data.regions_csv)
-    if csv.is_file():
-      regions = {
-        parse_id(r["landmark_id"]): r["region"].strip()
-        for r in read_csv(csv, ["landmark_id", "region"])
-        if r["region"].strip()
-      }
-    else:
-      note = f"{csv} is not written yet (the regions step): one curriculum stage assumed"
-  landmark_ids = photos.landmark_ids
-  label_map = LabelMap.from_ids((lid for lid in landmark_ids if lid is not None), regions)
-  return ImageSource(photos.ids, label_map.to_labels(landmark_ids), None, label_map), note
-
-
 def estimate(
   options: RecipeOptions, rates: Rates, *, processes: int, chips: int | None, scaling: float
 ) -> tuple[list[RoundEstimate], list[str], dict]:
@@ -138,7 +118,7 @@ def estimate(
   else:
     made = split.make_split(listed, options.split_seed, options.held_out_max)
     train, held = made["train"], {name: len(made[name]) for name in ("val", "test")}
-  source, note = _round_one_source(options, config, train)
+  source, note = labelled_source(config, train)
   if note:
     notes.append(note)
   plan = plan_stages(config, source, processes=processes)

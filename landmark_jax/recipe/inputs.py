@@ -3,11 +3,17 @@ spent: each lacking input named with the way to get it."""
 
 from __future__ import annotations
 
+import pathlib
+
+from landmark_jax.config import TrainConfig
 from landmark_jax.data import photo_split
+from landmark_jax.data.labels import LabelMap, check_unassigned
+from landmark_jax.data.sources import ImageSource
+from landmark_jax.data.tables import parse_id, read_csv
 from landmark_jax.errors import UserError
 from landmark_jax.recipe.options import RecipeOptions
 from landmark_jax.recipe.split import DataList, list_data
-from landmark_jax.train.recipe import check_pretrained
+from landmark_jax.train.recipe import check_curriculum, check_pretrained
 
 SETTINGS = "settings"  # the lack of a config that does not load: no step can be planned
 
@@ -57,4 +63,41 @@ def lacking_inputs(options: RecipeOptions) -> tuple[list[str], DataList | None]:
       # GLDv2 has no photos without a landmark: the likeliest lack, said with its flag.
       flag = "" if non_landmarks else " (give --non-landmark-csv: id[,url] of such photos)"
       lacks.append(f"photos: {error}{flag}")
+  if config is not None and listed is not None:
+    lacks += _curriculum_lacks(config, listed.photos)
   return lacks, listed
+
+
+def labelled_source(
+  config: TrainConfig, photos: photo_split.PhotoList
+) -> tuple[ImageSource, str | None]:
+  """`photos` as training reads them, labels and regions only (no file is opened), and a
+  note when the curriculum's regions are not written yet (the regions step)."""
+  regions, note = None, None
+  if config.curriculum.enabled:
+    csv = pathlib.Path(config.data.regions_csv)
+    if csv.is_file():
+      regions = {
+        parse_id(r["landmark_id"]): r["region"].strip()
+        for r in read_csv(csv, ["landmark_id", "region"])
+        if r["region"].strip()
+      }
+    else:
+      note = f"{csv} is not written yet (the regions step): one curriculum stage assumed"
+  landmark_ids = photos.landmark_ids
+  label_map = LabelMap.from_ids((lid for lid in landmark_ids if lid is not None), regions)
+  return ImageSource(photos.ids, label_map.to_labels(landmark_ids), None, label_map), note
+
+
+def _curriculum_lacks(config: TrainConfig, photos: photo_split.PhotoList) -> list[str]:
+  """What `train` would refuse about the curriculum's regions, said before the run; only
+  once the regions are known (the regions step writes them during the run)."""
+  source, not_yet = labelled_source(config, photos)
+  if not config.curriculum.enabled or not_yet:
+    return []
+  try:
+    check_curriculum(config, source)
+    check_unassigned(source.label_map, config.curriculum.unassigned)
+  except UserError as error:
+    return [f"regions: {error}"]
+  return []

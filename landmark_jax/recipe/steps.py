@@ -60,7 +60,7 @@ def plan_steps(options: RecipeOptions) -> list[Step]:
   )
   steps: list[tuple] = []
 
-  if options.needs_regions_step(user):
+  if options.needs_regions_step(user) and options.landmarks_list() is not None:
     steps.append(
       (
         "regions",

@@ -165,3 +165,27 @@ def test_a_mistake_is_one_line_and_status_2(tmp_path, capsys, argv, message):
   status = status_of(["recipe", "--data", str(data), "--workdir", str(tmp_path / "w"), *argv])
   err = capsys.readouterr().err.strip().splitlines()
   assert status == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_the_papers_curriculum_needs_two_regions_before_anything_runs(tmp_path, capsys):
+  data = listed_folder(tmp_path / "data")  # landmarks in europe_russia and north_america_oceania
+  argv = ["--config", "default", "--pretrained", "none"]
+  status, out, err = dry_run(capsys, data, tmp_path / "w", *argv)
+  assert status == 0, out + err
+  assert "--pretrained" not in out and "model.pretrained=none" in out
+  rows = (data / "landmarks.csv").read_text().replace("north_america_oceania", "europe_russia")
+  (data / "landmarks.csv").write_text(rows)
+  status, out, _ = dry_run(capsys, data, tmp_path / "w", *argv)
+  (lack,) = [line for line in out.splitlines() if line.startswith("lacks:")]
+  assert status == 2 and "every landmark of the training data is in one region" in lack
+  # Without a region column, the coordinates make a regions step (process 0's, first).
+  (data / "landmarks.csv").write_text("landmark_id,name,latitude,longitude\n0,a,48.8,2.3\n")
+  steps = steps_of(dry_run(capsys, data, tmp_path / "w", *argv)[1])
+  assert steps[0][:2] == ("regions", "process 0")
+  assert steps[0][3][1:] == [
+    "regions",
+    "--landmarks-csv",
+    str(data / "landmarks.csv"),
+    "--out",
+    str(tmp_path / "w" / "regions.csv"),
+  ]
