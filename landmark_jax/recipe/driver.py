@@ -87,7 +87,12 @@ def dry_run(options: RecipeOptions, place: Place) -> int:
   return 0
 
 
-def run(options: RecipeOptions, place: Place, *, say=print) -> int:
+def _say(text: str) -> None:
+  # Flushed: under srun the output is a pipe, shared with the steps' own output.
+  print(text, flush=True)
+
+
+def run(options: RecipeOptions, place: Place, *, say=_say) -> int:
   """Runs (or finishes) the recipe as this process's part of it."""
   lacks, listed = lacking_inputs(options)
   if lacks:

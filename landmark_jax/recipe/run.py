@@ -92,7 +92,7 @@ class Runner:
     *,
     run_in_recipe: Callable[[Step], None],
     single_steps_platform: str | None = None,
-    say: Callable[[str], None] = print,
+    say: Callable[[str], None] = lambda text: print(text, flush=True),
   ):
     self.steps, self.place, self.layout = steps, place, layout
     self.run_in_recipe = run_in_recipe
@@ -139,6 +139,7 @@ class Runner:
       if self.place.rank != 0 and step.number > last_joint > 0:
         return 0  # the rest runs on process 0
       if self.stop_signal is not None:
+        self.say(f"landmark-jax recipe: stopped before step {step.number} ({step.name})")
         return 128 + self.stop_signal
       if step.is_done():
         self.say(f"\n== {step.number}. {step.name} (done before: reused)")
