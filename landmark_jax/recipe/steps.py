@@ -8,6 +8,7 @@ import pathlib
 import shlex
 from typing import Callable
 
+from landmark_jax.data import photo_split
 from landmark_jax.experiment import retrain_config
 from landmark_jax.index.integrity import MANIFEST, read_manifest
 from landmark_jax.recipe.options import RecipeOptions
@@ -19,7 +20,7 @@ SPLIT_STEP = "split"
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-  number: int  # 1, 2, …: also where its coordinator's port lies (`run.step_environment`)
+  number: int  # 1, 2, …: also where its coordinator's port lies (`run.child_environment`)
   name: str  # the folder it writes, relative to the workdir ("round1/train", "index")
   every_process: bool  # train and embed: all processes, joined; the rest: process 0 alone
   args: tuple[str, ...]  # `landmark-jax` arguments; () for the split, done by the recipe
@@ -46,7 +47,7 @@ def _newer_than(path: pathlib.Path, reference: pathlib.Path) -> bool:
 
 
 def _split_done(folder: pathlib.Path) -> bool:
-  return (folder / "split.json").is_file()
+  return (folder / photo_split.SPLIT_INFO).is_file()  # written last
 
 
 def plan_steps(options: RecipeOptions) -> list[Step]:
