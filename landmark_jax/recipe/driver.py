@@ -11,7 +11,7 @@ from landmark_jax.experiment import check_same_config
 from landmark_jax.recipe import split
 from landmark_jax.recipe.inputs import SETTINGS, lacking_inputs
 from landmark_jax.recipe.options import RecipeOptions
-from landmark_jax.recipe.outcome import print_outcome
+from landmark_jax.recipe.outcome import print_outcome, record_timings
 from landmark_jax.recipe.run import Place, Runner
 from landmark_jax.recipe.steps import SPLIT_STEP, plan_steps
 
@@ -124,6 +124,8 @@ def run(options: RecipeOptions, place: Place, *, say=_say) -> int:
     say=say,
   )
   status = runner.run()
-  if status == 0 and place.rank == 0:
-    print_outcome(layout, runner.timings, options.export)
+  if place.rank == 0:
+    total = record_timings(layout, runner.timings)
+    if status == 0:
+      print_outcome(layout, total, options.export)
   return status

@@ -24,13 +24,13 @@ def record_timings(layout: Layout, timings: dict[str, float]) -> dict[str, float
   return total
 
 
-def print_outcome(layout: Layout, timings: dict[str, float], exported: bool) -> None:
+def print_outcome(layout: Layout, total: dict[str, float], exported: bool) -> None:
+  """`total`: every attempt's seconds per step (`record_timings`)."""
   report = layout.report / "report.md"
   print("\n" + report.read_text().split("![")[0].rstrip())
   print(f"\nReport: {report}")
   cleanings = (layout.round_dir(r) / "clean" / "report.md" for r in (1, 2))
   print(f"Cleaning: {', '.join(map(str, cleanings))}")
-  total = record_timings(layout, timings)
   print(
     f"Steps took {sum(total.values()):.0f} s in all ("
     + ", ".join(f"{step} {seconds:.0f} s" for step, seconds in total.items())

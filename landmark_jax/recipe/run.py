@@ -202,7 +202,7 @@ class Runner:
       extra = self.place.joint_flags(step) if step.every_process else ()
       self.say(f"   {step.command_line(extra)}")
       status = self._run_child(step, extra)
-    if status == 0:
+    if status in (0, STOPPED, 130):  # a stopped step's part is added to its resumption's
       self.timings[step.name] = time.perf_counter() - started
     return status
 

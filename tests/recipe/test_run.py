@@ -147,3 +147,14 @@ def test_joint_steps_get_a_port_of_their_own_and_single_steps_no_launcher():
     "--process-id",
     "1",
   )
+
+
+def test_the_timings_add_up_over_attempts(tmp_path):
+  from landmark_jax.recipe.outcome import record_timings
+
+  layout = Layout(tmp_path)
+  assert record_timings(layout, {"round1/train": 10.0}) == {"round1/train": 10.0}
+  # The resumed attempt adds its part of round 1 to the stopped attempt's.
+  total = record_timings(layout, {"round1/train": 5.5, "round1/embed": 2.0})
+  assert total == {"round1/train": 15.5, "round1/embed": 2.0}
+  assert json.loads((tmp_path / "recipe" / "timings.json").read_text()) == total
