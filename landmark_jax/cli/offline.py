@@ -316,18 +316,26 @@ def _remove_landmarks(args) -> int:
 def _update_landmarks(args) -> int:
   from landmark_jax.bundle import editing, model_and_index
   from landmark_jax.index.editing import edit_index, update_landmarks
-  from landmark_jax.index.landmarks import load_landmarks_csv
+  from landmark_jax.index.landmarks import fields_given, load_landmarks_csv
 
   setup_logging()  # the warning of --ignore-unmatched
   _, index_dir = model_and_index(None, args.index, args.bundle, model=False)
   table = load_landmarks_csv(args.landmarks_csv)
+  fields = fields_given(args.landmarks_csv)  # a column the CSV lacks is left as it is
   with editing(args.bundle):
     index, edited = edit_index(
       index_dir,
       lambda index: update_landmarks(
-        index, table, ignore_unmatched=args.ignore_unmatched, csv_name=args.landmarks_csv
+        index,
+        table,
+        ignore_unmatched=args.ignore_unmatched,
+        csv_name=args.landmarks_csv,
+        fields=fields,
       ),
     )
+  if edited is index:
+    print(f"{args.landmarks_csv}: nothing to change; the index already holds what it says")
+    return 0
   _report_rows(edited.metadata["edits"][-1]["metadata"], args.landmarks_csv, index, edited)
   return 0
 

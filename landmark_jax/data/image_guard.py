@@ -100,8 +100,8 @@ def allowed_format(data: bytes, formats: tuple[str, ...]) -> tuple[str, ...]:
     if found in formats or (found == "JPEG" and "MPO" in formats):
       return (found,)
     raise UnsupportedImageFormatError(
-      f"{found} images are not accepted (by their first bytes, whatever the file's name or "
-      f"Content-Type); accepted: {allowed}"
+      f"{found} images are not accepted (known by their first bytes, whatever the file is "
+      f"named or declared to be); accepted: {allowed}"
     )
   # Formats without a signature (a TGA without its footer, SPIDER…) can only be tried.
   unsniffable = tuple(name for name in formats if name not in _SIGNATURES and name != "MPO")

@@ -57,6 +57,13 @@ def _malformed(path: pathlib.Path) -> DataError:
   """Where a CSV that failed to read went wrong: read again (on this error path only), so
   the fast path of 4.1 M rows keeps no line numbers."""
   with open(path, "rb") as f:
+    if f.read(2) in (b"\xff\xfe", b"\xfe\xff"):  # Excel's "Unicode Text" is UTF-16
+      return DataError(
+        f"{path}: UTF-16 text (Excel's 'Unicode Text'), not a UTF-8 CSV; save it as 'CSV "
+        "UTF-8' (Excel: File > Save As > CSV UTF-8), or convert it, e.g. iconv -f utf-16 "
+        "-t utf-8"
+      )
+    f.seek(0)
     offset = 0
     for number, line in enumerate(f, 1):  # b"\n" never occurs inside a UTF-8 character
       try:

@@ -129,6 +129,12 @@ def load_landmarks_csv(path: str | os.PathLike) -> dict[Hashable, LandmarkInfo]:
       longitude=parse_coordinate(f"{path} line {line}", "longitude", row.get("longitude")),
       category=(row.get("category") or "").strip() or None,
     )
+    if (info.latitude is None) != (info.longitude is None):
+      given, missing = ("latitude", "longitude")[:: 1 if info.longitude is None else -1]
+      raise DataError(
+        f"{path} line {line}: landmark {printable(row['landmark_id'])} has a {given} but no "
+        f"{missing}; give both, or leave both empty for no location"
+      )
     if info.has_location and not Location(info.latitude, info.longitude).on_earth:
       raise DataError(
         f"{path}: landmark {row['landmark_id']} has coordinates out of range "
@@ -136,6 +142,14 @@ def load_landmarks_csv(path: str | os.PathLike) -> dict[Hashable, LandmarkInfo]:
       )
     table[parse_id(row["landmark_id"])] = info
   return table
+
+
+def fields_given(path: str | os.PathLike) -> tuple[str, ...]:
+  """The `LandmarkInfo` fields a landmarks CSV has a column for: an update leaves the
+  others as they are (a CSV of ids and categories must not erase the names)."""
+  with open_csv(path) as reader:
+    header = next(reader, [])
+  return tuple(field for field in COLUMNS[1:] if field in header)
 
 
 def _cells(path, line: int, header: Sequence[str], row: Sequence[str]) -> dict[str, str]:
@@ -249,6 +263,7 @@ class MetadataMerge:
   #                                                           name is its id (a folder's name)
   updated: tuple = ()  # existing landmarks whose row replaced their metadata
   not_updated: tuple = ()  # existing landmarks whose row was left alone
+  unchanged: tuple = ()  # existing landmarks whose row says what they already hold
   without_row: tuple = ()  # new landmarks no row describes
   unused: tuple = ()  # rows of ids that are neither new nor in the index
 
@@ -256,7 +271,7 @@ class MetadataMerge:
     """JSON for the manifest's edit record (ids as strings)."""
     lists = {
       key: [str(v) for v in getattr(self, key)]
-      for key in ("by_id", "updated", "not_updated", "without_row", "unused")
+      for key in ("by_id", "updated", "not_updated", "unchanged", "without_row", "unused")
     }
     return {**lists, "by_name": {str(new): str(row) for new, row in self.by_name.items()}}
 
@@ -268,6 +283,7 @@ def merge_metadata(
   table: Mapping[Hashable, LandmarkInfo] | None,
   *,
   update_existing: bool = False,
+  fields: Sequence[str] = COLUMNS[1:],
 ) -> MetadataMerge:
   """The index's landmark table after adding `new_ids`, described by `table` (a landmarks
   CSV), next to the landmarks already `present` with metadata `existing`.
@@ -279,6 +295,9 @@ def merge_metadata(
   has, and silently renaming landmark 0 would make every answer about it wrong. A remaining
   row describes the existing landmark with its id; or, when its id is no landmark of the
   index and its name is the id of a folder landmark (a string id), that one.
+
+  `fields`: the `LandmarkInfo` fields the CSV has columns for (`fields_given`); an existing
+  landmark keeps the others.
 
   Raises:
     DataError: the merge would give two landmarks one name (then `find_landmark` could
@@ -307,7 +326,7 @@ def merge_metadata(
       by_id.append(new_id)
     else:
       without.append(new_id)
-  updated, not_updated, unused, ambiguous = [], [], [], []
+  updated, not_updated, unchanged, unused, ambiguous = [], [], [], [], []
   for row_id, info in table.items():
     if row_id in used:
       continue
@@ -318,8 +337,13 @@ def merge_metadata(
         continue
       target = info.name
     if target in present:
+      if target in merged:  # the columns the CSV lacks keep what the landmark holds
+        info = dataclasses.replace(
+          merged[target], **{field: getattr(info, field) for field in fields}
+        )
       if merged.get(target) == info:
-        continue  # nothing to change
+        unchanged.append(target)
+        continue
       if update_existing:
         merged[target] = info
         updated.append(target)
@@ -336,7 +360,14 @@ def merge_metadata(
   not_updated += [row_id for row_id, _ in ambiguous]
   _refuse_shared_names(merged, present | set(new_ids), set(updated) | set(new_ids))
   return MetadataMerge(
-    merged, tuple(by_id), by_name, tuple(updated), tuple(not_updated), tuple(without), tuple(unused)
+    merged,
+    tuple(by_id),
+    by_name,
+    tuple(updated),
+    tuple(not_updated),
+    tuple(unchanged),
+    tuple(without),
+    tuple(unused),
   )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 
 from landmark_jax.data.config import ImageConfig
 from landmark_jax.errors import ConfigError
@@ -93,6 +94,14 @@ class ServeConfig:
         f"largest request body allowed ({max(self.max_bytes, self.max_batch_bytes)}), "
         "or that request could never be read"
       )
+    for origin in self.allowed_origins:
+      # scheme://host[:port], or '*'. Never `null`: every sandboxed frame and local file
+      # sends it, so allowing it would allow any page.
+      if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin.strip().rstrip("/")):
+        raise ConfigError(
+          f"serve: allowed origin {origin!r} is not a web origin; give it as "
+          "https://host[:port] (a page's scheme, name and port, no path)"
+        )
     if not self.image_formats:
       raise ConfigError("serve: image_formats must name at least one format")
     for name in (

@@ -39,6 +39,8 @@ import time
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from landmark_jax.serve.security import COMMON_HEADERS, JSON_POLICY
+
 logger = logging.getLogger(__name__)
 
 # File descriptors kept for everything but client connections: the listening socket, JAX,
@@ -65,7 +67,8 @@ def error_bytes(status: int, code: str, message: str) -> bytes:
     "content-type: application/json\r\n"
     f"content-length: {len(body)}\r\n"
     "connection: close\r\n"
-    "x-content-type-options: nosniff\r\n\r\n"
+    + "".join(f"{name.decode()}: {value.decode()}\r\n" for name, value in COMMON_HEADERS)
+    + f"content-security-policy: {JSON_POLICY}\r\n\r\n"
   )
   return head.encode("ascii") + body
 

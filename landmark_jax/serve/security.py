@@ -39,6 +39,13 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # Addresses that mean "every interface": the machine is reached by any of its addresses.
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 JSON_POLICY = "default-src 'none'; frame-ancestors 'none'"
+# What every answer carries (`SecurityHeaders`; the protocol's own answers too), but the
+# page's policy, which names the page's inline blocks.
+COMMON_HEADERS = (
+  (b"x-content-type-options", b"nosniff"),
+  (b"x-frame-options", b"DENY"),
+  (b"referrer-policy", b"no-referrer"),
+)
 
 
 def read_key(key_file: str | os.PathLike | None, env: str, flag: str, what: str) -> str | None:
@@ -213,13 +220,18 @@ class HostOriginGate:
       )
       return await error_response(error)(scope, receive, send)
     if not self.origin_allowed(scope, origin, host):
-      page = origin or "another site"
-      error = RequestError(
-        403,
-        "forbidden_origin",
-        f"a web page from {page} may not call this service; start the service with "
-        f"--allowed-origin {origin or 'ORIGIN'} to allow that page",
-      )
+      if origin is not None and origin.strip().lower() == "null":
+        # Never to be allowed: any sandboxed frame or local file sends `null`.
+        message = (
+          "a sandboxed page or a local file (Origin: null) may not call this service; "
+          "serve the page from a web origin and allow that with --allowed-origin"
+        )
+      else:
+        message = (
+          f"a web page from {origin or 'another site'} may not call this service; start the "
+          f"service with --allowed-origin {origin or 'ORIGIN'} to allow that page"
+        )
+      error = RequestError(403, "forbidden_origin", message)
       return await error_response(error)(scope, receive, send)
     await self.app(scope, receive, send)
 
@@ -295,9 +307,7 @@ class SecurityHeaders:
           n.lower() == b"content-type" and v.startswith(b"text/html") for n, v in headers
         )
         wanted = [
-          (b"x-content-type-options", b"nosniff"),
-          (b"x-frame-options", b"DENY"),
-          (b"referrer-policy", b"no-referrer"),
+          *COMMON_HEADERS,
           (b"content-security-policy", self.page_csp if html_page else JSON_POLICY.encode()),
         ]
         if answers:  # answers name what a user photographed: no cache keeps them

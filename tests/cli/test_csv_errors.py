@@ -105,3 +105,13 @@ def test_escape_sequences_in_names_never_reach_the_terminal(index, tmp_path, cap
     "photo\\x1b[A.jpg\tastro\\x1b]0;pwned\\x07\\x1b[2Jnaut (0)\t0.900\t"
     "[astro\\x1b]0;pwned\\x07\\x1b[2Jnaut (0) 0.900, cof\\x9bfee (1) 0.500]\n"
   )
+
+
+def test_excels_unicode_text_is_named_as_utf16(index, tmp_path, capsys):
+  """Excel's "Unicode Text" is UTF-16 with a BOM: the advice names that, not cp1252."""
+  text = "landmark_id,name,latitude,longitude\n1,Café,45.0,12.0\n"
+  (tmp_path / "landmarks.csv").write_bytes(text.encode("utf-16"))
+  status, _, err = update(index, tmp_path / "landmarks.csv", capsys)
+  assert (status, len(err)) == (2, 1), err
+  assert "UTF-16 text" in err[0] and "iconv -f utf-16 -t utf-8" in err[0]
+  assert CentroidIndex.load(index).landmarks == DEMO

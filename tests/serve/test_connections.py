@@ -178,3 +178,12 @@ def test_protocol_errors_are_json(tmp_path):
       "message": "malformed HTTP request: Invalid HTTP request received.",
       "status": 400,
     }
+    # The headers every answer of the service carries (README, "TLS and exposure").
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    for header in (
+      b"x-content-type-options: nosniff",
+      b"x-frame-options: deny",
+      b"referrer-policy: no-referrer",
+      b"content-security-policy: default-src 'none'; frame-ancestors 'none'",
+    ):
+      assert header in head, (header, head)

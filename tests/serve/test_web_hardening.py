@@ -13,7 +13,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from landmark_jax.errors import UsageError
+from landmark_jax.errors import ConfigError, UsageError
 from landmark_jax.serve.app import create_app
 from landmark_jax.serve.security import API_KEY_ENV, HostOriginGate, api_key, bearer_matches
 from tests.helpers import encode, gradient_image
@@ -140,8 +140,17 @@ def test_an_upload_from_another_web_page_is_refused_unread(keyed, recognize_spy,
   url, _, spy, _ = keyed
   reads = spy.body_reads
   with httpx.Client(base_url=url, timeout=60, headers=WITH_KEY) as client:
-    assert_error(upload(client, **headers), 403, "forbidden_origin")
+    response = upload(client, **headers)
+  assert_error(response, 403, "forbidden_origin")
   assert spy.body_reads == reads and not recognize_spy
+  # `null` is sent by every sandboxed frame and local file: never offered as the way out.
+  assert "--allowed-origin null" not in response.json()["message"]
+
+
+@pytest.mark.parametrize("origin", ["null", "app.example", "https://app.example/page", ""])
+def test_an_allowed_origin_must_be_a_web_origin(origin):
+  with pytest.raises(ConfigError, match="is not a web origin"):
+    dataclasses.replace(SERVE_CONFIG, allowed_origins=(origin,))
 
 
 def test_the_service_s_own_page_may_upload(keyed, recognize_spy):
