@@ -29,6 +29,7 @@ from landmark_jax.config import TrainConfig, load_config
 from landmark_jax.data import DataConfig, photo_split, source_for
 from landmark_jax.data.demo_dataset import demo_dataset
 from landmark_jax.data.labels import REGIONS
+from landmark_jax.data.tables import open_csv
 from landmark_jax.errors import ConfigError
 from landmark_jax.eval.collection import photo_counts
 from landmark_jax.eval.scoring import load_locations
@@ -36,6 +37,7 @@ from landmark_jax.experiment import ROUND1, PipelineResult, check_same_config, r
 from landmark_jax.geo import Location
 from landmark_jax.index import CentroidIndex
 from landmark_jax.stages import whiten
+from landmark_jax.text import spreadsheet_row
 from landmark_jax.train import loop, recipe
 
 FIT_CONFIG = "tiny_cpu"  # trains in minutes on a CPU; `default` is the paper's, for accelerators
@@ -75,8 +77,8 @@ def _landmarks_file(root: pathlib.Path, given) -> pathlib.Path | None:
 def _columns(landmarks_csv: pathlib.Path | None) -> list[str]:
   if landmarks_csv is None or not landmarks_csv.is_file():
     return []
-  with open(landmarks_csv, newline="") as f:
-    return [name.strip() for name in next(csv.reader(f), [])]
+  with open_csv(landmarks_csv) as reader:  # Excel's BOM is no part of the first column
+    return [name.strip() for name in next(reader, [])]
 
 
 def _regions_csv(landmarks_csv: pathlib.Path | None) -> str:
@@ -95,10 +97,10 @@ def _names_from_folders(photos: photo_split.PhotoList, folder: pathlib.Path) -> 
   path = folder / "landmarks.csv"
   named = sorted({lid for lid in photos.landmark_ids if isinstance(lid, str)})
   folder.mkdir(parents=True, exist_ok=True)
-  with open(path, "w", newline="") as f:
+  with open(path, "w", newline="", encoding="utf-8") as f:
     writer = csv.writer(f)
     writer.writerow(["landmark_id", "name"])
-    writer.writerows([lid, lid] for lid in named)
+    writer.writerows(spreadsheet_row([lid, lid]) for lid in named)
   return path
 
 

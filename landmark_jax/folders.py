@@ -5,12 +5,20 @@ The content is written into a hidden staging folder beside the target, flushed t
 renamed into place, so a reader (or a crash) never sees half a folder. A folder that is
 edited (read, changed, written back: an index) is edited under `exclusive_writer`, so two
 writers cannot both read the old content and each write back their own change.
+
+A target reached through a symlink (``current -> index-v1``) is written, locked and swapped
+under its real path: the link stays as it is, and writers through either name exclude each
+other. A replacing write keeps a journal (`swap_journal_path`) for the two renames of its
+swap; the next exclusive writer finishes or undoes a swap that a crash interrupted, and
+readers never fall back to the backup on their own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import logging
 import os
 import pathlib
 import secrets
@@ -21,6 +29,27 @@ import time
 from typing import Callable, Iterator
 
 from landmark_jax.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+
+class DiskFullError(UserError, OSError):
+  """A write ran out of room (no space, a quota, a read-only file system); what it was
+  replacing is left as it was."""
+
+
+# What a full (or read-only) disk raises: the user's to fix, not a bug.
+_NO_ROOM = {
+  errno.ENOSPC: "no space left",
+  errno.EDQUOT: "disk quota exceeded",
+  errno.EROFS: "read-only file system",
+}
+
+
+def real_path(target: str | os.PathLike) -> pathlib.Path:
+  """`target` with every symlink resolved (a dangling link: the path it points to), so a
+  folder reached by two names is locked and swapped under one."""
+  return pathlib.Path(os.path.realpath(target))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -41,34 +70,86 @@ def fsync_tree(root: pathlib.Path) -> None:
 
 def backup_path(target: pathlib.Path) -> pathlib.Path:
   """Where `atomic_folder(replace=True)` keeps the previous folder during the swap."""
+  target = real_path(target)
   return target.with_name(f".{target.name}.previous")
 
 
+def swap_journal_path(target: pathlib.Path) -> pathlib.Path:
+  """A file that exists while a swap of `target` is under way: from before its first rename
+  until its backup is removed. Readers seeing `target` missing with it present retry; the
+  next exclusive writer finds it after a crash (`recover_interrupted_swap`)."""
+  target = real_path(target)
+  return target.with_name(f".{target.name}.swap")
+
+
 def _swap_into_place(staging: pathlib.Path, target: pathlib.Path) -> None:
-  # Two renames: target → backup, staging → target. A crash between them leaves the backup,
-  # which `readable_folder` falls back to.
-  backup = backup_path(target)
+  # Two renames: target → backup, staging → target, inside the journal's lifetime, so a
+  # crash between them is recognised as such (and not as a user's `rm -rf target`).
+  backup, journal = backup_path(target), swap_journal_path(target)
   if target.exists():
     shutil.rmtree(backup, ignore_errors=True)
+    _write_synced(journal, f"{staging.name} -> {target.name}\n")
     os.rename(target, backup)
   os.rename(staging, target)
   shutil.rmtree(backup, ignore_errors=True)
+  journal.unlink(missing_ok=True)
+
+
+def _write_synced(path: pathlib.Path, text: str) -> None:
+  with open(path, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  directory = os.open(path.parent, os.O_RDONLY)
+  try:  # the journal's own name must survive a power cut before the renames do
+    os.fsync(directory)
+  finally:
+    os.close(directory)
+
+
+def recover_interrupted_swap(
+  target: pathlib.Path, notify: Callable[[str], None] | None = None
+) -> None:
+  """Settles what a killed replacing writer of `target` left, under `target`'s write lock:
+  a journal with `target` missing puts the backup back (the crash fell between the two
+  renames); a journal with `target` there drops the backup (the new folder was in place); a
+  backup without a journal is stale and dropped. `notify` hears of a restored folder."""
+  target = real_path(target)
+  backup, journal = backup_path(target), swap_journal_path(target)
+  if journal.exists() and not target.exists() and backup.is_dir():
+    os.rename(backup, target)
+    message = f"{target}: restored the version that an interrupted save had moved to {backup}"
+    (notify or logger.warning)(message)
+  elif backup.exists():
+    shutil.rmtree(backup, ignore_errors=True)
+  journal.unlink(missing_ok=True)
+
+
+def _no_room(error: OSError, target: pathlib.Path, what: str) -> DiskFullError | None:
+  reason = _NO_ROOM.get(error.errno)
+  if reason is None:
+    return None
+  return DiskFullError(f"{reason} writing {target}; {what} is unchanged")
 
 
 @contextlib.contextmanager
 def atomic_folder(
-  target: str | os.PathLike, *, replace: bool = False, sync: bool = True
+  target: str | os.PathLike, *, replace: bool = False, sync: bool = True, what: str = "the folder"
 ) -> Iterator[pathlib.Path]:
   """Yields an empty staging folder; when the block ends without an error, the staging
-  folder becomes `target`.
+  folder becomes `target` (its real path: a symlink to it stays a symlink).
+
+  A full disk (or quota, or read-only file system) anywhere in the write is a
+  `DiskFullError` saying that `what` is unchanged; the staging folder is removed.
 
   Args:
-    replace: an existing `target` is replaced (through a backup, see `readable_folder`).
-      Without it, an existing `target` wins: a concurrent writer of the same content
-      finished first, and this one's staging folder is dropped.
+    replace: an existing `target` is replaced (through a backup and a journal, see
+      `recover_interrupted_swap`). Without it, an existing `target` wins: a concurrent
+      writer of the same content finished first, and this one's staging folder is dropped.
     sync: fsync every file before the rename (durability across a power cut).
+    what: what the user calls `target`, for the full-disk message ("the index").
   """
-  target = pathlib.Path(target).absolute()
+  target = real_path(target)
   target.parent.mkdir(parents=True, exist_ok=True)
   staging = _staging_folder(target)
   try:
@@ -83,6 +164,11 @@ def atomic_folder(
       except OSError:
         if not target.exists():
           raise
+  except OSError as error:
+    full = _no_room(error, target, what)
+    if full is None:
+      raise
+    raise full from error
   finally:
     shutil.rmtree(staging, ignore_errors=True)
 
@@ -100,15 +186,35 @@ def _staging_folder(target: pathlib.Path) -> pathlib.Path:
       continue
 
 
-def readable_folder(target: pathlib.Path, marker: str) -> pathlib.Path | None:
-  """`target` if it holds `marker`; else the backup of an interrupted replacing write when
-  `target` is gone and the backup is complete; else None."""
-  if (target / marker).is_file():
-    return target
+def swap_under_way(target: pathlib.Path) -> bool:
+  """Whether a live writer of `target` is between its swap's renames: its journal is there
+  and its lock is held. A reader that finds `target` missing then waits for it; a journal
+  left by a killed writer (nobody holds the lock) is no reason to wait."""
+  return swap_journal_path(target).exists() and writer_active(target)
+
+
+def writer_active(target: pathlib.Path) -> bool:
+  """Whether some writer (this process included) holds `target`'s write lock now. Tested
+  with a shared lock taken and dropped at once, on a read-only descriptor: a reader may
+  not be allowed to write beside the folder."""
+  try:
+    fd = os.open(lock_path(target), os.O_RDONLY)
+  except OSError:  # no lock file: never written by a locking writer
+    return False
+  try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+  except BlockingIOError:
+    return True
+  finally:
+    os.close(fd)  # closing drops the shared lock, if it was taken
+  return False
+
+
+def left_backup(target: pathlib.Path) -> pathlib.Path | None:
+  """The backup that an interrupted replacing write left beside a missing `target` (never
+  read in its place: it may be older than what the user last saved, or deleted)."""
   backup = backup_path(target)
-  if not target.exists() and (backup / marker).is_file():
-    return backup
-  return None
+  return backup if not real_path(target).exists() and backup.exists() else None
 
 
 # Exclusive writers ---------------------------------------------------------------------
@@ -119,9 +225,10 @@ class FolderBusyError(UserError):
 
 
 def lock_path(target: pathlib.Path) -> pathlib.Path:
-  """The lock file beside `target`. It outlives the folder's swaps (a lock inside the folder
-  would be renamed away with it) and is never deleted (deleting it would let two writers
-  lock two different files)."""
+  """The lock file beside `target`'s real path. It outlives the folder's swaps (a lock inside
+  the folder would be renamed away with it) and is never deleted (deleting it would let two
+  writers lock two different files)."""
+  target = real_path(target)
   return target.with_name(f".{target.name}.lock")
 
 
@@ -181,17 +288,21 @@ def exclusive_writer(
   on_wait: Callable[[str], None] | None = None,
 ) -> Iterator[pathlib.Path]:
   """Holds `target`'s write lock for the block: other writers (processes or threads) wait.
+  The lock is its real path's, so writers through a symlink and through the folder's own
+  name exclude each other; yields that real path.
 
   Reading, changing and writing `target` inside the block cannot lose another writer's
   change. The lock is an advisory `flock`, released by the kernel if the holder dies, so a
-  killed writer never leaves a stale lock; its staging folders are removed here.
+  killed writer never leaves a stale lock; its staging folders are removed here, and a swap
+  it left half done is settled (`recover_interrupted_swap`).
 
   Args:
     timeout: seconds to wait for another writer (None: as long as it takes), then
       `FolderBusyError` naming the holder.
-    on_wait: called once with a message when this writer has to wait.
+    on_wait: called once with a message when this writer has to wait, and with one when it
+      restores a folder that an interrupted writer had moved away.
   """
-  target = pathlib.Path(target).absolute()
+  target = real_path(target)
   target.parent.mkdir(parents=True, exist_ok=True)
   lock = lock_path(target)
   with _held_guard:
@@ -211,6 +322,7 @@ def exclusive_writer(
       os.pwrite(fd, f"pid {os.getpid()}: {command}\n".encode(), 0)
       held.fd = fd
       remove_staging_leftovers(target)
+      recover_interrupted_swap(target, on_wait)
     held.depth += 1
     try:
       yield target

@@ -19,7 +19,10 @@ import tempfile  # noqa: E402
 # test kills) compile exactly the same programs and so compute bit-identical results.
 os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "true"
 os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="landmark-jax-xla-cache-")
-os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
+# Every program, however fast it compiles (as `runtime.enable_compilation_cache` keeps them):
+# a process or a `train` call starts with dozens of programs under 0.5 s, which a 0.5 s
+# minimum compiled again in each (measured: 5 s of CPU of a 2-core start's 27).
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 
 import pytest  # noqa: E402
 

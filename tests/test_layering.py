@@ -28,7 +28,10 @@ ROOT = "landmark_jax"
 # data, so anything may import it and it may import only the first layer. Change
 # docs/architecture.md and this table together.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-  ("leaves", ("", "errors", "lazy", "folders", "geo", "sharding", "distributed", "runtime")),
+  (
+    "leaves",
+    ("", "errors", "lazy", "folders", "geo", "sharding", "distributed", "runtime", "text"),
+  ),
   ("foundations", ("models", "data")),
   ("algorithms", ("losses", "prepare", "cleaning", "embedding", "config")),
   ("training and the index", ("configs", "train", "index")),

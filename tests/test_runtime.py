@@ -116,7 +116,8 @@ def test_not_where_it_was_not_measured(monkeypatch, version, machine):
 
 
 def _recognize(trained_dir, index, photo, *cache_args, cache_home):
-  # Without the suite's own cache settings (its folder, its 0.5 s minimum): the command's.
+  # Without the suite's own cache settings (its folder, its minimum compile time): the
+  # command's.
   env = {
     k: v
     for k, v in os.environ.items()

@@ -322,7 +322,8 @@ def benchmark_serve(settings: ServeBenchSettings = ServeBenchSettings()) -> dict
   """Runs it all; returns the figures (`rows` for the table, the parts of the gap, and the
   raw measurements)."""
   from landmark_jax.recognize import Recognizer, decode_photo
-  from landmark_jax.serve.app import ServeConfig, create_app
+  from landmark_jax.serve.app import create_app
+  from landmark_jax.serve.config import ServeConfig
 
   trained = random_trained(settings.backbone, settings.image_size)
   recognizer = Recognizer(trained, random_index(trained), eta=0.5, batch_size=settings.max_batch)

@@ -73,7 +73,9 @@ def write_manifest(folder: pathlib.Path, fields: dict[str, Any]) -> dict[str, An
 
 def _read(path: pathlib.Path) -> dict[str, Any]:
   try:
-    manifest = json.loads(path.read_bytes().decode("utf-8"))
+    # Bounded as an index's manifest is: a huge one is refused before it is read.
+    data = integrity.read_bounded(path, error=BundleError)
+    manifest = json.loads(data.decode("utf-8"))
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
     raise BundleError(f"damaged bundle file {path}: {type(e).__name__}: {e}") from None
   if not isinstance(manifest, dict):

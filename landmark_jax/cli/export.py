@@ -23,6 +23,18 @@ def add_model_and_index_args(
     help="an inference bundle (`landmark-jax export`): the model and its index in one "
     "folder, instead of " + ("--checkpoint and --index" if model else "--index"),
   )
+  add_allow_unchecked_index_arg(parser)
+
+
+def add_allow_unchecked_index_arg(parser: argparse.ArgumentParser) -> None:
+  """--allow-unchecked-index: `main` reads a format-1 index (no checksums) for this command
+  (`index.integrity.allowing_unchecked`); an edit saves it again as format 2."""
+  parser.add_argument(
+    "--allow-unchecked-index",
+    action="store_true",
+    help="read an index saved before checksums (format 1), whose files cannot be checked; "
+    "an edit (e.g. update-landmarks) re-saves it with them",
+  )
 
 
 def _size(n: int) -> str:
@@ -78,5 +90,6 @@ def register(commands, debug) -> None:
     "with JAX alone)",
   )
   export.add_argument("--force", action="store_true", help="replace a non-empty --out")
+  add_allow_unchecked_index_arg(export)
   add_allow_other_model_arg(export)
   export.set_defaults(run=_export)

@@ -9,6 +9,7 @@ and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -28,6 +29,7 @@ from landmark_jax.cli import (
 )
 from landmark_jax.cli.common import OneLineErrorParser, debug_flag
 from landmark_jax.errors import TrainingStopped, UserError
+from landmark_jax.text import printable
 
 # Command groups, in the order `--help` lists them.
 GROUPS = (
@@ -129,7 +131,17 @@ def _one_line(error: BaseException) -> str:
     message = f"{error.strerror or error}: {error.filename}"
   else:
     message = str(error) or type(error).__name__
-  return " ".join(message.split())  # one line, whatever the message held
+  # One line, whatever the message held; `printable`: it may quote a user's file.
+  return printable(" ".join(message.split()))
+
+
+def _index_checks(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+  """--allow-unchecked-index (`cli.export`): format-1 indexes load for this command."""
+  if not getattr(args, "allow_unchecked_index", False):
+    return contextlib.nullcontext()
+  from landmark_jax.index.integrity import allowing_unchecked
+
+  return allowing_unchecked()
 
 
 def _is_main_process() -> bool:
@@ -147,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
   if _infers_only(args):
     runtime.set_cpu_kernel_flag()  # before the command starts JAX
   try:
-    return args.run(args)
+    with _index_checks(args):
+      return args.run(args)
   except USER_MISTAKES as error:
     if debug:
       raise

@@ -22,6 +22,7 @@ from landmark_jax.cli.common import (
 )
 from landmark_jax.cli.export import add_model_and_index_args
 from landmark_jax.errors import DataError
+from landmark_jax.text import printable
 
 # stages.new_landmarks.HOLD_BACK, written out so that parsing the command line imports no
 # library module (`--help` stays fast).
@@ -161,7 +162,7 @@ def _landmark_list(ids, index) -> str:
   from landmark_jax.index.landmarks import describe
 
   by_text = {str(k): v for k, v in index.landmarks.items()}
-  return ", ".join(describe(str(i), by_text) for i in ids)
+  return printable(", ".join(describe(str(i), by_text) for i in ids))  # names from a CSV
 
 
 def _report_addition(addition, args, before) -> None:
@@ -198,11 +199,14 @@ def _count(n: int, noun: str) -> str:
 
 
 def _report_rows(merge: dict, csv_name: str, before, after) -> None:
-  """What happened to each row of a landmarks CSV (`MetadataMerge.summary`)."""
+  """What happened to each row of a landmarks CSV (`MetadataMerge.summary`); its ids and
+  names `printable`, since a CSV can hold escape sequences."""
   if merge["by_name"]:
     print(
       f"{csv_name}: rows matched by name: "
-      + ", ".join(f"{new} (row landmark_id {row})" for new, row in merge["by_name"].items())
+      + printable(
+        ", ".join(f"{new} (row landmark_id {row})" for new, row in merge["by_name"].items())
+      )
     )
   if merge["not_updated"]:
     print(
@@ -213,11 +217,11 @@ def _report_rows(merge: dict, csv_name: str, before, after) -> None:
   for landmark in merge["updated"]:
     print(
       f"{csv_name}: landmark {_landmark_list([landmark], before)} → "
-      f"{by_text.get(landmark).name or '(no name)'}"
+      f"{printable(by_text.get(landmark).name or '(no name)')}"
     )
   if merge["without_row"]:
     print(
-      f"{csv_name}: no row (by id or name) for {', '.join(merge['without_row'])}: "
+      f"{csv_name}: no row (by id or name) for {printable(', '.join(merge['without_row']))}: "
       "they have no name or coordinates"
     )
     if merge["updated"] or merge["not_updated"]:
@@ -312,18 +316,26 @@ def _remove_landmarks(args) -> int:
 def _update_landmarks(args) -> int:
   from landmark_jax.bundle import editing, model_and_index
   from landmark_jax.index.editing import edit_index, update_landmarks
-  from landmark_jax.index.landmarks import load_landmarks_csv
+  from landmark_jax.index.landmarks import fields_given, load_landmarks_csv
 
   setup_logging()  # the warning of --ignore-unmatched
   _, index_dir = model_and_index(None, args.index, args.bundle, model=False)
   table = load_landmarks_csv(args.landmarks_csv)
+  fields = fields_given(args.landmarks_csv)  # a column the CSV lacks is left as it is
   with editing(args.bundle):
     index, edited = edit_index(
       index_dir,
       lambda index: update_landmarks(
-        index, table, ignore_unmatched=args.ignore_unmatched, csv_name=args.landmarks_csv
+        index,
+        table,
+        ignore_unmatched=args.ignore_unmatched,
+        csv_name=args.landmarks_csv,
+        fields=fields,
       ),
     )
+  if edited is index:
+    print(f"{args.landmarks_csv}: nothing to change; the index already holds what it says")
+    return 0
   _report_rows(edited.metadata["edits"][-1]["metadata"], args.landmarks_csv, index, edited)
   return 0
 

@@ -15,11 +15,14 @@ from landmark_jax.cli.common import (
 )
 from landmark_jax.cli.export import add_model_and_index_args
 from landmark_jax.errors import UsageError
+from landmark_jax.text import printable
 
 
 def _label(landmark_id, name) -> str:
-  # A landmark added from a folder is often named by its own id: say it once.
-  return f"{name} ({landmark_id})" if name and name != str(landmark_id) else str(landmark_id)
+  # A landmark added from a folder is often named by its own id: say it once. `printable`:
+  # names come from a user's CSV, and an escape sequence in one must not reach the terminal.
+  label = f"{name} ({landmark_id})" if name and name != str(landmark_id) else str(landmark_id)
+  return printable(label)
 
 
 def _answer(prediction) -> str:
@@ -37,14 +40,14 @@ def _report(path: str, prediction, as_json: bool) -> None:
   others = ", ".join(
     f"{_label(c.landmark_id, c.name)} {c.score:.3f}" for c in prediction.candidates
   )
-  print(f"{path}\t{_answer(prediction)}\t{prediction.score:.3f}\t[{others}]")
+  print(f"{printable(path)}\t{_answer(prediction)}\t{prediction.score:.3f}\t[{others}]")
 
 
 def _report_error(path: str, problem: str, as_json: bool) -> None:
   if as_json:  # a JSON consumer gets every photo's line in the stream
     print(json.dumps({"path": path, "error": problem}))
   else:
-    print(f"landmark-jax recognize: error: {path}: {problem}", file=sys.stderr)
+    print(f"landmark-jax recognize: error: {printable(path)}: {problem}", file=sys.stderr)
 
 
 def add_verify_arg(parser: argparse.ArgumentParser) -> None:

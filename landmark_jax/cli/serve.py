@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import pathlib
 import socket
@@ -43,17 +45,29 @@ def _serve(args) -> int:
   from landmark_jax.data.tables import read_landmark_table
   from landmark_jax.recognize import Recognizer
   from landmark_jax.serve.admin import admin_key
-  from landmark_jax.serve.app import ServeConfig, create_app
+  from landmark_jax.serve.app import create_app
+  from landmark_jax.serve.config import ServeConfig
   from landmark_jax.serve.reload import IndexSource, read_version
+  from landmark_jax.serve.security import api_key
   from landmark_jax.serve.shutdown import serve_until_drained
 
   # Every argument and the port are checked before the model loads, not after.
   check_model_args(args.checkpoint, args.index, args.bundle)
+  if args.max_decoded_pixels is not None:
+    if args.max_decode_bytes is not None:
+      raise UsageError("give --max-decode-mib, or the deprecated --max-decoded-pixels, not both")
+    print("warning: --max-decoded-pixels is deprecated; use --max-decode-mib (8 bytes a pixel)")
   config = ServeConfig(
-    **{field: getattr(args, field) for field in SERVE_OPTIONS if getattr(args, field) is not None}
+    **{
+      field: tuple(value) if isinstance(value, list) else value  # repeated options
+      for field in (f.name for f in dataclasses.fields(ServeConfig))
+      # Every field with a command-line option of the same name, when given.
+      if (value := getattr(args, field, None)) is not None
+    }
   )
   _check_port_free(args.host, args.port)
   key = admin_key(args.admin_key_file)
+  client_key = api_key(args.api_key_file)
   names = read_landmark_table(args.landmarks_csv, "name") if args.landmarks_csv else None
   use_compilation_cache(args)
   # A bundle's index is its `index/` folder, which `add-landmarks --bundle` and the other
@@ -78,7 +92,9 @@ def _serve(args) -> int:
     radius_km=args.radius_km,
     verify=args.verify,
   )
-  app = create_app(recognizer, config, source=source, admin_key=key)
+  app = create_app(
+    recognizer, config, source=source, admin_key=key, api_key=client_key, listen_host=args.host
+  )
   try:  # here, so that a model and index that cannot answer stop the start with one line
     app.state.service.warm_up()
   except Exception as e:
@@ -87,26 +103,13 @@ def _serve(args) -> int:
     ) from e
   if args.host not in ("127.0.0.1", "localhost", "::1"):
     print(f"warning: serving on {args.host}, reachable from other machines")
+    if client_key is None:
+      print("warning: no --api-key-file: whoever reaches the port may use the service")
   # Reloads and the drain say what they do at INFO (a refused reload: a warning).
   logging.getLogger("landmark_jax.serve").setLevel(logging.INFO)
   if not serve_until_drained(app, args.host, args.port):
     raise UserError(f"the service did not start on {args.host}:{args.port} (see above)")
   return 0
-
-
-# ServeConfig fields set by a command-line option of the same name.
-SERVE_OPTIONS = (
-  "max_batch",
-  "max_wait_ms",
-  "max_bytes",
-  "max_batch_bytes",
-  "max_pixels",
-  "max_decoded_pixels",
-  "decode_workers",
-  "read_timeout_s",
-  "reload_poll_s",
-  "drain_timeout_s",
-)
 
 
 def register(commands, debug) -> None:
@@ -160,10 +163,8 @@ def register(commands, debug) -> None:
   srv.add_argument(
     "--max-decoded-pixels",
     type=positive_int,
-    default=4096 * 4096,
-    help="PNG/WebP decoded at full size above this are refused from their "
-    "header; JPEGs decode at reduced size (~8 bytes/pixel while decoding; "
-    "default: 4096²)",
+    default=None,
+    help="deprecated, use --max-decode-mib: a decode budget of this many pixels × 8 bytes",
   )
   srv.add_argument(
     "--decode-workers",
@@ -192,6 +193,13 @@ def register(commands, debug) -> None:
     "(default: no admin route)",
   )
   srv.add_argument(
+    "--api-key-file",
+    help="a file whose first line is the API key (else $LANDMARK_JAX_API_KEY; at least 16 "
+    "characters): every route but /healthz and the upload page then wants "
+    "'Authorization: Bearer <key>', else 401 (default: no key)",
+  )
+  add_hostile_client_args(srv)
+  srv.add_argument(
     "--drain-timeout-s",
     type=positive_float,
     default=20.0,
@@ -202,3 +210,97 @@ def register(commands, debug) -> None:
   add_verify_arg(srv)
   add_compilation_cache_args(srv)
   srv.set_defaults(run=_serve)
+
+
+def image_formats(text: str) -> tuple[str, ...]:
+  """`--image-formats JPEG,PNG,WEBP`: Pillow's format names, upper case."""
+  from PIL import Image
+
+  Image.init()
+  names = tuple(dict.fromkeys(n.strip().upper() for n in text.split(",") if n.strip()))
+  unknown = [n for n in names if n not in Image.OPEN]
+  if not names or unknown:
+    raise argparse.ArgumentTypeError(
+      f"unknown image format(s) {', '.join(unknown) or text!r}; Pillow reads "
+      + ", ".join(sorted(Image.OPEN))
+    )
+  return names
+
+
+def mebibytes(text: str) -> int:
+  return positive_int(text) * 2**20
+
+
+def add_hostile_client_args(srv) -> None:
+  """The limits that keep the service answering hostile clients and files (issue 33)."""
+  srv.add_argument(
+    "--image-formats",
+    type=image_formats,
+    default=None,
+    help="formats decoded, recognised by their first bytes, whatever the Content-Type; "
+    "others get 415 (default: JPEG,PNG,WEBP)",
+  )
+  srv.add_argument(
+    "--max-decode-mib",
+    dest="max_decode_bytes",
+    type=mebibytes,
+    default=None,
+    help="memory one decode may take, counted from the header for the image's mode and "
+    "size before decoding; 413 above (default: 128)",
+  )
+  srv.add_argument(
+    "--max-jpeg-scans",
+    type=positive_int,
+    default=None,
+    help="scans of a progressive JPEG, counted before decoding; 413 above (default: 64)",
+  )
+  srv.add_argument(
+    "--request-timeout-s",
+    type=positive_float,
+    default=None,
+    help="a whole request, upload to answer, gets this long; 408 after (default: 60)",
+  )
+  srv.add_argument(
+    "--header-timeout-s",
+    type=positive_float,
+    default=None,
+    help="a connection must send a request's headers this soon after it opens or after "
+    "its last answer, or it is closed (default: 10)",
+  )
+  srv.add_argument(
+    "--keep-alive-s",
+    type=positive_float,
+    default=None,
+    help="an idle kept-alive connection is closed after this long (default: 5)",
+  )
+  srv.add_argument(
+    "--max-connections",
+    type=positive_int,
+    default=None,
+    help="connections open at once; past it the oldest still sending headers is closed "
+    "(default: 1000, or fewer when the process may open fewer files)",
+  )
+  srv.add_argument(
+    "--max-mib-in-flight",
+    dest="max_bytes_in_flight",
+    type=mebibytes,
+    default=None,
+    help="request bodies held at once, every connection together; a stalled upload is cut "
+    "first, else 503 (default: 256)",
+  )
+  srv.add_argument(
+    "--allowed-host",
+    dest="allowed_hosts",
+    action="append",
+    default=None,
+    help="a Host name the service answers besides localhost, 127.0.0.1, ::1 and --host "
+    "(repeat; '*': any). Others get 403, which stops DNS rebinding",
+  )
+  srv.add_argument(
+    "--allowed-origin",
+    dest="allowed_origins",
+    action="append",
+    default=None,
+    help="a web page origin (https://example.org) allowed to call the API from a browser "
+    "(repeat); default: only the service's own page",
+  )

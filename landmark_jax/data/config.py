@@ -54,6 +54,13 @@ class DataConfig:
 # Pillow's own default (~89 Mpx, a 1 GB RGBA buffer); beyond it an image is refused before
 # its pixels are decoded, so a decompression bomb costs a header read, not the machine.
 DEFAULT_MAX_PIXELS = 89_478_485
+# The formats a photo may come in unless a config names others (Pillow's names), read from
+# the file's first bytes: what cameras, phones and browsers write. Pillow's 40 other
+# decoders are attack surface a photo pipeline does not need.
+DEFAULT_FORMATS = ("JPEG", "PNG", "WEBP")
+# Scans of a progressive JPEG: libjpeg writes 10 (6 for grayscale), mozjpeg tens at most;
+# each costs a pass over the full-size image, so a file of thousands is a CPU bomb.
+DEFAULT_MAX_JPEG_SCANS = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +77,38 @@ class ImageConfig:
   # Refuse larger images (decompression bombs) from their header. Pillow's own global
   # limit (`PIL.Image.MAX_IMAGE_PIXELS`) still applies above this one.
   max_pixels: int = DEFAULT_MAX_PIXELS
-  # Refuse images that would be decoded at more than this many pixels (None: max_pixels).
-  # Checked after JPEG draft mode has picked its scale, so a 48 Mpx phone JPEG decoded at
-  # 1/8 passes while a 48 Mpx PNG, which has no reduced decode, is refused from its header.
+  # Deprecated (use max_decode_bytes): a budget of this many pixels × 8 bytes.
   max_decoded_pixels: int | None = None
+  # Formats decoded, by their first bytes (Pillow's names; "JPEG" includes MPO).
+  formats: tuple[str, ...] = DEFAULT_FORMATS
+  # Peak bytes of memory one decode may take, counted from the header before decoding: the
+  # pixels in the image's mode, the RGB conversion, a progressive JPEG's coefficients and
+  # the resample to crop_size (`data.image_guard.decode_cost`). Checked after JPEG draft
+  # mode has picked its scale, so a 48 Mpx phone JPEG decoded at 1/8 passes while a 48 Mpx
+  # PNG, which has no reduced decode, is refused. None: no budget (training's default).
+  max_decode_bytes: int | None = None
+  max_jpeg_scans: int | None = DEFAULT_MAX_JPEG_SCANS  # more scans: refused before decoding
+
+  def __post_init__(self):
+    if not self.formats or not all(
+      isinstance(name, str) and name.isalnum() and name == name.upper() for name in self.formats
+    ):
+      raise ConfigError(
+        "image.formats must be a list of Pillow's format names, e.g. "
+        f'["JPEG", "PNG", "WEBP", "TIFF"], got {self.formats!r}'
+      )
+    for name in ("max_decoded_pixels", "max_decode_bytes", "max_jpeg_scans"):
+      value = getattr(self, name)
+      if value is not None and not (isinstance(value, int) and value >= 1):
+        raise ConfigError(f"image.{name} must be a positive integer or None, got {value!r}")
+
+  @property
+  def decode_budget(self) -> int | None:
+    """The bytes one decode may take: max_decode_bytes, else the deprecated
+    max_decoded_pixels at 8 bytes a pixel (what it promised), else none."""
+    if self.max_decode_bytes is not None:
+      return self.max_decode_bytes
+    return None if self.max_decoded_pixels is None else 8 * self.max_decoded_pixels
 
 
 @dataclasses.dataclass(frozen=True)

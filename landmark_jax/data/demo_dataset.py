@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from landmark_jax.folders import atomic_folder
 from landmark_jax.runtime import default_cache_dir
+from landmark_jax.text import spreadsheet_row
 
 DEMO_FORMAT = 2  # bump when the generated files change: caches are keyed on it
 
@@ -186,10 +187,10 @@ def _write_jpeg(image: Image.Image, images_dir: pathlib.Path) -> str:
 
 
 def _write_csv(path: pathlib.Path, header, rows) -> None:
-  with open(path, "w", newline="") as f:
+  with open(path, "w", newline="", encoding="utf-8") as f:
     writer = csv.writer(f)
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows(map(spreadsheet_row, rows))
 
 
 def _photo_locations(rows, seed: int) -> list[tuple[str, float, float]]:

@@ -32,9 +32,12 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
+from landmark_jax.data.config import DEFAULT_FORMATS, DEFAULT_MAX_JPEG_SCANS
+from landmark_jax.data.image_guard import allowed_format, jpeg_structure
 from landmark_jax.data.transforms import to_rgb
 from landmark_jax.errors import DataError, MissingFileError
 from landmark_jax.folders import atomic_folder, atomic_write_text
+from landmark_jax.text import spreadsheet_cell, unquote_cell
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +65,15 @@ def shrink_image(data: bytes, longest: int, *, quality: int = JPEG_QUALITY) -> b
   DCT scale down to twice the target, then Lanczos, so a 12 Mpx photo is cheap to shrink.
 
   Raises:
-    OSError, ValueError: not an image Pillow can decode (the caller skips it).
+    OSError, ValueError: not an image Pillow can decode, in another format than JPEG, PNG
+      or WebP, or a JPEG of too many scans (the caller skips it).
   """
-  with Image.open(io.BytesIO(data)) as image:
+  # The formats and scans any decode of the library accepts, checked before Pillow
+  # decodes: a scan bomb in a downloaded dataset would otherwise stall packing.
+  formats = allowed_format(data, DEFAULT_FORMATS)
+  if formats == ("JPEG",):
+    jpeg_structure(data, max_scans=DEFAULT_MAX_JPEG_SCANS)
+  with Image.open(io.BytesIO(data), formats=formats) as image:
     if max(image.size) <= longest:
       return data
     # Bounded by a square, so shrinking before the orientation is applied gives the same size.
@@ -248,12 +257,13 @@ def pack_folder(
     ],
   }
   with atomic_folder(out, replace=True) as staging:
-    with open(staging / INDEX, "w", newline="") as f:
+    with open(staging / INDEX, "w", newline="", encoding="utf-8") as f:
       writer = csv.writer(f)
       writer.writerow(["path", "shard", "position"])
       for i, part in enumerate(parts):
         writer.writerows(
-          (name, _shard_name(i, count), position) for position, name in enumerate(part["names"])
+          (spreadsheet_cell(name), _shard_name(i, count), position)
+          for position, name in enumerate(part["names"])
         )
     for i in range(count):
       os.rename(partial / _shard_name(i, count), staging / _shard_name(i, count))
@@ -306,11 +316,13 @@ class PackedImages:
       zip((s["file"] for s in shards), np.cumsum([0] + [s["records"] for s in shards]).tolist())
     )
     self._keys: dict[str, int] = {}
-    with open(self.folder / INDEX, newline="") as f:
+    with open(self.folder / INDEX, newline="", encoding="utf-8") as f:
       rows = csv.reader(f)  # not DictReader: GLDv2's 4.1 M rows, a dict each, take seconds
       if next(rows, None) != ["path", "shard", "position"]:
         raise DataError(f"{self.folder / INDEX}: not a packed index (path,shard,position)")
       for path, shard, position in rows:
+        if path[:1] == "'":  # `spreadsheet_cell`'s quote, if it added one
+          path = unquote_cell(path)
         self._keys[path] = first_key[shard] + int(position)
 
   @property

@@ -30,6 +30,7 @@ from landmark_jax.data.sources import GLDv2Source, ImageFolderSource, ImageSourc
 from landmark_jax.data.sources.folder import non_landmark_folder_source
 from landmark_jax.data.tables import parse_ids, read_csv_columns
 from landmark_jax.errors import DataError, MissingFileError
+from landmark_jax.text import spreadsheet_row
 
 # Share of each landmark's photos in the validation and the test split; the rest trains.
 # A fifth each is the usual hold-out for a few dozen photos a landmark: enough to measure,
@@ -260,11 +261,11 @@ def write_split(split: dict[str, PhotoList], folder: pathlib.Path, info: dict) -
   """The split's CSVs and ``split.json``, written last: a folder with it is complete."""
   folder.mkdir(parents=True, exist_ok=True)
   for name, photos in split.items():
-    with open(folder / SPLIT_FILES[name], "w", newline="") as f:
+    with open(folder / SPLIT_FILES[name], "w", newline="", encoding="utf-8") as f:
       writer = csv.writer(f)
       writer.writerow(["id", "path", "landmark_id"])
       for row in zip(photos.ids, photos.paths, photos.landmark_ids):
-        writer.writerow([row[0], row[1], "" if row[2] is None else row[2]])
+        writer.writerow(spreadsheet_row([row[0], row[1], "" if row[2] is None else row[2]]))
   (folder / SPLIT_INFO).write_text(json.dumps(info, indent=2))
 
 

@@ -14,9 +14,10 @@ from typing import Sequence
 
 from landmark_jax.data.labels import REGIONS
 from landmark_jax.data.regions import region_of_country, region_of_location
-from landmark_jax.data.tables import parse_id
+from landmark_jax.data.tables import open_csv, parse_id
 from landmark_jax.errors import DataError, MissingFileError, UsageError
 from landmark_jax.folders import atomic_write_text
+from landmark_jax.text import spreadsheet_row, unquote_cell
 
 # Accepted column names (any case, surrounding spaces ignored), the first present is used.
 ID_COLUMN = "landmark_id"
@@ -91,8 +92,7 @@ def assign_regions(
   path = pathlib.Path(path)
   if not path.is_file():
     raise MissingFileError(f"landmarks CSV not found: {path}")
-  with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM
-    reader = csv.DictReader(f)
+  with open_csv(path, csv.DictReader) as reader:  # a spreadsheet's encoding and quotes
     fieldnames = {name.strip().lower(): name for name in reader.fieldnames or [] if name}
     id_column = _column(fieldnames, [ID_COLUMN])
     latitude_column = _column(fieldnames, LATITUDE_COLUMNS)
@@ -121,7 +121,7 @@ def assign_regions(
     assignments, seen, unplaced = [], {}, []
     for row in reader:
       line = reader.line_num
-      landmark_id = (row.get(id_column) or "").strip()
+      landmark_id = unquote_cell((row.get(id_column) or "").strip())
       if not landmark_id:
         cells = [c for v in row.values() for c in (v if isinstance(v, list) else [v])]
         if not any(c and c.strip() for c in cells):  # extra cells come as a list
@@ -183,7 +183,7 @@ def regions_csv_text(assignments: Sequence[RegionAssignment]) -> str:
   out = io.StringIO()
   writer = csv.writer(out, lineterminator="\n")
   writer.writerow(["landmark_id", "region"])
-  writer.writerows((a.landmark_id, a.region) for a in assignments)
+  writer.writerows(spreadsheet_row([a.landmark_id, a.region]) for a in assignments)
   return out.getvalue()
 
 

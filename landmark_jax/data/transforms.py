@@ -9,48 +9,89 @@ straight to a downscaled image (1/2, 1/4 or 1/8 size) when the photo is much lar
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import mmap
 import os
 import warnings
 from typing import Any, Mapping
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from landmark_jax.data.config import DEFAULT_MAX_PIXELS, ImageConfig
-from landmark_jax.errors import UserError
+from landmark_jax.data.config import (
+  DEFAULT_FORMATS,
+  DEFAULT_MAX_JPEG_SCANS,
+  DEFAULT_MAX_PIXELS,
+  ImageConfig,
+)
+from landmark_jax.data.image_guard import (  # the errors: defined with the checks, named here
+  ImageDecodeError,
+  ImageTooCostlyError,  # noqa: F401
+  ImageTooLargeError,
+  UnsupportedImageFormatError,  # noqa: F401
+  allowed_format,
+  decode_cost,
+  jpeg_structure,
+)
 from landmark_jax.geo import Location, exif_location
 
-
-class ImageDecodeError(UserError, ValueError):
-  """A file that is not a usable image: corrupt, truncated, empty, or too large."""
-
-
-class ImageTooLargeError(ImageDecodeError):
-  """An image refused from its header for its pixel count, before its pixels are decoded."""
+_HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+# A high-depth image is scaled to 8 bits this many pixels at a time (whole rows): its
+# float32 temporaries then take ~1.5 MB, not 12 bytes a pixel of the whole image.
+PIXELS_AT_ONCE = 65536
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-  if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-    # 16-bit / 32-bit grayscale: scale to 8 bits by the format's range, not by clipping.
-    pixels = np.asarray(image, dtype=np.float32)
-    top = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
-    pixels = np.clip(pixels * (255.0 / top), 0, 255).astype(np.uint8)
-    return Image.fromarray(pixels, "L").convert("RGB")
+  """Any Pillow image → RGB, with as few copies of its pixels as its mode needs (an RGB
+  image is returned as it is): what `image_guard.decode_cost` counts."""
+  if image.mode == "RGB":
+    return image
+  if image.mode in _HIGH_DEPTH:
+    return _high_depth_to_rgb(image)
   if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-    # Transparent areas become white (how photo viewers show them), not black.
-    rgba = image.convert("RGBA")
-    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(background, rgba).convert("RGB")
+    # Transparent areas become white (how photo viewers show them), not black: pasted on
+    # white through their own alpha, one RGB image more rather than four RGBA ones.
+    if image.mode not in ("RGBA", "LA"):
+      image = image.convert("RGBA")
+    background = Image.new("RGB", image.size, (255, 255, 255))
+    background.paste(image, mask=image)
+    return background
   return image.convert("RGB")
 
 
-def _file_size(path) -> int:
+def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
+  """16-bit / 32-bit grayscale, scaled to 8 bits by the format's range (not clipped), a
+  block of rows at a time: float32 copies of the whole image cost 12 bytes a pixel."""
+  top = 255.0
+  if image.mode.startswith("I;16") or image.getextrema()[1] > 255:
+    top = 65535.0
+  width, height = image.size
+  gray = np.empty((height, width), np.uint8)
+  rows = max(1, PIXELS_AT_ONCE // width)
+  for row in range(0, height, rows):
+    block = np.asarray(image.crop((0, row, width, min(row + rows, height))), np.float32)
+    gray[row : row + len(block)] = np.clip(block * (255.0 / top), 0, 255).astype(np.uint8)
+  return Image.fromarray(gray, "L").convert("RGB")
+
+
+@contextlib.contextmanager
+def _encoded(data):
+  """A photo's encoded bytes (a file's, mapped, not read) and a file object of them."""
+  if isinstance(data, (bytes, bytearray, memoryview)):
+    yield data, io.BytesIO(data)
+    return
   try:
-    return os.path.getsize(path)
+    file = open(data, "rb")
   except OSError:
-    raise ImageDecodeError(f"file not found or unreadable: {path}") from None
+    raise ImageDecodeError(f"file not found or unreadable: {data}") from None
+  with file:
+    if not os.fstat(file.fileno()).st_size:
+      yield b"", file
+      return
+    with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:
+      yield view, file
 
 
 def open_image(
@@ -59,12 +100,17 @@ def open_image(
   draft_size: int | None = None,
   max_pixels: int = DEFAULT_MAX_PIXELS,
   max_decoded_pixels: int | None = None,
+  formats: tuple[str, ...] = DEFAULT_FORMATS,
+  max_decode_bytes: int | None = None,
+  max_jpeg_scans: int | None = DEFAULT_MAX_JPEG_SCANS,
+  resample_to: int | None = None,
 ) -> Image.Image:
   """Decodes a file path or encoded bytes into an RGB Pillow image, EXIF orientation applied.
 
   Args:
     draft_size: if given and the image is a JPEG, decode at the smallest DCT scale whose
       result is still at least this many pixels on each side.
+    formats, max_decode_bytes, max_jpeg_scans, resample_to: see `open_photo`.
 
   Raises:
     ImageDecodeError: naming what is wrong (empty, not an image, truncated, too large).
@@ -75,6 +121,10 @@ def open_image(
     max_pixels=max_pixels,
     max_decoded_pixels=max_decoded_pixels,
     read_location=False,
+    formats=formats,
+    max_decode_bytes=max_decode_bytes,
+    max_jpeg_scans=max_jpeg_scans,
+    resample_to=resample_to,
   )[0]
 
 
@@ -85,31 +135,80 @@ def open_photo(
   max_pixels: int = DEFAULT_MAX_PIXELS,
   max_decoded_pixels: int | None = None,
   read_location: bool = True,
+  formats: tuple[str, ...] = DEFAULT_FORMATS,
+  max_decode_bytes: int | None = None,
+  max_jpeg_scans: int | None = DEFAULT_MAX_JPEG_SCANS,
+  resample_to: int | None = None,
 ) -> tuple[Image.Image, Location | None]:
   """`open_image`, and the photo's EXIF GPS location read from the same opened file (None
   when it has none or it is malformed): one open, one parse of the header.
 
+  What the decode will cost is read first, from the bytes and the header
+  (`image_guard`): the format by its first bytes (one of `formats`, Pillow's names; a
+  JPEG's MPO variant is a JPEG), a JPEG's scans (at most `max_jpeg_scans`), and the peak
+  bytes of memory of the decode and of a resample to at most `resample_to` on a side
+  (`decode_cost`, at most `max_decode_bytes`; None: no budget).
+
   Raises:
-    ImageTooLargeError: more than `max_pixels` in the header, or more than
-      `max_decoded_pixels` to decode at the scale the decoder would use.
+    UnsupportedImageFormatError: the file is in another format than `formats`.
+    ImageTooCostlyError: a JPEG with more scans (or segments) than allowed.
+    ImageTooLargeError: more than `max_pixels` in the header, more than
+      `max_decoded_pixels` to decode at the scale the decoder would use (deprecated: 8
+      bytes a pixel of `max_decode_bytes` say it in bytes), or over `max_decode_bytes`.
   """
-  if not (data if isinstance(data, (bytes, bytearray)) else _file_size(data)):
-    raise ImageDecodeError("empty file (0 bytes)")
+  with _encoded(data) as (encoded, file):
+    if not len(encoded):
+      raise ImageDecodeError("empty file (0 bytes)")
+    pillow_formats = allowed_format(encoded, tuple(formats))
+    jpeg = None
+    if pillow_formats == ("JPEG",):
+      jpeg = jpeg_structure(encoded, max_scans=max_jpeg_scans)
+    return _decode(
+      file,
+      encoded,
+      pillow_formats,
+      jpeg,
+      draft_size=draft_size,
+      max_pixels=max_pixels,
+      max_decoded_pixels=max_decoded_pixels,
+      max_decode_bytes=max_decode_bytes,
+      resample_to=resample_to,
+      read_location=read_location,
+      name=data if isinstance(data, (str, os.PathLike)) else None,
+    )
+
+
+def _decode(
+  file,
+  encoded,
+  pillow_formats,
+  jpeg,
+  *,
+  draft_size,
+  max_pixels,
+  max_decoded_pixels,
+  max_decode_bytes,
+  resample_to,
+  read_location,
+  name,
+) -> tuple[Image.Image, Location | None]:
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("error", Image.DecompressionBombWarning)
-      image = Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
+      image = Image.open(file, formats=pillow_formats)
       width, height = image.size
       if width * height > max_pixels:
         raise ImageTooLargeError(
           f"image of {width}×{height} = {width * height:,} pixels exceeds the limit of "
           f"{max_pixels:,} (decompression bomb?)"
         )
-      if draft_size and image.format == "JPEG":
+      if draft_size and image.format in ("JPEG", "MPO"):  # MPO: a phone's JPEG
         image.draft("RGB", (draft_size, draft_size))
       # Before reading EXIF: Pillow decodes a whole PNG to look for an eXIf chunk after the
       # pixels, so a refusal after it would cost the full decode it is there to prevent.
       _check_decoded_pixels(image, max_decoded_pixels)
+      if max_decode_bytes is not None:
+        _check_decode_cost(image, encoded, jpeg, max_decode_bytes, resample_to)
       location = exif_location(image) if read_location else None
       image = upright(image)
       image.load()
@@ -121,7 +220,7 @@ def open_photo(
   except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
     raise ImageTooLargeError(f"decompression bomb refused: {e}") from None
   except FileNotFoundError:
-    raise ImageDecodeError(f"file not found: {data}") from None
+    raise ImageDecodeError(f"file not found: {name}") from None
   except (OSError, ValueError, SyntaxError, EOFError) as e:
     raise ImageDecodeError(f"corrupt or truncated image: {e}") from None
   except MemoryError:
@@ -131,6 +230,60 @@ def open_photo(
     # RuntimeError; a DDS pixel format: NotImplementedError; a broken TIFF tag: KeyError):
     # a photo that cannot be decoded is the sender's problem, named, never a crash.
     raise ImageDecodeError(f"undecodable image ({type(e).__name__}: {e})") from None
+
+
+def decode_estimate(
+  data: bytes | str,
+  *,
+  draft_size: int | None = None,
+  formats: tuple[str, ...] = DEFAULT_FORMATS,
+  resample_to: int | None = None,
+) -> int:
+  """The peak bytes of memory `open_photo` counts against `max_decode_bytes` for `data`
+  (and the caller's resample to `resample_to`), read from its bytes and header only."""
+  with _encoded(data) as (encoded, file):
+    pillow_formats = allowed_format(encoded, tuple(formats))
+    jpeg = jpeg_structure(encoded) if pillow_formats == ("JPEG",) else None
+    with Image.open(file, formats=pillow_formats) as image:
+      if draft_size and image.format in ("JPEG", "MPO"):
+        image.draft("RGB", (draft_size, draft_size))
+      return _decode_cost(image, encoded, jpeg, resample_to)
+
+
+def _decode_cost(image: Image.Image, encoded, jpeg, resample_to: int | None) -> int:
+  return decode_cost(
+    image.mode,
+    image.size,
+    format=image.format,
+    encoded_bytes=len(encoded),
+    transparent_palette="transparency" in image.info,
+    turned=_may_turn(image, encoded),
+    jpeg=jpeg,
+    resample_to=resample_to,
+    block_pixels=PIXELS_AT_ONCE,
+  )
+
+
+def _check_decode_cost(image, encoded, jpeg, budget: int, resample_to: int | None) -> None:
+  cost = _decode_cost(image, encoded, jpeg, resample_to)
+  if cost > budget:
+    width, height = image.size
+    raise ImageTooLargeError(
+      f"a {image.format} image of {width}×{height} pixels in mode {image.mode} would take "
+      f"{cost / 2**20:,.0f} MiB to decode, over the limit of {budget / 2**20:,.0f} MiB "
+      "(JPEGs are decoded at reduced size; send a smaller image or a JPEG)"
+    )
+
+
+def _may_turn(image: Image.Image, encoded) -> bool:
+  """Whether the EXIF orientation will turn the image (a copy of its pixels), known before
+  decoding: a PNG's eXIf chunk may come after its pixels, so any eXIf chunk counts."""
+  if image.format == "PNG" and "exif" not in image.info:
+    return encoded.find(b"eXIf") >= 0
+  try:
+    return image.getexif().get(0x0112) in _UPRIGHT
+  except Exception:
+    return True
 
 
 # EXIF orientation → the transpose that makes the photo upright (as `ImageOps.exif_transpose`).
@@ -146,14 +299,13 @@ _UPRIGHT = {
 
 
 def upright(image: Image.Image) -> Image.Image:
-  """`image` turned as its EXIF orientation says. `ImageOps.exif_transpose` also rewrites the
-  EXIF block, and raises on an entry it cannot write back (a GPS latitude stored as text:
-  TypeError); the pixels are fine then, so the orientation is applied without it."""
-  try:
-    return ImageOps.exif_transpose(image)
-  except Exception:
-    orientation = image.getexif().get(0x0112)
-    return image.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else image
+  """`image` turned as its EXIF orientation says, as `ImageOps.exif_transpose` turns it;
+  the image itself when it needs no turn (`exif_transpose` copies it then: 4 bytes a pixel
+  for nothing). Not through `exif_transpose`, which also rewrites the EXIF block and raises
+  on an entry it cannot write back (a GPS latitude stored as text: TypeError): the pixels
+  are fine then."""
+  orientation = image.getexif().get(0x0112)
+  return image.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else image
 
 
 def _check_decoded_pixels(image: Image.Image, limit: int | None) -> None:
@@ -238,11 +390,15 @@ def jpeg_draft_size(config: ImageConfig) -> int | None:
 
 
 def _decode_options(config: ImageConfig) -> dict:
-  """`open_photo`'s keyword arguments that `config` sets."""
+  """`open_photo`'s keyword arguments that `config` sets, for a photo resampled to the
+  network's crop (which the decode budget counts)."""
   return {
     "draft_size": jpeg_draft_size(config),
     "max_pixels": config.max_pixels,
-    "max_decoded_pixels": config.max_decoded_pixels,
+    "formats": config.formats,
+    "max_decode_bytes": config.decode_budget,
+    "max_jpeg_scans": config.max_jpeg_scans,
+    "resample_to": config.crop_size,
   }
 
 

@@ -50,6 +50,7 @@ from landmark_jax.index.verify_rule import VerifyBand
 from landmark_jax.recognize.decision import Decision
 from landmark_jax.recognize.embedder import PhotoEmbedder
 from landmark_jax.recognize.recognizer import Recognizer
+from landmark_jax.text import spreadsheet_cell
 from landmark_jax.train.checkpoints import TrainedModel
 
 logger = logging.getLogger(__name__)
@@ -135,8 +136,8 @@ def write_predictions(
   false) and its inliers (empty: not verified)."""
   alone = eta if eta_without_references is None else eta_without_references
 
-  def cell(value):
-    return "" if value is None else value
+  def cell(value):  # ids and landmarks are text a spreadsheet must not run as a formula
+    return "" if value is None else spreadsheet_cell(value)
 
   similarity = (
     scored.reference_similarity
@@ -151,7 +152,7 @@ def write_predictions(
         verified_scored.predictions(eta), verified_scored.verified, verified_scored.inliers
       )
     ]
-  with open(path, "w", newline="") as f:
+  with open(path, "w", newline="", encoding="utf-8") as f:
     writer = csv.writer(f)
     writer.writerow(PREDICTIONS_HEADER + (() if verified_scored is None else VERIFICATION_HEADER))
     for row in zip(

@@ -60,6 +60,7 @@ from landmark_jax.cleaning.config import CleaningConfig
 from landmark_jax.cleaning.dataset import clean_dataset
 from landmark_jax.config import apply_overrides
 from landmark_jax.data.labels import LabelMap
+from landmark_jax.data.tables import open_csv
 from landmark_jax.data.transforms import open_image
 from landmark_jax.errors import DataError, MissingFileError
 from landmark_jax.eval.metrics import (
@@ -118,8 +119,7 @@ def read_junk_pairs(path: str | os.PathLike) -> list[JunkPair]:
   path = pathlib.Path(path)
   if not path.is_file():
     raise MissingFileError(f"junk pairs file {path} not found")
-  with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM
-    reader = csv.DictReader(f)
+  with open_csv(path, csv.DictReader) as reader:  # a spreadsheet's encoding and quotes
     header = [name.strip() for name in reader.fieldnames or []]
     missing = [c for c in JUNK_PAIRS_COLUMNS if c not in header]
     if missing:

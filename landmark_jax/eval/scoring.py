@@ -13,11 +13,13 @@ from typing import Any, Hashable, Mapping, Sequence
 import numpy as np
 
 from landmark_jax.embedding import EmbeddedPhotos
+from landmark_jax.errors import DataError
 from landmark_jax.eval.collection import MIN_PHOTOS, check_enough_photos
 from landmark_jax.eval.metrics import gap, sensitivity_specificity, top1_accuracy
 from landmark_jax.geo import Location
 from landmark_jax.index import threshold
 from landmark_jax.recognize.decision import Decision
+from landmark_jax.text import printable
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +50,19 @@ class ScoredPhotos:
 
 
 def load_locations(path: str | os.PathLike) -> dict[str, Location]:
-  """``id,latitude,longitude`` rows → photo id → location."""
+  """``id,latitude,longitude`` rows → photo id → location; a cell that is no number (or is
+  empty: leave the photo out instead) is a DataError naming the photo."""
   from landmark_jax.data.tables import read_csv
+  from landmark_jax.index.landmarks import parse_coordinate
 
-  return {
-    row["id"].strip(): Location(float(row["latitude"]), float(row["longitude"]))
-    for row in read_csv(path, ["id", "latitude", "longitude"])
-  }
+  locations = {}
+  for row in read_csv(path, ["id", "latitude", "longitude"]):
+    where = f"{path}: photo {printable(row['id'].strip())}"
+    latitude, longitude = (parse_coordinate(where, c, row[c]) for c in ("latitude", "longitude"))
+    if latitude is None or longitude is None:
+      raise DataError(f"{where} has no latitude or longitude; leave out a photo without both")
+    locations[row["id"].strip()] = Location(latitude, longitude)
+  return locations
 
 
 def photo_locations(

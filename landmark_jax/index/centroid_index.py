@@ -13,6 +13,10 @@ a crash mid-write leaves the previous index readable.
 
 `load` checks every file against the manifest and the parts against each other first
 (`integrity`); a damaged or inconsistent index raises `IndexFormatError` naming the file.
+A load that a concurrent `save` tore (the folder swapped between reading the manifest and
+the files) is read again, so a reader sees one whole version, never an error, while an
+index damaged with no writer around fails at once. A symlink to an index is read, locked
+and saved through as its real folder (`folders.real_path`).
 """
 
 from __future__ import annotations
@@ -27,8 +31,15 @@ from typing import Any, Callable
 import numpy as np
 
 from landmark_jax.data.labels import LabelMap
+from landmark_jax.data.tables import parse_id
 from landmark_jax.errors import ConfigError
-from landmark_jax.folders import atomic_folder, exclusive_writer, readable_folder
+from landmark_jax.folders import (
+  atomic_folder,
+  exclusive_writer,
+  left_backup,
+  real_path,
+  swap_under_way,
+)
 from landmark_jax.index import integrity, scann_backend
 from landmark_jax.index.calibration_fields import migrated as migrated_calibration
 from landmark_jax.index.config import IndexConfig, SearchSetting
@@ -49,6 +60,12 @@ from landmark_jax.index.references import References
 from landmark_jax.index.validation import EMBEDDINGS_FILE as VALIDATION_EMBEDDINGS
 from landmark_jax.index.validation import FILES as VALIDATION_FILES
 from landmark_jax.index.validation import ValidationSet
+
+# How long a reader waits for a concurrent save to finish before reporting what it read.
+READ_DEADLINE_S = 5.0
+# landmarks.csv stores one row per landmark of the label map; a row this long is already a
+# name of 4,000 characters, so a file past it per landmark holds rows of no landmark.
+MAX_LANDMARK_ROW_BYTES = 4096
 
 
 class CentroidIndex:
@@ -112,6 +129,12 @@ class CentroidIndex:
       raise ValueError(f"vectors {vectors.shape} and labels {labels.shape} do not match")
     if len(vectors) == 0:
       raise ValueError("cannot build an index over zero vectors")
+    try:  # scores are cosines only for unit vectors; `load` refuses any other index
+      integrity.check_unit_norms(pathlib.Path("vectors"), vectors)
+    except IndexFormatError as e:
+      raise ValueError(
+        f"cannot build an index over vectors that are not unit length: {e}"
+      ) from None
     searcher, info = None, {"mode": "exact"}
     if config.backend == "scann" or (config.backend == "auto" and scann_backend.scann_available()):
       searcher, info = scann_backend.build_scann(vectors, config)
@@ -244,14 +267,18 @@ class CentroidIndex:
     write lock (`folders.exclusive_writer`): to edit an index, load and save it inside
     `editing.locked_index` so no other writer comes between."""
     directory = pathlib.Path(directory).absolute()
-    with exclusive_writer(directory), atomic_folder(directory, replace=True) as staging:
+    with (
+      exclusive_writer(directory),
+      atomic_folder(directory, replace=True, what="the index") as staging,
+    ):
       np.save(staging / "centroids.npy", self.centroids)
       np.save(staging / "labels.npy", self.labels)
       np.save(staging / "cluster_sizes.npy", self.cluster_sizes)
       if self.label_map is not None:
         self.label_map.save(staging / "label_map.json")
-      if self.landmarks:
-        save_landmarks_csv(self.landmarks, staging / "landmarks.csv")
+      landmarks = _indexed_landmarks(self.landmarks, self.label_map)
+      if landmarks:
+        save_landmarks_csv(landmarks, staging / "landmarks.csv")
       if self.validation is not None:
         self.validation.save(staging)
       if self.references is not None:
@@ -269,15 +296,62 @@ class CentroidIndex:
 
   @classmethod
   def load(
-    cls, directory: str | os.PathLike, *, expected_dim: int | None = None
+    cls,
+    directory: str | os.PathLike,
+    *,
+    expected_dim: int | None = None,
+    allow_unchecked: bool | None = None,
   ) -> "CentroidIndex":
     """Loads a saved index after checking its files against the manifest and its parts
-    against each other; any problem raises `IndexFormatError` naming the file."""
+    against each other; any problem raises `IndexFormatError` naming the file.
+
+    A load torn by a concurrent save (the manifest file changed, or the folder is between
+    a save's two renames) is read again, for up to `READ_DEADLINE_S`.
+
+    Args:
+      expected_dim: the model's embedding dimension, which the index must have.
+      allow_unchecked: read a format-1 index (no checksums); None: as the command line
+        says (`integrity.allowing_unchecked`).
+    """
     # Absolute: ScaNN resolves its asset paths against the process's working directory.
-    directory = _readable_index_dir(pathlib.Path(directory).absolute())
+    named = pathlib.Path(directory).absolute()
+    allow_unchecked = integrity.unchecked_allowed(allow_unchecked)
+    deadline = time.monotonic() + READ_DEADLINE_S
+    pause = 0.05
+    while True:
+      folder = real_path(named)
+      before = _identity(folder)
+      try:
+        index = cls._load_once(folder, named, expected_dim, allow_unchecked)
+        if _identity(folder) == before:
+          return index
+        problem = None  # read whole, but a save landed meanwhile: read the new version
+      except (IndexFormatError, OSError) as error:
+        if not _changed(named, folder, before):
+          raise  # damaged, with no writer around: at once
+        problem = error
+      if time.monotonic() + pause > deadline:
+        raise IndexFormatError(
+          f"{named} kept changing while it was read (for {READ_DEADLINE_S:g} s); last: "
+          f"{' '.join(str(problem or 'a save landed during the read').split())}"
+        )
+      _wait_for_writer(pause)
+      pause = min(2 * pause, 1.0)
+
+  @classmethod
+  def _load_once(
+    cls,
+    directory: pathlib.Path,
+    named: pathlib.Path,
+    expected_dim: int | None,
+    allow_unchecked: bool,
+  ) -> "CentroidIndex":
+    """One read of the index in the real folder `directory` (`named`: as the user named
+    it), every check first."""
+    directory = _readable_index_dir(directory, named)
     manifest_path = directory / MANIFEST
     manifest = integrity.read_file(manifest_path, integrity.read_manifest)
-    integrity.check_format_version(manifest_path, manifest)
+    integrity.check_format_version(manifest_path, manifest, allow_unchecked=allow_unchecked)
     integrity.check_manifest_digest(manifest_path, manifest)
     integrity.check_files(directory, manifest)
     integrity.check_manifest_fields(manifest_path, manifest)
@@ -286,6 +360,9 @@ class CentroidIndex:
       raise IndexFormatError(
         f"{manifest_path}: embedding_dim {dim}, the model produces {expected_dim}"
       )
+    # Every array's header against the counts and its file's size, before any is read (the
+    # validation photos' when they are: serving never reads them).
+    integrity.check_npy_files(directory, manifest, skip=(VALIDATION_EMBEDDINGS,))
     arrays = {
       name: integrity.read_file(directory / name, lambda path: np.load(path, allow_pickle=False))
       for name in REQUIRED_FILES
@@ -297,6 +374,7 @@ class CentroidIndex:
       integrity.check_label_map(directory, arrays["labels.npy"], label_map)
     landmarks = None
     if (directory / "landmarks.csv").is_file():
+      _check_landmarks_size(directory / "landmarks.csv", manifest, label_map)
       landmarks = integrity.read_file(directory / "landmarks.csv", load_landmarks_csv)
     references = None
     if all((directory / name).is_file() for name in REFERENCE_FILES):
@@ -304,6 +382,7 @@ class CentroidIndex:
         directory / REFERENCE_VECTORS,
         lambda _: References.load(directory, dim, arrays["labels.npy"]),
       )
+      integrity.check_unit_norms(directory / REFERENCE_VECTORS, references.vectors)
     local_features = read_local_features(directory, manifest, arrays["labels.npy"])
     scann_searcher = None
     if manifest["backend"] == "scann":
@@ -311,6 +390,7 @@ class CentroidIndex:
         raise IndexFormatError(
           f"index file missing: {directory / SCANN_DIR / scann_backend.ASSETS_FILE}"
         )
+      integrity.check_scann_assets(directory, manifest, arrays["centroids.npy"])
       if scann_backend.scann_available():
         scann_searcher = integrity.read_file(directory / SCANN_DIR, scann_backend.load_scann)
     known = {
@@ -424,9 +504,12 @@ def _validation_reader(
     for name in VALIDATION_FILES:
       if name in records:
         integrity.check_file(directory / name, records[name])
-    return integrity.read_file(
+    integrity.check_npy(directory / VALIDATION_EMBEDDINGS, (None, dim), np.float32)
+    validation = integrity.read_file(
       directory / VALIDATION_EMBEDDINGS, lambda _: ValidationSet.load(directory, dim)
     )
+    integrity.check_unit_norms(directory / VALIDATION_EMBEDDINGS, validation.embeddings)
+    return validation
 
   return read
 
@@ -465,14 +548,69 @@ def _best_first(scores: np.ndarray, ids: np.ndarray) -> np.ndarray:
   return np.take_along_axis(by_id, by_score, 1)
 
 
-def _readable_index_dir(directory: pathlib.Path) -> pathlib.Path:
-  readable = readable_folder(directory, MANIFEST)
-  if readable is not None:
-    return readable
+def _readable_index_dir(directory: pathlib.Path, named: pathlib.Path) -> pathlib.Path:
+  """`directory` if it holds a manifest, else an error saying why not. The backup an
+  interrupted save left is never read in its place: it may be older than the index the
+  user last saved, or the user deleted the index on purpose."""
+  if (directory / MANIFEST).is_file():
+    return directory
   if not directory.exists():
-    raise IndexFormatError(f"no index at {directory}")
+    backup = left_backup(directory)
+    if backup is not None:
+      raise IndexFormatError(
+        f"no index at {named}; an interrupted save left {backup}: `mv` it back to "
+        f"{directory} (or delete it)"
+      )
+    raise IndexFormatError(f"no index at {named}")
   if not directory.is_dir():
-    raise IndexFormatError(
-      f"{directory} is a file; an index is a folder (the --out of build-index)"
-    )
+    raise IndexFormatError(f"{named} is a file; an index is a folder (the --out of build-index)")
   raise IndexFormatError(f"index file missing: {directory / MANIFEST}")
+
+
+def _identity(folder: pathlib.Path) -> tuple[int, ...] | None:
+  """Which save the folder's manifest file is from: every save writes a new file."""
+  try:
+    st = os.stat(folder / MANIFEST)
+  except OSError:
+    return None
+  return (st.st_ino, st.st_dev, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+
+
+def _changed(named: pathlib.Path, folder: pathlib.Path, before: tuple[int, ...] | None) -> bool:
+  """Whether a writer came between: the link now points elsewhere, the manifest is another
+  file, or the folder is missing while a save's swap is under way."""
+  if real_path(named) != folder:
+    return True
+  now = _identity(folder)
+  return now != before or (now is None and swap_under_way(folder))
+
+
+def _wait_for_writer(seconds: float) -> None:
+  time.sleep(seconds)
+
+
+def _indexed_landmarks(
+  landmarks: dict[Any, LandmarkInfo], label_map: LabelMap | None
+) -> dict[Any, LandmarkInfo]:
+  """The landmarks the index answers with: those of its label map (a table of millions of
+  rows given for an index of eight would be read back by every load)."""
+  if label_map is None:
+    return landmarks
+  ids = {parse_id(str(landmark_id)) for landmark_id in label_map.landmark_ids}
+  return {key: info for key, info in landmarks.items() if parse_id(str(key)) in ids}
+
+
+def _check_landmarks_size(
+  path: pathlib.Path, manifest: dict[str, Any], label_map: LabelMap | None
+) -> None:
+  """landmarks.csv holds at most a row per landmark: refused before parsing when its size
+  (the manifest's record, checked against the file) is far beyond that."""
+  record = (manifest.get("files") or {}).get(path.name)
+  size = record["bytes"] if record else path.stat().st_size
+  landmarks = label_map.num_classes if label_map is not None else manifest["num_landmarks"]
+  limit = MAX_LANDMARK_ROW_BYTES * (landmarks + 1)
+  if size > limit:
+    raise IndexFormatError(
+      f"{path}: {size} bytes for {landmarks} landmarks (at most {limit}): it holds rows of "
+      "landmarks the index does not have; save the index again with only its own"
+    )

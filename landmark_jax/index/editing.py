@@ -24,6 +24,7 @@ from landmark_jax.errors import DataError
 from landmark_jax.folders import exclusive_writer
 from landmark_jax.index.centroid_index import CentroidIndex
 from landmark_jax.index.landmarks import (
+  COLUMNS,
   LandmarkInfo,
   describe,
   find_landmark,
@@ -63,7 +64,8 @@ def edit_index(
   to saving (`locked_index`); returns it as it was and as it is now."""
   with locked_index(directory) as index:
     edited = edit(index)
-    edited.save(directory)
+    if edited is not index:  # `edit` found nothing to change: no new version
+      edited.save(directory)
   return index, edited
 
 
@@ -260,12 +262,15 @@ def update_landmarks(
   *,
   ignore_unmatched: bool = False,
   csv_name: str = "the landmarks CSV",
+  fields: Sequence[str] = COLUMNS[1:],
 ) -> CentroidIndex:
   """The index with its landmarks' names, coordinates and categories replaced by the rows
   of `landmarks` that describe them (`merge_metadata`: by a folder landmark's id as name,
   else by id); centroids, labels and η are untouched, so nothing is rebuilt. A row that
   describes no landmark of the index is refused, or left out with a warning with
-  `ignore_unmatched` (`refuse_unmatched_rows`, naming `csv_name`).
+  `ignore_unmatched` (`refuse_unmatched_rows`, naming `csv_name`). `fields`: the
+  `LandmarkInfo` fields the CSV has columns for; the others are kept. When every row says
+  what its landmark already holds, the index itself is returned (nothing to save).
 
   Raises:
     DataError: a row describes no landmark of the index (without `ignore_unmatched`), no
@@ -274,8 +279,12 @@ def update_landmarks(
   if index.label_map is None:
     raise DataError("the index has no label map; rebuild it with `build-index`")
   present = index.label_map.to_landmark_ids(np.unique(index.labels))
-  merge = merge_metadata(index.landmarks, present, [], landmarks, update_existing=True)
+  merge = merge_metadata(
+    index.landmarks, present, [], landmarks, update_existing=True, fields=fields
+  )
   refuse_unmatched_rows(merge.unused, csv_name, ignore_unmatched=ignore_unmatched)
+  if not merge.updated and merge.unchanged:
+    return index  # every row says what its landmark already holds: rerunning is harmless
   if not merge.updated:
     raise DataError(
       "no row of the landmarks CSV describes a landmark of the index (by its id, "

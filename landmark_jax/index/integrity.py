@@ -9,16 +9,26 @@ features it verifies with). Any failure is an `IndexFormatError`
 naming the file, instead of an index that loads and then fails every query. The checksums
 cost one more read of every file at save and at load, 1-2 s per GB on one core;
 `hashlib.file_digest` streams, so memory does not grow. Version 1 indexes (no checksums)
-are checked for everything but the checksums.
+are read only when the caller allows it (`--allow-unchecked-index`), and then checked for
+everything but the checksums.
+
+Checksums catch damage, not a file written on purpose (or by another tool) and re-sealed,
+so the parts are also checked against each other before anything large is read: every
+``.npy`` header (ScaNN's too) against the shape the manifest implies and the file's size,
+ScaNN's copy of the data against the centroids, unit-norm vectors, a manifest of bounded
+size.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import math
+import os
 import pathlib
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -49,6 +59,34 @@ SCANN_DIR = "scann"
 # Calibration puts η one float32 step above a similarity, and float32 dot products of unit
 # vectors can exceed 1 by rounding, so a calibrated η may sit a hair outside [-1, 1].
 ETA_SLACK = 1e-4
+# A manifest is read whole before anything else; a GLDv2 build's edit records are about
+# 2 MB, so 16 MiB leaves room and bounds what a hostile manifest costs.
+MAX_MANIFEST_BYTES = 16 * 2**20
+# Centroids, references and validation embeddings are unit vectors (dot product = cosine):
+# float32 rounding leaves ~1e-7; anything past this was not built by this library.
+NORM_TOLERANCE = 1e-3
+UNCHECKED_HINT = (
+  "format 1 has no checksums; pass --allow-unchecked-index once to an edit "
+  "(e.g. update-landmarks) to re-save it as format 2"
+)
+# Whether `CentroidIndex.load` reads format-1 indexes when its caller does not say: the
+# command line sets it for one command (`--allow-unchecked-index`, `allowing_unchecked`).
+_unchecked_allowed = contextvars.ContextVar("unchecked_index_allowed", default=False)
+
+
+@contextlib.contextmanager
+def allowing_unchecked(allowed: bool = True) -> Iterator[None]:
+  """Format-1 indexes (no checksums) load inside the block (`--allow-unchecked-index`)."""
+  token = _unchecked_allowed.set(allowed)
+  try:
+    yield
+  finally:
+    _unchecked_allowed.reset(token)
+
+
+def unchecked_allowed(allow: bool | None = None) -> bool:
+  """`allow`, or (None) what the enclosing `allowing_unchecked` says."""
+  return _unchecked_allowed.get() if allow is None else allow
 
 
 class IndexFormatError(UserError, ValueError):
@@ -95,9 +133,28 @@ def _index_files(directory: pathlib.Path) -> list[str]:
   )
 
 
+def read_bounded(
+  path: pathlib.Path, limit: int | None = None, error: type[UserError] | None = None
+) -> bytes:
+  """`path`'s bytes, refused (`error`, by default `IndexFormatError`) past `limit` (by
+  default `MAX_MANIFEST_BYTES`) before they are read: its size from the open file, and
+  never more than `limit` + 1 bytes read."""
+  limit = MAX_MANIFEST_BYTES if limit is None else limit
+  error = error or IndexFormatError
+  with open(path, "rb") as f:
+    size = os.fstat(f.fileno()).st_size
+    data = f.read(limit + 1) if size <= limit else b""
+  if size > limit or len(data) > limit:
+    raise error(
+      f"{path}: {max(size, len(data))} bytes, more than a manifest ever needs "
+      f"({limit // 2**20} MiB); not read"
+    )
+  return data
+
+
 def read_manifest(path: pathlib.Path) -> dict[str, Any]:
   # Strict UTF-8 whatever the locale; `_read` reports the decoding and JSON errors.
-  manifest = json.loads(path.read_bytes().decode("utf-8"))
+  manifest = json.loads(read_bounded(path).decode("utf-8"))
   if not isinstance(manifest, dict):
     raise IndexFormatError(f"{path}: holds a JSON {type(manifest).__name__}, not an object")
   return manifest
@@ -129,13 +186,19 @@ def check_manifest_digest(path: pathlib.Path, manifest: dict[str, Any]) -> None:
     )
 
 
-def check_format_version(path: pathlib.Path, manifest: dict[str, Any]) -> None:
+def check_format_version(
+  path: pathlib.Path, manifest: dict[str, Any], *, allow_unchecked: bool = False
+) -> None:
+  """A version this library reads; version 1 (no checksums: a manifest can be made one by
+  deleting two keys) only with `allow_unchecked`."""
   version = manifest.get("format_version")
   if type(version) is not int or version not in READABLE_VERSIONS:  # JSON true == 1 in Python
     raise IndexFormatError(
       f"{path}: format_version {version!r}, this library reads "
       f"{' and '.join(map(str, READABLE_VERSIONS))}"
     )
+  if version == 1 and not allow_unchecked:
+    raise IndexFormatError(f"{path}: {UNCHECKED_HINT}")
 
 
 def listed_files(
@@ -338,7 +401,8 @@ def _check_per_centroid(
 def check_arrays(
   directory: pathlib.Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray]
 ) -> None:
-  """The three arrays agree with the manifest's counts and with each other."""
+  """The three arrays agree with the manifest's counts and with each other; the centroids
+  are finite unit vectors."""
   path, centroids = directory / "centroids.npy", arrays["centroids.npy"]
   num_centroids, dim = manifest["num_centroids"], manifest["embedding_dim"]
   if centroids.dtype != np.float32 or centroids.shape != (num_centroids, dim):
@@ -348,6 +412,7 @@ def check_arrays(
     )
   if not _all_finite(centroids):
     raise IndexFormatError(f"{path}: holds NaN or infinite values")
+  check_unit_norms(path, centroids)
   labels = arrays["labels.npy"]
   _check_per_centroid(directory / "labels.npy", labels, num_centroids, minimum=0)
   _check_per_centroid(
@@ -369,3 +434,147 @@ def check_label_map(directory: pathlib.Path, labels: np.ndarray, label_map: Labe
       f"{directory / 'labels.npy'}: label {largest} is beyond "
       f"{directory / 'label_map.json'} ({label_map.num_classes} landmarks)"
     )
+
+
+# Arrays checked before they are read ----------------------------------------------------
+
+INTEGERS = "iu"
+
+
+def check_npy(
+  path: pathlib.Path,
+  shape: tuple[int | None, ...] | None = None,
+  kinds: str | np.dtype | None = None,
+  said_by: pathlib.Path | None = None,
+) -> tuple[tuple[int, ...], np.dtype]:
+  """`path`'s ``.npy`` header, checked before the array is read (by numpy or by ScaNN's
+  C++, which trusts it): a plain array whose header's shape × itemsize is exactly the
+  bytes after it, of `shape` (None: any length on that axis) and of dtype `kinds` (a dtype,
+  or dtype kinds such as "iu"; `said_by`: the manifest the shape comes from, named in the
+  error). A header claiming more rows than the file holds would otherwise be read past its
+  end or allocated whole. Returns (shape, dtype)."""
+  with open(path, "rb") as f:
+    try:
+      version = np.lib.format.read_magic(f)
+      if version == (1, 0):
+        found, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+      elif version == (2, 0):
+        found, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+      else:
+        raise ValueError(f"npy format {version}")
+    except ValueError as e:
+      raise IndexFormatError(f"{path}: not a .npy array ({' '.join(str(e).split())})") from None
+    offset = f.tell()
+    size = os.fstat(f.fileno()).st_size
+  if dtype.hasobject or dtype.itemsize == 0 or fortran and len(found) > 1:
+    raise IndexFormatError(
+      f"{path}: {dtype} array (object data would need allow_pickle), not a plain C-ordered "
+      "numeric array as an index file always is"
+    )
+  expected = offset + math.prod(found) * dtype.itemsize
+  if size != expected:
+    raise IndexFormatError(
+      f"{path}: its header says {dtype} {found} ({expected} bytes with it), the file has {size}"
+    )
+  wrong_dtype = kinds is not None and (
+    dtype.kind not in kinds if isinstance(kinds, str) else dtype != np.dtype(kinds)
+  )
+  wrong_shape = shape is not None and (
+    len(found) != len(shape) or any(want not in (None, n) for want, n in zip(shape, found))
+  )
+  if wrong_dtype or wrong_shape:
+    wanted = "" if shape is None else " " + _shape_name(shape)
+    raise IndexFormatError(
+      f"{path}: {dtype} array of shape {found}, expected "
+      f"{'an array' if kinds is None else _dtype_name(kinds)}{wanted}"
+      + (f" as {said_by} says" if said_by is not None else "")
+    )
+  return found, dtype
+
+
+def _shape_name(shape: tuple[int | None, ...]) -> str:
+  names = ["n" if n is None else str(n) for n in shape]
+  return f"({names[0]},)" if len(names) == 1 else f"({', '.join(names)})"
+
+
+def _dtype_name(kinds: str | np.dtype) -> str:
+  return "integers" if kinds == INTEGERS else str(np.dtype(kinds))
+
+
+def npy_expectations(manifest: dict[str, Any]) -> dict[str, tuple[tuple, str | np.dtype]]:
+  """The shape and dtype of each ``.npy`` file an index may hold, from its manifest's counts
+  (None: a count the manifest does not record; the file's size still bounds it)."""
+  n, dim = manifest["num_centroids"], manifest["embedding_dim"]
+  local = manifest.get("local_features") or {}
+  features, local_dim = local.get("features"), local.get("descriptor_dim")
+  return {
+    "centroids.npy": ((n, dim), np.float32),
+    "labels.npy": ((n,), INTEGERS),
+    "cluster_sizes.npy": ((n,), INTEGERS),
+    "references.npy": ((None, dim), np.float32),
+    "reference_labels.npy": ((None,), INTEGERS),
+    "validation_embeddings.npy": ((None, dim), np.float32),
+    "local_descriptors.npy": ((features, local_dim), np.int8),
+    "local_keypoints.npy": ((features, 2), np.float16),
+    "local_offsets.npy": ((None,), INTEGERS),
+    "local_photo_labels.npy": ((local.get("photos"),), INTEGERS),
+    # ScaNN's assets: its copy of the centroids, and (a tree) each one's partition and code.
+    f"{SCANN_DIR}/dataset.npy": ((n, dim), np.float32),
+    f"{SCANN_DIR}/datapoint_to_token.npy": ((n,), INTEGERS),
+    f"{SCANN_DIR}/hashed_dataset.npy": ((n, None), np.uint8),
+  }
+
+
+def check_npy_files(
+  directory: pathlib.Path, manifest: dict[str, Any], *, skip: tuple[str, ...] = ()
+) -> None:
+  """Every ``.npy`` file of the index (`check_npy`), ScaNN's included, before any is read,
+  but those in `skip` (read later, and checked then)."""
+  expected = npy_expectations(manifest)
+  for name in _index_files(directory):
+    if name.endswith(".npy") and name not in skip:
+      check_npy(directory / name, *expected.get(name, (None, None)), directory / MANIFEST)
+
+
+def check_unit_norms(path: pathlib.Path, vectors: np.ndarray, rows: int = 65_536) -> None:
+  """Each row of `vectors` is a unit vector, within `NORM_TOLERANCE` (in slices, as
+  `_all_finite`): scores are cosines only then, and η is calibrated on cosines."""
+  for start in range(0, len(vectors), rows):
+    block = np.asarray(vectors[start : start + rows], np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+    bad = np.flatnonzero(~(np.abs(norms - 1) <= NORM_TOLERANCE))
+    if len(bad):
+      row = start + int(bad[0])
+      raise IndexFormatError(
+        f"{path}: row {row} has norm {norms[bad[0]]:.6g}, and an index holds unit vectors "
+        f"(norm 1 ± {NORM_TOLERANCE:g}); built by another tool? build it again with "
+        "`landmark-jax build-index`"
+      )
+
+
+def check_scann_assets(
+  directory: pathlib.Path, manifest: dict[str, Any], centroids: np.ndarray
+) -> None:
+  """ScaNN's saved data agrees with the index before ScaNN reads it (its headers already
+  checked, `check_npy_files`): its copy of the dataset is the centroids (ScaNN keeps them
+  as given, and scores by them: a different copy answers other neighbours), and a tree's
+  partition of each centroid is one of its partitions."""
+  folder = directory / SCANN_DIR
+  dataset = folder / "dataset.npy"
+  if dataset.is_file():
+    copy = np.load(dataset, mmap_mode="r")
+    rows = 65_536
+    same = all(
+      np.array_equal(copy[i : i + rows], centroids[i : i + rows])
+      for i in range(0, len(centroids), rows)
+    )
+    if not same:
+      raise IndexFormatError(f"{dataset}: ScaNN's copy of the data differs from the centroids")
+  tokens = folder / "datapoint_to_token.npy"
+  if tokens.is_file():
+    leaves = (manifest.get("scann") or {}).get("num_leaves")
+    values = np.load(tokens, allow_pickle=False)
+    if len(values) and (values.min() < 0 or (type(leaves) is int and values.max() >= leaves)):
+      raise IndexFormatError(
+        f"{tokens}: partitions {values.min()}..{values.max()}, the tree has {leaves}"
+      )

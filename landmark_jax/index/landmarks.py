@@ -15,12 +15,12 @@ import difflib
 import logging
 import math
 import os
-import pathlib
 from typing import Hashable, Iterable, Mapping, Sequence
 
-from landmark_jax.data.tables import parse_id
-from landmark_jax.errors import DataError, MissingFileError
+from landmark_jax.data.tables import open_csv, parse_id
+from landmark_jax.errors import DataError
 from landmark_jax.geo import Location
+from landmark_jax.text import printable, spreadsheet_cell, unquote_cell
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,10 @@ EXPECTED_HEADER = (
 # which would otherwise be ignored with everything in them.
 _MEANT = {"lat": "latitude", "lon": "longitude", "lng": "longitude", "long": "longitude"}
 SHOWN = 5  # rows named in a message, before "and N more"
+# The longest name or category, in characters: the longest Wikipedia title is about 250;
+# a longer cell is a mistake (a quote left open, a pasted page), and `CentroidIndex.load`
+# refuses a landmarks.csv of more than 4 KiB a landmark.
+MAX_TEXT = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +51,27 @@ class LandmarkInfo:
     return self.latitude is not None and self.longitude is not None
 
 
-def _float(value: str | None) -> float | None:
+def parse_coordinate(where: str, column: str, value: str | None) -> float | None:
+  """A latitude or longitude cell: None when blank; text, NaN or infinity is a DataError
+  naming the cell (`where`: the file and line), since dropping it would quietly leave the
+  landmark or photo out of the geo filter."""
   if value is None or not value.strip():
     return None
-  number = float(value)
-  return number if math.isfinite(number) else None
+  try:
+    number = float(value)
+  except ValueError:
+    number = None
+  if number is None or not math.isfinite(number):
+    raise DataError(
+      f"{where}: {column} {printable(value.strip()[:40])!r} is not a number in degrees; "
+      "correct the cell, or leave it (and its pair) empty"
+    )
+  return number
 
 
 def _few(items: Sequence) -> str:
-  """The first `SHOWN` items, and how many more."""
-  shown = ", ".join(map(str, items[:SHOWN]))
+  """The first `SHOWN` items, and how many more; `printable`, as ids from a CSV."""
+  shown = printable(", ".join(map(str, items[:SHOWN])))
   return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
 
 
@@ -87,16 +102,14 @@ def check_landmarks_header(path: str | os.PathLike, header: Sequence[str]) -> No
 
 
 def load_landmarks_csv(path: str | os.PathLike) -> dict[Hashable, LandmarkInfo]:
-  """``landmark_id → LandmarkInfo``. A header read wrong (`check_landmarks_header`), a
-  landmark with several rows, out-of-range coordinates: an error naming the columns or
-  rows."""
-  if not pathlib.Path(path).is_file():
-    raise MissingFileError(f"CSV file not found: {path}")
-  with open(path, newline="") as f:
-    reader = csv.DictReader(f)
-    check_landmarks_header(path, reader.fieldnames or [])
-    numbered = [(reader.line_num, row) for row in reader]  # the line a row ends on
-  rows = [row for _, row in numbered]
+  """``landmark_id → LandmarkInfo`` (`open_csv`: UTF-8, with or without a BOM). A header read
+  wrong (`check_landmarks_header`), a landmark with several rows, a cell with a line break,
+  a coordinate that is no number or out of range: an error naming the columns or rows."""
+  with open_csv(path) as reader:
+    header = next(reader, [])
+    check_landmarks_header(path, header)
+    numbered = [(reader.line_num, row) for row in reader if row]  # the line a row ends on
+  numbered = [(line, _cells(path, line, header, row)) for line, row in numbered]
   lines: dict[Hashable, list[int]] = {}
   for line, row in numbered:
     lines.setdefault(parse_id(row["landmark_id"]), []).append(line)
@@ -109,13 +122,19 @@ def load_landmarks_csv(path: str | os.PathLike) -> dict[Hashable, LandmarkInfo]:
       f"other: {_few(repeated)}; give each landmark one row"
     )
   table = {}
-  for row in rows:
+  for line, row in numbered:
     info = LandmarkInfo(
       name=(row.get("name") or "").strip() or None,
-      latitude=_float(row.get("latitude")),
-      longitude=_float(row.get("longitude")),
+      latitude=parse_coordinate(f"{path} line {line}", "latitude", row.get("latitude")),
+      longitude=parse_coordinate(f"{path} line {line}", "longitude", row.get("longitude")),
       category=(row.get("category") or "").strip() or None,
     )
+    if (info.latitude is None) != (info.longitude is None):
+      given, missing = ("latitude", "longitude")[:: 1 if info.longitude is None else -1]
+      raise DataError(
+        f"{path} line {line}: landmark {printable(row['landmark_id'])} has a {given} but no "
+        f"{missing}; give both, or leave both empty for no location"
+      )
     if info.has_location and not Location(info.latitude, info.longitude).on_earth:
       raise DataError(
         f"{path}: landmark {row['landmark_id']} has coordinates out of range "
@@ -123,6 +142,35 @@ def load_landmarks_csv(path: str | os.PathLike) -> dict[Hashable, LandmarkInfo]:
       )
     table[parse_id(row["landmark_id"])] = info
   return table
+
+
+def fields_given(path: str | os.PathLike) -> tuple[str, ...]:
+  """The `LandmarkInfo` fields a landmarks CSV has a column for: an update leaves the
+  others as they are (a CSV of ids and categories must not erase the names)."""
+  with open_csv(path) as reader:
+    header = next(reader, [])
+  return tuple(field for field in COLUMNS[1:] if field in header)
+
+
+def _cells(path, line: int, header: Sequence[str], row: Sequence[str]) -> dict[str, str]:
+  """A row's cells of `COLUMNS` by column, `spreadsheet_cell`'s quote removed. A line break
+  in one is a DataError: no id, name or number holds one, so a quote closed late has merged
+  rows into it."""
+  cells = {column: unquote_cell(cell) for column, cell in zip(header, row) if column in COLUMNS}
+  broken = [column for column, cell in cells.items() if "\n" in cell or "\r" in cell]
+  if broken:
+    start = line - sum(cell.count("\n") for cell in row)  # `line` is where the row ends
+    raise DataError(
+      f"{path} line {start}: a line break in the {broken[0]} cell "
+      f"({printable(cells[broken[0]][:40])}): is a quote in this row or before it left open?"
+    )
+  long = [c for c in ("name", "category") if len(cells.get(c) or "") > MAX_TEXT]
+  if long:
+    raise DataError(
+      f"{path} line {line}: a {long[0]} of {len(cells[long[0]]):,} characters "
+      f"({printable(cells[long[0]][:40])}…); at most {MAX_TEXT:,}"
+    )
+  return cells
 
 
 def refuse_unmatched_rows(
@@ -148,17 +196,17 @@ def refuse_unmatched_rows(
 
 
 def save_landmarks_csv(table: Mapping[Hashable, LandmarkInfo], path: str | os.PathLike) -> None:
-  with open(path, "w", newline="") as f:
+  with open(path, "w", newline="", encoding="utf-8") as f:
     writer = csv.writer(f, lineterminator="\n")
     writer.writerow(["landmark_id", "name", "latitude", "longitude", "category"])
     for landmark_id, info in table.items():
       writer.writerow(
         [
-          landmark_id,
-          info.name or "",
+          spreadsheet_cell(landmark_id),
+          spreadsheet_cell(info.name or ""),
           "" if info.latitude is None else repr(info.latitude),
           "" if info.longitude is None else repr(info.longitude),
-          info.category or "",
+          spreadsheet_cell(info.category or ""),
         ]
       )
 
@@ -215,6 +263,7 @@ class MetadataMerge:
   #                                                           name is its id (a folder's name)
   updated: tuple = ()  # existing landmarks whose row replaced their metadata
   not_updated: tuple = ()  # existing landmarks whose row was left alone
+  unchanged: tuple = ()  # existing landmarks whose row says what they already hold
   without_row: tuple = ()  # new landmarks no row describes
   unused: tuple = ()  # rows of ids that are neither new nor in the index
 
@@ -222,7 +271,7 @@ class MetadataMerge:
     """JSON for the manifest's edit record (ids as strings)."""
     lists = {
       key: [str(v) for v in getattr(self, key)]
-      for key in ("by_id", "updated", "not_updated", "without_row", "unused")
+      for key in ("by_id", "updated", "not_updated", "unchanged", "without_row", "unused")
     }
     return {**lists, "by_name": {str(new): str(row) for new, row in self.by_name.items()}}
 
@@ -234,6 +283,7 @@ def merge_metadata(
   table: Mapping[Hashable, LandmarkInfo] | None,
   *,
   update_existing: bool = False,
+  fields: Sequence[str] = COLUMNS[1:],
 ) -> MetadataMerge:
   """The index's landmark table after adding `new_ids`, described by `table` (a landmarks
   CSV), next to the landmarks already `present` with metadata `existing`.
@@ -245,6 +295,9 @@ def merge_metadata(
   has, and silently renaming landmark 0 would make every answer about it wrong. A remaining
   row describes the existing landmark with its id; or, when its id is no landmark of the
   index and its name is the id of a folder landmark (a string id), that one.
+
+  `fields`: the `LandmarkInfo` fields the CSV has columns for (`fields_given`); an existing
+  landmark keeps the others.
 
   Raises:
     DataError: the merge would give two landmarks one name (then `find_landmark` could
@@ -273,7 +326,7 @@ def merge_metadata(
       by_id.append(new_id)
     else:
       without.append(new_id)
-  updated, not_updated, unused, ambiguous = [], [], [], []
+  updated, not_updated, unchanged, unused, ambiguous = [], [], [], [], []
   for row_id, info in table.items():
     if row_id in used:
       continue
@@ -284,8 +337,13 @@ def merge_metadata(
         continue
       target = info.name
     if target in present:
+      if target in merged:  # the columns the CSV lacks keep what the landmark holds
+        info = dataclasses.replace(
+          merged[target], **{field: getattr(info, field) for field in fields}
+        )
       if merged.get(target) == info:
-        continue  # nothing to change
+        unchanged.append(target)
+        continue
       if update_existing:
         merged[target] = info
         updated.append(target)
@@ -302,7 +360,14 @@ def merge_metadata(
   not_updated += [row_id for row_id, _ in ambiguous]
   _refuse_shared_names(merged, present | set(new_ids), set(updated) | set(new_ids))
   return MetadataMerge(
-    merged, tuple(by_id), by_name, tuple(updated), tuple(not_updated), tuple(without), tuple(unused)
+    merged,
+    tuple(by_id),
+    by_name,
+    tuple(updated),
+    tuple(not_updated),
+    tuple(unchanged),
+    tuple(without),
+    tuple(unused),
   )
 
 

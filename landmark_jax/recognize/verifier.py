@@ -24,6 +24,7 @@ import numpy as np
 from landmark_jax.baselines.delf.features import LocalFeatures
 from landmark_jax.baselines.delf.stored import extractor_from_arrays
 from landmark_jax.baselines.delf.verification import verify_with
+from landmark_jax.data.config import ImageConfig
 from landmark_jax.errors import UsageError
 from landmark_jax.index.verify_rule import VerifyBand, in_band, stored_band
 from landmark_jax.recognize.decision import Decision, Prediction
@@ -81,10 +82,11 @@ class Verifier:
       return False
     return any(label is not None for label in self.candidate_labels(prediction))
 
-  def describe(self, image: Any) -> LocalFeatures:
+  def describe(self, image: Any, *, limits: ImageConfig | None = None) -> LocalFeatures:
     """A photo (path, bytes, PIL image or uint8 array) → its local features, with the
-    single-photo program (see the module)."""
-    pixels, photo_hw = self.extractor.prepare(image)
+    single-photo program (see the module); a file decoded under `limits` (`ImageConfig`'s
+    formats and budgets; default: the library's), a service's own."""
+    pixels, photo_hw = self.extractor.prepare(image, limits)
     (features,) = self.extractor.extract_prepared(pixels[None], np.array([photo_hw], np.int32))
     return features
 

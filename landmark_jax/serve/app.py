@@ -23,8 +23,10 @@ falls in the band (`recognize.verifier`): after the device batch, on a thread of
 so that answers outside the band never wait behind a verification.
 
 Hostile or careless input costs bounded memory and time: bodies are read against a byte
-limit and a read timeout (`body.BodyLimit`), images are refused from their header above a
-pixel budget, JPEGs are decoded at reduced size, and at most `decode_workers` photos
+limit and a read timeout (`body.BodyLimit`), images are refused before decoding in a
+format outside `image_formats` (by their first bytes), above a pixel or byte budget, or as
+a progressive JPEG of too many scans (`data.image_guard`), JPEGs are decoded at reduced
+size, and at most `decode_workers` photos
 decode at once (`decoding.DecodeBudget`). Concurrent requests are batched onto the device
 by `Batcher`, whose batch sizes are compiled at start-up. Every error is JSON with a
 stable code (`errors`), and the service keeps serving.
@@ -35,8 +37,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import importlib.resources
+import logging
 import math
 import time
 from typing import Any
@@ -50,63 +52,39 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 import landmark_jax
-from landmark_jax.data.transforms import ImageDecodeError, ImageTooLargeError
-from landmark_jax.errors import ConfigError
+from landmark_jax.data.config import ImageConfig
+from landmark_jax.data.transforms import ImageDecodeError
 from landmark_jax.geo import Location
 from landmark_jax.recognize import Photo, Prediction, Recognizer, decode_photo
 from landmark_jax.serve.admin import check_bearer
 from landmark_jax.serve.batcher import Batcher
-from landmark_jax.serve.body import BodyLimit
-from landmark_jax.serve.decoding import DecodeBudget, default_decode_workers
-from landmark_jax.serve.errors import EXCEPTION_HANDLERS, RequestError
+from landmark_jax.serve.body import BodyBudget, BodyLimit
+from landmark_jax.serve.config import BATCH_PATH, ServeConfig
+from landmark_jax.serve.decoding import DecodeBudget
+from landmark_jax.serve.errors import (
+  EXCEPTION_HANDLERS,
+  RequestError,
+  decode_refusal,
+  internal_error,
+)
+from landmark_jax.serve.limits import RequestDeadline
+from landmark_jax.serve.memory import memory_bound
 from landmark_jax.serve.metrics import RequestMetrics, ServiceMetrics
+from landmark_jax.serve.protocol import default_max_connections
 from landmark_jax.serve.reload import IndexReloader, IndexSource, ReloadResult, ServedIndex
+from landmark_jax.serve.security import (
+  ApiKeyGate,
+  HostOriginGate,
+  SecurityHeaders,
+  cors_middleware,
+  page_policy,
+)
 from landmark_jax.serve.shutdown import Drain, DrainGate
 
+logger = logging.getLogger(__name__)
+
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
-BATCH_PATH = "/v1/recognize:batch"
 ADMIN_RELOAD_PATH = "/v1/admin/reload"
-
-
-@dataclasses.dataclass(frozen=True)
-class ServeConfig:
-  max_batch: int = 16  # photos per device call
-  max_wait_ms: float = 5.0  # how long the first photo of a batch waits for company
-  max_bytes: int = 20 * 2**20  # request body limit of /v1/recognize (413)
-  max_batch_bytes: int = 64 * 2**20  # request body limit of /v1/recognize:batch (413)
-  max_pixels: int = 50_000_000  # images larger in their header are refused (413)
-  # Pixels decoded at full size: PNG/WebP above it are refused from their header (413);
-  # JPEGs are decoded at a reduced scale and pass up to max_pixels. ~8 bytes per pixel
-  # while decoding: 4096² is ~130 MB per decode at most.
-  max_decoded_pixels: int = 4096 * 4096
-  decode_workers: int = dataclasses.field(default_factory=default_decode_workers)
-  max_batch_request: int = 32  # photos in one /v1/recognize:batch request
-  read_timeout_s: float = 30.0  # a body that stalls this long is answered 408
-  reload_poll_s: float = 2.0  # how often the index's manifest is checked for edits; 0: never
-  drain_timeout_s: float = 20.0  # on SIGTERM, how long requests in flight may still take
-
-  def __post_init__(self):
-    for name in (
-      "max_batch",
-      "max_bytes",
-      "max_batch_bytes",
-      "max_pixels",
-      "max_decoded_pixels",
-      "decode_workers",
-      "max_batch_request",
-    ):
-      if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
-        raise ConfigError(f"serve: {name} must be a positive integer, got {getattr(self, name)!r}")
-    if not (math.isfinite(self.max_wait_ms) and self.max_wait_ms >= 0):
-      raise ConfigError(f"serve: max_wait_ms must be ≥ 0, got {self.max_wait_ms!r}")
-    for name in ("read_timeout_s", "drain_timeout_s"):
-      if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-        raise ConfigError(f"serve: {name} must be > 0, got {getattr(self, name)!r}")
-    if not (math.isfinite(self.reload_poll_s) and self.reload_poll_s >= 0):
-      raise ConfigError(f"serve: reload_poll_s must be ≥ 0, got {self.reload_poll_s!r}")
-
-  def body_limit(self, path: str) -> int:
-    return self.max_batch_bytes if path == BATCH_PATH else self.max_bytes
 
 
 class RecognitionService:
@@ -135,12 +113,14 @@ class RecognitionService:
       self.reloader = IndexReloader(source, recognizer.trained, served, on_result=self._reload_done)
     self._served = served
     self._show_index(served)
-    self.image_config = dataclasses.replace(
-      recognizer.photos.image_config,
-      max_pixels=config.max_pixels,
-      max_decoded_pixels=config.max_decoded_pixels,
-    )
+    self.image_config = config.image_config(recognizer.photos.image_config)
     self.decodes = DecodeBudget(config.decode_workers)
+    self.max_connections = config.max_connections or default_max_connections()
+    # Request bodies held at once, every connection together (`body.BodyBudget`).
+    self.bodies = BodyBudget(
+      config.max_bytes_in_flight,
+      on_cut=lambda reason: self.metrics.uploads_cut.labels(reason).inc(),
+    )
     self.batcher = Batcher(self._run_batch, config.max_batch, config.max_wait_ms / 1000)
     # One verification at a time (each describes a whole photo on the device), on a thread
     # apart from the batcher's, so that no batch waits behind one.
@@ -224,10 +204,8 @@ class RecognitionService:
       )
     try:
       return decode_photo(data, self.image_config, location=location)
-    except ImageTooLargeError as e:
-      raise RequestError(413, "image_too_large", f"{what}: {e}") from None
     except ImageDecodeError as e:
-      raise RequestError(400, "undecodable_image", f"{what}: {e}") from None
+      raise decode_refusal(e, what) from None
 
   async def recognize(
     self,
@@ -253,16 +231,13 @@ class RecognitionService:
     verifier = served.verifier
     if verifier is not None and verifier.needs(prediction):
       loop = asyncio.get_running_loop()
-      # The extractor decodes the photo again, whole, under the library's pixel limit (a
-      # --max-pixels above it lets a photo through the first decode only).
+      # The extractor decodes the photo again, whole, under the service's decode limits.
       try:
         prediction = await loop.run_in_executor(
-          self.verify_pool, verify_one, verifier, photo.source, prediction
+          self.verify_pool, verify_one, verifier, photo.source, prediction, self.image_config
         )
-      except ImageTooLargeError as e:
-        raise RequestError(413, "image_too_large", f"{what}: {e}") from None
       except ImageDecodeError as e:
-        raise RequestError(400, "undecodable_image", f"{what}: {e}") from None
+        raise decode_refusal(e, what) from None
       done = time.perf_counter()
       timing["verify"] = 1000 * (done - recognized)
       self.metrics.verifications.labels("accepted" if prediction.is_landmark else "rejected").inc()
@@ -288,6 +263,14 @@ class RecognitionService:
       "decode_workers",
       "read_timeout_s",
       "drain_timeout_s",
+      "image_formats",
+      "max_decode_bytes",
+      "max_jpeg_scans",
+      "request_timeout_s",
+      "header_timeout_s",
+      "keep_alive_s",
+      "max_connections",
+      "max_bytes_in_flight",
     )
     return {
       "version": landmark_jax.__version__,
@@ -319,14 +302,27 @@ class RecognitionService:
         "photos": self.batcher.items,
         "mean_batch_size": self.batcher.mean_batch_size,
       },
-      "limits": {name: getattr(self.config, name) for name in limits},
+      "limits": {
+        **{name: getattr(self.config, name) for name in limits},
+        # The connection cap in force, and what the service may hold above its idle memory.
+        "max_connections": self.max_connections,
+        "memory_bound_bytes": memory_bound(
+          self.config.max_bytes_in_flight,
+          self.config.decode_workers,
+          self.config.decode_budget,  # max_decode_bytes, or the deprecated pixels × 8
+          self.max_connections,
+        ),
+      },
     }
 
 
-def verify_one(verifier, image: Any, prediction: Prediction) -> Prediction:
+def verify_one(
+  verifier, image: Any, prediction: Prediction, limits: ImageConfig | None = None
+) -> Prediction:
   """`prediction` settled by `verifier` with its photo (what the photo was decoded from):
-  describe, match, answer."""
-  return verifier.verified(prediction, verifier.check(verifier.describe(image), prediction))
+  describe (decoded under `limits`' formats and budgets), match, answer."""
+  features = verifier.describe(image, limits=limits)
+  return verifier.verified(prediction, verifier.check(features, prediction))
 
 
 def _band_info(band) -> dict[str, Any]:
@@ -401,10 +397,15 @@ def create_app(
   *,
   source: IndexSource | None = None,
   admin_key: str | None = None,
+  api_key: str | None = None,
+  listen_host: str | None = None,
 ) -> Starlette:
   """The service's app. With `source` (the index's folder, `reload.IndexSource`), edits of
   the index are served without a restart; with `admin_key`, ``POST /v1/admin/reload``
-  exists (without one it is 404, like any unknown route: nothing to guess a key for)."""
+  exists (without one it is 404, like any unknown route: nothing to guess a key for); with
+  `api_key`, every other route but /healthz and the page wants it (`security`).
+  `listen_host`, the address served on, is a Host name answered besides the loopback ones
+  and `config.allowed_hosts`."""
   service = RecognitionService(recognizer, config, source)
 
   async def recognize(request: Request):
@@ -424,7 +425,10 @@ def create_app(
     for (name, _), result in zip(uploads, results):
       if isinstance(result, RequestError):  # one bad photo does not fail the others
         out.append({"file": name, **result.to_json()})
-      elif isinstance(result, BaseException):
+      elif isinstance(result, Exception):  # a fault of ours: logged, this photo's error
+        logger.error("photo %r of a batch failed", name, exc_info=result)
+        out.append({"file": name, **internal_error().to_json()})
+      elif isinstance(result, BaseException):  # cancelled: the request itself is ending
         raise result
       else:
         out.append({"file": name, **result})
@@ -436,7 +440,7 @@ def create_app(
     return JSONResponse({"status": "ok"})
 
   async def info(request: Request):
-    return JSONResponse(service.info())
+    return JSONResponse({**service.info(), "api_key_required": api_key is not None})
 
   page = importlib.resources.files("landmark_jax.serve").joinpath("page.html").read_text()
 
@@ -475,12 +479,28 @@ def create_app(
     routes.append(Route(ADMIN_RELOAD_PATH, admin_reload, methods=["POST"]))
   app = Starlette(
     routes=routes,
-    # Outermost first: every request is counted (503s of the drain too); the drain gate
-    # refuses before a body is read.
+    # Outermost first: every answer gets the security headers, every request is counted
+    # (503s of the drain too); the Host, Origin and key gates and the drain gate refuse
+    # before a body is read.
     middleware=[
+      Middleware(SecurityHeaders, page_csp=page_policy(page)),
       Middleware(RequestMetrics, metrics=service.metrics, routes=[r.path for r in routes]),
+      Middleware(
+        HostOriginGate,
+        allowed_hosts=config.allowed_hosts,
+        allowed_origins=config.allowed_origins,
+        listen_host=listen_host,
+      ),
+      *cors_middleware(config.allowed_origins),
+      Middleware(ApiKeyGate, key=api_key, public_paths=("/healthz", "/", ADMIN_RELOAD_PATH)),
       Middleware(DrainGate, drain=service.drain),
-      Middleware(BodyLimit, limit_for=config.body_limit, read_timeout_s=config.read_timeout_s),
+      Middleware(RequestDeadline, timeout_s=config.request_timeout_s),
+      Middleware(
+        BodyLimit,
+        limit_for=config.body_limit,
+        read_timeout_s=config.read_timeout_s,
+        budget=service.bodies,
+      ),
     ],
     exception_handlers=EXCEPTION_HANDLERS,
     lifespan=lifespan,

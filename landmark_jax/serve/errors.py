@@ -21,7 +21,17 @@ _STATUS_CODES = {
 }
 # The request cannot go on after these (its body is unread), or the service is going away:
 # the connection is closed.
-_CLOSE_CODES = {"body_too_large", "body_timeout", "shutting_down"}
+_CLOSE_CODES = {
+  "body_too_large",
+  "body_timeout",
+  "shutting_down",
+  # Issue 33: a request cut by its deadline, a stalled upload cut, an upload refused.
+  "request_timeout",
+  "upload_stalled",
+  "server_busy",
+}
+# Refused from their headers (`security`): a body sent with them is never read.
+_CLOSE_CODES |= {"unauthorized", "forbidden_host", "forbidden_origin"}
 
 
 class RequestError(Exception):
@@ -58,9 +68,30 @@ async def _http_exception(request: Request, error: HTTPException) -> JSONRespons
   return response
 
 
+def internal_error() -> RequestError:
+  return RequestError(500, "internal_error", "internal error; see the server log")
+
+
+def decode_refusal(error: Exception, what: str) -> RequestError:
+  """A photo refused by its decode (`data.image_guard`), with its code: 415
+  `unsupported_image_format` (by its first bytes), 413 `image_too_costly` (a progressive
+  JPEG's scans), 413 `image_too_large` (pixels, or bytes to decode), 400
+  `undecodable_image`."""
+  from landmark_jax.data import image_guard as guard
+
+  for kind, status, code in (
+    (guard.UnsupportedImageFormatError, 415, "unsupported_image_format"),
+    (guard.ImageTooCostlyError, 413, "image_too_costly"),
+    (guard.ImageTooLargeError, 413, "image_too_large"),
+  ):
+    if isinstance(error, kind):
+      return RequestError(status, code, f"{what}: {error}")
+  return RequestError(400, "undecodable_image", f"{what}: {error}")
+
+
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
   # Starlette logs the traceback; the client gets no internals.
-  return error_response(RequestError(500, "internal_error", "internal error; see the server log"))
+  return error_response(internal_error())
 
 
 EXCEPTION_HANDLERS = {

@@ -61,10 +61,19 @@ class ServiceMetrics:
     self.decode_refusals = Counter(
       "landmark_decode_refusals",
       "Photos refused before recognition, by error code (empty_body, image_too_large, "
-      "undecodable_image)",
+      "image_too_costly, unsupported_image_format, undecodable_image)",
       ["reason"],
       registry=r,
     )
+    self.uploads_cut = Counter(
+      "landmark_uploads_cut",
+      "Uploads cut while the memory for request bodies was full: stalled (408, to make "
+      "room) or busy (503, no stalled upload to cut)",
+      ["reason"],
+      registry=r,
+    )
+    for reason in ("stalled", "busy"):
+      self.uploads_cut.labels(reason)
     self.answers = Counter(
       "landmark_answers",
       "Photos answered: accepted (a landmark) or rejected (reason: below_threshold, "

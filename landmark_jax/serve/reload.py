@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from landmark_jax.folders import readable_folder
+from landmark_jax.folders import real_path
 from landmark_jax.index import integrity
 from landmark_jax.index.centroid_index import CentroidIndex
 from landmark_jax.index.provenance import check_same_model
@@ -73,11 +73,18 @@ def manifest_stat(directory: pathlib.Path) -> tuple[int, int, int] | None:
 
 def read_version(directory: str | os.PathLike) -> IndexVersion:
   """The version of the index saved at `directory` (`IndexFormatError`, `OSError`: none)."""
-  directory = pathlib.Path(directory).absolute()
-  path = (readable_folder(directory, integrity.MANIFEST) or directory) / integrity.MANIFEST
+  # The real folder (a symlink followed), never the backup an interrupted save left.
+  path = real_path(directory) / integrity.MANIFEST
   with open(path, "rb") as f:  # one open file: its identity and its bytes belong together
     stat = os.fstat(f.fileno())
-    data = f.read()
+    if stat.st_size > integrity.MAX_MANIFEST_BYTES:
+      raise integrity.IndexFormatError(
+        f"{path}: {stat.st_size} bytes, more than a manifest ever needs "
+        f"({integrity.MAX_MANIFEST_BYTES // 2**20} MiB); not read"
+      )
+    data = f.read(integrity.MAX_MANIFEST_BYTES + 1)
+  if len(data) > integrity.MAX_MANIFEST_BYTES:  # grew since the stat
+    raise integrity.IndexFormatError(f"{path}: more than {integrity.MAX_MANIFEST_BYTES} bytes")
   try:
     manifest = json.loads(data.decode("utf-8"))
   except ValueError as e:

@@ -6,6 +6,9 @@ it keeps listening, waits for the requests in flight to be answered, at most
 connections closed, anything still running cancelled after a second). Listening through the
 drain, rather than closing the socket at once as uvicorn does, means a client that arrives
 meanwhile gets an answer it can act on (retry elsewhere) instead of a connection error.
+
+`uvicorn_config` is the one place uvicorn's settings are made, for the service and for the
+tests' servers alike: they run the same guarded protocol (`protocol`).
 """
 
 from __future__ import annotations
@@ -13,10 +16,15 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from landmark_jax.serve.errors import RequestError, error_response
+from landmark_jax.serve.protocol import GuardedH11Protocol, default_max_connections
+
+if TYPE_CHECKING:
+  from landmark_jax.serve.config import ServeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -120,18 +128,46 @@ class DrainingServer(uvicorn.Server):
     return await super().on_tick(counter)
 
 
+def uvicorn_config(
+  app, host: str, port: int, serve_config: ServeConfig | None = None, **overrides
+) -> uvicorn.Config:
+  """uvicorn's settings for the service (`overrides`: any other `uvicorn.Config` argument).
+
+  The protocol is always our guarded h11 (`protocol`), never uvicorn's "auto" choice, which
+  would switch to httptools, without these guards, the day it is installed. uvicorn's
+  `limit_concurrency` stays off: the protocol's connection cap replaces it. `serve_config`
+  defaults to the app's service's (`create_app`), else to `ServeConfig()` (an app with no
+  service, as in some tests).
+  """
+  if serve_config is None:
+    service = getattr(getattr(app, "state", None), "service", None)
+    if service is not None:
+      serve_config = service.config
+    else:
+      from landmark_jax.serve.config import ServeConfig
+
+      serve_config = ServeConfig()
+  protocol = GuardedH11Protocol.configured(
+    header_timeout_s=serve_config.header_timeout_s,
+    max_connections=serve_config.max_connections or default_max_connections(),
+  )
+  settings = {
+    "http": protocol,
+    "ws": "none",  # the service has no WebSocket route: an upgrade is not even attempted
+    "timeout_keep_alive": serve_config.keep_alive_s,
+    "limit_concurrency": None,
+    "h11_max_incomplete_event_size": 16 * 2**10,  # a request head; h11's default, named
+    # Bounds SIGINT's shutdown as SIGTERM's drain is bounded.
+    "timeout_graceful_shutdown": serve_config.drain_timeout_s,
+  }
+  return uvicorn.Config(app, host=host, port=port, **{**settings, **overrides})
+
+
 def serve_until_drained(app, host: str, port: int) -> bool:
   """`uvicorn.run` for the app of `create_app`, with SIGTERM draining it; whether it
   started (False: uvicorn logged why not, e.g. the port was taken)."""
   service = app.state.service
-  config = uvicorn.Config(
-    app,
-    host=host,
-    port=port,
-    log_level="info",
-    # Bounds SIGINT's shutdown as SIGTERM's drain is bounded.
-    timeout_graceful_shutdown=service.config.drain_timeout_s,
-  )
+  config = uvicorn_config(app, host, port, service.config, log_level="info")
   server = DrainingServer(config, service.drain)
   try:
     server.run()

@@ -29,6 +29,7 @@ from landmark_jax.embedding import EmbeddedPhotos
 from landmark_jax.errors import DataError
 from landmark_jax.index.references import References
 from landmark_jax.stages.embed import load_embeddings
+from landmark_jax.text import spreadsheet_row
 
 REPORT_FILE = "report.json"
 RECORD_FILE = "clean.json"  # written last
@@ -168,10 +169,12 @@ def report_markdown(report: dict) -> str:
 
 
 def _write_dropped_csv(report: dict, path: pathlib.Path) -> None:
-  with open(path, "w", newline="") as f:
+  with open(path, "w", newline="", encoding="utf-8") as f:
     writer = csv.writer(f)
     writer.writerow(DROPPED_CSV_COLUMNS)
-    writer.writerows([row[c] for c in DROPPED_CSV_COLUMNS] for row in report["affected_landmarks"])
+    writer.writerows(
+      spreadsheet_row(row[c] for c in DROPPED_CSV_COLUMNS) for row in report["affected_landmarks"]
+    )
 
 
 def write_cleaning(
@@ -187,10 +190,10 @@ def write_cleaning(
   samples its photos as queries."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  with open(out / "train_clean.csv", "w", newline="") as f:
+  with open(out / "train_clean.csv", "w", newline="", encoding="utf-8") as f:
     writer = csv.writer(f)
     writer.writerow(["landmark_id", "images"])
-    writer.writerows(result.clean_rows())
+    writer.writerows(map(spreadsheet_row, result.clean_rows()))
   report = result.report()
   (out / REPORT_FILE).write_text(json.dumps(report, indent=2))
   (out / "report.md").write_text(report_markdown(report))

@@ -188,6 +188,7 @@ def test_an_index_without_label_map_is_one_line(tmp_path):
   from landmark_jax.index import CentroidIndex, IndexConfig
 
   vectors = np.random.default_rng(1).normal(size=(4, 8)).astype(np.float32)
+  vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)  # an index holds unit vectors
   path = CentroidIndex.build(vectors, np.arange(4), IndexConfig(backend="exact")).save(
     tmp_path / "index"
   )

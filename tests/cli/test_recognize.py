@@ -70,8 +70,8 @@ def test_a_photo_no_decoder_can_read_is_named_and_the_others_recognised(
   status, out, err = run(["recognize", *index, odd, photo], capsys)
   assert status == 2 and not any("Traceback" in line for line in err)
   assert [line for line in err if line.startswith("landmark-jax")] == [
-    f"landmark-jax recognize: error: {odd}: undecodable image (NotImplementedError: "
-    "Unimplemented pixel format 1515870810)"
+    f"landmark-jax recognize: error: {odd}: DDS images are not accepted (known by their first "
+    "bytes, whatever the file is named or declared to be); accepted: JPEG, PNG, WEBP"
   ]
   assert len(out) == 1 and out[0].startswith(f"{photo}\t")
 

@@ -95,6 +95,27 @@ def test_a_rotated_photo_is_shrunk_upright(tmp_path):
   assert shrink_image(data, 300) == data  # not larger than asked: kept as it is
 
 
+def test_shrinking_refuses_what_no_decode_of_the_library_accepts(tmp_path):
+  """A scan bomb or a TIFF in a downloaded dataset is skipped by `prepare --pack --resize`
+  before Pillow decodes it (issue 33): packing would otherwise spend the bomb's decode, and
+  the photo could never be read at training anyway. Its honest twin is shrunk."""
+  from tests.hostile_images import scan_bomb
+
+  images = tmp_path / "images"
+  images.mkdir()
+  honest = encode(gradient_image(600, 400), "JPEG", quality=90, progressive=True)
+  (images / "honest.jpg").write_bytes(honest)
+  (images / "bomb.jpg").write_bytes(scan_bomb(side=256, repeats=200))
+  tiff = io.BytesIO()
+  gradient_image(600, 400).save(tiff, "TIFF")
+  (images / "named_like_a.jpg").write_bytes(tiff.getvalue())
+  result = pack_folder(images, tmp_path / "packed", resize=RESIZE, progress=False)
+  assert result.records == 1
+  assert sorted(result.skipped) == ["bomb.jpg", "named_like_a.jpg"]
+  with Image.open(io.BytesIO(dict(PackedImages(result.folder).items())["honest.jpg"])) as kept:
+    assert max(kept.size) == RESIZE
+
+
 @pytest.mark.slow
 def test_the_packed_source_reads_the_files_images_through_grain_workers(landmarks_mini, packed):
   files = GLDv2Source(

@@ -119,9 +119,9 @@ def record_checksum(folder, name):
   edit_manifest(folder, files=files)
 
 
-def load_error(folder) -> str:
+def load_error(folder, **options) -> str:
   with pytest.raises(IndexFormatError) as caught:
-    CentroidIndex.load(folder)
+    CentroidIndex.load(folder, **options)
   message = str(caught.value)
   assert "\n" not in message, message
   return message
@@ -257,7 +257,8 @@ def test_a_partial_set_of_local_features_files_is_refused_naming_the_missing_one
   assert f"index file missing: {folder / 'local_keypoints.npy'}" in load_error(folder)
   # In a version-1 index, which lists no files, too.
   as_version_1(folder)
-  assert f"index file missing: {folder / 'local_keypoints.npy'}" in load_error(folder)
+  missing = f"index file missing: {folder / 'local_keypoints.npy'}"
+  assert missing in load_error(folder, allow_unchecked=True)
 
 
 def test_an_exact_index_with_scann_files_is_refused(tmp_path):
@@ -507,10 +508,12 @@ def as_version_1(folder):
 
 
 @pytest.mark.parametrize("backend", ["exact", "scann"])
-def test_a_version_1_index_still_loads(tmp_path, backend):
+def test_a_version_1_index_still_loads_when_allowed(tmp_path, backend):
   index = full_index(backend)
   as_version_1(index.save(tmp_path / "i"))
-  loaded = CentroidIndex.load(tmp_path / "i")
+  # Only when asked for (--allow-unchecked-index): its files have no checksums.
+  assert "format 1 has no checksums" in load_error(tmp_path / "i")
+  loaded = CentroidIndex.load(tmp_path / "i", allow_unchecked=True)
   assert loaded.backend == backend and loaded.metadata["eta"] == 0.5
   for x, y in zip(index.search(index.centroids[:4], 3), loaded.search(index.centroids[:4], 3)):
     np.testing.assert_array_equal(x, y)
@@ -520,9 +523,9 @@ def test_a_version_1_index_is_still_checked_for_consistency(tmp_path):
   folder = raw_index().save(tmp_path / "i")
   as_version_1(folder)
   np.save(folder / "centroids.npy", np.full((N, DIM), np.nan, np.float32))
-  assert f"{folder / 'centroids.npy'}: holds NaN" in load_error(folder)
+  assert f"{folder / 'centroids.npy'}: holds NaN" in load_error(folder, allow_unchecked=True)
   (folder / "labels.npy").write_bytes(b"\x93NUMPY garbage")
-  assert str(folder / "labels.npy") in load_error(folder)
+  assert str(folder / "labels.npy") in load_error(folder, allow_unchecked=True)
 
 
 def test_stored_validation_photos_round_trip_and_are_checked_when_read(tmp_path):

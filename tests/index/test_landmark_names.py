@@ -195,6 +195,44 @@ def test_update_landmarks_renames_by_id_or_folder_name_and_keeps_the_rest(tmp_pa
   assert "rows 1,berliner_dom" in capsys.readouterr().err
 
 
+def test_update_keeps_what_the_csv_has_no_column_for_and_a_rerun_changes_nothing(tmp_path, capsys):
+  """A CSV of ids and categories changes the categories alone; the same CSV again is
+  "nothing to change", status 0, no new version; half a coordinate pair is refused by row.
+  (A new user's try of issue 33: the names were erased, the rerun refused, and a latitude
+  without a longitude stored as half a location.)"""
+  demo_index().save(tmp_path / "index")
+  manifest = tmp_path / "index" / "manifest.json"
+
+  def update(text: str) -> int:
+    (tmp_path / "edit.csv").write_text(text)
+    return main(
+      [
+        "update-landmarks",
+        "--index",
+        str(tmp_path / "index"),
+        "--landmarks-csv",
+        str(tmp_path / "edit.csv"),
+      ]
+    )
+
+  assert update("landmark_id,category\n0,church\n1,palace\n") == 0
+  landmarks = CentroidIndex.load(tmp_path / "index").landmarks
+  assert landmarks[0] == LandmarkInfo("astronaut", 48.0, 2.0, "church")
+  assert landmarks[1] == LandmarkInfo("coffee", 45.0, 12.0, "palace")
+  assert landmarks[2] == DEMO[2] and landmarks[3] == DEMO[3]
+  capsys.readouterr()
+  saved = manifest.read_bytes()
+  assert update("landmark_id,category\n0,church\n1,palace\n") == 0
+  assert "nothing to change" in capsys.readouterr().out
+  assert manifest.read_bytes() == saved  # no new version for a live service to reload
+  for row in ("0,Tour Eiffel,48.8,", "0,Tour Eiffel,48.8584", "0,Tour Eiffel,,2.29"):
+    assert update(f"landmark_id,name,latitude,longitude\n{row}\n") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "line 2: landmark 0 has a" in err, err
+    assert "give both, or leave both empty" in err
+  assert CentroidIndex.load(tmp_path / "index").landmarks[0].latitude == 48.0
+
+
 def test_hold_back_without_recalibrate_is_a_usage_error(tmp_path, capsys):
   assert (
     main(

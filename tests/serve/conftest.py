@@ -12,7 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from landmark_jax.index import CentroidIndex
 from landmark_jax.recognize import Recognizer
-from landmark_jax.serve.app import ServeConfig, create_app
+from landmark_jax.serve.app import create_app
+from landmark_jax.serve.config import ServeConfig
+from landmark_jax.serve.shutdown import uvicorn_config
 from tests.helpers import free_port  # noqa: F401 (the serve tests import it from here)
 
 
@@ -37,9 +39,10 @@ def metric_delta(before: dict, after: dict, name: str, **labels) -> float:
 @contextlib.contextmanager
 def app_in_thread(app, **config):
   """`app` under a real uvicorn on a free loopback port, in a thread: yields its base URL
-  once it listens; stops it on exit. `config`: more `uvicorn.Config` settings."""
+  once it listens; stops it on exit. The service's own settings (`uvicorn_config`: the
+  guarded protocol, its service's limits); `config`: more `uvicorn.Config` settings."""
   port = free_port()
-  server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
+  server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, **config))
   thread = threading.Thread(target=server.run, daemon=True)
   thread.start()
   try:
@@ -74,23 +77,27 @@ SERVE_CONFIG = ServeConfig(
   max_bytes=2_000_000,
   max_batch_bytes=4_000_000,
   max_pixels=20_000_000,
-  max_decoded_pixels=4_000_000,
+  max_decode_bytes=32 * 2**20,  # 4 Mpx at 8 bytes a pixel
   decode_workers=2,
   max_batch_request=8,
   read_timeout_s=2.0,
 )
 
 
-@pytest.fixture(scope="module")
-def server(trained, index_dir):
-  """The real app under uvicorn on a free loopback port: (base URL, its Recognizer)."""
-  config = SERVE_CONFIG
-  recognizer = Recognizer(
+def served_recognizer(trained, index_dir) -> Recognizer:
+  """The session model and index as the test services answer with them (η 0.9)."""
+  return Recognizer(
     trained,
     CentroidIndex.load(index_dir / "index"),
     eta=0.9,
     names={0: "astronaut"},
-    batch_size=config.max_batch,
+    batch_size=SERVE_CONFIG.max_batch,
   )
-  with app_in_thread(create_app(recognizer, config), log_level="warning") as url:
+
+
+@pytest.fixture(scope="module")
+def server(trained, index_dir):
+  """The real app under uvicorn on a free loopback port: (base URL, its Recognizer)."""
+  recognizer = served_recognizer(trained, index_dir)
+  with app_in_thread(create_app(recognizer, SERVE_CONFIG), log_level="warning") as url:
     yield url, recognizer

@@ -13,12 +13,12 @@ import httpx
 import pytest
 from PIL import Image
 
+from landmark_jax.data.image_guard import decode_cost
 from tests.helpers import encode, mini_photos
 from tests.serve.conftest import free_port, wait_until_healthy
 
 DECODE_WORKERS = 2
-MAX_DECODED_PIXELS = 4096 * 4096  # the service's default
-BYTES_PER_DECODED_PIXEL = 8  # measured: Pillow's RGBA buffer, the RGB copy, the resample
+MAX_DECODE_BYTES = 128 * 2**20  # the service's default
 
 
 def _rss_bytes(pid: int) -> int:
@@ -40,8 +40,19 @@ class _MemorySampler(threading.Thread):
       time.sleep(0.02)
 
 
+def widest_png_within_budget(height: int, crop: int) -> int:
+  """The widest RGB PNG of `height` rows whose decode (and resample to `crop`) the service
+  counts within MAX_DECODE_BYTES (`data.image_guard.decode_cost`)."""
+  low, high = 1, 2**16
+  while low < high:
+    width = (low + high + 1) // 2
+    cost = decode_cost("RGB", (width, height), format="PNG", resample_to=crop)
+    low, high = (width, high) if cost <= MAX_DECODE_BYTES else (low, width - 1)
+  return low
+
+
 def test_burst_of_maximum_size_pngs_keeps_memory_bounded(
-  tiny_trained, index_dir, landmarks_mini, tmp_path
+  tiny_trained, trained, index_dir, landmarks_mini, tmp_path
 ):
   if not os.path.exists("/proc/self/status"):
     pytest.skip("reads the server's memory from /proc (Linux)")
@@ -61,8 +72,8 @@ def test_burst_of_maximum_size_pngs_keeps_memory_bounded(
       str(port),
       "--decode-workers",
       str(DECODE_WORKERS),
-      "--max-decoded-pixels",
-      str(MAX_DECODED_PIXELS),
+      "--max-decode-mib",
+      str(MAX_DECODE_BYTES // 2**20),
     ],
     stdout=log,
     stderr=subprocess.STDOUT,
@@ -71,9 +82,12 @@ def test_burst_of_maximum_size_pngs_keeps_memory_bounded(
   try:
     wait_until_healthy(url, server, tmp_path / "server.log")
 
-    side = 4096  # exactly the decode budget; solid colour: ~50 KB on the wire
-    at_budget = encode(Image.new("RGB", (side, side), (40, 90, 140)), "PNG")
-    over_budget = encode(Image.new("RGB", (side + 1, side), (40, 90, 140)), "PNG")
+    # Exactly the decode budget (~33 Mpx of RGB), and one column more; solid colour: ~130
+    # KB on the wire.
+    side = 4096
+    width = widest_png_within_budget(side, trained.config.pipeline.image.crop_size)
+    at_budget = encode(Image.new("RGB", (width, side), (40, 90, 140)), "PNG")
+    over_budget = encode(Image.new("RGB", (width + 1, side), (40, 90, 140)), "PNG")
     valid = [p.read_bytes() for p in mini_photos(landmarks_mini, 4)]
     baseline = _rss_bytes(server.pid)
     sampler = _MemorySampler(server.pid)
@@ -118,12 +132,12 @@ def test_burst_of_maximum_size_pngs_keeps_memory_bounded(
     assert valid_statuses and set(valid_statuses) == {200}
     mb = 2**20
     print(
-      f"\nburst: 8 PNGs of {side}×{side} decoded + 8 over budget refused, "
+      f"\nburst: 8 PNGs of {width}×{side} decoded + 8 over budget refused, "
       f"{len(valid_statuses)} valid requests answered, {burst_s:.1f} s; server RSS "
       f"before {baseline / mb:.0f} MB, peak {peak / mb:.0f} MB (+{(peak - baseline) / mb:.0f}), "
       f"1 s after {after / mb:.0f} MB (+{(after - baseline) / mb:.0f})"
     )
-    budget = DECODE_WORKERS * MAX_DECODED_PIXELS * BYTES_PER_DECODED_PIXEL
+    budget = DECODE_WORKERS * MAX_DECODE_BYTES
     # Eight decodes at once would take 4× this; the budget lets two run.
     assert peak - baseline < 1.5 * budget, (peak - baseline) / mb
     assert after - baseline < 0.25 * budget, (after - baseline) / mb  # handed back

@@ -67,7 +67,7 @@ def _complete(answer: bytes) -> bool:
 def test_declared_oversize_body_is_refused_before_it_is_sent(server):
   url, _ = server
   head = (
-    b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    b"POST /v1/recognize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
     b"Content-Length: 200000000\r\n\r\n"
   )
   status, body, sent = _raw_request(url, head)
@@ -78,7 +78,7 @@ def test_declared_oversize_body_is_refused_before_it_is_sent(server):
 def test_chunked_body_is_cut_at_the_limit(server):
   url, _ = server
   head = (
-    b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    b"POST /v1/recognize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
     b"Transfer-Encoding: chunked\r\n\r\n"
   )
   chunk = b"%x\r\n" % 65536 + b"\xff" * 65536 + b"\r\n"
@@ -91,7 +91,7 @@ def test_chunked_body_is_cut_at_the_limit(server):
 def test_stalled_upload_gets_408(server):
   url, _ = server
   head = (
-    b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    b"POST /v1/recognize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
     b"Content-Length: 5000\r\n\r\n"
   )
   start = time.monotonic()
@@ -159,7 +159,7 @@ def test_batch_endpoint_takes_and_checks_the_location(server, landmarks_mini):
 
 def test_decode_budget_refuses_png_from_header_and_decodes_large_jpeg_reduced(server):
   url, _ = server
-  # 3000×3000 = 9 Mpx: under max_pixels (20 M), over max_decoded_pixels (4 M).
+  # 3000×3000 = 9 Mpx: under max_pixels (20 M); 36 MB decoded, over max_decode_bytes (32 MiB).
   image = Image.new("RGB", (3000, 3000), (90, 120, 150))
   png, jpeg = encode(image, "PNG"), encode(image, "JPEG", quality=80)
   with httpx.Client(base_url=url, timeout=60) as client:
@@ -202,7 +202,9 @@ def test_healthz_is_ready_only_after_a_warm_up_recognition(trained, index_dir):
   app = create_app(Recognizer(trained, index, eta=0.5, batch_size=2), SERVE_CONFIG)
 
   async def health():  # the ASGI app without its lifespan: nothing warmed up yet
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as c:
+    async with httpx.AsyncClient(
+      transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as c:
       return (await c.get("/healthz")).status_code
 
   assert asyncio.run(health()) == 503
@@ -246,3 +248,21 @@ def test_serve_refuses_to_start_on_an_inconsistent_index(tiny_trained, index_dir
   )
   err = capsys.readouterr().err.strip()
   assert status == 2 and len(err.splitlines()) == 1 and "labels.npy" in err, err
+
+
+def test_info_states_the_connection_cap_and_the_memory_bound(server):
+  """The service runs the guarded protocol and the shared body budget (issue 33): /v1/info
+  names the cap in force and the bound, and /metrics counts cut uploads from the start."""
+  from landmark_jax.serve.memory import memory_bound
+  from landmark_jax.serve.protocol import default_max_connections
+
+  url, _ = server
+  limits = httpx.get(f"{url}/v1/info", timeout=30).json()["limits"]
+  cap = default_max_connections()  # SERVE_CONFIG leaves it to the file limit
+  assert limits["max_connections"] == cap
+  assert limits["memory_bound_bytes"] == memory_bound(
+    SERVE_CONFIG.max_bytes_in_flight, SERVE_CONFIG.decode_workers, SERVE_CONFIG.decode_budget, cap
+  )
+  assert limits["request_timeout_s"] == SERVE_CONFIG.request_timeout_s
+  metrics = httpx.get(f"{url}/metrics", timeout=30).text
+  assert 'landmark_uploads_cut_total{reason="stalled"} 0.0' in metrics

@@ -98,7 +98,7 @@ def _held_request(port: int, photo: bytes) -> socket.socket:
   """A /v1/recognize request whose body is only half sent: in flight until the rest is."""
   sock = socket.create_connection(("127.0.0.1", port), timeout=60)
   sock.sendall(
-    b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+    b"POST /v1/recognize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
     + f"Content-Length: {len(photo)}\r\n\r\n".encode()
     + photo[: len(photo) // 2]
   )

@@ -8,7 +8,6 @@ LANDMARK_JAX_REQUIRE_BROWSER=1 to make that a failure). Nothing is downloaded: t
 and its driver are given by path, and Selenium's usage statistics are off.
 """
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -94,11 +93,7 @@ def broken_images(driver):
 
 def served_prediction(recognizer, photo, read_exif=True):
   """The answer the service gives for `photo` (its image limits decide the JPEG draft size)."""
-  config = dataclasses.replace(
-    recognizer.photos.image_config,
-    max_pixels=SERVE_CONFIG.max_pixels,
-    max_decoded_pixels=SERVE_CONFIG.max_decoded_pixels,
-  )
+  config = SERVE_CONFIG.image_config(recognizer.photos.image_config)
   return recognizer.recognize_photos([decode_photo(str(photo), config, read_exif=read_exif)])[0]
 
 

@@ -4,7 +4,9 @@ runtime (gloo collectives), train and embed as one 8-device run does.
 The scenario, run once: the two processes train the tiny config with the curriculum on
 across its stage boundary; process 1 is killed after a checkpoint, so process 0 must stop
 with an error naming it instead of waiting forever; both are started again and resume from
-their multi-host checkpoint; the final state must equal a one-process, 8-device run's.
+their multi-host checkpoint; the final state must equal a one-process, 8-device run's. The
+runs are tests/train/conftest.py's chain, which the SIGTERM scenario shares: the SIGKILL
+comes in the run resumed after its stop.
 """
 
 import os
@@ -12,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -56,10 +57,6 @@ def start(command, workdir, port, process_id, *extra):
   )
 
 
-def train_command(workdir):
-  return ["--config", "tiny_cpu", "--workdir", str(workdir), *CONFIG]
-
-
 def finish(processes, timeout=400):
   out = []
   for process in processes:
@@ -80,33 +77,9 @@ def assert_close_variables(a, b):
 
 
 @pytest.fixture(scope="module")
-def runs(curriculum_run, tmp_path_factory):
+def runs(two_process_chain, curriculum_run):
   """The killed-and-resumed two-process run and the one-process reference."""
-  folder = tmp_path_factory.mktemp("multihost")
-  workdir, port = folder / "two", free_port()
-  processes = [start("train", workdir, port, i, *train_command(workdir)) for i in (0, 1)]
-  checkpoints = workdir / "checkpoints"
-  deadline = time.monotonic() + 400
-  while time.monotonic() < deadline and processes[1].poll() is None:
-    if checkpoints.is_dir() and (checkpoints / "6").is_dir():
-      processes[1].send_signal(signal.SIGKILL)
-      break
-    time.sleep(0.05)
-  killed_at = time.monotonic()
-  survivor, killed = finish(processes)
-  stopped_after = time.monotonic() - killed_at
-
-  port = free_port()
-  resumed = finish([start("train", workdir, port, i, *train_command(workdir)) for i in (0, 1)])
-  return dict(
-    workdir=workdir,
-    survivor=survivor,
-    killed=killed,
-    stopped_after=stopped_after,
-    resumed=resumed,
-    reference=curriculum_run[1],
-    folder=folder,
-  )
+  return dict(two_process_chain, reference=curriculum_run[1])
 
 
 def test_a_dead_process_stops_the_other_with_an_error_naming_it(runs):
@@ -126,7 +99,7 @@ def test_both_processes_resume_and_end_where_one_process_with_8_devices_ends(run
     assert status == 0, stderr[-3000:]
   log = runs["resumed"][0][2]
   resumed_from = int(re.search(r"resumed from step (\d+) \(stage \d\)", log).group(1))
-  assert resumed_from >= 6, log[-3000:]
+  assert resumed_from >= runs["kill_step"] >= 6, log[-3000:]
   two = load_trained(runs["workdir"])
   reference = runs["reference"]
   assert two.step == reference.steps == 12 and int(reference.state.stage) == 1

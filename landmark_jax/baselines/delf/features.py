@@ -27,6 +27,7 @@ from PIL import Image
 from landmark_jax.baselines.delf.attention import AttentionHead
 from landmark_jax.baselines.delf.config import DelfConfig
 from landmark_jax.baselines.delf.pca import Pca
+from landmark_jax.data.config import ImageConfig
 from landmark_jax.data.transforms import open_image
 from landmark_jax.models import l2_normalize, model_variables, normalize_images
 from landmark_jax.models.landmark_net import IMAGENET_MEAN
@@ -188,15 +189,27 @@ class LocalFeatureExtractor:
       return self.pca.dim
     return self.backbone.feature_channels(self.config.feature_stage)
 
-  def prepare(self, image) -> tuple[np.ndarray, tuple[int, int]]:
-    """A path, encoded bytes, PIL image or HWC uint8 array → `fit_to_square` input.
+  def prepare(self, image, limits: ImageConfig | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """A path, encoded bytes, PIL image or HWC uint8 array → `fit_to_square` input; a file
+    is decoded under `limits`' formats, pixel and byte budgets and JPEG scans (default: the
+    library's).
 
-    Raises `ImageDecodeError` for an unreadable file."""
+    Raises `ImageDecodeError` for an unreadable or refused file."""
     if isinstance(image, np.ndarray):
       image = Image.fromarray(image.astype(np.uint8))
     if not isinstance(image, Image.Image):
-      image = open_image(image, draft_size=self.config.image_size)
-    return fit_to_square(image.convert("RGB"), self.config.image_size)
+      limits = limits or ImageConfig()
+      image = open_image(
+        image,
+        draft_size=self.config.image_size,
+        max_pixels=limits.max_pixels,
+        formats=limits.formats,
+        max_decode_bytes=limits.decode_budget,
+        max_jpeg_scans=limits.max_jpeg_scans,
+      )
+    if image.mode != "RGB":
+      image = image.convert("RGB")
+    return fit_to_square(image, self.config.image_size)
 
   def extract_prepared(self, pixels: np.ndarray, photo_hw: np.ndarray) -> list[LocalFeatures]:
     """(B, S, S, 3) prepared photos and their (B, 2) sizes → features per photo, batched
