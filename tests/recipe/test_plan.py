@@ -1,13 +1,14 @@
 """`landmark-jax recipe --dry-run`: every step in order with its command line, nothing
 written, and each lacking input named (status 2)."""
 
+import csv
 import json
 import shlex
 
 import pytest
 
 from landmark_jax.cli.main import main
-from tests.recipe.helpers import listed_folder
+from tests.recipe.helpers import listed_folder, write_csv
 
 # The recipe's steps on a folder without its own val.csv/test.csv, whose landmarks CSV has
 # a region column (no regions step), with the bundle: docs/recipe.md's table.
@@ -189,3 +190,36 @@ def test_the_papers_curriculum_needs_two_regions_before_anything_runs(tmp_path, 
     "--out",
     str(tmp_path / "w" / "regions.csv"),
   ]
+
+
+def test_the_regions_steps_command_writes_what_round_ones_train_reads(tmp_path, capsys):
+  data = listed_folder(tmp_path / "data")
+  # No region column: Paris, New York, Tokyo and Cairo by their coordinates, so the
+  # regions step decides them (europe_russia, north_america_oceania, far_east,
+  # middle_east_north_africa by docs/decisions.md's boundaries).
+  places = [(48.86, 2.35), (40.71, -74.01), (35.68, 139.69), (30.04, 31.24)]
+  rows = [(i, f"landmark_{i}", lat, lon) for i, (lat, lon) in enumerate(places)]
+  write_csv(data / "landmarks.csv", ("landmark_id", "name", "latitude", "longitude"), rows)
+  argv = ["--config", "default", "--pretrained", "none"]
+  status, out, _ = dry_run(capsys, data, tmp_path / "w", *argv)
+  steps = steps_of(out)
+  assert status == 0 and steps[0][:3] == ("regions", "process 0", "to do"), out
+  (train,) = [argv for name, *_, argv in steps if name == "round1/train"]
+  regions_csv = tmp_path / "w" / "regions.csv"
+  assert f"data.regions_csv={regions_csv}" in train
+
+  # The step's own command line (without its program name), by the real CLI, in the
+  # workdir the run has made by then (its attempt's record is in it).
+  (tmp_path / "w").mkdir()
+  assert main(steps[0][3][1:]) == 0
+  capsys.readouterr()
+  written = dict(csv.reader(regions_csv.read_text().splitlines()[1:]))
+  assert written == {
+    "0": "europe_russia",
+    "1": "north_america_oceania",
+    "2": "far_east",
+    "3": "middle_east_north_africa",
+  }
+  status, out, _ = dry_run(capsys, data, tmp_path / "w", *argv)
+  assert status == 0 and steps_of(out)[0][:3] == ("regions", "process 0", "done (reused)"), out
+  assert "lacks:" not in out
