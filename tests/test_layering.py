@@ -30,7 +30,18 @@ ROOT = "landmark_jax"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
   (
     "leaves",
-    ("", "errors", "lazy", "folders", "geo", "sharding", "distributed", "runtime", "text"),
+    (
+      "",
+      "errors",
+      "lazy",
+      "folders",
+      "geo",
+      "sharding",
+      "distributed",
+      "runtime",
+      "text",
+      "lifeline",
+    ),
   ),
   ("foundations", ("models", "data")),
   ("algorithms", ("losses", "prepare", "cleaning", "embedding", "config")),

@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 
-from landmark_jax import runtime
+from landmark_jax import lifeline, runtime
 from landmark_jax.cli import (
   benchmark,
   calibrate,
@@ -153,6 +153,8 @@ def _is_main_process() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+  if argv is None:  # the program itself: a recipe's step stops with its recipe
+    lifeline.stop_with_parent()
   parser = build_parser()
   args = parser.parse_args(argv)
   debug = args.debug or os.environ.get("LANDMARK_JAX_DEBUG", "") not in ("", "0")

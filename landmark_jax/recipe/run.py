@@ -22,6 +22,7 @@ import time
 from typing import Callable
 
 from landmark_jax.folders import atomic_write_text
+from landmark_jax.lifeline import STOP_WITH_PARENT
 from landmark_jax.recipe.layout import Layout
 from landmark_jax.recipe.steps import Step, last_joint_step, read_json
 
@@ -65,6 +66,7 @@ def child_environment(
   step: Step, place: Place, single_steps_platform: str | None, base: dict | None = None
 ) -> dict[str, str]:
   env = dict(os.environ if base is None else base)
+  env[STOP_WITH_PARENT] = str(os.getpid())  # a SIGKILLed recipe leaves no step running
   if step.every_process:
     if place.port_base is not None and place.count > 1:
       env["JAX_COORDINATOR_PORT"] = str(place.port_base + step.number)
