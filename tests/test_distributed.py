@@ -53,6 +53,25 @@ def test_a_mistaken_group_on_the_command_line_is_one_line_before_any_work(tmp_pa
   assert not (tmp_path / "w").exists()
 
 
+LAUNCHER_VARIABLES = (
+  "SLURM_JOB_ID",
+  "SLURM_NTASKS",
+  "SLURM_PROCID",
+  "SLURM_STEP_ID",
+  "SLURM_STEP_NUM_TASKS",
+  "OMPI_COMM_WORLD_RANK",
+  "OMPI_COMM_WORLD_SIZE",
+)
+
+
+def _launched_by(monkeypatch, env: dict) -> None:
+  """The process's environment holds `env`'s launcher variables and no other."""
+  for name in LAUNCHER_VARIABLES:
+    monkeypatch.delenv(name, raising=False)
+  for name, value in env.items():
+    monkeypatch.setenv(name, value)
+
+
 @pytest.mark.parametrize(
   "env, expected",
   [
@@ -65,17 +84,7 @@ def test_a_mistaken_group_on_the_command_line_is_one_line_before_any_work(tmp_pa
   ],
 )
 def test_launched_processes_are_read_from_the_launchers_variables(monkeypatch, env, expected):
-  for name in (
-    "SLURM_JOB_ID",
-    "SLURM_NTASKS",
-    "SLURM_STEP_ID",
-    "SLURM_STEP_NUM_TASKS",
-    "OMPI_COMM_WORLD_RANK",
-    "OMPI_COMM_WORLD_SIZE",
-  ):
-    monkeypatch.delenv(name, raising=False)
-  for name, value in env.items():
-    monkeypatch.setenv(name, value)
+  _launched_by(monkeypatch, env)
   assert distributed._launched_processes() == expected
 
 
@@ -100,18 +109,7 @@ def test_launched_processes_are_read_from_the_launchers_variables(monkeypatch, e
   ],
 )
 def test_launched_rank_reads_flags_then_launchers(monkeypatch, env, group, expected):
-  for name in (
-    "SLURM_JOB_ID",
-    "SLURM_NTASKS",
-    "SLURM_PROCID",
-    "SLURM_STEP_ID",
-    "SLURM_STEP_NUM_TASKS",
-    "OMPI_COMM_WORLD_RANK",
-    "OMPI_COMM_WORLD_SIZE",
-  ):
-    monkeypatch.delenv(name, raising=False)
-  for name, value in env.items():
-    monkeypatch.setenv(name, value)
+  _launched_by(monkeypatch, env)
   assert distributed.launched_rank(group or distributed.ProcessGroup()) == expected
 
 
