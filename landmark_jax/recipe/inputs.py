@@ -12,7 +12,7 @@ from landmark_jax.data.sources import ImageSource
 from landmark_jax.data.tables import parse_id, read_csv
 from landmark_jax.errors import UserError
 from landmark_jax.recipe.options import RecipeOptions
-from landmark_jax.recipe.split import DataList, list_data
+from landmark_jax.recipe.split import DataList, list_data, make_split
 from landmark_jax.train.recipe import check_curriculum, check_pretrained
 
 SETTINGS = "settings"  # the lack of a config that does not load: no step can be planned
@@ -65,7 +65,30 @@ def lacking_inputs(options: RecipeOptions) -> tuple[list[str], DataList | None]:
       lacks.append(f"photos: {error}{flag}")
   if config is not None and listed is not None:
     lacks += _curriculum_lacks(config, listed.photos)
+    lacks += _batch_lacks(options, config, listed)
   return lacks, listed
+
+
+def _batch_lacks(options: RecipeOptions, config: TrainConfig, listed: DataList) -> list[str]:
+  """A batch of more than half round 1's training photos: cleaning drops some, and round 2
+  would then not fill one batch, an hour into the run (`fit` lowers its batch for such data
+  itself; a cluster run's batch is the user's to choose, so it is said here)."""
+  batch = config.pipeline.batch_size
+  # The cheap answer at scale: val and test hold at most `held_out_max` landmark and as many
+  # non-landmark photos each, and the rest trains.
+  if 2 * batch <= len(listed.photos) - 4 * options.held_out_max:
+    return []
+  photos = len(listed.photos)
+  if not options.own_split:
+    photos = len(make_split(listed, options.split_seed, options.held_out_max)["train"])
+  if 2 * batch <= photos:
+    return []
+  fits = 1 << max(0, (photos // 2).bit_length() - 1)  # a power of two: any device count's multiple
+  return [
+    f"batch: round 1 trains on {photos} photos, and round 2 on those cleaning keeps: a batch of "
+    f"{batch} (pipeline.batch_size) would leave round 2 without one; give pipeline.batch_size="
+    f"{fits} or less (at most half the training photos, a multiple of the devices)"
+  ]
 
 
 def labelled_source(

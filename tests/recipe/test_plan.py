@@ -27,6 +27,12 @@ STEPS = [
 ]
 
 
+def enough_photos(root):
+  """A listed folder whose split trains on 96 photos: tiny_cpu's batch of 32 fills round 2
+  whatever cleaning drops (`inputs._batch_lacks`)."""
+  return listed_folder(root, per_landmark=(20, 20, 20, 20), non_landmarks=80)
+
+
 def dry_run(capsys, data, workdir, *extra):
   status = main(
     [
@@ -66,7 +72,7 @@ def flag(argv, name):
 
 
 def test_the_dry_run_lists_every_step_with_its_command_and_writes_nothing(tmp_path, capsys):
-  data = listed_folder(tmp_path / "data")
+  data = enough_photos(tmp_path / "data")
   workdir = tmp_path / "w"
   status, out, err = dry_run(capsys, data, workdir, "num_epochs=3", "index.backend=exact")
   assert status == 0, err
@@ -93,13 +99,13 @@ def test_the_dry_run_lists_every_step_with_its_command_and_writes_nothing(tmp_pa
   assert by_name["index"][-1] == "backend=exact"  # the index.* overrides, as IndexConfig's
   assert flag(by_name["evaluate"], "--min-photos") == "5"
   assert flag(by_name["export"], "--out") == str(workdir / "bundle")
-  # Header: the data's counts (4 landmarks of 10 photos, 40 non-landmark photos).
-  assert "40 photos of 4 landmarks, 40 non-landmark photos" in out
+  # Header: the data's counts (4 landmarks of 20 photos, 80 non-landmark photos).
+  assert "80 photos of 4 landmarks, 80 non-landmark photos" in out
   assert "lacks:" not in out and not workdir.exists()
 
 
 def test_a_step_done_before_is_listed_as_reused(tmp_path, capsys):
-  data = listed_folder(tmp_path / "data")
+  data = enough_photos(tmp_path / "data")
   workdir = tmp_path / "w"
   (workdir / "split").mkdir(parents=True)
   (workdir / "split" / "split.json").write_text("{}")
@@ -115,7 +121,7 @@ def test_a_step_done_before_is_listed_as_reused(tmp_path, capsys):
 def test_lacking_inputs_are_named_and_the_status_is_2(tmp_path, capsys):
   data = listed_folder(tmp_path / "data")
   (data / "non_landmark.csv").unlink()  # GLDv2 has none
-  status, out, err = dry_run(capsys, data, tmp_path / "w")
+  status, out, err = dry_run(capsys, data, tmp_path / "w", "pipeline.batch_size=8")
   assert status == 2
   lacks = [line for line in out.splitlines() if line.startswith("lacks:")]
   assert len(lacks) == 1 and "--non-landmark-csv" in lacks[0], lacks
@@ -126,7 +132,7 @@ def test_lacking_inputs_are_named_and_the_status_is_2(tmp_path, capsys):
 
 
 def test_a_workdir_of_other_settings_is_a_lack(tmp_path, capsys):
-  data = listed_folder(tmp_path / "data")
+  data = enough_photos(tmp_path / "data")
   workdir = tmp_path / "w"
   status, _, err = dry_run(capsys, data, workdir, "num_epochs=3")
   assert status == 0, err
@@ -170,7 +176,7 @@ def test_a_mistake_is_one_line_and_status_2(tmp_path, capsys, argv, message):
 
 def test_the_papers_curriculum_needs_two_regions_before_anything_runs(tmp_path, capsys):
   data = listed_folder(tmp_path / "data")  # landmarks in europe_russia and north_america_oceania
-  argv = ["--config", "default", "--pretrained", "none"]
+  argv = ["--config", "default", "--pretrained", "none", "pipeline.batch_size=16"]
   status, out, err = dry_run(capsys, data, tmp_path / "w", *argv)
   assert status == 0, out + err
   assert "--pretrained" not in out and "model.pretrained=none" in out
@@ -200,7 +206,7 @@ def test_the_regions_steps_command_writes_what_round_ones_train_reads(tmp_path, 
   places = [(48.86, 2.35), (40.71, -74.01), (35.68, 139.69), (30.04, 31.24)]
   rows = [(i, f"landmark_{i}", lat, lon) for i, (lat, lon) in enumerate(places)]
   write_csv(data / "landmarks.csv", ("landmark_id", "name", "latitude", "longitude"), rows)
-  argv = ["--config", "default", "--pretrained", "none"]
+  argv = ["--config", "default", "--pretrained", "none", "pipeline.batch_size=16"]
   status, out, _ = dry_run(capsys, data, tmp_path / "w", *argv)
   steps = steps_of(out)
   assert status == 0 and steps[0][:3] == ("regions", "process 0", "to do"), out
@@ -223,3 +229,17 @@ def test_the_regions_steps_command_writes_what_round_ones_train_reads(tmp_path, 
   status, out, _ = dry_run(capsys, data, tmp_path / "w", *argv)
   assert status == 0 and steps_of(out)[0][:3] == ("regions", "process 0", "done (reused)"), out
   assert "lacks:" not in out
+
+
+def test_a_batch_round_two_could_not_fill_is_a_lack(tmp_path, capsys):
+  # 5 photos of each of 4 landmarks and 20 non-landmark photos: 60/20/20 keeps 3 of each
+  # landmark's 5 and 12 of the 20 for training, 24 photos; cleaning drops some of them.
+  data = listed_folder(tmp_path / "data", per_landmark=(5, 5, 5, 5), non_landmarks=20)
+  status, out, _ = dry_run(capsys, data, tmp_path / "w", "--min-photos", "0")
+  (lack,) = [line for line in out.splitlines() if line.startswith("lacks:")]
+  assert status == 2 and "round 1 trains on 24 photos" in lack and "a batch of 32" in lack
+  assert "pipeline.batch_size=8 or less" in lack  # a power of two, at most 12
+  for batch, lacking in ((12, False), (13, True)):
+    argv = ("--min-photos", "0", f"pipeline.batch_size={batch}")
+    status, out, _ = dry_run(capsys, data, tmp_path / "w", *argv)
+    assert (status == 2) == lacking and ("lacks: batch" in out) == lacking, out
