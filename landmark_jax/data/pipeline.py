@@ -54,7 +54,12 @@ class SkippedImages:
 
   def _advance_to(self, epoch: int) -> None:
     while self._epoch < epoch:
-      logger.info("epoch %d: %d unreadable images skipped", self._epoch, self.by_epoch[self._epoch])
+      # Said only for an epoch that skipped some: a few dozen photos make hundreds of epochs
+      # (one line each flooded a small run's log), and each stage's end gives the total.
+      level = logging.INFO if self.by_epoch[self._epoch] else logging.DEBUG
+      logger.log(
+        level, "epoch %d: %d unreadable images skipped", self._epoch, self.by_epoch[self._epoch]
+      )
       self._epoch += 1
 
   def __call__(self, record: Mapping[str, Any]) -> bool:

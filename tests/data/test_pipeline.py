@@ -14,6 +14,7 @@ from landmark_jax.data import (
   eval_dataset,
   train_dataset,
 )
+from landmark_jax.data.pipeline import SkippedImages
 from tests.helpers import write_bad_folder
 
 SMALL = ImageConfig(resize_size=40, crop_size=32)
@@ -158,3 +159,19 @@ def test_device_iterator_shards_the_batch_over_the_mesh(mini_source):
   following = next(iterator)
   iterator.set_state(state)
   np.testing.assert_array_equal(next(iterator)["id"], following["id"])
+
+
+def test_an_epoch_is_logged_only_when_it_skipped_photos(caplog):
+  skipped = SkippedImages()
+  records = [
+    {"epoch": 0, "valid": True, "id": "a"},
+    {"epoch": 1, "valid": False, "id": "b", "error": "truncated"},
+    {"epoch": 2, "valid": True, "id": "c"},
+    {"epoch": 3, "valid": True, "id": "d"},
+  ]
+  with caplog.at_level("INFO", logger="landmark_jax.data.pipeline"):
+    kept = [skipped(record) for record in records]
+  assert kept == [True, False, True, True]
+  said = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+  assert said == ["epoch 1: 1 unreadable images skipped"]  # not epochs 0 and 2
+  assert skipped.total == 1
