@@ -3,6 +3,7 @@ whether it is done; the inputs still lacking), the estimate, and the run itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -14,6 +15,7 @@ from landmark_jax.recipe.options import RecipeOptions
 from landmark_jax.recipe.outcome import print_outcome, record_timings
 from landmark_jax.recipe.run import Place, Runner
 from landmark_jax.recipe.steps import SPLIT_STEP, plan_steps
+from landmark_jax.recipe.workdir_lock import one_recipe_at_a_time
 
 PORT_BASE = 20_000  # + 16 ports per SLURM job (job id mod 2000): steps use base + number
 
@@ -123,7 +125,10 @@ def run(options: RecipeOptions, place: Place, *, say=_say) -> int:
     single_steps_platform=options.single_steps_platform,
     say=say,
   )
-  status = runner.run()
+  # Process 0 alone: it writes the attempt the others follow, and on one host (the tests,
+  # one task per GPU) a lock of every process would refuse the recipe's own peers.
+  with one_recipe_at_a_time(layout.own, say) if place.rank == 0 else contextlib.nullcontext():
+    status = runner.run()
   if place.rank == 0:
     total = record_timings(layout, runner.timings)
     if status == 0:
