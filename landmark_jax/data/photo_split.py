@@ -181,7 +181,15 @@ def _counts(split: PhotoList) -> tuple[int, int]:
   return len(split) - non_landmark, non_landmark
 
 
-def check_splittable(photos: PhotoList, min_photos: int) -> None:
+# How `fit`'s user adds photos without a landmark (the recipe names its own flag).
+ADD_NON_LANDMARKS = (
+  "put ordinary photos (streets, rooms, people) in non_landmark/ or give --non-landmarks DIR"
+)
+
+
+def check_splittable(
+  photos: PhotoList, min_photos: int, add_non_landmarks: str = ADD_NON_LANDMARKS
+) -> None:
   """Refuses, before anything is trained, photos without non-landmarks or whose validation
   or test split would hold fewer than `min_photos` landmark or non-landmark photos, saying
   how many photos would be enough."""
@@ -195,8 +203,7 @@ def check_splittable(photos: PhotoList, min_photos: int) -> None:
   if not non_landmark:
     raise DataError(
       "no photos without a landmark: the model must learn what 'no landmark' looks like, "
-      "and η is calibrated on them; put ordinary photos (streets, rooms, people) in "
-      "non_landmark/ or give --non-landmarks DIR"
+      f"and η is calibrated on them; {add_non_landmarks}"
     )
   if not landmark_counts:
     raise DataError("no landmark photos: put each landmark's photos in a folder of its own")

@@ -55,6 +55,18 @@ def check_named_source(spec: str, backbone_name: str | None) -> None:
     )
 
 
+def check_libraries(spec: str) -> None:
+  """The libraries a named source loads its weights with are installed (looked up, not
+  imported): said before a run, not when its first step loads the weights."""
+  import importlib.util
+
+  needed = ("torch", "torchvision") if spec == TORCHVISION else ("torch", "timm")
+  if all(importlib.util.find_spec(name) is not None for name in needed):
+    return
+  libraries = "PyTorch and torchvision" if spec == TORCHVISION else "PyTorch and timm"
+  raise MissingExtraError(f"model.pretrained={spec} needs {libraries}: {_TORCH_EXTRA}")
+
+
 def named_state_dict(spec: str, backbone_name: str | None) -> dict[str, np.ndarray]:
   """The state dict of ``torchvision`` (for `backbone_name`) or ``timm:NAME``."""
   check_named_source(spec, backbone_name)

@@ -24,9 +24,16 @@ def lacking_inputs(options: RecipeOptions) -> tuple[list[str], DataList | None]:
   data, lacks = options.data, []
   prepare = f"`landmark-jax prepare gldv2 --out {data}` downloads GLDv2 there"
   train_csv = data / "train.csv"
-  if not train_csv.is_file():
+  if not data.is_dir():  # a typo or a file: not a folder to download GLDv2 into
+    what = "is a file" if data.exists() else "does not exist"
+    lacks.append(f"--data {data} {what}: give the GLDv2-layout folder holding train.csv")
+  elif not train_csv.is_file():
     lacks.append(f"{train_csv}: the list of training photos ({prepare})")
-  if not options.packed_dir and not any((data / d).is_dir() for d in ("images", "train")):
+  if (
+    data.is_dir()
+    and not options.packed_dir
+    and not any((data / d).is_dir() for d in ("images", "train"))
+  ):
     lacks.append(f"{data}/images/: the photos ({prepare}; or --packed-dir with --pack's shards)")
   non_landmarks = options.non_landmark_list()
   if non_landmarks is not None and not non_landmarks.is_file():
@@ -41,7 +48,7 @@ def lacking_inputs(options: RecipeOptions) -> tuple[list[str], DataList | None]:
     try:
       check_pretrained(config)
     except UserError as error:
-      lacks.append(f"weights: {error}")
+      lacks.append(f"weights (--pretrained): {error}")
   if config is not None and options.needs_regions_step(options.user_config()):
     columns = options.landmark_columns()
     if not ({"latitude", "longitude"} <= set(columns) or "country_code" in columns):
@@ -58,11 +65,11 @@ def lacking_inputs(options: RecipeOptions) -> tuple[list[str], DataList | None]:
       lacks.append(f"{train_csv}: {error}")
   if listed is not None and not options.own_split:
     try:
-      photo_split.check_splittable(listed.photos, options.min_photos)
-    except UserError as error:
       # GLDv2 has no photos without a landmark: the likeliest lack, said with its flag.
-      flag = "" if non_landmarks else " (give --non-landmark-csv: id[,url] of such photos)"
-      lacks.append(f"photos: {error}{flag}")
+      add = "give --non-landmark-csv: id[,url] of such photos under --data's images/"
+      photo_split.check_splittable(listed.photos, options.min_photos, add_non_landmarks=add)
+    except UserError as error:
+      lacks.append(f"photos: {error}")
   if config is not None and listed is not None:
     lacks += _curriculum_lacks(config, listed.photos)
     lacks += _batch_lacks(options, config, listed)

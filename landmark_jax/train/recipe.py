@@ -23,7 +23,11 @@ from landmark_jax.config import TrainConfig
 from landmark_jax.data import ImageSource
 from landmark_jax.data.labels import REGIONS
 from landmark_jax.errors import ConfigError, MissingFileError
-from landmark_jax.models.pretrained_sources import check_named_source, is_named_source
+from landmark_jax.models.pretrained_sources import (
+  check_libraries,
+  check_named_source,
+  is_named_source,
+)
 from landmark_jax.train.checkpoints import is_training_workdir
 
 # Where each data kind's non-landmark photos come from.
@@ -42,6 +46,7 @@ def check_pretrained(config: TrainConfig) -> None:
   if weights and is_named_source(weights):
     # Whether the weights are cached or can be downloaded is found when they are loaded.
     check_named_source(weights, config.model.backbone)
+    check_libraries(weights)
   elif weights and not (pathlib.Path(weights).is_file() or is_training_workdir(weights)):
     raise MissingFileError(
       f"model.pretrained: backbone checkpoint not found: {weights} (give torchvision, "

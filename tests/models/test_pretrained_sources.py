@@ -227,3 +227,22 @@ def test_torchvision_without_the_backbones_name_says_to_pass_it():
   # A bare ResNet does not know its registry name; torchvision's weights are picked by it.
   with pytest.raises(UsageError, match="pass backbone_name"):
     load_pretrained_backbone("torchvision", get_backbone("resnet50"))
+
+
+@pytest.mark.parametrize(
+  "spec, missing, extra_text",
+  [
+    ("torchvision", "torchvision", "needs PyTorch and torchvision"),
+    ("timm:resnet50.a1_in1k", "timm", "needs PyTorch and timm"),
+    ("torchvision", "torch", "needs PyTorch and torchvision"),
+  ],
+)
+def test_a_missing_library_is_said_before_training(monkeypatch, spec, missing, extra_text):
+  # The recipe's dry run and `fit` check this first: not a failure at the first step's load
+  # of the weights, after a cluster's queue.
+  config = apply_overrides(load_config("tiny_cpu"), [f"model.pretrained={spec}"])
+  config = apply_overrides(config, ["model.backbone=resnet50", "model.fine_tune=True"])
+  monkeypatch.setitem(sys.modules, missing, None)  # looked up, it is not there
+  with pytest.raises(MissingExtraError) as error:
+    recipe.check_pretrained(config)
+  assert_one_line(error, extra_text, "pip install 'landmark-jax[torch]'")

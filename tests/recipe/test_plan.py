@@ -125,6 +125,7 @@ def test_lacking_inputs_are_named_and_the_status_is_2(tmp_path, capsys):
   assert status == 2
   lacks = [line for line in out.splitlines() if line.startswith("lacks:")]
   assert len(lacks) == 1 and "--non-landmark-csv" in lacks[0], lacks
+  assert "--non-landmarks DIR" not in lacks[0]  # `fit`'s flag, not the recipe's
   assert "no photos without a landmark" in lacks[0]
   assert err.strip() == "landmark-jax recipe: error: 1 input(s) lacking (the lacks: lines above)"
   # The steps are still listed: what would run once the input is there.
@@ -243,3 +244,13 @@ def test_a_batch_round_two_could_not_fill_is_a_lack(tmp_path, capsys):
     argv = ("--min-photos", "0", f"pipeline.batch_size={batch}")
     status, out, _ = dry_run(capsys, data, tmp_path / "w", *argv)
     assert (status == 2) == lacking and ("lacks: batch" in out) == lacking, out
+
+
+def test_a_data_path_that_is_no_folder_is_named_without_a_download_hint(tmp_path, capsys):
+  data = enough_photos(tmp_path / "data")
+  for given, what in ((tmp_path / "dta", "does not exist"), (data / "train.csv", "is a file")):
+    status, out, _ = dry_run(capsys, given, tmp_path / "w")
+    lacks = [line for line in out.splitlines() if line.startswith("lacks:")]
+    assert status == 2 and lacks == [
+      f"lacks: --data {given} {what}: give the GLDv2-layout folder holding train.csv"
+    ], lacks
