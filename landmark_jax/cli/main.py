@@ -192,12 +192,28 @@ def main(argv: list[str] | None = None) -> int:
       sys.stderr.flush()
       os._exit(130)
     return 130
-  except Exception:
+  except Exception as error:
     if "landmark_jax.distributed" in sys.modules:  # only a multi-host command imports it
       from landmark_jax import distributed
 
       distributed.await_verdict_on_peers()  # exits, naming a dead peer, if there is one
+    if _out_of_memory(error) and not debug:
+      # Sizes the user chose (a batch, an image size) that the device cannot hold: theirs
+      # to change, as the message says; XLA's own text names the allocation.
+      print(
+        f"landmark-jax {args.command}: error: out of memory on the device: "
+        f"{_one_line(error)[:300]} (a smaller batch or image size fits; --debug shows the "
+        "traceback)",
+        file=sys.stderr,
+      )
+      return 2
     raise
+
+
+def _out_of_memory(error: BaseException) -> bool:
+  """XLA's allocation failure (`jax.errors.JaxRuntimeError`, told by its name so that this
+  module needs no JAX)."""
+  return type(error).__name__ == "JaxRuntimeError" and str(error).startswith("RESOURCE_EXHAUSTED")
 
 
 if __name__ == "__main__":

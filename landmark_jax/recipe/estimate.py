@@ -41,6 +41,7 @@ class Rates:
   """One chip's figures from a device check, and the host pipeline's best."""
 
   device: str
+  backbone: str  # the network the check timed
   chips_per_host: int
   train: float  # images/s of the train step at the config's crop size
   inference: float  # images/s
@@ -81,6 +82,7 @@ def read_rates(path: str | pathlib.Path, crop_size: int) -> Rates:
   )
   return Rates(
     machine["device"],
+    str(settings.get("backbone", "")),
     int(machine["devices"]),
     train,
     inference,
@@ -112,6 +114,15 @@ def estimate(
   config = options.run_config()
   chips = chips or rates.chips_per_host * processes
   notes = list(rates.notes)
+  if rates.backbone != config.model.backbone:
+    # Another network's images/s say nothing of this one's (WRN-50-2 trains ~20× slower than
+    # resnet_tiny on the same CPU): said first, since every figure below rests on it.
+    notes.insert(
+      0,
+      f"WARNING: the check timed {rates.backbone or 'an unnamed backbone'}, this run trains "
+      f"{config.model.backbone}: these figures do not apply; run `landmark-jax benchmark "
+      f"device --backbone {config.model.backbone} --json FILE` on the accelerator",
+    )
   if options.own_split:
     train = listed.photos
     held = {name: len(read_csv(options.data / f"{name}.csv", ["id"])) for name in ("val", "test")}
@@ -124,7 +135,10 @@ def estimate(
   plan = plan_stages(config, source, processes=processes)
   batch = config.pipeline.batch_size
   rate = chips * rates.train * scaling
-  notes.append(f"{chips} chips reach {scaling:g} × {chips} × one chip's images/s (--scaling)")
+  notes.append(
+    f"{chips} chip{'s' * (chips != 1)} reach{'es' * (chips == 1)} {scaling:g} × {chips} × one "
+    "chip's images/s (--scaling)"
+  )
   if rates.pipeline is not None and processes * rates.pipeline < rate:
     rate = processes * rates.pipeline
     notes.append(
@@ -182,10 +196,10 @@ def format_estimate(rounds: list[RoundEstimate], notes: list[str], held: dict, r
     lines.append(
       f"| {r.round} | {r.photos} | {r.steps} × {r.batch} | {r.rate:.0f} | "
       f"{r.train_seconds * hours:.2f} | {r.embed_seconds * hours:.2f} | "
-      f"{(r.train_seconds + r.embed_seconds) * hours:.2f} | {r.chip_hours:.1f} |"
+      f"{(r.train_seconds + r.embed_seconds) * hours:.2f} | {r.chip_hours:.2f} |"
     )
   wall = sum(r.train_seconds + r.embed_seconds for r in rounds) * hours
-  lines.append(f"| total | | | | | | {wall:.2f} | {sum(r.chip_hours for r in rounds):.1f} |")
+  lines.append(f"| total | | | | | | {wall:.2f} | {sum(r.chip_hours for r in rounds):.2f} |")
   evaluated = held["val"] + held["test"]
   lines += [
     "",

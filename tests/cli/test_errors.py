@@ -208,3 +208,25 @@ def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
   monkeypatch.setattr(loop, "train", broken_train)
   with pytest.raises(RuntimeError, match="an internal bug"):
     cli.main(["train", "--config", "tiny_cpu", "--workdir", str(tmp_path / "w")])
+
+
+def test_out_of_device_memory_is_one_line_naming_the_allocation(tmp_path, monkeypatch, capsys):
+  """XLA's RESOURCE_EXHAUSTED (`benchmark device`'s defaults on a CPU asked for 25 GB) is a
+  size the user chose: one line and status 2; --debug keeps the traceback."""
+  import jax
+  import jax.numpy as jnp
+
+  from landmark_jax import cli
+  from landmark_jax.train import loop
+
+  def too_big(config, workdir, **kwargs):  # a real allocation XLA refuses: 32 TiB
+    jnp.zeros((1 << 45,), jnp.uint8).block_until_ready()
+
+  monkeypatch.setattr(loop, "train", too_big)
+  argv = ["train", "--config", "tiny_cpu", "--workdir", str(tmp_path / "w")]
+  assert cli.main(argv) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("landmark-jax train: error: out of memory on the")
+  assert "RESOURCE_EXHAUSTED: Out of memory allocating 35184372088832 bytes" in err[0]
+  with pytest.raises(jax.errors.JaxRuntimeError):
+    cli.main(["--debug", *argv])
