@@ -15,6 +15,9 @@
 #   MODE=run      bash scripts/tpu/recipe.sh   start it (in the background on each worker)
 #   MODE=logs     bash scripts/tpu/recipe.sh   follow worker 0's log
 #
+# MODE=dry-run asks worker 0, so it needs the TPU; before creating one, the same plan:
+#   landmark-jax recipe --data DATA --workdir WORKDIR --dry-run --plan-processes <workers>
+#
 # Unverified on a real pod (no TPU has been lent to this project): the one-process steps
 # (clean, index, calibrate, evaluate, export) run on worker 0 with JAX_PLATFORMS=cpu
 # (--single-steps-platform cpu), since a single worker cannot use the slice's chips alone.
@@ -37,6 +40,16 @@ PORT="${PORT:-8476}"                              # step k's coordinator: PORT +
 MODE="${MODE:-run}"                               # run | dry-run | estimate | logs
 # ---------------------------------------------------------------------------------------
 
+case "$MODE" in
+  run|dry-run|estimate|logs) ;;
+  *) echo "recipe.sh: MODE must be run, dry-run, estimate or logs, not $MODE" >&2; exit 2;;
+esac
+if ! command -v gcloud > /dev/null; then
+  echo "recipe.sh: gcloud is not installed (https://cloud.google.com/sdk); without a TPU," \
+    "\`landmark-jax recipe ... --dry-run --plan-processes N\` shows the same plan here" >&2
+  exit 2
+fi
+
 gcloud_tpu=(gcloud compute tpus tpu-vm)
 where=(--zone "$ZONE")
 if [[ -n "$PROJECT" ]]; then where+=(--project "$PROJECT"); fi
@@ -47,7 +60,8 @@ read -r -a ips <<< "$("${gcloud_tpu[@]}" describe "$TPU_NAME" "${where[@]}" \
   --format='value(networkEndpoints[].ipAddress)' | tr ';,' '  ')"
 workers=${#ips[@]}
 if (( workers == 0 )); then
-  echo "recipe.sh: no workers found for TPU $TPU_NAME in $ZONE" >&2
+  echo "recipe.sh: no workers found for TPU $TPU_NAME in $ZONE (gcloud's message above;" \
+    "TPU_NAME, ZONE and PROJECT in the settings)" >&2
   exit 2
 fi
 attempt="$(date -u +%Y%m%dT%H%M%SZ)"  # new at each start, the same on every worker

@@ -104,3 +104,39 @@ def test_the_tpu_scripts_dry_run_asks_worker_0_only(tmp_path):
   assert "--worker=0" in ssh
   remote = ssh[ssh.index("--command") + 1]
   assert remote.endswith("--dry-run --plan-processes 2")
+
+
+def run_script(path, **env):
+  return subprocess.run(
+    [shutil.which("bash"), str(path)],
+    capture_output=True,
+    text=True,
+    env={**os.environ, **env},
+    check=False,
+  )
+
+
+def test_the_launchers_say_a_users_mistake_in_one_line_with_status_2(tmp_path):
+  tpu, slurm = ROOT / "scripts" / "tpu" / "recipe.sh", ROOT / "scripts" / "slurm" / "recipe.sbatch"
+  outside_a_job = {k: "" for k in os.environ if k.startswith("SLURM_")}
+  cases = [
+    # A typo of MODE is said before gcloud is asked anything.
+    (tpu, {"MODE": "dryrun"}, "MODE must be run, dry-run, estimate or logs, not dryrun"),
+    # No gcloud: said, with the local dry run (not "no workers found").
+    (tpu, {"MODE": "dry-run", "PATH": str(tmp_path)}, "gcloud is not installed"),
+    (slurm, {"PYTHON": "/bin/false"}, "/bin/false has no landmark_jax: set VENV (or PYTHON)"),
+    (
+      slurm,
+      {"PYTHON": sys.executable, "ESTIMATE_ONLY": "1", "DEVICE_CHECK": ""},
+      "ESTIMATE_ONLY=1 needs DEVICE_CHECK=",
+    ),
+    (
+      slurm,
+      {"PYTHON": sys.executable, "DATA": str(tmp_path), "WORKDIR": str(tmp_path / "w")},
+      "not inside a SLURM job: submit it with sbatch",
+    ),
+  ]
+  for script, env, message in cases:
+    result = run_script(script, **outside_a_job, **env)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], (env, result)
