@@ -91,3 +91,11 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> pathlib.P
     # Every program, however fast it compiles: start-up is the sum of many small ones.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   return pathlib.Path(chosen)
+
+
+def usable_cpus() -> int:
+  """The CPUs this process may run on: its affinity, which is SLURM's or a container's
+  share of the machine (``os.cpu_count`` counts them all); the count where there is none."""
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1

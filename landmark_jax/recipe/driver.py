@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import sys
 
 from landmark_jax.errors import DataError, UsageError, UserError
@@ -54,9 +55,10 @@ def _describe_data(options: RecipeOptions, listed) -> str:
 
 def check_workdir(options: RecipeOptions) -> None:
   """Refuses a workdir whose runs were made with other settings (`check_same_config`)."""
-  check_same_config(
-    options.workdir, options.run_config(), "another --workdir (or delete it)", second_round=True
-  )
+  # The recipe has no --fresh (deleting a shared workdir from N processes at once is
+  # unsafe): starting over is the user's own deletion.
+  start_over = f"`rm -r {shlex.quote(str(options.workdir))}`"
+  check_same_config(options.workdir, options.run_config(), start_over, second_round=True)
 
 
 def dry_run(options: RecipeOptions, place: Place) -> int:

@@ -6,23 +6,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 
 from landmark_jax.data.config import ImageConfig
 from landmark_jax.errors import ConfigError
+from landmark_jax.runtime import usable_cpus
 
 BATCH_PATH = "/v1/recognize:batch"
 
 
 def default_decode_workers() -> int:
   """One decode per core this process may run on, at most 8."""
-  return max(
-    1,
-    min(
-      8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    ),
-  )
+  return max(1, min(8, usable_cpus()))
 
 
 @dataclasses.dataclass(frozen=True)

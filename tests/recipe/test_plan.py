@@ -3,6 +3,7 @@ written, and each lacking input named (status 2)."""
 
 import csv
 import json
+import os
 import shlex
 
 import pytest
@@ -149,7 +150,8 @@ def test_a_workdir_of_other_settings_is_a_lack(tmp_path, capsys):
   status, out, _ = dry_run(capsys, data, workdir, "num_epochs=4")
   assert status == 2
   (lack,) = [line for line in out.splitlines() if line.startswith("lacks:")]
-  assert "num_epochs: 3 → 4" in lack and "another --workdir" in lack
+  assert "num_epochs: 3 → 4" in lack
+  assert lack.endswith(f"use `rm -r {workdir}` to start over, or another --workdir")
 
 
 def status_of(argv) -> int:
@@ -254,3 +256,16 @@ def test_a_data_path_that_is_no_folder_is_named_without_a_download_hint(tmp_path
     assert status == 2 and lacks == [
       f"lacks: --data {given} {what}: give the GLDv2-layout folder holding train.csv"
     ], lacks
+
+
+@pytest.mark.parametrize("cpus, workers", [(1, 0), (2, 1), (6, 3), (32, 8)])
+def test_embed_decodes_with_half_the_cpus_of_its_share_at_most_8(
+  tmp_path, capsys, monkeypatch, cpus, workers
+):
+  # The affinity is SLURM's (--cpus-per-task) or a container's share, not the machine's.
+  monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+  steps = steps_of(dry_run(capsys, enough_photos(tmp_path / "data"), tmp_path / "w")[1])
+  embeds = [argv for name, *_, argv in steps if name.endswith("embed")]
+  assert len(embeds) == 2 and all(flag(a, "--num-workers") == str(workers) for a in embeds)
+  given = dry_run(capsys, tmp_path / "data", tmp_path / "w", "--num-workers", "5")[1]
+  assert all(flag(a, "--num-workers") == "5" for *_, a in steps_of(given) if "embed" in a)
