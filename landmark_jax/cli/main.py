@@ -200,10 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     if _out_of_memory(error) and not debug:
       # Sizes the user chose (a batch, an image size) that the device cannot hold: theirs
       # to change, as the message says; XLA's own text names the allocation.
+      smaller = (
+        "--batch-size or --image-sizes smaller, or --smoke on a CPU"
+        if args.command == "benchmark"
+        else "a smaller batch (pipeline.batch_size, --batch-size) or image size"
+      )
       print(
         f"landmark-jax {args.command}: error: out of memory on the device: "
-        f"{_one_line(error)[:300]} (a smaller batch or image size fits; --debug shows the "
-        "traceback)",
+        f"{_one_line(error)[:300]} ({smaller}; --debug shows the traceback)",
         file=sys.stderr,
       )
       return 2

@@ -22,7 +22,7 @@ TIMM_PREFIX = "timm:"
 # The registry's backbones that torchvision builds under the same name with ImageNet weights
 # (tests/models/test_pretrained_sources.py checks this against torchvision).
 TORCHVISION_BACKBONES = ("resnet50", "resnet101", "resnet152", "wide_resnet50_2")
-_TORCH_EXTRA = "pip install 'landmark-jax[torch]'"
+_TORCH_EXTRA = "pip install 'landmark-jax[torch]' (in a checkout: pip install -e '.[torch]')"
 
 
 class MissingExtraError(UserError, ImportError):

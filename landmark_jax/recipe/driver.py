@@ -43,8 +43,10 @@ def place_of(
 
 
 def _describe_data(options: RecipeOptions, listed) -> str:
+  if not options.data.is_dir():
+    return f"{options.data}: {'not a folder' if options.data.exists() else 'does not exist'}"
   if listed is None:
-    return f"{options.data}: not readable yet"
+    return f"{options.data}: no list of photos read (the lacks: lines below)"
   landmark, non_landmark = listed.counts()
   landmarks = len({lid for lid in listed.photos.landmark_ids if lid is not None})
   return (

@@ -25,7 +25,7 @@ import pathlib
 from landmark_jax.data.tables import read_csv
 from landmark_jax.errors import ConfigError, MissingFileError
 from landmark_jax.recipe import split
-from landmark_jax.recipe.inputs import labelled_source, lacking_inputs
+from landmark_jax.recipe.inputs import BATCH_LACK, labelled_source, lacking_inputs
 from landmark_jax.recipe.options import RecipeOptions
 from landmark_jax.recipe.steps import read_json
 from landmark_jax.train.curriculum import plan_stages
@@ -111,6 +111,9 @@ def estimate(
   lacks, listed = lacking_inputs(options)
   if listed is None:
     raise MissingFileError("; ".join(lacks) or f"{options.data}: no photos listed")
+  too_big = [lack for lack in lacks if lack.startswith(BATCH_LACK)]
+  if too_big:  # training could not plan its steps: said as the dry run says it
+    raise ConfigError(too_big[0])
   config = options.run_config()
   chips = chips or rates.chips_per_host * processes
   notes = list(rates.notes)

@@ -16,6 +16,7 @@ from landmark_jax.recipe.split import DataList, list_data, make_split
 from landmark_jax.train.recipe import check_curriculum, check_pretrained
 
 SETTINGS = "settings"  # the lack of a config that does not load: no step can be planned
+BATCH_LACK = "batch:"  # a batch round 2 could not fill (the estimate refuses it too)
 
 
 def lacking_inputs(options: RecipeOptions) -> tuple[list[str], DataList | None]:
@@ -27,10 +28,14 @@ def lacking_inputs(options: RecipeOptions) -> tuple[list[str], DataList | None]:
   if not data.is_dir():  # a typo or a file: not a folder to download GLDv2 into
     what = "is a file" if data.exists() else "does not exist"
     lacks.append(f"--data {data} {what}: give the GLDv2-layout folder holding train.csv")
+  elif not train_csv.is_file() and (data.parent / "train.csv").is_file():
+    # One folder too deep (--data …/images): not a folder to download GLDv2 into either.
+    lacks.append(f"{train_csv}: not there, but {data.parent} holds one: --data {data.parent}?")
   elif not train_csv.is_file():
     lacks.append(f"{train_csv}: the list of training photos ({prepare})")
   if (
     data.is_dir()
+    and not (data.parent / "train.csv").is_file()
     and not options.packed_dir
     and not any((data / d).is_dir() for d in ("images", "train"))
   ):
@@ -92,8 +97,9 @@ def _batch_lacks(options: RecipeOptions, config: TrainConfig, listed: DataList) 
     return []
   fits = 1 << max(0, (photos // 2).bit_length() - 1)  # a power of two: any device count's multiple
   return [
-    f"batch: round 1 trains on {photos} photos, and round 2 on those cleaning keeps: a batch of "
-    f"{batch} (pipeline.batch_size) would leave round 2 without one; give pipeline.batch_size="
+    f"{BATCH_LACK} round 1 trains on {photos} photos, and round 2 on those cleaning keeps: a "
+    f"batch of {batch} (pipeline.batch_size) would leave round 2 without one; give "
+    "pipeline.batch_size="
     f"{fits} or less (at most half the training photos, a multiple of the devices)"
   ]
 

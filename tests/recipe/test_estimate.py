@@ -127,3 +127,12 @@ def test_the_keys_read_are_those_the_device_check_writes():
   assert {"image", "loss", "images/s"} <= set(row)
   assert {"device", "devices"} <= set(device_check.machine())
   assert "batch_size" in {f for f in settings.__dataclass_fields__}
+
+
+def test_a_batch_round_two_could_not_fill_is_refused_as_the_dry_run_says(tmp_path, data, capsys):
+  argv = ["recipe", "--data", str(data), "--workdir", str(tmp_path / "w"), "--config"]
+  argv += ["tiny_cpu", "--estimate-only", "--device-check", str(check_file(tmp_path))]
+  assert main([*argv, "pipeline.batch_size=64"]) == 2  # 80 training photos: at most 40
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "batch: round 1 trains on 80 photos" in err[0], err
+  assert "give pipeline.batch_size=32 or less" in err[0]

@@ -256,6 +256,12 @@ def test_a_data_path_that_is_no_folder_is_named_without_a_download_hint(tmp_path
     assert status == 2 and lacks == [
       f"lacks: --data {given} {what}: give the GLDv2-layout folder holding train.csv"
     ], lacks
+    assert f"data: {given}: {'not a folder' if data in given.parents else 'does not exist'}" in out
+  # One folder too deep: the folder above is named, not a download into the photos' folder.
+  status, out, _ = dry_run(capsys, data / "images", tmp_path / "w")
+  lacks = [line for line in out.splitlines() if line.startswith("lacks:")]
+  train_csv = data / "images" / "train.csv"
+  assert lacks == [f"lacks: {train_csv}: not there, but {data} holds one: --data {data}?"], lacks
 
 
 @pytest.mark.parametrize("cpus, workers", [(1, 0), (2, 1), (6, 3), (32, 8)])
