@@ -88,6 +88,7 @@ def test_every_step_names_the_recipe_as_its_parent():
     step = Step(1, "x", every_process, ("x",), lambda: False, "")
     env = child_environment(step, Place(0, 2, "SLURM", "a", port_base=20000), None, base={})
     assert env["LANDMARK_JAX_STOP_WITH_PARENT"] == str(os.getpid())
+    assert env["LANDMARK_JAX_RECIPE_STEP"] == "x"  # the step leaves "what next" to the recipe
 
 
 def test_the_command_line_arms_it_first():

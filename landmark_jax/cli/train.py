@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import pathlib
 
 from landmark_jax.cli.common import (
@@ -86,7 +87,8 @@ def _train(args) -> int:
           f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.holdout.items()
         )
       )
-    if not config.data.clean_csv:
+    # Not inside `landmark-jax recipe` (`recipe.run.RECIPE_STEP`), which runs what comes next.
+    if not config.data.clean_csv and not os.environ.get("LANDMARK_JAX_RECIPE_STEP"):
       # The paper trains twice: this was the first round, on photos nobody has cleaned.
       print(
         "this is the recipe's first round (uncleaned photos): `landmark-jax embed`, `clean`, "

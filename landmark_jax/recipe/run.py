@@ -30,6 +30,8 @@ POLL_SECONDS = 2.0  # how often a waiting process looks for a step's output (a s
 HEARTBEAT_SECONDS = 30.0  # how often process 0 says it is alive while a step runs
 SILENCE_LIMIT = 600.0  # a waiting process gives up after this long without a heartbeat
 START_TIMEOUT = 300.0  # for process 0's attempt file to appear (JAX's own join timeout)
+# Names the step a command runs as: its own "what to run next" advice is then left out.
+RECIPE_STEP = "LANDMARK_JAX_RECIPE_STEP"
 STOPPED = 143  # 128 + SIGTERM: what `train` returns when it checkpointed on a signal
 
 # The variables by which a child would take itself for one of several processes: removed
@@ -67,6 +69,7 @@ def child_environment(
 ) -> dict[str, str]:
   env = dict(os.environ if base is None else base)
   env[STOP_WITH_PARENT] = str(os.getpid())  # a SIGKILLed recipe leaves no step running
+  env[RECIPE_STEP] = step.name  # its advice on the next commands is the recipe's to give
   if step.every_process:
     if place.port_base is not None and place.count > 1:
       env["JAX_COORDINATOR_PORT"] = str(place.port_base + step.number)

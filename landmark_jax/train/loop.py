@@ -313,7 +313,10 @@ def _run_stage(
       break  # at the stage's end, `train` saves the stage boundary's checkpoint as usual
   if pending is not None:
     _report(*pending, run, stage)
-  logger.info("stage %d done at step %d; %d unreadable images skipped", stage, step, skipped.total)
+  ended = "stopped" if stopped else "done"  # a signal's stop is not the stage's end
+  logger.info(
+    "stage %d %s at step %d; %d unreadable images skipped", stage, ended, step, skipped.total
+  )
   return state, step, skipped.total, saved, stopped
 
 

@@ -181,7 +181,7 @@ def _refused_with(error, config, workdir, match):
 
 
 def test_train_says_it_is_the_first_round_unless_it_trains_on_cleaned_photos(
-  tmp_path, capsys, demo_cache
+  tmp_path, capsys, monkeypatch, demo_cache
 ):
   argv = ["train", "--config", "tiny_cpu", "--workdir", str(tmp_path / "w"), "max_steps=1"]
   assert main(argv) == 0
@@ -201,4 +201,9 @@ def test_train_says_it_is_the_first_round_unless_it_trains_on_cleaned_photos(
   )
   argv = ["train", "--config", "tiny_cpu", "--workdir", str(tmp_path / "w2"), "max_steps=1"]
   assert main([*argv, f"data.clean_csv={clean}"]) == 0
+  assert "first round" not in capsys.readouterr().out
+  # A step of `landmark-jax recipe`, which runs the next commands itself: nothing to add.
+  monkeypatch.setenv("LANDMARK_JAX_RECIPE_STEP", "round1/train")
+  argv = ["train", "--config", "tiny_cpu", "--workdir", str(tmp_path / "w3"), "max_steps=1"]
+  assert main(argv) == 0
   assert "first round" not in capsys.readouterr().out
