@@ -70,8 +70,10 @@ class Batcher:
         if remaining <= 0:
           break
         try:
-          batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-        except asyncio.TimeoutError:
+          # Not asyncio.wait_for: on Python 3.11 it can swallow `stop()`'s cancellation.
+          async with asyncio.timeout(remaining):
+            batch.append(await self._queue.get())
+        except TimeoutError:
           break
       items = [item for item, _ in batch]
       try:

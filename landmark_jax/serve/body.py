@@ -229,8 +229,12 @@ class BodyLimit:
         return await receive()
       upload.task = asyncio.current_task()
       try:
-        message = await asyncio.wait_for(receive(), self.read_timeout_s)
-      except asyncio.TimeoutError:
+        # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as
+        # `receive()` completes, and the request's deadline (`limits.RequestDeadline`),
+        # which cancels once, was then lost while a client kept sending.
+        async with asyncio.timeout(self.read_timeout_s):
+          message = await receive()
+      except TimeoutError:
         raise RequestError(
           408,
           "body_timeout",

@@ -2,6 +2,7 @@
 result, and a failed batch fails only its own requests."""
 
 import asyncio
+import threading
 
 from landmark_jax.serve.batcher import Batcher
 
@@ -54,3 +55,36 @@ def test_a_failed_batch_fails_its_own_requests_only():
   first, second, third, fourth = run(scenario())
   assert isinstance(first, RuntimeError) and isinstance(second, RuntimeError)
   assert third == (2, 2) and fourth == (3, 2)
+
+
+def test_stop_ends_the_loop_while_items_keep_arriving():
+  # stop() cancels the loop's task once; on Python 3.11 an asyncio.wait_for that gathers
+  # the batch swallowed that cancellation when an item came at the same turn, and stop()
+  # then waited for ever. A thread bounds the wait, since an asyncio timeout could be
+  # swallowed the same way.
+
+  async def one_trial():
+    batcher = Batcher(lambda items: list(items), max_batch=10**9, max_wait_s=60.0)
+    await batcher.start()
+
+    async def keep_submitting():
+      while True:
+        asyncio.get_running_loop().create_task(batcher.submit(0))
+        await asyncio.sleep(0)
+
+    producer = asyncio.create_task(keep_submitting())
+    await asyncio.sleep(0.005)
+    await batcher.stop()
+    producer.cancel()
+
+  stopped = []
+
+  def trials():
+    for _ in range(40):
+      run(one_trial())
+      stopped.append(True)
+
+  worker = threading.Thread(target=trials, daemon=True)
+  worker.start()
+  worker.join(timeout=60)
+  assert len(stopped) == 40, f"stop() did not return in trial {len(stopped) + 1} of 40"
