@@ -18,11 +18,19 @@ one header line per 10 s left no good request answered. `GuardedH11Protocol` add
   does the newcomer get 503 ``too_many_connections``. Staying below the limit matters:
   after EMFILE the event loop stops accepting for a while, good clients included;
 - h11's protocol errors answered as the service's JSON (400 ``malformed_request``), not
-  text/plain.
+  text/plain;
+- a lingering close: a connection answered and closed while its client may still be
+  sending (an upload cut by a guard, a refusal, a malformed head) half-closes, then reads
+  and drops what still comes until the client closes its side, is quiet for
+  `LINGER_QUIET_S`, or `LINGER_MAX_S` pass, as nginx and Apache do. Closing at once with
+  bytes unread, or arriving after, makes the kernel answer with a reset, and a reset can
+  reach the client before it has read the answer, which it then never sees (a 408 was lost
+  that way in CI).
 
 It overrides uvicorn internals (`connection_made`, `connection_lost`, `data_received`,
 `handle_events`, `on_response_complete`, `send_400_response`; reads `conn`, `connections`,
-`transport`), so uvicorn is pinned below 0.56 and `test_uvicorn_hooks_exist` fails on an
+`transport`; hands uvicorn a transport whose `close()` lingers, relying on uvicorn to close
+through it), so uvicorn is pinned below 0.56 and `test_uvicorn_hooks_exist` fails on an
 upgrade that moves them. The exit, if uvicorn changes too much, is a reverse proxy in
 front (docs/decisions.md, "Hostile connections").
 """
@@ -49,6 +57,12 @@ RESERVED_FDS = 128
 MAX_CONNECTIONS = 1000
 # Evictions and refusals are logged at most this often: an attack must not flood the log.
 _LOG_EVERY_S = 10.0
+# A lingering close ends when the client has been quiet this long, or at the latest after
+# LINGER_MAX_S (nginx's lingering_timeout and lingering_time are 5 s and 30 s; ours are
+# shorter because a lingering connection holds a descriptor, though the cap evicts those
+# first).
+LINGER_QUIET_S = 2.0
+LINGER_MAX_S = 10.0
 
 
 def default_max_connections() -> int:
@@ -91,6 +105,25 @@ class _Tally:
       self.counts, self.logged_at = {}, now
 
 
+class _LingeringTransport:
+  """The connection's transport as uvicorn sees it: `close()` is the protocol's
+  `close_gracefully`, and a lingering connection reads as closing, so uvicorn arms no
+  keep-alive timer and starts no next request on it."""
+
+  def __init__(self, transport, protocol: GuardedH11Protocol):
+    self._transport = transport
+    self._protocol = protocol
+
+  def close(self) -> None:
+    self._protocol.close_gracefully()
+
+  def is_closing(self) -> bool:
+    return self._transport.is_closing() or self._protocol.lingering
+
+  def __getattr__(self, name):
+    return getattr(self._transport, name)
+
+
 class GuardedH11Protocol(H11Protocol):
   """`H11Protocol` with a header deadline, a connection cap and JSON protocol errors.
 
@@ -121,20 +154,33 @@ class GuardedH11Protocol(H11Protocol):
     # When this connection began waiting for a request head (monotonic); None while a
     # request is being answered. The cap closes the connection that has waited longest.
     self.waiting_since: float | None = None
+    self._raw_transport = None
+    self._linger_timer = None
+    self._linger_ends = 0.0  # monotonic: LINGER_MAX_S after the lingering began
+    self._last_heard = 0.0  # monotonic: the last bytes read while lingering
+
+  @property
+  def lingering(self) -> bool:
+    return self._linger_timer is not None
 
   # Connection life.
 
   def connection_made(self, transport) -> None:
-    super().connection_made(transport)
+    self._raw_transport = transport
+    super().connection_made(_LingeringTransport(transport, self))
     self._await_head()
     self._enforce_cap()
 
   def connection_lost(self, exc) -> None:
     self._cancel_header_timer()
+    self._cancel_linger_timer()
     self.waiting_since = None
     super().connection_lost(exc)
 
   def data_received(self, data: bytes) -> None:
+    if self.lingering:  # the answer is sent: what the client still sends is dropped
+      self._last_heard = time.monotonic()
+      return
     if self._header_timer is None and self.conn.their_state is h11.IDLE:
       self._await_head()  # the first bytes of the next request on a kept-alive connection
     self._head_bytes += len(data)
@@ -149,9 +195,50 @@ class GuardedH11Protocol(H11Protocol):
       self.waiting_since = None
 
   def on_response_complete(self) -> None:
-    self.waiting_since = time.monotonic()  # kept alive: waiting again (before a pipelined
-    self._head_bytes = 0  # request parsed by the call below)
+    if not self.lingering:
+      self.waiting_since = time.monotonic()  # kept alive: waiting again (before a pipelined
+      self._head_bytes = 0  # request parsed by the call below)
     super().on_response_complete()
+
+  # Closing.
+
+  def close_gracefully(self) -> None:
+    """uvicorn's close: lingers if the answer went out before the request's body was all
+    read, else closes. A second close while lingering (the server shutting down) closes."""
+    if self.conn.their_state is h11.SEND_BODY and not self.lingering:
+      self._linger()
+    else:
+      self._close_now()
+
+  def _close_now(self) -> None:
+    self._cancel_linger_timer()
+    self._raw_transport.close()
+
+  def _linger(self) -> None:
+    transport = self._raw_transport
+    if transport.is_closing() or not transport.can_write_eof():
+      transport.close()
+      return
+    self._cancel_header_timer()
+    self.waiting_since = 0.0  # the cap evicts lingering connections first
+    now = time.monotonic()
+    self._linger_ends, self._last_heard = now + LINGER_MAX_S, now
+    transport.write_eof()  # FIN once the answer is flushed
+    transport.resume_reading()  # uvicorn may have paused reads for a full body buffer
+    self._linger_timer = self.loop.call_later(LINGER_QUIET_S, self._linger_check)
+
+  def _linger_check(self) -> None:
+    end = min(self._last_heard + LINGER_QUIET_S, self._linger_ends)
+    now = time.monotonic()
+    if now >= end:
+      self._close_now()
+    else:
+      self._linger_timer = self.loop.call_later(end - now, self._linger_check)
+
+  def _cancel_linger_timer(self) -> None:
+    if self._linger_timer is not None:
+      self._linger_timer.cancel()
+      self._linger_timer = None
 
   # The guards.
 
@@ -182,7 +269,8 @@ class GuardedH11Protocol(H11Protocol):
       self.transport.close()
 
   def _enforce_cap(self) -> None:
-    open_now = [c for c in self.connections if not c.transport.is_closing()]
+    # Lingering connections still hold their descriptors: they count, and go first.
+    open_now = [c for c in self.connections if not c._raw_transport.is_closing()]
     excess = len(open_now) - self.max_connections
     if excess <= 0:
       return
@@ -201,6 +289,9 @@ class GuardedH11Protocol(H11Protocol):
       )
 
   def _evict(self) -> None:
+    if self.lingering:  # answered already
+      self._close_now()
+      return
     self.tally.add("evicted (waited longest for a request)")
     if self._head_bytes:
       self._close_with(
@@ -213,10 +304,12 @@ class GuardedH11Protocol(H11Protocol):
       self.transport.close()
 
   def _close_with(self, status: int, code: str, message: str) -> None:
+    """Answers and closes a connection whose client may be sending still (a head cut
+    short, a refusal on arrival, a malformed head): so a lingering close."""
     self._cancel_header_timer()
     self.waiting_since = None
-    self.transport.write(error_bytes(status, code, message))
-    self.transport.close()
+    self._raw_transport.write(error_bytes(status, code, message))
+    self._linger()
 
   def send_400_response(self, msg: str) -> None:
     """h11 could not parse the request (malformed, or a head over 16 KiB)."""

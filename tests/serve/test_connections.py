@@ -14,7 +14,7 @@ import statistics
 import threading
 import time
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 from landmark_jax.serve.protocol import GuardedH11Protocol
 from tests.serve.guarded_server import request, serving
@@ -53,6 +53,12 @@ def test_uvicorn_hooks_exist():
     "self.on_response_complete",  # each cycle reports its end through it
   ):
     assert use in source, use
+  # The lingering close: a cycle closes through the transport it was given (ours), and no
+  # keep-alive timer is armed on a connection whose transport reads as closing.
+  cycle = inspect.getsource(RequestResponseCycle)
+  assert "transport=self.transport" in inspect.getsource(H11Protocol.handle_events)
+  assert "self.transport.close()" in cycle
+  assert "if self.transport.is_closing():" in inspect.getsource(H11Protocol.on_response_complete)
 
 
 def _json_error(answer: bytes) -> dict:
