@@ -55,7 +55,9 @@ def _alive(pid: int) -> bool:
     return False
 
 
-def _kill_parent_and_watch(mode: str) -> tuple[str, bool]:
+def _kill_parent_and_watch(mode: str, watch_s: float) -> tuple[str, bool]:
+  """Starts the parent, SIGKILLs it once its child has spoken, and watches the child for
+  up to `watch_s`: (what the child said, whether it is still alive)."""
   parent = subprocess.Popen(
     [sys.executable, "-c", PARENT, mode, CHILD], stdout=subprocess.PIPE, text=True
   )
@@ -63,7 +65,7 @@ def _kill_parent_and_watch(mode: str) -> tuple[str, bool]:
   child = int(pid)
   parent.send_signal(signal.SIGKILL)
   parent.wait()
-  deadline = time.monotonic() + 10
+  deadline = time.monotonic() + watch_s
   while _alive(child) and time.monotonic() < deadline:
     time.sleep(0.05)
   alive = _alive(child)
@@ -73,13 +75,14 @@ def _kill_parent_and_watch(mode: str) -> tuple[str, bool]:
 
 
 def test_a_step_ends_with_its_sigkilled_recipe_and_passes_nothing_on():
-  said, alive = _kill_parent_and_watch("with")
+  said, alive = _kill_parent_and_watch("with", watch_s=10)
   assert said == "True False"  # armed; a process it starts would not take the parent for its own
   assert not alive
 
 
 def test_without_the_lifeline_the_step_outlives_its_recipe():
-  said, alive = _kill_parent_and_watch("without")
+  # The armed child ends at once with its parent (the test above): 2 s alive is plenty.
+  said, alive = _kill_parent_and_watch("without", watch_s=2)
   assert said == "False False" and alive  # what the recipe's steps did before
 
 
