@@ -2,6 +2,7 @@
 uploads, the decode budget, JSON errors everywhere, readiness. Each over the real socket."""
 
 import asyncio
+import http.client
 import json
 import socket
 import threading
@@ -73,6 +74,24 @@ def test_declared_oversize_body_is_refused_before_it_is_sent(server):
   status, body, sent = _raw_request(url, head)
   assert status == 413 and body["error"] == "body_too_large" and sent == 0
   assert "200,000,000" in body["message"]
+
+
+def test_a_client_that_sends_its_whole_body_first_still_reads_the_413(server):
+  # Python's http.client (under requests) sends the whole body before it reads: the 413
+  # comes while it sends, and closing at once answered its bytes with a reset, which it
+  # saw instead of the 413 (docs/decisions.md, "Lingering close").
+  url, _ = server
+  host, port = url.removeprefix("http://").split(":")
+  body = b"\0" * 6_000_000  # three times the limit, more than the socket buffers hold
+  for _ in range(3):
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+      connection.request("POST", "/v1/recognize", body, {"Content-Type": "image/jpeg"})
+      answer = connection.getresponse()
+      status, error = answer.status, json.loads(answer.read())["error"]
+    finally:
+      connection.close()
+    assert (status, error) == (413, "body_too_large")
 
 
 def test_chunked_body_is_cut_at_the_limit(server):
