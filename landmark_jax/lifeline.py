@@ -17,6 +17,10 @@ import signal
 import sys
 
 STOP_WITH_PARENT = "LANDMARK_JAX_STOP_WITH_PARENT"  # the parent's pid
+# Set by the recipe too: the step a command runs as. Its own "what to run next" advice is
+# then left out, the recipe runs what comes next (read by `cli.train`, a leaf's constant so
+# that reading it imports nothing of the recipe).
+RECIPE_STEP = "LANDMARK_JAX_RECIPE_STEP"
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 

@@ -15,6 +15,7 @@ from landmark_jax.cli.common import (
   setup_logging,
   use_compilation_cache,
 )
+from landmark_jax.lifeline import RECIPE_STEP
 
 
 def _demo(args) -> int:
@@ -87,8 +88,8 @@ def _train(args) -> int:
           f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.holdout.items()
         )
       )
-    # Not inside `landmark-jax recipe` (`recipe.run.RECIPE_STEP`), which runs what comes next.
-    if not config.data.clean_csv and not os.environ.get("LANDMARK_JAX_RECIPE_STEP"):
+    # Not inside `landmark-jax recipe`, which runs what comes next.
+    if not config.data.clean_csv and not os.environ.get(RECIPE_STEP):
       # The paper trains twice: this was the first round, on photos nobody has cleaned.
       print(
         "this is the recipe's first round (uncleaned photos): `landmark-jax embed`, `clean`, "

@@ -22,7 +22,7 @@ import time
 from typing import Callable
 
 from landmark_jax.folders import atomic_write_text
-from landmark_jax.lifeline import STOP_WITH_PARENT
+from landmark_jax.lifeline import RECIPE_STEP, STOP_WITH_PARENT
 from landmark_jax.recipe.layout import Layout
 from landmark_jax.recipe.steps import Step, last_joint_step, read_json
 
@@ -30,8 +30,6 @@ POLL_SECONDS = 2.0  # how often a waiting process looks for a step's output (a s
 HEARTBEAT_SECONDS = 30.0  # how often process 0 says it is alive while a step runs
 SILENCE_LIMIT = 600.0  # a waiting process gives up after this long without a heartbeat
 START_TIMEOUT = 300.0  # for process 0's attempt file to appear (JAX's own join timeout)
-# Names the step a command runs as: its own "what to run next" advice is then left out.
-RECIPE_STEP = "LANDMARK_JAX_RECIPE_STEP"
 STOPPED = 143  # 128 + SIGTERM: what `train` returns when it checkpointed on a signal
 
 # The variables by which a child would take itself for one of several processes: removed

@@ -149,11 +149,12 @@ def _upload_past_the_answer(sock: socket.socket, keep_sending_s: float) -> tuple
     try:
       sock.send(b"x" * 1024)
     except OSError as error:  # the server's side is gone: what came before it is read below
-      return _read_to_the_end(sock, b""), type(error).__name__
-  return _read_to_the_end(sock, b""), "closed"
+      return _read_to_the_end(sock), type(error).__name__
+  return _read_to_the_end(sock), "closed"
 
 
-def _read_to_the_end(sock: socket.socket, answer: bytes) -> bytes:
+def _read_to_the_end(sock: socket.socket) -> bytes:
+  answer = b""
   sock.settimeout(5)
   try:
     while chunk := sock.recv(65536):
