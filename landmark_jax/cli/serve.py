@@ -146,13 +146,15 @@ def register(commands, debug) -> None:
     "--max-bytes",
     type=positive_int,
     default=20 * 2**20,
-    help="request body limit of /v1/recognize, 413 above (default: 20 MiB)",
+    metavar="BYTES",
+    help="request body limit of /v1/recognize in bytes, 413 above (default: 20 MiB, 20971520)",
   )
   srv.add_argument(
     "--max-batch-bytes",
     type=positive_int,
     default=64 * 2**20,
-    help="request body limit of /v1/recognize:batch (default: 64 MiB)",
+    metavar="BYTES",
+    help="request body limit of /v1/recognize:batch in bytes (default: 64 MiB, 67108864)",
   )
   srv.add_argument(
     "--max-pixels",
@@ -243,6 +245,7 @@ def add_hostile_client_args(srv) -> None:
   srv.add_argument(
     "--max-decode-mib",
     dest="max_decode_bytes",
+    metavar="MIB",
     type=mebibytes,
     default=None,
     help="memory one decode may take, counted from the header for the image's mode and "
@@ -283,6 +286,7 @@ def add_hostile_client_args(srv) -> None:
   srv.add_argument(
     "--max-mib-in-flight",
     dest="max_bytes_in_flight",
+    metavar="MIB",
     type=mebibytes,
     default=None,
     help="request bodies held at once, every connection together; a stalled upload is cut "
